@@ -1,0 +1,47 @@
+# The two set-up commands: `make run` and `make test`. Everything else is a helper of those.
+BUILD     ?= build
+TYPE      ?= Release
+JOBS      ?= $(shell nproc)
+CMAKE_ARGS ?=
+export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_DIR ?= $(HOME)/.cache/evosip-ccache
+
+.PHONY: all deps configure build run test unit integration fuzz format clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) \
+	  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache $(CMAKE_ARGS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/evosip up
+
+# Every test: unit, fuzz-corpus replay and integration (real binaries, real peers).
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600
+
+unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+
+integration: build
+	ctest --test-dir $(BUILD) --output-on-failure -L integration
+
+# libFuzzer binaries (clang-14): make fuzz, then build-fuzz/tests/fuzz/<name>_fuzzer CORPUS_DIR
+fuzz: deps
+	cmake --preset fuzz
+	cmake --build build-fuzz -j $(JOBS)
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

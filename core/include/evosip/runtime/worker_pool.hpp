@@ -1,0 +1,71 @@
+#pragma once
+// One io_context per worker thread (STYLE.md "Threads"). A call's state is owned by one worker;
+// work for another worker is posted to it. Blocking work goes to a separate small pool.
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+namespace evosip::runtime {
+
+class Worker {
+ public:
+  explicit Worker(size_t index) : index_(index) {}
+  size_t index() const { return index_; }
+  boost::asio::io_context& io() { return io_; }
+
+  // Index of the worker whose thread is running now, or SIZE_MAX on a non-worker thread.
+  static size_t currentIndex();
+
+ private:
+  friend class WorkerPool;
+  size_t index_;
+  boost::asio::io_context io_{1};  // concurrency hint 1: a single thread runs it
+};
+
+class WorkerPool {
+ public:
+  // count == 0 -> defaultWorkerCount().
+  explicit WorkerPool(size_t count, size_t blockingThreads = 2);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  size_t size() const { return workers_.size(); }
+  Worker& at(size_t i) { return *workers_[i]; }
+
+  // Starts one thread per worker; each runs its io_context until stop().
+  void start();
+  // Stops every io_context and joins the threads. Idempotent.
+  void stop();
+
+  template <typename Fn>
+  void post(size_t worker, Fn&& fn) {
+    boost::asio::post(workers_[worker]->io(), std::forward<Fn>(fn));
+  }
+  // Runs fn on every worker (fn(Worker&)), e.g. to install a new router set.
+  void postAll(const std::function<void(Worker&)>& fn);
+  // Runs blocking work (files, DNS, database) off the event loops.
+  template <typename Fn>
+  void postBlocking(Fn&& fn) {
+    boost::asio::post(blocking_, std::forward<Fn>(fn));
+  }
+
+ private:
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  boost::asio::thread_pool blocking_;
+  bool running_ = false;
+};
+
+// The container's CPU quota (cgroup v2 cpu.max, then cgroup v1 cfs quota), rounded up, else the
+// number of CPUs this process may run on. At least 1.
+size_t defaultWorkerCount();
+
+}  // namespace evosip::runtime

@@ -1,0 +1,96 @@
+#pragma once
+// SIP over UDP and TCP for one role: one UDP socket per worker and listen address
+// (SO_REUSEPORT, batched recvmmsg/sendmmsg), one TCP acceptor per worker (SO_REUSEPORT);
+// a TCP connection is owned by the worker that accepted it.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include <evosip/runtime/worker_pool.hpp>
+#include <evosip/transport/address.hpp>
+
+namespace evosip::transport {
+
+// Identifies a TCP connection across workers: the owning worker and a per-worker sequence.
+struct ConnectionId {
+  uint32_t worker = 0;
+  uint32_t seq = 0;  // 0 = none (UDP)
+  bool valid() const { return seq != 0; }
+  bool operator==(const ConnectionId&) const = default;
+};
+
+// Where a message came from.
+struct Source {
+  Protocol protocol = Protocol::kUdp;
+  Endpoint remote;
+  Endpoint local;          // the listen address it arrived on
+  ConnectionId connection;  // valid for stream transports
+};
+
+// One received, framed message. `data` is valid only during the handler call.
+struct Packet {
+  std::string_view data;
+  Source source;
+};
+
+// Where to send. For a stream protocol with a valid connection, the connection is used (from any
+// worker: the bytes are posted to its owner); without one, UDP only (no outbound TCP yet).
+struct Destination {
+  Protocol protocol = Protocol::kUdp;
+  Endpoint remote;
+  ConnectionId connection;
+};
+
+struct TransportSettings {
+  std::vector<ListenSpec> listen;
+  size_t maxMessageSize = 65535;
+  size_t maxConnections = 10000;          // TCP, over all workers
+  std::chrono::seconds tcpIdleTimeout{300};
+  size_t udpBatch = 32;                   // datagrams per recvmmsg
+};
+
+// Counters an operator watches (exposed as metrics by the role).
+struct TransportStats {
+  std::atomic<uint64_t> udpReceived{0}, udpSent{0}, udpSendErrors{0}, udpDroppedOversize{0};
+  std::atomic<uint64_t> tcpAccepted{0}, tcpRejectedLimit{0}, tcpClosedIdle{0}, tcpMisframed{0},
+      tcpOversize{0}, tcpKeepAlives{0}, tcpReceived{0}, tcpSent{0}, tcpSendNoConnection{0};
+  std::atomic<int64_t> tcpOpen{0};
+};
+
+class SipTransport {
+ public:
+  // Called on the worker thread that received the message.
+  using Handler = std::function<void(runtime::Worker&, const Packet&)>;
+
+  SipTransport(runtime::WorkerPool& pool, TransportSettings settings, Handler handler);
+  ~SipTransport();
+
+  // Binds every listen spec on every worker. Throws std::runtime_error naming the address on
+  // failure (start-up error). Port 0 binds an ephemeral port (tests); the same port is then
+  // used by all workers.
+  void start();
+  // Closes sockets and connections; call before WorkerPool::stop().
+  void stop();
+
+  // The addresses actually bound (resolves port 0).
+  const std::vector<ListenSpec>& bound() const;
+
+  // Sends from the calling worker thread (or any thread for TCP: posted to the owner). UDP sends
+  // are batched and flushed at the end of the current receive batch or at once when not inside
+  // one. Returns false when it could not be queued (no socket for the address family, no such
+  // connection).
+  bool send(const Destination& to, std::string_view data);
+
+  const TransportStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace evosip::transport
