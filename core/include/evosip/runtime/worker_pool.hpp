@@ -5,9 +5,13 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -22,6 +26,8 @@ class Worker {
 
   // Index of the worker whose thread is running now, or SIZE_MAX on a non-worker thread.
   static size_t currentIndex();
+  // The worker whose thread is running now, or nullptr on a non-worker thread.
+  static Worker* current();
 
  private:
   friend class WorkerPool;
@@ -42,8 +48,11 @@ class WorkerPool {
 
   // Starts one thread per worker; each runs its io_context until stop().
   void start();
-  // Stops every io_context and joins the threads. Idempotent.
+  // Stops every io_context and joins the threads, then stops the blocking pool (running blocking
+  // work finishes, queued blocking work is dropped). Idempotent.
   void stop();
+  // True between start() and stop(). Read it from the thread that calls start()/stop().
+  bool running() const { return running_; }
 
   template <typename Fn>
   void post(size_t worker, Fn&& fn) {
@@ -60,6 +69,8 @@ class WorkerPool {
  private:
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
+  // Keep each io_context running while it has nothing to do, until stop().
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   boost::asio::thread_pool blocking_;
   bool running_ = false;
 };
@@ -67,5 +78,16 @@ class WorkerPool {
 // The container's CPU quota (cgroup v2 cpu.max, then cgroup v1 cfs quota), rounded up, else the
 // number of CPUs this process may run on. At least 1.
 size_t defaultWorkerCount();
+
+// The pieces of defaultWorkerCount(), exposed for tests.
+// "max 100000" -> nullopt, "150000 100000" -> 2 (rounded up).
+std::optional<size_t> cpuQuotaFromCgroupV2(std::string_view cpuMax);
+// quota -1 (no limit) -> nullopt; otherwise quota / period rounded up, at least 1.
+std::optional<size_t> cpuQuotaFromCgroupV1(std::string_view quotaUs, std::string_view periodUs);
+// The quota found under a cgroup file system mounted at root ("/sys/fs/cgroup"): cgroup v2
+// cpu.max (of this process's cgroup when selfCgroupPath is given, else of the root), then cgroup
+// v1 cpu/cpu.cfs_quota_us and cpu.cfs_period_us (also under cpu,cpuacct/ and at the root).
+std::optional<size_t> cgroupCpuQuota(const std::string& root,
+                                     const std::string& selfCgroupPath = "");
 
 }  // namespace evosip::runtime

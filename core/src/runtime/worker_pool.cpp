@@ -1,0 +1,211 @@
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <sched.h>
+#include <sstream>
+#include <thread>
+
+#include <evosip/base/strings.hpp>
+#include <evosip/runtime/worker_pool.hpp>
+
+namespace evosip::runtime {
+
+namespace {
+
+thread_local Worker* tCurrentWorker = nullptr;
+
+std::optional<std::string> readFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+size_t divideRoundingUp(uint64_t quota, uint64_t period) {
+  size_t n = static_cast<size_t>((quota + period - 1) / period);
+  return n == 0 ? 1 : n;
+}
+
+// This process's cgroup v2 path ("0::/kubepods/pod1/ctr" -> "/kubepods/pod1/ctr"), "" if none.
+std::string selfCgroupV2Path() {
+  auto text = readFile("/proc/self/cgroup");
+  if (!text) {
+    return {};
+  }
+  std::istringstream lines(*text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("0::", 0) == 0) {
+      return line.substr(3);
+    }
+  }
+  return {};
+}
+
+size_t affinityCpuCount() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) {
+      return static_cast<size_t>(n);
+    }
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : hw;
+}
+
+}  // namespace
+
+size_t Worker::currentIndex() {
+  return tCurrentWorker ? tCurrentWorker->index_ : SIZE_MAX;
+}
+
+Worker* Worker::current() {
+  return tCurrentWorker;
+}
+
+WorkerPool::WorkerPool(size_t count, size_t blockingThreads)
+    : blocking_(blockingThreads == 0 ? 1 : blockingThreads) {
+  if (count == 0) {
+    count = defaultWorkerCount();
+  }
+  workers_.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i));
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  stop();
+  blocking_.stop();
+  blocking_.join();
+}
+
+void WorkerPool::start() {
+  if (running_) {
+    return;
+  }
+  running_ = true;
+  guards_.clear();
+  for (auto& w : workers_) {
+    w->io_.restart();
+    guards_.push_back(boost::asio::make_work_guard(w->io_));
+  }
+  threads_.reserve(workers_.size());
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    threads_.emplace_back([worker] {
+      tCurrentWorker = worker;
+      // A handler that throws is a bug; report it and keep the worker serving the others.
+      while (true) {
+        try {
+          worker->io_.run();
+          break;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "worker %zu: unhandled exception: %s\n", worker->index_, e.what());
+        } catch (...) {
+          std::fprintf(stderr, "worker %zu: unhandled exception\n", worker->index_);
+        }
+      }
+      tCurrentWorker = nullptr;
+    });
+  }
+}
+
+void WorkerPool::stop() {
+  if (!running_) {
+    return;
+  }
+  for (auto& g : guards_) {
+    g.reset();
+  }
+  for (auto& w : workers_) {
+    w->io_.stop();
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) {
+      t.join();
+    }
+  }
+  threads_.clear();
+  guards_.clear();
+  blocking_.stop();
+  blocking_.join();
+  running_ = false;
+}
+
+void WorkerPool::postAll(const std::function<void(Worker&)>& fn) {
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    boost::asio::post(worker->io(), [fn, worker] { fn(*worker); });
+  }
+}
+
+std::optional<size_t> cpuQuotaFromCgroupV2(std::string_view cpuMax) {
+  cpuMax = trim(cpuMax);
+  size_t space = cpuMax.find(' ');
+  if (space == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string_view quota = cpuMax.substr(0, space);
+  std::string_view period = trim(cpuMax.substr(space + 1));
+  if (quota == "max") {
+    return std::nullopt;
+  }
+  auto q = parseDecimal(quota);
+  auto p = parseDecimal(period);
+  if (!q || !p || *p == 0 || *q == 0) {
+    return std::nullopt;
+  }
+  return divideRoundingUp(*q, *p);
+}
+
+std::optional<size_t> cpuQuotaFromCgroupV1(std::string_view quotaUs, std::string_view periodUs) {
+  quotaUs = trim(quotaUs);
+  periodUs = trim(periodUs);
+  if (quotaUs.empty() || quotaUs.front() == '-') {
+    return std::nullopt;  // -1: no limit
+  }
+  auto q = parseDecimal(quotaUs);
+  auto p = parseDecimal(periodUs);
+  if (!q || !p || *p == 0 || *q == 0) {
+    return std::nullopt;
+  }
+  return divideRoundingUp(*q, *p);
+}
+
+std::optional<size_t> cgroupCpuQuota(const std::string& root, const std::string& selfCgroupPath) {
+  if (!selfCgroupPath.empty() && selfCgroupPath != "/") {
+    if (auto text = readFile(root + selfCgroupPath + "/cpu.max")) {
+      if (auto n = cpuQuotaFromCgroupV2(*text)) {
+        return n;
+      }
+    }
+  }
+  if (auto text = readFile(root + "/cpu.max")) {
+    return cpuQuotaFromCgroupV2(*text);
+  }
+  for (const char* dir : {"/cpu/", "/cpu,cpuacct/", "/"}) {
+    auto quota = readFile(root + dir + "cpu.cfs_quota_us");
+    auto period = readFile(root + dir + "cpu.cfs_period_us");
+    if (quota && period) {
+      return cpuQuotaFromCgroupV1(*quota, *period);
+    }
+  }
+  return std::nullopt;
+}
+
+size_t defaultWorkerCount() {
+  size_t cpus = affinityCpuCount();
+  if (auto quota = cgroupCpuQuota("/sys/fs/cgroup", selfCgroupV2Path())) {
+    // A quota above the CPUs we may run on cannot be used.
+    return std::max<size_t>(1, std::min(*quota, cpus));
+  }
+  return std::max<size_t>(1, cpus);
+}
+
+}  // namespace evosip::runtime
