@@ -1,0 +1,57 @@
+#pragma once
+// The configuration keys and start-up steps shared by every role (DESIGN.md section 5):
+// sip.listen / sip.advertise, control.listen / control.token, workers, log.*.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <evosip/config/config.hpp>
+#include <evosip/control/rpc.hpp>
+#include <evosip/control/server.hpp>
+#include <evosip/log/log.hpp>
+#include <evosip/metrics/metrics.hpp>
+#include <evosip/transport/address.hpp>
+#include <evosip/transport/sip_transport.hpp>
+
+namespace evosip::role {
+
+struct CommonSettings {
+  std::vector<transport::ListenSpec> listen;
+  std::string advertiseHost;  // "" = listen address
+  uint16_t advertisePort = 0;
+  control::ServerSettings control;
+  size_t workers = 0;  // resolved: never 0
+  log::Settings log;
+  size_t maxMessageSize = 65535;
+  size_t maxConnections = 10000;
+  int tcpIdleTimeoutS = 300;
+};
+
+// Reads the shared keys. defaultListen / defaultControl differ per role. Throws
+// config::ConfigError naming the key.
+CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
+                          const std::string& defaultControl);
+
+transport::TransportSettings transportSettings(const CommonSettings& s);
+
+// Exposes the transport counters as evosip_sip_* metrics (refreshed at every scrape).
+void exportTransportMetrics(metrics::Registry& registry, const transport::SipTransport& transport);
+
+// Keeps a Prometheus counter equal to a running total read at scrape time.
+class CounterMirror {
+ public:
+  explicit CounterMirror(prometheus::Counter& counter) : counter_(&counter) {}
+  void set(double total) {
+    if (total > last_) {
+      counter_->Increment(total - last_);
+      last_ = total;
+    }
+  }
+
+ private:
+  prometheus::Counter* counter_;
+  double last_ = 0;
+};
+
+}  // namespace evosip::role

@@ -1,0 +1,131 @@
+#include <fmt/format.h>
+
+#include <evosip/role/common.hpp>
+#include <evosip/runtime/worker_pool.hpp>
+
+namespace evosip::role {
+
+CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
+                          const std::string& defaultControl) {
+  CommonSettings s;
+  for (const auto& text : doc.getList("sip.listen", defaultListen)) {
+    auto spec = transport::parseListenSpec(text);
+    if (!spec) {
+      throw config::ConfigError(fmt::format("sip.listen: '{}' is not PROTO:ADDRESS:PORT ({})", text,
+                                            spec.error().message));
+    }
+    if (spec->protocol != transport::Protocol::kUdp &&
+        spec->protocol != transport::Protocol::kTcp) {
+      throw config::ConfigError(
+          fmt::format("sip.listen: '{}': only udp and tcp are supported", text));
+    }
+    s.listen.push_back(*spec);
+  }
+  if (s.listen.empty()) {
+    throw config::ConfigError("sip.listen: at least one address is required");
+  }
+  std::string advertise = doc.getString("sip.advertise", "");
+  if (!advertise.empty()) {
+    // "host" or "host:port" or "[v6]" or "[v6]:port"
+    std::string host = advertise;
+    uint16_t port = 0;
+    auto colon = advertise.rfind(':');
+    const bool bracketed = advertise.front() == '[';
+    if (colon != std::string::npos && (!bracketed || advertise[colon - 1] == ']') &&
+        (bracketed || advertise.find(':') == colon)) {
+      auto p = advertise.substr(colon + 1);
+      char* end = nullptr;
+      long v = std::strtol(p.c_str(), &end, 10);
+      if (p.empty() || *end != '\0' || v <= 0 || v > 65535) {
+        throw config::ConfigError(
+            fmt::format("sip.advertise: '{}' has an invalid port", advertise));
+      }
+      port = static_cast<uint16_t>(v);
+      host = advertise.substr(0, colon);
+    }
+    s.advertiseHost = host;
+    s.advertisePort = port;
+  } else {
+    for (const auto& spec : s.listen) {
+      if (spec.endpoint.ip.is_unspecified()) {
+        throw config::ConfigError(fmt::format(
+            "sip.advertise: required when sip.listen binds the wildcard address ({})", spec.str()));
+      }
+    }
+  }
+  s.control.listen = doc.getString("control.listen", defaultControl);
+  s.control.token = config::readSecret(doc.getString("control.token", ""));
+  s.workers = static_cast<size_t>(doc.getInt("workers", 0, 0, 256));
+  if (s.workers == 0) {
+    s.workers = runtime::defaultWorkerCount();
+  }
+  s.log.level = doc.getString("log.level", "info");
+  s.log.format = doc.getString("log.format", "text");
+  s.maxMessageSize = static_cast<size_t>(doc.getInt("sip.max_message_size", 65535, 1024, 65535));
+  s.maxConnections = static_cast<size_t>(doc.getInt("sip.tcp.max_connections", 10000, 1, 1000000));
+  s.tcpIdleTimeoutS = static_cast<int>(doc.getInt("sip.tcp.idle_timeout_s", 300, 1, 86400));
+  return s;
+}
+
+transport::TransportSettings transportSettings(const CommonSettings& s) {
+  transport::TransportSettings t;
+  t.listen = s.listen;
+  t.maxMessageSize = s.maxMessageSize;
+  t.maxConnections = s.maxConnections;
+  t.tcpIdleTimeout = std::chrono::seconds(s.tcpIdleTimeoutS);
+  return t;
+}
+
+void exportTransportMetrics(metrics::Registry& registry, const transport::SipTransport& transport) {
+  auto& received =
+      registry.counterFamily("evosip_sip_received_total", "SIP messages received, by transport");
+  auto& sent = registry.counterFamily("evosip_sip_sent_total", "SIP messages sent, by transport");
+  auto& errors =
+      registry.counterFamily("evosip_sip_transport_errors_total",
+                             "Transport-level drops and errors, by transport and reason");
+  auto& open = registry.gaugeFamily("evosip_sip_tcp_connections", "Open TCP connections");
+  struct Mirrors {
+    CounterMirror udpIn, udpOut, tcpIn, tcpOut, udpSendErr, udpOversize, tcpLimit, tcpIdle,
+        tcpMisframed, tcpOversize, tcpNoConn, tcpAccepted, tcpKeepAlive;
+  };
+  auto m = std::make_shared<Mirrors>(Mirrors{
+      CounterMirror(received.Add({{"transport", "udp"}})),
+      CounterMirror(sent.Add({{"transport", "udp"}})),
+      CounterMirror(received.Add({{"transport", "tcp"}})),
+      CounterMirror(sent.Add({{"transport", "tcp"}})),
+      CounterMirror(errors.Add({{"transport", "udp"}, {"reason", "send_error"}})),
+      CounterMirror(errors.Add({{"transport", "udp"}, {"reason", "oversize"}})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "connection_limit"}})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "idle_timeout"}})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "misframed"}})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "oversize"}})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "no_connection"}})),
+      CounterMirror(
+          registry.counterFamily("evosip_sip_tcp_accepted_total", "TCP connections accepted")
+              .Add({})),
+      CounterMirror(registry
+                        .counterFamily("evosip_sip_tcp_keepalives_total",
+                                       "RFC 5626 CRLF keep-alives answered")
+                        .Add({})),
+  });
+  auto& openGauge = open.Add({});
+  registry.addCollectHook([m, &transport, &openGauge] {
+    const auto& s = transport.stats();
+    m->udpIn.set(static_cast<double>(s.udpReceived.load()));
+    m->udpOut.set(static_cast<double>(s.udpSent.load()));
+    m->tcpIn.set(static_cast<double>(s.tcpReceived.load()));
+    m->tcpOut.set(static_cast<double>(s.tcpSent.load()));
+    m->udpSendErr.set(static_cast<double>(s.udpSendErrors.load()));
+    m->udpOversize.set(static_cast<double>(s.udpDroppedOversize.load()));
+    m->tcpLimit.set(static_cast<double>(s.tcpRejectedLimit.load()));
+    m->tcpIdle.set(static_cast<double>(s.tcpClosedIdle.load()));
+    m->tcpMisframed.set(static_cast<double>(s.tcpMisframed.load()));
+    m->tcpOversize.set(static_cast<double>(s.tcpOversize.load()));
+    m->tcpNoConn.set(static_cast<double>(s.tcpSendNoConnection.load()));
+    m->tcpAccepted.set(static_cast<double>(s.tcpAccepted.load()));
+    m->tcpKeepAlive.set(static_cast<double>(s.tcpKeepAlives.load()));
+    openGauge.Set(static_cast<double>(s.tcpOpen.load()));
+  });
+}
+
+}  // namespace evosip::role

@@ -1,0 +1,156 @@
+#pragma once
+// The edge's message pipeline (transaction-stateless proxy, RFC 3261 16.11). One EdgeProxy
+// serves all workers; everything it changes per message lives in the worker's WorkerState, so the
+// packet path takes no lock. Each step of a request is a plain function, read top to bottom in
+// handleRequest().
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <evosip/edge/flow_token.hpp>
+#include <evosip/edge/pending_table.hpp>
+#include <evosip/edge/rate_limiter.hpp>
+#include <evosip/edge/router_set.hpp>
+#include <evosip/runtime/clock.hpp>
+#include <evosip/sip/message.hpp>
+#include <evosip/transport/sip_transport.hpp>
+
+namespace evosip::edge {
+
+struct EdgeSettings {
+  // Our own SIP addresses (bound listen specs). The first UDP one of each family is the address
+  // we put in Via/Record-Route/Path unless `advertise` is set.
+  std::vector<transport::ListenSpec> listen;
+  std::string advertiseHost;  // "" = the listen address; host or IP as written into SIP
+  uint16_t advertisePort = 0;
+  std::chrono::milliseconds routerTimeout{500};
+  std::chrono::milliseconds holdDown{10000};
+  double rateLimitPerSecond = 0;  // per source IP; 0 = off
+  double rateLimitBurst = 0;      // 0 = one second's worth
+  size_t maxPendingPerWorker = 50000;
+  std::string flowSecret;  // "" = random per process
+  sip::ParseLimits limits;
+};
+
+// Why a message was not forwarded (labels of evosip_edge_drops_total).
+enum class DropReason : uint8_t {
+  kParse,
+  kRateLimit,
+  kNotOurVia,
+  kNoRoute,
+  kBadFlowToken,
+  kSendFailed,
+  kNoRouter,
+  kLoop,
+  kTooManyHops,
+  kInvalid,
+  kPendingFull,
+  kCount
+};
+std::string_view dropReasonName(DropReason r);
+
+// Methods counted separately (the rest are "other").
+inline constexpr std::array<std::string_view, 9> kCountedMethods = {
+    "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "SUBSCRIBE", "NOTIFY", "other"};
+// Status classes counted per code for these, others by class ("1xx".."6xx").
+inline constexpr std::array<int, 14> kCountedCodes = {100, 180, 183, 200, 202, 401, 403,
+                                                      404, 407, 408, 480, 486, 487, 503};
+
+// Counters of one worker: written by that worker only, read by the metrics collector.
+struct WorkerCounters {
+  std::array<std::atomic<uint64_t>, kCountedMethods.size()> requests{};
+  std::array<std::atomic<uint64_t>, kCountedCodes.size() + 6> responses{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> drops{};
+  std::atomic<uint64_t> localReplies{0};
+  std::atomic<uint64_t> failovers{0};
+
+  static void bump(std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+};
+
+class EdgeProxy {
+ public:
+  using SendFn = std::function<bool(const transport::Destination&, std::string_view)>;
+  using PostFn = std::function<void(size_t worker, std::function<void()>)>;
+
+  EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, size_t workers,
+            const runtime::Clock& clock, SendFn send, PostFn post);
+
+  // Entry point for every received message (called on worker `worker`).
+  void onPacket(size_t worker, const transport::Packet& packet);
+  // Fails over requests whose router did not answer in time. Called periodically per worker.
+  void onTick(size_t worker);
+
+  // Replaces the router set (control thread). Workers pick it up at their next message.
+  void setRouters(std::shared_ptr<RouterSet> routers);
+  std::shared_ptr<RouterSet> routers() const;
+
+  size_t workers() const { return workers_.size(); }
+  const WorkerCounters& counters(size_t worker) const { return workers_[worker]->counters; }
+  size_t pending(size_t worker) const { return workers_[worker]->pending.size(); }
+
+ private:
+  struct WorkerState {
+    WorkerState(const EdgeSettings& s)
+        : pending(s.maxPendingPerWorker), limiter(s.rateLimitPerSecond, s.rateLimitBurst) {}
+    std::shared_ptr<RouterSet> routers;
+    uint64_t routersGeneration = 0;
+    PendingTable pending;
+    RateLimiter limiter;
+    std::string out;
+    std::string scratch;
+    WorkerCounters counters;
+  };
+  struct Self {        // our address for one family
+    std::string host;  // as written in SIP ("1.2.3.4", "[::1]", or the advertised name)
+    uint16_t port = 0;
+    std::string hostPort;  // "host:port"
+  };
+  struct RouteInfo;
+
+  void handleRequest(WorkerState& w, size_t worker, const sip::Message& msg,
+                     const transport::Source& src);
+  void handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,
+                      const transport::Source& src);
+
+  // Request steps.
+  bool checkRequest(WorkerState& w, const sip::Message& msg, const transport::Source& src);
+  bool isLoop(const sip::Message& msg, std::string_view loopHash) const;
+  bool answersLocally(WorkerState& w, const sip::Message& msg, const transport::Source& src);
+  void reply(WorkerState& w, const sip::Message& msg, const transport::Source& src, int code,
+             std::string_view reason, std::string_view extraHeaders = {});
+
+  bool isSelf(const sip::Uri& uri) const;
+  bool isSelfHostPort(std::string_view host, uint16_t port) const;
+  const Self& selfFor(const boost::asio::ip::address& peer) const;
+  void refreshRouters(WorkerState& w);
+  int64_t nowNs() const;
+  void sendToRouter(WorkerState& w, size_t worker, uint64_t branchKey, std::string_view callId,
+                    size_t router, const transport::Destination& client, bool track);
+  void clearPending(size_t worker, uint64_t branchKey);
+
+  EdgeSettings settings_;
+  const runtime::Clock& clock_;
+  SendFn send_;
+  PostFn post_;
+  FlowTokenCodec tokens_;
+  Self self4_;
+  Self self6_;
+  std::vector<std::string> selfHosts_;  // IPs and names that mean "this edge"
+  std::vector<uint16_t> selfPorts_;
+  mutable std::mutex routersMutex_;  // guards routers_/generation_ (control thread writes)
+  std::shared_ptr<RouterSet> routers_;
+  std::atomic<uint64_t> generation_{1};
+  std::vector<std::unique_ptr<WorkerState>> workers_;
+};
+
+}  // namespace evosip::edge

@@ -1,0 +1,72 @@
+#pragma once
+// What the edge remembers to fail over: for each request it forwarded to a router and that has
+// not seen a response yet, the router, the deadline and the bytes to resend. Keyed by the branch
+// of the edge's own Via; bounded; owned by one worker. The timeout is the same for every entry,
+// so a FIFO is ordered by deadline.
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <evosip/transport/sip_transport.hpp>
+
+namespace evosip::edge {
+
+struct PendingRequest {
+  std::string bytes;         // the forwarded message, ready to resend
+  std::string callId;        // rendezvous key for the next router
+  size_t router = SIZE_MAX;  // index in the router set of `generation`
+  uint64_t generation = 0;   // router set generation the index refers to
+  int64_t deadlineNs = 0;
+  transport::Destination client;  // where a 503 goes when no router is left
+  uint32_t attempts = 1;
+};
+
+class PendingTable {
+ public:
+  explicit PendingTable(size_t capacity) : capacity_(capacity) {}
+
+  size_t size() const { return entries_.size(); }
+  bool full() const { return entries_.size() >= capacity_; }
+  // Inserts or refreshes (a client retransmission) the entry for key. Returns false when full.
+  bool upsert(uint64_t key, PendingRequest request);
+  // Removes the entry (a response arrived). Returns true when there was one.
+  bool erase(uint64_t key);
+  PendingRequest* find(uint64_t key);
+
+  // Pops the entries whose deadline passed: fn(key, PendingRequest&&) for each.
+  template <typename Fn>
+  void expire(int64_t nowNs, Fn&& fn);
+
+  // Puts an entry back with a new deadline (after a resend).
+  void rearm(uint64_t key, PendingRequest request);
+
+ private:
+  struct Deadline {
+    uint64_t key;
+    int64_t deadlineNs;
+  };
+  size_t capacity_;
+  std::unordered_map<uint64_t, PendingRequest> entries_;
+  std::deque<Deadline> order_;
+};
+
+template <typename Fn>
+void PendingTable::expire(int64_t nowNs, Fn&& fn) {
+  while (!order_.empty() && order_.front().deadlineNs <= nowNs) {
+    Deadline d = order_.front();
+    order_.pop_front();
+    auto it = entries_.find(d.key);
+    // Stale FIFO slot: the entry was answered, or refreshed with a later deadline.
+    if (it == entries_.end() || it->second.deadlineNs != d.deadlineNs) {
+      continue;
+    }
+    PendingRequest req = std::move(it->second);
+    entries_.erase(it);
+    fn(d.key, std::move(req));
+  }
+}
+
+}  // namespace evosip::edge

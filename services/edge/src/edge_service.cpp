@@ -1,0 +1,329 @@
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <evosip/edge/edge_service.hpp>
+#include <evosip/runtime/signals.hpp>
+#include <evosip/runtime/worker_pool.hpp>
+
+namespace evosip::edge {
+
+namespace json = boost::json;
+
+EdgeConfig readEdgeConfig(config::Document& doc) {
+  EdgeConfig c;
+  c.common = role::readCommon(doc, {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"}, "127.0.0.1:8060");
+  c.routers = doc.getList("edge.routers", {"sip:127.0.0.1:5070"});
+  c.edge.routerTimeout =
+      std::chrono::milliseconds(doc.getInt("edge.router_timeout_ms", 500, 0, 60000));
+  c.edge.holdDown =
+      std::chrono::milliseconds(doc.getInt("edge.router_hold_down_ms", 10000, 100, 3600000));
+  c.edge.rateLimitPerSecond = doc.getDouble("edge.rate_limit.requests_per_second", 0, 0, 1e9);
+  c.edge.rateLimitBurst = doc.getDouble("edge.rate_limit.burst", 0, 0, 1e9);
+  c.edge.maxPendingPerWorker =
+      static_cast<size_t>(doc.getInt("edge.max_pending", 50000, 100, 10000000));
+  c.edge.flowSecret = config::readSecret(doc.getString("edge.flow_secret", ""));
+  c.edge.advertiseHost = c.common.advertiseHost;
+  c.edge.advertisePort = c.common.advertisePort;
+  c.edge.limits.maxSize = c.common.maxMessageSize;
+  doc.checkUnknownKeys();
+  // Validate the router list now so that a typo stops start-up.
+  if (auto set = RouterSet::build(c.routers); !set) {
+    throw config::ConfigError("edge.routers: " + set.error().message);
+  }
+  return c;
+}
+
+struct EdgeService::Impl {
+  explicit Impl(EdgeConfig c)
+      : config(std::move(c)), pool(config.common.workers), logger(log::get("edge")) {}
+
+  EdgeConfig config;
+  runtime::WorkerPool pool;
+  std::shared_ptr<spdlog::logger> logger;
+  metrics::Registry metrics;
+  control::RpcRegistry rpc;
+  std::unique_ptr<transport::SipTransport> transport;
+  std::unique_ptr<EdgeProxy> proxy;
+  std::unique_ptr<control::ControlServer> control;
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> timers;
+  std::atomic<bool> ready{false};
+
+  void armTick(size_t worker, std::chrono::milliseconds period) {
+    auto& t = *timers[worker];
+    t.expires_after(period);
+    t.async_wait([this, worker, period](const boost::system::error_code& ec) {
+      if (ec) {
+        return;
+      }
+      proxy->onTick(worker);
+      armTick(worker, period);
+    });
+  }
+
+  void registerRpc();
+  void registerMetrics();
+};
+
+void EdgeService::Impl::registerRpc() {
+  rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
+    auto set = proxy->routers();
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    json::array routers;
+    for (size_t i = 0; i < set->size(); ++i) {
+      const RouterTarget& t = set->at(i);
+      json::object o;
+      o["uri"] = t.uri;
+      o["address"] = t.endpoint.str();
+      o["state"] = t.upAt(now) ? "up" : "down";
+      o["forwarded"] = t.forwarded.load();
+      o["responses"] = t.responses.load();
+      o["timeouts"] = t.timeouts.load();
+      routers.push_back(std::move(o));
+    }
+    json::object result;
+    result["routers"] = std::move(routers);
+    return json::value(std::move(result));
+  });
+  rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
+    const auto* obj = params.if_object();
+    if (!obj) {
+      return control::invalidParams("params must be an object {\"set\": ..., \"targets\": [...]}");
+    }
+    const auto* set = obj->if_contains("set");
+    if (!set || !set->is_string() || set->as_string() != "routers") {
+      return control::invalidParams("set: the edge has one set, \"routers\"");
+    }
+    const auto* targets = obj->if_contains("targets");
+    if (!targets || !targets->is_array()) {
+      return control::invalidParams("targets: an array of sip: URIs is required");
+    }
+    std::vector<std::string> uris;
+    for (const auto& t : targets->as_array()) {
+      if (!t.is_string()) {
+        return control::invalidParams("targets: every target must be a string");
+      }
+      uris.emplace_back(t.as_string());
+    }
+    auto built = RouterSet::build(uris);
+    if (!built) {
+      return control::invalidParams("targets: " + built.error().message);
+    }
+    proxy->setRouters(*built);
+    logger->info("router set replaced: {} targets", uris.size());
+    json::object result;
+    result["set"] = "routers";
+    result["targets"] = uris.size();
+    return json::value(std::move(result));
+  });
+}
+
+void EdgeService::Impl::registerMetrics() {
+  auto& requests = metrics.counterFamily("evosip_edge_requests_total",
+                                         "SIP requests received by the edge, by method");
+  auto& responses = metrics.counterFamily("evosip_edge_responses_total",
+                                          "SIP responses received by the edge, by status code");
+  auto& drops = metrics.counterFamily(
+      "evosip_edge_drops_total", "Messages not forwarded, by reason (a reply may have been sent)");
+  auto& local = metrics.counterFamily("evosip_edge_local_replies_total",
+                                      "Responses generated by the edge itself");
+  auto& failovers = metrics.counterFamily("evosip_edge_failovers_total",
+                                          "Requests resent to another router after a timeout");
+  auto& forwarded = metrics.counterFamily("evosip_edge_router_forwarded_total",
+                                          "Requests forwarded to each router");
+  auto& timeouts = metrics.counterFamily("evosip_edge_router_timeouts_total",
+                                         "Requests a router did not answer in time");
+  auto& up = metrics.gaugeFamily("evosip_edge_router_up", "1 when the router is up, 0 when down");
+  auto& pending = metrics.gaugeFamily("evosip_edge_pending_requests",
+                                      "Requests forwarded to routers and not answered yet");
+
+  struct State {
+    std::vector<role::CounterMirror> requests, responses, drops;
+    std::unique_ptr<role::CounterMirror> local, failovers;
+    std::map<std::string, prometheus::Counter*> routerForwarded, routerTimeouts;
+    std::map<std::string, double> lastForwarded, lastTimeouts;
+    std::map<std::string, prometheus::Gauge*> routerUp;
+    prometheus::Gauge* pending = nullptr;
+  };
+  auto st = std::make_shared<State>();
+  for (auto m : kCountedMethods) {
+    st->requests.emplace_back(requests.Add({{"method", std::string(m)}}));
+  }
+  for (int code : kCountedCodes) {
+    st->responses.emplace_back(responses.Add({{"code", std::to_string(code)}}));
+  }
+  for (int cls = 1; cls <= 6; ++cls) {
+    st->responses.emplace_back(responses.Add({{"code", fmt::format("{}xx", cls)}}));
+  }
+  for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); ++r) {
+    st->drops.emplace_back(
+        drops.Add({{"reason", std::string(dropReasonName(static_cast<DropReason>(r)))}}));
+  }
+  st->local = std::make_unique<role::CounterMirror>(local.Add({}));
+  st->failovers = std::make_unique<role::CounterMirror>(failovers.Add({}));
+  st->pending = &pending.Add({});
+
+  metrics.addCollectHook([this, st, &forwarded, &timeouts, &up] {
+    const size_t n = proxy->workers();
+    auto sum = [&](auto get) {
+      double total = 0;
+      for (size_t w = 0; w < n; ++w) {
+        total += static_cast<double>(get(proxy->counters(w)).load(std::memory_order_relaxed));
+      }
+      return total;
+    };
+    for (size_t i = 0; i < st->requests.size(); ++i) {
+      st->requests[i].set(sum([i](const WorkerCounters& c) -> auto& { return c.requests[i]; }));
+    }
+    for (size_t i = 0; i < st->responses.size(); ++i) {
+      st->responses[i].set(sum([i](const WorkerCounters& c) -> auto& { return c.responses[i]; }));
+    }
+    for (size_t i = 0; i < st->drops.size(); ++i) {
+      st->drops[i].set(sum([i](const WorkerCounters& c) -> auto& { return c.drops[i]; }));
+    }
+    st->local->set(sum([](const WorkerCounters& c) -> auto& { return c.localReplies; }));
+    st->failovers->set(sum([](const WorkerCounters& c) -> auto& { return c.failovers; }));
+    double pendingTotal = 0;
+    for (size_t w = 0; w < n; ++w) {
+      pendingTotal += static_cast<double>(proxy->pending(w));
+    }
+    st->pending->Set(pendingTotal);
+
+    // Per-router series follow the current set: series of removed routers are dropped.
+    auto set = proxy->routers();
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    std::map<std::string, bool> present;
+    for (size_t i = 0; i < set->size(); ++i) {
+      const RouterTarget& t = set->at(i);
+      present[t.uri] = true;
+      if (!st->routerForwarded.count(t.uri)) {
+        st->routerForwarded[t.uri] = &forwarded.Add({{"router", t.uri}});
+        st->routerTimeouts[t.uri] = &timeouts.Add({{"router", t.uri}});
+        st->routerUp[t.uri] = &up.Add({{"router", t.uri}});
+      }
+      auto advance = [](prometheus::Counter* c, double& last, double total) {
+        if (total > last) {
+          c->Increment(total - last);
+        }
+        last = total;
+      };
+      advance(st->routerForwarded[t.uri], st->lastForwarded[t.uri],
+              static_cast<double>(t.forwarded.load()));
+      advance(st->routerTimeouts[t.uri], st->lastTimeouts[t.uri],
+              static_cast<double>(t.timeouts.load()));
+      st->routerUp[t.uri]->Set(t.upAt(now) ? 1 : 0);
+    }
+    for (auto it = st->routerForwarded.begin(); it != st->routerForwarded.end();) {
+      if (present.count(it->first)) {
+        ++it;
+        continue;
+      }
+      forwarded.Remove(it->second);
+      timeouts.Remove(st->routerTimeouts[it->first]);
+      up.Remove(st->routerUp[it->first]);
+      st->routerTimeouts.erase(it->first);
+      st->routerUp.erase(it->first);
+      st->lastForwarded.erase(it->first);
+      st->lastTimeouts.erase(it->first);
+      it = st->routerForwarded.erase(it);
+    }
+  });
+}
+
+EdgeService::EdgeService(EdgeConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+EdgeService::~EdgeService() {
+  stop();
+}
+
+void EdgeService::start() {
+  Impl& d = *impl_;
+  auto routers = RouterSet::build(d.config.routers);
+  if (!routers) {
+    throw config::ConfigError("edge.routers: " + routers.error().message);
+  }
+  d.transport = std::make_unique<transport::SipTransport>(
+      d.pool, role::transportSettings(d.config.common),
+      [&d](runtime::Worker& worker, const transport::Packet& packet) {
+        d.proxy->onPacket(worker.index(), packet);
+      });
+  d.transport->start();  // binds: resolves port 0 before the proxy learns its own address
+  EdgeSettings settings = d.config.edge;
+  settings.listen = d.transport->bound();
+  d.proxy = std::make_unique<EdgeProxy>(
+      settings, *routers, d.pool.size(), runtime::SteadyClock::instance(),
+      [&d](const transport::Destination& to, std::string_view bytes) {
+        return d.transport->send(to, bytes);
+      },
+      [&d](size_t worker, std::function<void()> fn) { d.pool.post(worker, std::move(fn)); });
+
+  d.registerRpc();
+  d.registerMetrics();
+  role::exportTransportMetrics(d.metrics, *d.transport);
+  d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
+                                                       [&d] { return d.ready.load(); });
+  d.control->start();
+
+  const auto period = std::chrono::milliseconds(
+      std::clamp<int64_t>(d.config.edge.routerTimeout.count() / 5, 10, 100));
+  for (size_t w = 0; w < d.pool.size(); ++w) {
+    d.timers.push_back(std::make_unique<boost::asio::steady_timer>(d.pool.at(w).io()));
+  }
+  d.pool.start();
+  for (size_t w = 0; w < d.pool.size(); ++w) {
+    d.pool.post(w, [&d, w, period] { d.armTick(w, period); });
+  }
+  d.ready = true;
+  std::string addrs;
+  for (const auto& spec : d.transport->bound()) {
+    addrs += (addrs.empty() ? "" : ", ") + spec.str();
+  }
+  d.logger->info("edge ready: sip {} control {} workers {} routers {}", addrs,
+                 d.config.common.control.listen, d.pool.size(), d.config.routers.size());
+}
+
+void EdgeService::stop() {
+  Impl& d = *impl_;
+  if (!d.transport) {
+    return;
+  }
+  d.ready = false;
+  if (d.control) {
+    d.control->stop();
+  }
+  for (size_t w = 0; w < d.timers.size(); ++w) {
+    auto* timer = d.timers[w].get();
+    d.pool.post(w, [timer] { timer->cancel(); });
+  }
+  d.transport->stop();
+  d.pool.stop();
+  d.timers.clear();
+  d.transport.reset();
+}
+
+const std::vector<transport::ListenSpec>& EdgeService::sipAddresses() const {
+  return impl_->transport->bound();
+}
+
+uint16_t EdgeService::controlPort() const {
+  return impl_->control->port();
+}
+
+int runEdge(const std::string& configPath) {
+  runtime::blockStopSignals();
+  auto doc = config::Document::loadFile(configPath);
+  EdgeConfig config = readEdgeConfig(doc);
+  log::init(config.common.log);
+  EdgeService service(std::move(config));
+  service.start();
+  int sig = runtime::waitForStopSignal();
+  log::get("edge")->info("signal {}: stopping", sig);
+  service.stop();
+  return 0;
+}
+
+}  // namespace evosip::edge

@@ -1,0 +1,169 @@
+#include <cstring>
+#include <stdexcept>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <evosip/edge/flow_token.hpp>
+
+namespace evosip::edge {
+namespace {
+
+constexpr size_t kMacLen = 8;
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int decodeChar(char c) {
+  if (c >= 'A' && c <= 'Z') {
+    return c - 'A';
+  }
+  if (c >= 'a' && c <= 'z') {
+    return c - 'a' + 26;
+  }
+  if (c >= '0' && c <= '9') {
+    return c - '0' + 52;
+  }
+  if (c == '-') {
+    return 62;
+  }
+  if (c == '_') {
+    return 63;
+  }
+  return -1;
+}
+
+void base64url(const unsigned char* data, size_t len, std::string& out) {
+  size_t i = 0;
+  for (; i + 3 <= len; i += 3) {
+    uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(kAlphabet[(v >> 6) & 63]);
+    out.push_back(kAlphabet[v & 63]);
+  }
+  if (len - i == 1) {
+    uint32_t v = data[i] << 16;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+  } else if (len - i == 2) {
+    uint32_t v = (data[i] << 16) | (data[i + 1] << 8);
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(kAlphabet[(v >> 6) & 63]);
+  }
+}
+
+// Returns decoded length or -1.
+int unbase64url(std::string_view in, unsigned char* out, size_t cap) {
+  size_t n = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    int d = decodeChar(c);
+    if (d < 0) {
+      return -1;
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(d);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (n >= cap) {
+        return -1;
+      }
+      out[n++] = static_cast<unsigned char>((acc >> bits) & 0xff);
+    }
+  }
+  return static_cast<int>(n);
+}
+
+// Layout: proto(1) family(1: 4|6) ip(4|16) port(2) worker(2) seq(4) mac(8)
+size_t pack(const transport::Destination& d, unsigned char* buf) {
+  size_t n = 0;
+  buf[n++] = static_cast<unsigned char>(d.protocol);
+  if (d.remote.ip.is_v6()) {
+    buf[n++] = 6;
+    auto b = d.remote.ip.to_v6().to_bytes();
+    std::memcpy(buf + n, b.data(), 16);
+    n += 16;
+  } else {
+    buf[n++] = 4;
+    auto b = d.remote.ip.to_v4().to_bytes();
+    std::memcpy(buf + n, b.data(), 4);
+    n += 4;
+  }
+  buf[n++] = static_cast<unsigned char>(d.remote.port >> 8);
+  buf[n++] = static_cast<unsigned char>(d.remote.port & 0xff);
+  buf[n++] = static_cast<unsigned char>(d.connection.worker >> 8);
+  buf[n++] = static_cast<unsigned char>(d.connection.worker & 0xff);
+  for (int s = 24; s >= 0; s -= 8) {
+    buf[n++] = static_cast<unsigned char>((d.connection.seq >> s) & 0xff);
+  }
+  return n;
+}
+
+}  // namespace
+
+FlowTokenCodec::FlowTokenCodec(std::string_view secret) {
+  if (secret.empty()) {
+    if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
+      throw std::runtime_error("cannot draw a random flow-token secret");
+    }
+  } else {
+    SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), key_.data());
+  }
+}
+
+void FlowTokenCodec::encode(const transport::Destination& flow, std::string& out) const {
+  unsigned char buf[64];
+  size_t n = pack(flow, buf);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int macLen = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), buf, n, mac, &macLen);
+  std::memcpy(buf + n, mac, kMacLen);
+  base64url(buf, n + kMacLen, out);
+}
+
+std::optional<transport::Destination> FlowTokenCodec::decode(std::string_view token) const {
+  unsigned char buf[64];
+  if (token.size() > 80) {
+    return std::nullopt;
+  }
+  int len = unbase64url(token, buf, sizeof buf);
+  if (len < 2) {
+    return std::nullopt;
+  }
+  const size_t ipLen = buf[1] == 6 ? 16 : (buf[1] == 4 ? 4 : 0);
+  const size_t bodyLen = 2 + ipLen + 2 + 2 + 4;
+  if (ipLen == 0 || static_cast<size_t>(len) != bodyLen + kMacLen || buf[0] > 4) {
+    return std::nullopt;
+  }
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int macLen = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), buf, bodyLen, mac, &macLen);
+  if (CRYPTO_memcmp(mac, buf + bodyLen, kMacLen) != 0) {
+    return std::nullopt;
+  }
+  transport::Destination d;
+  d.protocol = static_cast<transport::Protocol>(buf[0]);
+  size_t p = 2;
+  if (ipLen == 16) {
+    boost::asio::ip::address_v6::bytes_type b;
+    std::memcpy(b.data(), buf + p, 16);
+    d.remote.ip = boost::asio::ip::address_v6(b);
+  } else {
+    boost::asio::ip::address_v4::bytes_type b;
+    std::memcpy(b.data(), buf + p, 4);
+    d.remote.ip = boost::asio::ip::address_v4(b);
+  }
+  p += ipLen;
+  d.remote.port = static_cast<uint16_t>((buf[p] << 8) | buf[p + 1]);
+  p += 2;
+  d.connection.worker = static_cast<uint32_t>((buf[p] << 8) | buf[p + 1]);
+  p += 2;
+  d.connection.seq =
+      (static_cast<uint32_t>(buf[p]) << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3];
+  return d;
+}
+
+}  // namespace evosip::edge

@@ -1,0 +1,36 @@
+#include <evosip/edge/pending_table.hpp>
+
+namespace evosip::edge {
+
+bool PendingTable::upsert(uint64_t key, PendingRequest request) {
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    // A retransmission keeps the original deadline: the router had its chance since then.
+    request.deadlineNs = it->second.deadlineNs;
+    request.attempts = it->second.attempts;
+    it->second = std::move(request);
+    return true;
+  }
+  if (full()) {
+    return false;
+  }
+  order_.push_back({key, request.deadlineNs});
+  entries_.emplace(key, std::move(request));
+  return true;
+}
+
+bool PendingTable::erase(uint64_t key) {
+  return entries_.erase(key) > 0;
+}
+
+PendingRequest* PendingTable::find(uint64_t key) {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void PendingTable::rearm(uint64_t key, PendingRequest request) {
+  order_.push_back({key, request.deadlineNs});
+  entries_[key] = std::move(request);
+}
+
+}  // namespace evosip::edge

@@ -1,0 +1,86 @@
+#include <fmt/format.h>
+
+#include <evosip/base/hash.hpp>
+#include <evosip/edge/router_set.hpp>
+#include <evosip/sip/uri.hpp>
+
+namespace evosip::edge {
+
+Result<std::shared_ptr<RouterSet>> RouterSet::build(const std::vector<std::string>& uris) {
+  auto set = std::make_shared<RouterSet>();
+  for (const auto& text : uris) {
+    auto uri = sip::parseUri(text);
+    if (!uri || !uri->isSip() || uri->hostType == sip::HostType::kDomain ||
+        uri->hostType == sip::HostType::kNone) {
+      return makeError(Errc::kInvalid,
+                       fmt::format("router '{}' is not a sip: URI with a numeric host", text));
+    }
+    auto ep = transport::parseEndpoint(uri->hostText, uri->portOrDefault());
+    if (!ep) {
+      return makeError(Errc::kInvalid, fmt::format("router '{}': {}", text, ep.error().message));
+    }
+    ep->port = uri->portOrDefault();
+    if (set->find(*ep) != SIZE_MAX) {
+      return makeError(Errc::kInvalid, fmt::format("router '{}' is listed twice", text));
+    }
+    auto target = std::make_unique<RouterTarget>();
+    target->uri = text;
+    target->endpoint = *ep;
+    // The weight depends on the address only, so every edge ranks the same router the same
+    // way whatever URI spelling it was given.
+    target->nameHash = hash64(ep->str(), 0x65766f736970ULL);
+    set->targets_.push_back(std::move(target));
+  }
+  return set;
+}
+
+size_t RouterSet::pick(std::string_view key, int64_t nowNs, size_t exclude) const {
+  const uint64_t keyHash = hash64(key);
+  size_t best = SIZE_MAX;
+  uint64_t bestWeight = 0;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (i == exclude || !targets_[i]->upAt(nowNs)) {
+      continue;
+    }
+    uint64_t w = rendezvousWeight(keyHash, targets_[i]->nameHash);
+    if (best == SIZE_MAX || w > bestWeight) {
+      best = i;
+      bestWeight = w;
+    }
+  }
+  return best;
+}
+
+size_t RouterSet::find(const transport::Endpoint& ep) const {
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (targets_[i]->endpoint == ep) {
+      return i;
+    }
+  }
+  return SIZE_MAX;
+}
+
+size_t RouterSet::findUri(std::string_view uri) const {
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (targets_[i]->uri == uri) {
+      return i;
+    }
+  }
+  return SIZE_MAX;
+}
+
+void RouterSet::inheritFrom(const RouterSet& old) {
+  for (auto& t : targets_) {
+    size_t i = old.find(t->endpoint);
+    if (i == SIZE_MAX) {
+      continue;
+    }
+    const RouterTarget& o = old.at(i);
+    t->downUntilNs.store(o.downUntilNs.load());
+    t->forwarded.store(o.forwarded.load());
+    t->timeouts.store(o.timeouts.load());
+    t->responses.store(o.responses.load());
+  }
+}
+
+}  // namespace evosip::edge
