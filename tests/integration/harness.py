@@ -1,0 +1,1162 @@
+"""Integration test harness for evosip (stdlib only, Python 3.9+).
+
+Everything runs on 127.0.0.1 with ports picked at run time. Every process a test
+starts is stopped by its PID (SIGTERM, then SIGKILL after a timeout) in tearDown /
+finally blocks; nothing is ever killed by name. Every wait has a deadline.
+
+Which proxy is under test:
+  EVOSIP_BIN=/path/to/evosip            the real `evosip edge` (the normal mode)
+  EVOSIP_ITEST_STANDIN=kamailio         (only when EVOSIP_BIN is unset) Debian's
+                                        kamailio as a stateless stand-in, to check
+                                        the harness and the sipp scenarios; tests of
+                                        edge-only features skip with a message.
+  neither                               every proxy test is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+HOST = "127.0.0.1"
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = os.path.join(HERE, "scenarios")
+KAMAILIO_DIR = os.path.join(HERE, "kamailio")
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+
+
+def scenario(name: str) -> str:
+    path = os.path.join(SCENARIOS, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Which proxy is under test
+# --------------------------------------------------------------------------------------
+
+SKIP_NO_BIN = (
+    "EVOSIP_BIN is not set: build evosip (make build) and run with "
+    "EVOSIP_BIN=/work/main/build/evosip; EVOSIP_ITEST_STANDIN=kamailio runs the "
+    "proxy-generic checks against kamailio instead")
+
+
+def proxy_kind() -> str:
+    """'evosip' or 'kamailio'; raises SkipTest when neither is configured."""
+    binary = os.environ.get("EVOSIP_BIN", "")
+    if binary:
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            # A set but broken EVOSIP_BIN is an error, never a skip.
+            raise AssertionError(f"EVOSIP_BIN={binary!r} is not an executable file")
+        return "evosip"
+    if os.environ.get("EVOSIP_ITEST_STANDIN", "") == "kamailio":
+        return "kamailio"
+    raise unittest.SkipTest(SKIP_NO_BIN)
+
+
+def require_evosip() -> str:
+    kind = proxy_kind()
+    if kind != "evosip":
+        raise unittest.SkipTest(
+            "edge-specific behaviour (RPC, metrics, failover, config, exact error codes): "
+            "needs EVOSIP_BIN; not applicable to the kamailio stand-in")
+    return os.environ["EVOSIP_BIN"]
+
+
+# --------------------------------------------------------------------------------------
+# Ports, temp dirs, waiting
+# --------------------------------------------------------------------------------------
+
+_port_lock = threading.Lock()
+_ports_given: set = set()
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1, never handed out twice here."""
+    with _port_lock:
+        for _ in range(200):
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                t.bind((HOST, 0))
+                port = t.getsockname()[1]
+                # sipp binds port and (for some transports) neighbours; keep distance
+                if port in _ports_given or port + 1 in _ports_given or port - 1 in _ports_given:
+                    continue
+                try:
+                    u.bind((HOST, port))
+                except OSError:
+                    continue
+                _ports_given.add(port)
+                return port
+            finally:
+                t.close()
+                u.close()
+    raise RuntimeError("no free port found")
+
+
+def make_tmpdir(prefix: str = "evosip-itest-") -> str:
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def _proc_net_ports(kind: str, listening_only: bool) -> set:
+    ports = set()
+    for name in (f"/proc/net/{kind}", f"/proc/net/{kind}6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, state = parts[1], parts[3]
+                    if listening_only and state != "0A":
+                        continue
+                    ports.add(int(local.rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            pass
+    return ports
+
+
+def port_bound(port: int, proto: str = "udp") -> bool:
+    """True when some socket on this host is bound to UDP port / listening on TCP port."""
+    if proto == "udp":
+        return port in _proc_net_ports("udp", False)
+    return port in _proc_net_ports("tcp", True)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05,
+               proc: Optional["Process"] = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"{proc.name} exited with {proc.returncode} while waiting for {what}:\n"
+                f"{proc.tail()}")
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f"\n{proc.tail()}" if proc else ""))
+
+
+def wait_port(port: int, proto: str = "udp", timeout: float = 10.0,
+              proc: Optional["Process"] = None) -> None:
+    wait_until(lambda: port_bound(port, proto), timeout, f"{proto} port {port}", proc=proc)
+
+
+def http_get(url: str, timeout: float = 2.0, token: str = "") -> Tuple[int, str]:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def wait_http_ok(url: str, timeout: float = 10.0, proc: Optional["Process"] = None) -> None:
+    def ok() -> bool:
+        try:
+            return http_get(url, timeout=0.5)[0] == 200
+        except (OSError, urllib.error.URLError):
+            return False
+    wait_until(ok, timeout, f"HTTP 200 from {url}", interval=0.1, proc=proc)
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------
+
+class Process:
+    """A child process with stdout/stderr in files, stopped by PID only."""
+
+    def __init__(self, name: str, argv: Sequence[str], workdir: str,
+                 env: Optional[Dict[str, str]] = None):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.workdir = workdir
+        self.stdout_path = os.path.join(workdir, f"{name}.stdout")
+        self.stderr_path = os.path.join(workdir, f"{name}.stderr")
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.popen = subprocess.Popen(self.argv, cwd=workdir, env=full_env,
+                                      stdin=subprocess.DEVNULL, stdout=self._out,
+                                      stderr=self._err, start_new_session=True)
+        self.pid = self.popen.pid
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.popen.returncode
+
+    def poll(self) -> Optional[int]:
+        return self.popen.poll()
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def send_signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> Optional[int]:
+        """SIGTERM (or sig), then SIGKILL after timeout. Returns the exit status."""
+        try:
+            if self.popen.poll() is None:
+                os.kill(self.pid, sig)
+                try:
+                    self.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.popen.wait(timeout=5)
+        except ProcessLookupError:
+            self.popen.wait(timeout=5)
+        finally:
+            self._out.close()
+            self._err.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """Abrupt stop (a peer that 'stops answering')."""
+        self.stop(timeout=0.1, sig=signal.SIGKILL)
+
+    def stderr_text(self) -> str:
+        self._err.flush()
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def tail(self, n: int = 4000) -> str:
+        out = []
+        for path in (self.stdout_path, self.stderr_path):
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()[-n:].decode("utf-8", "replace")
+                out.append(f"--- {path} ---\n{data}")
+            except OSError:
+                pass
+        return "\n".join(out)
+
+
+class Cleanup:
+    """Collects processes and dirs; stop_all() stops them in reverse order."""
+
+    def __init__(self) -> None:
+        self.procs: List[Process] = []
+        self.dirs: List[str] = []
+        self.callbacks: List[Callable[[], None]] = []
+
+    def add(self, proc: Process) -> Process:
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for cb in reversed(self.callbacks):
+            try:
+                cb()
+            except Exception:  # noqa: BLE001 - cleanup must go on
+                pass
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        if os.environ.get("EVOSIP_ITEST_KEEP", "") != "1":
+            for d in self.dirs:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# YAML config (the small subset evosip configs need)
+# --------------------------------------------------------------------------------------
+
+def _yaml_scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(str(v))  # a JSON string is a valid YAML double-quoted scalar
+
+
+def to_yaml(obj, indent: int = 0) -> str:
+    pad = "  " * indent
+    lines = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, dict) and v:
+                lines.append(f"{pad}{k}:")
+                lines.append(to_yaml(v, indent + 1))
+            elif isinstance(v, list):
+                if not v:
+                    lines.append(f"{pad}{k}: []")
+                else:
+                    lines.append(f"{pad}{k}:")
+                    for item in v:
+                        lines.append(f"{pad}  - {_yaml_scalar(item)}")
+            elif isinstance(v, dict):
+                lines.append(f"{pad}{k}: {{}}")
+            else:
+                lines.append(f"{pad}{k}: {_yaml_scalar(v)}")
+    else:
+        raise TypeError("top level must be a dict")
+    return "\n".join(lines)
+
+
+def write_yaml(path: str, obj: dict) -> str:
+    with open(path, "w") as f:
+        f.write(to_yaml(obj) + "\n")
+    return path
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Control plane: JSON-RPC and metrics
+# --------------------------------------------------------------------------------------
+
+class RpcError(Exception):
+    def __init__(self, status: int, body: str, error=None):
+        super().__init__(f"RPC failed: HTTP {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+        self.error = error
+
+
+_rpc_ids = iter(range(1, 1 << 30))
+
+
+def rpc_raw(url: str, method: str, params=None, token: str = "",
+            timeout: float = 3.0) -> Tuple[int, str]:
+    body = {"jsonrpc": "2.0", "id": next(_rpc_ids), "method": method}
+    if params is not None:
+        body["params"] = params
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def rpc(url: str, method: str, params=None, token: str = "", timeout: float = 3.0):
+    """Calls a JSON-RPC 2.0 method; returns `result`, raises RpcError otherwise."""
+    status, text = rpc_raw(url, method, params, token, timeout)
+    if status != 200:
+        raise RpcError(status, text)
+    doc = json.loads(text)
+    if "error" in doc and doc["error"] is not None:
+        raise RpcError(status, text, doc["error"])
+    if "result" not in doc:
+        raise RpcError(status, text)
+    return doc["result"]
+
+
+_METRIC_RE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+([-+]?[0-9.eE+-]+|NaN|[+-]?Inf)(\s+\d+)?$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+class Metrics:
+    """Parsed Prometheus text: samples[(name, frozenset(labels.items()))] = value."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples: Dict[Tuple[str, frozenset], float] = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            m = _METRIC_RE.match(line)
+            if not m:
+                raise ValueError(f"unparsable metrics line: {line!r}")
+            labels = {}
+            if m.group(3):
+                for lm in _LABEL_RE.finditer(m.group(3)):
+                    labels[lm.group(1)] = bytes(lm.group(2), "utf-8").decode("unicode_escape")
+            self.samples[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+
+    def get(self, name: str, **labels) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= set(ls))
+
+    def series(self, name: str) -> List[Tuple[Dict[str, str], float]]:
+        return [(dict(ls), v) for (n, ls), v in self.samples.items() if n == name]
+
+    def has(self, name: str) -> bool:
+        return any(n == name for (n, _ls) in self.samples)
+
+
+def scrape(url: str, token: str = "") -> Metrics:
+    status, text = http_get(url, timeout=3.0, token=token)
+    if status != 200:
+        raise AssertionError(f"GET {url} -> {status}: {text[:200]}")
+    return Metrics(text)
+
+
+# --------------------------------------------------------------------------------------
+# sipp
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class SippResult:
+    rc: Optional[int]
+    successful: int
+    failed: int
+    stats: Dict[str, str]
+    errors: str
+    out: str
+
+    def summary(self) -> str:
+        keys = [k for k, v in self.stats.items()
+                if k.endswith("(C)") and k.startswith("Failed") and v not in ("0", "")]
+        detail = ", ".join(f"{k}={self.stats[k]}" for k in keys)
+        return (f"sipp rc={self.rc} successful={self.successful} failed={self.failed}"
+                f" {detail}\n{self.errors[-3000:]}")
+
+
+def read_sipp_stats(path: str) -> Dict[str, str]:
+    """Last row of a sipp -trace_stat CSV (cumulative (C) columns) as a dict."""
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f, delimiter=";") if r]
+    except FileNotFoundError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1]))
+
+
+def _int(stats: Dict[str, str], key: str) -> int:
+    try:
+        return int(float(stats.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def _ms(value: str) -> Optional[float]:
+    """sipp durations 'HH:MM:SS:uuuuuu' -> ms."""
+    try:
+        h, m, s, us = value.split(":")
+        return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000.0 + int(us) / 1000.0
+    except (ValueError, AttributeError):
+        return None
+
+
+def rtd_percentiles(stats: Dict[str, str], which: int = 1,
+                    pcts: Iterable[float] = (50, 99)) -> Dict[float, Optional[float]]:
+    """Percentiles (upper bucket bounds, ms) from ResponseTimeRepartition<which> columns."""
+    prefix = f"ResponseTimeRepartition{which}_"
+    buckets: List[Tuple[float, int]] = []
+    for k, v in stats.items():
+        if not k.startswith(prefix):
+            continue
+        bound = k[len(prefix):]
+        try:
+            if bound.startswith("<"):
+                b = float(bound[1:])
+            elif bound.startswith(">="):
+                b = float("inf")
+            else:
+                continue
+        except ValueError:
+            continue
+        buckets.append((b, _int(stats, k)))
+    buckets.sort()
+    total = sum(c for _b, c in buckets)
+    out: Dict[float, Optional[float]] = {}
+    for p in pcts:
+        if total == 0:
+            out[p] = None
+            continue
+        need = total * p / 100.0
+        acc = 0
+        for b, c in buckets:
+            acc += c
+            if acc >= need:
+                out[p] = b
+                break
+    return out
+
+
+class Sipp:
+    """Builds and runs one sipp instance (built-in scenario or XML file).
+
+    uac: Sipp(..., remote="127.0.0.1:5060", calls=N, rate=R).run() -> SippResult
+    uas: Sipp(..., builtin="uas" or scenario=...).start(); ...; .result() / .stop()
+    """
+
+    def __init__(self, workdir: str, name: str, *, builtin: str = "", scenario: str = "",
+                 remote: str = "", port: int = 0, transport: str = "u1",
+                 calls: int = 0, rate: float = 0, rate_period_ms: int = 1000,
+                 limit: int = 0, duration_ms: Optional[int] = None,
+                 timeout_s: float = 0, timeout_error: bool = True,
+                 recv_timeout_ms: int = 0, keys: Optional[Dict[str, str]] = None,
+                 rsa: str = "", trace_msg: Optional[bool] = None, trace_rtt: bool = False,
+                 stat_period_s: int = 1, max_retrans: Optional[int] = None,
+                 abort_unexpected: bool = False,
+                 extra: Sequence[str] = ()):
+        if bool(builtin) == bool(scenario):
+            raise ValueError("give exactly one of builtin or scenario")
+        self.workdir = workdir
+        self.name = name
+        self.port = port or free_port()
+        self.stat_path = os.path.join(workdir, f"{name}_stat.csv")
+        self.err_path = os.path.join(workdir, f"{name}_errors.log")
+        self.msg_path = os.path.join(workdir, f"{name}_messages.log")
+        self.rtt_path = os.path.join(workdir, f"{name}_rtt.csv")
+        self.timeout_s = timeout_s
+        argv = [SIPP]
+        argv += ["-sn", builtin] if builtin else ["-sf", scenario]
+        if remote:
+            argv.append(remote)
+        argv += ["-i", HOST, "-p", str(self.port), "-t", transport, "-nostdin",
+                 "-trace_stat", "-stf", self.stat_path, "-fd", str(stat_period_s),
+                 "-trace_err", "-error_file", self.err_path,
+                 "-cp", str(free_port()),  # sipp's control socket: keep it off 8888
+                 "-max_recv_loops", "10000", "-deadcall_wait", "2000"]
+        if not abort_unexpected:
+            # Ignore unexpected messages (a 180 overtaken by its 200 on UDP) instead of
+            # aborting the call; a missing expected message still fails it by timeout.
+            argv += ["-default_behaviors", "all,-abortunexp"]
+        if calls:
+            argv += ["-m", str(calls)]
+        if rate:
+            argv += ["-r", str(rate), "-rp", str(rate_period_ms)]
+        if limit:
+            argv += ["-l", str(limit)]
+        if duration_ms is not None:
+            argv += ["-d", str(duration_ms)]
+        if timeout_s:
+            argv += ["-timeout", f"{int(timeout_s)}s"]
+            if timeout_error:
+                argv.append("-timeout_error")
+        if recv_timeout_ms:
+            argv += ["-recv_timeout", str(recv_timeout_ms)]
+        if max_retrans is not None:
+            argv += ["-max_retrans", str(max_retrans)]
+        if rsa:
+            argv += ["-rsa", rsa]
+        if trace_msg is None:  # EVOSIP_ITEST_TRACE=1 logs every SIP message of every sipp
+            trace_msg = os.environ.get("EVOSIP_ITEST_TRACE", "") == "1"
+        if trace_msg:
+            argv += ["-trace_msg", "-message_file", self.msg_path]
+        if trace_rtt:
+            argv += ["-trace_rtt", "-rtt_freq", "1"]
+        for k, v in (keys or {}).items():
+            argv += ["-key", k, str(v)]
+        argv += list(extra)
+        self.argv = argv
+        self.proc: Optional[Process] = None
+
+    # -- background (uas) ------------------------------------------------------------
+    def start(self, cleanup: Optional[Cleanup] = None, wait: bool = True) -> "Sipp":
+        self.proc = Process(self.name, self.argv, self.workdir)
+        if cleanup is not None:
+            cleanup.add(self.proc)
+        if wait:
+            wait_port(self.port, "tcp" if self.argv[self.argv.index("-t") + 1].startswith("t")
+                      else "udp", timeout=10, proc=self.proc)
+        return self
+
+    def stop(self) -> Optional[int]:
+        return self.proc.stop(timeout=3) if self.proc else None
+
+    def kill(self) -> None:
+        if self.proc:
+            self.proc.kill()
+
+    def wait(self, timeout: float) -> SippResult:
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.stop(timeout=2)
+        return self.result()
+
+    def result(self) -> SippResult:
+        stats = read_sipp_stats(self.stat_path)
+        try:
+            with open(self.err_path, "rb") as f:
+                errors = f.read()[-20000:].decode("utf-8", "replace")
+        except OSError:
+            errors = ""
+        out = self.proc.tail(3000) if self.proc else ""
+        return SippResult(self.proc.returncode if self.proc else None,
+                          _int(stats, "SuccessfulCall(C)"), _int(stats, "FailedCall(C)"),
+                          stats, errors, out)
+
+    def stats(self) -> Dict[str, str]:
+        return read_sipp_stats(self.stat_path)
+
+    def incoming_calls(self) -> int:
+        return _int(self.stats(), "IncomingCall(C)")
+
+    # -- foreground (uac) ------------------------------------------------------------
+    def run(self, cleanup: Optional[Cleanup] = None) -> SippResult:
+        """Runs to completion (bounded by timeout_s + 15 s) and returns the result."""
+        bound = (self.timeout_s or 60) + 15
+        self.start(cleanup, wait=False)
+        return self.wait(bound)
+
+
+def sipp_ok(res: SippResult, expected_calls: int) -> Tuple[bool, str]:
+    ok = res.rc == 0 and res.failed == 0 and res.successful == expected_calls
+    return ok, res.summary()
+
+
+# --------------------------------------------------------------------------------------
+# Raw SIP messages
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class SipMessage:
+    first_line: str
+    headers: List[Tuple[str, str]]
+    body: bytes
+    raw: bytes
+    source: Optional[Tuple[str, int]] = None
+
+    COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact",
+               "l": "content-length", "c": "content-type", "k": "supported",
+               "s": "subject", "e": "content-encoding", "o": "event"}
+
+    @classmethod
+    def parse(cls, data: bytes, source=None) -> "SipMessage":
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, body = data.partition(b"\n\n")
+        lines = head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+        headers: List[Tuple[str, str]] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t") and headers:
+                n, v = headers[-1]
+                headers[-1] = (n, v + " " + line.strip())
+                continue
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+        return cls(lines[0], headers, body, data, source)
+
+    @property
+    def is_response(self) -> bool:
+        return self.first_line.startswith("SIP/2.0 ")
+
+    @property
+    def status(self) -> int:
+        return int(self.first_line.split()[1]) if self.is_response else 0
+
+    @property
+    def method(self) -> str:
+        return "" if self.is_response else self.first_line.split()[0]
+
+    @property
+    def ruri(self) -> str:
+        return "" if self.is_response else self.first_line.split()[1]
+
+    def _norm(self, name: str) -> str:
+        n = name.lower()
+        return self.COMPACT.get(n, n)
+
+    def all(self, name: str) -> List[str]:
+        """All values of a header, comma-separated values split (outside <> and quotes)."""
+        want = self._norm(name)
+        out: List[str] = []
+        for n, v in self.headers:
+            if self._norm(n) == want:
+                out.extend(split_header_values(v) if want not in (
+                    "call-id", "cseq", "content-length", "content-type", "subject", "date",
+                    "user-agent", "server", "retry-after") else [v])
+        return out
+
+    def get(self, name: str) -> Optional[str]:
+        vals = self.all(name)
+        return vals[0] if vals else None
+
+    def header_names(self) -> List[str]:
+        return [n for n, _v in self.headers]
+
+    @property
+    def call_id(self) -> Optional[str]:
+        return self.get("Call-ID")
+
+    def __str__(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+
+def split_header_values(value: str) -> List[str]:
+    out, cur, depth, quoted = [], [], 0, False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            depth += 1
+        elif not quoted and ch == ">":
+            depth = max(0, depth - 1)
+        if ch == "," and not quoted and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        out.append("".join(cur).strip())
+    return out
+
+
+def via_params(via: str) -> Dict[str, Optional[str]]:
+    params = {}
+    for p in via.split(";")[1:]:
+        k, eq, v = p.strip().partition("=")
+        params[k.lower()] = v if eq else None
+    return params
+
+
+def new_branch() -> str:
+    return "z9hG4bK-" + os.urandom(8).hex()
+
+
+def new_call_id() -> str:
+    return os.urandom(10).hex() + "@itest"
+
+
+def build_request(method: str, ruri: str, *, via_host: str, via_port: int,
+                  transport: str = "UDP", call_id: Optional[str] = None, cseq: int = 1,
+                  branch: Optional[str] = None, from_uri: str = "sip:alice@example.com",
+                  to_uri: Optional[str] = None, from_tag: Optional[str] = None,
+                  to_tag: str = "", max_forwards: Optional[int] = 70,
+                  rport: bool = True, extra_headers: Sequence[str] = (),
+                  body: bytes = b"", content_length: Optional[str] = None,
+                  omit: Sequence[str] = ()) -> bytes:
+    """A hand-made request. `omit` drops headers by name; content_length overrides."""
+    call_id = call_id or new_call_id()
+    branch = branch or new_branch()
+    from_tag = from_tag or os.urandom(4).hex()
+    to_uri = to_uri or ruri
+    via = f"SIP/2.0/{transport} {via_host}:{via_port};branch={branch}" + (";rport" if rport else "")
+    headers = [
+        ("Via", via),
+        ("Max-Forwards", str(max_forwards) if max_forwards is not None else None),
+        ("From", f"<{from_uri}>;tag={from_tag}"),
+        ("To", f"<{to_uri}>" + (f";tag={to_tag}" if to_tag else "")),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {method}"),
+        ("Contact", f"<sip:alice@{via_host}:{via_port};transport={transport.lower()}>"),
+    ]
+    lines = [f"{method} {ruri} SIP/2.0"]
+    skip = {o.lower() for o in omit}
+    for n, v in headers:
+        if v is None or n.lower() in skip:
+            continue
+        lines.append(f"{n}: {v}")
+    lines.extend(extra_headers)
+    if "content-length" not in skip:
+        lines.append(f"Content-Length: {content_length if content_length is not None else len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def build_response(req: SipMessage, code: int, reason: str, *, to_tag: str = "",
+                   extra_headers: Sequence[str] = (), copy_record_route: bool = True,
+                   contact: str = "") -> bytes:
+    lines = [f"SIP/2.0 {code} {reason}"]
+    for n, v in req.headers:
+        ln = req._norm(n)
+        if ln in ("via", "from", "call-id", "cseq") or (
+                copy_record_route and ln == "record-route"):
+            lines.append(f"{n}: {v}")
+        elif ln == "to":
+            if to_tag and ";tag=" not in v:
+                v = f"{v};tag={to_tag}"
+            lines.append(f"{n}: {v}")
+    if contact:
+        lines.append(f"Contact: {contact}")
+    lines.extend(extra_headers)
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class SipClient:
+    """A raw SIP endpoint on UDP or TCP for hand-made messages."""
+
+    def __init__(self, transport: str, remote: Tuple[str, int], timeout: float = 2.0):
+        self.transport = transport.upper()
+        self.remote = remote
+        self.timeout = timeout
+        self._buf = b""
+        if self.transport == "UDP":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((HOST, 0))
+        else:
+            self.sock = socket.create_connection(remote, timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.local_port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "SipClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def request(self, method: str, ruri: str, **kw) -> bytes:
+        kw.setdefault("via_host", HOST)
+        kw.setdefault("via_port", self.local_port)
+        kw.setdefault("transport", self.transport)
+        return build_request(method, ruri, **kw)
+
+    def send(self, data: bytes) -> None:
+        if self.transport == "UDP":
+            self.sock.sendto(data, self.remote)
+        else:
+            self.sock.sendall(data)
+
+    def recv(self, timeout: Optional[float] = None) -> Optional[SipMessage]:
+        """Next message, or None on timeout / closed connection."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        if self.transport == "UDP":
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.sock.settimeout(left)
+                try:
+                    data, src = self.sock.recvfrom(70000)
+                except socket.timeout:
+                    return None
+                if data.strip():  # skip keep-alives
+                    return SipMessage.parse(data, src)
+        while True:
+            msg = self._frame()
+            if msg is not None:
+                return msg
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            except OSError:
+                return None
+            if not chunk:
+                self.closed_by_peer = True
+                return None
+            self._buf += chunk
+
+    closed_by_peer = False
+
+    def _frame(self) -> Optional[SipMessage]:
+        self._buf = self._buf.lstrip(b"\r\n")
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = self._buf[:end].decode("utf-8", "replace")
+        m = re.search(r"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
+        clen = int(m.group(1)) if m else 0
+        total = end + 4 + clen
+        if len(self._buf) < total:
+            return None
+        data, self._buf = self._buf[:total], self._buf[total:]
+        return SipMessage.parse(data, self.remote)
+
+    def final_response(self, timeout: float = 3.0) -> Optional[SipMessage]:
+        """Waits for the first response >= 200 (skips 1xx and stray requests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            m = self.recv(left)
+            if m is None:
+                return None
+            if m.is_response and m.status >= 200:
+                return m
+
+    def transact(self, data: bytes, timeout: float = 3.0) -> Optional[SipMessage]:
+        self.send(data)
+        return self.final_response(timeout)
+
+
+# --------------------------------------------------------------------------------------
+# A scriptable fake router (records every request; answers or stays mute)
+# --------------------------------------------------------------------------------------
+
+class FakeRouter:
+    """UDP SIP peer standing in for a router. Records every request it receives and
+    answers like a stateless UAS: 200 OK (INVITE: with To-tag, Record-Route echoed,
+    Contact) to the top Via (received/rport honoured), nothing to ACK. `mute=True`
+    makes it record without answering (a router that stopped answering)."""
+
+    def __init__(self, name: str, port: int = 0, mute: bool = False):
+        self.name = name
+        self.port = port or free_port()
+        self.mute = mute
+        self.requests: List[SipMessage] = []
+        self._lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, self.port))
+        self.sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"router-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{HOST}:{self.port}"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, src = self.sock.recvfrom(70000)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data.strip():
+                continue
+            try:
+                msg = SipMessage.parse(data, src)
+            except Exception:  # noqa: BLE001 - record nothing for garbage
+                continue
+            if msg.is_response:
+                continue
+            with self._lock:
+                self.requests.append(msg)
+            if self.mute or msg.method == "ACK":
+                continue
+            resp = build_response(msg, 200, "OK", to_tag=f"r{self.name}",
+                                  contact=f"<sip:{HOST}:{self.port}>",
+                                  extra_headers=[f"X-Router: {self.name}"])
+            self.sock.sendto(resp, self._reply_address(msg, src))
+
+    @staticmethod
+    def _reply_address(msg: SipMessage, src) -> Tuple[str, int]:
+        via = msg.get("Via") or ""
+        m = re.match(r"SIP/2\.0/\S+\s+([^;:\s]+)(?::(\d+))?", via)
+        if not m:
+            return src
+        params = via_params(via)
+        host = params.get("received") or m.group(1)
+        port = params.get("rport") or m.group(2) or "5060"
+        return (host, int(port))
+
+    def received(self, method: Optional[str] = None) -> List[SipMessage]:
+        with self._lock:
+            return [m for m in self.requests if method is None or m.method == method]
+
+    def call_ids(self) -> set:
+        return {m.call_id for m in self.received()}
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------------------
+# The proxy under test
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class ProxyHandle:
+    kind: str
+    sip_port: int
+    proc: Process
+    control_url: str = ""
+    token: str = ""
+    config_path: str = ""
+    transports: Tuple[str, ...] = ("udp", "tcp")
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def addr(self) -> Tuple[str, int]:
+        return (HOST, self.sip_port)
+
+    @property
+    def hostport(self) -> str:
+        return f"{HOST}:{self.sip_port}"
+
+    def rpc(self, method: str, params=None):
+        return rpc(self.control_url + "/rpc", method, params, token=self.token)
+
+    def metrics(self) -> Metrics:
+        return scrape(self.control_url + "/metrics", token=self.token)
+
+    def alive(self) -> bool:
+        return self.proc.alive()
+
+
+def edge_config(sip_port: int, control_port: int, routers: Sequence[str],
+                transports: Sequence[str] = ("udp", "tcp"), overrides: Optional[dict] = None
+                ) -> dict:
+    cfg = {
+        "sip": {"listen": [f"{t}:{HOST}:{sip_port}" for t in transports], "advertise": ""},
+        "control": {"listen": f"{HOST}:{control_port}", "token": ""},
+        "workers": 2,
+        "log": {"level": "info", "format": "text"},
+        "edge": {"routers": list(routers), "router_timeout_ms": 500,
+                 "rate_limit": {"requests_per_second": 0}},
+    }
+    return deep_merge(cfg, overrides or {})
+
+
+def start_evosip_edge(workdir: str, cleanup: Cleanup, routers: Sequence[str], *,
+                      transports: Sequence[str] = ("udp", "tcp"),
+                      overrides: Optional[dict] = None, env: Optional[Dict[str, str]] = None,
+                      ready_timeout: float = 15.0) -> ProxyHandle:
+    binary = require_evosip()
+    sip_port, control_port = free_port(), free_port()
+    cfg = edge_config(sip_port, control_port, routers, transports, overrides)
+    path = write_yaml(os.path.join(workdir, "edge.yaml"), cfg)
+    proc = cleanup.add(Process("evosip-edge", [binary, "edge", "--config", path], workdir, env))
+    control_url = f"http://{HOST}:{control_port}"
+    wait_http_ok(control_url + "/readyz", timeout=ready_timeout, proc=proc)
+    for t in transports:
+        wait_port(sip_port, t, timeout=5, proc=proc)
+    return ProxyHandle("evosip", sip_port, proc, control_url, cfg["control"]["token"], path,
+                       tuple(transports))
+
+
+def kamailio_standin_cfg(routers: Sequence[str]) -> str:
+    """The stand-in cfg with the router list inlined: Call-ID hash over the set."""
+    with open(os.path.join(KAMAILIO_DIR, "standin.cfg")) as f:
+        template = f.read()
+    lines = [f"\t$var(h) = $(ci{{s.corehash,{len(routers)}}});"]
+    for i, r in enumerate(routers):
+        lines.append(f'\tif ($var(h) == {i}) {{ $du = "{r}"; }}')
+    return template.replace("\t#@PICK_ROUTER@#", "\n".join(lines))
+
+
+def start_kamailio_standin(workdir: str, cleanup: Cleanup, routers: Sequence[str], *,
+                           transports: Sequence[str] = ("udp", "tcp")) -> ProxyHandle:
+    sip_port = free_port()
+    cfg_path = os.path.join(workdir, "kamailio.cfg")
+    with open(cfg_path, "w") as f:
+        f.write(kamailio_standin_cfg(routers))
+    argv = [KAMAILIO, "-f", cfg_path, "-DD", "-E", "-n", "2", "-m", "32", "-M", "8",
+            "-Y", workdir, "-w", workdir]
+    for t in transports:
+        argv += ["-l", f"{t}:{HOST}:{sip_port}"]
+    proc = cleanup.add(Process("kamailio", argv, workdir))
+    for t in transports:
+        wait_port(sip_port, t, timeout=10, proc=proc)
+    handle = ProxyHandle("kamailio", sip_port, proc, config_path=cfg_path,
+                         transports=tuple(transports))
+    # ready = answers OPTIONS addressed to itself
+    def answers() -> bool:
+        with SipClient("UDP", handle.addr, timeout=0.3) as c:
+            r = c.transact(c.request("OPTIONS", f"sip:{handle.hostport}"), timeout=0.3)
+            return r is not None and r.status == 200
+    wait_until(answers, 10, "kamailio answering OPTIONS", proc=proc)
+    return handle
+
+
+def start_proxy(workdir: str, cleanup: Cleanup, routers: Sequence[str], **kw) -> ProxyHandle:
+    """Starts the proxy under test (evosip edge, or the kamailio stand-in)."""
+    kind = proxy_kind()
+    if kind == "evosip":
+        return start_evosip_edge(workdir, cleanup, routers, **kw)
+    kw.pop("overrides", None)
+    kw.pop("env", None)
+    return start_kamailio_standin(workdir, cleanup, routers, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# Base test case
+# --------------------------------------------------------------------------------------
+
+class ProxyTestCase(unittest.TestCase):
+    """Per-test temp dir and cleanup; subclasses start what they need in setUp."""
+
+    def setUp(self) -> None:
+        self.kind = proxy_kind()
+        self.cleanup = Cleanup()
+        self.addCleanup(self.cleanup.stop_all)
+        self.tmp = make_tmpdir(f"evosip-{self.id().split('.')[-1]}-")
+        self.cleanup.dirs.append(self.tmp)
+        self._t0 = time.monotonic()
+
+    def tearDown(self) -> None:
+        # Keep artefacts of failed tests for inspection.
+        outcome = getattr(self, "_outcome", None)
+        failed = False
+        if outcome is not None:
+            result = getattr(outcome, "result", None)
+            errs = getattr(result, "errors", []) + getattr(result, "failures", [])
+            failed = any(t is self for t, _ in errs)
+            if not failed and hasattr(outcome, "success"):
+                failed = not outcome.success
+        if failed:
+            self.cleanup.dirs.remove(self.tmp)
+            print(f"\n[artefacts kept in {self.tmp}]")
+
+    def router(self, name: str, **kw) -> FakeRouter:
+        r = FakeRouter(name, **kw)
+        self.cleanup.callbacks.append(r.close)
+        return r
+
+    def sipp(self, name: str, **kw) -> Sipp:
+        return Sipp(self.tmp, name, **kw)
+
+    def uas(self, name: str, scen: str, keys: Optional[Dict[str, str]] = None, **kw) -> Sipp:
+        keys = dict(keys or {})
+        keys.setdefault("router_name", name)
+        kw.setdefault("timeout_s", 120)
+        kw.setdefault("timeout_error", False)
+        return self.sipp(name, scenario=scenario(scen), keys=keys, **kw).start(self.cleanup)
+
+    def uac(self, name: str, proxy: ProxyHandle, scen: str, calls: int, rate: float,
+            transport: str = "u1", **kw) -> Sipp:
+        kw.setdefault("timeout_s", 40)
+        kw.setdefault("recv_timeout_ms", 6000)
+        kw.setdefault("duration_ms", 20)
+        kw.setdefault("limit", 200)
+        return self.sipp(name, scenario=scenario(scen), remote=proxy.hostport,
+                         transport=transport, calls=calls, rate=rate, **kw)
+
+    def assertSippOk(self, res: SippResult, calls: int) -> None:
+        ok, summary = sipp_ok(res, calls)
+        self.assertTrue(ok, f"expected {calls} successful calls and 0 failed: {summary}")
+
+    def assertAlive(self, proxy: ProxyHandle) -> None:
+        self.assertTrue(proxy.alive(), f"{proxy.kind} died (rc={proxy.proc.poll()}):\n"
+                        f"{proxy.proc.tail()}")
