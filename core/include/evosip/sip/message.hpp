@@ -53,13 +53,16 @@ class Message {
   std::string_view reasonPhrase() const { return reason_; }
 
   std::string_view buffer() const { return buffer_; }
+  // Offset of the start line (after any CRLFs that preceded it, RFC 3261 7.5).
+  uint32_t startOffset() const { return start_; }
   // Offset of the first header line (just after the start line's CRLF).
   uint32_t headersBegin() const { return headersBegin_; }
   // Offset of the blank line that ends the headers.
   uint32_t headersEnd() const { return headersEnd_; }
   std::string_view body() const { return body_; }
   uint32_t bodyOffset() const { return headersEnd_ + 2; }
-  // Bytes this message occupies in the buffer (start line to end of body).
+  // End offset of the message in the buffer: the message is [startOffset(), size()). Bytes a
+  // datagram carries after the body are not part of it.
   size_t size() const { return bodyOffset() + body_.size(); }
 
   std::span<const HeaderField> headers() const { return {headers_.data(), headers_.size()}; }
@@ -69,8 +72,8 @@ class Message {
   size_t count(HeaderId id) const;
 
   // Frequently needed values, parsed on demand (not cached: callers keep what they need).
-  std::string_view callId() const;            // "" when missing
-  Result<Via> topVia() const;                 // first value of the first Via header
+  std::string_view callId() const;  // "" when missing
+  Result<Via> topVia() const;       // first value of the first Via header
   Result<CSeq> cseq() const;
   Result<NameAddr> from() const;
   Result<NameAddr> to() const;
@@ -84,6 +87,7 @@ class Message {
   std::string_view reason_;
   Method method_ = Method::kOther;
   int statusCode_ = 0;
+  uint32_t start_ = 0;
   uint32_t headersBegin_ = 0;
   uint32_t headersEnd_ = 0;
   std::string_view body_;

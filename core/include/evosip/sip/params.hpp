@@ -60,7 +60,7 @@ class ValueSplitter {
 };
 
 // Removes surrounding quotes of a quoted-string view ("abc" -> abc). Escapes are left in place:
-// callers that need the exact text (digest) use unquoteTo().
+// callers that need the resolved text (digest) use unquote() of auth.hpp.
 std::string_view stripQuotes(std::string_view v);
 
 }  // namespace evosip::sip
