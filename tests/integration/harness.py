@@ -605,7 +605,22 @@ class Sipp:
             self.proc.stop(timeout=2)
         return self.result()
 
+    def _stats_time(self) -> float:
+        cur = read_sipp_stats(self.stat_path).get("CurrentTime", "")
+        try:
+            return float(cur.split("\t")[-1])
+        except ValueError:
+            return 0.0
+
     def result(self) -> SippResult:
+        """Final result; for a running instance (a uas) waits for a stats row written
+        after this call (sipp dumps every -fd seconds), at most 3 s."""
+        if self.proc is not None and self.proc.alive():
+            asked = time.time()
+            deadline = time.monotonic() + 3.0
+            while self._stats_time() <= asked and time.monotonic() < deadline \
+                    and self.proc.alive():
+                time.sleep(0.1)
         stats = read_sipp_stats(self.stat_path)
         try:
             with open(self.err_path, "rb") as f:
@@ -621,7 +636,7 @@ class Sipp:
         return read_sipp_stats(self.stat_path)
 
     def incoming_calls(self) -> int:
-        return _int(self.stats(), "IncomingCall(C)")
+        return _int(self.result().stats, "IncomingCall(C)")
 
     # -- foreground (uac) ------------------------------------------------------------
     def run(self, cleanup: Optional[Cleanup] = None) -> SippResult:
