@@ -401,7 +401,12 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
         reply(w, msg, src, 400, "Bad Route");
         return;
       }
-      if (isSelf(na->uri)) {
+      // Our entries of one pass are popped together (a flow entry and, with a transport
+      // change, a plain one). A second flow entry belongs to a later pass of the same request
+      // through this edge (a spiral via a router) and stays for that pass.
+      const bool ours = isSelf(na->uri);
+      const bool laterPass = ours && !na->uri.user.empty() && (route.flow || route.badToken);
+      if (ours && !laterPass) {
         route.poppedAny = true;
         if (!na->uri.user.empty()) {
           route.flow = tokens_.decode(na->uri.user);
@@ -452,7 +457,7 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
       return;
     }
     next = Destination{Protocol::kUdp, routers.at(routerIndex).endpoint, {}};
-  } else if (route.next) {
+  } else if (route.next && !isSelf(*route.next)) {
     auto ep = transport::parseEndpoint(route.next->hostText, route.next->portOrDefault());
     if (!ep) {
       WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);

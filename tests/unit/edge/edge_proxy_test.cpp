@@ -1,0 +1,468 @@
+#include <manual_clock.hpp>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <evosip/edge/edge_proxy.hpp>
+#include <evosip/sip/message.hpp>
+
+namespace evosip::edge {
+namespace {
+
+using transport::Destination;
+using transport::Endpoint;
+using transport::Protocol;
+using namespace std::chrono_literals;
+
+Endpoint ep(const char* ip, uint16_t port) {
+  return {boost::asio::ip::make_address(ip), port};
+}
+
+struct Sent {
+  Destination to;
+  std::string bytes;
+};
+
+class EdgeProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { make({"sip:127.0.0.1:5070"}); }
+
+  void make(const std::vector<std::string>& routers, double rate = 0) {
+    EdgeSettings s;
+    s.listen = {{Protocol::kUdp, ep("127.0.0.1", 5060)}, {Protocol::kTcp, ep("127.0.0.1", 5060)}};
+    s.routerTimeout = 500ms;
+    s.holdDown = 10s;
+    s.rateLimitPerSecond = rate;
+    s.flowSecret = "test";
+    proxy = std::make_unique<EdgeProxy>(
+        s, *RouterSet::build(routers), 2, clock,
+        [this](const Destination& to, std::string_view bytes) {
+          sent.push_back({to, std::string(bytes)});
+          return true;
+        },
+        [](size_t, std::function<void()> fn) { fn(); });
+  }
+
+  void receive(const std::string& text, Endpoint from = ep("192.0.2.10", 5062),
+               Protocol proto = Protocol::kUdp, transport::ConnectionId conn = {}) {
+    transport::Packet p{text, {proto, from, ep("127.0.0.1", 5060), conn}};
+    proxy->onPacket(0, p);
+  }
+
+  sip::Message last() {
+    EXPECT_FALSE(sent.empty());
+    auto m = sip::Message::parse(sent.back().bytes);
+    EXPECT_TRUE(m.has_value()) << sent.back().bytes;
+    return *m;
+  }
+
+  static std::string invite(
+      const std::string& extra = "",
+      const std::string& via = "SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK776asdhds;rport") {
+    return "INVITE sip:bob@evosip.local SIP/2.0\r\n"
+           "Via: " +
+           via +
+           "\r\n"
+           "Max-Forwards: 70\r\n"
+           "To: Bob <sip:bob@evosip.local>\r\n"
+           "From: Alice <sip:alice@evosip.local>;tag=1928301774\r\n"
+           "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n"
+           "CSeq: 314159 INVITE\r\n"
+           "Contact: <sip:alice@10.1.1.1:5062>\r\n" +
+           extra + "Content-Length: 0\r\n\r\n";
+  }
+
+  test::ManualClock clock;
+  std::vector<Sent> sent;
+  std::unique_ptr<EdgeProxy> proxy;
+};
+
+TEST_F(EdgeProxyTest, ForwardsInviteToRouterWithViaRecordRouteAndNatFixes) {
+  receive(invite("X-Evosip-Action: Voicemail\r\nx-evosip-mailbox: 1\r\n"));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("127.0.0.1", 5070));
+  auto m = last();
+  auto via = m.topVia();
+  ASSERT_TRUE(via);
+  EXPECT_EQ(via->hostText, "127.0.0.1");
+  EXPECT_EQ(via->port, 5060);
+  EXPECT_EQ(via->branch()->substr(0, 7), "z9hG4bK");
+  // The client's Via got received and rport (RFC 3581).
+  EXPECT_NE(sent[0].bytes.find("branch=z9hG4bK776asdhds;rport=5062;received=192.0.2.10"),
+            std::string::npos)
+      << sent[0].bytes;
+  EXPECT_NE(sent[0].bytes.find("Max-Forwards: 69\r\n"), std::string::npos);
+  EXPECT_EQ(sent[0].bytes.find("X-Evosip"), std::string::npos);
+  EXPECT_EQ(sent[0].bytes.find("x-evosip"), std::string::npos);
+  const auto* rr = m.find(sip::HeaderId::kRecordRoute);
+  ASSERT_NE(rr, nullptr);
+  auto na = sip::parseNameAddr(rr->value);
+  ASSERT_TRUE(na);
+  EXPECT_EQ(na->uri.host, "127.0.0.1");
+  EXPECT_EQ(na->uri.port, 5060);
+  EXPECT_TRUE(na->uri.looseRouting());
+  EXPECT_FALSE(na->uri.user.empty());  // the flow token
+}
+
+TEST_F(EdgeProxyTest, SameCallIdAlwaysReachesTheSameRouter) {
+  make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071", "sip:127.0.0.1:5072"});
+  for (int i = 0; i < 5; ++i) {
+    receive(invite());
+  }
+  ASSERT_EQ(sent.size(), 5u);
+  for (const auto& s : sent) {
+    EXPECT_EQ(s.to.remote, sent[0].to.remote);
+  }
+  // A retransmission carries the same branch (stateless proxy, RFC 3261 16.11).
+  EXPECT_EQ(sip::Message::parse(sent[0].bytes)->topVia()->branch(),
+            sip::Message::parse(sent[4].bytes)->topVia()->branch());
+}
+
+TEST_F(EdgeProxyTest, ResponseFromRouterGoesBackToTheClientByVia) {
+  receive(invite());
+  std::string forwarded = sent[0].bytes;
+  auto fwd = sip::Message::parse(forwarded);
+  // The router answers 180 with the Via stack it received.
+  std::string vias;
+  for (const auto& h : fwd->headers()) {
+    if (h.id == sip::HeaderId::kVia) {
+      vias += "Via: " + std::string(h.value) + "\r\n";
+    }
+  }
+  std::string ringing = "SIP/2.0 180 Ringing\r\n" + vias +
+                        "To: Bob <sip:bob@evosip.local>;tag=8321234356\r\n"
+                        "From: Alice <sip:alice@evosip.local>;tag=1928301774\r\n"
+                        "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n"
+                        "CSeq: 314159 INVITE\r\nX-Evosip-Internal: 1\r\nContent-Length: 0\r\n\r\n";
+  sent.clear();
+  receive(ringing, ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));  // received + rport
+  auto m = last();
+  EXPECT_EQ(m.count(sip::HeaderId::kVia), 1u);
+  EXPECT_EQ(m.topVia()->host, "10.1.1.1");
+  EXPECT_EQ(sent[0].bytes.find("X-Evosip"), std::string::npos);
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);  // answered: nothing to fail over
+}
+
+TEST_F(EdgeProxyTest, ResponseWithForeignTopViaIsDropped) {
+  receive(
+      "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKx\r\n"
+      "To: <sip:a@b>;tag=1\r\nFrom: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n"
+      "Content-Length: 0\r\n\r\n",
+      ep("127.0.0.1", 5070));
+  EXPECT_TRUE(sent.empty());
+  EXPECT_EQ(proxy->counters(0).drops[static_cast<size_t>(DropReason::kNotOurVia)].load(), 1u);
+}
+
+TEST_F(EdgeProxyTest, RegisterGetsPathWithFlowToken) {
+  receive(
+      "REGISTER sip:evosip.local SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKnashds7\r\n"
+      "Max-Forwards: 70\r\nTo: <sip:alice@evosip.local>\r\n"
+      "From: <sip:alice@evosip.local>;tag=456248\r\nCall-ID: 843817637684230@998sdasdh09\r\n"
+      "CSeq: 1826 REGISTER\r\nContact: <sip:alice@10.1.1.1:5062>\r\nExpires: 7200\r\n"
+      "Content-Length: 0\r\n\r\n");
+  ASSERT_EQ(sent.size(), 1u);
+  auto m = last();
+  const auto* path = m.find(sip::HeaderId::kPath);
+  ASSERT_NE(path, nullptr) << sent[0].bytes;
+  auto na = sip::parseNameAddr(path->value);
+  ASSERT_TRUE(na);
+  EXPECT_EQ(na->uri.hostText, "127.0.0.1");
+  EXPECT_TRUE(na->uri.looseRouting());
+  EXPECT_FALSE(na->uri.user.empty());
+  EXPECT_EQ(m.find(sip::HeaderId::kRecordRoute), nullptr);  // REGISTER is not record-routed
+}
+
+TEST_F(EdgeProxyTest, RouterRequestThroughPathReachesTheNatedClient) {
+  // REGISTER from behind NAT: the Path carries the client's public address.
+  receive(
+      "REGISTER sip:evosip.local SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKnashds7;rport\r\n"
+      "To: <sip:alice@evosip.local>\r\nFrom: <sip:alice@evosip.local>;tag=456248\r\n"
+      "Call-ID: reg-1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@10.1.1.1:5062>\r\n"
+      "Content-Length: 0\r\n\r\n",
+      ep("203.0.113.5", 34567));
+  auto reg = last();
+  const size_t pendingBefore = proxy->pending(0) + proxy->pending(1);
+  std::string pathUri(sip::parseNameAddr(reg.find(sip::HeaderId::kPath)->value)->uriText);
+  sent.clear();
+  // The router sends an INVITE to the contact with the Path as Route.
+  receive(
+      "INVITE sip:alice@10.1.1.1:5062 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrouter1\r\n"
+      "Route: <" +
+          pathUri +
+          ">\r\n"
+          "Max-Forwards: 69\r\nTo: <sip:alice@evosip.local>\r\n"
+          "From: <sip:bob@evosip.local>;tag=99\r\nCall-ID: call-2\r\nCSeq: 1 INVITE\r\n"
+          "Contact: <sip:bob@127.0.0.1:5090>\r\nContent-Length: 0\r\n\r\n",
+      ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("203.0.113.5", 34567));
+  auto m = last();
+  EXPECT_EQ(m.find(sip::HeaderId::kRoute), nullptr);  // our own Route popped
+  EXPECT_EQ(m.count(sip::HeaderId::kVia), 2u);
+  EXPECT_NE(m.find(sip::HeaderId::kRecordRoute), nullptr);
+  // Not a router-bound request: nothing to fail over.
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), pendingBefore);
+}
+
+TEST_F(EdgeProxyTest, TcpClientGetsResponsesOnItsConnection) {
+  transport::ConnectionId conn{1, 42};
+  receive(invite("", "SIP/2.0/TCP 10.1.1.1:5062;branch=z9hG4bKtcp1"), ep("192.0.2.10", 40000),
+          Protocol::kTcp, conn);
+  ASSERT_EQ(sent.size(), 1u);
+  auto fwd = last();
+  // Double Record-Route: one entry for the routers (UDP), one for the client (TCP).
+  EXPECT_EQ(fwd.count(sip::HeaderId::kRecordRoute), 2u);
+  EXPECT_NE(sent[0].bytes.find(";transport=tcp;lr>"), std::string::npos);
+  std::string vias;
+  for (const auto& h : fwd.headers()) {
+    if (h.id == sip::HeaderId::kVia) {
+      vias += "Via: " + std::string(h.value) + "\r\n";
+    }
+  }
+  sent.clear();
+  receive(
+      "SIP/2.0 200 OK\r\n" + vias +
+          "To: <sip:bob@evosip.local>;tag=1\r\nFrom: <sip:alice@evosip.local>;tag=1928301774\r\n"
+          "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\nCSeq: 314159 INVITE\r\n"
+          "Content-Length: 0\r\n\r\n",
+      ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.protocol, Protocol::kTcp);
+  EXPECT_EQ(sent[0].to.connection, conn);
+}
+
+TEST_F(EdgeProxyTest, AnswersOptionsForItself) {
+  receive(
+      "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKo1\r\n"
+      "To: <sip:127.0.0.1>\r\nFrom: <sip:mon@10.1.1.1>;tag=1\r\nCall-ID: o1\r\n"
+      "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(sent.size(), 1u);
+  auto m = last();
+  EXPECT_EQ(m.statusCode(), 200);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_NE(m.find("Allow"), nullptr);
+}
+
+TEST_F(EdgeProxyTest, SanityChecksAnswerWithTheRightCode) {
+  struct Case {
+    std::string text;
+    int code;
+  };
+  std::string base = invite();
+  auto replace = [&](const std::string& from, const std::string& to) {
+    std::string s = base;
+    s.replace(s.find(from), from.size(), to);
+    return s;
+  };
+  std::vector<Case> cases = {
+      {replace("Max-Forwards: 70", "Max-Forwards: 0"), 483},
+      {replace("Max-Forwards: 70", "Max-Forwards: many"), 400},
+      {replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"), 400},
+      {replace("CSeq: 314159 INVITE", "CSeq: x INVITE"), 400},
+      {replace("INVITE sip:bob@evosip.local", "INVITE http://bob"), 416},
+      {invite("Proxy-Require: foo\r\n"), 420},
+  };
+  for (const auto& c : cases) {
+    sent.clear();
+    receive(c.text);
+    ASSERT_EQ(sent.size(), 1u) << c.text;
+    auto m = last();
+    EXPECT_EQ(m.statusCode(), c.code) << c.text;
+    EXPECT_TRUE(m.to()->tag().has_value());
+  }
+  // No Call-ID: no response can be built; dropped and counted.
+  sent.clear();
+  receive(replace("Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n", ""));
+  EXPECT_TRUE(sent.empty());
+  receive("garbage\r\n\r\n");
+  EXPECT_TRUE(sent.empty());
+}
+
+TEST_F(EdgeProxyTest, DetectsALoopButNotASpiral) {
+  receive(invite());
+  std::string once = sent.back().bytes;
+  sent.clear();
+  // The same request comes back through us unchanged (a loop): 482.
+  receive(once, ep("192.0.2.77", 5060));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(last().statusCode(), 482);
+  // The same Call-ID with another Request-URI is a spiral: forwarded.
+  sent.clear();
+  std::string spiral = once;
+  spiral.replace(spiral.find("sip:bob@evosip.local SIP/2.0"), 28, "sip:bob@10.1.1.2:5060 SIP/2.0");
+  receive(spiral, ep("192.0.2.77", 5060));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_TRUE(last().isRequest());
+}
+
+TEST_F(EdgeProxyTest, FailsOverToTheNextRouterAndMarksTheFirstDown) {
+  make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"});
+  receive(invite());
+  ASSERT_EQ(sent.size(), 1u);
+  Endpoint first = sent[0].to.remote;
+  clock.advance(400ms);
+  proxy->onTick(0);
+  proxy->onTick(1);
+  EXPECT_EQ(sent.size(), 1u);  // not yet
+  clock.advance(200ms);
+  proxy->onTick(0);
+  proxy->onTick(1);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_NE(sent[1].to.remote, first);
+  EXPECT_EQ(sent[1].bytes, sent[0].bytes);  // the same request, same branch
+  auto routers = proxy->routers();
+  size_t down = routers->find(first);
+  EXPECT_GT(routers->at(down).timeouts.load(), 0u);
+  // New calls avoid the dead router during the hold-down.
+  sent.clear();
+  for (int i = 0; i < 20; ++i) {
+    std::string text = invite();
+    text.replace(text.find("a84b4c76e66710"), 14, "call-" + std::to_string(100 + i));
+    receive(text);
+  }
+  for (const auto& s : sent) {
+    EXPECT_NE(s.to.remote, first);
+  }
+}
+
+TEST_F(EdgeProxyTest, NoRouterLeftGives503WithRetryAfter) {
+  receive(invite());
+  clock.advance(600ms);
+  proxy->onTick(0);
+  proxy->onTick(1);
+  ASSERT_EQ(sent.size(), 2u);
+  auto m = last();
+  EXPECT_EQ(m.statusCode(), 503);
+  EXPECT_EQ(sent[1].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_NE(m.find(sip::HeaderId::kRetryAfter), nullptr);
+  EXPECT_EQ(m.count(sip::HeaderId::kVia), 1u);  // the client's own Via only
+  // While the only router is down, new requests get 503 at once.
+  sent.clear();
+  receive(invite());
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(last().statusCode(), 503);
+}
+
+TEST_F(EdgeProxyTest, AckIsForwardedButNeverTrackedOrAnswered) {
+  std::string ack = invite();
+  ack.replace(0, 6, "ACK");
+  ack.replace(ack.find("CSeq: 314159 INVITE"), 19, "CSeq: 314159 ACK");
+  receive(ack);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
+  clock.advance(1s);
+  proxy->onTick(0);
+  proxy->onTick(1);
+  EXPECT_EQ(sent.size(), 1u);
+}
+
+TEST_F(EdgeProxyTest, RateLimitDropsExcessFromOneSource) {
+  make({"sip:127.0.0.1:5070"}, 5);
+  for (int i = 0; i < 20; ++i) {
+    receive(invite());
+  }
+  EXPECT_EQ(sent.size(), 5u);
+  EXPECT_EQ(proxy->counters(0).drops[static_cast<size_t>(DropReason::kRateLimit)].load(), 15u);
+  // Routers are not limited.
+  receive(
+      "SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKx\r\n"
+      "To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n"
+      "Content-Length: 0\r\n\r\n",
+      ep("127.0.0.1", 5070));
+}
+
+TEST_F(EdgeProxyTest, DispatcherSetMovesTraffic) {
+  make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"});
+  proxy->setRouters(*RouterSet::build({"sip:127.0.0.1:5071"}));
+  for (int i = 0; i < 10; ++i) {
+    std::string text = invite();
+    text.replace(text.find("a84b4c76e66710"), 14, "call-" + std::to_string(i));
+    receive(text);
+  }
+  for (const auto& s : sent) {
+    EXPECT_EQ(s.to.remote, ep("127.0.0.1", 5071));
+  }
+}
+
+}  // namespace
+}  // namespace evosip::edge
+
+namespace evosip::edge {
+namespace {
+
+TEST_F(EdgeProxyTest, InDialogRequestSpiralsThroughTheRouterToTheOtherClient) {
+  // A (UDP, 192.0.2.10) calls B (UDP, 203.0.113.9) through edge -> router -> edge.
+  receive(invite());
+  auto toRouter = last();
+  std::string rr1(sip::parseNameAddr(toRouter.find(sip::HeaderId::kRecordRoute)->value)->uriText);
+  // The router sends the INVITE to B through the edge (Route from B's Path).
+  std::string pathToB;
+  {
+    sent.clear();
+    receive(
+        "REGISTER sip:evosip.local SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.2.2.2:5060;branch=z9hG4bKbreg;rport\r\n"
+        "To: <sip:bob@evosip.local>\r\nFrom: <sip:bob@evosip.local>;tag=5\r\n"
+        "Call-ID: reg-b\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@10.2.2.2:5060>\r\n"
+        "Content-Length: 0\r\n\r\n",
+        ep("203.0.113.9", 5060));
+    pathToB = std::string(sip::parseNameAddr(last().find(sip::HeaderId::kPath)->value)->uriText);
+  }
+  sent.clear();
+  std::string routed(toRouter.buffer());
+  routed.replace(0, routed.find("\r\n"), "INVITE sip:bob@10.2.2.2:5060 SIP/2.0");
+  routed.replace(
+      routed.find("Via: "), 0,
+      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrtr\r\nRoute: <" + pathToB + ">\r\n");
+  receive(routed, ep("127.0.0.1", 5070));
+  for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); ++r) {
+    EXPECT_EQ(proxy->counters(0).drops[r].load(), 0u) << dropReasonName(DropReason(r));
+  }
+  ASSERT_EQ(sent.size(), 1u) << routed;
+  EXPECT_EQ(sent[0].to.remote, ep("203.0.113.9", 5060));
+  auto toB = last();
+  ASSERT_EQ(toB.count(sip::HeaderId::kRecordRoute), 2u) << toB.buffer();
+  // B's route set is [RR2, RR1]; A's is [RR1, RR2]. A hangs up.
+  std::string rr2;
+  for (const auto& h : toB.headers()) {
+    if (h.id == sip::HeaderId::kRecordRoute) {
+      rr2 = std::string(sip::parseNameAddr(h.value)->uriText);
+      break;
+    }
+  }
+  ASSERT_NE(rr1, rr2);
+  sent.clear();
+  receive(
+      "BYE sip:bob@10.2.2.2:5060 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye1;rport\r\n"
+      "Route: <" +
+      rr1 + ">, <" + rr2 +
+      ">\r\n"
+      "Max-Forwards: 70\r\nTo: <sip:bob@evosip.local>;tag=b\r\n"
+      "From: <sip:alice@evosip.local>;tag=1928301774\r\n"
+      "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\nCSeq: 314160 BYE\r\n"
+      "Content-Length: 0\r\n\r\n");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("127.0.0.1", 5070));  // first to a router
+  auto byeAtRouter = last();
+  const auto* route = byeAtRouter.find(sip::HeaderId::kRoute);
+  ASSERT_NE(route, nullptr) << byeAtRouter.buffer();
+  EXPECT_EQ(sip::parseNameAddr(route->value)->uriText, rr2);
+  // The router forwards it back along the remaining Route: the edge delivers it to B.
+  std::string back(byeAtRouter.buffer());
+  sent.clear();
+  back.replace(back.find("Via: "), 0, "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrtr2\r\n");
+  receive(back, ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u) << back;
+  EXPECT_EQ(sent[0].to.remote, ep("203.0.113.9", 5060));
+  EXPECT_TRUE(last().isRequest());
+}
+
+}  // namespace
+}  // namespace evosip::edge
