@@ -112,6 +112,27 @@ bool isHostname(std::string_view s) {
   return true;
 }
 
+// RFC 5118 4.10: RFC 3261's ABNF lets a third colon precede an embedded IPv4 address
+// ("2001:db8:::192.0.2.1"); implementations must tolerate it. Only that position is accepted.
+static bool isAbnfBugIpv6(std::string_view s) {
+  const size_t triple = s.find(":::");
+  if (triple == std::string_view::npos || s.find(':', triple + 3) != std::string_view::npos) {
+    return false;
+  }
+  if (!isIpv4(s.substr(triple + 3))) {
+    return false;
+  }
+  // The same text with two colons must be a valid address.
+  char fixed[64];
+  if (s.size() >= sizeof(fixed)) {
+    return false;
+  }
+  const size_t head = triple + 2;
+  s.copy(fixed, head);
+  s.substr(triple + 3).copy(fixed + head, s.size() - triple - 3);
+  return isIpv6(std::string_view(fixed, s.size() - 1));
+}
+
 std::optional<HostPort> parseHostPort(std::string_view s, bool lwsAroundColon) {
   HostPort hp;
   size_t i = 0;
@@ -121,7 +142,7 @@ std::optional<HostPort> parseHostPort(std::string_view s, bool lwsAroundColon) {
       return std::nullopt;
     }
     hp.host = s.substr(1, close - 1);
-    if (!isIpv6(hp.host)) {
+    if (!isIpv6(hp.host) && !isAbnfBugIpv6(hp.host)) {
       return std::nullopt;
     }
     hp.hostText = s.substr(0, close + 1);
@@ -168,6 +189,24 @@ static bool isGenValueChar(char c) {
 }
 
 bool validGenericParams(std::string_view raw) {
+  // Every ';' must introduce a parameter: ";;" and a trailing ';' are malformed.
+  size_t start = 0;
+  for (size_t i = 0; i <= raw.size(); ++i) {
+    if (i < raw.size() && raw[i] == '"') {
+      auto q = quotedLength(raw.substr(i));
+      if (!q) {
+        return false;
+      }
+      i += *q - 1;
+      continue;
+    }
+    if (i == raw.size() || raw[i] == ';') {
+      if (trimLws(raw.substr(start, i - start)).empty()) {
+        return false;
+      }
+      start = i + 1;
+    }
+  }
   bool ok = true;
   ParamList(raw).forEach([&](const ParamList::Param& p) {
     if (!isToken(p.name)) {
@@ -192,17 +231,7 @@ bool validGenericParams(std::string_view raw) {
   if (!ok) {
     return false;
   }
-  // Unbalanced quotes make ParamList drop the tail silently: reject them here.
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] == '"') {
-      auto q = quotedLength(raw.substr(i));
-      if (!q) {
-        return false;
-      }
-      i += *q - 1;
-    }
-  }
-  return true;
+  return ok;
 }
 
 }  // namespace lex

@@ -45,7 +45,8 @@ TEST(NameAddr, Rejects) {
        {"", "\"Mr J. User <sip:j.user@example.com>", "Bell, Alexander <sip:a@b.com>",
         "<sip:a@b.com", "sip:user@example.com?Route=%3Csip:sip.example.com%3E", "sip:a@b.com x",
         "<sip:a@b.com> x", "<sip:a@b.com>;tag=\"x", "<sip:a@b.com>;=1",
-        "<sip:a@b.com>;tag=", "< sip:a@b.com >", "\"a\" junk <sip:a@b>"}) {
+        "<sip:a@b.com>;tag=", "< sip:a@b.com >", "\"a\" junk <sip:a@b>", "<sip:a@b.com>;",
+        "<sip:a@b.com>;;tag=1", "\"Joe\" <sip:joe@example.org>;;;;"}) {
     EXPECT_FALSE(parseNameAddr(bad)) << bad;
   }
 }
@@ -89,7 +90,7 @@ TEST(Via, Rejects) {
        {"", "SIP/2.0/UDP", "SIP/2.0 UDP h", "SIP/3.0/UDP h", "SIP/2.0/UDPh", "SIP/2.0/UDP h:x",
         "SIP/2.0/UDP [::1", "SIP/2.0/UDP 2001:db8::1", "SIP/2.0/UDP h;ttl=300",
         "SIP/2.0/UDP h;rport=70000", "SIP/2.0/UDP h;received=host.com", "SIP/2.0/UDP h;branch",
-        "SIP/2.0/UDP h;branch=a b"}) {
+        "SIP/2.0/UDP h;branch=a b", "SIP/2.0/UDP 192.0.2.15;;", "SIP/2.0/UDP h;"}) {
     EXPECT_FALSE(parseVia(bad)) << bad;
   }
 }
