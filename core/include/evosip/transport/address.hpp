@@ -13,8 +13,8 @@ namespace evosip::transport {
 
 enum class Protocol : uint8_t { kUdp, kTcp, kTls, kWs, kWss };
 
-std::string_view protocolName(Protocol p);        // "udp", "tcp", ...
-std::string_view viaTransportName(Protocol p);    // "UDP", "TCP", "TLS", "WS", "WSS"
+std::string_view protocolName(Protocol p);                 // "udp", "tcp", ...
+std::string_view viaTransportName(Protocol p);             // "UDP", "TCP", "TLS", "WS", "WSS"
 Result<Protocol> protocolFromName(std::string_view name);  // case-insensitive
 
 struct Endpoint {

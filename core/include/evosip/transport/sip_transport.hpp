@@ -28,7 +28,7 @@ struct ConnectionId {
 struct Source {
   Protocol protocol = Protocol::kUdp;
   Endpoint remote;
-  Endpoint local;          // the listen address it arrived on
+  Endpoint local;           // the listen address it arrived on
   ConnectionId connection;  // valid for stream transports
 };
 
@@ -49,16 +49,19 @@ struct Destination {
 struct TransportSettings {
   std::vector<ListenSpec> listen;
   size_t maxMessageSize = 65535;
-  size_t maxConnections = 10000;          // TCP, over all workers
+  size_t maxConnections = 10000;  // TCP, over all workers
   std::chrono::seconds tcpIdleTimeout{300};
-  size_t udpBatch = 32;                   // datagrams per recvmmsg
+  size_t udpBatch = 32;               // datagrams per recvmmsg
+  size_t tcpMaxWriteQueue = 1 << 20;  // bytes waiting for a slow reader before it is closed
 };
 
 // Counters an operator watches (exposed as metrics by the role).
 struct TransportStats {
   std::atomic<uint64_t> udpReceived{0}, udpSent{0}, udpSendErrors{0}, udpDroppedOversize{0};
   std::atomic<uint64_t> tcpAccepted{0}, tcpRejectedLimit{0}, tcpClosedIdle{0}, tcpMisframed{0},
-      tcpOversize{0}, tcpKeepAlives{0}, tcpReceived{0}, tcpSent{0}, tcpSendNoConnection{0};
+      tcpOversize{0}, tcpKeepAlives{0}, tcpReceived{0}, tcpSent{0}, tcpSendNoConnection{0},
+      tcpClosedWriteOverflow{0};
+  std::atomic<uint64_t> handlerExceptions{0};  // a Handler threw (a bug); the message is dropped
   std::atomic<int64_t> tcpOpen{0};
 };
 

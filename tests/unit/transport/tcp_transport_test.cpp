@@ -1,0 +1,294 @@
+#include <future>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <thread>
+
+#include "test_peer.hpp"
+
+namespace evosip::transport::testing {
+namespace {
+
+class TcpTransportTest : public TransportFixture {
+ protected:
+  void start(TransportSettings s = {}, size_t workers = 2) {
+    if (s.listen.empty()) {
+      s.listen = {listen("tcp:127.0.0.1:0")};
+    }
+    startTransport(std::move(s), workers);
+  }
+  const TransportStats& stats() { return transport_->stats(); }
+};
+
+TEST_F(TcpTransportTest, TwoMessagesInOneWrite) {
+  start();
+  std::string a = sipRequest("OPTIONS", "", "");
+  std::string b = sipRequest("MESSAGE", "Content-Type: text/plain\r\n", "hi there");
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write(a + b));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 2; }));
+  auto got = received();
+  EXPECT_EQ(got[0].data, a);
+  EXPECT_EQ(got[1].data, b);
+  EXPECT_EQ(got[0].source.protocol, Protocol::kTcp);
+  EXPECT_TRUE(got[0].source.connection.valid());
+  EXPECT_EQ(got[0].source.connection, got[1].source.connection);
+  EXPECT_EQ(got[0].source.connection.worker, got[0].worker);
+  EXPECT_EQ(got[0].source.local, boundAt(0));
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpReceived.load() == 2u; })) << "tcpReceived";
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpAccepted.load() == 1u; })) << "tcpAccepted";
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 1; })) << "tcpOpen";
+}
+
+TEST_F(TcpTransportTest, OneMessageSplitOverSeveralWrites) {
+  start();
+  std::string m =
+      sipRequest("INVITE", "Content-Type: application/sdp\r\n", "v=0\r\no=- 1 1 IN\r\n");
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  // Header block cut mid-line and mid-CRLFCRLF, body cut in two.
+  size_t headerEnd = m.find("\r\n\r\n");
+  std::vector<size_t> cuts = {10, headerEnd - 5, headerEnd + 2, headerEnd + 6, m.size()};
+  size_t from = 0;
+  for (size_t cut : cuts) {
+    ASSERT_TRUE(peer.write(std::string_view(m).substr(from, cut - from)));
+    from = cut;
+    if (cut < m.size()) {
+      EXPECT_EQ(receivedCount(), 0u);
+    }
+  }
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  EXPECT_EQ(received()[0].data, m);
+}
+
+TEST_F(TcpTransportTest, BodySplitAcrossWritesAndMessagesBackToBack) {
+  start();
+  std::string a = sipRequest("MESSAGE", "", std::string(3000, 'a'));
+  std::string b = sipRequest("MESSAGE", "", std::string(5000, 'b'));
+  std::string all = a + b;
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  size_t cut1 = a.size() - 1000;  // inside a's body
+  size_t cut2 = a.size() + 100;   // inside b's headers
+  ASSERT_TRUE(peer.write(all.substr(0, cut1)));
+  ASSERT_TRUE(peer.write(all.substr(cut1, cut2 - cut1)));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  ASSERT_TRUE(peer.write(all.substr(cut2)));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 2; }));
+  auto got = received();
+  EXPECT_EQ(got[0].data, a);
+  EXPECT_EQ(got[1].data, b);
+}
+
+TEST_F(TcpTransportTest, KeepAlivePingGetsAPong) {
+  start();
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write("\r\n\r\n"));
+  EXPECT_EQ(peer.read(2), "\r\n");
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpKeepAlives.load() == 1u; })) << "tcpKeepAlives";
+  // A stray CRLF gets no answer; the connection keeps working.
+  std::string m = sipRequest("OPTIONS", "", "");
+  ASSERT_TRUE(peer.write("\r\n" + m));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  EXPECT_EQ(received()[0].data, m);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpKeepAlives.load() == 1u; })) << "tcpKeepAlives";
+}
+
+TEST_F(TcpTransportTest, MissingContentLengthGets400AndClose) {
+  start();
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "", false)));
+  std::string reply;
+  ASSERT_TRUE(peer.readUntilClosed(reply));
+  EXPECT_EQ(reply.rfind("SIP/2.0 400 ", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Call-ID: 3848276298220188511@example.com"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("branch=z9hG4bK74bf9"), std::string::npos) << reply;
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpMisframed.load() == 1u; })) << "tcpMisframed";
+  EXPECT_EQ(receivedCount(), 0u);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 0; }));
+}
+
+TEST_F(TcpTransportTest, UnparsableMisframedMessageIsClosedWithoutReply) {
+  start();
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write("garbage without sip\r\nfoo: bar\r\n\r\n"));
+  std::string reply;
+  ASSERT_TRUE(peer.readUntilClosed(reply));
+  EXPECT_EQ(reply, "");
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpMisframed.load() == 1u; })) << "tcpMisframed";
+}
+
+TEST_F(TcpTransportTest, OversizeGets413AndClose) {
+  TransportSettings s;
+  s.maxMessageSize = 2000;
+  start(s);
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  std::string m = sipRequest("MESSAGE", "", "");
+  m.replace(m.find("Content-Length: 0"), 17, "Content-Length: 5000");
+  ASSERT_TRUE(peer.write(m));
+  std::string reply;
+  ASSERT_TRUE(peer.readUntilClosed(reply));
+  EXPECT_EQ(reply.rfind("SIP/2.0 413 ", 0), 0u) << reply;
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOversize.load() == 1u; })) << "tcpOversize";
+  EXPECT_EQ(receivedCount(), 0u);
+}
+
+TEST_F(TcpTransportTest, EndlessHeaderBlockIsClosed) {
+  TransportSettings s;
+  s.maxMessageSize = 2000;
+  start(s);
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  std::string m = "INVITE sip:a@b SIP/2.0\r\nSubject: " + std::string(5000, 'x');
+  peer.write(m);  // the server may close before all of it is written
+  std::string reply;
+  ASSERT_TRUE(peer.readUntilClosed(reply));
+  EXPECT_EQ(reply, "");
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOversize.load() == 1u; })) << "tcpOversize";
+}
+
+TEST_F(TcpTransportTest, IdleConnectionIsClosed) {
+  TransportSettings s;
+  s.tcpIdleTimeout = std::chrono::seconds(1);
+  start(s);
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  auto begin = std::chrono::steady_clock::now();
+  std::string reply;
+  ASSERT_TRUE(peer.readUntilClosed(reply, 10s));
+  EXPECT_GE(std::chrono::steady_clock::now() - begin, 900ms);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpClosedIdle.load() == 1u; })) << "tcpClosedIdle";
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 0; }));
+}
+
+TEST_F(TcpTransportTest, ConnectionLimitOverAllWorkers) {
+  TransportSettings s;
+  s.maxConnections = 2;
+  start(s, 2);
+  auto a = std::make_unique<TcpPeer>(boundAt(0));
+  auto b = std::make_unique<TcpPeer>(boundAt(0));
+  ASSERT_TRUE(a->connected() && b->connected());
+  ASSERT_TRUE(waitUntil([&] { return stats().tcpAccepted.load() == 2; }));
+  TcpPeer c(boundAt(0));  // the kernel completes the handshake; the transport closes it
+  std::string reply;
+  EXPECT_TRUE(c.readUntilClosed(reply));
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpRejectedLimit.load() == 1u; }))
+      << "tcpRejectedLimit";
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 2; })) << "tcpOpen";
+  a.reset();
+  ASSERT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 1; }));
+  TcpPeer d(boundAt(0));
+  ASSERT_TRUE(d.connected());
+  ASSERT_TRUE(waitUntil([&] { return stats().tcpAccepted.load() == 3; }));
+  std::string m = sipRequest("OPTIONS", "", "");
+  ASSERT_TRUE(d.write(m));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+}
+
+TEST_F(TcpTransportTest, ReplyFromTheHandlerOnTheSameConnection) {
+  reply_ = [](SipTransport& t, const Packet& p) {
+    EXPECT_TRUE(t.send(Destination{Protocol::kTcp, p.source.remote, p.source.connection},
+                       "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+  };
+  start();
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "") + sipRequest("OPTIONS", "", "")));
+  std::string expected = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+  EXPECT_EQ(peer.read(2 * expected.size()), expected + expected);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpSent.load() == 2u; })) << "tcpSent";
+}
+
+TEST_F(TcpTransportTest, SendToAConnectionFromAnotherThread) {
+  std::promise<Source> firstSource;
+  bool first = true;
+  reply_ = [&](SipTransport&, const Packet& p) {
+    if (std::exchange(first, false)) {
+      firstSource.set_value(p.source);
+    }
+  };
+  start();
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write(sipRequest("REGISTER", "", "")));
+  auto future = firstSource.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  Source src = future.get();
+
+  std::string note = "NOTIFY sip:alice SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+  std::thread other([&] {
+    EXPECT_TRUE(transport_->send(Destination{Protocol::kTcp, src.remote, src.connection}, note));
+  });
+  other.join();
+  EXPECT_EQ(peer.read(note.size()), note);
+
+  // A connection that does not exist: posted to its owner, which counts it.
+  ConnectionId gone{src.connection.worker, src.connection.seq + 1000};
+  EXPECT_TRUE(transport_->send(Destination{Protocol::kTcp, src.remote, gone}, note));
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpSendNoConnection.load() == 1; }));
+  // Stream destination without a connection: no outbound TCP.
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kTcp, src.remote, {}}, note));
+  // A worker index out of range.
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kTcp, src.remote, {99, 1}}, note));
+}
+
+TEST_F(TcpTransportTest, UnknownConnectionOnTheOwnerReturnsFalse) {
+  std::promise<bool> result;
+  reply_ = [&](SipTransport& t, const Packet& p) {
+    ConnectionId gone{p.source.connection.worker, p.source.connection.seq + 7};
+    result.set_value(t.send(Destination{Protocol::kTcp, p.source.remote, gone}, "x"));
+  };
+  start();
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "")));
+  auto future = result.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(future.get());
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpSendNoConnection.load() == 1u; }))
+      << "tcpSendNoConnection";
+}
+
+TEST_F(TcpTransportTest, Ipv6Loopback) {
+  {
+    Fd probe(::socket(AF_INET6, SOCK_STREAM, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (probe.get() < 0 || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      GTEST_SKIP() << "IPv6 loopback unavailable";
+    }
+  }
+  TransportSettings s;
+  s.listen = {listen("tcp:[::1]:0")};
+  reply_ = [](SipTransport& t, const Packet& p) {
+    t.send(Destination{Protocol::kTcp, p.source.remote, p.source.connection}, "ok");
+  };
+  start(s);
+  EXPECT_TRUE(boundAt(0).ip.is_v6());
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.connected());
+  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "")));
+  EXPECT_EQ(peer.read(2), "ok");
+  EXPECT_TRUE(received()[0].source.remote.ip.is_v6());
+}
+
+TEST_F(TcpTransportTest, StopWithOpenConnectionsClosesThem) {
+  start();
+  TcpPeer a(boundAt(0));
+  TcpPeer b(boundAt(0));
+  ASSERT_TRUE(a.connected() && b.connected());
+  ASSERT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 2; }));
+  transport_->stop();
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 0; })) << "tcpOpen";
+  std::string rest;
+  EXPECT_TRUE(a.readUntilClosed(rest));
+  EXPECT_TRUE(b.readUntilClosed(rest));
+  transport_->stop();  // idempotent
+}
+
+}  // namespace
+}  // namespace evosip::transport::testing

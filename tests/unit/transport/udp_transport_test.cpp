@@ -1,0 +1,192 @@
+#include <future>
+#include <netinet/in.h>
+#include <set>
+#include <stdexcept>
+#include <sys/socket.h>
+
+#include "test_peer.hpp"
+
+namespace evosip::transport::testing {
+namespace {
+
+class UdpTransportTest : public TransportFixture {};
+
+TEST_F(UdpTransportTest, BoundResolvesPortZero) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  startTransport(s);
+  ASSERT_EQ(transport_->bound().size(), 1u);
+  EXPECT_EQ(transport_->bound()[0].protocol, Protocol::kUdp);
+  EXPECT_EQ(boundAt(0).ip.to_string(), "127.0.0.1");
+  EXPECT_NE(boundAt(0).port, 0);
+}
+
+TEST_F(UdpTransportTest, RoundTripWithReplyFromTheHandler) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  reply_ = [](SipTransport& t, const Packet& p) {
+    EXPECT_TRUE(
+        t.send(Destination{Protocol::kUdp, p.source.remote, {}}, "re:" + std::string(p.data)));
+  };
+  startTransport(s, 2);
+  UdpPeer peer;
+  ASSERT_TRUE(peer.sendTo(boundAt(0), "OPTIONS sip:x SIP/2.0\r\n\r\n"));
+  auto reply = peer.receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(*reply, "re:OPTIONS sip:x SIP/2.0\r\n\r\n");
+  auto got = received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].source.protocol, Protocol::kUdp);
+  EXPECT_EQ(got[0].source.local, boundAt(0));
+  EXPECT_EQ(got[0].source.remote.ip.to_string(), "127.0.0.1");
+  EXPECT_FALSE(got[0].source.connection.valid());
+  EXPECT_LT(got[0].worker, 2u);
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpReceived.load() == 1u; }))
+      << "udpReceived";
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpSent.load() == 1u; })) << "udpSent";
+}
+
+TEST_F(UdpTransportTest, HundredDatagramsAllDeliveredAndAnswered) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  s.udpBatch = 8;  // several recvmmsg rounds and sendmmsg flushes
+  reply_ = [](SipTransport& t, const Packet& p) {
+    t.send(Destination{Protocol::kUdp, p.source.remote, {}}, p.data);
+  };
+  startTransport(s, 2);
+  UdpPeer peer;
+  std::set<std::string> sent;
+  for (int i = 0; i < 100; ++i) {
+    std::string d = "datagram-" + std::to_string(i);
+    sent.insert(d);
+    ASSERT_TRUE(peer.sendTo(boundAt(0), d));
+  }
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 100; })) << "received " << receivedCount();
+  std::set<std::string> got;
+  for (auto& r : received()) {
+    got.insert(r.data);
+  }
+  EXPECT_EQ(got, sent);
+  std::set<std::string> echoed;
+  for (int i = 0; i < 100; ++i) {
+    auto d = peer.receive();
+    ASSERT_TRUE(d) << "reply " << i;
+    echoed.insert(*d);
+  }
+  EXPECT_EQ(echoed, sent);
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpReceived.load() == 100u; }))
+      << "udpReceived";
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpSent.load() == 100u; })) << "udpSent";
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpSendErrors.load() == 0u; }))
+      << "udpSendErrors";
+}
+
+TEST_F(UdpTransportTest, OversizeDatagramIsDroppedAndCounted) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  s.maxMessageSize = 1000;
+  startTransport(s, 1);
+  UdpPeer peer;
+  ASSERT_TRUE(peer.sendTo(boundAt(0), std::string(1001, 'x')));
+  ASSERT_TRUE(peer.sendTo(boundAt(0), std::string(1000, 'y')));  // exactly the limit: kept
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpDroppedOversize.load() == 1; }));
+  auto got = received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].data, std::string(1000, 'y'));
+}
+
+TEST_F(UdpTransportTest, SendFromANonWorkerThreadGoesOut) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  std::promise<Endpoint> peerAddress;
+  reply_ = [&](SipTransport&, const Packet& p) { peerAddress.set_value(p.source.remote); };
+  startTransport(s, 2);
+  UdpPeer peer;
+  ASSERT_TRUE(peer.sendTo(boundAt(0), "hello"));
+  auto future = peerAddress.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  Endpoint remote = future.get();
+  EXPECT_TRUE(transport_->send(Destination{Protocol::kUdp, remote, {}}, "from main"));
+  auto d = peer.receive();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(*d, "from main");
+  // No IPv6 socket: refused at once.
+  auto v6 = parseEndpoint("[::1]:5060");
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kUdp, *v6, {}}, "x"));
+}
+
+TEST_F(UdpTransportTest, Ipv6Loopback) {
+  {
+    Fd probe(::socket(AF_INET6, SOCK_DGRAM, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (probe.get() < 0 || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      GTEST_SKIP() << "IPv6 loopback unavailable";
+    }
+  }
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0"), listen("udp:[::1]:0")};
+  reply_ = [](SipTransport& t, const Packet& p) {
+    t.send(Destination{Protocol::kUdp, p.source.remote, {}}, "v6:" + std::string(p.data));
+  };
+  startTransport(s, 2);
+  ASSERT_EQ(transport_->bound().size(), 2u);
+  EXPECT_EQ(transport_->bound()[1].str(), "udp:[::1]:" + std::to_string(boundAt(1).port));
+  UdpPeer peer(true);
+  ASSERT_TRUE(peer.sendTo(boundAt(1), "ping"));
+  auto d = peer.receive();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(*d, "v6:ping");
+  auto got = received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].source.remote.ip.is_v6());
+  EXPECT_EQ(got[0].source.local, boundAt(1));
+}
+
+TEST_F(UdpTransportTest, BindFailureNamesTheAddress) {
+  // A socket without SO_REUSEPORT holds the port: the transport cannot share it.
+  Fd holder(::socket(AF_INET, SOCK_DGRAM, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  std::string spec = "udp:127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  TransportSettings s;
+  s.listen = {listen(spec)};
+  pool_ = std::make_unique<runtime::WorkerPool>(2, 1);
+  transport_ = std::make_unique<SipTransport>(*pool_, s, [](runtime::Worker&, const Packet&) {});
+  try {
+    transport_->start();
+    FAIL() << "start() should throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(spec), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(UdpTransportTest, UnsupportedTransportIsAStartupError) {
+  TransportSettings s;
+  s.listen = {listen("tls:127.0.0.1:0")};
+  pool_ = std::make_unique<runtime::WorkerPool>(1, 1);
+  transport_ = std::make_unique<SipTransport>(*pool_, s, [](runtime::Worker&, const Packet&) {});
+  EXPECT_THROW(transport_->start(), std::runtime_error);
+}
+
+TEST_F(UdpTransportTest, SendBeforeStartOrAfterStopIsRefused) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  pool_ = std::make_unique<runtime::WorkerPool>(1, 1);
+  transport_ = std::make_unique<SipTransport>(*pool_, s, [](runtime::Worker&, const Packet&) {});
+  auto to = parseEndpoint("127.0.0.1:9");
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kUdp, *to, {}}, "x"));
+  pool_->start();
+  transport_->start();
+  transport_->stop();
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kUdp, *to, {}}, "x"));
+}
+
+}  // namespace
+}  // namespace evosip::transport::testing
