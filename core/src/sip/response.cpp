@@ -167,8 +167,9 @@ bool buildResponse(const Message& request, int code, std::string_view reason,
   const HeaderField* to = request.find(HeaderId::kTo);
   const HeaderField* callId = request.find(HeaderId::kCallId);
   const HeaderField* cseq = request.find(HeaderId::kCSeq);
-  if (request.find(HeaderId::kVia) == nullptr || from == nullptr || to == nullptr ||
-      callId == nullptr || cseq == nullptr) {
+  // Without a Via there is nowhere to send a response. The other headers are copied when
+  // present: a 400 for a request that lacks one of them still tells the sender why.
+  if (request.find(HeaderId::kVia) == nullptr) {
     return false;
   }
   if (reason.empty()) {
@@ -190,20 +191,30 @@ bool buildResponse(const Message& request, int code, std::string_view reason,
       out.append(line(request, h));
     }
   }
-  out.append(line(request, *from));
-  auto toAddr = parseNameAddr(to->value);
-  const bool addTag = !toTag.empty() && code > 100 && !(toAddr && toAddr->tag());
+  if (from != nullptr) {
+    out.append(line(request, *from));
+  }
+  std::optional<Result<NameAddr>> toAddr;
+  if (to != nullptr) {
+    toAddr = parseNameAddr(to->value);
+  }
+  const bool addTag =
+      to != nullptr && !toTag.empty() && code > 100 && !(*toAddr && (*toAddr)->tag());
   if (addTag) {
     const uint32_t valueEnd =
         static_cast<uint32_t>(to->value.data() - request.buffer().data() + to->value.size());
     out.append(request.buffer().substr(to->begin, valueEnd - to->begin));
     out.append(";tag=").append(toTag);
     out.append(request.buffer().substr(valueEnd, to->end - valueEnd));
-  } else {
+  } else if (to != nullptr) {
     out.append(line(request, *to));
   }
-  out.append(line(request, *callId));
-  out.append(line(request, *cseq));
+  if (callId != nullptr) {
+    out.append(line(request, *callId));
+  }
+  if (cseq != nullptr) {
+    out.append(line(request, *cseq));
+  }
   if (code == 100) {
     // RFC 3261 8.2.6.1: a 100 (Trying) copies the Timestamp.
     if (const HeaderField* ts = request.find(HeaderId::kTimestamp)) {

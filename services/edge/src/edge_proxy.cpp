@@ -93,6 +93,35 @@ std::optional<boost::asio::ip::address> parseIp(std::string_view host) {
   return ip;
 }
 
+// received/rport on the sender's Via (RFC 3261 18.2.1, RFC 3581). The rport value goes in
+// first: when rport is the last parameter both edits land on the same offset.
+void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const sip::Via& topVia,
+                      const transport::Source& src) {
+  const auto rport = topVia.rport();
+  if (rport && rport->empty()) {
+    uint32_t at = offsetOf(msg, topVia.text) + static_cast<uint32_t>(topVia.text.size());
+    topVia.params.forEach([&](const sip::ParamList::Param& p) {
+      if (iequals(p.name, "rport")) {
+        at = offsetOf(msg, p.name) + static_cast<uint32_t>(p.name.size());
+        return false;
+      }
+      return true;
+    });
+    edit.insertAt(at, fmt::format("={}", src.remote.port));
+  }
+  std::string receivedValue = src.remote.ip.to_string();
+  auto viaIp = parseIp(topVia.host);
+  const bool needReceived = rport.has_value() || !viaIp || *viaIp != src.remote.ip;
+  if (auto received = topVia.received(); received) {
+    edit.replaceRange(offsetOf(msg, *received),
+                      offsetOf(msg, *received) + static_cast<uint32_t>(received->size()),
+                      receivedValue);
+  } else if (needReceived) {
+    uint32_t end = offsetOf(msg, topVia.text) + static_cast<uint32_t>(topVia.text.size());
+    edit.insertAt(end, ";received=" + receivedValue);
+  }
+}
+
 }  // namespace
 
 std::string_view dropReasonName(DropReason r) {
@@ -244,7 +273,18 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
   }
   std::string tag;
   appendHex(tag, hash64(msg.callId(), 0x7467) ^ static_cast<uint64_t>(code), 12);
-  if (!sip::buildResponse(msg, code, reason, tag, extraHeaders, w.out)) {
+  // The response's Via tells the client how we saw it (RFC 3581): received/rport.
+  std::string withReceived;
+  std::optional<sip::Message> fixed;
+  if (auto via = msg.topVia()) {
+    sip::MessageEditor edit(msg);
+    addReceivedRport(edit, msg, *via, src);
+    withReceived = edit.str();
+    if (auto m = sip::Message::parse(withReceived, settings_.limits)) {
+      fixed = std::move(*m);
+    }
+  }
+  if (!sip::buildResponse(fixed ? *fixed : msg, code, reason, tag, extraHeaders, w.out)) {
     WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kInvalid)]);
     return;
   }
@@ -276,10 +316,18 @@ bool EdgeProxy::checkRequest(WorkerState& w, const sip::Message& msg,
     WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kInvalid)]);
     return false;
   }
-  if (!msg.find(sip::HeaderId::kFrom) || !msg.find(sip::HeaderId::kTo) || msg.callId().empty() ||
-      !msg.find(sip::HeaderId::kCSeq)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kInvalid)]);
-    return false;
+  // The rest can be answered: the response copies what is there (RFC 3261 8.2.6).
+  if (!msg.find(sip::HeaderId::kFrom)) {
+    return bad(DropReason::kInvalid, 400, "Missing From");
+  }
+  if (!msg.find(sip::HeaderId::kTo)) {
+    return bad(DropReason::kInvalid, 400, "Missing To");
+  }
+  if (msg.callId().empty()) {
+    return bad(DropReason::kInvalid, 400, "Missing Call-ID");
+  }
+  if (!msg.find(sip::HeaderId::kCSeq)) {
+    return bad(DropReason::kInvalid, 400, "Missing CSeq");
   }
   auto cseq = msg.cseq();
   if (!cseq) {
@@ -350,8 +398,12 @@ bool EdgeProxy::isLoop(const sip::Message& msg, std::string_view loopHex) const 
         continue;
       }
       auto branch = via->branch();
-      if (branch && branch->size() == kBranchPrefix.size() + kBranchHexLen &&
-          branch->substr(kBranchPrefix.size() + 16) == loopHex) {
+      const bool ourBranch = branch && branch->size() == kBranchPrefix.size() + kBranchHexLen &&
+                             branch->substr(0, kBranchPrefix.size()) == kBranchPrefix;
+      // Our address with a branch we did not make: it names us, but not a pass through us;
+      // only a loop through a misconfigured element produces that. Our own branch with the
+      // same loop hash: the same request came back unchanged (RFC 3261 16.3 item 4).
+      if (!ourBranch || branch->substr(kBranchPrefix.size() + 16) == loopHex) {
         return true;
       }
     }
@@ -538,12 +590,10 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
   std::string branch(kBranchPrefix);
   appendHex(branch, txHash, 16);
   appendHex(branch, loopHash, 8);
-  if (route.poppedAny || msg.count(sip::HeaderId::kVia) > 1) {
-    if (isLoop(msg, std::string_view(branch).substr(kBranchPrefix.size() + 16))) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kLoop)]);
-      reply(w, msg, src, 482, "Loop Detected");
-      return;
-    }
+  if (isLoop(msg, std::string_view(branch).substr(kBranchPrefix.size() + 16))) {
+    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kLoop)]);
+    reply(w, msg, src, 482, "Loop Detected");
+    return;
   }
 
   // 7. Rewrite: our Via first, then Record-Route/Path, then the rest as received.
@@ -596,34 +646,7 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
     edit.prependHeader("Path", path);
   }
 
-  // received/rport on the sender's Via (RFC 3261 18.2.1, RFC 3581). The rport value goes in
-  // first: when rport is the last parameter both edits land on the same offset.
-  {
-    const auto rport = topVia->rport();
-    if (rport && rport->empty()) {
-      uint32_t at = offsetOf(msg, topVia->text) + static_cast<uint32_t>(topVia->text.size());
-      topVia->params.forEach([&](const sip::ParamList::Param& p) {
-        if (iequals(p.name, "rport")) {
-          at = offsetOf(msg, p.name) + static_cast<uint32_t>(p.name.size());
-          return false;
-        }
-        return true;
-      });
-      edit.insertAt(at, fmt::format("={}", src.remote.port));
-    }
-    std::string receivedValue = src.remote.ip.to_string();
-    auto viaIp = parseIp(topVia->host);
-    const bool needReceived = rport.has_value() || !viaIp || *viaIp != src.remote.ip;
-    if (auto received = topVia->received(); received) {
-      edit.replaceRange(offsetOf(msg, *received),
-                        offsetOf(msg, *received) + static_cast<uint32_t>(received->size()),
-                        receivedValue);
-    } else if (needReceived) {
-      uint32_t end = offsetOf(msg, topVia->text) + static_cast<uint32_t>(topVia->text.size());
-      edit.insertAt(end, ";received=" + receivedValue);
-    }
-  }
-
+  addReceivedRport(edit, msg, *topVia, src);
   if (const auto* mf = msg.find(sip::HeaderId::kMaxForwards)) {
     edit.replaceValue(*mf, std::to_string(*msg.maxForwards() - 1));
   } else {
@@ -665,8 +688,9 @@ void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::s
   p.callId = std::string(callId);
   p.router = router;
   p.generation = w.routersGeneration;
+  p.sentNs = nowNs();
   p.deadlineNs =
-      nowNs() +
+      p.sentNs +
       std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.routerTimeout).count();
   p.client = client;
   const size_t owner = key % workers_.size();
@@ -706,6 +730,12 @@ void EdgeProxy::onTick(size_t worker) {
       failed = p.router;
       RouterTarget& t = routers.at(failed);
       t.timeouts.fetch_add(1, std::memory_order_relaxed);
+      if (t.lastResponseNs.load(std::memory_order_relaxed) > p.sentNs) {
+        // It answered other requests meanwhile: alive, and it chose not to answer this one
+        // (a request it found invalid, say). Another router would do the same.
+        WorkerCounters::bump(w.counters.unanswered);
+        return;
+      }
       t.downUntilNs.store(now + holdNs, std::memory_order_relaxed);
     }
     size_t nextRouter = routers.pick(p.callId, now, failed);
@@ -732,6 +762,7 @@ void EdgeProxy::onTick(size_t worker) {
     p.router = nextRouter;
     p.generation = w.routersGeneration;
     p.attempts += 1;
+    p.sentNs = now;
     p.deadlineNs =
         now + std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.routerTimeout).count();
     w.pending.rearm(key, std::move(p));
@@ -762,8 +793,9 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
     auto cseq = msg.cseq();
     const bool cancel = cseq && cseq->method == sip::Method::kCancel;
     clearPending(worker, *txHash ^ (cancel ? 0x63616e63656cULL : 0));
-    size_t i = w.routers->find(src.remote);
-    w.routers->at(i).responses.fetch_add(1, std::memory_order_relaxed);
+    RouterTarget& t = w.routers->at(w.routers->find(src.remote));
+    t.responses.fetch_add(1, std::memory_order_relaxed);
+    t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
   }
 
   // The next Via after ours, in the same header or a later one.

@@ -67,11 +67,22 @@ TEST(BuildResponse, KeepsExistingToTagAndCustomReason) {
   EXPECT_EQ(out.find("zzz"), std::string::npos);
 }
 
-TEST(BuildResponse, RefusesIncompleteRequestsAndBadCodes) {
+TEST(BuildResponse, AnswersIncompleteRequestsButNotViaLessOnes) {
+  // A request missing From/To/CSeq still gets its 400: the response copies what is there.
   auto req = Message::parse("OPTIONS sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c\r\n\r\n");
   ASSERT_TRUE(req);
   std::string out;
-  EXPECT_FALSE(buildResponse(*req, 400, "", "", "", out));
+  ASSERT_TRUE(buildResponse(*req, 400, "Missing CSeq", "t1", "", out));
+  EXPECT_EQ(out,
+            "SIP/2.0 400 Missing CSeq\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c\r\n"
+            "Content-Length: 0\r\n\r\n");
+  auto noVia = Message::parse("OPTIONS sip:b SIP/2.0\r\nCall-ID: c\r\n\r\n");
+  ASSERT_TRUE(noVia);
+  EXPECT_FALSE(buildResponse(*noVia, 400, "", "", "", out));
+}
+
+TEST(BuildResponse, RefusesResponsesAndBadCodes) {
+  std::string out;
   auto full = Message::parse(kRequest);
   EXPECT_FALSE(buildResponse(*full, 99, "", "", "", out));
   EXPECT_FALSE(buildResponse(*full, 700, "", "", "", out));

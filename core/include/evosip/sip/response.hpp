@@ -13,8 +13,9 @@ namespace evosip::sip {
 std::string_view defaultReason(int code) noexcept;
 
 // extraHeaders: complete header lines, each ending with CRLF (may be empty).
-// Returns false when the request lacks what a response must copy (Via, From, To, Call-ID, CSeq);
-// the caller then drops the request.
+// Returns false when the request has no Via (nowhere to send a response); the caller then drops
+// the request. Missing From/To/Call-ID/CSeq are left out of the response (a 400 for such a request
+// still reaches the sender).
 bool buildResponse(const Message& request, int code, std::string_view reason,
                    std::string_view toTag, std::string_view extraHeaders, std::string& out);
 

@@ -71,6 +71,7 @@ struct WorkerCounters {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> drops{};
   std::atomic<uint64_t> localReplies{0};
   std::atomic<uint64_t> failovers{0};
+  std::atomic<uint64_t> unanswered{0};  // a live router left a request unanswered
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

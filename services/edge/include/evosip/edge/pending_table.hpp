@@ -19,6 +19,7 @@ struct PendingRequest {
   std::string callId;        // rendezvous key for the next router
   size_t router = SIZE_MAX;  // index in the router set of `generation`
   uint64_t generation = 0;   // router set generation the index refers to
+  int64_t sentNs = 0;
   int64_t deadlineNs = 0;
   transport::Destination client;  // where a 503 goes when no router is left
   uint32_t attempts = 1;

@@ -22,6 +22,9 @@ struct RouterTarget {
   uint64_t nameHash = 0;
   // Steady-clock nanoseconds until which the router is considered down (0 = up).
   std::atomic<int64_t> downUntilNs{0};
+  // Steady-clock nanoseconds of the last response from this router: a router that answers other
+  // requests is alive, and one request it leaves unanswered does not take it out of the set.
+  std::atomic<int64_t> lastResponseNs{0};
   std::atomic<uint64_t> forwarded{0};
   std::atomic<uint64_t> timeouts{0};
   std::atomic<uint64_t> responses{0};
