@@ -276,9 +276,14 @@ TEST_F(EdgeProxyTest, SanityChecksAnswerWithTheRightCode) {
     EXPECT_EQ(m.statusCode(), c.code) << c.text;
     EXPECT_TRUE(m.to()->tag().has_value());
   }
-  // No Call-ID: no response can be built; dropped and counted.
+  // No Call-ID: answered 400 with what the request has; no Via: nowhere to answer, dropped.
   sent.clear();
   receive(replace("Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n", ""));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(last().statusCode(), 400);
+  EXPECT_EQ(last().reasonPhrase(), "Missing Call-ID");
+  sent.clear();
+  receive(replace("Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK776asdhds;rport\r\n", ""));
   EXPECT_TRUE(sent.empty());
   receive("garbage\r\n\r\n");
   EXPECT_TRUE(sent.empty());
