@@ -18,7 +18,9 @@ uint32_t offsetOf(const Message& msg, std::string_view view) {
 uint32_t MessageEditor::addText(std::string_view a, std::string_view b, std::string_view c,
                                 std::string_view d) {
   const auto begin = static_cast<uint32_t>(text_.size());
-  text_.append(a).append(b).append(c).append(d);
+  for (std::string_view part : {a, b, c, d}) {
+    text_.insert(text_.end(), part.begin(), part.end());
+  }
   return begin;
 }
 
@@ -135,7 +137,7 @@ void MessageEditor::writeTo(std::string& out) const {
     if (e.begin >= pos) {
       out.append(buf.substr(pos, e.begin - pos));
     }
-    out.append(text_, e.textBegin, e.textLen);
+    out.append(text_.data() + e.textBegin, e.textLen);
     pos = std::max<size_t>(pos, e.end);
   }
   out.append(buf.substr(pos, msg_.size() - pos));

@@ -286,4 +286,16 @@ std::optional<uint32_t> Message::contentLength() const {
   return static_cast<uint32_t>(*v);
 }
 
+std::optional<uint32_t> Message::expires() const {
+  const HeaderField* h = find(HeaderId::kExpires);
+  if (h == nullptr) {
+    return std::nullopt;
+  }
+  auto v = parseDecimal(h->value, UINT32_MAX);
+  if (!v) {
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(*v);
+}
+
 }  // namespace evosip::sip

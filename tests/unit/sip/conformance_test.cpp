@@ -389,6 +389,7 @@ TEST(Rfc4475Detail, RejectionReasons) {
   std::string s2;
   const Message scalar02 = parseFile("/rfc4475/scalar02.sip", s2);
   EXPECT_FALSE(scalar02.maxForwards());  // 300 is out of range too
+  EXPECT_FALSE(scalar02.expires());      // 10^100
   std::string bd;
   const Message baddate = parseFile("/rfc4475/baddate.sip", bd);
   EXPECT_EQ(baddate.find("Date")->value, "Fri, 01 Jan 2010 16:00:00 EST");

@@ -119,6 +119,16 @@ TEST(MessageParse, DatagramWithoutContentLengthTakesRest) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->body(), "hello");
   EXPECT_FALSE(m->contentLength());
+  EXPECT_FALSE(m->expires());
+}
+
+TEST(MessageParse, Expires) {
+  auto m = Message::parse("REGISTER sip:a SIP/2.0\r\nExpires: 3600\r\n\r\n");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->expires(), 3600u);
+  auto big = Message::parse("REGISTER sip:a SIP/2.0\r\nExpires: 4294967296\r\n\r\n");
+  ASSERT_TRUE(big);
+  EXPECT_FALSE(big->expires());
 }
 
 TEST(MessageParse, ExtraBytesAfterBodyAreIgnored) {

@@ -51,14 +51,15 @@ class MessageEditor {
     uint32_t end;
     uint32_t textBegin;  // into text_
     uint32_t textLen;
-    uint32_t seq;        // insertion order for edits at the same offset
+    uint32_t seq;  // insertion order for edits at the same offset
   };
   uint32_t addText(std::string_view a, std::string_view b = {}, std::string_view c = {},
                    std::string_view d = {});
   void addEdit(uint32_t begin, uint32_t end, uint32_t textBegin, uint32_t textLen);
 
   const Message& msg_;
-  std::string text_;
+  // Inserted text; inline for the few hundred bytes a proxy adds, so editing does not allocate.
+  boost::container::small_vector<char, 320> text_;
   boost::container::small_vector<Edit, 8> edits_;
   bool bodyReplaced_ = false;
 };

@@ -79,6 +79,7 @@ class Message {
   Result<NameAddr> to() const;
   std::optional<uint32_t> maxForwards() const;  // nullopt when missing or invalid
   std::optional<uint32_t> contentLength() const;
+  std::optional<uint32_t> expires() const;  // Expires header; nullopt when missing or invalid
 
  private:
   std::string_view buffer_;
