@@ -38,6 +38,8 @@ class Message {
   // Checks: start line syntax and version SIP/2.0, header line syntax (name token, ':'), the
   // blank line, Content-Length consistent with the bytes present (a datagram may carry extra
   // bytes after the body: they are ignored, RFC 3261 18.3). Value syntax is NOT checked here.
+  // Errors: kTooLarge (maxSize, maxHeaders), kInvalid (well-formed but not SIP/2.0: answer 505),
+  // kParse (anything else, including more than one Content-Length).
   static Result<Message> parse(std::string_view buffer, const ParseLimits& limits = {});
 
   bool isRequest() const { return statusCode_ == 0; }
