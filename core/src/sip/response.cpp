@@ -1,5 +1,6 @@
 #include <charconv>
 
+#include <evosip/base/strings.hpp>
 #include <evosip/sip/response.hpp>
 
 namespace evosip::sip {
@@ -224,6 +225,53 @@ bool buildResponse(const Message& request, int code, std::string_view reason,
   out.append(extraHeaders);
   out.append("Content-Length: 0\r\n\r\n");
   return true;
+}
+
+namespace {
+
+bool isContentLengthLine(std::string_view line) {
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) {
+    return false;
+  }
+  std::string_view name = trim(line.substr(0, colon));
+  return iequals(name, "content-length") || iequals(name, "l");
+}
+
+}  // namespace
+
+std::string buildUnframedResponse(std::string_view data, int code) {
+  size_t end = data.find("\r\n\r\n");
+  if (end == std::string_view::npos) {
+    return {};
+  }
+  std::string head;
+  head.reserve(end + 4);
+  size_t pos = 0;
+  bool first = true;
+  while (pos < end + 2) {
+    size_t eol = data.find("\r\n", pos);
+    size_t next = eol + 2;
+    while (next < end + 2 && (data[next] == ' ' || data[next] == '\t')) {
+      next = data.find("\r\n", next) + 2;
+    }
+    std::string_view line = data.substr(pos, next - pos);
+    if (first || !isContentLengthLine(line)) {
+      head.append(line);
+    }
+    first = false;
+    pos = next;
+  }
+  head.append("\r\n");
+  auto request = Message::parse(head);
+  if (!request || !request->isRequest() || request->method() == Method::kAck) {
+    return {};
+  }
+  std::string out;
+  if (!buildResponse(*request, code, defaultReason(code), "", "", out)) {
+    return {};
+  }
+  return out;
 }
 
 }  // namespace evosip::sip

@@ -94,52 +94,6 @@ void setBigBuffers(int fd) {
   }
 }
 
-bool isContentLengthLine(std::string_view line) {
-  size_t colon = line.find(':');
-  if (colon == std::string_view::npos) {
-    return false;
-  }
-  std::string_view name = trim(line.substr(0, colon));
-  return iequals(name, "content-length") || iequals(name, "l");
-}
-
-// The reply to a stream message that cannot be framed: the header block is parsed without its
-// Content-Length (that is what is wrong with it) and answered with `code`. Empty when no reply
-// is possible (no complete header block, not a request, an ACK, or missing mandatory headers).
-std::string errorReplyFor(std::string_view data, int code) {
-  size_t end = data.find("\r\n\r\n");
-  if (end == std::string_view::npos) {
-    return {};
-  }
-  std::string head;
-  head.reserve(end + 4);
-  size_t pos = 0;
-  bool first = true;
-  while (pos < end + 2) {
-    size_t eol = data.find("\r\n", pos);
-    size_t next = eol + 2;
-    while (next < end + 2 && (data[next] == ' ' || data[next] == '\t')) {
-      next = data.find("\r\n", next) + 2;
-    }
-    std::string_view line = data.substr(pos, next - pos);
-    if (first || !isContentLengthLine(line)) {
-      head.append(line);
-    }
-    first = false;
-    pos = next;
-  }
-  head.append("\r\n");
-  auto request = sip::Message::parse(head);
-  if (!request || !request->isRequest() || request->method() == sip::Method::kAck) {
-    return {};
-  }
-  std::string out;
-  if (!sip::buildResponse(*request, code, sip::defaultReason(code), "", "", out)) {
-    return {};
-  }
-  return out;
-}
-
 }  // namespace
 
 struct WorkerState;
@@ -591,8 +545,8 @@ void WorkerState::processStream(const std::shared_ptr<TcpConnection>& c) {
 void WorkerState::reject(const std::shared_ptr<TcpConnection>& c, size_t offset, Errc code) {
   const bool tooLarge = code == Errc::kTooLarge;
   (tooLarge ? stats.tcpOversize : stats.tcpMisframed).fetch_add(1, std::memory_order_relaxed);
-  std::string reply = errorReplyFor(std::string_view(c->buffer.get() + offset, c->used - offset),
-                                    tooLarge ? 413 : 400);
+  std::string reply = sip::buildUnframedResponse(
+      std::string_view(c->buffer.get() + offset, c->used - offset), tooLarge ? 413 : 400);
   if (reply.empty()) {
     closeConnection(c);
     return;

@@ -254,6 +254,15 @@ void EdgeProxy::onPacket(size_t worker, const transport::Packet& packet) {
   auto msg = sip::Message::parse(packet.data, settings_.limits);
   if (!msg) {
     WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kParse)]);
+    // Readable headers with an unusable Content-Length still get their 400 (streams are
+    // answered by the transport, which cannot frame them).
+    if (packet.source.protocol == transport::Protocol::kUdp) {
+      std::string reply = sip::buildUnframedResponse(packet.data, 400);
+      if (!reply.empty()) {
+        WorkerCounters::bump(w.counters.localReplies);
+        send_(Destination{Protocol::kUdp, packet.source.remote, {}}, reply);
+      }
+    }
     return;
   }
   refreshRouters(w);

@@ -471,3 +471,22 @@ TEST_F(EdgeProxyTest, InDialogRequestSpiralsThroughTheRouterToTheOtherClient) {
 
 }  // namespace
 }  // namespace evosip::edge
+
+namespace evosip::edge {
+namespace {
+
+TEST_F(EdgeProxyTest, UdpRequestWithUnusableContentLengthGets400) {
+  std::string text = invite();
+  text.replace(text.find("Content-Length: 0"), 17, "Content-Length: 4000");
+  receive(text);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(last().statusCode(), 400);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  // Unreadable headers: nothing can be answered.
+  sent.clear();
+  receive("INVITE sip:x SIP/2.0\r\nContent-Length: 9\r\n\r\n");
+  EXPECT_TRUE(sent.empty());
+}
+
+}  // namespace
+}  // namespace evosip::edge

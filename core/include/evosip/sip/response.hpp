@@ -19,4 +19,10 @@ std::string_view defaultReason(int code) noexcept;
 bool buildResponse(const Message& request, int code, std::string_view reason,
                    std::string_view toTag, std::string_view extraHeaders, std::string& out);
 
+// The reply to a request whose headers are readable but whose Content-Length is not (a stream
+// that cannot be framed, a datagram whose body length is wrong): the header block is parsed
+// without its Content-Length lines and answered with `code`. Empty when no reply is possible
+// (no complete header block, not a request, an ACK, no Via).
+std::string buildUnframedResponse(std::string_view data, int code);
+
 }  // namespace evosip::sip
