@@ -1,0 +1,71 @@
+"""IPv6: uac -> edge -> uas calls over UDP and TCP on [::1] (RFC 5118 addresses in Via,
+Record-Route and the router set)."""
+
+import os
+import socket
+import unittest
+
+from harness import (HOST, SIPP, Cleanup, Process, free_port, make_tmpdir, read_sipp_stats,
+                     require_evosip, rpc, wait_http_ok, write_yaml)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@unittest.skipUnless(ipv6_loopback(), "no IPv6 loopback on this machine")
+class EdgeIpv6(unittest.TestCase):
+    def setUp(self):
+        binary = require_evosip()
+        self.cleanup = Cleanup()
+        self.addCleanup(self.cleanup.stop_all)
+        self.tmp = make_tmpdir("evosip-ipv6-")
+        self.cleanup.dirs.append(self.tmp)
+        self.router_port, sip_port, control_port = free_port(), free_port(), free_port()
+        self.sip_port = sip_port
+        cfg = {
+            "sip": {"listen": [f"udp:[::1]:{sip_port}", f"tcp:[::1]:{sip_port}"]},
+            "control": {"listen": f"{HOST}:{control_port}"},
+            "workers": 2,
+            "edge": {"routers": [f"sip:[::1]:{self.router_port}"]},
+        }
+        path = write_yaml(os.path.join(self.tmp, "edge.yaml"), cfg)
+        self.edge = self.cleanup.add(Process("evosip-edge", [binary, "edge", "--config", path],
+                                             self.tmp))
+        self.control = f"http://{HOST}:{control_port}"
+        wait_http_ok(self.control + "/readyz", timeout=15, proc=self.edge)
+        self.uas = self.cleanup.add(Process("uas", [
+            SIPP, "-sn", "uas", "-i", "::1", "-p", str(self.router_port), "-nostdin",
+            "-cp", str(free_port())], self.tmp))
+
+    def _calls(self, transport: str, calls: int = 30):
+        stat = os.path.join(self.tmp, f"uac_{transport}.csv")
+        uac = self.cleanup.add(Process(f"uac_{transport}", [
+            SIPP, "-sn", "uac", f"[::1]:{self.sip_port}", "-i", "::1", "-p", str(free_port()),
+            "-t", transport, "-m", str(calls), "-r", "30", "-nostdin", "-timeout", "30s",
+            "-timeout_error", "-trace_stat", "-stf", stat, "-fd", "1",
+            "-cp", str(free_port())], self.tmp))
+        rc = uac.wait(45)
+        stats = read_sipp_stats(stat)
+        self.assertEqual(rc, 0, uac.tail())
+        self.assertEqual(stats.get("SuccessfulCall(C)"), str(calls), stats)
+        self.assertEqual(stats.get("FailedCall(C)"), "0", stats)
+
+    def test_calls_over_udp_and_tcp(self):
+        self._calls("u1")
+        self._calls("t1")
+        routers = rpc(self.control + "/rpc", "dispatcher.list")["routers"]
+        self.assertEqual(routers[0]["address"], f"[::1]:{self.router_port}")
+        self.assertEqual(routers[0]["state"], "up")
+        self.assertEqual(routers[0]["timeouts"], 0)
+        # INVITE, ACK, BYE of 60 calls went to the router
+        self.assertEqual(routers[0]["forwarded"], 180)
+
+
+if __name__ == "__main__":
+    unittest.main()
