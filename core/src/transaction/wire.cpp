@@ -1,0 +1,36 @@
+#include "wire.hpp"
+
+namespace evosip::transaction::wire {
+
+void appendHex(std::string& out, uint64_t v, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) {
+    out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+  }
+}
+
+std::string_view toTag(const sip::Message& msg) {
+  auto to = msg.to();
+  if (!to) {
+    return {};
+  }
+  return to->tag().value_or(std::string_view{});
+}
+
+std::string_view fromTag(const sip::Message& msg) {
+  auto from = msg.from();
+  if (!from) {
+    return {};
+  }
+  return from->tag().value_or(std::string_view{});
+}
+
+transport::Destination responseDestination(const transport::Source& src, const sip::Via& via) {
+  transport::Destination to{src.protocol, src.remote, src.connection};
+  if (src.protocol == transport::Protocol::kUdp && !via.rport()) {
+    to.remote.port = via.port != 0 ? via.port : 5060;
+  }
+  return to;
+}
+
+}  // namespace evosip::transaction::wire
