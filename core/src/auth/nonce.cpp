@@ -1,0 +1,182 @@
+#include <array>
+#include <cstdint>
+#include <stdexcept>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <evosip/auth/nonce.hpp>
+#include <evosip/base/assert.hpp>
+
+namespace evosip::auth {
+namespace {
+
+constexpr size_t kTimeSize = 8;
+constexpr size_t kRandomSize = 8;
+constexpr size_t kMacSize = 16;  // HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5)
+constexpr size_t kRawSize = kTimeSize + kRandomSize + kMacSize;
+static_assert((kRawSize * 8 + 5) / 6 == NonceCodec::kEncodedSize);
+
+using Raw = std::array<unsigned char, kRawSize>;
+
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int alphabetIndex(char c) {
+  if (c >= 'A' && c <= 'Z') {
+    return c - 'A';
+  }
+  if (c >= 'a' && c <= 'z') {
+    return c - 'a' + 26;
+  }
+  if (c >= '0' && c <= '9') {
+    return c - '0' + 52;
+  }
+  if (c == '-') {
+    return 62;
+  }
+  if (c == '_') {
+    return 63;
+  }
+  return -1;
+}
+
+std::string encode(const Raw& raw) {
+  std::string out;
+  out.reserve(NonceCodec::kEncodedSize);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char b : raw) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) {
+    out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
+  }
+  return out;
+}
+
+// Strict: exactly kEncodedSize characters of the alphabet and zero padding bits, so that one
+// nonce has exactly one spelling.
+bool decode(std::string_view text, Raw& raw) {
+  if (text.size() != NonceCodec::kEncodedSize) {
+    return false;
+  }
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t n = 0;
+  for (char c : text) {
+    const int v = alphabetIndex(c);
+    if (v < 0) {
+      return false;
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      raw[n++] = static_cast<unsigned char>((acc >> bits) & 0xff);
+    }
+  }
+  return n == kRawSize && (acc & ((1u << bits) - 1)) == 0;
+}
+
+void mac(std::string_view secret, const unsigned char* data, size_t size, std::string_view realm,
+         unsigned char* out) {
+  unsigned char full[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // One buffer: HMAC(secret, ts || rand || realm).
+  std::string msg(reinterpret_cast<const char*>(data), size);
+  msg.append(realm);
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), full, &len);
+  EVOSIP_RELEASE_ASSERT(len >= kMacSize, "HMAC-SHA256 output too short");
+  std::copy(full, full + kMacSize, out);
+}
+
+}  // namespace
+
+NonceCodec::NonceCodec(Settings settings) : settings_(std::move(settings)) {
+  if (settings_.secret.size() < kMinSecretSize) {
+    throw std::invalid_argument("auth nonce secret: at least 16 bytes required");
+  }
+  for (const auto& s : settings_.previousSecrets) {
+    if (s.size() < kMinSecretSize) {
+      throw std::invalid_argument("auth previous nonce secret: at least 16 bytes required");
+    }
+  }
+  if (settings_.lifetime.count() <= 0) {
+    throw std::invalid_argument("auth nonce lifetime: must be positive");
+  }
+  if (settings_.maxClockSkew.count() < 0) {
+    throw std::invalid_argument("auth nonce max clock skew: must not be negative");
+  }
+}
+
+NonceCodec::~NonceCodec() {
+  OPENSSL_cleanse(settings_.secret.data(), settings_.secret.size());
+  for (auto& s : settings_.previousSecrets) {
+    OPENSSL_cleanse(s.data(), s.size());
+  }
+}
+
+std::string NonceCodec::issue(std::string_view realm, WallTime now) const {
+  Raw raw{};
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
+  const auto ts = static_cast<uint64_t>(secs.count());
+  for (size_t i = 0; i < kTimeSize; ++i) {
+    raw[i] = static_cast<unsigned char>(ts >> (8 * (kTimeSize - 1 - i)));
+  }
+  EVOSIP_RELEASE_ASSERT(RAND_bytes(raw.data() + kTimeSize, kRandomSize) == 1,
+                        "CSPRNG failure while issuing a nonce");
+  mac(settings_.secret, raw.data(), kTimeSize + kRandomSize, realm,
+      raw.data() + kTimeSize + kRandomSize);
+  return encode(raw);
+}
+
+NonceCodec::Check NonceCodec::check(std::string_view nonce, std::string_view realm,
+                                    WallTime now) const {
+  Check result;
+  Raw raw{};
+  if (!decode(nonce, raw)) {
+    return result;
+  }
+  const unsigned char* got = raw.data() + kTimeSize + kRandomSize;
+  unsigned char want[kMacSize];
+  bool signedByUs = false;
+  mac(settings_.secret, raw.data(), kTimeSize + kRandomSize, realm, want);
+  signedByUs = CRYPTO_memcmp(want, got, kMacSize) == 0;
+  for (size_t i = 0; !signedByUs && i < settings_.previousSecrets.size(); ++i) {
+    mac(settings_.previousSecrets[i], raw.data(), kTimeSize + kRandomSize, realm, want);
+    signedByUs = CRYPTO_memcmp(want, got, kMacSize) == 0;
+  }
+  if (!signedByUs) {
+    return result;
+  }
+
+  uint64_t ts = 0;
+  for (size_t i = 0; i < kTimeSize; ++i) {
+    ts = (ts << 8) | raw[i];
+  }
+  // Issue times beyond what a clock can represent come only from a misbehaving signer.
+  if (ts > static_cast<uint64_t>(INT64_MAX / 1'000'000'000)) {
+    result.status = Status::kExpired;
+    return result;
+  }
+  result.issuedAt = WallTime(std::chrono::seconds(static_cast<int64_t>(ts)));
+  const auto nowSecs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
+  const auto age = nowSecs - std::chrono::seconds(static_cast<int64_t>(ts));
+  if (age > settings_.lifetime || age < -settings_.maxClockSkew) {
+    result.status = Status::kExpired;
+    return result;
+  }
+  result.status = Status::kValid;
+  result.remaining = std::max(settings_.lifetime - age, std::chrono::seconds(1));
+  return result;
+}
+
+}  // namespace evosip::auth
