@@ -404,7 +404,8 @@ namespace {
 TEST_F(EdgeProxyTest, InDialogRequestSpiralsThroughTheRouterToTheOtherClient) {
   // A (UDP, 192.0.2.10) calls B (UDP, 203.0.113.9) through edge -> router -> edge.
   receive(invite());
-  auto toRouter = last();
+  const std::string toRouterText = sent.back().bytes;  // outlives sent.clear() below
+  auto toRouter = *sip::Message::parse(toRouterText);
   std::string rr1(sip::parseNameAddr(toRouter.find(sip::HeaderId::kRecordRoute)->value)->uriText);
   // The router sends the INVITE to B through the edge (Route from B's Path).
   std::string pathToB;
