@@ -1,0 +1,176 @@
+#pragma once
+// RFC 3261 section 16 stateful proxy core, the transaction user of one worker's
+// TransactionLayer. Its own user (the router role) decides the targets; the core does the
+// mechanics: Max-Forwards (483), Proxy-Require (420), loose routing with strict-route
+// compatibility (16.4), 100 Trying for INVITE at once, parallel forking, Record-Route, Via
+// with a branch per client transaction, forwarding of provisionals (not 100), best-response
+// selection (16.7), Timer C (408), 480 without targets, 487 after a CANCEL, and stateless
+// forwarding of 2xx retransmissions and of the end-to-end ACK of a 2xx.
+//
+// Forking: every target is tried at once, in parallel; q-values only order the branches
+// (highest first). There is no sequential search by q-value group.
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <evosip/sip/editor.hpp>
+#include <evosip/transaction/transaction_layer.hpp>
+
+namespace evosip::transaction {
+
+struct ProxySettings {
+  // Our sent-by in the Via we add ("10.0.0.1", 5060). Also how stray responses are recognised.
+  std::string viaHost;
+  uint16_t viaPort = 5060;
+  // Host/port pairs that name this proxy in Route entries and Request-URIs (port 0: 5060).
+  std::vector<std::pair<std::string, uint16_t>> self;
+  std::chrono::milliseconds timerC{180000};  // > 3 minutes per RFC 3261 16.6 item 11
+};
+
+// One place to forward a request to (RFC 3261 16.5).
+struct Target {
+  std::string uri;                     // the branch's Request-URI; empty: keep the request's
+  std::optional<Destination> nextHop;  // empty: from the first Route, else the Request-URI
+  std::vector<std::string> routeSet;   // Route values pushed in front (e.g. a binding's Path)
+  double q = 1.0;
+};
+
+struct ForwardOptions {
+  // The URI this proxy Record-Routes dialog-creating requests with (e.g. "sip:10.0.0.1;lr");
+  // empty: no Record-Route.
+  std::string recordRoute;
+  // Called once per branch with the editor of that branch's copy, to add or remove headers.
+  std::function<void(size_t branch, const Target&, sip::MessageEditor&)> editBranch;
+};
+
+// What the core learns from the Request-URI and Route headers (16.4) before routing.
+struct RouteInfo {
+  std::string_view requestUri;  // after the strict-route fix-up
+  bool strictFixup = false;     // the Request-URI was our Record-Route URI
+  bool poppedOwnRoute = false;  // a Route entry named this proxy
+  std::string_view nextRoute;   // the first Route value left (not ours); empty when none
+};
+
+class ProxyUser {
+ public:
+  virtual ~ProxyUser() = default;
+  // A request to route. Max-Forwards and Proxy-Require were checked; an INVITE was answered
+  // 100 Trying. Answer with ProxyCore::respond or ProxyCore::forward (now or later).
+  virtual void onRequest(TransactionId server, const sip::Message& request,
+                         const Source& source) = 0;
+  // A response about to go upstream for a forwarded request: every 2xx, and the chosen final
+  // when it is a forwarded one. Dialog records are created here.
+  virtual void onResponse(TransactionId server, const sip::Message& response) {
+    (void)server;
+    (void)response;
+  }
+  // The destination of a next hop given by URI; the default takes numeric hosts (IPv4, IPv6)
+  // with the URI's port and transport parameter, and refuses names (no DNS in the core).
+  virtual std::optional<Destination> resolve(const sip::Uri& uri);
+};
+
+struct ProxyStats {
+  uint64_t forwarded = 0, branches = 0, localReplies = 0, statelessForwarded = 0, timerCExpired = 0,
+           cancelled = 0;
+};
+
+class ProxyCore final : public TransactionUser {
+ public:
+  ProxyCore(ProxySettings settings, LayerSettings layerSettings, const runtime::Clock& clock,
+            TransactionLayer::SendFn send, ProxyUser& user);
+
+  // Entry point of every message of this worker.
+  void onMessage(const sip::Message& msg, const Source& source) { layer_.onMessage(msg, source); }
+  void onTick(TimePoint now);
+  TimePoint nextDeadline() const;
+
+  // Answers the request locally (with the transaction's To tag except on 100).
+  bool respond(TransactionId server, int code, std::string_view reason = {},
+               std::string_view extraHeaders = {});
+  // Forwards to every target in parallel (16.5-16.7). No targets: 480.
+  void forward(TransactionId server, std::vector<Target> targets, ForwardOptions options = {});
+  RouteInfo routeInfo(const sip::Message& request) const;
+  bool isSelf(const sip::Uri& uri) const;
+
+  TransactionLayer& layer() { return layer_; }
+  size_t contextCount() const { return contexts_.size(); }
+  const ProxyStats& stats() const { return stats_; }
+
+  // TransactionUser.
+  void onRequest(TransactionId server, const sip::Message& request, const Source& src) override;
+  void onCancel(TransactionId invite, const sip::Message& cancel) override;
+  void onAck(const sip::Message& ack, const Source& source) override;
+  void onResponse(TransactionId client, const sip::Message& response) override;
+  void onStrayResponse(const sip::Message& response, const Source& source) override;
+  void onClientError(TransactionId client, TransactionError error) override;
+  void onServerError(TransactionId server, TransactionError error) override;
+
+ private:
+  struct Branch {
+    TransactionId client;
+    bool provisional = false;
+    bool done = false;  // final received, synthesized, or cancelled
+    bool timerCArmed = false;
+    TimePoint timerC{};
+  };
+  struct Context {
+    TransactionId server;
+    bool invite = false;
+    bool finalSent = false;
+    std::vector<Branch> branches;
+    Destination upstream;
+    int bestCode = 0;
+    uint32_t bestBranch = 0;
+    std::string best;  // the best forwardable final so far; empty for a synthesized one
+    // Challenge header lines of every 401/407 branch ("Name: value\r\n"), by branch.
+    std::vector<std::pair<uint32_t, std::string>> challenges;
+  };
+  struct TimerEntry {
+    TimePoint when;
+    uint64_t server;
+    uint32_t branch;
+    bool operator>(const TimerEntry& o) const { return when > o.when; }
+  };
+
+  // Route entries to drop and the Request-URI to use (16.4).
+  struct RoutePlan {
+    RouteInfo info;
+    std::string_view strictLastRoute;  // the Route value moved into the Request-URI
+  };
+  RoutePlan planRoutes(const sip::Message& msg) const;
+  void applyRoutes(const sip::Message& msg, const RoutePlan& plan, sip::MessageEditor& edit) const;
+  std::string viaValue(const Destination& to, std::string_view branch) const;
+  std::optional<Destination> nextHopOf(std::string_view uriOrRoute);
+
+  void branchFinal(Context& ctx, uint32_t index, int code, const sip::Message* response);
+  void sendUpstream(Context& ctx, const sip::Message& response, std::string_view extraLines);
+  void sendBest(Context& ctx);
+  void sendBestResponse(Context& ctx);
+  void cancelPending(Context& ctx);
+  void finishIfDone(Context& ctx);
+  void armTimerC(Context& ctx, uint32_t index);
+  void forwardResponseStateless(const sip::Message& response,
+                                const std::optional<Destination>& upstream);
+  bool isOurVia(const sip::Via& via) const;
+
+  ProxySettings settings_;
+  const runtime::Clock& clock_;
+  TransactionLayer::SendFn send_;
+  ProxyUser& user_;
+  TransactionLayer layer_;
+  std::unordered_map<uint64_t, Context> contexts_;                        // by server id
+  std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> branchOf_;  // client -> ctx
+  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
+  std::string out_;
+  uint64_t sendingFor_ = 0;  // the server transaction a response is being sent on
+  ProxyStats stats_;
+};
+
+}  // namespace evosip::transaction

@@ -1,0 +1,684 @@
+#include <algorithm>
+
+#include <boost/asio/ip/address.hpp>
+
+#include <evosip/base/hash.hpp>
+#include <evosip/base/strings.hpp>
+#include <evosip/sip/params.hpp>
+#include <evosip/transaction/proxy_core.hpp>
+
+#include "wire.hpp"
+
+namespace evosip::transaction {
+namespace {
+
+using transport::Protocol;
+
+std::string_view viaTransport(Protocol p) {
+  switch (p) {
+    case Protocol::kUdp:
+      return "UDP";
+    case Protocol::kTcp:
+      return "TCP";
+    case Protocol::kTls:
+      return "TLS";
+    case Protocol::kWs:
+      return "WS";
+    case Protocol::kWss:
+      return "WSS";
+  }
+  return "UDP";
+}
+
+std::optional<Protocol> protocolOf(std::string_view name) {
+  if (name.empty() || iequals(name, "udp")) {
+    return Protocol::kUdp;
+  }
+  if (iequals(name, "tcp")) {
+    return Protocol::kTcp;
+  }
+  if (iequals(name, "tls")) {
+    return Protocol::kTls;
+  }
+  if (iequals(name, "ws")) {
+    return Protocol::kWs;
+  }
+  if (iequals(name, "wss")) {
+    return Protocol::kWss;
+  }
+  return std::nullopt;
+}
+
+std::optional<boost::asio::ip::address> numericHost(std::string_view host) {
+  if (!sip::isIpv4(host) && !sip::isIpv6(host)) {
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  auto ip = boost::asio::ip::make_address(std::string(host), ec);
+  if (ec) {
+    return std::nullopt;
+  }
+  return ip;
+}
+
+// The URI of a Route value or a bare URI.
+std::optional<sip::Uri> uriOf(std::string_view text) {
+  if (auto na = sip::parseNameAddr(text)) {
+    return na->uri;
+  }
+  return std::nullopt;
+}
+
+// RFC 3261 16.7 item 6: among 4xx, these say most about how to succeed on a retry.
+bool preferred4xx(int code) {
+  return code == 401 || code == 407 || code == 415 || code == 420 || code == 484;
+}
+
+// Lower is better: the lowest class among 3xx-5xx, preferred 4xx first within 4xx.
+int rank(int code) {
+  const int cls = code / 100;
+  return cls * 10 + ((cls == 4 && preferred4xx(code)) ? 0 : 1);
+}
+
+}  // namespace
+
+std::optional<Destination> ProxyUser::resolve(const sip::Uri& uri) {
+  if (!uri.isSip()) {
+    return std::nullopt;
+  }
+  auto ip = numericHost(uri.host);
+  auto proto =
+      protocolOf(uri.params.get("transport")
+                     .value_or(uri.scheme == sip::UriScheme::kSips ? std::string_view("tls")
+                                                                   : std::string_view{}));
+  if (!ip || !proto) {
+    return std::nullopt;
+  }
+  return Destination{*proto, {*ip, uri.portOrDefault()}, {}};
+}
+
+ProxyCore::ProxyCore(ProxySettings settings, LayerSettings layerSettings,
+                     const runtime::Clock& clock, TransactionLayer::SendFn send, ProxyUser& user)
+    : settings_(std::move(settings)),
+      clock_(clock),
+      send_(send),
+      user_(user),
+      layer_(layerSettings, clock, std::move(send), *this) {}
+
+bool ProxyCore::isSelf(const sip::Uri& uri) const {
+  if (!uri.isSip()) {
+    return false;
+  }
+  for (const auto& [host, port] : settings_.self) {
+    const uint16_t p = port == 0 ? 5060 : port;
+    if (iequals(uri.host, host) && uri.portOrDefault() == p) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ProxyCore::isOurVia(const sip::Via& via) const {
+  const uint16_t port = via.port == 0 ? 5060 : via.port;
+  return iequals(via.host, settings_.viaHost) && port == settings_.viaPort;
+}
+
+// ---- requests ----
+
+void ProxyCore::onRequest(TransactionId server, const sip::Message& request, const Source& src) {
+  if (request.method() == sip::Method::kCancel) {
+    // No INVITE transaction matched it (RFC 3261 9.2, 16.10).
+    respond(server, 481, "Call/Transaction Does Not Exist");
+    return;
+  }
+  if (request.find(sip::HeaderId::kMaxForwards) != nullptr) {
+    auto mf = request.maxForwards();
+    if (!mf) {
+      respond(server, 400, "Bad Max-Forwards");
+      return;
+    }
+    if (*mf == 0) {
+      respond(server, 483, "Too Many Hops");
+      return;
+    }
+  }
+  if (const auto* pr = request.find(sip::HeaderId::kProxyRequire)) {
+    out_.assign("Unsupported: ").append(pr->value).append("\r\n");
+    std::string extra = std::move(out_);
+    respond(server, 420, "Bad Extension", extra);
+    return;
+  }
+  if (request.method() == sip::Method::kInvite) {
+    layer_.respond(server, 100);  // at once: stops the upstream's Timer A (16.2)
+  }
+  user_.onRequest(server, request, src);
+}
+
+bool ProxyCore::respond(TransactionId server, int code, std::string_view reason,
+                        std::string_view extraHeaders) {
+  ++stats_.localReplies;
+  return layer_.respond(server, code, reason, extraHeaders);
+}
+
+ProxyCore::RoutePlan ProxyCore::planRoutes(const sip::Message& msg) const {
+  RoutePlan plan;
+  plan.info.requestUri = msg.requestUri();
+  // Strict-route compatibility (16.4): a strict router put our Record-Route URI (which always
+  // has lr and no user part) into the Request-URI and the real target at the end of Route.
+  auto ruri = sip::parseUri(msg.requestUri());
+  if (ruri && isSelf(*ruri) && ruri->looseRouting() && ruri->user.empty()) {
+    for (const auto& h : msg.headers()) {
+      if (h.id != sip::HeaderId::kRoute) {
+        continue;
+      }
+      sip::ValueSplitter values(h.value);
+      while (auto v = values.next()) {
+        plan.strictLastRoute = *v;
+      }
+    }
+    if (!plan.strictLastRoute.empty()) {
+      if (auto na = sip::parseNameAddr(plan.strictLastRoute)) {
+        plan.info.requestUri = na->uriText;
+        plan.info.strictFixup = true;
+      } else {
+        plan.strictLastRoute = {};
+      }
+    }
+  }
+  // Loose routing: the leading Route entries that name us are removed.
+  bool leading = true;
+  for (const auto& h : msg.headers()) {
+    if (h.id != sip::HeaderId::kRoute) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      if (v->data() == plan.strictLastRoute.data()) {
+        continue;
+      }
+      auto na = sip::parseNameAddr(*v);
+      if (leading && na && isSelf(na->uri)) {
+        plan.info.poppedOwnRoute = true;
+        continue;
+      }
+      leading = false;
+      if (plan.info.nextRoute.empty()) {
+        plan.info.nextRoute = *v;
+      }
+    }
+  }
+  return plan;
+}
+
+RouteInfo ProxyCore::routeInfo(const sip::Message& request) const {
+  return planRoutes(request).info;
+}
+
+void ProxyCore::applyRoutes(const sip::Message& msg, const RoutePlan& plan,
+                            sip::MessageEditor& edit) const {
+  if (!plan.info.poppedOwnRoute && !plan.info.strictFixup) {
+    return;
+  }
+  bool leading = true;
+  for (const auto& h : msg.headers()) {
+    if (h.id != sip::HeaderId::kRoute) {
+      continue;
+    }
+    std::string kept;
+    bool changed = false;
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      bool drop = v->data() == plan.strictLastRoute.data();
+      if (!drop && leading) {
+        auto na = sip::parseNameAddr(*v);
+        drop = na && isSelf(na->uri);
+        leading = drop;
+      }
+      if (drop) {
+        changed = true;
+        continue;
+      }
+      if (!kept.empty()) {
+        kept.append(", ");
+      }
+      kept.append(*v);
+    }
+    if (!changed) {
+      continue;
+    }
+    if (kept.empty()) {
+      edit.removeHeader(h);
+    } else {
+      edit.replaceValue(h, kept);
+    }
+  }
+}
+
+std::string ProxyCore::viaValue(const Destination& to, std::string_view branch) const {
+  std::string v = "SIP/2.0/";
+  v.append(viaTransport(to.protocol)).append(" ").append(settings_.viaHost);
+  v.append(":").append(std::to_string(settings_.viaPort)).append(";branch=").append(branch);
+  return v;
+}
+
+std::optional<Destination> ProxyCore::nextHopOf(std::string_view uriOrRoute) {
+  auto uri = uriOf(uriOrRoute);
+  if (!uri) {
+    return std::nullopt;
+  }
+  return user_.resolve(*uri);
+}
+
+void ProxyCore::forward(TransactionId server, std::vector<Target> targets, ForwardOptions options) {
+  const ServerTransaction* st = layer_.server(server);
+  if (st == nullptr || st->lastStatus() >= 200 || contexts_.count(server.value) != 0) {
+    return;
+  }
+  if (targets.empty()) {
+    respond(server, 480, "Temporarily Unavailable");
+    return;
+  }
+  ++stats_.forwarded;
+  auto msg = sip::Message::parse(st->request());
+  if (!msg) {
+    respond(server, 500, "Server Internal Error");
+    return;
+  }
+  std::stable_sort(targets.begin(), targets.end(),
+                   [](const Target& a, const Target& b) { return a.q > b.q; });
+  Context& ctx = contexts_[server.value];
+  ctx.server = server;
+  ctx.invite = msg->method() == sip::Method::kInvite;
+  ctx.upstream = st->responseDestination();
+  ctx.branches.resize(targets.size());
+
+  const RoutePlan plan = planRoutes(*msg);
+  const sip::HeaderField* mfHeader = msg->find(sip::HeaderId::kMaxForwards);
+  const std::string mf = std::to_string(mfHeader ? msg->maxForwards().value_or(70) - 1 : 70);
+  const bool recordRoute = !options.recordRoute.empty() && sip::createsDialog(msg->method());
+
+  for (uint32_t i = 0; i < targets.size(); ++i) {
+    const Target& target = targets[i];
+    // 16.6: the next hop is the first Route (ours first, then the request's), else the URI.
+    std::optional<Destination> to = target.nextHop;
+    const std::string_view ruri = target.uri.empty() ? plan.info.requestUri : target.uri;
+    if (!to) {
+      if (!target.routeSet.empty()) {
+        to = nextHopOf(target.routeSet.front());
+      } else if (!plan.info.nextRoute.empty()) {
+        to = nextHopOf(plan.info.nextRoute);
+      } else {
+        to = nextHopOf(ruri);
+      }
+    }
+    if (!to) {
+      branchFinal(ctx, i, 503, nullptr);  // nowhere to send it (RFC 3261 16.7: as a 503)
+      continue;
+    }
+    sip::MessageEditor edit(*msg);
+    if (!target.uri.empty() || plan.info.strictFixup) {
+      edit.replaceRequestUri(ruri);
+    }
+    applyRoutes(*msg, plan, edit);
+    if (mfHeader != nullptr) {
+      edit.replaceValue(*mfHeader, mf);
+    }
+    const std::string branch = layer_.newBranch();
+    edit.prependHeader("Via", viaValue(*to, branch));
+    if (recordRoute) {
+      edit.prependHeader("Record-Route", "<" + options.recordRoute + ">");
+    }
+    if (!target.routeSet.empty()) {
+      std::string routes;
+      for (const auto& r : target.routeSet) {
+        routes.append(routes.empty() ? "" : ", ").append(r);
+      }
+      edit.prependHeader("Route", routes);
+    }
+    if (mfHeader == nullptr) {
+      edit.prependHeader("Max-Forwards", mf);
+    }
+    if (options.editBranch) {
+      options.editBranch(i, target, edit);
+    }
+    auto id = layer_.sendRequest(edit.str(), *to);
+    if (!id) {
+      branchFinal(ctx, i, 503, nullptr);  // transport error (16.7: as a 503)
+      continue;
+    }
+    ++stats_.branches;
+    ctx.branches[i].client = *id;
+    branchOf_[id->value] = {server.value, i};
+    if (ctx.invite) {
+      armTimerC(ctx, i);
+    }
+  }
+  if (auto it = contexts_.find(server.value); it != contexts_.end()) {
+    finishIfDone(it->second);  // every branch may have failed at once
+  }
+}
+
+void ProxyCore::onCancel(TransactionId invite, const sip::Message&) {
+  ++stats_.cancelled;
+  auto it = contexts_.find(invite.value);
+  if (it == contexts_.end()) {
+    respond(invite, 487, "Request Terminated");  // not forwarded yet
+    return;
+  }
+  Context& ctx = it->second;
+  cancelPending(ctx);
+  if (!ctx.finalSent) {
+    ctx.finalSent = true;
+    respond(invite, 487, "Request Terminated");
+  }
+  finishIfDone(ctx);
+}
+
+void ProxyCore::onAck(const sip::Message& ack, const Source&) {
+  // The ACK of a 2xx: forwarded statelessly by its Route / Request-URI (16.11).
+  auto mf = ack.maxForwards();
+  if (mf && *mf == 0) {
+    return;
+  }
+  auto topVia = ack.topVia();
+  if (!topVia) {
+    return;
+  }
+  const RoutePlan plan = planRoutes(ack);
+  auto to = nextHopOf(plan.info.nextRoute.empty() ? plan.info.requestUri : plan.info.nextRoute);
+  if (!to) {
+    return;
+  }
+  sip::MessageEditor edit(ack);
+  if (plan.info.strictFixup) {
+    edit.replaceRequestUri(plan.info.requestUri);
+  }
+  applyRoutes(ack, plan, edit);
+  if (const auto* h = ack.find(sip::HeaderId::kMaxForwards); h && mf) {
+    edit.replaceValue(*h, std::to_string(*mf - 1));
+  } else {
+    edit.prependHeader("Max-Forwards", "70");
+  }
+  // A stateless branch: the same for every retransmission of this ACK (16.11).
+  std::string branch = "z9hG4bK";
+  wire::appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
+  branch.push_back('s');
+  edit.prependHeader("Via", viaValue(*to, branch));
+  edit.writeTo(out_);
+  ++stats_.statelessForwarded;
+  send_(*to, out_);
+}
+
+// ---- responses ----
+
+void ProxyCore::onResponse(TransactionId client, const sip::Message& response) {
+  auto where = branchOf_.find(client.value);
+  if (where == branchOf_.end()) {
+    // A client transaction whose context is gone (a CANCEL, a branch given up): only a 2xx to
+    // an INVITE still matters, it goes upstream.
+    auto cseq = response.cseq();
+    if (response.statusCode() / 100 == 2 && cseq && cseq->method == sip::Method::kInvite) {
+      forwardResponseStateless(response, std::nullopt);
+    }
+    return;
+  }
+  auto [serverId, index] = where->second;
+  Context& ctx = contexts_.at(serverId);
+  Branch& br = ctx.branches[index];
+  const int code = response.statusCode();
+  if (code < 200) {
+    if (br.done) {
+      return;
+    }
+    if (ctx.invite) {
+      br.provisional = true;
+      armTimerC(ctx, index);  // reset on every provisional (16.7 item 2)
+    }
+    if (code > 100 && !ctx.finalSent) {
+      sendUpstream(ctx, response, {});
+      if (auto it = contexts_.find(serverId); it != contexts_.end()) {
+        finishIfDone(it->second);  // the upstream transport may have failed
+      }
+    }
+    return;
+  }
+  if (br.done) {
+    // A final after a CANCEL or Timer C: a 2xx still goes upstream (16.7 item 9).
+    if (code < 300 && ctx.invite) {
+      forwardResponseStateless(response, ctx.upstream);
+    }
+    return;
+  }
+  branchFinal(ctx, index, code, &response);
+}
+
+void ProxyCore::onClientError(TransactionId client, TransactionError error) {
+  auto where = branchOf_.find(client.value);
+  if (where == branchOf_.end()) {
+    return;
+  }
+  auto [serverId, index] = where->second;
+  Context& ctx = contexts_.at(serverId);
+  if (!ctx.branches[index].done) {
+    branchFinal(ctx, index, error == TransactionError::kTimeout ? 408 : 503, nullptr);
+  }
+}
+
+void ProxyCore::onServerError(TransactionId server, TransactionError) {
+  auto it = contexts_.find(server.value);
+  if (it == contexts_.end()) {
+    return;
+  }
+  Context& ctx = it->second;
+  ctx.finalSent = true;  // nothing more can reach upstream through this transaction
+  cancelPending(ctx);
+  if (sendingFor_ != server.value) {
+    finishIfDone(ctx);  // otherwise the sender finishes it when it returns
+  }
+}
+
+void ProxyCore::onStrayResponse(const sip::Message& response, const Source&) {
+  // Retransmissions of a 2xx to an INVITE after its client transaction ended (17.1.1.2):
+  // forwarded statelessly to the Via below ours.
+  auto cseq = response.cseq();
+  if (response.statusCode() / 100 == 2 && cseq && cseq->method == sip::Method::kInvite) {
+    forwardResponseStateless(response, std::nullopt);
+  }
+}
+
+void ProxyCore::forwardResponseStateless(const sip::Message& response,
+                                         const std::optional<Destination>& upstream) {
+  const sip::HeaderField* viaHeader = response.find(sip::HeaderId::kVia);
+  auto top = response.topVia();
+  if (viaHeader == nullptr || !top || !isOurVia(*top)) {
+    return;
+  }
+  sip::MessageEditor edit(response);
+  edit.removeFirstValue(*viaHeader);
+  edit.writeTo(out_);
+  std::optional<Destination> to = upstream;
+  if (!to) {
+    // The next Via: received / rport / sent-by (18.2.2), numeric addresses only.
+    auto next = sip::Message::parse(out_);
+    auto via = next ? next->topVia() : Result<sip::Via>(makeError(Errc::kParse, "no Via"));
+    if (!via) {
+      return;
+    }
+    auto ip = numericHost(via->received().value_or(via->host));
+    auto proto = protocolOf(via->transport);
+    if (!ip || !proto) {
+      return;
+    }
+    uint16_t port = via->port != 0 ? via->port : 5060;
+    if (auto rport = via->rport(); rport && !rport->empty()) {
+      port = static_cast<uint16_t>(parseDecimal(*rport, 65535).value_or(port));
+    }
+    to = Destination{*proto, {*ip, port}, {}};
+  }
+  ++stats_.statelessForwarded;
+  send_(*to, out_);
+}
+
+void ProxyCore::sendUpstream(Context& ctx, const sip::Message& response,
+                             std::string_view extraLines) {
+  const sip::HeaderField* viaHeader = response.find(sip::HeaderId::kVia);
+  if (viaHeader == nullptr) {
+    return;
+  }
+  sip::MessageEditor edit(response);
+  edit.removeFirstValue(*viaHeader);  // ours (16.7 item 9)
+  if (!extraLines.empty()) {
+    edit.insertAt(response.headersEnd(), extraLines);
+  }
+  edit.writeTo(out_);
+  std::string bytes = std::move(out_);
+  if (response.statusCode() >= 200) {
+    if (auto upstream = sip::Message::parse(bytes)) {
+      user_.onResponse(ctx.server, *upstream);
+    }
+  }
+  sendingFor_ = ctx.server.value;
+  layer_.respond(ctx.server, bytes);
+  sendingFor_ = 0;
+  out_ = std::move(bytes);
+}
+
+void ProxyCore::branchFinal(Context& ctx, uint32_t index, int code, const sip::Message* response) {
+  Branch& br = ctx.branches[index];
+  br.done = true;
+  br.timerCArmed = false;
+  const int cls = code / 100;
+  if (cls == 2 || cls == 6) {
+    // 16.7 item 5 and 10: a 2xx is forwarded at once, a 6xx ends the search; either way the
+    // other branches are cancelled.
+    if (!ctx.finalSent && response != nullptr) {
+      ctx.finalSent = true;
+      sendUpstream(ctx, *response, {});
+    } else if (cls == 2 && response != nullptr) {
+      forwardResponseStateless(*response, ctx.upstream);  // another 2xx: forwarded too
+    }
+    cancelPending(ctx);
+    finishIfDone(ctx);
+    return;
+  }
+  if (response != nullptr && (code == 401 || code == 407)) {
+    std::string lines;
+    for (const auto& h : response->headers()) {
+      if (h.id == sip::HeaderId::kWwwAuthenticate || h.id == sip::HeaderId::kProxyAuthenticate) {
+        lines.append(wire::lineOf(*response, h));
+      }
+    }
+    ctx.challenges.emplace_back(index, std::move(lines));
+  }
+  if (ctx.bestCode == 0 || rank(code) < rank(ctx.bestCode)) {
+    ctx.bestCode = code;
+    ctx.bestBranch = index;
+    if (response != nullptr) {
+      ctx.best.assign(wire::wholeMessage(*response));
+    } else {
+      ctx.best.clear();
+    }
+  }
+  finishIfDone(ctx);
+}
+
+void ProxyCore::sendBest(Context& ctx) {
+  ctx.finalSent = true;
+  sendingFor_ = ctx.server.value;
+  sendBestResponse(ctx);
+  sendingFor_ = 0;
+}
+
+void ProxyCore::sendBestResponse(Context& ctx) {
+  const int code = ctx.bestCode == 0 ? 408 : ctx.bestCode;
+  if (code == 408 && ctx.best.empty() && !ctx.invite) {
+    layer_.abandon(ctx.server);  // RFC 4320: no 408 to a non-INVITE
+    return;
+  }
+  if (code == 503) {
+    respond(ctx.server, 500, "Server Internal Error");  // 16.7 item 6: never a 503 upstream
+    return;
+  }
+  if (ctx.best.empty()) {
+    respond(ctx.server, code);
+    return;
+  }
+  auto best = sip::Message::parse(ctx.best);
+  if (!best) {
+    respond(ctx.server, 500, "Server Internal Error");
+    return;
+  }
+  std::string extra;
+  if (code == 401 || code == 407) {
+    // 16.7 item 7: the challenges of every branch, so the client can answer them all.
+    for (const auto& [index, lines] : ctx.challenges) {
+      if (index != ctx.bestBranch) {
+        extra.append(lines);
+      }
+    }
+  }
+  sendUpstream(ctx, *best, extra);
+}
+
+void ProxyCore::cancelPending(Context& ctx) {
+  for (auto& br : ctx.branches) {
+    if (!br.done) {
+      br.done = true;
+      br.timerCArmed = false;
+      layer_.cancel(br.client);
+    }
+  }
+}
+
+void ProxyCore::finishIfDone(Context& ctx) {
+  for (const auto& br : ctx.branches) {
+    if (!br.done) {
+      return;
+    }
+  }
+  if (!ctx.finalSent) {
+    sendBest(ctx);
+  }
+  for (const auto& br : ctx.branches) {
+    branchOf_.erase(br.client.value);
+  }
+  contexts_.erase(ctx.server.value);  // ctx is gone
+}
+
+// ---- Timer C ----
+
+void ProxyCore::armTimerC(Context& ctx, uint32_t index) {
+  Branch& br = ctx.branches[index];
+  br.timerC = clock_.now() + settings_.timerC;
+  br.timerCArmed = true;
+  timers_.push(TimerEntry{br.timerC, ctx.server.value, index});
+}
+
+TimePoint ProxyCore::nextDeadline() const {
+  const TimePoint mine = timers_.empty() ? TimePoint::max() : timers_.top().when;
+  return std::min(mine, layer_.nextDeadline());
+}
+
+void ProxyCore::onTick(TimePoint now) {
+  layer_.onTick(now);
+  while (!timers_.empty() && timers_.top().when <= now) {
+    const TimerEntry e = timers_.top();
+    timers_.pop();
+    auto it = contexts_.find(e.server);
+    if (it == contexts_.end()) {
+      continue;
+    }
+    Context& ctx = it->second;
+    Branch& br = ctx.branches[e.branch];
+    if (br.done || !br.timerCArmed || br.timerC != e.when) {
+      continue;
+    }
+    // 16.8: CANCEL a branch that answered provisionally (the layer waits for one otherwise)
+    // and count it as a 408.
+    ++stats_.timerCExpired;
+    layer_.cancel(br.client);
+    branchFinal(ctx, e.branch, 408, nullptr);
+  }
+}
+
+}  // namespace evosip::transaction

@@ -1,0 +1,335 @@
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <evosip/transaction/proxy_core.hpp>
+
+#include "txn_test_support.hpp"
+
+namespace evosip::transaction {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace txntest;
+
+class Router : public ProxyUser {
+ public:
+  void onRequest(TransactionId server, const sip::Message&, const Source&) override {
+    last = server;
+    ++requests;
+  }
+  void onResponse(TransactionId, const sip::Message& response) override {
+    upstreamFinals.push_back(response.statusCode());
+  }
+  TransactionId last;
+  int requests = 0;
+  std::vector<int> upstreamFinals;
+};
+
+class ProxyCoreTest : public ::testing::Test {
+ protected:
+  ProxyCoreTest() {
+    ProxySettings s;
+    s.viaHost = "10.0.0.1";
+    s.viaPort = 5060;
+    s.self = {{"10.0.0.1", 5060}, {"evosip.local", 0}};
+    proxy = std::make_unique<ProxyCore>(
+        s, LayerSettings{}, clock,
+        [this](const Destination& to, std::string_view bytes) {
+          sent.push_back({to, std::string(bytes)});
+          return true;
+        },
+        router);
+  }
+
+  void receive(const std::string& text) {
+    auto m = sip::Message::parse(text);
+    ASSERT_TRUE(m.has_value()) << text;
+    proxy->onMessage(*m, Source{Protocol::kUdp, ep("192.0.2.10", 5062), ep("10.0.0.1", 5060), {}});
+  }
+
+  void advance(std::chrono::milliseconds d) {
+    for (auto left = d; left > 0ms; left -= 1000ms) {
+      clock.advance(std::min(left, std::chrono::milliseconds(1000ms)));
+      proxy->onTick(clock.now());
+    }
+  }
+
+  // Requests sent to `remote` (a branch), and responses sent upstream.
+  std::vector<std::string> to(const char* ip, uint16_t port = 5060) const {
+    std::vector<std::string> out;
+    for (const auto& s : sent) {
+      if (s.to.remote == ep(ip, port)) {
+        out.push_back(s.bytes);
+      }
+    }
+    return out;
+  }
+  std::vector<int> upstreamCodes() const {
+    std::vector<int> out;
+    for (const auto& s : to("192.0.2.10", 5062)) {
+      out.push_back(parsed(s).statusCode());
+    }
+    return out;
+  }
+
+  static Target target(const std::string& uri) {
+    Target t;
+    t.uri = uri;
+    return t;
+  }
+
+  // Receives an INVITE and forks it to the given targets.
+  void forkInvite(std::vector<Target> targets, const std::string& extra = "") {
+    RequestSpec s;
+    s.extra = extra;
+    receive(request(s));
+    ASSERT_EQ(router.requests, 1);
+    ForwardOptions o;
+    o.recordRoute = "sip:10.0.0.1;lr";
+    proxy->forward(router.last, std::move(targets), o);
+  }
+
+  evosip::test::ManualClock clock;
+  Router router;
+  std::vector<Sent> sent;
+  std::unique_ptr<ProxyCore> proxy;
+};
+
+TEST_F(ProxyCoreTest, InviteGets100AtOnceAndIsForwardedWithViaRecordRouteMaxForwards) {
+  forkInvite({target("sip:bob@10.0.0.20:5080")});
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100}));
+  auto out = to("10.0.0.20", 5080);
+  ASSERT_EQ(out.size(), 1u);
+  auto m = parsed(out[0]);
+  EXPECT_EQ(m.requestUri(), "sip:bob@10.0.0.20:5080");
+  auto via = m.topVia();
+  EXPECT_EQ(via->host, "10.0.0.1");
+  EXPECT_TRUE(via->rfc3261Branch());
+  EXPECT_EQ(m.count(sip::HeaderId::kVia), 2u);
+  EXPECT_EQ(m.maxForwards(), 69u);
+  EXPECT_EQ(header(out[0], sip::HeaderId::kRecordRoute), "<sip:10.0.0.1;lr>");
+}
+
+TEST_F(ProxyCoreTest, MaxForwardsZeroIs483AndNoTargetsIs480) {
+  RequestSpec s;
+  s.method = "OPTIONS";
+  std::string req = request(s);
+  req.replace(req.find("Max-Forwards: 70"), 16, "Max-Forwards: 0");
+  receive(req);
+  EXPECT_EQ(router.requests, 0);
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{483}));
+  sent.clear();
+  forkInvite({});
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100, 480}));
+}
+
+TEST_F(ProxyCoreTest, LooseRoutePopsOwnEntryAndForwardsToTheNextRoute) {
+  RequestSpec s;
+  s.method = "BYE";
+  s.toTag = "callee";
+  s.uri = "sip:bob@10.0.0.30:5090";
+  s.extra = "Route: <sip:10.0.0.1;lr>, <sip:10.0.0.40;lr>\r\n";
+  receive(request(s));
+  auto info = proxy->routeInfo(parsed(request(s)));
+  EXPECT_TRUE(info.poppedOwnRoute);
+  EXPECT_EQ(info.nextRoute, "<sip:10.0.0.40;lr>");
+  proxy->forward(router.last, {Target{}});
+  auto out = to("10.0.0.40");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(header(out[0], sip::HeaderId::kRoute), "<sip:10.0.0.40;lr>");
+  EXPECT_EQ(parsed(out[0]).requestUri(), "sip:bob@10.0.0.30:5090");
+  EXPECT_EQ(parsed(out[0]).find(sip::HeaderId::kRecordRoute), nullptr);
+}
+
+TEST_F(ProxyCoreTest, StrictRouterRequestUriIsRestoredFromTheLastRoute) {
+  RequestSpec s;
+  s.method = "BYE";
+  s.toTag = "callee";
+  s.uri = "sip:10.0.0.1;lr";  // our Record-Route URI, put there by a strict router
+  s.extra = "Route: <sip:bob@10.0.0.30:5090>\r\n";
+  receive(request(s));
+  proxy->forward(router.last, {Target{}});
+  auto out = to("10.0.0.30", 5090);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(parsed(out[0]).requestUri(), "sip:bob@10.0.0.30:5090");
+  EXPECT_EQ(parsed(out[0]).find(sip::HeaderId::kRoute), nullptr);
+}
+
+TEST_F(ProxyCoreTest, TargetRouteSetFromPathLeadsTheWay) {
+  Target t = target("sip:bob@192.168.1.50:5070");
+  t.routeSet = {"<sip:10.0.0.5:5060;lr>"};
+  forkInvite({t});
+  auto out = to("10.0.0.5");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(header(out[0], sip::HeaderId::kRoute), "<sip:10.0.0.5:5060;lr>");
+  EXPECT_EQ(parsed(out[0]).requestUri(), "sip:bob@192.168.1.50:5070");
+}
+
+TEST_F(ProxyCoreTest, EditBranchHookAddsHeaders) {
+  RequestSpec s;
+  receive(request(s));
+  ForwardOptions o;
+  o.editBranch = [](size_t i, const Target&, sip::MessageEditor& e) {
+    e.appendHeader("X-Evosip-Action", "Playback;branch=" + std::to_string(i));
+  };
+  proxy->forward(router.last, {target("sip:app@10.0.0.60")}, o);
+  auto m = parsed(to("10.0.0.60")[0]);
+  ASSERT_NE(m.find("X-Evosip-Action"), nullptr);
+  EXPECT_EQ(m.find("X-Evosip-Action")->value, "Playback;branch=0");
+}
+
+TEST_F(ProxyCoreTest, ProvisionalsForwardedExcept100AndBestResponseIsLowestClass) {
+  forkInvite({target("sip:b@10.0.0.21"), target("sip:b@10.0.0.22"), target("sip:b@10.0.0.23")});
+  const auto a = to("10.0.0.21")[0], b = to("10.0.0.22")[0], c = to("10.0.0.23")[0];
+  receive(responseTo(a, 100, ""));
+  receive(responseTo(a, 180, "ta"));
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100, 180}));
+  auto ringing = parsed(to("192.0.2.10", 5062).back());
+  EXPECT_EQ(ringing.count(sip::HeaderId::kVia), 1u);  // our Via removed
+  EXPECT_EQ(ringing.topVia()->host, "192.0.2.10");
+  receive(responseTo(a, 486, "ta"));
+  receive(responseTo(b, 302, "tb"));
+  EXPECT_EQ(upstreamCodes().back(), 180);  // still waiting for c
+  receive(responseTo(c, 500, "tc"));
+  EXPECT_EQ(upstreamCodes().back(), 302);  // 3xx is the lowest class
+  EXPECT_EQ(router.upstreamFinals, (std::vector<int>{302}));
+  EXPECT_EQ(proxy->contextCount(), 0u);
+  // Each branch's non-2xx was acknowledged hop by hop.
+  EXPECT_EQ(parsed(to("10.0.0.21").back()).methodText(), "ACK");
+}
+
+TEST_F(ProxyCoreTest, SixHundredEndsTheSearchAndCancelsTheOthers) {
+  forkInvite({target("sip:b@10.0.0.21"), target("sip:b@10.0.0.22")});
+  const auto a = to("10.0.0.21")[0], b = to("10.0.0.22")[0];
+  receive(responseTo(b, 180, "tb"));
+  receive(responseTo(a, 603, "ta"));
+  EXPECT_EQ(upstreamCodes().back(), 603);
+  auto toB = to("10.0.0.22");
+  ASSERT_EQ(toB.size(), 2u);
+  EXPECT_EQ(parsed(toB[1]).methodText(), "CANCEL");
+  EXPECT_EQ(parsed(toB[1]).topVia()->branch(), parsed(b).topVia()->branch());
+  receive(responseTo(b, 487, "tb"));  // ignored upstream
+  EXPECT_EQ(upstreamCodes().back(), 603);
+}
+
+TEST_F(ProxyCoreTest, SuccessIsForwardedAtOnceAndOthersCancelled) {
+  forkInvite({target("sip:b@10.0.0.21"), target("sip:b@10.0.0.22")});
+  const auto a = to("10.0.0.21")[0], b = to("10.0.0.22")[0];
+  receive(responseTo(a, 180, "ta"));
+  receive(responseTo(b, 183, "tb"));
+  receive(responseTo(b, 200, "tb"));
+  EXPECT_EQ(upstreamCodes().back(), 200);
+  EXPECT_EQ(router.upstreamFinals, (std::vector<int>{200}));
+  EXPECT_EQ(parsed(to("10.0.0.21").back()).methodText(), "CANCEL");
+  // A 2xx retransmission (the client transaction is gone) is forwarded statelessly.
+  const size_t n = upstreamCodes().size();
+  receive(responseTo(b, 200, "tb"));
+  EXPECT_EQ(upstreamCodes().size(), n + 1);
+  EXPECT_EQ(upstreamCodes().back(), 200);
+  // A racing 2xx from the cancelled branch goes upstream too.
+  receive(responseTo(a, 200, "ta"));
+  EXPECT_EQ(upstreamCodes().size(), n + 2);
+}
+
+TEST_F(ProxyCoreTest, AckForSuccessIsForwardedStatelesslyByRoute) {
+  RequestSpec ack;
+  ack.method = "ACK";
+  ack.toTag = "tb";
+  ack.uri = "sip:bob@10.0.0.22";
+  ack.via = "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-ack";
+  ack.extra = "Route: <sip:10.0.0.1;lr>\r\n";
+  receive(request(ack));
+  auto out = to("10.0.0.22");
+  ASSERT_EQ(out.size(), 1u);
+  auto m = parsed(out[0]);
+  EXPECT_EQ(m.methodText(), "ACK");
+  EXPECT_EQ(m.find(sip::HeaderId::kRoute), nullptr);
+  EXPECT_EQ(m.count(sip::HeaderId::kVia), 2u);
+  EXPECT_EQ(m.maxForwards(), 69u);
+  receive(request(ack));  // the same branch for a retransmission
+  EXPECT_EQ(parsed(to("10.0.0.22")[1]).topVia()->branch(), m.topVia()->branch());
+}
+
+TEST_F(ProxyCoreTest, TimerCGives408AndCancelsTheBranch) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  const auto a = to("10.0.0.21")[0];
+  advance(10s);
+  receive(responseTo(a, 180, "ta"));  // resets Timer C: it would have fired at 180 s
+  advance(179s);
+  EXPECT_EQ(upstreamCodes().back(), 180);
+  advance(1s);
+  EXPECT_EQ(upstreamCodes().back(), 408);
+  EXPECT_EQ(parsed(to("10.0.0.21").back()).methodText(), "CANCEL");
+}
+
+TEST_F(ProxyCoreTest, NoAnswerAtAllIs408ByTimerB) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  advance(32s);
+  EXPECT_EQ(upstreamCodes().back(), 408);
+}
+
+TEST_F(ProxyCoreTest, UpstreamCancelGives487AndCancelsBranches) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  const auto a = to("10.0.0.21")[0];
+  receive(responseTo(a, 180, "ta"));
+  RequestSpec c;
+  c.method = "CANCEL";
+  receive(request(c));
+  auto codes = upstreamCodes();
+  // 200 to the CANCEL, then 487 to the INVITE.
+  ASSERT_GE(codes.size(), 4u);
+  EXPECT_EQ(codes[codes.size() - 2], 200);
+  EXPECT_EQ(codes.back(), 487);
+  EXPECT_EQ(parsed(to("192.0.2.10", 5062).back()).cseq()->methodText, "INVITE");
+  EXPECT_EQ(parsed(to("10.0.0.21").back()).methodText(), "CANCEL");
+}
+
+TEST_F(ProxyCoreTest, ServiceUnavailableBecomes500) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  receive(responseTo(to("10.0.0.21")[0], 503, "ta", "Retry-After: 30\r\n"));
+  EXPECT_EQ(upstreamCodes().back(), 500);
+}
+
+TEST_F(ProxyCoreTest, UnresolvableTargetCountsAs503And500Upstream) {
+  forkInvite({target("sip:b@unresolvable.example")});
+  EXPECT_EQ(upstreamCodes().back(), 500);
+}
+
+TEST_F(ProxyCoreTest, ChallengesOfAllBranchesAreAggregated) {
+  forkInvite({target("sip:b@10.0.0.21"), target("sip:b@10.0.0.22"), target("sip:b@10.0.0.23")});
+  receive(responseTo(to("10.0.0.21")[0], 407, "ta",
+                     "Proxy-Authenticate: Digest realm=\"a.example\", nonce=\"n1\"\r\n"));
+  receive(responseTo(to("10.0.0.22")[0], 404, "tb"));
+  receive(responseTo(to("10.0.0.23")[0], 401, "tc",
+                     "WWW-Authenticate: Digest realm=\"c.example\", nonce=\"n3\"\r\n"));
+  auto final = parsed(to("192.0.2.10", 5062).back());
+  EXPECT_EQ(final.statusCode(), 407);
+  EXPECT_EQ(final.count(sip::HeaderId::kProxyAuthenticate), 1u);
+  EXPECT_EQ(final.count(sip::HeaderId::kWwwAuthenticate), 1u);
+  EXPECT_NE(final.find(sip::HeaderId::kWwwAuthenticate)->value.find("c.example"),
+            std::string_view::npos);
+}
+
+TEST_F(ProxyCoreTest, UnmatchedCancelIs481) {
+  RequestSpec c;
+  c.method = "CANCEL";
+  receive(request(c));
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{481}));
+  EXPECT_EQ(router.requests, 0);
+}
+
+TEST_F(ProxyCoreTest, NonInviteTimeoutSendsNo408) {
+  RequestSpec s;
+  s.method = "MESSAGE";
+  receive(request(s));
+  proxy->forward(router.last, {target("sip:b@10.0.0.21")});
+  advance(33s);
+  EXPECT_TRUE(upstreamCodes().empty());
+  EXPECT_EQ(proxy->contextCount(), 0u);
+  EXPECT_EQ(proxy->layer().serverCount(), 0u);
+}
+
+}  // namespace
+}  // namespace evosip::transaction
