@@ -130,7 +130,8 @@ TEST_F(VerifierTest, NonceFromRouterAAcceptedByRouterB) {
   NonceCodec codecB(codecSettings());
   DigestVerifier routerA(codecA);
   DigestVerifier routerB(codecB);
-  auto challenge = sip::parseDigest(routerA.challenge(kRealm, false, kT0)[0]);
+  const auto values = routerA.challenge(kRealm, false, kT0);
+  auto challenge = sip::parseDigest(values[0]);
   ASSERT_TRUE(challenge);
   ClientAuth c;
   c.nonce = std::string(challenge->nonce);
