@@ -1,9 +1,12 @@
-// Everything that includes Boost.Beast lives in this file: the control server and its client.
-// Beast is slow to compile, so keeping it in one translation unit keeps rebuilds short.
+// Everything that includes Boost.Beast lives in this file: the HTTP server every role's control
+// server and the `api` role are built on, and the HTTP client. Beast is slow to compile, so
+// keeping it in one translation unit keeps rebuilds short.
 
 #include <array>
 #include <atomic>
 #include <exception>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
@@ -20,7 +23,7 @@
 
 #include <evosip/base/strings.hpp>
 #include <evosip/control/client.hpp>
-#include <evosip/control/server.hpp>
+#include <evosip/control/http_server.hpp>
 #include <evosip/log/log.hpp>
 
 namespace evosip::control {
@@ -40,12 +43,87 @@ constexpr std::size_t kMaxResponseBytes = 64 * 1024 * 1024;
 constexpr std::size_t kMaxLingerBytes = 8 * 1024 * 1024;
 constexpr auto kLingerTime = 2s;
 
-struct HostPort {
-  std::string host;
-  std::string port;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+Response toBeast(HttpResponse&& in, unsigned version) {
+  Response res{static_cast<http::status>(in.status), version};
+  res.set(http::field::server, "evosip");
+  for (auto& [name, value] : in.headers) {
+    res.set(name, value);
+  }
+  res.body() = std::move(in.body);
+  return res;
+}
+
+HttpRequest fromBeast(Request& req) {
+  HttpRequest out;
+  out.method = std::string(req.method_string());
+  out.target = std::string(req.target());
+  out.path = out.target.substr(0, out.target.find('?'));
+  out.body = std::move(req.body());
+  for (const auto& field : req) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  return out;
+}
+
+// Holds one of the server's connection slots; released when the session's coroutine frame is
+// destroyed, however the session ends (including with the io_context at shutdown).
+class ConnectionSlot {
+ public:
+  explicit ConnectionSlot(std::size_t& connections) : connections_(&connections) {
+    ++*connections_;
+  }
+  ConnectionSlot(ConnectionSlot&& other) noexcept
+      : connections_(std::exchange(other.connections_, nullptr)) {}
+  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
+  ~ConnectionSlot() {
+    if (connections_ != nullptr) {
+      --*connections_;
+    }
+  }
+
+ private:
+  std::size_t* connections_;
 };
 
-// "127.0.0.1:8060", "[::1]:8060", "localhost:8060". A bare IPv6 address needs brackets.
+// After an error response the client may still be sending a body we refused. Closing at once
+// would reset the connection and could destroy our response in the client's receive buffer, so
+// stop sending, then read and discard for a short while (as HTTP servers commonly do).
+asio::awaitable<void> lingeringClose(beast::tcp_stream& stream) {
+  boost::system::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(kLingerTime);
+  std::array<char, 16 * 1024> scratch;
+  std::size_t total = 0;
+  while (total < kMaxLingerBytes) {
+    auto [error, n] = co_await stream.async_read_some(asio::buffer(scratch), kAwaitTuple);
+    if (error) {
+      break;
+    }
+    total += n;
+  }
+  stream.socket().close(ec);
+}
+
+// The answer to one request, shared between the session that waits for it and the respond
+// function a handler may call from any thread. It holds no Asio object, so it may outlive the
+// io_context.
+struct PendingResponse {
+  std::atomic<bool> claimed{false};
+  std::optional<HttpResponse> response;  // touched on the server thread only
+  asio::steady_timer* wake = nullptr;    // the waiting session's timer; null once it is gone
+};
+
+// Lets respond functions post to the server thread while it exists.
+struct ServerGate {
+  std::mutex mutex;
+  asio::io_context* ioc = nullptr;
+};
+
+}  // namespace
+
 tl::expected<HostPort, std::string> splitHostPort(std::string_view text) {
   HostPort result;
   std::string_view rest;
@@ -81,81 +159,15 @@ tl::expected<HostPort, std::string> splitHostPort(std::string_view text) {
   return result;
 }
 
-// Compares without an early exit, so the time taken does not tell how much of a guess matched.
-bool constantTimeEquals(std::string_view a, std::string_view b) {
-  const size_t n = std::max(a.size(), b.size());
-  unsigned diff = a.size() == b.size() ? 0U : 1U;
-  for (size_t i = 0; i < n; ++i) {
-    const auto x = static_cast<unsigned char>(i < a.size() ? a[i] : 0);
-    const auto y = static_cast<unsigned char>(i < b.size() ? b[i] : 0);
-    diff |= static_cast<unsigned>(x ^ y);
-  }
-  return diff == 0;
-}
-
-void logException(std::exception_ptr error) {
-  if (!error) {
-    return;
-  }
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    log::get("control")->error("control server task failed: {}", e.what());
-  } catch (...) {
-    log::get("control")->error("control server task failed");
-  }
-}
-
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
-
-Response makeResponse(http::status status, unsigned version, std::string body,
-                      std::string_view contentType = "text/plain; charset=utf-8") {
-  Response res{status, version};
-  res.set(http::field::server, "evosip");
-  if (!body.empty() || status != http::status::no_content) {
-    res.set(http::field::content_type, contentType);
-  }
-  res.body() = std::move(body);
-  return res;
-}
-
-// Holds one of the server's connection slots; released when the session's coroutine frame is
-// destroyed, however the session ends (including with the io_context at shutdown).
-class ConnectionSlot {
- public:
-  explicit ConnectionSlot(std::size_t& connections) : connections_(&connections) {
-    ++*connections_;
-  }
-  ConnectionSlot(ConnectionSlot&& other) noexcept
-      : connections_(std::exchange(other.connections_, nullptr)) {}
-  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
-  ~ConnectionSlot() {
-    if (connections_ != nullptr) {
-      --*connections_;
-    }
-  }
-
- private:
-  std::size_t* connections_;
-};
-
-}  // namespace
-
 // ---------------------------------------------------------------------------------------------
 // Server
 
-struct ControlServer::Impl {
-  ServerSettings settings;
-  RpcRegistry& rpc;
-  metrics::Registry& metrics;
-  std::function<bool()> ready;
-  std::shared_ptr<spdlog::logger> log = log::get("control");
-  prometheus::Counter& refused =
-      metrics
-          .counterFamily("evosip_control_connections_refused_total",
-                         "Control connections closed at once because the limit was reached")
-          .Add({});
+struct HttpServer::Impl {
+  HttpServerSettings settings;
+  Handler handler;
+  std::function<void()> onRefused;
+  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<ServerGate> gate = std::make_shared<ServerGate>();
 
   // Touched on the server thread only.
   std::size_t connections = 0;
@@ -170,39 +182,34 @@ struct ControlServer::Impl {
   tcp::acceptor acceptor{ioc};
   std::thread thread;
 
-  Impl(ServerSettings s, RpcRegistry& r, metrics::Registry& m, std::function<bool()> f)
-      : settings(std::move(s)), rpc(r), metrics(m), ready(std::move(f)) {}
+  Impl(HttpServerSettings s, Handler h, std::function<void()> r)
+      : settings(std::move(s)),
+        handler(std::move(h)),
+        onRefused(std::move(r)),
+        log(log::get(settings.name)) {
+    gate->ioc = &ioc;
+  }
 
   asio::awaitable<void> acceptLoop();
   asio::awaitable<void> session(beast::tcp_stream stream, ConnectionSlot slot);
-  Response route(const Request& req);
-  bool authorized(const Request& req) const;
+  asio::awaitable<Response> answer(Request& req);
+  Respond makeRespond(const std::shared_ptr<PendingResponse>& pending);
+
+  void logException(std::exception_ptr error) const {
+    if (!error) {
+      return;
+    }
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      log->error("{} server task failed: {}", settings.name, e.what());
+    } catch (...) {
+      log->error("{} server task failed", settings.name);
+    }
+  }
 };
 
-namespace {
-
-// After an error response the client may still be sending a body we refused. Closing at once
-// would reset the connection and could destroy our response in the client's receive buffer, so
-// stop sending, then read and discard for a short while (as HTTP servers commonly do).
-asio::awaitable<void> lingeringClose(beast::tcp_stream& stream) {
-  boost::system::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.expires_after(kLingerTime);
-  std::array<char, 16 * 1024> scratch;
-  std::size_t total = 0;
-  while (total < kMaxLingerBytes) {
-    auto [error, n] = co_await stream.async_read_some(asio::buffer(scratch), kAwaitTuple);
-    if (error) {
-      break;
-    }
-    total += n;
-  }
-  stream.socket().close(ec);
-}
-
-}  // namespace
-
-asio::awaitable<void> ControlServer::Impl::acceptLoop() {
+asio::awaitable<void> HttpServer::Impl::acceptLoop() {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(kAwaitTuple);
     if (ec) {
@@ -210,24 +217,83 @@ asio::awaitable<void> ControlServer::Impl::acceptLoop() {
         co_return;
       }
       // Typically out of file descriptors: back off instead of spinning.
-      log->warn("control server accept failed: {}", ec.message());
+      log->warn("{} server accept failed: {}", settings.name, ec.message());
       asio::steady_timer pause(ioc, 100ms);
       co_await pause.async_wait(kAwaitTuple);
       continue;
     }
-    if (connections >= kMaxConnections) {
-      refused.Increment();
-      log->debug("control server at its limit of {} connections; refusing one", kMaxConnections);
+    if (connections >= settings.maxConnections) {
+      if (onRefused) {
+        onRefused();
+      }
+      log->debug("{} server at its limit of {} connections; refusing one", settings.name,
+                 settings.maxConnections);
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
     asio::co_spawn(ioc, session(beast::tcp_stream(std::move(socket)), ConnectionSlot(connections)),
-                   logException);
+                   [this](std::exception_ptr e) { logException(e); });
   }
 }
 
-asio::awaitable<void> ControlServer::Impl::session(beast::tcp_stream stream, ConnectionSlot slot) {
+HttpServer::Respond HttpServer::Impl::makeRespond(const std::shared_ptr<PendingResponse>& pending) {
+  return [pending, gate = gate](HttpResponse response) {
+    if (pending->claimed.exchange(true)) {
+      return;  // answered already
+    }
+    std::lock_guard lock(gate->mutex);
+    if (gate->ioc == nullptr) {
+      return;  // the server is gone
+    }
+    if (gate->ioc->get_executor().running_in_this_thread()) {
+      pending->response = std::move(response);
+      if (pending->wake != nullptr) {
+        pending->wake->cancel();
+      }
+      return;
+    }
+    asio::post(*gate->ioc, [pending, response = std::move(response)]() mutable {
+      pending->response = std::move(response);
+      if (pending->wake != nullptr) {
+        pending->wake->cancel();
+      }
+    });
+  };
+}
+
+asio::awaitable<Response> HttpServer::Impl::answer(Request& req) {
+  const unsigned version = req.version();
+  auto pending = std::make_shared<PendingResponse>();
+  asio::steady_timer wake(ioc);
+  wake.expires_after(settings.requestTimeout);
+  pending->wake = &wake;
+  struct Detach {
+    PendingResponse& pending;
+    ~Detach() { pending.wake = nullptr; }
+  } detach{*pending};
+
+  HttpRequest request = fromBeast(req);
+  try {
+    handler(request, makeRespond(pending));
+  } catch (const std::exception& e) {
+    log->error("{} request {} {} failed: {}", settings.name, request.method, request.path,
+               e.what());
+    makeRespond(pending)(makeHttpResponse(500, "internal error\n"));
+  }
+  if (!pending->response) {
+    co_await wake.async_wait(kAwaitTuple);
+  }
+  if (!pending->response) {
+    log->warn("{} request {} {} not answered within {} s", settings.name, request.method,
+              request.path, settings.requestTimeout.count());
+    pending->claimed = true;
+    co_return toBeast(makeHttpResponse(504, "request timed out\n"), version);
+  }
+  co_return toBeast(std::move(*pending->response), version);
+}
+
+asio::awaitable<void> HttpServer::Impl::session(beast::tcp_stream stream, ConnectionSlot slot) {
   // Registered so that stop() can close it; the frame keeps the stream at a fixed address.
   streams.insert(&stream);
   struct Untrack {
@@ -239,10 +305,10 @@ asio::awaitable<void> ControlServer::Impl::session(beast::tcp_stream stream, Con
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
-    parser.body_limit(kMaxBodyBytes);
+    parser.body_limit(settings.maxBodyBytes);
     parser.header_limit(kMaxHeaderBytes);
 
-    stream.expires_after(std::chrono::seconds(kRequestTimeoutSeconds));
+    stream.expires_after(settings.requestTimeout);
     auto [readError, headerBytes] =
         co_await http::async_read_header(stream, buffer, parser, kAwaitTuple);
     if (!readError && !parser.is_done()) {
@@ -259,19 +325,17 @@ asio::awaitable<void> ControlServer::Impl::session(beast::tcp_stream stream, Con
     }
 
     if (readError) {
-      std::optional<Response> refusal;
+      std::optional<HttpResponse> refusal;
       if (readError == http::error::body_limit) {
-        refusal =
-            makeResponse(http::status::payload_too_large, 11,
-                         fmt::format("request body too large (limit {} bytes)\n", kMaxBodyBytes));
+        refusal = makeHttpResponse(
+            413, fmt::format("request body too large (limit {} bytes)\n", settings.maxBodyBytes));
       } else if (readError == http::error::header_limit) {
-        refusal = makeResponse(http::status::request_header_fields_too_large, 11,
-                               "request header too large\n");
+        refusal = makeHttpResponse(431, "request header too large\n");
       } else if (readError.category() ==
                      http::make_error_code(http::error::bad_method).category() &&
                  readError != http::error::end_of_stream &&
                  readError != http::error::partial_message) {
-        refusal = makeResponse(http::status::bad_request, 11, "malformed HTTP request\n");
+        refusal = makeHttpResponse(400, "malformed HTTP request\n");
       }
       if (!refusal) {
         // Closed by the peer, timed out or stopped: nothing to answer.
@@ -279,21 +343,25 @@ asio::awaitable<void> ControlServer::Impl::session(beast::tcp_stream stream, Con
         stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
         co_return;
       }
-      refusal->keep_alive(false);
-      refusal->prepare_payload();
-      stream.expires_after(std::chrono::seconds(kRequestTimeoutSeconds));
-      auto [writeError, written] = co_await http::async_write(stream, *refusal, kAwaitTuple);
+      Response res = toBeast(std::move(*refusal), 11);
+      res.keep_alive(false);
+      res.prepare_payload();
+      stream.expires_after(settings.requestTimeout);
+      auto [writeError, written] = co_await http::async_write(stream, res, kAwaitTuple);
       if (!writeError) {
         co_await lingeringClose(stream);
       }
       co_return;
     }
 
-    const Request& req = parser.get();
-    Response res = route(req);
-    res.keep_alive(req.keep_alive());
+    Request& req = parser.get();
+    const bool keepAlive = req.keep_alive();
+    // The handler may take its time (a database query): no read is pending meanwhile.
+    stream.expires_never();
+    Response res = co_await answer(req);
+    res.keep_alive(keepAlive);
     res.prepare_payload();
-    stream.expires_after(std::chrono::seconds(kRequestTimeoutSeconds));
+    stream.expires_after(settings.requestTimeout);
     auto [writeError, written] = co_await http::async_write(stream, res, kAwaitTuple);
     if (writeError) {
       co_return;
@@ -306,106 +374,33 @@ asio::awaitable<void> ControlServer::Impl::session(beast::tcp_stream stream, Con
   }
 }
 
-bool ControlServer::Impl::authorized(const Request& req) const {
-  if (settings.token.empty()) {
-    return true;
-  }
-  std::string_view value = trim(req[http::field::authorization]);
-  constexpr std::string_view kScheme = "bearer ";
-  if (!istartsWith(value, kScheme)) {
-    return false;
-  }
-  return constantTimeEquals(trim(value.substr(kScheme.size())), settings.token);
+HttpServer::HttpServer(HttpServerSettings settings, Handler handler,
+                       std::function<void()> onRefused)
+    : impl_(std::make_shared<Impl>(std::move(settings), std::move(handler), std::move(onRefused))) {
 }
 
-Response ControlServer::Impl::route(const Request& req) {
-  const unsigned version = req.version();
-  std::string_view path = req.target();
-  path = path.substr(0, path.find('?'));
-
-  auto methodNotAllowed = [&](std::string_view allow) {
-    Response res = makeResponse(http::status::method_not_allowed, version,
-                                fmt::format("method not allowed; use {}\n", allow));
-    res.set(http::field::allow, allow);
-    return res;
-  };
-  auto unauthorized = [&] {
-    Response res = makeResponse(http::status::unauthorized, version, "unauthorized\n");
-    const bool tried = !req[http::field::authorization].empty();
-    res.set(http::field::www_authenticate,
-            tried ? "Bearer realm=\"evosip\", error=\"invalid_token\"" : "Bearer realm=\"evosip\"");
-    return res;
-  };
-
-  try {
-    if (path == "/healthz") {
-      if (req.method() != http::verb::get) {
-        return methodNotAllowed("GET");
-      }
-      return makeResponse(http::status::ok, version, "ok");
-    }
-    if (path == "/readyz") {
-      if (req.method() != http::verb::get) {
-        return methodNotAllowed("GET");
-      }
-      const bool isReady = !ready || ready();
-      return isReady ? makeResponse(http::status::ok, version, "ready")
-                     : makeResponse(http::status::service_unavailable, version, "not ready");
-    }
-    if (path == "/metrics") {
-      if (req.method() != http::verb::get) {
-        return methodNotAllowed("GET");
-      }
-      if (!authorized(req)) {
-        return unauthorized();
-      }
-      return makeResponse(http::status::ok, version, metrics.render(), "text/plain; version=0.0.4");
-    }
-    if (path == "/rpc") {
-      if (req.method() != http::verb::post) {
-        return methodNotAllowed("POST");
-      }
-      if (!authorized(req)) {
-        return unauthorized();
-      }
-      std::string reply = rpc.handle(req.body());
-      if (reply.empty()) {
-        return makeResponse(http::status::no_content, version, "");
-      }
-      return makeResponse(http::status::ok, version, std::move(reply), "application/json");
-    }
-    return makeResponse(http::status::not_found, version, "not found\n");
-  } catch (const std::exception& e) {
-    log->error("control request {} {} failed: {}", std::string(req.method_string()),
-               std::string(path), e.what());
-    return makeResponse(http::status::internal_server_error, version, "internal error\n");
-  }
-}
-
-ControlServer::ControlServer(ServerSettings settings, RpcRegistry& rpc, metrics::Registry& metrics,
-                             std::function<bool()> ready)
-    : impl_(std::make_unique<Impl>(std::move(settings), rpc, metrics, std::move(ready))) {}
-
-ControlServer::~ControlServer() {
+HttpServer::~HttpServer() {
   stop();
 }
 
-void ControlServer::start() {
+void HttpServer::start() {
   Impl& s = *impl_;
   const std::string& listen = s.settings.listen;
+  const std::string& name = s.settings.name;
   if (s.thread.joinable() || s.stopped) {
-    throw std::runtime_error("control server on " + listen + " was already started");
+    throw std::runtime_error(name + " server on " + listen + " was already started");
   }
   auto address = splitHostPort(listen);
   if (!address) {
-    throw std::runtime_error("control.listen: cannot use '" + listen + "': " + address.error());
+    throw std::runtime_error(s.settings.listenKey + ": cannot use '" + listen +
+                             "': " + address.error());
   }
   boost::system::error_code ec;
   tcp::resolver resolver(s.ioc);
   auto endpoints = resolver.resolve(address->host, address->port,
                                     tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || endpoints.empty()) {
-    throw std::runtime_error("control.listen: cannot resolve '" + listen +
+    throw std::runtime_error(s.settings.listenKey + ": cannot resolve '" + listen +
                              "': " + (ec ? ec.message() : std::string("no address")));
   }
   const tcp::endpoint endpoint = endpoints.begin()->endpoint();
@@ -413,7 +408,7 @@ void ControlServer::start() {
     boost::system::error_code ignored;
     s.acceptor.close(ignored);
     throw std::runtime_error(
-        fmt::format("control server cannot {} on {}: {}", step, listen, ec.message()));
+        fmt::format("{} server cannot {} on {}: {}", name, step, listen, ec.message()));
   };
   s.acceptor.open(endpoint.protocol(), ec);
   if (ec) {
@@ -433,26 +428,30 @@ void ControlServer::start() {
   }
   s.port = s.acceptor.local_endpoint(ec).port();
 
-  asio::co_spawn(s.ioc, s.acceptLoop(), logException);
+  asio::co_spawn(s.ioc, s.acceptLoop(), [&s](std::exception_ptr e) { s.logException(e); });
   s.thread = std::thread([&s] {
     for (;;) {
       try {
         s.ioc.run();
         return;
       } catch (const std::exception& e) {
-        s.log->error("control server thread: {}", e.what());
+        s.log->error("{} server thread: {}", s.settings.name, e.what());
       }
     }
   });
-  s.log->info("control server listening on {} (port {})", listen, s.port.load());
+  s.log->info("{} server listening on {} (port {})", name, listen, s.port.load());
 }
 
-void ControlServer::stop() {
+void HttpServer::stop() {
   Impl& s = *impl_;
   if (s.stopped) {
     return;
   }
   s.stopped = true;
+  {
+    std::lock_guard lock(s.gate->mutex);
+    s.gate->ioc = nullptr;
+  }
   if (!s.thread.joinable()) {
     return;
   }
@@ -468,66 +467,95 @@ void ControlServer::stop() {
   s.thread.join();
 }
 
-uint16_t ControlServer::port() const {
+uint16_t HttpServer::port() const {
   return impl_->port.load();
+}
+
+asio::io_context& HttpServer::context() {
+  return impl_->ioc;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Client
 
-std::string HttpResponse::header(std::string_view name) const {
-  for (const auto& [key, value] : headers) {
-    if (iequals(key, name)) {
-      return value;
-    }
-  }
-  return {};
-}
-
 namespace {
 
-asio::awaitable<void> exchange(const HostPort& address, Request& req, HttpResponse& out,
-                               std::string& error, bool& done) {
-  auto executor = co_await asio::this_coro::executor;
-  tcp::resolver resolver(executor);
-  auto [resolveError, endpoints] = co_await resolver.async_resolve(
-      address.host, address.port, tcp::resolver::numeric_service, kAwaitTuple);
+// One exchange's state, touched only through its strand.
+struct Exchange {
+  Exchange(asio::io_context& io, HostPort a, std::string hp, std::chrono::milliseconds t,
+           HttpCallback d)
+      : strand(asio::make_strand(io)),
+        address(std::move(a)),
+        hostPort(std::move(hp)),
+        timeout(t),
+        done(std::move(d)),
+        resolver(strand),
+        stream(strand),
+        deadline(strand) {}
+
+  asio::strand<asio::io_context::executor_type> strand;
+  HostPort address;
+  std::string hostPort;
+  std::chrono::milliseconds timeout;
+  HttpCallback done;
+  Request req;
+  tcp::resolver resolver;
+  beast::tcp_stream stream;
+  asio::steady_timer deadline;
+  bool timedOut = false;
+  bool finished = false;
+
+  void finish(tl::expected<HttpResponse, std::string> result) {
+    if (finished) {
+      return;
+    }
+    finished = true;
+    deadline.cancel();
+    if (!result && timedOut) {
+      result = tl::unexpected(
+          fmt::format("no response from {} within {} ms", hostPort, timeout.count()));
+    } else if (!result) {
+      result = tl::unexpected(hostPort + ": " + result.error());
+    }
+    done(std::move(result));
+  }
+};
+
+asio::awaitable<void> runExchange(std::shared_ptr<Exchange> x) {
+  auto [resolveError, endpoints] = co_await x->resolver.async_resolve(
+      x->address.host, x->address.port, tcp::resolver::numeric_service, kAwaitTuple);
   if (resolveError) {
-    error = "cannot resolve " + address.host + ": " + resolveError.message();
-    done = true;
+    x->finish(tl::unexpected("cannot resolve " + x->address.host + ": " + resolveError.message()));
     co_return;
   }
-  beast::tcp_stream stream(executor);
-  auto [connectError, endpoint] = co_await stream.async_connect(endpoints, kAwaitTuple);
+  auto [connectError, endpoint] = co_await x->stream.async_connect(endpoints, kAwaitTuple);
   if (connectError) {
-    error = "cannot connect: " + connectError.message();
-    done = true;
+    x->finish(tl::unexpected("cannot connect: " + connectError.message()));
     co_return;
   }
-  auto [writeError, written] = co_await http::async_write(stream, req, kAwaitTuple);
+  auto [writeError, written] = co_await http::async_write(x->stream, x->req, kAwaitTuple);
   if (writeError) {
-    error = "cannot send the request: " + writeError.message();
-    done = true;
+    x->finish(tl::unexpected("cannot send the request: " + writeError.message()));
     co_return;
   }
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxResponseBytes);
-  auto [readError, read] = co_await http::async_read(stream, buffer, parser, kAwaitTuple);
+  auto [readError, read] = co_await http::async_read(x->stream, buffer, parser, kAwaitTuple);
   if (readError) {
-    error = "cannot read the response: " + readError.message();
-    done = true;
+    x->finish(tl::unexpected("cannot read the response: " + readError.message()));
     co_return;
   }
   Response& res = parser.get();
+  HttpResponse out;
   out.status = res.result_int();
   out.body = std::move(res.body());
   for (const auto& field : res) {
     out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   }
   boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  done = true;
+  x->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  x->finish(std::move(out));
 }
 
 std::string firstLine(std::string_view text) {
@@ -537,21 +565,30 @@ std::string firstLine(std::string_view text) {
 
 }  // namespace
 
-tl::expected<HttpResponse, std::string> httpRequest(
-    const std::string& hostPort, const std::string& method, const std::string& path,
-    const std::string& token, const std::string& body, std::chrono::milliseconds timeout) {
+void asyncHttpRequest(asio::io_context& io, const std::string& hostPort, const std::string& method,
+                      const std::string& path, const std::string& token, const std::string& body,
+                      std::chrono::milliseconds timeout, HttpCallback done) {
   auto address = splitHostPort(hostPort);
   if (!address) {
-    return tl::unexpected("bad address '" + hostPort + "': " + address.error());
+    asio::post(
+        io, [done = std::move(done), error = "bad address '" + hostPort + "': " + address.error()] {
+          done(tl::unexpected(error));
+        });
+    return;
   }
   const http::verb verb = http::string_to_verb(method);
   if (verb == http::verb::unknown) {
-    return tl::unexpected("unknown HTTP method '" + method + "'");
+    asio::post(io, [done = std::move(done), error = "unknown HTTP method '" + method + "'"] {
+      done(tl::unexpected(error));
+    });
+    return;
   }
-  Request req{verb, path.empty() ? "/" : path, 11};
+  auto x = std::make_shared<Exchange>(io, *address, hostPort, timeout, std::move(done));
+  Request& req = x->req;
+  req = Request{verb, path.empty() ? "/" : path, 11};
   const bool bracketed = address->host.find(':') != std::string::npos;
   req.set(http::field::host, bracketed ? "[" + address->host + "]:" + address->port : hostPort);
-  req.set(http::field::user_agent, "evosip-ctl");
+  req.set(http::field::user_agent, "evosip");
   if (!token.empty()) {
     req.set(http::field::authorization, "Bearer " + token);
   }
@@ -562,33 +599,45 @@ tl::expected<HttpResponse, std::string> httpRequest(
   req.keep_alive(false);
   req.prepare_payload();
 
-  HttpResponse response;
-  std::string error;
-  bool done = false;
-  try {
-    asio::io_context ioc{1};
-    asio::co_spawn(ioc, exchange(*address, req, response, error, done), [&](std::exception_ptr e) {
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          error = x.what();
-        }
-        done = true;
+  asio::dispatch(x->strand, [x] {
+    x->deadline.expires_after(x->timeout);
+    x->deadline.async_wait([x](const boost::system::error_code& ec) {
+      if (ec || x->finished) {
+        return;
+      }
+      x->timedOut = true;
+      boost::system::error_code ignored;
+      x->resolver.cancel();
+      x->stream.socket().close(ignored);
+    });
+    asio::co_spawn(x->strand, runExchange(x), [x](std::exception_ptr e) {
+      if (!e) {
+        return;
+      }
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& error) {
+        x->finish(tl::unexpected(std::string("HTTP request failed: ") + error.what()));
       }
     });
-    ioc.run_for(timeout);
+  });
+}
+
+tl::expected<HttpResponse, std::string> httpRequest(
+    const std::string& hostPort, const std::string& method, const std::string& path,
+    const std::string& token, const std::string& body, std::chrono::milliseconds timeout) {
+  tl::expected<HttpResponse, std::string> result =
+      tl::unexpected(fmt::format("no response from {} within {} ms", hostPort, timeout.count()));
+  try {
+    asio::io_context ioc{1};
+    asyncHttpRequest(
+        ioc, hostPort, method, path, token, body, timeout,
+        [&result](tl::expected<HttpResponse, std::string> r) { result = std::move(r); });
+    ioc.run();
   } catch (const std::exception& e) {
     return tl::unexpected(std::string("HTTP request failed: ") + e.what());
   }
-  if (!done) {
-    return tl::unexpected(
-        fmt::format("no response from {} within {} ms", hostPort, timeout.count()));
-  }
-  if (!error.empty()) {
-    return tl::unexpected(hostPort + ": " + error);
-  }
-  return response;
+  return result;
 }
 
 tl::expected<std::string, std::string> httpGet(const std::string& hostPort, const std::string& path,

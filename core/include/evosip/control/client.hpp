@@ -1,26 +1,31 @@
 #pragma once
-// A small synchronous HTTP/1.1 client for the control server: used by `evosip ctl` and tests.
+// A small HTTP/1.1 client for control servers: used by `evosip ctl`, tests and (asynchronously)
+// by roles that call other roles.
 // Every call opens one connection, sends one request and waits at most timeout for the whole
 // exchange. Errors are returned as one line of text, never thrown.
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/json/value.hpp>
 #include <tl/expected.hpp>
 
+#include <evosip/control/http_message.hpp>
+
 namespace evosip::control {
 
-struct HttpResponse {
-  unsigned status = 0;
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-
-  // The first header of that name (case-insensitive), or "".
-  std::string header(std::string_view name) const;
+struct HostPort {
+  std::string host;  // without brackets
+  std::string port;
 };
+
+// "127.0.0.1:8060", "[::1]:8060", "localhost:8060" -> host and port. A bare IPv6 address needs
+// brackets. Returns what is wrong as one line.
+tl::expected<HostPort, std::string> splitHostPort(std::string_view text);
 
 // Sends method (e.g. "GET") to http://hostPort/path with the body and, when token is not empty,
 // "Authorization: Bearer <token>". Any status is a successful exchange.
@@ -37,6 +42,14 @@ tl::expected<boost::json::value, std::string> callRpc(const std::string& hostPor
                                                       std::chrono::milliseconds timeout);
 
 // GET path; returns the body on 200, otherwise an error line "HTTP 503: not ready".
+// The same exchange without blocking: runs on io (whatever thread runs it) and calls done there
+// once, with the response or an error line, at the latest after timeout.
+using HttpCallback = std::function<void(tl::expected<HttpResponse, std::string>)>;
+void asyncHttpRequest(boost::asio::io_context& io, const std::string& hostPort,
+                      const std::string& method, const std::string& path, const std::string& token,
+                      const std::string& body, std::chrono::milliseconds timeout,
+                      HttpCallback done);
+
 tl::expected<std::string, std::string> httpGet(const std::string& hostPort, const std::string& path,
                                                const std::string& token,
                                                std::chrono::milliseconds timeout);

@@ -1,0 +1,109 @@
+// The control server: the routes of DESIGN.md section 4 on the general HttpServer.
+
+#include <fmt/format.h>
+
+#include <evosip/control/http_server.hpp>
+#include <evosip/control/server.hpp>
+#include <evosip/log/log.hpp>
+
+namespace evosip::control {
+
+struct ControlServer::Impl {
+  ServerSettings settings;
+  RpcRegistry& rpc;
+  metrics::Registry& metrics;
+  std::function<bool()> ready;
+  std::shared_ptr<spdlog::logger> log = log::get("control");
+  prometheus::Counter& refused =
+      metrics
+          .counterFamily("evosip_control_connections_refused_total",
+                         "Control connections closed at once because the limit was reached")
+          .Add({});
+  HttpServer http;
+
+  Impl(ServerSettings s, RpcRegistry& r, metrics::Registry& m, std::function<bool()> f)
+      : settings(std::move(s)),
+        rpc(r),
+        metrics(m),
+        ready(std::move(f)),
+        http(
+            HttpServerSettings{settings.listen, "control", "control.listen", kMaxBodyBytes,
+                               kMaxConnections, std::chrono::seconds(kRequestTimeoutSeconds)},
+            [this](const HttpRequest& req, HttpServer::Respond respond) { respond(route(req)); },
+            [this] { refused.Increment(); }) {}
+
+  HttpResponse route(const HttpRequest& req);
+};
+
+HttpResponse ControlServer::Impl::route(const HttpRequest& req) {
+  const std::string& path = req.path;
+  auto methodNotAllowed = [&](std::string_view allow) {
+    HttpResponse res = makeHttpResponse(405, fmt::format("method not allowed; use {}\n", allow));
+    res.headers.emplace_back("Allow", std::string(allow));
+    return res;
+  };
+
+  try {
+    if (path == "/healthz") {
+      if (req.method != "GET") {
+        return methodNotAllowed("GET");
+      }
+      return makeHttpResponse(200, "ok");
+    }
+    if (path == "/readyz") {
+      if (req.method != "GET") {
+        return methodNotAllowed("GET");
+      }
+      const bool isReady = !ready || ready();
+      return isReady ? makeHttpResponse(200, "ready") : makeHttpResponse(503, "not ready");
+    }
+    if (path == "/metrics") {
+      if (req.method != "GET") {
+        return methodNotAllowed("GET");
+      }
+      if (!bearerTokenMatches(req, settings.token)) {
+        return unauthorizedResponse(req);
+      }
+      return makeHttpResponse(200, metrics.render(), "text/plain; version=0.0.4");
+    }
+    if (path == "/rpc") {
+      if (req.method != "POST") {
+        return methodNotAllowed("POST");
+      }
+      if (!bearerTokenMatches(req, settings.token)) {
+        return unauthorizedResponse(req);
+      }
+      std::string reply = rpc.handle(req.body);
+      if (reply.empty()) {
+        return makeHttpResponse(204, "");
+      }
+      return makeHttpResponse(200, std::move(reply), "application/json");
+    }
+    return makeHttpResponse(404, "not found\n");
+  } catch (const std::exception& e) {
+    log->error("control request {} {} failed: {}", req.method, path, e.what());
+    return makeHttpResponse(500, "internal error\n");
+  }
+}
+
+ControlServer::ControlServer(ServerSettings settings, RpcRegistry& rpc, metrics::Registry& metrics,
+                             std::function<bool()> ready)
+    : impl_(std::make_unique<Impl>(std::move(settings), rpc, metrics, std::move(ready))) {}
+
+ControlServer::~ControlServer() {
+  stop();
+}
+
+void ControlServer::start() {
+  impl_->http.start();
+}
+
+void ControlServer::stop() {
+  impl_->http.stop();
+}
+
+uint16_t ControlServer::port() const {
+  return impl_->http.port();
+}
+
+}  // namespace evosip::control

@@ -1,0 +1,129 @@
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <evosip/control/client.hpp>
+#include <evosip/control/http_server.hpp>
+
+namespace evosip::control {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr auto kTimeout = 5000ms;
+
+TEST(HttpServerTest, AnswersFromAnotherThreadLater) {
+  std::vector<std::thread> workers;
+  HttpServer server(HttpServerSettings{"127.0.0.1:0", "test", "test.listen"},
+                    [&workers](const HttpRequest& req, HttpServer::Respond respond) {
+                      HttpResponse res =
+                          makeHttpResponse(200, req.method + " " + req.target + " " + req.body);
+                      workers.emplace_back([respond, res] { respond(res); });
+                    });
+  server.start();
+  const std::string address = "127.0.0.1:" + std::to_string(server.port());
+  auto r = httpRequest(address, "POST", "/v1/x?a=b", "", "{\"k\":1}", kTimeout);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_EQ(r->body, "POST /v1/x?a=b {\"k\":1}");
+  server.stop();
+  for (auto& t : workers) {
+    t.join();
+  }
+}
+
+TEST(HttpServerTest, OnlyTheFirstAnswerCountsAndHeadersPassThrough) {
+  HttpServer server(HttpServerSettings{"127.0.0.1:0", "test", "test.listen"},
+                    [](const HttpRequest& req, HttpServer::Respond respond) {
+                      EXPECT_EQ(req.path, "/p");
+                      EXPECT_EQ(req.header("x-probe"), "");
+                      HttpResponse res = makeHttpResponse(201, "{}", "application/json");
+                      res.headers.emplace_back("Location", "/p/1");
+                      respond(res);
+                      respond(makeHttpResponse(500, "second"));
+                    });
+  server.start();
+  auto r =
+      httpRequest("127.0.0.1:" + std::to_string(server.port()), "GET", "/p?q", "", "", kTimeout);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->status, 201u);
+  EXPECT_EQ(r->header("location"), "/p/1");
+  EXPECT_EQ(r->header("content-type"), "application/json");
+}
+
+TEST(HttpServerTest, AThrowingHandlerGets500AndAnUnansweredRequestTimesOut) {
+  HttpServerSettings settings{"127.0.0.1:0", "test", "test.listen"};
+  settings.requestTimeout = 1s;
+  HttpServer server(settings, [](const HttpRequest& req, HttpServer::Respond) {
+    if (req.path == "/throw") {
+      throw std::runtime_error("boom");
+    }
+    // /never: the answer never comes.
+  });
+  server.start();
+  const std::string address = "127.0.0.1:" + std::to_string(server.port());
+  auto thrown = httpRequest(address, "GET", "/throw", "", "", kTimeout);
+  ASSERT_TRUE(thrown) << thrown.error();
+  EXPECT_EQ(thrown->status, 500u);
+  auto never = httpRequest(address, "GET", "/never", "", "", kTimeout);
+  ASSERT_TRUE(never) << never.error();
+  EXPECT_EQ(never->status, 504u);
+}
+
+TEST(HttpServerTest, RespondAfterStopIsIgnored) {
+  std::promise<HttpServer::Respond> held;
+  auto server = std::make_unique<HttpServer>(
+      HttpServerSettings{"127.0.0.1:0", "test", "test.listen"},
+      [&held](const HttpRequest&, HttpServer::Respond respond) { held.set_value(respond); });
+  server->start();
+  const std::string address = "127.0.0.1:" + std::to_string(server->port());
+  std::thread client([address] { (void)httpRequest(address, "GET", "/", "", "", 2000ms); });
+  HttpServer::Respond respond = held.get_future().get();
+  server->stop();
+  server.reset();
+  respond(makeHttpResponse(200, "late"));  // must not touch the destroyed server
+  client.join();
+}
+
+TEST(HttpServerTest, BadListenAddressNamesTheKey) {
+  HttpServer server(HttpServerSettings{"nope", "api", "api.listen"},
+                    [](const HttpRequest&, HttpServer::Respond) {});
+  try {
+    server.start();
+    FAIL() << "started";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("api.listen"));
+  }
+}
+
+TEST(AsyncHttpClientTest, CallsBackOnTheGivenContext) {
+  HttpServer server(HttpServerSettings{"127.0.0.1:0", "test", "test.listen"},
+                    [](const HttpRequest& req, HttpServer::Respond respond) {
+                      respond(makeHttpResponse(200, req.header("authorization")));
+                    });
+  server.start();
+  boost::asio::io_context io;
+  std::vector<tl::expected<HttpResponse, std::string>> results;
+  auto collect = [&](tl::expected<HttpResponse, std::string> r) { results.push_back(r); };
+  asyncHttpRequest(io, "127.0.0.1:" + std::to_string(server.port()), "POST", "/rpc", "tok", "{}",
+                   kTimeout, collect);
+  asyncHttpRequest(io, "127.0.0.1:1", "POST", "/rpc", "", "{}", kTimeout, collect);
+  asyncHttpRequest(io, "no-port", "POST", "/rpc", "", "{}", kTimeout, collect);
+  io.run_for(kTimeout);
+  ASSERT_EQ(results.size(), 3u);
+  int ok = 0;
+  for (const auto& r : results) {
+    if (r) {
+      ++ok;
+      EXPECT_EQ(r->body, "Bearer tok");
+    }
+  }
+  EXPECT_EQ(ok, 1);
+}
+
+}  // namespace
+}  // namespace evosip::control
