@@ -5,6 +5,22 @@
 
 namespace evosip::role {
 
+namespace {
+
+void readControlWorkersLog(config::Document& doc, const std::string& defaultControl,
+                           CommonSettings& s) {
+  s.control.listen = doc.getString("control.listen", defaultControl);
+  s.control.token = config::readSecret(doc.getString("control.token", ""));
+  s.workers = static_cast<size_t>(doc.getInt("workers", 0, 0, 256));
+  if (s.workers == 0) {
+    s.workers = runtime::defaultWorkerCount();
+  }
+  s.log.level = doc.getString("log.level", "info");
+  s.log.format = doc.getString("log.format", "text");
+}
+
+}  // namespace
+
 CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
                           const std::string& defaultControl) {
   CommonSettings s;
@@ -53,17 +69,16 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
       }
     }
   }
-  s.control.listen = doc.getString("control.listen", defaultControl);
-  s.control.token = config::readSecret(doc.getString("control.token", ""));
-  s.workers = static_cast<size_t>(doc.getInt("workers", 0, 0, 256));
-  if (s.workers == 0) {
-    s.workers = runtime::defaultWorkerCount();
-  }
-  s.log.level = doc.getString("log.level", "info");
-  s.log.format = doc.getString("log.format", "text");
+  readControlWorkersLog(doc, defaultControl, s);
   s.maxMessageSize = static_cast<size_t>(doc.getInt("sip.max_message_size", 65535, 1024, 65535));
   s.maxConnections = static_cast<size_t>(doc.getInt("sip.tcp.max_connections", 10000, 1, 1000000));
   s.tcpIdleTimeoutS = static_cast<int>(doc.getInt("sip.tcp.idle_timeout_s", 300, 1, 86400));
+  return s;
+}
+
+CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl) {
+  CommonSettings s;
+  readControlWorkersLog(doc, defaultControl, s);
   return s;
 }
 

@@ -33,6 +33,10 @@ struct CommonSettings {
 CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
                           const std::string& defaultControl);
 
+// The same for a role that speaks no SIP (api): control.*, workers and log.* only; the sip.* keys
+// are not read (so they are unknown keys in its file) and listen stays empty.
+CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl);
+
 transport::TransportSettings transportSettings(const CommonSettings& s);
 
 // Exposes the transport counters as evosip_sip_* metrics (refreshed at every scrape).
