@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <evosip/api/api_service.hpp>
 #include <evosip/config/config.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/edge/edge_service.hpp>
@@ -75,6 +76,11 @@ int main(int argc, char** argv) {
   auto* edge = app.add_subcommand("edge", "public SIP entry: stateless proxy in front of routers");
   edge->add_option("-c,--config", edgeConfig, "YAML configuration file (keys: services/edge)");
 
+  std::string apiConfig;
+  auto* api = app.add_subcommand(
+      "api", "provisioning REST API (domains, subscribers) and credentials for routers");
+  api->add_option("-c,--config", apiConfig, "YAML configuration file (keys: services/api)");
+
   int sipPort = 5060;
   int controlPort = 8060;
   auto* up = app.add_subcommand("up", "run the whole platform on loopback (demo)");
@@ -98,6 +104,9 @@ int main(int argc, char** argv) {
   try {
     if (edge->parsed()) {
       return evosip::edge::runEdge(edgeConfig);
+    }
+    if (api->parsed()) {
+      return evosip::api::runApi(apiConfig);
     }
     if (up->parsed()) {
       return runUp(sipPort, controlPort);

@@ -1,0 +1,199 @@
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <evosip/api/api_handler.hpp>
+#include <evosip/api/api_service.hpp>
+#include <evosip/api/database.hpp>
+#include <evosip/api/invalidator.hpp>
+#include <evosip/api/provisioning_store.hpp>
+#include <evosip/control/client.hpp>
+#include <evosip/control/http_server.hpp>
+#include <evosip/runtime/signals.hpp>
+#include <evosip/runtime/worker_pool.hpp>
+
+namespace evosip::api {
+
+namespace json = boost::json;
+
+ApiConfig readApiConfig(config::Document& doc) {
+  ApiConfig c;
+  c.common = role::readCommonWithoutSip(doc, "127.0.0.1:8081");
+  ApiSettings& a = c.api;
+  a.listen = doc.getString("api.listen", a.listen);
+  if (auto address = control::splitHostPort(a.listen); !address) {
+    throw config::ConfigError("api.listen: '" + a.listen + "': " + address.error());
+  }
+  a.database = config::readSecret(doc.getString("api.database", a.database));
+  auto sqlite = sqlitePathFromUrl(a.database);
+  if (!sqlite) {
+    throw config::ConfigError("api.database: " + sqlite.error());
+  }
+  if (!*sqlite && !isPostgresUrl(a.database)) {
+    throw config::ConfigError("api.database: '" + redactDatabaseUrl(a.database) +
+                              "': use sqlite:///path/evosip.db or postgresql://user@host:port/db");
+  }
+  a.token = config::readSecret(doc.getString("api.token", ""));
+  a.internalToken = config::readSecret(doc.getString("api.internal_token", ""));
+  a.routers = doc.getList("api.routers", {});
+  for (const auto& router : a.routers) {
+    if (auto ok = Invalidator::checkAddress(router); !ok) {
+      throw config::ConfigError("api.routers: " + ok.error());
+    }
+  }
+  a.routerToken = config::readSecret(doc.getString("api.router_token", ""));
+  a.routerTimeout = std::chrono::milliseconds(doc.getInt("api.router_timeout_ms", 2000, 10, 60000));
+  doc.checkUnknownKeys();
+  return c;
+}
+
+struct ApiService::Impl {
+  explicit Impl(ApiConfig c) : config(std::move(c)), pool(1, 2), logger(log::get("api")) {}
+
+  ApiConfig config;
+  // Worker 0 runs the PostgreSQL connection and the router calls; the blocking pool runs SQLite.
+  runtime::WorkerPool pool;
+  std::shared_ptr<spdlog::logger> logger;
+  metrics::Registry metrics;
+  control::RpcRegistry rpc;
+  std::unique_ptr<Database> db;
+  std::unique_ptr<ProvisioningStore> store;
+  std::unique_ptr<Invalidator> invalidator;
+  std::unique_ptr<ApiHandler> handler;
+  std::unique_ptr<control::HttpServer> http;
+  std::unique_ptr<control::ControlServer> control;
+  std::atomic<bool> ready{false};
+  bool started = false;
+
+  void registerRpc();
+};
+
+void ApiService::Impl::registerRpc() {
+  rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
+    json::array routers;
+    for (const auto& r : invalidator->routers()) {
+      routers.push_back(
+          json::object{{"address", r.address}, {"sent", r.sent}, {"failed", r.failed}});
+    }
+    return json::value(json::object{{"routers", std::move(routers)}});
+  });
+  rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
+    const auto* obj = params.if_object();
+    if (obj == nullptr) {
+      return control::invalidParams("params must be an object {\"set\": ..., \"targets\": [...]}");
+    }
+    const auto* set = obj->if_contains("set");
+    if (set == nullptr || !set->is_string() || set->as_string() != "routers") {
+      return control::invalidParams("set: the api has one set, \"routers\"");
+    }
+    const auto* targets = obj->if_contains("targets");
+    if (targets == nullptr || !targets->is_array()) {
+      return control::invalidParams("targets: an array of \"host:port\" control addresses");
+    }
+    std::vector<std::string> addresses;
+    for (const auto& t : targets->as_array()) {
+      if (!t.is_string()) {
+        return control::invalidParams("targets: every target must be a string");
+      }
+      std::string address(t.as_string());
+      if (auto ok = Invalidator::checkAddress(address); !ok) {
+        return control::invalidParams("targets: " + ok.error());
+      }
+      addresses.push_back(std::move(address));
+    }
+    invalidator->setRouters(addresses);
+    logger->info("router set replaced: {} targets", addresses.size());
+    return json::value(json::object{{"set", "routers"}, {"targets", addresses.size()}});
+  });
+}
+
+ApiService::ApiService(ApiConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+ApiService::~ApiService() {
+  stop();
+}
+
+void ApiService::start() {
+  Impl& d = *impl_;
+  const ApiSettings& a = d.config.api;
+  auto sqlite = sqlitePathFromUrl(a.database);
+  if (sqlite && *sqlite) {
+    d.db = openSqlite(**sqlite,
+                      [&d](std::function<void()> fn) { d.pool.postBlocking(std::move(fn)); });
+  } else {
+    d.db = openPostgres(a.database, d.pool.at(0).io());
+  }
+  d.db->migrate();
+  d.store = std::make_unique<ProvisioningStore>(*d.db, d.metrics);
+  d.invalidator =
+      std::make_unique<Invalidator>(d.pool.at(0).io(), a.routerToken, a.routerTimeout, d.metrics);
+  d.invalidator->setRouters(a.routers);
+  d.handler = std::make_unique<ApiHandler>(
+      ApiHandlerSettings{a.token, a.internalToken}, *d.store, d.metrics,
+      [&d](const std::string& domain, const std::string& user) {
+        d.invalidator->invalidate(domain, user);
+      });
+  auto& refused = d.metrics
+                      .counterFamily("evosip_api_connections_refused_total",
+                                     "API connections closed at once because the limit was reached")
+                      .Add({});
+  d.http = std::make_unique<control::HttpServer>(
+      control::HttpServerSettings{a.listen, "api", "api.listen", 1024 * 1024, 1024,
+                                  std::chrono::seconds(30)},
+      [&d](const control::HttpRequest& req, control::HttpServer::Respond respond) {
+        d.handler->handle(req, std::move(respond));
+      },
+      [&refused] { refused.Increment(); });
+  d.registerRpc();
+  d.control = std::make_unique<control::ControlServer>(
+      d.config.common.control, d.rpc, d.metrics,
+      [&d] { return d.ready.load() && d.db->connected(); });
+
+  d.pool.start();
+  d.started = true;
+  d.db->start();
+  d.http->start();
+  d.control->start();
+  d.ready = true;
+  if (a.token.empty()) {
+    d.logger->warn("api.token is not set: the provisioning API is open to anyone who reaches {}",
+                   a.listen);
+  }
+  d.logger->info("api ready: http {} (port {}) control {} database {} routers {}", a.listen,
+                 d.http->port(), d.config.common.control.listen, d.db->kind(), a.routers.size());
+}
+
+void ApiService::stop() {
+  Impl& d = *impl_;
+  if (!d.started) {
+    return;
+  }
+  d.started = false;
+  d.ready = false;
+  d.control->stop();
+  d.http->stop();
+  d.pool.stop();
+  d.db.reset();  // after the pool: no statement or callback runs any more
+}
+
+uint16_t ApiService::apiPort() const {
+  return impl_->http ? impl_->http->port() : 0;
+}
+
+uint16_t ApiService::controlPort() const {
+  return impl_->control ? impl_->control->port() : 0;
+}
+
+int runApi(const std::string& configPath) {
+  runtime::blockStopSignals();
+  auto doc = config::Document::loadFile(configPath);
+  ApiConfig config = readApiConfig(doc);
+  log::init(config.common.log);
+  ApiService service(std::move(config));
+  service.start();
+  int sig = runtime::waitForStopSignal();
+  log::get("api")->info("signal {}: stopping", sig);
+  service.stop();
+  return 0;
+}
+
+}  // namespace evosip::api

@@ -1,0 +1,72 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <evosip/api/api_service.hpp>
+
+namespace evosip::api {
+namespace {
+
+using ::testing::HasSubstr;
+
+ApiConfig read(const std::string& yaml) {
+  auto doc = config::Document::fromString(yaml);
+  doc.setEnvironment([](const std::string&) { return std::nullopt; });
+  return readApiConfig(doc);
+}
+
+std::string error(const std::string& yaml) {
+  try {
+    read(yaml);
+  } catch (const config::ConfigError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(ApiConfigTest, DefaultsNeedNoSipKeys) {
+  ApiConfig c = read("");
+  EXPECT_EQ(c.api.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c.api.database, "sqlite://evosip.db");
+  EXPECT_EQ(c.common.control.listen, "127.0.0.1:8081");
+  EXPECT_TRUE(c.common.listen.empty());
+  EXPECT_TRUE(c.api.routers.empty());
+  EXPECT_EQ(c.api.routerTimeout.count(), 2000);
+}
+
+TEST(ApiConfigTest, ReadsEveryKey) {
+  ApiConfig c = read(
+      "api:\n"
+      "  listen: 127.0.0.1:9080\n"
+      "  database: postgresql://evosip@127.0.0.1:5432/evosip\n"
+      "  token: pub\n"
+      "  internal_token: int\n"
+      "  routers: [\"127.0.0.1:8070\", \"[::1]:8071\"]\n"
+      "  router_token: rt\n"
+      "  router_timeout_ms: 500\n"
+      "control: {listen: 127.0.0.1:9081, token: ct}\n"
+      "workers: 2\n"
+      "log: {level: debug, format: json}\n");
+  EXPECT_EQ(c.api.listen, "127.0.0.1:9080");
+  EXPECT_EQ(c.api.database, "postgresql://evosip@127.0.0.1:5432/evosip");
+  EXPECT_EQ(c.api.token, "pub");
+  EXPECT_EQ(c.api.internalToken, "int");
+  EXPECT_EQ(c.api.routers, (std::vector<std::string>{"127.0.0.1:8070", "[::1]:8071"}));
+  EXPECT_EQ(c.api.routerToken, "rt");
+  EXPECT_EQ(c.api.routerTimeout.count(), 500);
+  EXPECT_EQ(c.common.control.token, "ct");
+  EXPECT_EQ(c.common.log.format, "json");
+}
+
+TEST(ApiConfigTest, BadValuesNameTheKey) {
+  EXPECT_THAT(error("api: {database: mysql://x/y}\n"), HasSubstr("api.database"));
+  EXPECT_THAT(error("api: {database: \"sqlite://\"}\n"), HasSubstr("api.database"));
+  EXPECT_THAT(error("api: {routers: [\"nohost\"]}\n"), HasSubstr("api.routers"));
+  EXPECT_THAT(error("api: {routers: [\"127.0.0.1:0\"]}\n"), HasSubstr("api.routers"));
+  EXPECT_THAT(error("api: {listen: \"::1:80\"}\n"), HasSubstr("api.listen"));
+  EXPECT_THAT(error("api: {tokn: x}\n"), HasSubstr("api.tokn"));
+  // The api speaks no SIP: sip keys are typos here.
+  EXPECT_THAT(error("sip: {listen: [\"udp:127.0.0.1:5060\"]}\n"), HasSubstr("sip"));
+}
+
+}  // namespace
+}  // namespace evosip::api
