@@ -1175,3 +1175,123 @@ class ProxyTestCase(unittest.TestCase):
     def assertAlive(self, proxy: ProxyHandle) -> None:
         self.assertTrue(proxy.alive(), f"{proxy.kind} died (rc={proxy.proc.poll()}):\n"
                         f"{proxy.proc.tail()}")
+
+
+# --------------------------------------------------------------------------------------
+# PostgreSQL started by a test, and a fake control-RPC peer (added for the api tests)
+# --------------------------------------------------------------------------------------
+
+PG_BIN = os.environ.get("EVOSIP_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (run as user postgres when we are root).
+    Raises SkipTest only when the PostgreSQL binaries are missing."""
+
+    def __init__(self) -> None:
+        if not os.path.exists(os.path.join(PG_BIN, "initdb")):
+            raise unittest.SkipTest(
+                f"PostgreSQL binaries not found in {PG_BIN} (apt-get install postgresql-15, or "
+                "set EVOSIP_PG_BIN)")
+        self.dir = tempfile.mkdtemp(prefix="evosip-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        os.chmod(self.dir, 0o700)
+        self._run(["initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync"], 120)
+        self.start()
+
+    def _run(self, argv: List[str], timeout: float) -> None:
+        cmd = [os.path.join(PG_BIN, argv[0])] + argv[1:]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             timeout=timeout, cwd=self.dir)
+        if res.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n"
+                                 f"{res.stdout.decode('utf-8', 'replace')[-3000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+
+    def start(self) -> None:
+        self._run(["pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"),
+                   "-o", f"-c listen_addresses={HOST} -p {self.port} -k {self.dir} -c fsync=off",
+                   "-w", "-t", "60", "start"], 90)
+
+    def stop(self) -> None:
+        self._run(["pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "60", "stop"], 90)
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - cleanup goes on
+            pass
+        if os.environ.get("EVOSIP_ITEST_KEEP", "") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FakeRpcPeer:
+    """An HTTP JSON-RPC 2.0 listener on POST /rpc standing in for a role's control server.
+    Records every call as (method, params, authorization header) and answers {"result": {}}."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        peer = self
+        self.calls: List[Tuple[str, object, str]] = []
+        self._lock = threading.Lock()
+        self._event = threading.Condition(self._lock)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    doc = {}
+                with peer._event:
+                    peer.calls.append((doc.get("method", ""), doc.get("params"),
+                                       self.headers.get("Authorization", "")))
+                    peer._event.notify_all()
+                reply = json.dumps({"jsonrpc": "2.0", "id": doc.get("id"),
+                                    "result": {"invalidated": 1}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def wait_for(self, pred: Callable[[Tuple[str, object, str]], bool], timeout: float = 5.0):
+        """The first recorded call matching pred, waiting at most timeout; None otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._event:
+            while True:
+                for call in self.calls:
+                    if pred(call):
+                        return call
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._event.wait(left)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
