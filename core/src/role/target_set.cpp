@@ -1,32 +1,32 @@
 #include <fmt/format.h>
 
 #include <evosip/base/hash.hpp>
-#include <evosip/edge/router_set.hpp>
+#include <evosip/role/target_set.hpp>
 #include <evosip/sip/uri.hpp>
 
-namespace evosip::edge {
+namespace evosip::role {
 
-Result<std::shared_ptr<RouterSet>> RouterSet::build(const std::vector<std::string>& uris) {
-  auto set = std::make_shared<RouterSet>();
+Result<std::shared_ptr<TargetSet>> TargetSet::build(const std::vector<std::string>& uris) {
+  auto set = std::make_shared<TargetSet>();
   for (const auto& text : uris) {
     auto uri = sip::parseUri(text);
     if (!uri || !uri->isSip() || uri->hostType == sip::HostType::kDomain ||
         uri->hostType == sip::HostType::kNone) {
       return makeError(Errc::kInvalid,
-                       fmt::format("router '{}' is not a sip: URI with a numeric host", text));
+                       fmt::format("target '{}' is not a sip: URI with a numeric host", text));
     }
     auto ep = transport::parseEndpoint(uri->hostText, uri->portOrDefault());
     if (!ep) {
-      return makeError(Errc::kInvalid, fmt::format("router '{}': {}", text, ep.error().message));
+      return makeError(Errc::kInvalid, fmt::format("target '{}': {}", text, ep.error().message));
     }
     ep->port = uri->portOrDefault();
     if (set->find(*ep) != SIZE_MAX) {
-      return makeError(Errc::kInvalid, fmt::format("router '{}' is listed twice", text));
+      return makeError(Errc::kInvalid, fmt::format("target '{}' is listed twice", text));
     }
-    auto target = std::make_unique<RouterTarget>();
+    auto target = std::make_unique<Target>();
     target->uri = text;
     target->endpoint = *ep;
-    // The weight depends on the address only, so every edge ranks the same router the same
+    // The weight depends on the address only, so every instance ranks the same target the same
     // way whatever URI spelling it was given.
     target->nameHash = hash64(ep->str(), 0x65766f736970ULL);
     set->targets_.push_back(std::move(target));
@@ -34,7 +34,7 @@ Result<std::shared_ptr<RouterSet>> RouterSet::build(const std::vector<std::strin
   return set;
 }
 
-size_t RouterSet::pick(std::string_view key, int64_t nowNs, size_t exclude) const {
+size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude) const {
   const uint64_t keyHash = hash64(key);
   size_t best = SIZE_MAX;
   uint64_t bestWeight = 0;
@@ -51,7 +51,7 @@ size_t RouterSet::pick(std::string_view key, int64_t nowNs, size_t exclude) cons
   return best;
 }
 
-size_t RouterSet::find(const transport::Endpoint& ep) const {
+size_t TargetSet::find(const transport::Endpoint& ep) const {
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (targets_[i]->endpoint == ep) {
       return i;
@@ -60,7 +60,7 @@ size_t RouterSet::find(const transport::Endpoint& ep) const {
   return SIZE_MAX;
 }
 
-size_t RouterSet::findUri(std::string_view uri) const {
+size_t TargetSet::findUri(std::string_view uri) const {
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (targets_[i]->uri == uri) {
       return i;
@@ -69,13 +69,13 @@ size_t RouterSet::findUri(std::string_view uri) const {
   return SIZE_MAX;
 }
 
-void RouterSet::inheritFrom(const RouterSet& old) {
+void TargetSet::inheritFrom(const TargetSet& old) {
   for (auto& t : targets_) {
     size_t i = old.find(t->endpoint);
     if (i == SIZE_MAX) {
       continue;
     }
-    const RouterTarget& o = old.at(i);
+    const Target& o = old.at(i);
     t->downUntilNs.store(o.downUntilNs.load());
     t->forwarded.store(o.forwarded.load());
     t->timeouts.store(o.timeouts.load());
@@ -83,4 +83,4 @@ void RouterSet::inheritFrom(const RouterSet& old) {
   }
 }
 
-}  // namespace evosip::edge
+}  // namespace evosip::role

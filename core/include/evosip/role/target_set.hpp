@@ -1,7 +1,8 @@
 #pragma once
-// The live set of routers an edge forwards to, and the rendezvous (highest random weight) choice
-// of one router per Call-ID. A set is immutable once built except for each target's up/down
-// state and counters (atomics shared by all workers); a new set replaces the old one whole.
+// A live set of SIP peers (the routers of an edge, the apps or media relays of a router) and the
+// rendezvous (highest random weight) choice of one of them per Call-ID. A set is immutable once
+// built except for each target's up/down state and counters (atomics shared by all workers); a new
+// set replaces the old one whole.
 
 #include <atomic>
 #include <chrono>
@@ -14,15 +15,15 @@
 #include <evosip/base/result.hpp>
 #include <evosip/transport/address.hpp>
 
-namespace evosip::edge {
+namespace evosip::role {
 
-struct RouterTarget {
+struct Target {
   std::string uri;  // as configured, e.g. "sip:10.0.0.5:5060"
   transport::Endpoint endpoint;
   uint64_t nameHash = 0;
-  // Steady-clock nanoseconds until which the router is considered down (0 = up).
+  // Steady-clock nanoseconds until which the target is considered down (0 = up).
   std::atomic<int64_t> downUntilNs{0};
-  // Steady-clock nanoseconds of the last response from this router: a router that answers other
+  // Steady-clock nanoseconds of the last response from this peer: a peer that answers other
   // requests is alive, and one request it leaves unanswered does not take it out of the set.
   std::atomic<int64_t> lastResponseNs{0};
   std::atomic<uint64_t> forwarded{0};
@@ -32,26 +33,26 @@ struct RouterTarget {
   bool upAt(int64_t nowNs) const { return downUntilNs.load(std::memory_order_relaxed) <= nowNs; }
 };
 
-class RouterSet {
+class TargetSet {
  public:
   // Parses "sip:HOST:PORT" URIs (numeric host; port defaults to 5060). Errors name the target.
-  static Result<std::shared_ptr<RouterSet>> build(const std::vector<std::string>& uris);
+  static Result<std::shared_ptr<TargetSet>> build(const std::vector<std::string>& uris);
 
   size_t size() const { return targets_.size(); }
-  RouterTarget& at(size_t i) const { return *targets_[i]; }
+  Target& at(size_t i) const { return *targets_[i]; }
 
-  // The router for a key: the highest-weight target that is up at nowNs, skipping `exclude`
+  // The target for a key: the highest-weight one that is up at nowNs, skipping `exclude`
   // (SIZE_MAX = none). SIZE_MAX when no target is up.
   size_t pick(std::string_view key, int64_t nowNs, size_t exclude = SIZE_MAX) const;
   // Index of the target at this endpoint, SIZE_MAX if none.
   size_t find(const transport::Endpoint& ep) const;
   size_t findUri(std::string_view uri) const;
   // Copies up/down state and counters of same-URI targets from an older set (dispatcher.set
-  // keeps what it knew about routers that stay).
-  void inheritFrom(const RouterSet& old);
+  // keeps what it knew about targets that stay).
+  void inheritFrom(const TargetSet& old);
 
  private:
-  std::vector<std::unique_ptr<RouterTarget>> targets_;
+  std::vector<std::unique_ptr<Target>> targets_;
 };
 
-}  // namespace evosip::edge
+}  // namespace evosip::role

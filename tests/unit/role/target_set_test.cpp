@@ -1,0 +1,94 @@
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <evosip/role/target_set.hpp>
+
+namespace evosip::role {
+namespace {
+
+std::shared_ptr<TargetSet> makeSet(const std::vector<std::string>& uris) {
+  auto set = TargetSet::build(uris);
+  EXPECT_TRUE(set.has_value());
+  return *set;
+}
+
+TEST(TargetSetTest, RejectsBadTargets) {
+  EXPECT_FALSE(TargetSet::build({"http://1.2.3.4"}).has_value());
+  EXPECT_FALSE(TargetSet::build({"sip:router.example.com"}).has_value());
+  EXPECT_FALSE(TargetSet::build({"sip:1.2.3.4", "sip:1.2.3.4:5060"}).has_value());
+  EXPECT_TRUE(TargetSet::build({"sip:[::1]:5070", "sip:10.0.0.1"}).has_value());
+}
+
+TEST(TargetSetTest, ThreeRoutersShareHundredThousandCallIdsEvenly) {
+  auto set = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060", "sip:10.0.0.3:5060"});
+  std::vector<int> counts(3);
+  constexpr int kCalls = 100000;
+  for (int i = 0; i < kCalls; ++i) {
+    std::string callId = "a84b4c76e66710-" + std::to_string(i) + "@pc33.example.com";
+    size_t r = set->pick(callId, 0);
+    ASSERT_LT(r, 3u);
+    ++counts[r];
+  }
+  for (int c : counts) {
+    double share = static_cast<double>(c) / kCalls;
+    EXPECT_NEAR(share, 1.0 / 3, 0.02) << c;
+  }
+}
+
+TEST(TargetSetTest, RemovingOneRouterMovesOnlyItsCalls) {
+  auto three = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060", "sip:10.0.0.3:5060"});
+  auto two = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.3:5060"});
+  int moved = 0;
+  int ofRemoved = 0;
+  for (int i = 0; i < 100000; ++i) {
+    std::string callId = std::to_string(i * 7919) + "@host";
+    const std::string& before = three->at(three->pick(callId, 0)).uri;
+    const std::string& after = two->at(two->pick(callId, 0)).uri;
+    if (before == "sip:10.0.0.2:5060") {
+      ++ofRemoved;
+      continue;
+    }
+    if (before != after) {
+      ++moved;
+    }
+  }
+  EXPECT_EQ(moved, 0);
+  EXPECT_NEAR(ofRemoved / 100000.0, 1.0 / 3, 0.02);
+}
+
+TEST(TargetSetTest, OrderDoesNotDependOnListOrderOrSpelling) {
+  auto a = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2"});
+  auto b = makeSet({"sip:10.0.0.2:5060;transport=udp", "sip:10.0.0.1"});
+  for (int i = 0; i < 1000; ++i) {
+    std::string callId = "call-" + std::to_string(i);
+    EXPECT_EQ(a->at(a->pick(callId, 0)).endpoint, b->at(b->pick(callId, 0)).endpoint);
+  }
+}
+
+TEST(TargetSetTest, DownRouterIsSkippedUntilHoldDownEnds) {
+  auto set = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060"});
+  const std::string callId = "fixed-call-id";
+  size_t first = set->pick(callId, 0);
+  set->at(first).downUntilNs = 1000;
+  size_t second = set->pick(callId, 500);
+  EXPECT_NE(first, second);
+  EXPECT_EQ(set->pick(callId, 1000), first);
+  set->at(second).downUntilNs = 2000;
+  EXPECT_EQ(set->pick(callId, 500), SIZE_MAX);
+}
+
+TEST(TargetSetTest, InheritKeepsStateOfRoutersThatStay) {
+  auto old = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060"});
+  old->at(0).forwarded = 42;
+  old->at(0).downUntilNs = 99;
+  auto fresh = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.3:5060"});
+  fresh->inheritFrom(*old);
+  EXPECT_EQ(fresh->at(0).forwarded.load(), 42u);
+  EXPECT_EQ(fresh->at(0).downUntilNs.load(), 99);
+  EXPECT_EQ(fresh->at(1).forwarded.load(), 0u);
+}
+
+}  // namespace
+}  // namespace evosip::role
