@@ -1295,3 +1295,573 @@ class FakeRpcPeer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------------------
+# The routing layer: digest helper, router/api/redis/platform starters, sipp relay
+# (added for the router tests; test_router_*.py)
+# --------------------------------------------------------------------------------------
+
+ROUTER_DOMAIN = "evosip.local"
+ROUTER_NONCE_SECRET = "itest-nonce-secret-0123456789abcdef"
+API_TOKEN = "itest-api-token"
+API_INTERNAL_TOKEN = "itest-api-internal-token"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def _digest_hash(algorithm: str, text: str) -> str:
+    import hashlib
+    alg = (algorithm or "MD5").upper()
+    if alg == "MD5":
+        return hashlib.md5(text.encode()).hexdigest()
+    if alg == "SHA-256":
+        return hashlib.sha256(text.encode()).hexdigest()
+    raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+
+
+def digest_response(algorithm: str, username: str, realm: str, password: str, method: str,
+                    uri: str, nonce: str, nc: str = "00000001", cnonce: str = "",
+                    qop: Optional[str] = "auth") -> str:
+    """RFC 2617 / RFC 7616 request-digest (qop=auth, or RFC 2069 when qop is None)."""
+    ha1 = _digest_hash(algorithm, f"{username}:{realm}:{password}")
+    ha2 = _digest_hash(algorithm, f"{method}:{uri}")
+    if qop:
+        return _digest_hash(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return _digest_hash(algorithm, f"{ha1}:{nonce}:{ha2}")
+
+
+def parse_digest(value: str) -> Dict[str, str]:
+    """'Digest realm="x", nonce="y", qop="auth"' -> {'scheme': 'Digest', 'realm': 'x', ...}
+    (parameter names lower-cased, quotes removed)."""
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    out = {"scheme": scheme}
+    for m in re.finditer(r'([A-Za-z0-9_-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^\s,]+)', rest):
+        out[m.group(1).lower()] = m.group(3) if m.group(3) is not None else m.group(2)
+    return out
+
+
+def digest_challenges(msg: SipMessage) -> List[Dict[str, str]]:
+    """Every WWW-Authenticate / Proxy-Authenticate challenge of a response, in order
+    (header fields are not split on commas: a challenge's parameters contain commas)."""
+    out = []
+    for n, v in msg.headers:
+        if n.lower() in ("www-authenticate", "proxy-authenticate"):
+            d = parse_digest(v)
+            d["header"] = n
+            out.append(d)
+    return out
+
+
+def pick_challenge(msg: SipMessage, algorithm: str = "MD5") -> Optional[Dict[str, str]]:
+    want = algorithm.upper()
+    for ch in digest_challenges(msg):
+        if (ch.get("algorithm") or "MD5").upper() == want:
+            return ch
+    return None
+
+
+def digest_authorization(challenge: Dict[str, str], username: str, password: str, method: str,
+                         uri: str, nc: int = 1, cnonce: Optional[str] = None,
+                         algorithm: Optional[str] = None, response: Optional[str] = None,
+                         realm: Optional[str] = None) -> str:
+    """The value of an Authorization / Proxy-Authorization header answering `challenge`.
+    `response` overrides the computed digest (wrong-password tests); realm defaults to the
+    challenge's."""
+    alg = algorithm or challenge.get("algorithm") or "MD5"
+    realm = realm if realm is not None else challenge.get("realm", "")
+    nonce = challenge["nonce"]
+    cnonce = cnonce or os.urandom(8).hex()
+    ncs = f"{nc:08x}"
+    resp = response or digest_response(alg, username, realm, password, method, uri, nonce,
+                                       ncs, cnonce, "auth")
+    parts = [f'username="{username}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
+             f'response="{resp}"', f"algorithm={alg}", "qop=auth", f"nc={ncs}",
+             f'cnonce="{cnonce}"']
+    if "opaque" in challenge:
+        parts.append(f'opaque="{challenge["opaque"]}"')
+    return "Digest " + ", ".join(parts)
+
+
+def credentials_header_name(status: int) -> str:
+    return "Authorization" if status == 401 else "Proxy-Authorization"
+
+
+class RawRegistration:
+    """A REGISTER dialog of a raw SipClient (one Call-ID, increasing CSeq), for tests that
+    look at every step of digest authentication."""
+
+    def __init__(self, client: SipClient, user: str, domain: str = ROUTER_DOMAIN,
+                 ruri: Optional[str] = None, contact: Optional[str] = None):
+        self.c = client
+        self.user = user
+        self.domain = domain
+        self.ruri = ruri or f"sip:{domain}"
+        self.contact = contact or (f"<sip:{user}@{HOST}:{client.local_port};"
+                                   f"transport={client.transport.lower()}>")
+        self.call_id = new_call_id()
+        self.from_tag = os.urandom(4).hex()
+        self.cseq = 0
+
+    def send(self, expires: Optional[int] = 3600, authorization: Optional[str] = None,
+             contact: Optional[str] = None, extra: Sequence[str] = (),
+             timeout: float = 4.0) -> Optional[SipMessage]:
+        self.cseq += 1
+        headers = [f"Contact: {contact or self.contact}"]
+        if expires is not None:
+            headers.append(f"Expires: {expires}")
+        if authorization:
+            headers.append(f"Authorization: {authorization}")
+        headers.extend(extra)
+        aor = f"sip:{self.user}@{self.domain}"
+        req = self.c.request("REGISTER", self.ruri, call_id=self.call_id, cseq=self.cseq,
+                             from_uri=aor, to_uri=aor, from_tag=self.from_tag,
+                             omit=["Contact"], extra_headers=headers)
+        return self.c.transact(req, timeout=timeout)
+
+    def register(self, password: str, expires: Optional[int] = 3600,
+                 algorithm: str = "SHA-256", contact: Optional[str] = None,
+                 extra: Sequence[str] = ()) -> Tuple[Optional[SipMessage], Optional[SipMessage]]:
+        """REGISTER, expect a challenge, answer it. Returns (challenge response, final)."""
+        first = self.send(expires, contact=contact, extra=extra)
+        if first is None or first.status not in (401, 407):
+            return first, None
+        ch = pick_challenge(first, algorithm)
+        if ch is None:
+            return first, None
+        auth = digest_authorization(ch, self.user, password, "REGISTER", self.ruri)
+        return first, self.send(expires, authorization=auth, contact=contact, extra=extra)
+
+
+# -- which binary, which roles -----------------------------------------------------------
+
+_roles_cache: Dict[str, set] = {}
+
+
+def evosip_roles(binary: str) -> set:
+    """Subcommands listed by `evosip --help`."""
+    if binary not in _roles_cache:
+        res = subprocess.run([binary, "--help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=20)
+        text = res.stdout.decode("utf-8", "replace")
+        parts = re.split(r"(?i)subcommands:", text, maxsplit=1)
+        sub = parts[1] if len(parts) == 2 else text
+        _roles_cache[binary] = {m.group(1) for m in re.finditer(r"(?m)^\s{2,}([a-z][a-z-]*)\s",
+                                                                sub)}
+    return _roles_cache[binary]
+
+
+def require_role(role: str) -> str:
+    """EVOSIP_BIN when it has the `role` subcommand; SkipTest (saying why) when it does not
+    (the role is not written yet), or when EVOSIP_BIN is unset."""
+    binary = os.environ.get("EVOSIP_BIN", "")
+    if not binary:
+        raise unittest.SkipTest(f"EVOSIP_BIN is not set: the `{role}` tests need the real "
+                                "evosip binary (build it, then EVOSIP_BIN=/path/to/evosip)")
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise AssertionError(f"EVOSIP_BIN={binary!r} is not an executable file")
+    if role not in evosip_roles(binary):
+        raise unittest.SkipTest(f"`evosip {role}` is not a subcommand of {binary} yet "
+                                f"(`evosip --help` lists {sorted(evosip_roles(binary))})")
+    return binary
+
+
+def require_router_platform() -> str:
+    """Everything a router test needs: the router, edge and api roles in EVOSIP_BIN."""
+    binary = require_role("router")
+    for role in ("edge", "api"):
+        if role not in evosip_roles(binary):
+            raise AssertionError(f"{binary} has `router` but not `{role}`")
+    return binary
+
+
+# -- redis ---------------------------------------------------------------------------------
+
+class Redis:
+    """A real redis-server on 127.0.0.1 (TOOLING.md command), daemonized with a pidfile and
+    stopped by `redis-cli shutdown nosave`, then by its PID. restart() keeps the port."""
+
+    def __init__(self, workdir: str, port: int = 0):
+        if not os.path.exists(REDIS_SERVER):
+            raise unittest.SkipTest("redis-server is not installed (apt-get install redis-server)")
+        self.dir = os.path.join(workdir, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port or free_port()
+        self.pidfile = os.path.join(self.dir, "redis.pid")
+        self.start()
+
+    def cli(self, *args: str, timeout: float = 3.0) -> Tuple[int, str]:
+        res = subprocess.run([REDIS_CLI, "-h", HOST, "-p", str(self.port)] + list(args),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        return res.returncode, res.stdout.decode("utf-8", "replace").strip()
+
+    def ping(self) -> bool:
+        try:
+            rc, out = self.cli("ping", timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return False
+        return rc == 0 and out == "PONG"
+
+    def start(self) -> None:
+        try:
+            os.unlink(self.pidfile)
+        except FileNotFoundError:
+            pass
+        subprocess.run([REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--dir", self.dir,
+                        "--save", "", "--appendonly", "no", "--daemonize", "yes",
+                        "--pidfile", self.pidfile,
+                        "--logfile", os.path.join(self.dir, "redis.log")],
+                       check=True, timeout=10, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        wait_until(self.ping, 10, f"redis-server on port {self.port}")
+
+    def pid(self) -> Optional[int]:
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        pid = self.pid()
+        try:
+            self.cli("shutdown", "nosave", timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        if pid is None:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def keys(self, pattern: str = "*") -> List[str]:
+        rc, out = self.cli("--scan", "--pattern", pattern)
+        return [k for k in out.splitlines() if k] if rc == 0 else []
+
+
+def start_redis(workdir: str, cleanup: Cleanup) -> Redis:
+    r = Redis(workdir)
+    cleanup.callbacks.append(r.stop)
+    return r
+
+
+# -- api -------------------------------------------------------------------------------------
+
+class ApiHandle:
+    """A running `evosip api` (SQLite in the workdir) with a keep-alive REST connection."""
+
+    def __init__(self, proc: Process, port: int, control_port: int, config_path: str,
+                 token: str = API_TOKEN, internal_token: str = API_INTERNAL_TOKEN):
+        self.proc = proc
+        self.port = port
+        self.control_port = control_port
+        self.config_path = config_path
+        self.token = token
+        self.internal_token = internal_token
+        self.control_url = f"http://{HOST}:{control_port}"
+        self._conn = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def request(self, method: str, path: str, body=None, token: Optional[str] = None,
+                timeout: float = 10.0) -> Tuple[int, object]:
+        import http.client
+        token = self.token if token is None else token
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+            try:
+                self._conn.request(method, path, body=data, headers=headers)
+                res = self._conn.getresponse()
+                text = res.read().decode("utf-8", "replace")
+            except (http.client.HTTPException, OSError):
+                self.close()
+                if attempt == 1:
+                    raise
+                continue
+            try:
+                doc = json.loads(text) if text else None
+            except ValueError:
+                doc = text
+            return res.status, doc
+        raise AssertionError("unreachable")
+
+    def create_domain(self, name: str) -> None:
+        status, doc = self.request("POST", "/v1/domains", {"name": name})
+        if status not in (201, 409):
+            raise AssertionError(f"POST /v1/domains {name} -> {status} {doc}")
+
+    def create_subscriber(self, domain: str, user: str, password: str) -> None:
+        status, doc = self.request("POST", "/v1/subscribers",
+                                   {"domain": domain, "username": user, "password": password})
+        if status != 201:
+            raise AssertionError(f"POST /v1/subscribers {user}@{domain} -> {status} {doc}")
+
+    def set_password(self, domain: str, user: str, password: str) -> None:
+        status, doc = self.request("PATCH", f"/v1/subscribers/{domain}/{user}",
+                                   {"password": password})
+        if status != 200:
+            raise AssertionError(f"PATCH /v1/subscribers/{domain}/{user} -> {status} {doc}")
+
+    def credentials(self, domain: str, user: str) -> Tuple[int, object]:
+        return self.request("GET", f"/internal/v1/credentials/{domain}/{user}",
+                            token=self.internal_token)
+
+    def alive(self) -> bool:
+        return self.proc.alive()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def start_api(workdir: str, cleanup: Cleanup, routers: Sequence[str] = (), *,
+              name: str = "evosip-api", port: int = 0, database: str = "",
+              ready_timeout: float = 20.0) -> ApiHandle:
+    """`evosip api` with SQLite in workdir; routers = control addresses (host:port) that get
+    auth.invalidate. Same port may be given again to restart it on the same address."""
+    binary = require_role("api")
+    port = port or free_port()
+    control_port = free_port()
+    cfg = {
+        "api": {"listen": f"{HOST}:{port}",
+                "database": database or f"sqlite://{os.path.join(workdir, 'evosip.db')}",
+                "token": API_TOKEN, "internal_token": API_INTERNAL_TOKEN,
+                "routers": list(routers), "router_timeout_ms": 1000},
+        "control": {"listen": f"{HOST}:{control_port}"},
+        "log": {"level": "info"},
+    }
+    path = write_yaml(os.path.join(workdir, f"{name}.yaml"), cfg)
+    proc = cleanup.add(Process(name, [binary, "api", "--config", path], workdir))
+    api = ApiHandle(proc, port, control_port, path)
+    cleanup.callbacks.append(api.close)
+    wait_http_ok(api.control_url + "/readyz", timeout=ready_timeout, proc=proc)
+    wait_port(port, "tcp", timeout=5, proc=proc)
+    return api
+
+
+def create_subscribers(api: ApiHandle, users: Sequence[Tuple[str, str]],
+                       domain: str = ROUTER_DOMAIN) -> None:
+    """Creates the domain (409 tolerated) and every (user, password) through the REST API."""
+    api.create_domain(domain)
+    for user, password in users:
+        api.create_subscriber(domain, user, password)
+
+
+def make_users(n: int, prefix: str = "user", start: int = 0) -> List[Tuple[str, str]]:
+    return [(f"{prefix}{i:04d}", f"pw-{prefix}{i:04d}-Secret") for i in range(start, start + n)]
+
+
+def write_auth_csv(path: str, users: Sequence[Tuple[str, str]]) -> str:
+    """A sipp injection file: field0 = user, field1 = the whole [authentication ...] keyword.
+    (sipp 3.6.1 cannot nest [field1] inside [authentication ...]: the keyword ends at the
+    first ']'; a field that holds the complete keyword is expanded, then processed.)"""
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for user, password in users:
+            if ";" in user + password or "]" in password or " " in password:
+                raise ValueError(f"user/password unusable in a sipp CSV: {user!r}")
+            f.write(f"{user};[authentication username={user} password={password}]\n")
+    return path
+
+
+# -- router ----------------------------------------------------------------------------------
+
+def router_config(sip_port: int, control_port: int, api_address: str, *,
+                  apps: Sequence[str] = (), store: str = "memory", redis_port: int = 0,
+                  overrides: Optional[dict] = None) -> dict:
+    cfg = {
+        "sip": {"listen": [f"udp:{HOST}:{sip_port}"], "advertise": ""},
+        "control": {"listen": f"{HOST}:{control_port}", "token": ""},
+        "workers": 2,
+        "log": {"level": "info", "format": "text"},
+        "router": {
+            "domain": ROUTER_DOMAIN,
+            "aliases": [HOST],
+            "api": api_address,
+            "api_token": API_INTERNAL_TOKEN,
+            "credential_ttl_s": 300,
+            "nonce_secret": ROUTER_NONCE_SECRET,
+            "nonce_lifetime_s": 300,
+            "expires": {"default": 3600, "min": 60, "max": 7200},
+            "apps": list(apps),
+            "dialplan": {
+                "100": {"action": "Playback", "sound": "welcome", "sound_locale": "en"},
+                "*97": {"action": "Voicemail", "mailbox": "from-user"},
+            },
+            "record_route": False,
+        },
+        "store": {"backend": store, "redis": {"host": HOST, "port": redis_port or 6379}},
+    }
+    return deep_merge(cfg, overrides or {})
+
+
+def start_router(workdir: str, cleanup: Cleanup, api_address: str, *, name: str = "router",
+                 apps: Sequence[str] = (), store: str = "memory", redis_port: int = 0,
+                 sip_port: int = 0, control_port: int = 0, overrides: Optional[dict] = None,
+                 ready_timeout: float = 15.0) -> ProxyHandle:
+    """`evosip router`; the config is written as JSON (valid YAML) so that dialplan keys such
+    as "*97" stay strings, not YAML aliases."""
+    binary = require_role("router")
+    sip_port = sip_port or free_port()
+    control_port = control_port or free_port()
+    cfg = router_config(sip_port, control_port, api_address, apps=apps, store=store,
+                        redis_port=redis_port, overrides=overrides)
+    path = os.path.join(workdir, f"{name}.yaml")
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    proc = cleanup.add(Process(f"evosip-{name}", [binary, "router", "--config", path],
+                               workdir))
+    control_url = f"http://{HOST}:{control_port}"
+    wait_http_ok(control_url + "/readyz", timeout=ready_timeout, proc=proc)
+    wait_port(sip_port, "udp", timeout=5, proc=proc)
+    return ProxyHandle("router", sip_port, proc, control_url, "", path, ("udp",),
+                       {"name": name})
+
+
+@dataclass
+class Platform:
+    """edge -> router(s) -> edge, with the api serving credentials."""
+    api: ApiHandle
+    routers: List[ProxyHandle]
+    edge: ProxyHandle
+    redis: Optional[Redis] = None
+    app_ports: List[int] = field(default_factory=list)
+
+    @property
+    def router(self) -> ProxyHandle:
+        return self.routers[0]
+
+
+def start_platform(workdir: str, cleanup: Cleanup, *, routers: int = 1,
+                   store: str = "memory", redis: Optional[Redis] = None,
+                   app_ports: Sequence[int] = (), router_overrides: Optional[dict] = None,
+                   edge_routers: Optional[Sequence[int]] = None,
+                   edge_overrides: Optional[dict] = None) -> Platform:
+    """api (SQLite) + `routers` routers (memory store, or redis when given) + one edge.
+    The api invalidates on every router; `edge_routers` (indexes) limits the routers the
+    edge forwards to (default all). apps: SIP URIs of the app set from app_ports."""
+    require_router_platform()
+    sip_ports = [free_port() for _ in range(routers)]
+    control_ports = [free_port() for _ in range(routers)]
+    api = start_api(workdir, cleanup, [f"{HOST}:{p}" for p in control_ports])
+    apps = [f"sip:{HOST}:{p}" for p in app_ports]
+    handles = []
+    for i in range(routers):
+        handles.append(start_router(
+            workdir, cleanup, api.address, name=f"router{i}", apps=apps,
+            store="redis" if redis is not None else store,
+            redis_port=redis.port if redis is not None else 0, sip_port=sip_ports[i],
+            control_port=control_ports[i], overrides=router_overrides))
+    picked = range(routers) if edge_routers is None else edge_routers
+    edge = start_evosip_edge(workdir, cleanup, [f"sip:{HOST}:{sip_ports[i]}" for i in picked],
+                             transports=("udp",), overrides=edge_overrides)
+    return Platform(api, handles, edge, redis, list(app_ports))
+
+
+# -- sipp and SHA-256 ------------------------------------------------------------------------
+
+def _is_md5(header_value: str) -> bool:
+    alg = parse_digest(header_value).get("algorithm", "MD5")
+    return alg.upper() == "MD5"
+
+
+def md5_only_challenges(data: bytes) -> bytes:
+    """Drops the non-MD5 WWW-/Proxy-Authenticate fields of a 401/407 when an MD5 one is
+    present; any other message is returned unchanged."""
+    if not re.match(rb"SIP/2\.0 40[17] ", data):
+        return data
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    chal = [ln for ln in lines[1:]
+            if re.match(rb"(?i)(www|proxy)-authenticate\s*:", ln)]
+    if not any(_is_md5(ln.split(b":", 1)[1].decode("utf-8", "replace")) for ln in chal):
+        return data
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln not in chal or
+                         _is_md5(ln.split(b":", 1)[1].decode("utf-8", "replace"))]
+    return b"\r\n".join(kept) + sep + body
+
+
+class Md5OnlyRelay:
+    """A UDP relay between one sipp and the edge that makes sipp an RFC 8760-compliant
+    MD5-only client.
+
+    sipp 3.6.1 only computes MD5 and takes the first challenge of a 401/407: when the first
+    one is SHA-256 (RFC 8760 order, as the router sends them) it aborts the call with
+    "createAuthHeader: authentication must use MD5 or AKAv1-MD5". A compliant MD5-only UA
+    skips challenges it cannot answer; this relay does that for sipp by removing the
+    non-MD5 challenges (only when an MD5 one is present) and relays everything else
+    unchanged. sipp sends to relay.port; whatever reaches the relay's outer socket goes
+    back to the last sipp address seen. Raw-client tests check the SHA-256 challenges."""
+
+    def __init__(self, target: Tuple[str, int], port: int = 0):
+        self.target = target
+        self.port = port or free_port()
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind((HOST, self.port))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.bind((HOST, 0))
+        self.client: Optional[Tuple[str, int]] = None
+        self.filtered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="md5-relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def hostport(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def _run(self) -> None:
+        import select
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self.front, self.back], [], [], 0.1)
+            except (OSError, ValueError):
+                return
+            for s in ready:
+                try:
+                    data, src = s.recvfrom(70000)
+                except OSError:
+                    continue
+                try:
+                    if s is self.front:
+                        self.client = src
+                        self.back.sendto(data, self.target)
+                    elif self.client is not None:
+                        out = md5_only_challenges(data)
+                        if out is not data:
+                            self.filtered += 1
+                        self.front.sendto(out, self.client)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.front.close()
+        self.back.close()
+
+
+def binding_contacts(lookup_result) -> List[str]:
+    """The contact URIs of a location.lookup result."""
+    return [b.get("contact", "") for b in (lookup_result or {}).get("bindings", [])]
