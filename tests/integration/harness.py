@@ -1865,3 +1865,120 @@ class Md5OnlyRelay:
 def binding_contacts(lookup_result) -> List[str]:
     """The contact URIs of a location.lookup result."""
     return [b.get("contact", "") for b in (lookup_result or {}).get("bindings", [])]
+
+
+def ack_for(client: SipClient, invite: bytes, final: SipMessage) -> None:
+    """Hop-by-hop ACK of a non-2xx final response to a raw INVITE (same branch)."""
+    req = SipMessage.parse(invite)
+    lines = [f"ACK {req.ruri} SIP/2.0", f"Via: {req.get('Via')}", "Max-Forwards: 70",
+             f"From: {req.get('From')}", f"To: {final.get('To')}", f"Call-ID: {req.call_id}",
+             f"CSeq: {req.get('CSeq').split()[0]} ACK", "Content-Length: 0"]
+    client.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+def raw_invite(client: SipClient, ruri: str, *, caller: str = "", password: str = "",
+               from_domain: str = ROUTER_DOMAIN, algorithm: str = "MD5",
+               timeout: float = 5.0) -> Tuple[Optional[SipMessage], Optional[SipMessage]]:
+    """INVITE (out of dialog) from caller@from_domain; when challenged (401/407) and a
+    password is given, answers the challenge once. Non-2xx finals are ACKed; a 2xx is
+    answered with ACK + BYE so no dialog is left behind. Returns (first final, last final)."""
+    call_id = new_call_id()
+    from_tag = os.urandom(4).hex()
+    from_uri = f"sip:{caller or 'anonymous'}@{from_domain}"
+    sdp = (f"v=0\r\no=raw 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+           f"m=audio 40010 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n").encode()
+
+    def send(cseq: int, extra: Sequence[str]) -> Tuple[bytes, Optional[SipMessage]]:
+        req = client.request("INVITE", ruri, call_id=call_id, cseq=cseq, from_uri=from_uri,
+                             from_tag=from_tag, body=sdp, omit=["Contact"],
+                             extra_headers=[f"Contact: <sip:{caller or 'anonymous'}@{HOST}:"
+                                            f"{client.local_port}>",
+                                            "Content-Type: application/sdp"] + list(extra))
+        return req, client.transact(req, timeout=timeout)
+
+    def finish(req: bytes, resp: Optional[SipMessage]) -> None:
+        if resp is None:
+            return
+        if resp.status >= 300:
+            ack_for(client, req, resp)
+            return
+        to = resp.get("To") or ""
+        routes = [f"Route: {r}" for r in reversed(resp.all("Record-Route"))]
+        target = re.search(r"<([^>]+)>", resp.get("Contact") or "")
+        target_uri = target.group(1) if target else ruri
+        invite_cseq = int(resp.get("CSeq").split()[0])
+        for method, cseq in (("ACK", invite_cseq), ("BYE", invite_cseq + 1)):
+            r = client.request(method, target_uri, call_id=call_id, cseq=cseq, from_uri=from_uri,
+                               from_tag=from_tag, to_uri=ruri,
+                               to_tag=to.split("tag=", 1)[1] if "tag=" in to else "",
+                               extra_headers=routes)
+            client.send(r) if method == "ACK" else client.transact(r, timeout=timeout)
+
+    req, first = send(1, ())
+    finish(req, first)
+    if first is None or first.status not in (401, 407) or not password:
+        return first, first
+    ch = pick_challenge(first, algorithm)
+    if ch is None:
+        return first, None
+    auth = digest_authorization(ch, caller, password, "INVITE", ruri)
+    req2, final = send(2, [f"{credentials_header_name(first.status)}: {auth}"])
+    finish(req2, final)
+    return first, final
+
+
+class RouterTestCase(ProxyTestCase):
+    """Base of the router tests: skips (saying why) until `evosip router` exists, then
+    gives platform/sipp helpers. sipp authenticates through Md5OnlyRelay (see there)."""
+
+    def setUp(self) -> None:
+        require_router_platform()
+        super().setUp()
+
+    def platform(self, **kw) -> Platform:
+        return start_platform(self.tmp, self.cleanup, **kw)
+
+    def relay(self, target: Tuple[str, int]) -> Md5OnlyRelay:
+        r = Md5OnlyRelay(target)
+        self.cleanup.callbacks.append(r.close)
+        return r
+
+    def sipp_register(self, target: Tuple[str, int], users: Sequence[Tuple[str, str]],
+                      name: str, port: int = 0, rate: float = 100) -> SippResult:
+        relay = self.relay(target)
+        csv_path = write_auth_csv(os.path.join(self.tmp, f"{name}.csv"), users)
+        uac = self.sipp(name, scenario=scenario("router_uac_register.xml"),
+                        remote=relay.hostport, port=port, calls=len(users), rate=rate,
+                        limit=100, timeout_s=40, recv_timeout_ms=5000,
+                        keys={"domain": ROUTER_DOMAIN},
+                        extra=["-inf", csv_path, "-auth_uri", ROUTER_DOMAIN])
+        return uac.run(self.cleanup)
+
+    def registered_uas(self, target: Tuple[str, int], user: Tuple[str, str],
+                       scen: str = "router_uas_callee.xml") -> Sipp:
+        """Registers user from a fresh port (sipp, with auth), then runs the UAS scenario on
+        that port: the binding's Contact is the UAS."""
+        port = free_port()
+        res = self.sipp_register(target, [user], f"reg_{user[0]}", port=port)
+        self.assertSippOk(res, 1)
+        wait_until(lambda: not port_bound(port, "udp"), 5, f"sipp leaving port {port}")
+        return self.sipp(f"uas_{user[0]}", scenario=scenario(scen), port=port,
+                         keys={"router_name": user[0]}, timeout_s=120,
+                         timeout_error=False).start(self.cleanup)
+
+    def caller(self, target: Tuple[str, int], user: Tuple[str, str], callee: str,
+               calls: int = 1, rate: float = 10, duration_ms: int = 20,
+               name: str = "", port: int = 0, trace_msg: Optional[bool] = None) -> Sipp:
+        """A sipp caller (router_uac_call_auth.xml) for user -> callee@domain; .run() it."""
+        relay = self.relay(target)
+        name = name or f"call_{user[0]}_{callee}"
+        csv_path = write_auth_csv(os.path.join(self.tmp, f"{name}.csv"), [user] * calls)
+        return self.sipp(name, scenario=scenario("router_uac_call_auth.xml"),
+                         remote=relay.hostport, port=port, calls=calls, rate=rate,
+                         limit=50, duration_ms=duration_ms, timeout_s=40,
+                         recv_timeout_ms=6000, trace_msg=trace_msg,
+                         keys={"domain": ROUTER_DOMAIN, "callee": callee},
+                         extra=["-inf", csv_path, "-auth_uri", f"{callee}@{ROUTER_DOMAIN}"])
+
+    def lookup(self, router: ProxyHandle, user: str, domain: str = ROUTER_DOMAIN) -> list:
+        return router.rpc("location.lookup", {"aor": f"{user}@{domain}"}).get("bindings", [])

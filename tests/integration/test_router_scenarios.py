@@ -11,16 +11,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
+import time
 import unittest
 from typing import Dict, List, Optional, Tuple
 
-from harness import (HOST, Cleanup, Md5OnlyRelay, SipClient, SipMessage, Sipp, build_response,
+from harness import (HOST, Cleanup, FakeRpcPeer, Md5OnlyRelay, SipClient, SipMessage, Sipp, build_response,
                      digest_authorization, digest_response, make_tmpdir, make_users,
-                     md5_only_challenges, parse_digest, pick_challenge, scenario, via_params,
-                     write_auth_csv)
+                     md5_only_challenges, parse_digest, pick_challenge, scenario, start_api,
+                     start_redis, create_subscribers, via_params, write_auth_csv)
 
 DOMAIN = "evosip.local"
 
@@ -255,6 +257,59 @@ class UasScenarioChecks(unittest.TestCase):
     def test_app_fails_without_action(self):
         _ok, res = self._call("router_uas_app.xml", ["X-Evosip-Sound: welcome"])
         self.assertEqual(res.failed, 1, res.summary())
+
+
+class PlatformHelpers(unittest.TestCase):
+    """start_api/create_subscribers against the real api (when EVOSIP_BIN has it) and the
+    Redis helper against a real redis-server."""
+
+    def setUp(self):
+        self.cleanup = Cleanup()
+        self.addCleanup(self.cleanup.stop_all)
+        self.tmp = make_tmpdir("evosip-router-helpers-")
+        self.cleanup.dirs.append(self.tmp)
+
+    def test_api_helpers(self):
+        peer = FakeRpcPeer()
+        self.cleanup.callbacks.append(peer.close)
+        api = start_api(self.tmp, self.cleanup, [peer.address])
+        users = make_users(1000, prefix="h")
+        t0 = time.monotonic()
+        create_subscribers(api, users)
+        took = time.monotonic() - t0
+        self.assertLess(took, 30, f"1,000 subscribers took {took:.1f} s")
+        user, pw = users[-1]
+        status, doc = api.credentials(DOMAIN, user)
+        self.assertEqual(status, 200, doc)
+        self.assertEqual(doc["ha1_md5"], hashlib.md5(f"{user}:{DOMAIN}:{pw}".encode()).hexdigest())
+        self.assertEqual(doc["ha1_sha256"],
+                         hashlib.sha256(f"{user}:{DOMAIN}:{pw}".encode()).hexdigest())
+        self.assertEqual(api.credentials(DOMAIN, user)[0], 200)
+        self.assertEqual(api.request("GET", f"/internal/v1/credentials/{DOMAIN}/{user}",
+                                     token="wrong")[0], 401)
+        api.set_password(DOMAIN, user, pw + "-new")
+        self.assertEqual(api.credentials(DOMAIN, user)[1]["ha1_md5"],
+                         hashlib.md5(f"{user}:{DOMAIN}:{pw}-new".encode()).hexdigest())
+        call = peer.wait_for(lambda c: c[0] == "auth.invalidate" and
+                             (c[1] or {}).get("user") == user, timeout=5)
+        self.assertIsNotNone(call, "the api did not call auth.invalidate on the router")
+        self.assertEqual(call[1].get("domain"), DOMAIN)
+        self.assertEqual(api.credentials(DOMAIN, "nosuchuser")[0], 404)
+
+    def test_redis_helper(self):
+        r = start_redis(self.tmp, self.cleanup)
+        pid = r.pid()
+        self.assertIsNotNone(pid)
+        self.assertEqual(r.cli("set", "k", "v")[1], "OK")
+        self.assertEqual(r.keys("k"), ["k"])
+        r.stop()
+        self.assertFalse(r.ping())
+        with self.assertRaises(ProcessLookupError):
+            os.kill(pid, 0)
+        r.start()
+        self.assertTrue(r.ping())
+        self.assertEqual(r.keys("*"), [], "restarted without persistence")
+        self.assertNotEqual(r.pid(), pid)
 
 
 SippResultT = object
