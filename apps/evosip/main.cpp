@@ -12,6 +12,7 @@
 #include <evosip/control/client.hpp>
 #include <evosip/edge/edge_service.hpp>
 #include <evosip/log/log.hpp>
+#include <evosip/router/router_service.hpp>
 #include <evosip/runtime/signals.hpp>
 
 namespace {
@@ -76,6 +77,12 @@ int main(int argc, char** argv) {
   auto* edge = app.add_subcommand("edge", "public SIP entry: stateless proxy in front of routers");
   edge->add_option("-c,--config", edgeConfig, "YAML configuration file (keys: services/edge)");
 
+  std::string routerConfig;
+  auto* router =
+      app.add_subcommand("router", "registrar, digest auth and stateful routing behind the edges");
+  router->add_option("-c,--config", routerConfig,
+                     "YAML configuration file (keys: services/router)");
+
   std::string apiConfig;
   auto* api = app.add_subcommand(
       "api", "provisioning REST API (domains, subscribers) and credentials for routers");
@@ -104,6 +111,9 @@ int main(int argc, char** argv) {
   try {
     if (edge->parsed()) {
       return evosip::edge::runEdge(edgeConfig);
+    }
+    if (router->parsed()) {
+      return evosip::router::runRouter(routerConfig);
     }
     if (api->parsed()) {
       return evosip::api::runApi(apiConfig);

@@ -1,0 +1,143 @@
+#pragma once
+// The router's request handling for one worker: registrar, digest authentication with
+// credentials from the api role, the dialplan and dialog records, on top of the RFC 3261 proxy
+// core (transaction::ProxyCore). One Router per worker; a call is owned by the worker of its
+// Call-ID hash, so a Router is only ever used from its worker's thread.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include <evosip/auth/credential_cache.hpp>
+#include <evosip/auth/nonce.hpp>
+#include <evosip/auth/nonce_count_store.hpp>
+#include <evosip/auth/verifier.hpp>
+#include <evosip/role/target_set.hpp>
+#include <evosip/router/dialplan.hpp>
+#include <evosip/router/registrar.hpp>
+#include <evosip/store/store.hpp>
+#include <evosip/transaction/proxy_core.hpp>
+
+namespace evosip::router {
+
+struct RouterSettings {
+  std::string domain = "evosip.local";
+  std::vector<std::string> aliases;  // hosts (any port) that mean the domain
+  std::string instanceId;
+  RegistrarSettings registrar;
+  std::string recordRoute;  // our Record-Route URI ("" = do not Record-Route)
+  std::chrono::seconds dialogMaxDuration{43200};
+  std::string api;  // host:port of the api role
+  std::string apiToken;
+  std::chrono::milliseconds apiTimeout{2000};
+  auth::CredentialCache::Settings credentials;
+  // Challenges offered, in this order. MD5 first by default: many deployed phones (and sipp)
+  // answer the first challenge and fail on an algorithm they do not know; RFC 8760 lets the
+  // server order them by preference, and SHA-256-first is one config line away.
+  std::vector<auth::DigestAlgorithm> challengeAlgorithms{auth::DigestAlgorithm::kMd5,
+                                                         auth::DigestAlgorithm::kSha256};
+  transaction::ProxySettings proxy;
+  transaction::LayerSettings layer;
+};
+
+// What all workers share: settings, the nonce secret, the dialplan, the app set, drain state.
+class RouterShared {
+ public:
+  RouterShared(RouterSettings settings, auth::NonceCodec::Settings nonces, Dialplan dialplan,
+               std::shared_ptr<role::TargetSet> apps);
+
+  const RouterSettings& settings() const { return settings_; }
+  const auth::DigestVerifier& verifier() const { return verifier_; }
+  const auth::NonceCodec& nonces() const { return nonces_; }
+  const Dialplan& dialplan() const { return dialplan_; }
+  bool isLocalHost(std::string_view host) const;
+
+  std::shared_ptr<role::TargetSet> apps() const;
+  void setApps(std::shared_ptr<role::TargetSet> apps);
+
+  std::atomic<bool> draining{false};
+
+ private:
+  RouterSettings settings_;
+  auth::NonceCodec nonces_;
+  auth::DigestVerifier verifier_;
+  Dialplan dialplan_;
+  mutable std::mutex appsMutex_;
+  std::shared_ptr<role::TargetSet> apps_;
+};
+
+// Counters of one worker, written by it, read by the metrics collector.
+struct RouterCounters {
+  std::atomic<uint64_t> registrations{0}, registrationFailures{0}, challenges{0}, dialogsCreated{0},
+      dialogsRemoved{0}, storeErrors{0}, apiFound{0}, apiUnknown{0}, apiFailed{0}, drainRejected{0};
+  std::array<std::atomic<uint64_t>, 7> authFailures{};  // by auth::VerifyResult
+
+  static void bump(std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+};
+
+class Router final : public transaction::ProxyUser {
+ public:
+  using SendFn = transaction::TransactionLayer::SendFn;
+
+  Router(RouterShared& shared, boost::asio::io_context& io, std::unique_ptr<store::Store> store,
+         const runtime::Clock& clock, SendFn send);
+  ~Router() override;
+
+  void onMessage(const sip::Message& msg, const transport::Source& source) {
+    proxy_.onMessage(msg, source);
+  }
+  void onTick() { proxy_.onTick(clock_.now()); }
+
+  void invalidate(std::string_view domain, std::string_view user);
+  void invalidateAll();
+
+  store::Store& store() { return *store_; }
+  const RouterCounters& counters() const { return counters_; }
+  size_t transactions() const { return proxy_.contextCount(); }
+
+  // transaction::ProxyUser
+  void onRequest(transaction::TransactionId server, const sip::Message& request,
+                 const transport::Source& source) override;
+  void onResponse(transaction::TransactionId server, const sip::Message& response) override;
+
+ private:
+  class StoreNonceCounts;
+
+  void handleRegister(transaction::TransactionId id, const sip::Message& req,
+                      const transport::Source& src);
+  void handleInitial(transaction::TransactionId id, const sip::Message& req);
+  void routeInitial(transaction::TransactionId id);
+  void routeToApp(transaction::TransactionId id, const ServiceNumber& number,
+                  const sip::Message& req);
+  void removeDialog(const sip::Message& req);
+  // Verifies the request's credentials for `user`; challenges, refuses or calls onOk.
+  void authenticate(transaction::TransactionId id, const sip::Message& req, std::string user,
+                    std::function<void()> onOk);
+  void challenge(transaction::TransactionId id, sip::Method method, bool stale);
+  void storeFailed(transaction::TransactionId id);
+  // Runs fn with the request of a live server transaction (parsed again from its copy).
+  bool withRequest(transaction::TransactionId id,
+                   const std::function<void(const sip::Message&)>& fn);
+
+  RouterShared& shared_;
+  boost::asio::io_context& io_;
+  std::unique_ptr<store::Store> store_;
+  const runtime::Clock& clock_;
+  std::unique_ptr<StoreNonceCounts> nonceCounts_;
+  auth::CredentialCache credentials_;
+  transaction::ProxyCore proxy_;
+  RouterCounters counters_;
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
+};
+
+}  // namespace evosip::router

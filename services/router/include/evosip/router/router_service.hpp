@@ -1,0 +1,48 @@
+#pragma once
+// Wiring of the router role: configuration, workers (one Router per worker, calls owned by the
+// Call-ID hash), the SIP transport, the shared store, the control server (RPC, metrics).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <evosip/config/config.hpp>
+#include <evosip/role/common.hpp>
+#include <evosip/router/router.hpp>
+#include <evosip/store/store.hpp>
+
+namespace evosip::router {
+
+struct RouterConfig {
+  role::CommonSettings common;
+  RouterSettings router;
+  auth::NonceCodec::Settings nonces;
+  Dialplan dialplan;
+  std::vector<std::string> apps;
+  store::Settings store;
+};
+
+// Reads every key of the router role; throws config::ConfigError naming the key.
+RouterConfig readRouterConfig(config::Document& doc);
+
+class RouterService {
+ public:
+  explicit RouterService(RouterConfig config);
+  ~RouterService();
+  RouterService(const RouterService&) = delete;
+  RouterService& operator=(const RouterService&) = delete;
+
+  void start();
+  void stop();
+
+  const std::vector<transport::ListenSpec>& sipAddresses() const;
+  uint16_t controlPort() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+int runRouter(const std::string& configPath);
+
+}  // namespace evosip::router

@@ -1,0 +1,206 @@
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include <evosip/base/strings.hpp>
+#include <evosip/router/registrar.hpp>
+#include <evosip/sip/params.hpp>
+
+namespace evosip::router {
+namespace {
+
+struct ContactEntry {
+  std::string uri;  // as written inside <>
+  uint32_t expires = 0;
+  double q = 1.0;
+  std::string instance;
+  std::optional<uint32_t> regId;
+};
+
+RegisterPlan fail(int code, std::string reason, std::string extra = {}) {
+  RegisterPlan p;
+  p.code = code;
+  p.reason = std::move(reason);
+  p.extraHeaders = std::move(extra);
+  return p;
+}
+
+std::optional<double> parseQ(std::string_view v) {
+  double q = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), q);
+  if (ec != std::errc() || ptr != v.data() + v.size() || q < 0 || q > 1) {
+    return std::nullopt;
+  }
+  return q;
+}
+
+}  // namespace
+
+RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
+                          const std::vector<store::Binding>& current,
+                          const RegistrarSettings& settings, store::TimePoint now,
+                          std::string_view routerId, std::string_view received) {
+  auto cseq = request.cseq();
+  const std::string callId(request.callId());
+  if (!cseq || callId.empty()) {
+    return fail(400, "Bad CSeq or Call-ID");
+  }
+  // The Expires header applies to contacts without their own expires parameter.
+  std::optional<uint32_t> headerExpires;
+  if (const auto* h = request.find(sip::HeaderId::kExpires)) {
+    auto v = parseDecimal(trim(h->value), UINT32_MAX);
+    if (!v) {
+      return fail(400, "Bad Expires");
+    }
+    headerExpires = static_cast<uint32_t>(*v);
+  }
+  std::vector<ContactEntry> contacts;
+  bool star = false;
+  for (const auto& h : request.headers()) {
+    if (h.id != sip::HeaderId::kContact) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      auto na = sip::parseNameAddr(*v);
+      if (!na) {
+        return fail(400, "Bad Contact");
+      }
+      if (na->star) {
+        star = true;
+        continue;
+      }
+      if (!na->uri.isSip() && na->uri.scheme != sip::UriScheme::kTel) {
+        return fail(400, "Bad Contact URI");
+      }
+      ContactEntry e;
+      e.uri = std::string(na->uriText);
+      uint64_t expires = headerExpires.value_or(settings.defaultExpires);
+      if (auto ep = na->params.get("expires")) {
+        auto v = parseDecimal(*ep, UINT32_MAX);
+        if (!v) {
+          return fail(400, "Bad Contact expires");
+        }
+        expires = *v;
+      }
+      e.expires = static_cast<uint32_t>(expires);
+      if (auto q = na->params.get("q")) {
+        auto parsed = parseQ(*q);
+        if (!parsed) {
+          return fail(400, "Bad Contact q");
+        }
+        e.q = *parsed;
+      }
+      if (auto inst = na->params.get("+sip.instance")) {
+        e.instance = std::string(sip::stripQuotes(*inst));
+      }
+      if (auto rid = na->params.get("reg-id")) {
+        if (auto v = parseDecimal(*rid, UINT32_MAX)) {
+          e.regId = static_cast<uint32_t>(*v);
+        }
+      }
+      contacts.push_back(std::move(e));
+    }
+    if (!values.ok()) {
+      return fail(400, "Bad Contact");
+    }
+  }
+
+  RegisterPlan plan;
+  // Contact: * with Expires: 0 removes every binding (10.3 step 6), unless a binding was set by
+  // a later request of the same Call-ID.
+  if (star) {
+    if (!contacts.empty() || !headerExpires || *headerExpires != 0) {
+      return fail(400, "Invalid Contact: *");
+    }
+    for (const auto& b : current) {
+      if (b.callId == callId && b.cseq >= cseq->number) {
+        return fail(500, "Out of Order REGISTER");
+      }
+      plan.removals.push_back(b.contact);
+    }
+    return plan;
+  }
+  if (contacts.empty()) {
+    plan.fetchOnly = true;
+    plan.resulting = current;
+    return plan;
+  }
+  for (const auto& c : contacts) {
+    if (c.expires != 0 && c.expires < settings.minExpires) {
+      return fail(423, "Interval Too Brief",
+                  fmt::format("Min-Expires: {}\r\n", settings.minExpires));
+    }
+  }
+  // Path (RFC 3327): the route set towards the UA, stored with each binding.
+  store::RouteSet path;
+  for (const auto& h : request.headers()) {
+    if (h.id != sip::HeaderId::kPath) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      path.emplace_back(*v);
+    }
+  }
+  std::string userAgent;
+  if (const auto* ua = request.find("User-Agent")) {
+    userAgent = std::string(ua->value.substr(0, 200));
+  }
+
+  std::vector<store::Binding> result = current;
+  for (const auto& c : contacts) {
+    auto it = std::find_if(result.begin(), result.end(),
+                           [&](const store::Binding& b) { return b.contact == c.uri; });
+    if (it != result.end() && it->callId == callId && it->cseq >= cseq->number) {
+      return fail(500, "Out of Order REGISTER");
+    }
+    if (c.expires == 0) {
+      if (it != result.end()) {
+        plan.removals.push_back(c.uri);
+        result.erase(it);
+      }
+      continue;
+    }
+    store::Binding b;
+    b.aor = std::string(aor);
+    b.contact = c.uri;
+    b.path = path;
+    b.expires = now + std::chrono::seconds(std::min(c.expires, settings.maxExpires));
+    b.q = c.q;
+    b.callId = callId;
+    b.cseq = cseq->number;
+    b.instanceId = c.instance;
+    b.regId = c.regId;
+    b.received = std::string(received);
+    b.userAgent = userAgent;
+    b.router = std::string(routerId);
+    plan.upserts.push_back(b);
+    if (it != result.end()) {
+      *it = std::move(b);
+    } else {
+      result.push_back(std::move(b));
+    }
+  }
+  plan.resulting = std::move(result);
+  return plan;
+}
+
+std::string contactLines(const std::vector<store::Binding>& bindings, store::TimePoint now) {
+  std::string out;
+  for (const auto& b : bindings) {
+    if (b.expires <= now) {
+      continue;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(b.expires - now).count();
+    out.append(fmt::format("Contact: <{}>;expires={}", b.contact, left));
+    if (b.q != 1.0) {
+      out.append(fmt::format(";q={:.3g}", b.q));
+    }
+    out.append("\r\n");
+  }
+  return out;
+}
+
+}  // namespace evosip::router

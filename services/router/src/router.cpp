@@ -1,0 +1,571 @@
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <evosip/auth/challenge.hpp>
+#include <evosip/base/hash.hpp>
+#include <evosip/base/strings.hpp>
+#include <evosip/control/client.hpp>
+#include <evosip/log/log.hpp>
+#include <evosip/router/router.hpp>
+#include <evosip/sip/auth.hpp>
+#include <evosip/sip/params.hpp>
+
+namespace evosip::router {
+namespace {
+
+using transaction::TransactionId;
+
+// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
+std::string pathSegment(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+bool needsAuthentication(sip::Method m) {
+  return m != sip::Method::kOptions && m != sip::Method::kAck && m != sip::Method::kCancel;
+}
+
+std::string tagOf(const Result<sip::NameAddr>& na) {
+  if (!na) {
+    return {};
+  }
+  auto t = na->tag();
+  return t ? std::string(*t) : std::string();
+}
+
+}  // namespace
+
+RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings nonces,
+                           Dialplan dialplan, std::shared_ptr<role::TargetSet> apps)
+    : settings_(std::move(settings)),
+      nonces_(std::move(nonces)),
+      verifier_(nonces_),
+      dialplan_(std::move(dialplan)),
+      apps_(std::move(apps)) {}
+
+bool RouterShared::isLocalHost(std::string_view host) const {
+  if (iequals(host, settings_.domain)) {
+    return true;
+  }
+  for (const auto& a : settings_.aliases) {
+    if (iequals(host, a)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::shared_ptr<role::TargetSet> RouterShared::apps() const {
+  std::lock_guard lock(appsMutex_);
+  return apps_;
+}
+
+void RouterShared::setApps(std::shared_ptr<role::TargetSet> apps) {
+  std::lock_guard lock(appsMutex_);
+  apps->inheritFrom(*apps_);
+  apps_ = std::move(apps);
+}
+
+// Nonce counts in the shared store, so a replay is caught whichever router it reaches.
+class Router::StoreNonceCounts final : public auth::NonceCountStore {
+ public:
+  explicit StoreNonceCounts(store::Store& s) : store_(s) {}
+  void checkAndSet(std::string_view nonce, uint32_t nc, std::chrono::seconds ttl,
+                   Callback done) override {
+    store_.checkAndSetNonceCount(
+        std::string(nonce), nc, std::chrono::duration_cast<std::chrono::milliseconds>(ttl),
+        [done = std::move(done)](Result<bool> r) {
+          done(!r ? auth::NonceCountVerdict::kUnavailable
+                  : (*r ? auth::NonceCountVerdict::kFresh : auth::NonceCountVerdict::kReplay));
+        });
+  }
+
+ private:
+  store::Store& store_;
+};
+
+Router::Router(RouterShared& shared, boost::asio::io_context& io,
+               std::unique_ptr<store::Store> store, const runtime::Clock& clock, SendFn send)
+    : shared_(shared),
+      io_(io),
+      store_(std::move(store)),
+      clock_(clock),
+      nonceCounts_(std::make_unique<StoreNonceCounts>(*store_)),
+      credentials_(
+          shared.settings().credentials, clock,
+          [this](const std::string& domain, const std::string& user,
+                 std::function<void(auth::CredentialLookup)> done) {
+            const auto& s = shared_.settings();
+            control::asyncHttpRequest(
+                io_, s.api, "GET",
+                "/internal/v1/credentials/" + pathSegment(domain) + "/" + pathSegment(user),
+                s.apiToken, "", s.apiTimeout,
+                [this, done = std::move(done), alive = std::weak_ptr<char>(alive_)](
+                    tl::expected<control::HttpResponse, std::string> r) {
+                  if (alive.expired()) {
+                    return;
+                  }
+                  auth::CredentialLookup lookup;
+                  if (r && r->status == 404) {
+                    lookup.status = auth::CredentialStatus::kUnknownUser;
+                    RouterCounters::bump(counters_.apiUnknown);
+                  } else if (r && r->status == 200) {
+                    boost::system::error_code ec;
+                    auto v = boost::json::parse(r->body, ec);
+                    const auto* o = ec ? nullptr : v.if_object();
+                    const auto* md5 = o ? o->if_contains("ha1_md5") : nullptr;
+                    const auto* sha = o ? o->if_contains("ha1_sha256") : nullptr;
+                    if (md5 && sha && md5->is_string() && sha->is_string()) {
+                      lookup.status = auth::CredentialStatus::kFound;
+                      lookup.credentials = auth::Credentials(std::string(md5->as_string()),
+                                                             std::string(sha->as_string()));
+                      RouterCounters::bump(counters_.apiFound);
+                    } else {
+                      RouterCounters::bump(counters_.apiFailed);
+                    }
+                  } else {
+                    RouterCounters::bump(counters_.apiFailed);
+                  }
+                  done(std::move(lookup));
+                });
+          }),
+      proxy_(shared.settings().proxy, shared.settings().layer, clock, std::move(send), *this) {}
+
+Router::~Router() = default;
+
+void Router::invalidate(std::string_view domain, std::string_view user) {
+  credentials_.invalidate(domain, user);
+}
+
+void Router::invalidateAll() {
+  credentials_.invalidateAll();
+}
+
+bool Router::withRequest(TransactionId id, const std::function<void(const sip::Message&)>& fn) {
+  const auto* st = proxy_.layer().server(id);
+  if (st == nullptr) {
+    return false;
+  }
+  auto msg = sip::Message::parse(st->request());
+  if (!msg) {
+    return false;
+  }
+  fn(*msg);
+  return true;
+}
+
+void Router::storeFailed(TransactionId id) {
+  RouterCounters::bump(counters_.storeErrors);
+  proxy_.respond(id, 503, "Store Unavailable", "Retry-After: 5\r\n");
+}
+
+void Router::challenge(TransactionId id, sip::Method method, bool stale) {
+  const auto kind = auth::challengeKindFor(method);
+  const auto& realm = shared_.settings().domain;
+  const std::string nonce = shared_.nonces().issue(realm, std::chrono::system_clock::now());
+  std::string lines;
+  for (auto algorithm : shared_.settings().challengeAlgorithms) {
+    lines.append(auth::challengeHeaderName(kind)).append(": ");
+    lines.append(auth::buildChallenge(algorithm, {.realm = realm, .nonce = nonce, .stale = stale}));
+    lines.append("\r\n");
+  }
+  RouterCounters::bump(counters_.challenges);
+  proxy_.respond(id, auth::challengeStatus(kind), auth::challengeReason(kind), lines);
+}
+
+void Router::onRequest(TransactionId id, const sip::Message& req, const transport::Source& src) {
+  auto to = req.to();
+  const bool inDialog = to && to->tag().has_value();
+  if (inDialog) {
+    // The route set carries the way (the edge Record-Routes); any router serves the dialog.
+    if (req.method() == sip::Method::kBye) {
+      removeDialog(req);
+    }
+    proxy_.forward(id, {transaction::Target{}},
+                   transaction::ForwardOptions{shared_.settings().recordRoute, {}});
+    return;
+  }
+  if (shared_.draining.load(std::memory_order_relaxed)) {
+    RouterCounters::bump(counters_.drainRejected);
+    proxy_.respond(id, 503, "Draining", "Retry-After: 0\r\n");
+    return;
+  }
+  if (req.method() == sip::Method::kRegister) {
+    handleRegister(id, req, src);
+    return;
+  }
+  handleInitial(id, req);
+}
+
+void Router::authenticate(TransactionId id, const sip::Message& req, std::string user,
+                          std::function<void()> onOk) {
+  const auto kind = auth::challengeKindFor(req.method());
+  const std::string realm = shared_.settings().domain;
+  // The credentials for our realm (a request may carry others for other proxies).
+  // Captures by value: it runs again after the credential fetch, when this frame is gone.
+  auto findCredentials = [kind, realm](const sip::Message& m) -> std::optional<sip::DigestParams> {
+    const auto wanted = kind == auth::ChallengeKind::kWww ? sip::HeaderId::kAuthorization
+                                                          : sip::HeaderId::kProxyAuthorization;
+    for (const auto& h : m.headers()) {
+      if (h.id != wanted) {
+        continue;
+      }
+      auto p = sip::parseDigest(h.value);
+      if (p && p->hasRealm && sip::unquote(p->realm) == realm) {
+        return *p;
+      }
+    }
+    return std::nullopt;
+  };
+  auto params = findCredentials(req);
+  if (!params) {
+    challenge(id, req.method(), false);
+    return;
+  }
+  auto info = shared_.verifier().inspect(req.methodText(), req.requestUri(), *params, realm);
+  if (!info) {
+    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(info.error().result)]);
+    if (info.error().result == auth::VerifyResult::kMalformed) {
+      proxy_.respond(id, 400, info.error().reason);
+    } else {
+      challenge(id, req.method(), false);
+    }
+    return;
+  }
+  if (info->username != user) {
+    RouterCounters::bump(
+        counters_.authFailures[static_cast<size_t>(auth::VerifyResult::kBadResponse)]);
+    proxy_.respond(id, 403, "Identity Mismatch");
+    return;
+  }
+  const auto algorithm = info->algorithm;
+  credentials_.get(
+      shared_.settings().domain, info->username,
+      [this, id, algorithm, findCredentials, onOk = std::move(onOk),
+       alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
+        if (alive.expired()) {
+          return;
+        }
+        withRequest(id, [&](const sip::Message& m) {
+          if (lookup.status == auth::CredentialStatus::kUnavailable) {
+            proxy_.respond(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
+            return;
+          }
+          if (lookup.status == auth::CredentialStatus::kUnknownUser) {
+            RouterCounters::bump(
+                counters_.authFailures[static_cast<size_t>(auth::VerifyResult::kBadResponse)]);
+            challenge(id, m.method(), false);
+            return;
+          }
+          auto p = findCredentials(m);
+          if (!p) {
+            challenge(id, m.method(), false);
+            return;
+          }
+          const sip::DigestParams params = *p;
+          auth::VerifyInput in{m.methodText(),
+                               m.requestUri(),
+                               params,
+                               shared_.settings().domain,
+                               lookup.credentials.ha1(algorithm),
+                               std::chrono::system_clock::now()};
+          const auto method = m.method();
+          shared_.verifier().verify(
+              in, *nonceCounts_,
+              [this, id, method, onOk, alive = std::weak_ptr<char>(alive_)](auth::Verdict v) {
+                if (alive.expired()) {
+                  return;
+                }
+                switch (v.result) {
+                  case auth::VerifyResult::kOk:
+                    onOk();
+                    return;
+                  case auth::VerifyResult::kStale:
+                    challenge(id, method, true);
+                    return;
+                  case auth::VerifyResult::kMalformed:
+                    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(v.result)]);
+                    proxy_.respond(id, 400, v.reason);
+                    return;
+                  case auth::VerifyResult::kUnavailable:
+                    storeFailed(id);
+                    return;
+                  default:
+                    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(v.result)]);
+                    challenge(id, method, false);
+                    return;
+                }
+              });
+        });
+      });
+}
+
+void Router::handleRegister(TransactionId id, const sip::Message& req,
+                            const transport::Source& src) {
+  auto ruri = sip::parseUri(req.requestUri());
+  auto to = req.to();
+  if (!ruri || !ruri->isSip() || !to || !to->uri.isSip()) {
+    proxy_.respond(id, 400, "Bad Request-URI or To");
+    return;
+  }
+  if (!shared_.isLocalHost(ruri->host) || !shared_.isLocalHost(to->uri.host)) {
+    proxy_.respond(id, 403, "Not Our Domain");
+    return;
+  }
+  std::string user(to->uri.user);
+  if (user.empty()) {
+    proxy_.respond(id, 400, "No User in To");
+    return;
+  }
+  std::string aor = user + "@" + shared_.settings().domain;
+  std::string received =
+      fmt::format("{}:{}", transport::protocolName(src.protocol), src.remote.str());
+  authenticate(id, req, user, [this, id, aor, received] {
+    store_->getBindings(aor, [this, id, aor, received](Result<std::vector<store::Binding>> cur) {
+      if (!cur) {
+        storeFailed(id);
+        return;
+      }
+      const auto now = store::systemNow();
+      RegisterPlan plan;
+      std::string pathLines;
+      if (!withRequest(id, [&](const sip::Message& m) {
+            plan = planRegister(m, aor, *cur, shared_.settings().registrar, now,
+                                shared_.settings().instanceId, received);
+            for (const auto& h : m.headers()) {
+              if (h.id == sip::HeaderId::kPath) {
+                pathLines.append("Path: ").append(h.value).append("\r\n");
+              }
+            }
+          })) {
+        return;
+      }
+      if (plan.code != 200) {
+        RouterCounters::bump(counters_.registrationFailures);
+        proxy_.respond(id, plan.code, plan.reason, plan.extraHeaders);
+        return;
+      }
+      // Run the writes, then answer with every current binding (RFC 3261 10.3 step 8).
+      struct Pending {
+        size_t left = 0;
+        bool failed = false;
+      };
+      auto pending = std::make_shared<Pending>();
+      pending->left = plan.upserts.size() + plan.removals.size();
+      auto answer = [this, id, now, pathLines,
+                     resulting = plan.resulting](const std::shared_ptr<Pending>& p) {
+        if (p->failed) {
+          storeFailed(id);
+          return;
+        }
+        RouterCounters::bump(counters_.registrations);
+        proxy_.respond(id, 200, "OK", pathLines + contactLines(resulting, now));
+      };
+      if (pending->left == 0) {
+        answer(pending);
+        return;
+      }
+      auto done = [pending, answer](Result<void> r) {
+        if (!r) {
+          pending->failed = true;
+        }
+        if (--pending->left == 0) {
+          answer(pending);
+        }
+      };
+      for (auto& b : plan.upserts) {
+        store_->putBinding(std::move(b), done);
+      }
+      for (auto& c : plan.removals) {
+        store_->removeBinding(aor, c, done);
+      }
+    });
+  });
+}
+
+void Router::handleInitial(TransactionId id, const sip::Message& req) {
+  auto ruri = sip::parseUri(req.requestUri());
+  auto from = req.from();
+  if (!ruri || !from) {
+    proxy_.respond(id, 400, "Bad Request-URI or From");
+    return;
+  }
+  if (!ruri->isSip()) {
+    proxy_.respond(id, 416, "Unsupported URI Scheme");
+    return;
+  }
+  const bool calleeLocal = shared_.isLocalHost(ruri->host);
+  const bool callerLocal = from->uri.isSip() && shared_.isLocalHost(from->uri.host);
+  if (!callerLocal && !calleeLocal) {
+    proxy_.respond(id, 403, "Relaying Denied");
+    return;
+  }
+  if (callerLocal && needsAuthentication(req.method())) {
+    authenticate(id, req, std::string(from->uri.user), [this, id] { routeInitial(id); });
+    return;
+  }
+  routeInitial(id);
+}
+
+void Router::routeInitial(TransactionId id) {
+  std::string user;
+  bool local = false;
+  withRequest(id, [&](const sip::Message& m) {
+    auto ruri = sip::parseUri(m.requestUri());
+    local = ruri && shared_.isLocalHost(ruri->host);
+    user = ruri ? std::string(ruri->user) : std::string();
+  });
+  const transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
+  if (!local) {
+    // An authenticated subscriber calling out: the core routes by the Request-URI.
+    proxy_.forward(id, {transaction::Target{}}, options);
+    return;
+  }
+  const std::string aor = user + "@" + shared_.settings().domain;
+  store_->getBindings(aor, [this, id, user, options](Result<std::vector<store::Binding>> r) {
+    if (!r) {
+      storeFailed(id);
+      return;
+    }
+    if (!r->empty()) {
+      std::vector<transaction::Target> targets;
+      for (const auto& b : *r) {
+        transaction::Target t;
+        t.uri = b.contact;
+        t.routeSet = b.path;
+        t.q = b.q;
+        targets.push_back(std::move(t));
+      }
+      proxy_.forward(id, std::move(targets), options);
+      return;
+    }
+    if (const auto* number = shared_.dialplan().find(user)) {
+      withRequest(id, [&](const sip::Message& m) { routeToApp(id, *number, m); });
+      return;
+    }
+    // A subscriber who is not registered (480) or nobody at all (404).
+    credentials_.get(
+        shared_.settings().domain, user,
+        [this, id, alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
+          if (alive.expired()) {
+            return;
+          }
+          if (lookup.status == auth::CredentialStatus::kUnknownUser) {
+            proxy_.respond(id, 404, "Not Found");
+          } else {
+            proxy_.respond(id, 480, "Temporarily Unavailable");
+          }
+        });
+  });
+}
+
+void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip::Message& req) {
+  auto apps = shared_.apps();
+  const int64_t nowNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+  size_t pick = apps->pick(req.callId(), nowNs);
+  if (pick == SIZE_MAX) {
+    proxy_.respond(id, 503, "No Application Server", "Retry-After: 5\r\n");
+    return;
+  }
+  auto from = req.from();
+  const std::string headers =
+      Dialplan::headerLines(number, from ? from->uri.user : std::string_view());
+  transaction::Target t;
+  t.nextHop = transaction::Destination{transport::Protocol::kUdp, apps->at(pick).endpoint, {}};
+  apps->at(pick).forwarded.fetch_add(1, std::memory_order_relaxed);
+  transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
+  options.editBranch = [headers](size_t, const transaction::Target&, sip::MessageEditor& edit) {
+    // One edit of the whole block: the lines go in just before the blank line.
+    std::string_view rest = headers;
+    while (!rest.empty()) {
+      auto eol = rest.find("\r\n");
+      auto line = rest.substr(0, eol);
+      auto colon = line.find(':');
+      edit.appendHeader(line.substr(0, colon), trim(line.substr(colon + 1)));
+      rest.remove_prefix(eol + 2);
+    }
+  };
+  proxy_.forward(id, {std::move(t)}, std::move(options));
+}
+
+void Router::removeDialog(const sip::Message& req) {
+  const std::string callId(req.callId());
+  const std::string a = tagOf(req.from());
+  const std::string b = tagOf(req.to());
+  // The BYE may come from either side: the record is keyed caller tag first.
+  store_->getDialogs(callId, [this, a, b](Result<std::vector<store::DialogRecord>> r) {
+    if (!r) {
+      RouterCounters::bump(counters_.storeErrors);
+      return;
+    }
+    for (const auto& d : *r) {
+      if ((d.id.fromTag == a && d.id.toTag == b) || (d.id.fromTag == b && d.id.toTag == a)) {
+        store_->removeDialog(d.id, [this](Result<void> done) {
+          RouterCounters::bump(done ? counters_.dialogsRemoved : counters_.storeErrors);
+        });
+      }
+    }
+  });
+}
+
+void Router::onResponse(TransactionId server, const sip::Message& response) {
+  if (response.statusCode() < 200 || response.statusCode() >= 300) {
+    return;
+  }
+  auto cseq = response.cseq();
+  if (!cseq || cseq->method != sip::Method::kInvite) {
+    return;
+  }
+  store::DialogRecord rec;
+  bool initial = false;
+  withRequest(server, [&](const sip::Message& req) {
+    auto to = req.to();
+    initial = to && !to->tag().has_value();
+    if (auto c = req.find(sip::HeaderId::kContact)) {
+      if (auto na = sip::parseNameAddr(c->value)) {
+        rec.callerContact = std::string(na->uriText);
+      }
+    }
+  });
+  if (!initial) {
+    return;  // a re-INVITE: the dialog exists
+  }
+  rec.id.callId = std::string(response.callId());
+  rec.id.fromTag = tagOf(response.from());
+  rec.id.toTag = tagOf(response.to());
+  for (const auto& h : response.headers()) {
+    if (h.id == sip::HeaderId::kRecordRoute) {
+      sip::ValueSplitter values(h.value);
+      while (auto v = values.next()) {
+        rec.callerRouteSet.emplace_back(*v);
+      }
+    }
+    if (h.id == sip::HeaderId::kContact && rec.calleeContact.empty()) {
+      if (auto na = sip::parseNameAddr(h.value)) {
+        rec.calleeContact = std::string(na->uriText);
+      }
+    }
+  }
+  rec.calleeRouteSet.assign(rec.callerRouteSet.rbegin(), rec.callerRouteSet.rend());
+  rec.callerCseq = cseq->number;
+  rec.owner = shared_.settings().instanceId;
+  rec.created = store::systemNow();
+  rec.expires = rec.created + shared_.settings().dialogMaxDuration;
+  store_->putDialog(std::move(rec), [this](Result<void> r) {
+    RouterCounters::bump(r ? counters_.dialogsCreated : counters_.storeErrors);
+  });
+}
+
+}  // namespace evosip::router

@@ -1,0 +1,576 @@
+#include <future>
+#include <unistd.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+#include <openssl/rand.h>
+
+#include <evosip/base/hash.hpp>
+#include <evosip/router/router_service.hpp>
+#include <evosip/runtime/signals.hpp>
+#include <evosip/runtime/worker_pool.hpp>
+#include <evosip/sip/response.hpp>
+
+namespace evosip::router {
+
+namespace json = boost::json;
+
+RouterConfig readRouterConfig(config::Document& doc) {
+  RouterConfig c;
+  c.common = role::readCommon(doc, {"udp:127.0.0.1:5070"}, "127.0.0.1:8070");
+  auto& r = c.router;
+  r.domain = doc.getString("router.domain", "evosip.local");
+  if (r.domain.empty()) {
+    throw config::ConfigError("router.domain: must not be empty");
+  }
+  r.aliases = doc.getList("router.aliases", {"127.0.0.1"});
+  r.api = doc.getString("router.api", "127.0.0.1:8080");
+  r.apiToken = config::readSecret(doc.getString("router.api_token", ""));
+  r.apiTimeout = std::chrono::milliseconds(doc.getInt("router.api_timeout_ms", 2000, 100, 60000));
+  r.credentials.ttl = std::chrono::seconds(doc.getInt("router.credential_ttl_s", 300, 0, 86400));
+  r.challengeAlgorithms.clear();
+  for (const auto& name : doc.getList("router.auth_algorithms", {"MD5", "SHA-256"})) {
+    auto a = auth::algorithmFromName(name);
+    if (!a) {
+      throw config::ConfigError(
+          fmt::format("router.auth_algorithms: '{}' is not MD5 or SHA-256", name));
+    }
+    r.challengeAlgorithms.push_back(*a);
+  }
+  if (r.challengeAlgorithms.empty()) {
+    throw config::ConfigError("router.auth_algorithms: at least one algorithm");
+  }
+  r.registrar.defaultExpires =
+      static_cast<uint32_t>(doc.getInt("router.expires.default", 3600, 1, 604800));
+  r.registrar.minExpires = static_cast<uint32_t>(doc.getInt("router.expires.min", 60, 1, 604800));
+  r.registrar.maxExpires = static_cast<uint32_t>(doc.getInt("router.expires.max", 7200, 1, 604800));
+  if (r.registrar.minExpires > r.registrar.maxExpires) {
+    throw config::ConfigError("router.expires.min: larger than router.expires.max");
+  }
+  r.dialogMaxDuration =
+      std::chrono::seconds(doc.getInt("router.dialog_max_duration_s", 43200, 60, 604800));
+  const bool recordRoute = doc.getBool("router.record_route", false);
+  r.instanceId = doc.getString("router.instance_id", "");
+
+  std::string secret = config::readSecret(doc.getString("router.nonce_secret", ""));
+  if (secret.empty()) {
+    unsigned char raw[32];
+    RAND_bytes(raw, sizeof raw);
+    secret.assign(reinterpret_cast<const char*>(raw), sizeof raw);
+  } else if (secret.size() < auth::NonceCodec::kMinSecretSize) {
+    throw config::ConfigError(fmt::format("router.nonce_secret: at least {} characters",
+                                          auth::NonceCodec::kMinSecretSize));
+  }
+  c.nonces.secret = secret;
+  c.nonces.lifetime = std::chrono::seconds(doc.getInt("router.nonce_lifetime_s", 300, 1, 86400));
+
+  c.apps = doc.getList("router.apps", {});
+  for (const auto& number : doc.childKeys("router.dialplan")) {
+    ServiceNumber n;
+    n.number = number;
+    const std::string base = "router.dialplan." + number;
+    for (const auto& key : doc.childKeys(base)) {
+      std::string value = doc.getString(base + "." + key, "");
+      if (key == "action") {
+        n.action = value;
+      } else {
+        n.params.emplace_back(headerSuffix(key), value);
+      }
+    }
+    if (n.action.empty()) {
+      throw config::ConfigError(fmt::format("{}.action: required", base));
+    }
+    c.dialplan.add(std::move(n));
+  }
+
+  c.store.backend = doc.getString("store.backend", "memory");
+  if (c.store.backend != "memory" && c.store.backend != "redis") {
+    throw config::ConfigError(
+        fmt::format("store.backend: '{}' is not memory or redis", c.store.backend));
+  }
+  c.store.redis.host = doc.getString("store.redis.host", "127.0.0.1");
+  c.store.redis.port = static_cast<uint16_t>(doc.getInt("store.redis.port", 6379, 1, 65535));
+  if (auto pw = config::readSecret(doc.getString("store.redis.password", "")); !pw.empty()) {
+    c.store.redis.password = pw;
+  }
+  c.store.redis.db = static_cast<int>(doc.getInt("store.redis.db", 0, 0, 1000));
+  doc.checkUnknownKeys();
+
+  if (auto set = role::TargetSet::build(c.apps); !set) {
+    throw config::ConfigError("router.apps: " + set.error().message);
+  }
+  // Our address for Via, Record-Route and the Route entries that name us.
+  const auto& first = c.common.listen.front();
+  std::string host =
+      c.common.advertiseHost.empty() ? first.endpoint.hostForUri() : c.common.advertiseHost;
+  uint16_t port = c.common.advertisePort != 0 ? c.common.advertisePort : first.endpoint.port;
+  r.proxy.viaHost = host;
+  r.proxy.viaPort = port;
+  for (const auto& spec : c.common.listen) {
+    r.proxy.self.emplace_back(spec.endpoint.ip.to_string(), spec.endpoint.port);
+  }
+  if (!c.common.advertiseHost.empty()) {
+    std::string h = c.common.advertiseHost;
+    if (h.size() > 2 && h.front() == '[') {
+      h = h.substr(1, h.size() - 2);
+    }
+    r.proxy.self.emplace_back(h, port);
+  }
+  if (recordRoute) {
+    r.recordRoute = fmt::format("sip:{}:{};lr", host, port);
+  }
+  if (r.instanceId.empty()) {
+    char name[256] = {};
+    ::gethostname(name, sizeof name - 1);
+    r.instanceId = fmt::format("{}:{}", name, port);
+  }
+  return c;
+}
+
+struct RouterService::Impl {
+  explicit Impl(RouterConfig c)
+      : config(std::move(c)), pool(config.common.workers), logger(log::get("router")) {}
+
+  RouterConfig config;
+  runtime::WorkerPool pool;
+  std::shared_ptr<spdlog::logger> logger;
+  metrics::Registry metrics;
+  control::RpcRegistry rpc;
+  std::unique_ptr<RouterShared> shared;
+  std::shared_ptr<store::StoreFactory> storeFactory;
+  std::vector<std::unique_ptr<Router>> routers;
+  std::unique_ptr<transport::SipTransport> transport;
+  std::unique_ptr<control::ControlServer> control;
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> timers;
+  std::atomic<bool> ready{false};
+  std::atomic<uint64_t> parseDrops{0};
+
+  void onPacket(runtime::Worker& worker, const transport::Packet& packet) {
+    auto msg = sip::Message::parse(packet.data);
+    if (!msg) {
+      parseDrops.fetch_add(1, std::memory_order_relaxed);
+      if (packet.source.protocol == transport::Protocol::kUdp) {
+        std::string reply = sip::buildUnframedResponse(packet.data, 400);
+        if (!reply.empty()) {
+          transport->send({transport::Protocol::kUdp, packet.source.remote, {}}, reply);
+        }
+      }
+      return;
+    }
+    // The worker of the Call-ID owns the call's transactions.
+    const size_t owner = hash64(msg->callId()) % routers.size();
+    if (owner == worker.index()) {
+      routers[owner]->onMessage(*msg, packet.source);
+      return;
+    }
+    pool.post(owner, [this, owner, bytes = std::string(packet.data), src = packet.source] {
+      if (auto m = sip::Message::parse(bytes)) {
+        routers[owner]->onMessage(*m, src);
+      }
+    });
+  }
+
+  void armTick(size_t w) {
+    auto& t = *timers[w];
+    t.expires_after(std::chrono::milliseconds(10));
+    t.async_wait([this, w](const boost::system::error_code& ec) {
+      if (ec) {
+        return;
+      }
+      routers[w]->onTick();
+      armTick(w);
+    });
+  }
+
+  // Runs fn(Router&) on worker 0 and waits for its answer (RPC handlers run on the control
+  // thread; the store answers on the worker).
+  control::RpcResult onWorker(
+      const std::function<void(Router&, std::function<void(control::RpcResult)>)>& fn) {
+    auto promise = std::make_shared<std::promise<control::RpcResult>>();
+    auto future = promise->get_future();
+    pool.post(0, [this, fn, promise] {
+      fn(*routers[0], [promise](control::RpcResult r) { promise->set_value(std::move(r)); });
+    });
+    if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      return tl::unexpected(control::RpcError{control::kInternalError, "store timeout", nullptr});
+    }
+    return future.get();
+  }
+
+  void registerRpc();
+  void registerMetrics();
+};
+
+namespace {
+
+json::object bindingJson(const store::Binding& b) {
+  json::object o;
+  o["aor"] = b.aor;
+  o["contact"] = b.contact;
+  json::array path;
+  for (const auto& p : b.path) {
+    path.push_back(json::string(p));
+  }
+  o["path"] = std::move(path);
+  const auto left =
+      std::chrono::duration_cast<std::chrono::seconds>(b.expires - store::systemNow());
+  o["expires"] = std::max<int64_t>(0, left.count());
+  o["q"] = b.q;
+  o["call_id"] = b.callId;
+  o["cseq"] = b.cseq;
+  o["received"] = b.received;
+  o["user_agent"] = b.userAgent;
+  o["router"] = b.router;
+  return o;
+}
+
+json::object dialogJson(const store::DialogRecord& d) {
+  json::object o;
+  o["call_id"] = d.id.callId;
+  o["from_tag"] = d.id.fromTag;
+  o["to_tag"] = d.id.toTag;
+  o["caller_contact"] = d.callerContact;
+  o["callee_contact"] = d.calleeContact;
+  o["owner"] = d.owner;
+  o["age_s"] =
+      std::chrono::duration_cast<std::chrono::seconds>(store::systemNow() - d.created).count();
+  return o;
+}
+
+std::string stringParam(const json::value& params, const char* name) {
+  const auto* o = params.if_object();
+  const auto* v = o ? o->if_contains(name) : nullptr;
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+control::RpcResult storeError(const Error& e) {
+  return tl::unexpected(control::RpcError{control::kInternalError, "store: " + e.message, nullptr});
+}
+
+}  // namespace
+
+void RouterService::Impl::registerRpc() {
+  rpc.add("location.lookup", [this](const json::value& params) -> control::RpcResult {
+    std::string aor = stringParam(params, "aor");
+    if (aor.empty()) {
+      return control::invalidParams("aor: \"user@domain\" is required");
+    }
+    return onWorker([aor](Router& r, auto done) {
+      r.store().getBindings(aor, [done](Result<std::vector<store::Binding>> res) {
+        if (!res) {
+          done(storeError(res.error()));
+          return;
+        }
+        json::array list;
+        for (const auto& b : *res) {
+          list.push_back(bindingJson(b));
+        }
+        done(json::value(json::object{{"bindings", std::move(list)}}));
+      });
+    });
+  });
+  rpc.add("location.list", [this](const json::value& params) -> control::RpcResult {
+    std::string cursor = stringParam(params, "cursor");
+    size_t count = 100;
+    if (const auto* o = params.if_object(); o && o->if_contains("count")) {
+      const auto& c = o->at("count");
+      if (!c.is_int64() || c.as_int64() < 1 || c.as_int64() > 1000) {
+        return control::invalidParams("count: an integer 1..1000");
+      }
+      count = static_cast<size_t>(c.as_int64());
+    }
+    return onWorker([cursor, count](Router& r, auto done) {
+      r.store().listAors(cursor, count, [done](Result<store::Page<std::string>> res) {
+        if (!res) {
+          done(storeError(res.error()));
+          return;
+        }
+        json::array aors;
+        for (const auto& a : res->items) {
+          aors.push_back(json::string(a));
+        }
+        done(json::value(json::object{{"aors", std::move(aors)}, {"next", res->next}}));
+      });
+    });
+  });
+  rpc.add("dialog.list", [this](const json::value& params) -> control::RpcResult {
+    std::string cursor = stringParam(params, "cursor");
+    return onWorker([cursor](Router& r, auto done) {
+      r.store().listDialogs(cursor, 100, [done](Result<store::Page<store::DialogRecord>> res) {
+        if (!res) {
+          done(storeError(res.error()));
+          return;
+        }
+        json::array list;
+        for (const auto& d : res->items) {
+          list.push_back(dialogJson(d));
+        }
+        done(json::value(json::object{{"dialogs", std::move(list)}, {"next", res->next}}));
+      });
+    });
+  });
+  rpc.add("dialog.get", [this](const json::value& params) -> control::RpcResult {
+    std::string callId = stringParam(params, "call_id");
+    if (callId.empty()) {
+      return control::invalidParams("call_id is required");
+    }
+    return onWorker([callId](Router& r, auto done) {
+      r.store().getDialogs(callId, [done](Result<std::vector<store::DialogRecord>> res) {
+        if (!res) {
+          done(storeError(res.error()));
+          return;
+        }
+        json::array list;
+        for (const auto& d : *res) {
+          list.push_back(dialogJson(d));
+        }
+        done(json::value(json::object{{"dialogs", std::move(list)}}));
+      });
+    });
+  });
+  rpc.add("auth.invalidate", [this](const json::value& params) -> control::RpcResult {
+    std::string domain = stringParam(params, "domain");
+    std::string user = stringParam(params, "user");
+    if (domain.empty() != user.empty()) {
+      return control::invalidParams("give both domain and user, or neither (all)");
+    }
+    pool.postAll([this, domain, user](runtime::Worker& w) {
+      if (domain.empty()) {
+        routers[w.index()]->invalidateAll();
+      } else {
+        routers[w.index()]->invalidate(domain, user);
+      }
+    });
+    return json::value(json::object{{"invalidated", domain.empty() ? "all" : user + "@" + domain}});
+  });
+  rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
+    auto set = shared->apps();
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    json::array apps;
+    for (size_t i = 0; i < set->size(); ++i) {
+      const auto& t = set->at(i);
+      apps.push_back(json::object{{"uri", t.uri},
+                                  {"address", t.endpoint.str()},
+                                  {"state", t.upAt(now) ? "up" : "down"},
+                                  {"forwarded", t.forwarded.load()}});
+    }
+    return json::value(json::object{{"apps", std::move(apps)}});
+  });
+  rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
+    std::string set = stringParam(params, "set");
+    if (set != "apps") {
+      return control::invalidParams(
+          "set: the router has the \"apps\" set (the media set arrives with the media role)");
+    }
+    const auto* o = params.if_object();
+    const auto* targets = o ? o->if_contains("targets") : nullptr;
+    if (!targets || !targets->is_array()) {
+      return control::invalidParams("targets: an array of sip: URIs is required");
+    }
+    std::vector<std::string> uris;
+    for (const auto& t : targets->as_array()) {
+      if (!t.is_string()) {
+        return control::invalidParams("targets: every target must be a string");
+      }
+      uris.emplace_back(t.as_string());
+    }
+    auto built = role::TargetSet::build(uris);
+    if (!built) {
+      return control::invalidParams("targets: " + built.error().message);
+    }
+    shared->setApps(*built);
+    return json::value(json::object{{"set", "apps"}, {"targets", uris.size()}});
+  });
+  rpc.add("instance.drain", [this](const json::value&) -> control::RpcResult {
+    shared->draining = true;
+    ready = false;
+    uint64_t transactions = 0;
+    int64_t dialogs = 0;
+    for (const auto& r : routers) {
+      transactions += r->transactions();
+      dialogs += static_cast<int64_t>(r->counters().dialogsCreated.load()) -
+                 static_cast<int64_t>(r->counters().dialogsRemoved.load());
+    }
+    logger->info("draining: new registrations and calls get 503");
+    return json::value(json::object{{"draining", true},
+                                    {"transactions", transactions},
+                                    {"dialogs", std::max<int64_t>(0, dialogs)}});
+  });
+}
+
+void RouterService::Impl::registerMetrics() {
+  auto& regs = metrics.counterFamily("evosip_router_registrations_total",
+                                     "REGISTER requests answered, by result");
+  auto& challenges =
+      metrics.counterFamily("evosip_router_auth_challenges_total", "401/407 challenges sent");
+  auto& failures =
+      metrics.counterFamily("evosip_router_auth_failures_total", "Credentials refused, by reason");
+  auto& dialogs = metrics.counterFamily("evosip_router_dialogs_total",
+                                        "Dialog records written and removed by this instance");
+  auto& active = metrics.gaugeFamily(
+      "evosip_router_dialogs_active",
+      "Dialogs this instance created minus those it removed (others may remove them)");
+  auto& storeErrors =
+      metrics.counterFamily("evosip_router_store_errors_total", "Store operations that failed");
+  auto& fetches = metrics.counterFamily("evosip_router_api_fetches_total",
+                                        "Credential fetches from the api role, by result");
+  auto& transactions =
+      metrics.gaugeFamily("evosip_router_transactions", "Proxy transactions in progress");
+  auto& drain = metrics.counterFamily("evosip_router_drain_rejected_total",
+                                      "New requests refused with 503 while draining");
+  auto& parse =
+      metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed");
+  struct State {
+    std::unique_ptr<role::CounterMirror> ok, failed, challenges, created, removed, storeErrors,
+        found, unknown, apiFailed, drain, parse;
+    std::vector<std::unique_ptr<role::CounterMirror>> failures;
+    prometheus::Gauge* active = nullptr;
+    prometheus::Gauge* transactions = nullptr;
+  };
+  auto st = std::make_shared<State>();
+  auto mirror = [](prometheus::Counter& c) { return std::make_unique<role::CounterMirror>(c); };
+  st->ok = mirror(regs.Add({{"result", "ok"}}));
+  st->failed = mirror(regs.Add({{"result", "refused"}}));
+  st->challenges = mirror(challenges.Add({}));
+  st->created = mirror(dialogs.Add({{"event", "created"}}));
+  st->removed = mirror(dialogs.Add({{"event", "removed"}}));
+  st->storeErrors = mirror(storeErrors.Add({}));
+  st->found = mirror(fetches.Add({{"result", "found"}}));
+  st->unknown = mirror(fetches.Add({{"result", "unknown_user"}}));
+  st->apiFailed = mirror(fetches.Add({{"result", "failed"}}));
+  st->drain = mirror(drain.Add({}));
+  st->parse = mirror(parse.Add({}));
+  for (int r = 0; r < 7; ++r) {
+    st->failures.push_back(mirror(failures.Add(
+        {{"reason", std::string(auth::verifyResultName(static_cast<auth::VerifyResult>(r)))}})));
+  }
+  st->active = &active.Add({});
+  st->transactions = &transactions.Add({});
+  metrics.addCollectHook([this, st] {
+    auto sum = [&](auto get) {
+      double total = 0;
+      for (const auto& r : routers) {
+        total += static_cast<double>(get(r->counters()).load(std::memory_order_relaxed));
+      }
+      return total;
+    };
+    st->ok->set(sum([](const RouterCounters& c) -> auto& { return c.registrations; }));
+    st->failed->set(sum([](const RouterCounters& c) -> auto& { return c.registrationFailures; }));
+    st->challenges->set(sum([](const RouterCounters& c) -> auto& { return c.challenges; }));
+    const double created = sum([](const RouterCounters& c) -> auto& { return c.dialogsCreated; });
+    const double removed = sum([](const RouterCounters& c) -> auto& { return c.dialogsRemoved; });
+    st->created->set(created);
+    st->removed->set(removed);
+    st->active->Set(std::max(0.0, created - removed));
+    st->storeErrors->set(sum([](const RouterCounters& c) -> auto& { return c.storeErrors; }));
+    st->found->set(sum([](const RouterCounters& c) -> auto& { return c.apiFound; }));
+    st->unknown->set(sum([](const RouterCounters& c) -> auto& { return c.apiUnknown; }));
+    st->apiFailed->set(sum([](const RouterCounters& c) -> auto& { return c.apiFailed; }));
+    st->drain->set(sum([](const RouterCounters& c) -> auto& { return c.drainRejected; }));
+    st->parse->set(static_cast<double>(parseDrops.load()));
+    for (size_t i = 0; i < st->failures.size(); ++i) {
+      st->failures[i]->set(
+          sum([i](const RouterCounters& c) -> auto& { return c.authFailures[i]; }));
+    }
+    double txns = 0;
+    for (const auto& r : routers) {
+      txns += static_cast<double>(r->transactions());
+    }
+    st->transactions->Set(txns);
+  });
+}
+
+RouterService::RouterService(RouterConfig config)
+    : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+RouterService::~RouterService() {
+  stop();
+}
+
+void RouterService::start() {
+  Impl& d = *impl_;
+  auto apps = role::TargetSet::build(d.config.apps);
+  if (!apps) {
+    throw config::ConfigError("router.apps: " + apps.error().message);
+  }
+  d.shared =
+      std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan, *apps);
+  d.storeFactory = store::makeStoreFactory(d.config.store);
+  d.transport = std::make_unique<transport::SipTransport>(
+      d.pool, role::transportSettings(d.config.common),
+      [&d](runtime::Worker& w, const transport::Packet& p) { d.onPacket(w, p); });
+  for (size_t w = 0; w < d.pool.size(); ++w) {
+    d.routers.push_back(std::make_unique<Router>(
+        *d.shared, d.pool.at(w).io(), d.storeFactory->open(d.pool.at(w).io().get_executor()),
+        runtime::SteadyClock::instance(),
+        [&d](const transport::Destination& to, std::string_view bytes) {
+          return d.transport->send(to, bytes);
+        }));
+    d.timers.push_back(std::make_unique<boost::asio::steady_timer>(d.pool.at(w).io()));
+  }
+  d.transport->start();
+  d.registerRpc();
+  d.registerMetrics();
+  role::exportTransportMetrics(d.metrics, *d.transport);
+  d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
+                                                       [&d] { return d.ready.load(); });
+  d.control->start();
+  d.pool.start();
+  for (size_t w = 0; w < d.pool.size(); ++w) {
+    d.pool.post(w, [&d, w] { d.armTick(w); });
+  }
+  d.ready = true;
+  std::string addrs;
+  for (const auto& spec : d.transport->bound()) {
+    addrs += (addrs.empty() ? "" : ", ") + spec.str();
+  }
+  d.logger->info("router ready: sip {} control {} domain {} store {} workers {} api {}", addrs,
+                 d.config.common.control.listen, d.config.router.domain, d.config.store.backend,
+                 d.pool.size(), d.config.router.api);
+}
+
+void RouterService::stop() {
+  Impl& d = *impl_;
+  if (!d.transport) {
+    return;
+  }
+  d.ready = false;
+  if (d.control) {
+    d.control->stop();
+  }
+  for (size_t w = 0; w < d.timers.size(); ++w) {
+    auto* timer = d.timers[w].get();
+    d.pool.post(w, [timer] { timer->cancel(); });
+  }
+  d.transport->stop();
+  d.pool.stop();
+  d.routers.clear();
+  d.timers.clear();
+  d.transport.reset();
+}
+
+const std::vector<transport::ListenSpec>& RouterService::sipAddresses() const {
+  return impl_->transport->bound();
+}
+
+uint16_t RouterService::controlPort() const {
+  return impl_->control->port();
+}
+
+int runRouter(const std::string& configPath) {
+  runtime::blockStopSignals();
+  auto doc = config::Document::loadFile(configPath);
+  RouterConfig config = readRouterConfig(doc);
+  log::init(config.common.log);
+  RouterService service(std::move(config));
+  service.start();
+  int sig = runtime::waitForStopSignal();
+  log::get("router")->info("signal {}: stopping", sig);
+  service.stop();
+  return 0;
+}
+
+}  // namespace evosip::router
