@@ -126,8 +126,9 @@ NonceCodec::~NonceCodec() {
 
 std::string NonceCodec::issue(std::string_view realm, WallTime now) const {
   Raw raw{};
-  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
-  const auto ts = static_cast<uint64_t>(secs.count());
+  // Milliseconds: a lifetime of a few seconds must not be cut by a whole-second rounding.
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  const auto ts = static_cast<uint64_t>(ms.count());
   for (size_t i = 0; i < kTimeSize; ++i) {
     raw[i] = static_cast<unsigned char>(ts >> (8 * (kTimeSize - 1 - i)));
   }
@@ -163,19 +164,22 @@ NonceCodec::Check NonceCodec::check(std::string_view nonce, std::string_view rea
     ts = (ts << 8) | raw[i];
   }
   // Issue times beyond what a clock can represent come only from a misbehaving signer.
-  if (ts > static_cast<uint64_t>(INT64_MAX / 1'000'000'000)) {
+  if (ts > static_cast<uint64_t>(INT64_MAX / 1'000'000)) {
     result.status = Status::kExpired;
     return result;
   }
-  result.issuedAt = WallTime(std::chrono::seconds(static_cast<int64_t>(ts)));
-  const auto nowSecs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
-  const auto age = nowSecs - std::chrono::seconds(static_cast<int64_t>(ts));
+  const auto issued = std::chrono::milliseconds(static_cast<int64_t>(ts));
+  result.issuedAt = WallTime(std::chrono::duration_cast<WallTime::duration>(issued));
+  const auto nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  const auto age = nowMs - issued;
   if (age > settings_.lifetime || age < -settings_.maxClockSkew) {
     result.status = Status::kExpired;
     return result;
   }
   result.status = Status::kValid;
-  result.remaining = std::max(settings_.lifetime - age, std::chrono::seconds(1));
+  result.remaining = std::max(
+      std::chrono::duration_cast<std::chrono::seconds>(settings_.lifetime - age),
+      std::chrono::seconds(1));
   return result;
 }
 

@@ -28,8 +28,9 @@ TEST(NonceTest, FormatIsBase64UrlOf32Bytes) {
   for (char c : n) {
     EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') << c;
   }
-  // The first 8 bytes are the issue time, big-endian: 1700000000 = 0x6553F100.
-  EXPECT_EQ(n.substr(0, 10), "AAAAAGVT8Q");
+  // The first 8 bytes are the issue time in milliseconds, big-endian:
+  // 1700000000000 = 0x0000018BCFE56800.
+  EXPECT_EQ(n.substr(0, 10), "AAABi8_laA");
 }
 
 TEST(NonceTest, EveryNonceIsDifferent) {
