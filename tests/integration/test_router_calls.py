@@ -87,6 +87,9 @@ class RouterCalls(RouterTestCase):
                              trace_msg=True)
         res = caller.run(self.cleanup)
         self.assertSippOk(res, 2)
+        # The app counts a call when its BYE exchange ends, which may be just after the
+        # caller's run returns: wait for it (bounded).
+        wait_until(lambda: app.result().successful >= 2, 5, "the app to count both calls")
         a = app.result()
         self.assertEqual((a.successful, a.failed), (2, 0), a.summary())
         with open(app.msg_path, encoding="utf-8", errors="replace") as f:
