@@ -1807,7 +1807,8 @@ class Md5OnlyRelay:
     MD5-only client.
 
     sipp 3.6.1 only computes MD5 and takes the first challenge of a 401/407: when the first
-    one is SHA-256 (RFC 8760 order, as the router sends them) it aborts the call with
+    one is SHA-256 (RFC 8760 order; the router offers MD5 first by default, see
+    router.auth_algorithms, so this matters when that order is changed) it aborts with
     "createAuthHeader: authentication must use MD5 or AKAv1-MD5". A compliant MD5-only UA
     skips challenges it cannot answer; this relay does that for sipp by removing the
     non-MD5 challenges (only when an MD5 one is present) and relays everything else
