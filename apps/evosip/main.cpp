@@ -1,11 +1,15 @@
 // The one binary: `evosip <role> --config FILE`, `evosip up`, `evosip ctl`.
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <openssl/rand.h>
 
 #include <evosip/api/api_service.hpp>
 #include <evosip/config/config.hpp>
@@ -19,30 +23,103 @@ namespace {
 
 constexpr const char* kVersion = "0.1.0";
 
+// A password for a demo subscriber: 12 characters from a readable alphabet.
+std::string demoPassword() {
+  static constexpr char kAlphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
+  unsigned char raw[12];
+  RAND_bytes(raw, sizeof raw);
+  std::string out;
+  for (unsigned char c : raw) {
+    out.push_back(kAlphabet[c % (sizeof kAlphabet - 1)]);
+  }
+  return out;
+}
+
+// Creates the demo domain and subscribers through the API (a second `up` resets passwords).
+std::vector<std::pair<std::string, std::string>> createDemoSubscribers(const std::string& api) {
+  using evosip::control::httpRequest;
+  const auto timeout = std::chrono::seconds(5);
+  auto domain = httpRequest(api, "POST", "/v1/domains", "", R"({"name":"evosip.local"})", timeout);
+  if (!domain || (domain->status != 201 && domain->status != 200 && domain->status != 409)) {
+    throw std::runtime_error("evosip up: cannot create the demo domain through the API: " +
+                             (domain ? domain->body : domain.error()));
+  }
+  std::vector<std::pair<std::string, std::string>> users;
+  for (const char* user : {"alice", "bob"}) {
+    std::string password = demoPassword();
+    auto created =
+        httpRequest(api, "POST", "/v1/subscribers", "",
+                    fmt::format(R"({{"domain":"evosip.local","username":"{}","password":"{}"}})",
+                                user, password),
+                    timeout);
+    if (created && created->status == 409) {
+      created = httpRequest(api, "PATCH", fmt::format("/v1/subscribers/evosip.local/{}", user), "",
+                            fmt::format(R"({{"password":"{}"}})", password), timeout);
+    }
+    if (!created || created->status >= 300) {
+      throw std::runtime_error(fmt::format("evosip up: cannot create {} through the API: {}", user,
+                                           created ? created->body : created.error()));
+    }
+    users.emplace_back(user, password);
+  }
+  return users;
+}
+
 // `evosip up`: every role that exists, on loopback, with a demo configuration.
-int runUp(int sipPort, int controlPort) {
+int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   using namespace evosip;
   runtime::blockStopSignals();
   log::init({});
-  auto doc = config::Document::fromString(
+  std::filesystem::create_directories(dataDir);
+  const std::string data = std::filesystem::absolute(dataDir).string();
+  const int routerPort = sipPort + 10;
+
+  auto routerDoc = config::Document::fromString(
+      fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
+                  "control: {{ listen: \"127.0.0.1:0\" }}\n"
+                  "router:\n  domain: evosip.local\n  aliases: [\"127.0.0.1\"]\n"
+                  "  api: \"127.0.0.1:{1}\"\n",
+                  routerPort, apiPort));
+  router::RouterService routerService(router::readRouterConfig(routerDoc));
+  routerService.start();
+
+  auto apiDoc = config::Document::fromString(
+      fmt::format("api:\n  listen: \"127.0.0.1:{0}\"\n  database: \"sqlite://{1}/evosip.db\"\n"
+                  "  routers: [\"127.0.0.1:{2}\"]\n"
+                  "control: {{ listen: \"127.0.0.1:0\" }}\n",
+                  apiPort, data, routerService.controlPort()));
+  api::ApiService apiService(api::readApiConfig(apiDoc));
+  apiService.start();
+
+  auto edgeDoc = config::Document::fromString(
       fmt::format("sip:\n  listen: [\"udp:127.0.0.1:{0}\", \"tcp:127.0.0.1:{0}\"]\n"
-                  "control: {{ listen: \"127.0.0.1:{1}\" }}\n"
-                  "edge:\n  routers: [\"sip:127.0.0.1:{2}\"]\n",
-                  sipPort, controlPort, sipPort + 10));
-  auto config = edge::readEdgeConfig(doc);
-  edge::EdgeService edgeService(std::move(config));
+                  "control: {{ listen: \"127.0.0.1:0\" }}\n"
+                  "edge:\n  routers: [\"sip:127.0.0.1:{1}\"]\n",
+                  sipPort, routerPort));
+  edge::EdgeService edgeService(edge::readEdgeConfig(edgeDoc));
   edgeService.start();
+
+  const auto users = createDemoSubscribers(fmt::format("127.0.0.1:{}", apiPort));
   std::printf(
-      "evosip up: running on loopback\n"
-      "  edge    SIP udp+tcp 127.0.0.1:%d   control http://127.0.0.1:%u (/metrics /readyz /rpc)\n"
-      "  routers sip:127.0.0.1:%d  (the router role is not part of this build yet: point a\n"
-      "          SIP server there, e.g. `sipp -sn uas -i 127.0.0.1 -p %d`, to take calls)\n"
-      "Try: sipp -sn uac -i 127.0.0.1 -m 10 127.0.0.1:%d -s 100\n"
-      "Ctrl-C stops everything.\n",
-      sipPort, edgeService.controlPort(), sipPort + 10, sipPort + 10, sipPort);
+      "evosip up: running on loopback (data in %s)\n"
+      "  edge    SIP udp+tcp 127.0.0.1:%d     control http://127.0.0.1:%u\n"
+      "  router  SIP udp 127.0.0.1:%d         control http://127.0.0.1:%u\n"
+      "  api     http://127.0.0.1:%d/v1/      control http://127.0.0.1:%u\n"
+      "SIP domain evosip.local (127.0.0.1 counts as it). Demo subscribers:\n",
+      data.c_str(), sipPort, edgeService.controlPort(), routerPort, routerService.controlPort(),
+      apiPort, apiService.controlPort());
+  for (const auto& [user, password] : users) {
+    std::printf("  %-6s password %s\n", user.c_str(), password.c_str());
+  }
+  std::printf(
+      "Register a softphone as <user>@evosip.local with server/outbound proxy 127.0.0.1:%d\n"
+      "(UDP or TCP), then call the other user. Ctrl-C stops everything.\n",
+      sipPort);
   std::fflush(stdout);
   runtime::waitForStopSignal();
   edgeService.stop();
+  apiService.stop();
+  routerService.stop();
   return 0;
 }
 
@@ -88,13 +165,15 @@ int main(int argc, char** argv) {
       "api", "provisioning REST API (domains, subscribers) and credentials for routers");
   api->add_option("-c,--config", apiConfig, "YAML configuration file (keys: services/api)");
 
+  std::string upData = "./evosip-data";
   int sipPort = 5060;
-  int controlPort = 8060;
+  int apiPort = 8080;
   auto* up = app.add_subcommand("up", "run the whole platform on loopback (demo)");
+  up->add_option("--data", upData, "data directory (SQLite database)");
   up->add_option("--sip-port", sipPort, "SIP port of the edge (UDP and TCP)")
       ->check(CLI::Range(1, 65000));
-  up->add_option("--control-port", controlPort, "control HTTP port of the edge")
-      ->check(CLI::Range(0, 65535));
+  up->add_option("--api-port", apiPort, "HTTP port of the provisioning API")
+      ->check(CLI::Range(1, 65535));
 
   std::string ctlAddress = "127.0.0.1:8060";
   std::string ctlToken;
@@ -119,7 +198,7 @@ int main(int argc, char** argv) {
       return evosip::api::runApi(apiConfig);
     }
     if (up->parsed()) {
-      return runUp(sipPort, controlPort);
+      return runUp(upData, sipPort, apiPort);
     }
     if (ctl->parsed()) {
       return runCtl(ctlAddress, ctlToken, ctlMethod, ctlParams);
