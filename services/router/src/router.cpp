@@ -1,5 +1,6 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <openssl/rand.h>
 
 #include <evosip/auth/challenge.hpp>
 #include <evosip/base/hash.hpp>
@@ -29,6 +30,17 @@ std::string pathSegment(std::string_view s) {
     }
   }
   return out;
+}
+
+// Every layer (each worker of each router) mixes its own random seed into its branches, so no
+// two make the same branch (RFC 3261 8.1.1.7: unique across space and time).
+transaction::LayerSettings withRandomSeed(transaction::LayerSettings s) {
+  unsigned char raw[8];
+  RAND_bytes(raw, sizeof raw);
+  for (unsigned char c : raw) {
+    s.branchSeed = (s.branchSeed << 8) | c;
+  }
+  return s;
 }
 
 bool needsAuthentication(sip::Method m) {
@@ -139,7 +151,8 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
                   done(std::move(lookup));
                 });
           }),
-      proxy_(shared.settings().proxy, shared.settings().layer, clock, std::move(send), *this) {}
+      proxy_(shared.settings().proxy, withRandomSeed(shared.settings().layer), clock,
+             std::move(send), *this) {}
 
 Router::~Router() = default;
 
