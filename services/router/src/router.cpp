@@ -156,6 +156,13 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
 
 Router::~Router() = default;
 
+void Router::onTick() {
+  proxy_.onTick(clock_.now());
+  counters_.serverTransactions.store(proxy_.layer().serverCount(), std::memory_order_relaxed);
+  counters_.clientTransactions.store(proxy_.layer().clientCount(), std::memory_order_relaxed);
+  counters_.proxyContexts.store(proxy_.contextCount(), std::memory_order_relaxed);
+}
+
 void Router::invalidate(std::string_view domain, std::string_view user) {
   credentials_.invalidate(domain, user);
 }

@@ -8,6 +8,7 @@
 
 #include <evosip/base/hash.hpp>
 #include <evosip/router/router_service.hpp>
+#include <evosip/router/timed_store.hpp>
 #include <evosip/runtime/signals.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 #include <evosip/sip/response.hpp>
@@ -390,7 +391,7 @@ void RouterService::Impl::registerRpc() {
     uint64_t transactions = 0;
     int64_t dialogs = 0;
     for (const auto& r : routers) {
-      transactions += r->transactions();
+      transactions += r->counters().proxyContexts.load();
       dialogs += static_cast<int64_t>(r->counters().dialogsCreated.load()) -
                  static_cast<int64_t>(r->counters().dialogsRemoved.load());
     }
@@ -417,8 +418,9 @@ void RouterService::Impl::registerMetrics() {
       metrics.counterFamily("evosip_router_store_errors_total", "Store operations that failed");
   auto& fetches = metrics.counterFamily("evosip_router_api_fetches_total",
                                         "Credential fetches from the api role, by result");
-  auto& transactions =
-      metrics.gaugeFamily("evosip_router_transactions", "Proxy transactions in progress");
+  auto& transactions = metrics.gaugeFamily(
+      "evosip_router_transactions",
+      "RFC 3261 transactions alive (server, client) and proxy contexts in progress (proxy)");
   auto& drain = metrics.counterFamily("evosip_router_drain_rejected_total",
                                       "New requests refused with 503 while draining");
   auto& parse =
@@ -429,6 +431,8 @@ void RouterService::Impl::registerMetrics() {
     std::vector<std::unique_ptr<role::CounterMirror>> failures;
     prometheus::Gauge* active = nullptr;
     prometheus::Gauge* transactions = nullptr;
+    prometheus::Gauge* serverTxns = nullptr;
+    prometheus::Gauge* clientTxns = nullptr;
   };
   auto st = std::make_shared<State>();
   auto mirror = [](prometheus::Counter& c) { return std::make_unique<role::CounterMirror>(c); };
@@ -448,7 +452,9 @@ void RouterService::Impl::registerMetrics() {
         {{"reason", std::string(auth::verifyResultName(static_cast<auth::VerifyResult>(r)))}})));
   }
   st->active = &active.Add({});
-  st->transactions = &transactions.Add({});
+  st->transactions = &transactions.Add({{"kind", "proxy"}});
+  st->serverTxns = &transactions.Add({{"kind", "server"}});
+  st->clientTxns = &transactions.Add({{"kind", "client"}});
   metrics.addCollectHook([this, st] {
     auto sum = [&](auto get) {
       double total = 0;
@@ -475,11 +481,9 @@ void RouterService::Impl::registerMetrics() {
       st->failures[i]->set(
           sum([i](const RouterCounters& c) -> auto& { return c.authFailures[i]; }));
     }
-    double txns = 0;
-    for (const auto& r : routers) {
-      txns += static_cast<double>(r->transactions());
-    }
-    st->transactions->Set(txns);
+    st->serverTxns->Set(sum([](const RouterCounters& c) -> auto& { return c.serverTransactions; }));
+    st->clientTxns->Set(sum([](const RouterCounters& c) -> auto& { return c.clientTransactions; }));
+    st->transactions->Set(sum([](const RouterCounters& c) -> auto& { return c.proxyContexts; }));
   });
 }
 
@@ -502,9 +506,18 @@ void RouterService::start() {
   d.transport = std::make_unique<transport::SipTransport>(
       d.pool, role::transportSettings(d.config.common),
       [&d](runtime::Worker& w, const transport::Packet& p) { d.onPacket(w, p); });
+  auto& latency = d.metrics.histogramFamily("evosip_router_store_latency_seconds",
+                                            "Store operations, from request to answer");
+  const prometheus::Histogram::BucketBoundaries buckets{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
+  const TimedStore::Histograms histograms{
+      &latency.Add({{"op", "bindings"}}, buckets), &latency.Add({{"op", "dialogs"}}, buckets),
+      &latency.Add({{"op", "nonce_count"}}, buckets), &latency.Add({{"op", "ping"}}, buckets)};
   for (size_t w = 0; w < d.pool.size(); ++w) {
     d.routers.push_back(std::make_unique<Router>(
-        *d.shared, d.pool.at(w).io(), d.storeFactory->open(d.pool.at(w).io().get_executor()),
+        *d.shared, d.pool.at(w).io(),
+        std::make_unique<TimedStore>(d.storeFactory->open(d.pool.at(w).io().get_executor()),
+                                     histograms),
         runtime::SteadyClock::instance(),
         [&d](const transport::Destination& to, std::string_view bytes) {
           return d.transport->send(to, bytes);

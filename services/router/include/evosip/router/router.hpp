@@ -79,6 +79,8 @@ struct RouterCounters {
   std::atomic<uint64_t> registrations{0}, registrationFailures{0}, challenges{0}, dialogsCreated{0},
       dialogsRemoved{0}, storeErrors{0}, apiFound{0}, apiUnknown{0}, apiFailed{0}, drainRejected{0};
   std::array<std::atomic<uint64_t>, 7> authFailures{};  // by auth::VerifyResult
+  // Published by the worker at every tick, read by the control thread.
+  std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0};
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -96,14 +98,13 @@ class Router final : public transaction::ProxyUser {
   void onMessage(const sip::Message& msg, const transport::Source& source) {
     proxy_.onMessage(msg, source);
   }
-  void onTick() { proxy_.onTick(clock_.now()); }
+  void onTick();
 
   void invalidate(std::string_view domain, std::string_view user);
   void invalidateAll();
 
   store::Store& store() { return *store_; }
   const RouterCounters& counters() const { return counters_; }
-  size_t transactions() const { return proxy_.contextCount(); }
 
   // transaction::ProxyUser
   void onRequest(transaction::TransactionId server, const sip::Message& request,
