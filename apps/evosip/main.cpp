@@ -74,12 +74,13 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   const std::string data = std::filesystem::absolute(dataDir).string();
   const int routerPort = sipPort + 10;
 
-  auto routerDoc = config::Document::fromString(
-      fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
-                  "control: {{ listen: \"127.0.0.1:0\" }}\n"
-                  "router:\n  domain: evosip.local\n  aliases: [\"127.0.0.1\"]\n"
-                  "  api: \"127.0.0.1:{1}\"\n",
-                  routerPort, apiPort));
+  auto routerDoc =
+      config::Document::fromString(fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
+                                               "control: {{ listen: \"127.0.0.1:0\" }}\n"
+                                               "router:\n  domain: evosip.local\n"
+                                               "  aliases: [\"127.0.0.1:{2}\", \"127.0.0.1:{0}\"]\n"
+                                               "  api: \"127.0.0.1:{1}\"\n",
+                                               routerPort, apiPort, sipPort));
   router::RouterService routerService(router::readRouterConfig(routerDoc));
   routerService.start();
 
@@ -105,9 +106,9 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
       "  edge    SIP udp+tcp 127.0.0.1:%d     control http://127.0.0.1:%u\n"
       "  router  SIP udp 127.0.0.1:%d         control http://127.0.0.1:%u\n"
       "  api     http://127.0.0.1:%d/v1/      control http://127.0.0.1:%u\n"
-      "SIP domain evosip.local (127.0.0.1 counts as it). Demo subscribers:\n",
+      "SIP domain evosip.local (127.0.0.1:%d counts as it). Demo subscribers:\n",
       data.c_str(), sipPort, edgeService.controlPort(), routerPort, routerService.controlPort(),
-      apiPort, apiService.controlPort());
+      apiPort, apiService.controlPort(), sipPort);
   for (const auto& [user, password] : users) {
     std::printf("  %-6s password %s\n", user.c_str(), password.c_str());
   }

@@ -65,12 +65,28 @@ RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings n
       dialplan_(std::move(dialplan)),
       apps_(std::move(apps)) {}
 
-bool RouterShared::isLocalHost(std::string_view host) const {
-  if (iequals(host, settings_.domain)) {
+bool RouterShared::isLocal(const sip::Uri& uri) const {
+  if (iequals(uri.host, settings_.domain)) {
     return true;
   }
   for (const auto& a : settings_.aliases) {
-    if (iequals(host, a)) {
+    // "host" matches any port; "host:port" ([v6]:port) only that port (5060 when the URI has
+    // none): another UA on the platform's IP is not the platform.
+    std::string_view alias = a;
+    std::string_view host = alias;
+    uint16_t port = 0;
+    const auto colon = alias.rfind(':');
+    const bool bracketed = !alias.empty() && alias.front() == '[';
+    if (colon != std::string_view::npos &&
+        (bracketed ? alias[colon - 1] == ']' : alias.find(':') == colon)) {
+      auto p = parseDecimal(alias.substr(colon + 1), 65535);
+      host = alias.substr(0, colon);
+      port = p ? static_cast<uint16_t>(*p) : 0;
+    }
+    if (bracketed && host.size() > 2) {
+      host = host.substr(1, host.size() - 2);
+    }
+    if (iequals(uri.host, host) && (port == 0 || uri.portOrDefault() == port)) {
       return true;
     }
   }
@@ -338,7 +354,7 @@ void Router::handleRegister(TransactionId id, const sip::Message& req,
     proxy_.respond(id, 400, "Bad Request-URI or To");
     return;
   }
-  if (!shared_.isLocalHost(ruri->host) || !shared_.isLocalHost(to->uri.host)) {
+  if (!shared_.isLocal(*ruri) || !shared_.isLocal(to->uri)) {
     proxy_.respond(id, 403, "Not Our Domain");
     return;
   }
@@ -424,8 +440,8 @@ void Router::handleInitial(TransactionId id, const sip::Message& req) {
     proxy_.respond(id, 416, "Unsupported URI Scheme");
     return;
   }
-  const bool calleeLocal = shared_.isLocalHost(ruri->host);
-  const bool callerLocal = from->uri.isSip() && shared_.isLocalHost(from->uri.host);
+  const bool calleeLocal = shared_.isLocal(*ruri);
+  const bool callerLocal = from->uri.isSip() && shared_.isLocal(from->uri);
   if (!callerLocal && !calleeLocal) {
     proxy_.respond(id, 403, "Relaying Denied");
     return;
@@ -442,7 +458,7 @@ void Router::routeInitial(TransactionId id) {
   bool local = false;
   withRequest(id, [&](const sip::Message& m) {
     auto ruri = sip::parseUri(m.requestUri());
-    local = ruri && shared_.isLocalHost(ruri->host);
+    local = ruri && shared_.isLocal(*ruri);
     user = ruri ? std::string(ruri->user) : std::string();
   });
   const transaction::ForwardOptions options{shared_.settings().recordRoute, {}};

@@ -30,7 +30,7 @@ namespace evosip::router {
 
 struct RouterSettings {
   std::string domain = "evosip.local";
-  std::vector<std::string> aliases;  // hosts (any port) that mean the domain
+  std::vector<std::string> aliases;  // "host" (any port) or "host:port" meaning the domain
   std::string instanceId;
   RegistrarSettings registrar;
   std::string recordRoute;  // our Record-Route URI ("" = do not Record-Route)
@@ -58,7 +58,8 @@ class RouterShared {
   const auth::DigestVerifier& verifier() const { return verifier_; }
   const auth::NonceCodec& nonces() const { return nonces_; }
   const Dialplan& dialplan() const { return dialplan_; }
-  bool isLocalHost(std::string_view host) const;
+  // The URI names this platform: the domain, or an alias ("host" any port, "host:port").
+  bool isLocal(const sip::Uri& uri) const;
 
   std::shared_ptr<role::TargetSet> apps() const;
   void setApps(std::shared_ptr<role::TargetSet> apps);
