@@ -62,6 +62,9 @@ enum class TimerSlot : uint8_t {
 // What client and server transactions have in common.
 class Transaction {
  public:
+  // The layer owns client and server transactions through this base.
+  virtual ~Transaction() = default;
+
   TransactionId id() const { return id_; }
   Kind kind() const { return kind_; }
   State state() const { return state_; }
