@@ -6,7 +6,7 @@ CMAKE_ARGS ?=
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/evosip-ccache
 
-.PHONY: all deps configure build run test unit integration fuzz format clean
+.PHONY: all deps configure build run test test-asan unit integration fuzz format clean
 
 all: build
 
@@ -28,6 +28,13 @@ run: build
 # Every test: unit, fuzz-corpus replay and integration (real binaries, real peers).
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 600
+
+# Every test against an AddressSanitizer + UBSan build (unit tests, corpora, and the integration
+# suites against the instrumented binary). Slower; run before landing parser or lifetime changes.
+test-asan: deps
+	cmake --preset asan-ubsan
+	cmake --build build-asan -j $(JOBS)
+	ctest --test-dir build-asan --output-on-failure -j $(JOBS) --timeout 900
 
 unit: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
