@@ -170,7 +170,11 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
       proxy_(shared.settings().proxy, withRandomSeed(shared.settings().layer), clock,
              std::move(send), *this) {}
 
-Router::~Router() = default;
+Router::~Router() {
+  // The store first: a backend that completes pending operations as it closes calls back into
+  // this Router, which must still be whole then.
+  store_.reset();
+}
 
 void Router::onTick() {
   proxy_.onTick(clock_.now());
