@@ -69,7 +69,8 @@ class ApiHandlerTest : public ::testing::Test {
   }
   static json::value body(const HttpResponse& r) { return json::parse(r.body); }
   static std::string field(const HttpResponse& r) {
-    const auto* f = body(r).as_object().if_contains("field");
+    const json::value b = body(r);  // the pointer below must not outlive it
+    const auto* f = b.as_object().if_contains("field");
     return f != nullptr ? std::string(f->as_string()) : "";
   }
   void createDomain(const std::string& name) {

@@ -1,3 +1,4 @@
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -56,16 +57,19 @@ class ProxyCoreTest : public ::testing::Test {
     }
   }
 
-  // Requests sent to `remote` (a branch), and responses sent upstream.
-  std::vector<std::string> to(const char* ip, uint16_t port = 5060) const {
+  // Requests sent to `remote` (a branch), and responses sent upstream. The list lives as long as
+  // the test, so messages parsed from it (views) stay valid.
+  const std::vector<std::string>& to(const char* ip, uint16_t port = 5060) const {
     std::vector<std::string> out;
     for (const auto& s : sent) {
       if (s.to.remote == ep(ip, port)) {
         out.push_back(s.bytes);
       }
     }
-    return out;
+    kept_.push_back(std::move(out));
+    return kept_.back();
   }
+  mutable std::deque<std::vector<std::string>> kept_;
   std::vector<int> upstreamCodes() const {
     std::vector<int> out;
     for (const auto& s : to("192.0.2.10", 5062)) {
