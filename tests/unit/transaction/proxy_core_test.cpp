@@ -136,7 +136,8 @@ TEST_F(ProxyCoreTest, LooseRoutePopsOwnEntryAndForwardsToTheNextRoute) {
   s.uri = "sip:bob@10.0.0.30:5090";
   s.extra = "Route: <sip:10.0.0.1;lr>, <sip:10.0.0.40;lr>\r\n";
   receive(request(s));
-  auto info = proxy->routeInfo(parsed(request(s)));
+  const std::string text = request(s);  // RouteInfo views into it
+  auto info = proxy->routeInfo(parsed(text));
   EXPECT_TRUE(info.poppedOwnRoute);
   EXPECT_EQ(info.nextRoute, "<sip:10.0.0.40;lr>");
   proxy->forward(router.last, {Target{}});
