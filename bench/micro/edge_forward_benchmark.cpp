@@ -2,9 +2,9 @@
 // rendezvous choice, Via/Record-Route/received/rport/Max-Forwards edits, serialization and the
 // failover entry; and the response path (200 OK back to the client). The transport is a no-op,
 // so this is the per-message CPU cost without syscalls.
-#include <benchmark/benchmark.h>
-
 #include <string>
+
+#include <benchmark/benchmark.h>
 
 #include <evosip/edge/edge_proxy.hpp>
 #include <evosip/runtime/clock.hpp>
@@ -19,7 +19,9 @@ using evosip::transport::Endpoint;
 using evosip::transport::Packet;
 using evosip::transport::Protocol;
 
-Endpoint ep(const char* ip, uint16_t port) { return {boost::asio::ip::make_address(ip), port}; }
+Endpoint ep(const char* ip, uint16_t port) {
+  return {boost::asio::ip::make_address(ip), port};
+}
 
 const std::string kInvite =
     "INVITE sip:bob@evosip.local SIP/2.0\r\n"
@@ -44,8 +46,8 @@ struct Fixture {
     s.flowSecret = "bench";
     s.maxPendingPerWorker = 1 << 20;
     proxy = std::make_unique<EdgeProxy>(
-        s, *RouterSet::build({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071", "sip:127.0.0.1:5072"}),
-        1, evosip::runtime::SteadyClock::instance(),
+        s, *RouterSet::build({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071", "sip:127.0.0.1:5072"}), 1,
+        evosip::runtime::SteadyClock::instance(),
         [this](const Destination&, std::string_view bytes) {
           last.assign(bytes);
           return true;

@@ -177,9 +177,9 @@ NonceCodec::Check NonceCodec::check(std::string_view nonce, std::string_view rea
     return result;
   }
   result.status = Status::kValid;
-  result.remaining = std::max(
-      std::chrono::duration_cast<std::chrono::seconds>(settings_.lifetime - age),
-      std::chrono::seconds(1));
+  result.remaining =
+      std::max(std::chrono::duration_cast<std::chrono::seconds>(settings_.lifetime - age),
+               std::chrono::seconds(1));
   return result;
 }
 

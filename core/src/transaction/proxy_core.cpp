@@ -14,22 +14,6 @@ namespace {
 
 using transport::Protocol;
 
-std::string_view viaTransport(Protocol p) {
-  switch (p) {
-    case Protocol::kUdp:
-      return "UDP";
-    case Protocol::kTcp:
-      return "TCP";
-    case Protocol::kTls:
-      return "TLS";
-    case Protocol::kWs:
-      return "WS";
-    case Protocol::kWss:
-      return "WSS";
-  }
-  return "UDP";
-}
-
 std::optional<Protocol> protocolOf(std::string_view name) {
   if (name.empty() || iequals(name, "udp")) {
     return Protocol::kUdp;
@@ -256,7 +240,7 @@ void ProxyCore::applyRoutes(const sip::Message& msg, const RoutePlan& plan,
 
 std::string ProxyCore::viaValue(const Destination& to, std::string_view branch) const {
   std::string v = "SIP/2.0/";
-  v.append(viaTransport(to.protocol)).append(" ").append(settings_.viaHost);
+  v.append(transport::viaTransportName(to.protocol)).append(" ").append(settings_.viaHost);
   v.append(":").append(std::to_string(settings_.viaPort)).append(";branch=").append(branch);
   return v;
 }

@@ -184,16 +184,7 @@ uint16_t ApiService::controlPort() const {
 }
 
 int runApi(const std::string& configPath) {
-  runtime::blockStopSignals();
-  auto doc = config::Document::loadFile(configPath);
-  ApiConfig config = readApiConfig(doc);
-  log::init(config.common.log);
-  ApiService service(std::move(config));
-  service.start();
-  int sig = runtime::waitForStopSignal();
-  log::get("api")->info("signal {}: stopping", sig);
-  service.stop();
-  return 0;
+  return role::runUntilStopped<ApiService>("api", configPath, &readApiConfig);
 }
 
 }  // namespace evosip::api

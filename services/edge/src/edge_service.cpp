@@ -1,9 +1,8 @@
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
 #include <evosip/edge/edge_service.hpp>
-#include <evosip/runtime/signals.hpp>
+#include <evosip/role/worker_ticks.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
 namespace evosip::edge {
@@ -46,20 +45,8 @@ struct EdgeService::Impl {
   std::unique_ptr<transport::SipTransport> transport;
   std::unique_ptr<EdgeProxy> proxy;
   std::unique_ptr<control::ControlServer> control;
-  std::vector<std::unique_ptr<boost::asio::steady_timer>> timers;
+  std::unique_ptr<role::WorkerTicks> ticks;
   std::atomic<bool> ready{false};
-
-  void armTick(size_t worker, std::chrono::milliseconds period) {
-    auto& t = *timers[worker];
-    t.expires_after(period);
-    t.async_wait([this, worker, period](const boost::system::error_code& ec) {
-      if (ec) {
-        return;
-      }
-      proxy->onTick(worker);
-      armTick(worker, period);
-    });
-  }
 
   void registerRpc();
   void registerMetrics();
@@ -273,15 +260,13 @@ void EdgeService::start() {
                                                        [&d] { return d.ready.load(); });
   d.control->start();
 
+  // Failover deadlines are checked a few times per router timeout.
   const auto period = std::chrono::milliseconds(
       std::clamp<int64_t>(d.config.edge.routerTimeout.count() / 5, 10, 100));
-  for (size_t w = 0; w < d.pool.size(); ++w) {
-    d.timers.push_back(std::make_unique<boost::asio::steady_timer>(d.pool.at(w).io()));
-  }
+  d.ticks =
+      std::make_unique<role::WorkerTicks>(d.pool, period, [&d](size_t w) { d.proxy->onTick(w); });
   d.pool.start();
-  for (size_t w = 0; w < d.pool.size(); ++w) {
-    d.pool.post(w, [&d, w, period] { d.armTick(w, period); });
-  }
+  d.ticks->start();
   d.ready = true;
   std::string addrs;
   for (const auto& spec : d.transport->bound()) {
@@ -300,13 +285,10 @@ void EdgeService::stop() {
   if (d.control) {
     d.control->stop();
   }
-  for (size_t w = 0; w < d.timers.size(); ++w) {
-    auto* timer = d.timers[w].get();
-    d.pool.post(w, [timer] { timer->cancel(); });
-  }
+  d.ticks->stop();
   d.transport->stop();
   d.pool.stop();
-  d.timers.clear();
+  d.ticks.reset();
   d.transport.reset();
 }
 
@@ -319,16 +301,7 @@ uint16_t EdgeService::controlPort() const {
 }
 
 int runEdge(const std::string& configPath) {
-  runtime::blockStopSignals();
-  auto doc = config::Document::loadFile(configPath);
-  EdgeConfig config = readEdgeConfig(doc);
-  log::init(config.common.log);
-  EdgeService service(std::move(config));
-  service.start();
-  int sig = runtime::waitForStopSignal();
-  log::get("edge")->info("signal {}: stopping", sig);
-  service.stop();
-  return 0;
+  return role::runUntilStopped<EdgeService>("edge", configPath, &readEdgeConfig);
 }
 
 }  // namespace evosip::edge

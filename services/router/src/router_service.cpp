@@ -1,15 +1,14 @@
 #include <future>
 #include <unistd.h>
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
 #include <openssl/rand.h>
 
 #include <evosip/base/hash.hpp>
+#include <evosip/role/worker_ticks.hpp>
 #include <evosip/router/router_service.hpp>
 #include <evosip/router/timed_store.hpp>
-#include <evosip/runtime/signals.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 #include <evosip/sip/response.hpp>
 
@@ -143,7 +142,7 @@ struct RouterService::Impl {
   std::vector<std::unique_ptr<Router>> routers;
   std::unique_ptr<transport::SipTransport> transport;
   std::unique_ptr<control::ControlServer> control;
-  std::vector<std::unique_ptr<boost::asio::steady_timer>> timers;
+  std::unique_ptr<role::WorkerTicks> ticks;
   std::atomic<bool> ready{false};
   std::atomic<uint64_t> parseDrops{0};
 
@@ -169,18 +168,6 @@ struct RouterService::Impl {
       if (auto m = sip::Message::parse(bytes)) {
         routers[owner]->onMessage(*m, src);
       }
-    });
-  }
-
-  void armTick(size_t w) {
-    auto& t = *timers[w];
-    t.expires_after(std::chrono::milliseconds(10));
-    t.async_wait([this, w](const boost::system::error_code& ec) {
-      if (ec) {
-        return;
-      }
-      routers[w]->onTick();
-      armTick(w);
     });
   }
 
@@ -522,7 +509,6 @@ void RouterService::start() {
         [&d](const transport::Destination& to, std::string_view bytes) {
           return d.transport->send(to, bytes);
         }));
-    d.timers.push_back(std::make_unique<boost::asio::steady_timer>(d.pool.at(w).io()));
   }
   d.transport->start();
   d.registerRpc();
@@ -531,10 +517,11 @@ void RouterService::start() {
   d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
                                                        [&d] { return d.ready.load(); });
   d.control->start();
+  // RFC 3261 timers: T1 is 500 ms, a 10 ms tick is well inside every deadline's tolerance.
+  d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(10),
+                                                [&d](size_t w) { d.routers[w]->onTick(); });
   d.pool.start();
-  for (size_t w = 0; w < d.pool.size(); ++w) {
-    d.pool.post(w, [&d, w] { d.armTick(w); });
-  }
+  d.ticks->start();
   d.ready = true;
   std::string addrs;
   for (const auto& spec : d.transport->bound()) {
@@ -554,14 +541,11 @@ void RouterService::stop() {
   if (d.control) {
     d.control->stop();
   }
-  for (size_t w = 0; w < d.timers.size(); ++w) {
-    auto* timer = d.timers[w].get();
-    d.pool.post(w, [timer] { timer->cancel(); });
-  }
+  d.ticks->stop();
   d.transport->stop();
   d.pool.stop();
   d.routers.clear();
-  d.timers.clear();
+  d.ticks.reset();
   d.transport.reset();
 }
 
@@ -574,16 +558,7 @@ uint16_t RouterService::controlPort() const {
 }
 
 int runRouter(const std::string& configPath) {
-  runtime::blockStopSignals();
-  auto doc = config::Document::loadFile(configPath);
-  RouterConfig config = readRouterConfig(doc);
-  log::init(config.common.log);
-  RouterService service(std::move(config));
-  service.start();
-  int sig = runtime::waitForStopSignal();
-  log::get("router")->info("signal {}: stopping", sig);
-  service.stop();
-  return 0;
+  return role::runUntilStopped<RouterService>("router", configPath, &readRouterConfig);
 }
 
 }  // namespace evosip::router

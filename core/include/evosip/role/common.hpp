@@ -11,6 +11,7 @@
 #include <evosip/control/server.hpp>
 #include <evosip/log/log.hpp>
 #include <evosip/metrics/metrics.hpp>
+#include <evosip/runtime/signals.hpp>
 #include <evosip/transport/address.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
@@ -57,5 +58,23 @@ class CounterMirror {
   prometheus::Counter* counter_;
   double last_ = 0;
 };
+
+// `evosip <role> --config FILE`: reads the configuration, starts the service, waits for SIGTERM
+// or SIGINT, stops it. Config is a role's config struct with a `common` member; Service has
+// start() and stop().
+template <typename Service, typename Config>
+int runUntilStopped(const std::string& role, const std::string& configPath,
+                    Config (*readConfig)(config::Document&)) {
+  runtime::blockStopSignals();
+  auto doc = config::Document::loadFile(configPath);
+  Config config = readConfig(doc);
+  log::init(config.common.log);
+  Service service(std::move(config));
+  service.start();
+  int sig = runtime::waitForStopSignal();
+  log::get(role)->info("signal {}: stopping", sig);
+  service.stop();
+  return 0;
+}
 
 }  // namespace evosip::role
