@@ -45,7 +45,7 @@ integration: build
 # libFuzzer binaries (clang-14): make fuzz, then build-fuzz/tests/fuzz/<name>_fuzzer CORPUS_DIR
 fuzz: deps
 	cmake --preset fuzz
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzzers
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
