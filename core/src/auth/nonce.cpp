@@ -9,6 +9,7 @@
 
 #include <evosip/auth/nonce.hpp>
 #include <evosip/base/assert.hpp>
+#include <evosip/base/base64url.hpp>
 
 namespace evosip::auth {
 namespace {
@@ -21,68 +22,18 @@ static_assert((kRawSize * 8 + 5) / 6 == NonceCodec::kEncodedSize);
 
 using Raw = std::array<unsigned char, kRawSize>;
 
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-int alphabetIndex(char c) {
-  if (c >= 'A' && c <= 'Z') {
-    return c - 'A';
-  }
-  if (c >= 'a' && c <= 'z') {
-    return c - 'a' + 26;
-  }
-  if (c >= '0' && c <= '9') {
-    return c - '0' + 52;
-  }
-  if (c == '-') {
-    return 62;
-  }
-  if (c == '_') {
-    return 63;
-  }
-  return -1;
-}
-
 std::string encode(const Raw& raw) {
   std::string out;
   out.reserve(NonceCodec::kEncodedSize);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char b : raw) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) {
-    out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
-  }
+  base64urlEncode(raw.data(), raw.size(), out);
   return out;
 }
 
 // Strict: exactly kEncodedSize characters of the alphabet and zero padding bits, so that one
 // nonce has exactly one spelling.
 bool decode(std::string_view text, Raw& raw) {
-  if (text.size() != NonceCodec::kEncodedSize) {
-    return false;
-  }
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t n = 0;
-  for (char c : text) {
-    const int v = alphabetIndex(c);
-    if (v < 0) {
-      return false;
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      raw[n++] = static_cast<unsigned char>((acc >> bits) & 0xff);
-    }
-  }
-  return n == kRawSize && (acc & ((1u << bits) - 1)) == 0;
+  return text.size() == NonceCodec::kEncodedSize &&
+         base64urlDecode(text, raw.data(), raw.size()) == static_cast<int>(kRawSize);
 }
 
 void mac(std::string_view secret, const unsigned char* data, size_t size, std::string_view realm,

@@ -6,77 +6,13 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <evosip/base/base64url.hpp>
 #include <evosip/edge/flow_token.hpp>
 
 namespace evosip::edge {
 namespace {
 
 constexpr size_t kMacLen = 8;
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-int decodeChar(char c) {
-  if (c >= 'A' && c <= 'Z') {
-    return c - 'A';
-  }
-  if (c >= 'a' && c <= 'z') {
-    return c - 'a' + 26;
-  }
-  if (c >= '0' && c <= '9') {
-    return c - '0' + 52;
-  }
-  if (c == '-') {
-    return 62;
-  }
-  if (c == '_') {
-    return 63;
-  }
-  return -1;
-}
-
-void base64url(const unsigned char* data, size_t len, std::string& out) {
-  size_t i = 0;
-  for (; i + 3 <= len; i += 3) {
-    uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
-  }
-  if (len - i == 1) {
-    uint32_t v = data[i] << 16;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-  } else if (len - i == 2) {
-    uint32_t v = (data[i] << 16) | (data[i + 1] << 8);
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-  }
-}
-
-// Returns decoded length or -1.
-int unbase64url(std::string_view in, unsigned char* out, size_t cap) {
-  size_t n = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int d = decodeChar(c);
-    if (d < 0) {
-      return -1;
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(d);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (n >= cap) {
-        return -1;
-      }
-      out[n++] = static_cast<unsigned char>((acc >> bits) & 0xff);
-    }
-  }
-  return static_cast<int>(n);
-}
-
 // Layout: proto(1) family(1: 4|6) ip(4|16) port(2) worker(2) seq(4) mac(8)
 size_t pack(const transport::Destination& d, unsigned char* buf) {
   size_t n = 0;
@@ -121,7 +57,7 @@ void FlowTokenCodec::encode(const transport::Destination& flow, std::string& out
   unsigned int macLen = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), buf, n, mac, &macLen);
   std::memcpy(buf + n, mac, kMacLen);
-  base64url(buf, n + kMacLen, out);
+  base64urlEncode(buf, n + kMacLen, out);
 }
 
 std::optional<transport::Destination> FlowTokenCodec::decode(std::string_view token) const {
@@ -129,7 +65,7 @@ std::optional<transport::Destination> FlowTokenCodec::decode(std::string_view to
   if (token.size() > 80) {
     return std::nullopt;
   }
-  int len = unbase64url(token, buf, sizeof buf);
+  int len = base64urlDecode(token, buf, sizeof buf);
   if (len < 2) {
     return std::nullopt;
   }
