@@ -74,13 +74,16 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   const std::string data = std::filesystem::absolute(dataDir).string();
   const int routerPort = sipPort + 10;
 
-  auto routerDoc =
-      config::Document::fromString(fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
-                                               "control: {{ listen: \"127.0.0.1:0\" }}\n"
-                                               "router:\n  domain: evosip.local\n"
-                                               "  aliases: [\"127.0.0.1:{2}\", \"127.0.0.1:{0}\"]\n"
-                                               "  api: \"127.0.0.1:{1}\"\n",
-                                               routerPort, apiPort, sipPort));
+  auto routerDoc = config::Document::fromString(
+      fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
+                  "control: {{ listen: \"127.0.0.1:0\" }}\n"
+                  "router:\n  domain: evosip.local\n"
+                  "  aliases: [\"127.0.0.1:{2}\", \"127.0.0.1:{0}\"]\n"
+                  // MD5 only: baresip 1.0 (libre) refuses a 401 that offers any algorithm it
+                  // does not know instead of ignoring that challenge (RFC 8760 section 2.4).
+                  "  auth_algorithms: [MD5]\n"
+                  "  api: \"127.0.0.1:{1}\"\n",
+                  routerPort, apiPort, sipPort));
   router::RouterService routerService(router::readRouterConfig(routerDoc));
   routerService.start();
 

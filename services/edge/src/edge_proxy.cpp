@@ -561,8 +561,8 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
     }
   }
 
-  // 6. Our branch: the transaction part is the same for retransmissions, ACK and CANCEL of the
-  // same request (RFC 3261 16.11); the loop part changes when the request changes (16.6 #8).
+  // 6. Our branch: the same for retransmissions, ACK and CANCEL of the same request (RFC 3261
+  // 16.11); the loop part changes when the request changes (16.6 #8).
   uint64_t txHash;
   {
     auto upstream = topVia->branch();
@@ -590,9 +590,8 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
     if (auto f = msg.from(); f && f->tag()) {
       w.scratch.append(*f->tag());
     }
-    if (to && to->tag()) {
-      w.scratch.append(*to->tag());
-    }
+    // No To tag: the ACK of a non-2xx final carries the callee's tag, and it must get the same
+    // branch as its INVITE (RFC 3261 16.11, 17.2.1) or the UAS never matches it.
     w.scratch.append(route.nextText);
     loopHash = hash64(w.scratch, 0x6c6f6f70) & 0xffffffffULL;
   }

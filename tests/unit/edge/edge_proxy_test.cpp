@@ -491,3 +491,33 @@ TEST_F(EdgeProxyTest, UdpRequestWithUnusableContentLengthGets400) {
 
 }  // namespace
 }  // namespace evosip::edge
+
+namespace evosip::edge {
+namespace {
+
+TEST_F(EdgeProxyTest, AckOfANonSuccessFinalGetsTheBranchOfItsInvite) {
+  // The router sends an INVITE to a client through the edge, the client answers 487, the router
+  // acknowledges it (hop by hop, same branch as its INVITE): the client must see the same branch
+  // on the ACK as on the INVITE, or it keeps retransmitting the 487.
+  const std::string head =
+      "sip:bob@10.2.2.2:5060 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrouterinv1\r\n"
+      "Max-Forwards: 69\r\nFrom: <sip:alice@evosip.local>;tag=a1\r\n";
+  receive("INVITE " + head +
+              "To: <sip:bob@evosip.local>\r\nCall-ID: ack-branch\r\nCSeq: 7 INVITE\r\n"
+              "Contact: <sip:alice@10.1.1.1>\r\nContent-Length: 0\r\n\r\n",
+          ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u);
+  const std::string invite = sent[0].bytes;
+  receive("ACK " + head +
+              "To: <sip:bob@evosip.local>;tag=b9\r\nCall-ID: ack-branch\r\nCSeq: 7 ACK\r\n"
+              "Content-Length: 0\r\n\r\n",
+          ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 2u);
+  const std::string ack = sent[1].bytes;
+  EXPECT_EQ(sip::Message::parse(invite)->topVia()->branch(),
+            sip::Message::parse(ack)->topVia()->branch());
+}
+
+}  // namespace
+}  // namespace evosip::edge
