@@ -7,8 +7,7 @@ platform here challenges with MD5 only, as `evosip up` does."""
 
 import os
 import shutil
-import subprocess
-import time
+import socket
 import unittest
 import wave
 
@@ -17,6 +16,21 @@ from harness import (HOST, ROUTER_DOMAIN, Process, RouterTestCase, create_subscr
 
 BARESIP = shutil.which("baresip")
 MODULES = "/usr/lib/baresip/modules"
+
+
+def sip_port_pair() -> int:
+    """A port P with P and P+1 free on UDP and TCP: baresip also binds TLS on P+1."""
+    for _ in range(50):
+        p = free_port()
+        try:
+            for port in (p, p + 1):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind((HOST, port))
+            return p
+        except OSError:
+            continue
+    raise AssertionError("no free pair of ports for baresip")
 
 
 def write_tone(path: str, seconds: float = 4.0) -> None:
@@ -39,7 +53,7 @@ class PlatformBaresip(RouterTestCase):
                   extra_args=()) -> Process:
         d = os.path.join(self.tmp, name)
         os.makedirs(d, exist_ok=True)
-        port = free_port()
+        port = sip_port_pair()
         with open(os.path.join(d, "config"), "w") as f:
             f.write(f"sip_listen {HOST}:{port}\nnet_interface {HOST}\n"
                     f"module_path {MODULES}\nmodule g711.so\nmodule aufile.so\n"
