@@ -53,6 +53,9 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
 ROOT = os.environ["BENCH_ROOT"]
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness as h  # noqa: E402  (stdlib-only helpers shared with the integration tests)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from benchlib import (TICK, cpu_seconds, fmt, loadavg, memory_kb, percentile,  # noqa: E402
+                      read_rtt, tree)
 
 QUICK = os.environ.get("QUICK", "") == "1"
 USERS = int(os.environ.get("USERS", "10000"))
@@ -73,39 +76,7 @@ KAMAILIO_CFG = os.path.join(ROOT, "bench", "kamailio", "router.cfg")
 KAM_MEM = os.environ.get("KAMAILIO_MEM", "tlsf")
 KAM_SHM_MB = os.environ.get("KAMAILIO_SHM_MB", "1024")
 DOMAIN = h.ROUTER_DOMAIN
-TICK = os.sysconf("SC_CLK_TCK")
 CALLEE = ("callee", "pw-callee-Secret")
-
-
-def tree(pid):
-    """pid and all its descendants (kamailio forks its workers)."""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                kids.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def cpu_seconds(pid):
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / TICK
 
 
 def thread_cpu(pid):
@@ -137,59 +108,6 @@ def print_thread_split(side, before, after):
         shown = ", ".join(f"{k} {v:.2f}s ({100 * v / total:.0f}%)" for v, k in parts[:6]
                           if v > 0)
         print(f"  {side.name} {pname} CPU by thread: {shown}")
-
-
-def memory_kb(pid):
-    rss = pss = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1])
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1])
-        except OSError:
-            pass
-    return rss, pss
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def percentile(values, p):
-    if not values:
-        return None
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
-
-
-def read_rtt(path):
-    vals = []
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(";")
-                if len(parts) >= 2:
-                    try:
-                        vals.append(float(parts[1]))
-                    except ValueError:
-                        pass
-    except OSError:
-        pass
-    return vals
-
-
-def fmt(v, f="{:.1f}"):
-    if v is None:
-        return "-"
-    if v == 0 and f == "{:.1f}":
-        return "<1"  # sipp measures response times in whole milliseconds
-    return f.format(v)
 
 
 def md5(s):
