@@ -63,29 +63,32 @@ RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings n
       nonces_(std::move(nonces)),
       verifier_(nonces_),
       dialplan_(std::move(dialplan)),
-      apps_(std::move(apps)) {}
+      apps_(std::move(apps)) {
+  // "host" matches any port; "host:port" ([v6]:port) only that port (5060 when the URI has
+  // none): another UA on the platform's IP is not the platform. Parsed once, here.
+  for (const auto& a : settings_.aliases) {
+    std::string_view host = a;
+    uint16_t port = 0;
+    const auto colon = host.rfind(':');
+    const bool bracketed = !host.empty() && host.front() == '[';
+    if (colon != std::string_view::npos &&
+        (bracketed ? host[colon - 1] == ']' : host.find(':') == colon)) {
+      auto p = parseDecimal(host.substr(colon + 1), 65535);
+      port = p ? static_cast<uint16_t>(*p) : 0;
+      host = host.substr(0, colon);
+    }
+    if (bracketed && host.size() > 2) {
+      host = host.substr(1, host.size() - 2);
+    }
+    aliases_.emplace_back(std::string(host), port);
+  }
+}
 
 bool RouterShared::isLocal(const sip::Uri& uri) const {
   if (iequals(uri.host, settings_.domain)) {
     return true;
   }
-  for (const auto& a : settings_.aliases) {
-    // "host" matches any port; "host:port" ([v6]:port) only that port (5060 when the URI has
-    // none): another UA on the platform's IP is not the platform.
-    std::string_view alias = a;
-    std::string_view host = alias;
-    uint16_t port = 0;
-    const auto colon = alias.rfind(':');
-    const bool bracketed = !alias.empty() && alias.front() == '[';
-    if (colon != std::string_view::npos &&
-        (bracketed ? alias[colon - 1] == ']' : alias.find(':') == colon)) {
-      auto p = parseDecimal(alias.substr(colon + 1), 65535);
-      host = alias.substr(0, colon);
-      port = p ? static_cast<uint16_t>(*p) : 0;
-    }
-    if (bracketed && host.size() > 2) {
-      host = host.substr(1, host.size() - 2);
-    }
+  for (const auto& [host, port] : aliases_) {
     if (iequals(uri.host, host) && (port == 0 || uri.portOrDefault() == port)) {
       return true;
     }

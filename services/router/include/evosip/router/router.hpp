@@ -71,6 +71,7 @@ class RouterShared {
   auth::NonceCodec nonces_;
   auth::DigestVerifier verifier_;
   Dialplan dialplan_;
+  std::vector<std::pair<std::string, uint16_t>> aliases_;  // host, port (0 = any)
   mutable std::mutex appsMutex_;
   std::shared_ptr<role::TargetSet> apps_;
 };
