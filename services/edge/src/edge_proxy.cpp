@@ -95,8 +95,9 @@ std::optional<boost::asio::ip::address> parseIp(std::string_view host) {
 
 // received/rport on the sender's Via (RFC 3261 18.2.1, RFC 3581). The rport value goes in
 // first: when rport is the last parameter both edits land on the same offset.
+// The editor copies inserted text, so `buf` (a worker's reused buffer) is free again after.
 void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const sip::Via& topVia,
-                      const transport::Source& src) {
+                      const transport::Source& src, std::string& buf) {
   const auto rport = topVia.rport();
   if (rport && rport->empty()) {
     uint32_t at = offsetOf(msg, topVia.text) + static_cast<uint32_t>(topVia.text.size());
@@ -109,16 +110,17 @@ void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const s
     });
     edit.insertAt(at, fmt::format("={}", src.remote.port));
   }
-  std::string receivedValue = src.remote.ip.to_string();
   auto viaIp = parseIp(topVia.host);
   const bool needReceived = rport.has_value() || !viaIp || *viaIp != src.remote.ip;
+  buf.assign(";received=");
+  buf.append(src.remote.ip.to_string());
+  const std::string_view value = std::string_view(buf).substr(10);
   if (auto received = topVia.received(); received) {
     edit.replaceRange(offsetOf(msg, *received),
-                      offsetOf(msg, *received) + static_cast<uint32_t>(received->size()),
-                      receivedValue);
+                      offsetOf(msg, *received) + static_cast<uint32_t>(received->size()), value);
   } else if (needReceived) {
     uint32_t end = offsetOf(msg, topVia.text) + static_cast<uint32_t>(topVia.text.size());
-    edit.insertAt(end, ";received=" + receivedValue);
+    edit.insertAt(end, buf);
   }
 }
 
@@ -287,7 +289,7 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
   std::optional<sip::Message> fixed;
   if (auto via = msg.topVia()) {
     sip::MessageEditor edit(msg);
-    addReceivedRport(edit, msg, *via, src);
+    addReceivedRport(edit, msg, *via, src, w.scratch);
     withReceived = edit.str();
     if (auto m = sip::Message::parse(withReceived, settings_.limits)) {
       fixed = std::move(*m);
@@ -595,7 +597,8 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
     w.scratch.append(route.nextText);
     loopHash = hash64(w.scratch, 0x6c6f6f70) & 0xffffffffULL;
   }
-  std::string branch(kBranchPrefix);
+  std::string& branch = w.branch;
+  branch.assign(kBranchPrefix);
   appendHex(branch, txHash, 16);
   appendHex(branch, loopHash, 8);
   if (isLoop(msg, std::string_view(branch).substr(kBranchPrefix.size() + 16))) {
@@ -608,15 +611,14 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
   const Destination clientFlow =
       toClient ? next : Destination{src.protocol, src.remote, src.connection};
   const Self& self = selfFor(next.remote.ip);
-  std::string via = fmt::format("SIP/2.0/UDP {};branch={}", self.hostPort, branch);
+  // The callee of a stream flow answers over its connection with our Via on top: the
+  // transport name follows the next hop.
+  std::string& via = w.via;
+  via.assign("SIP/2.0/").append(transport::viaTransportName(next.protocol));
+  via.append(" ").append(self.hostPort).append(";branch=").append(branch);
   if (!fromRouter && src.protocol != Protocol::kUdp) {
     via.append(";ft=");
     tokens_.encode(clientFlow, via);
-  }
-  if (toClient && next.protocol != Protocol::kUdp) {
-    // The callee answers over its connection with our Via on top: the transport name follows.
-    via = fmt::format("SIP/2.0/{} {};branch={}", transport::viaTransportName(next.protocol),
-                      selfFor(next.remote.ip).hostPort, branch);
   }
   edit.prependHeader("Via", via);
 
@@ -654,7 +656,7 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
     edit.prependHeader("Path", path);
   }
 
-  addReceivedRport(edit, msg, *topVia, src);
+  addReceivedRport(edit, msg, *topVia, src, w.scratch);
   if (const auto* mf = msg.find(sip::HeaderId::kMaxForwards)) {
     edit.replaceValue(*mf, std::to_string(*msg.maxForwards() - 1));
   } else {

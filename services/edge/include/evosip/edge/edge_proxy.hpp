@@ -107,8 +107,11 @@ class EdgeProxy {
     uint64_t routersGeneration = 0;
     PendingTable pending;
     RateLimiter limiter;
+    // Reused for every message (cleared, capacity kept): no allocation per forwarded request.
     std::string out;
     std::string scratch;
+    std::string branch;
+    std::string via;
     WorkerCounters counters;
   };
   struct Self {        // our address for one family
