@@ -120,6 +120,17 @@ class RouterRegister(RouterTestCase):
         self.assertEqual(status, 401, "the old password still works after the change")
         self.assertEqual(RawRegistration(self.client(), user).register(new)[1].status, 200)
 
+    def test_one_api_fetch_per_user_whichever_worker(self):
+        # Each REGISTER has a new Call-ID, so they land on both router workers: the workers
+        # share what the api answered instead of fetching the user once each.
+        user, pw = self.users[1]
+        for _ in range(8):
+            self.assertEqual(RawRegistration(self.client(), user).register(pw)[1].status, 200)
+        found = sum(v for labels, v in
+                    self.p.router.metrics().series("evosip_router_api_fetches_total")
+                    if labels.get("result") == "found")
+        self.assertEqual(found, 1, "the router fetched the same credentials more than once")
+
     def test_api_down_gives_503_not_403(self):
         user, pw = self.users[4]  # never fetched by the router yet
         self.p.api.proc.stop()

@@ -58,11 +58,13 @@ std::string tagOf(const Result<sip::NameAddr>& na) {
 }  // namespace
 
 RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings nonces,
-                           Dialplan dialplan, std::shared_ptr<role::TargetSet> apps)
+                           Dialplan dialplan, std::shared_ptr<role::TargetSet> apps,
+                           const runtime::Clock& clock)
     : settings_(std::move(settings)),
       nonces_(std::move(nonces)),
       verifier_(nonces_),
       dialplan_(std::move(dialplan)),
+      credentialTable_(settings_.credentials, clock),
       apps_(std::move(apps)) {
   // "host" matches any port; "host:port" ([v6]:port) only that port (5060 when the URI has
   // none): another UA on the platform's IP is not the platform. Parsed once, here.
@@ -136,13 +138,20 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
           shared.settings().credentials, clock,
           [this](const std::string& domain, const std::string& user,
                  std::function<void(auth::CredentialLookup)> done) {
+            // Another worker may have fetched this user already.
+            auto& table = shared_.credentialTable();
+            if (auto hit = table.find(domain, user)) {
+              done(std::move(*hit));
+              return;
+            }
+            const uint64_t generation = table.generation();
             const auto& s = shared_.settings();
             control::asyncHttpRequest(
                 io_, s.api, "GET",
                 "/internal/v1/credentials/" + pathSegment(domain) + "/" + pathSegment(user),
                 s.apiToken, "", s.apiTimeout,
-                [this, done = std::move(done), alive = std::weak_ptr<char>(alive_)](
-                    tl::expected<control::HttpResponse, std::string> r) {
+                [this, done = std::move(done), alive = std::weak_ptr<char>(alive_), domain, user,
+                 generation](tl::expected<control::HttpResponse, std::string> r) {
                   if (alive.expired()) {
                     return;
                   }
@@ -167,6 +176,7 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
                   } else {
                     RouterCounters::bump(counters_.apiFailed);
                   }
+                  shared_.credentialTable().put(domain, user, lookup, generation);
                   done(std::move(lookup));
                 });
           }),

@@ -323,6 +323,12 @@ void RouterService::Impl::registerRpc() {
     if (domain.empty() != user.empty()) {
       return control::invalidParams("give both domain and user, or neither (all)");
     }
+    // The process-wide table first, at once: a fetch that completes after this is not stored.
+    if (domain.empty()) {
+      shared->credentialTable().invalidateAll();
+    } else {
+      shared->credentialTable().invalidate(domain, user);
+    }
     pool.postAll([this, domain, user](runtime::Worker& w) {
       if (domain.empty()) {
         routers[w.index()]->invalidateAll();

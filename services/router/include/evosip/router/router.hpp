@@ -19,6 +19,7 @@
 #include <evosip/auth/credential_cache.hpp>
 #include <evosip/auth/nonce.hpp>
 #include <evosip/auth/nonce_count_store.hpp>
+#include <evosip/auth/shared_credentials.hpp>
 #include <evosip/auth/verifier.hpp>
 #include <evosip/role/target_set.hpp>
 #include <evosip/router/dialplan.hpp>
@@ -52,7 +53,8 @@ struct RouterSettings {
 class RouterShared {
  public:
   RouterShared(RouterSettings settings, auth::NonceCodec::Settings nonces, Dialplan dialplan,
-               std::shared_ptr<role::TargetSet> apps);
+               std::shared_ptr<role::TargetSet> apps,
+               const runtime::Clock& clock = runtime::SteadyClock::instance());
 
   const RouterSettings& settings() const { return settings_; }
   const auth::DigestVerifier& verifier() const { return verifier_; }
@@ -60,6 +62,9 @@ class RouterShared {
   const Dialplan& dialplan() const { return dialplan_; }
   // The URI names this platform: the domain, or an alias ("host" any port, "host:port").
   bool isLocal(const sip::Uri& uri) const;
+
+  // Credentials every worker fetched from the api (behind each worker's own cache).
+  auth::SharedCredentials& credentialTable() { return credentialTable_; }
 
   std::shared_ptr<role::TargetSet> apps() const;
   void setApps(std::shared_ptr<role::TargetSet> apps);
@@ -71,6 +76,7 @@ class RouterShared {
   auth::NonceCodec nonces_;
   auth::DigestVerifier verifier_;
   Dialplan dialplan_;
+  auth::SharedCredentials credentialTable_;
   std::vector<std::pair<std::string, uint16_t>> aliases_;  // host, port (0 = any)
   mutable std::mutex appsMutex_;
   std::shared_ptr<role::TargetSet> apps_;
