@@ -395,7 +395,24 @@ void ProxyCore::onAck(const sip::Message& ack, const Source&) {
 
 // ---- responses ----
 
+void ProxyCore::resumeResponse(TransactionId client, std::string_view bytes) {
+  auto response = sip::Message::parse(bytes);
+  if (!response) {
+    return;
+  }
+  resuming_ = true;
+  if (client.valid()) {
+    onResponse(client, *response);
+  } else {
+    onStrayResponse(*response, Source{});
+  }
+  resuming_ = false;
+}
+
 void ProxyCore::onResponse(TransactionId client, const sip::Message& response) {
+  if (!resuming_ && user_.holdResponse(client, response)) {
+    return;
+  }
   auto where = branchOf_.find(client.value);
   if (where == branchOf_.end()) {
     // A client transaction whose context is gone (a CANCEL, a branch given up): only a 2xx to
@@ -466,6 +483,9 @@ void ProxyCore::onStrayResponse(const sip::Message& response, const Source&) {
   // forwarded statelessly to the Via below ours.
   auto cseq = response.cseq();
   if (response.statusCode() / 100 == 2 && cseq && cseq->method == sip::Method::kInvite) {
+    if (!resuming_ && user_.holdResponse(TransactionId{}, response)) {
+      return;
+    }
     forwardResponseStateless(response, std::nullopt);
   }
 }
@@ -517,6 +537,7 @@ void ProxyCore::sendUpstream(Context& ctx, const sip::Message& response,
   edit.writeTo(out_);
   std::string bytes = std::move(out_);
   if (response.statusCode() >= 200) {
+    ctx.answered = ctx.answered || response.statusCode() < 300;
     if (auto upstream = sip::Message::parse(bytes)) {
       user_.onResponse(ctx.server, *upstream);
     }
@@ -626,7 +647,10 @@ void ProxyCore::finishIfDone(Context& ctx) {
   for (const auto& br : ctx.branches) {
     branchOf_.erase(br.client.value);
   }
-  contexts_.erase(ctx.server.value);  // ctx is gone
+  const TransactionId server = ctx.server;
+  const bool answered = ctx.answered;
+  contexts_.erase(server.value);  // ctx is gone
+  user_.onContextDone(server, answered);
 }
 
 // ---- Timer C ----

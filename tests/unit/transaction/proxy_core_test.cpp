@@ -1,4 +1,5 @@
 #include <deque>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,25 @@ class Router : public ProxyUser {
   void onResponse(TransactionId, const sip::Message& response) override {
     upstreamFinals.push_back(response.statusCode());
   }
+  bool holdResponse(TransactionId client, const sip::Message& response) override {
+    if (!holdCodes.count(response.statusCode())) {
+      return false;
+    }
+    held.push_back({client, wholeText(response)});
+    return true;
+  }
+  void onContextDone(TransactionId server, bool answered) override {
+    done.emplace_back(server.value, answered);
+  }
+  static std::string wholeText(const sip::Message& m) {
+    return std::string(m.buffer().substr(m.startOffset(), m.size() - m.startOffset()));
+  }
   TransactionId last;
   int requests = 0;
   std::vector<int> upstreamFinals;
+  std::set<int> holdCodes;
+  std::vector<std::pair<TransactionId, std::string>> held;
+  std::vector<std::pair<uint64_t, bool>> done;
 };
 
 class ProxyCoreTest : public ::testing::Test {
@@ -236,6 +253,47 @@ TEST_F(ProxyCoreTest, SuccessIsForwardedAtOnceAndOthersCancelled) {
   // A racing 2xx from the cancelled branch goes upstream too.
   receive(responseTo(a, 200, "ta"));
   EXPECT_EQ(upstreamCodes().size(), n + 2);
+}
+
+TEST_F(ProxyCoreTest, HeldResponsesGoUpstreamAsTheUserRewroteThem) {
+  router.holdCodes = {183, 200};
+  forkInvite({target("sip:b@10.0.0.21")});
+  const auto a = to("10.0.0.21")[0];
+  receive(responseTo(a, 183, "ta"));
+  receive(responseTo(a, 200, "ta"));
+  ASSERT_EQ(router.held.size(), 2u);
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100})) << "nothing goes upstream while held";
+  EXPECT_TRUE(router.done.empty());
+  for (auto& [client, text] : router.held) {
+    auto pos = text.find("\r\n\r\n");
+    text.insert(pos, "\r\nX-Rewritten: yes");
+    proxy->resumeResponse(client, text);
+  }
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100, 183, 200}));
+  for (const auto& up : to("192.0.2.10", 5062)) {
+    if (parsed(up).statusCode() == 100) {
+      continue;
+    }
+    EXPECT_NE(up.find("X-Rewritten: yes"), std::string::npos) << up;
+  }
+  EXPECT_EQ(router.upstreamFinals, (std::vector<int>{200}));
+  ASSERT_EQ(router.done.size(), 1u);
+  EXPECT_TRUE(router.done[0].second) << "a 2xx answered the request";
+  // A retransmitted 2xx matches no transaction: held with an invalid id, then forwarded.
+  router.held.clear();
+  receive(responseTo(a, 200, "ta"));
+  ASSERT_EQ(router.held.size(), 1u);
+  EXPECT_FALSE(router.held[0].first.valid());
+  proxy->resumeResponse(router.held[0].first, router.held[0].second);
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100, 183, 200, 200}));
+}
+
+TEST_F(ProxyCoreTest, ContextDoneTellsAFailedOrCancelledCall) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  receive(responseTo(to("10.0.0.21")[0], 486, "ta"));
+  ASSERT_EQ(router.done.size(), 1u);
+  EXPECT_FALSE(router.done[0].second);
+  EXPECT_EQ(router.done[0].first, router.last.value);
 }
 
 TEST_F(ProxyCoreTest, AckForSuccessIsForwardedStatelesslyByRoute) {

@@ -71,6 +71,22 @@ class ProxyUser {
     (void)server;
     (void)response;
   }
+  // A response from downstream that the user wants to change before anything else happens to
+  // it, asynchronously (the router has a media relay rewrite an SDP answer). Return true to
+  // take it: the core drops it, and the user later calls ProxyCore::resumeResponse(client, text)
+  // with the text to process instead (the same text to leave it as it was). `client` is not
+  // valid for a response that matches no transaction (a retransmitted 2xx to an INVITE).
+  virtual bool holdResponse(TransactionId client, const sip::Message& response) {
+    (void)client;
+    (void)response;
+    return false;
+  }
+  // The core is done with a forwarded request: every branch ended and the final went upstream.
+  // `answered` is true when that final was a 2xx.
+  virtual void onContextDone(TransactionId server, bool answered) {
+    (void)server;
+    (void)answered;
+  }
   // The destination of a next hop given by URI; the default takes numeric hosts (IPv4, IPv6)
   // with the URI's port and transport parameter, and refuses names (no DNS in the core).
   virtual std::optional<Destination> resolve(const sip::Uri& uri);
@@ -96,6 +112,8 @@ class ProxyCore final : public TransactionUser {
                std::string_view extraHeaders = {});
   // Forwards to every target in parallel (16.5-16.7). No targets: 480.
   void forward(TransactionId server, std::vector<Target> targets, ForwardOptions options = {});
+  // Processes a response the user held (ProxyUser::holdResponse) as if it arrived now.
+  void resumeResponse(TransactionId client, std::string_view bytes);
   RouteInfo routeInfo(const sip::Message& request) const;
   bool isSelf(const sip::Uri& uri) const;
 
@@ -124,6 +142,7 @@ class ProxyCore final : public TransactionUser {
     TransactionId server;
     bool invite = false;
     bool finalSent = false;
+    bool answered = false;  // a 2xx went upstream
     std::vector<Branch> branches;
     Destination upstream;
     int bestCode = 0;
@@ -170,6 +189,7 @@ class ProxyCore final : public TransactionUser {
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
   std::string out_;
   uint64_t sendingFor_ = 0;  // the server transaction a response is being sent on
+  bool resuming_ = false;    // in resumeResponse: do not offer the response to holdResponse
   ProxyStats stats_;
 };
 
