@@ -152,8 +152,9 @@ uint16_t effectiveRtcpPort(const MediaDescription& m);
 // Media-level direction, else session-level direction, else kSendRecv.
 Direction effectiveDirection(const SessionDescription& sd, const MediaDescription& m);
 
-// On hold: the effective connection is 0.0.0.0, or the effective direction is sendonly or
-// inactive (RFC 3264 8.4 and RFC 6337 5.3).
+// On hold: the effective direction is sendonly or inactive (RFC 3264 8.4, RFC 6337 5.3), or
+// the effective connection is 0.0.0.0 in a section without ICE. With ICE (a=ice-ufrag at either
+// level), 0.0.0.0 and port 9 are the RFC 8839/8840 placeholders browsers always send, not hold.
 bool isOnHold(const SessionDescription& sd, const MediaDescription& m);
 
 }  // namespace evosip::sdp
