@@ -51,6 +51,7 @@ constexpr std::size_t kPayload = 160;
 constexpr std::size_t kPacket = kRtpHeader + kPayload;  // 172
 constexpr std::uint32_t kMagic = 0x52544c44;            // "RTLD"
 constexpr int kBatch = 64;      // recvmmsg batch
+constexpr std::size_t kMaxSamples = 32u << 20;  // latency samples kept (128 MB)
 constexpr int kSendBatch = 16;  // sendmmsg batch: all its packets carry one send time, and on
                                 // loopback each send delivers synchronously (~1-2 us apiece)
 
@@ -423,7 +424,7 @@ struct RecvStats {
   std::uint64_t foreign = 0;         // datagrams that are not ours (wrong size/magic)
   std::uint64_t misrouted = 0;       // our packet on another stream's socket
   std::uint64_t reordered = 0;       // sequence lower than the highest seen on that stream
-  std::vector<std::uint32_t> latNs;  // per counted packet, capped at UINT32_MAX
+  std::vector<std::uint32_t> lat10ns;  // per counted packet, in 10 ns units (up to 42.9 s)
 };
 
 void putU32(std::uint8_t* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
@@ -472,7 +473,7 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
     ev.data.u64 = i;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, calleeFds[i], &ev) != 0) die("epoll_ctl failed");
   }
-  st.latNs.reserve(std::min<std::size_t>(expect + expect / 8, 64u << 20));
+  st.lat10ns.reserve(std::min<std::size_t>(expect + expect / 8, kMaxSamples));
   std::vector<std::uint32_t> highest(nStreams, 0);
   std::vector<bool> seen(nStreams, false);
   std::vector<std::uint8_t> bufs(kBatch * 2048);
@@ -531,8 +532,8 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
           if (tx >= windowStart && tx < windowEnd) {
             ++st.received;
             std::uint64_t lat = rx > tx ? rx - tx : 0;
-            if (st.latNs.size() < (64u << 20))
-              st.latNs.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(lat, UINT32_MAX)));
+            if (st.lat10ns.size() < kMaxSamples)
+              st.lat10ns.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(lat / 10, UINT32_MAX)));
           }
         }
         if (got < kBatch) break;
@@ -546,7 +547,7 @@ double pct(std::vector<std::uint32_t>& v, double p) {
   if (v.empty()) return -1;
   std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * double(v.size() - 1) + 0.5));
   std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-  return v[k] / 1000.0;
+  return v[k] / 100.0;
 }
 
 std::string jsonEscape(const std::string& s) {
@@ -757,8 +758,8 @@ int main(int argc, char** argv) {
   // --- report -------------------------------------------------------------------------
   std::uint64_t lost = sentWindow > rs.received ? sentWindow - rs.received : 0;
   std::uint64_t dup = rs.received > sentWindow ? rs.received - sentWindow : 0;
-  double p50 = pct(rs.latNs, 50), p99 = pct(rs.latNs, 99), p999 = pct(rs.latNs, 99.9);
-  double maxUs = rs.latNs.empty() ? -1 : *std::max_element(rs.latNs.begin(), rs.latNs.end()) / 1000.0;
+  double p50 = pct(rs.lat10ns, 50), p99 = pct(rs.lat10ns, 99), p999 = pct(rs.lat10ns, 99.9);
+  double maxUs = rs.lat10ns.empty() ? -1 : *std::max_element(rs.lat10ns.begin(), rs.lat10ns.end()) / 100.0;
   double relayCpu = cpu1 - cpu0;
   std::printf(
       "{\"tool\":\"rtp_load\",\"label\":\"%s\",\"mode\":\"%s\",\"streams\":%zu,\"streams_failed\":%d,"

@@ -12,7 +12,8 @@ each side points at an RTP endpoint of this test (a Python UDP socket); each sip
 media address it received in the proxy-rewritten SDP (the relay's) to a file. The two endpoints
 then send RTP to those relay ports and record what arrives: the packets of the other end must
 arrive, from the relay's address, on both ends. After the BYE the relay must have no session
-and stop forwarding. A busy callee (486) must leave no session behind either.
+and stop forwarding. A busy callee (486) and a cancelled call (CANCEL/487) must leave no
+session behind either (the relay's ng `list` and `query`).
 
 Env: EVOSIP_BIN (evosip binary), RTPENGINE_BIN (default rtpengine in PATH),
 EVOSIP_ITEST_KEEP=1 keeps the work dirs.
@@ -430,6 +431,33 @@ class KamailioMediaMixin:
         self.assertTrue(q is None or text(q.get("result", b"")) != "ok",
                         f"the call is still known after the 486: {q}")
         self.assertTrue(self.relay.proc.alive(), f"{self.relay.kind} died")
+
+    def test_cancelled_call_leaves_no_session(self) -> None:
+        caller = self.endpoint("caller")
+        uas = h.Sipp(self.tmp, "uas", scenario=h.scenario("media_uas_cancel.xml"), timeout_s=60,
+                     timeout_error=False, trace_msg=True).start(self.cleanup)
+        kam = start_kamailio(self.tmp, self.cleanup, self.relay, uas.port)
+        uac = h.Sipp(self.tmp, "uac", scenario=h.scenario("media_uac_cancel.xml"),
+                     remote=kam.hostport, calls=1, rate=1, duration_ms=1000, timeout_s=20,
+                     recv_timeout_ms=8000, keys={"rtp_port": caller.port}, trace_msg=True)
+        uac.start(self.cleanup, wait=False)
+        # The offer creates the session; the caller cancels while the callee rings (1 s).
+        seen: List[str] = []
+
+        def ringing_session() -> bool:
+            seen[:] = self.relay.call_ids()
+            return len(seen) == 1
+        h.wait_until(ringing_session, 5, f"{self.relay.kind} holding the offered call",
+                     interval=0.02, proc=uac.proc)
+        res = uac.wait(30)
+        self.assertTrue(h.sipp_ok(res, 1)[0], f"uac: {res.summary()}\n" + self.diag(kam.proc))
+        h.wait_until(lambda: self.relay.call_ids() == [], 3,
+                     f"{self.relay.kind} deleting the call after the CANCEL",
+                     proc=self.relay.proc)
+        uas_res = uas.result()
+        self.assertEqual(h._int(uas_res.stats, "SuccessfulCall(C)"), 1, f"uas: {uas_res.summary()}")
+        self.assertTrue(self.relay.proc.alive(), f"{self.relay.kind} died")
+
 
 
 class TestKamailioRtpengine(KamailioMediaMixin, unittest.TestCase):
