@@ -16,6 +16,7 @@
 #include <evosip/control/client.hpp>
 #include <evosip/edge/edge_service.hpp>
 #include <evosip/log/log.hpp>
+#include <evosip/media/media_service.hpp>
 #include <evosip/router/router_service.hpp>
 #include <evosip/runtime/signals.hpp>
 
@@ -169,6 +170,11 @@ int main(int argc, char** argv) {
       "api", "provisioning REST API (domains, subscribers) and credentials for routers");
   api->add_option("-c,--config", apiConfig, "YAML configuration file (keys: services/api)");
 
+  std::string mediaConfig;
+  auto* media = app.add_subcommand(
+      "media", "RTP/RTCP relay driven by rtpengine's ng protocol (an rtpengine drop-in)");
+  media->add_option("-c,--config", mediaConfig, "YAML configuration file (keys: services/media)");
+
   std::string upData = "./evosip-data";
   int sipPort = 5060;
   int apiPort = 8080;
@@ -200,6 +206,9 @@ int main(int argc, char** argv) {
     }
     if (api->parsed()) {
       return evosip::api::runApi(apiConfig);
+    }
+    if (media->parsed()) {
+      return evosip::media::runMedia(mediaConfig);
     }
     if (up->parsed()) {
       return runUp(upData, sipPort, apiPort);

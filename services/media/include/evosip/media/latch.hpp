@@ -1,0 +1,56 @@
+#pragma once
+// Symmetric latching (rtpengine's endpoint learning), as a pure decision on one packet so that it
+// is unit-tested without sockets.
+//
+// A stream's destination starts as the address its SDP advertised (or the SIP source address with
+// the SIP-source-address flag). Unless the leg is `asymmetric`, the first packet that arrives on
+// the stream latches the destination to the packet's real source (a NATed phone sends from an
+// address other than the one in its SDP). After that:
+//   - packets from the latched address are forwarded;
+//   - packets from any other address are still forwarded (the source is ignored, the destination
+//     stays) - unless `strict-source` is set (dropped, counted as drop reason strict_source) or
+//     `media-handover` is set (the destination moves to the new source);
+// `asymmetric` never latches and never checks sources: the destination stays the SDP address.
+// A new SDP address for the leg (re-offer) un-latches the stream.
+
+#include <evosip/media/endpoint.hpp>
+
+namespace evosip::media {
+
+struct LatchPolicy {
+  bool asymmetric = false;
+  bool strictSource = false;
+  bool mediaHandover = false;
+};
+
+struct LatchState {
+  Endpoint destination;  // where packets for this leg go
+  bool latched = false;  // learned from a packet ("confirmed" in rtpengine's query)
+};
+
+enum class LatchVerdict { kForward, kLatched, kMoved, kDropStrict };
+
+inline LatchVerdict latchOnPacket(LatchState& s, const LatchPolicy& p, const sockaddr* src,
+                                  socklen_t srcLen) {
+  if (p.asymmetric) {
+    return LatchVerdict::kForward;
+  }
+  if (!s.latched) {
+    s.destination.assign(src, srcLen);
+    s.latched = true;
+    return LatchVerdict::kLatched;
+  }
+  if (s.destination.sameAs(src, srcLen)) {
+    return LatchVerdict::kForward;
+  }
+  if (p.strictSource) {
+    return LatchVerdict::kDropStrict;
+  }
+  if (p.mediaHandover) {
+    s.destination.assign(src, srcLen);
+    return LatchVerdict::kMoved;
+  }
+  return LatchVerdict::kForward;
+}
+
+}  // namespace evosip::media

@@ -1,0 +1,51 @@
+#pragma once
+// Wiring of the media role: reads the configuration, builds the worker pool with one Relay per
+// worker (each with its own port sub-range), the ng control socket, the control server (RPC,
+// metrics, health) and runs them until stopped.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <evosip/config/config.hpp>
+#include <evosip/media/relay.hpp>
+#include <evosip/role/common.hpp>
+
+namespace evosip::media {
+
+struct MediaConfig {
+  role::CommonSettings common;
+  std::string ngListen = "127.0.0.1:2223";
+  RelaySettings relay;
+  uint16_t portMin = 30000;
+  uint16_t portMax = 40000;
+};
+
+// Reads every key of the media role; throws config::ConfigError naming the key. Calls
+// checkUnknownKeys() at the end.
+MediaConfig readMediaConfig(config::Document& doc);
+
+class MediaService {
+ public:
+  explicit MediaService(MediaConfig config);
+  ~MediaService();
+  MediaService(const MediaService&) = delete;
+  MediaService& operator=(const MediaService&) = delete;
+
+  // Binds the ng and control addresses (throws std::runtime_error naming the address) and
+  // starts the workers.
+  void start();
+  void stop();
+
+  uint16_t ngPort() const;
+  uint16_t controlPort() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// `evosip media --config FILE`: runs until SIGTERM/SIGINT. Returns the process exit code.
+int runMedia(const std::string& configPath);
+
+}  // namespace evosip::media

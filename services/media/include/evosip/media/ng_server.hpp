@@ -1,0 +1,66 @@
+#pragma once
+// The ng control socket (rtpengine's "ng" protocol over UDP): one thread with its own io_context
+// reads datagrams "<cookie> <bencoded dict>", answers retransmissions from a reply cache keyed by
+// cookie, and hands each command to a handler, which may answer from any thread: the reply is
+// posted back to the ng thread, cached and sent to the datagram's source.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <evosip/bencode/bencode.hpp>
+
+namespace evosip::media {
+
+// Commands and results counted in evosip_media_ng_commands_total.
+enum class NgCommand : uint8_t {
+  kPing,
+  kOffer,
+  kAnswer,
+  kDelete,
+  kQuery,
+  kList,
+  kStatistics,
+  kOther,
+  kCount
+};
+enum class NgResult : uint8_t { kOk, kError, kPong, kCount };
+const char* ngCommandName(NgCommand c);
+const char* ngResultName(NgResult r);
+NgCommand ngCommandFromName(std::string_view name);
+
+struct NgCounters {
+  std::array<std::array<std::atomic<uint64_t>, size_t(NgResult::kCount)>, size_t(NgCommand::kCount)>
+      commands{};
+  std::atomic<uint64_t> malformed{0};        // datagrams without a cookie: not answered
+  std::atomic<uint64_t> retransmissions{0};  // answered from the reply cache
+};
+
+class NgServer {
+ public:
+  using Reply = std::function<void(bencode::Value)>;
+  // Called on the ng thread with the parsed command name (as sent) and body; must call reply
+  // exactly once (from any thread).
+  using Handler = std::function<void(std::string_view command, bencode::Value body, Reply reply)>;
+
+  NgServer(std::string listen, Handler handler);
+  ~NgServer();
+  NgServer(const NgServer&) = delete;
+  NgServer& operator=(const NgServer&) = delete;
+
+  // Binds (throws std::runtime_error naming media.ng_listen) and starts the thread.
+  void start();
+  void stop();
+  uint16_t port() const;
+  const NgCounters& counters() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace evosip::media

@@ -1,0 +1,142 @@
+#pragma once
+// One worker's share of the media relay (docs/architecture.md "media"): the calls whose Call-ID
+// hashes to this worker, their RTP/RTCP sockets (bound from this worker's own port sub-range),
+// the packet path and the ng commands that create, change, report and delete them.
+//
+// Everything here runs on the worker's thread (its io_context): no locks. The only state shared
+// with other threads is RelayShared (atomics: drain flag, session count) and RelayCounters
+// (relaxed atomics read by the metrics scrape).
+//
+// Model (rtpengine's words): a Call has legs ("monologues"), one per SIP tag. Each leg has one
+// MediaSlot per m= line; each slot has an RTP and an RTCP Stream. A Stream is a local socket that
+// faces that leg's endpoint: packets the leg sends arrive on it (and latch its address), packets
+// for the leg leave from it. A packet arriving on leg A's stream leaves from the peer leg B's
+// stream of the same m= line towards B's destination.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include <evosip/bencode/bencode.hpp>
+#include <evosip/media/endpoint.hpp>
+#include <evosip/media/latch.hpp>
+#include <evosip/media/ng_options.hpp>
+#include <evosip/media/port_allocator.hpp>
+
+namespace evosip::media {
+
+// Why a packet was not relayed (label reason of evosip_media_drops_total).
+enum class DropReason : uint8_t {
+  kStrictSource,   // strict-source: the source is not the latched address
+  kNoDestination,  // the peer's address is not known yet (no answer, c=0.0.0.0, no packet)
+  kSendError,      // the kernel refused the send (buffer full, unreachable)
+  kOversize,       // larger than the receive buffer
+  kCount
+};
+const char* dropReasonName(DropReason r);
+
+struct RelaySettings {
+  std::string advertise;     // media.address: written into SDP
+  std::string bind;          // media.bind: where sockets are bound ("" = advertise)
+  uint32_t timeoutS = 60;    // media.timeout_s: calls without packets or signalling are deleted
+  uint64_t maxSessions = 0;  // media.max_sessions: 0 = unlimited
+};
+
+// Shared by every worker and the ng thread.
+struct RelayShared {
+  std::atomic<bool> draining{false};
+  std::atomic<int64_t> sessions{0};  // calls alive, all workers
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+};
+
+// Per-worker totals; written by the worker only (relaxed), read at scrape.
+struct RelayCounters {
+  std::atomic<uint64_t> packetsRelayed{0};
+  std::atomic<uint64_t> bytesRelayed{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> drops{};
+  std::atomic<int64_t> sessions{0};
+  std::atomic<int64_t> streams{0};
+  std::atomic<uint64_t> managedSessions{0};   // calls created
+  std::atomic<uint64_t> rejectedSessions{0};  // offers refused (max sessions, draining)
+  std::atomic<uint64_t> timeoutSessions{0};
+  std::atomic<uint64_t> deletedSessions{0};  // by a delete command
+  std::atomic<uint64_t> packetErrors{0};
+};
+
+struct Stream;
+struct Leg;
+struct Call;
+
+class Relay {
+ public:
+  Relay(boost::asio::io_context& io, const RelaySettings& settings, PortRange ports,
+        RelayShared& shared);
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // ng commands for calls owned by this worker. `body` is the request dictionary; the reply
+  // dictionary (result ok/error, sdp, warning, statistics) is returned. Never throws.
+  bencode::Value offer(const bencode::Value& body);
+  bencode::Value answer(const bencode::Value& body);
+  bencode::Value remove(const bencode::Value& body);  // "delete"
+  bencode::Value query(const bencode::Value& body);
+  // Call-IDs of this worker's calls (at most limit).
+  std::vector<std::string> callIds(size_t limit) const;
+
+  // Periodic work (every second): deletes calls idle for longer than timeout_s.
+  void onTick();
+  // Closes every socket (at shutdown, on the worker thread).
+  void closeAll();
+
+  const RelayCounters& counters() const { return counters_; }
+  size_t calls() const { return calls_.size(); }
+  const PortAllocator& ports() const { return ports_; }
+
+  // For tests: the steady clock is read through this (nanoseconds).
+  void setClockForTest(std::function<int64_t()> now) { now_ = std::move(now); }
+
+ private:
+  friend struct Stream;
+  bencode::Value offerOrAnswer(const bencode::Value& body, bool isAnswer);
+  Result<std::shared_ptr<Stream>> openStream(uint16_t port, bool rtcp);
+  Result<void> ensureSlot(Call& call, Leg& leg, size_t index);
+  void arm(const std::shared_ptr<Stream>& s);
+  void onReadable(Stream& s);
+  void deleteCall(const std::string& callId);
+  bencode::Value callStats(const Call& call) const;
+  int64_t nowNs() const;
+
+  boost::asio::io_context& io_;
+  RelaySettings settings_;
+  Endpoint bindAddress_;
+  RelayShared& shared_;
+  PortAllocator ports_;
+  RelayCounters counters_;
+  std::unordered_map<std::string, std::unique_ptr<Call>> calls_;
+  std::function<int64_t()> now_;
+
+  // Packet buffers, reused for every batch (no allocation on the packet path).
+  static constexpr size_t kBatch = 32;
+  static constexpr size_t kBufferSize = 2048;
+  struct Batch {
+    std::array<mmsghdr, kBatch> rx{};
+    std::array<mmsghdr, kBatch> tx{};
+    std::array<iovec, kBatch> rxIov{};
+    std::array<iovec, kBatch> txIov{};
+    std::array<sockaddr_storage, kBatch> src{};
+    alignas(64) std::array<std::array<char, kBufferSize>, kBatch> data{};
+  };
+  std::unique_ptr<Batch> batch_;
+};
+
+}  // namespace evosip::media

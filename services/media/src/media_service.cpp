@@ -1,0 +1,393 @@
+#include <future>
+#include <mutex>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <evosip/base/hash.hpp>
+#include <evosip/media/media_service.hpp>
+#include <evosip/media/ng_server.hpp>
+#include <evosip/role/worker_ticks.hpp>
+#include <evosip/runtime/worker_pool.hpp>
+
+namespace evosip::media {
+
+namespace json = boost::json;
+using bencode::Value;
+
+MediaConfig readMediaConfig(config::Document& doc) {
+  MediaConfig c;
+  c.common = role::readCommonWithoutSip(doc, "127.0.0.1:8062");
+  c.ngListen = doc.getString("media.ng_listen", "127.0.0.1:2223");
+  if (auto ep = transport::parseEndpoint(c.ngListen, 2223); !ep) {
+    throw config::ConfigError(fmt::format("media.ng_listen: '{}' is not ADDRESS:PORT ({})",
+                                          c.ngListen, ep.error().message));
+  }
+  c.relay.advertise = doc.getString("media.address", "127.0.0.1");
+  auto advertised = Endpoint::parse(c.relay.advertise, 0);
+  if (!advertised) {
+    throw config::ConfigError("media.address: " + advertised.error().message);
+  }
+  if (advertised->isUnspecified()) {
+    throw config::ConfigError(
+        "media.address: '" + c.relay.advertise +
+        "' is written into SDP and must be a real address (bind the wildcard with media.bind)");
+  }
+  c.relay.advertise = advertised->address();  // canonical text, no brackets
+  c.relay.bind = doc.getString("media.bind", "");
+  if (!c.relay.bind.empty()) {
+    auto bind = Endpoint::parse(c.relay.bind, 0);
+    if (!bind) {
+      throw config::ConfigError("media.bind: " + bind.error().message);
+    }
+    if (bind->isV6() != advertised->isV6()) {
+      throw config::ConfigError("media.bind: '" + c.relay.bind +
+                                "' must be of the same address family as media.address");
+    }
+    c.relay.bind = bind->address();
+  }
+  c.portMin = static_cast<uint16_t>(doc.getInt("media.port_min", 30000, 1, 65535));
+  c.portMax = static_cast<uint16_t>(doc.getInt("media.port_max", 40000, 1, 65535));
+  if (c.portMin > c.portMax) {
+    throw config::ConfigError(
+        fmt::format("media.port_max: {} is below media.port_min {}", c.portMax, c.portMin));
+  }
+  if (auto split = splitPortRange(c.portMin, c.portMax, c.common.workers); !split) {
+    throw config::ConfigError("media.port_min/media.port_max: " + split.error().message);
+  }
+  c.relay.timeoutS = static_cast<uint32_t>(doc.getInt("media.timeout_s", 60, 0, 86400));
+  c.relay.maxSessions = static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
+  doc.checkUnknownKeys();
+  return c;
+}
+
+struct MediaService::Impl {
+  explicit Impl(MediaConfig c)
+      : config(std::move(c)), pool(config.common.workers), logger(log::get("media")) {}
+
+  MediaConfig config;
+  runtime::WorkerPool pool;
+  std::shared_ptr<spdlog::logger> logger;
+  RelayShared shared;
+  std::vector<std::unique_ptr<Relay>> relays;
+  metrics::Registry metrics;
+  control::RpcRegistry rpc;
+  std::unique_ptr<NgServer> ng;
+  std::unique_ptr<control::ControlServer> control;
+  std::unique_ptr<role::WorkerTicks> ticks;
+  std::atomic<bool> ready{false};
+
+  size_t ownerOf(std::string_view callId) const { return hash64(callId) % relays.size(); }
+  void handle(std::string_view command, Value body, NgServer::Reply reply);
+  void list(int64_t limit, std::function<void(std::vector<std::string>)> done);
+  Value statistics() const;
+  void registerRpc();
+  void registerMetrics();
+};
+
+void MediaService::Impl::list(int64_t limit, std::function<void(std::vector<std::string>)> done) {
+  struct Gather {
+    std::mutex mutex;
+    std::vector<std::string> ids;
+    size_t remaining = 0;
+    std::function<void(std::vector<std::string>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->remaining = relays.size();
+  g->done = std::move(done);
+  const size_t max = static_cast<size_t>(std::max<int64_t>(1, limit));
+  for (size_t w = 0; w < relays.size(); ++w) {
+    pool.post(w, [this, g, w, max] {
+      auto ids = relays[w]->callIds(max);
+      std::unique_lock lock(g->mutex);
+      for (auto& id : ids) {
+        if (g->ids.size() < max) {
+          g->ids.push_back(std::move(id));
+        }
+      }
+      if (--g->remaining == 0) {
+        auto out = std::move(g->ids);
+        lock.unlock();
+        g->done(std::move(out));
+      }
+    });
+  }
+}
+
+Value MediaService::Impl::statistics() const {
+  uint64_t managed = 0, rejected = 0, timeouts = 0, deleted = 0, packets = 0, errors = 0;
+  uint64_t bytes = 0;
+  for (const auto& r : relays) {
+    const auto& c = r->counters();
+    managed += c.managedSessions.load(std::memory_order_relaxed);
+    rejected += c.rejectedSessions.load(std::memory_order_relaxed);
+    timeouts += c.timeoutSessions.load(std::memory_order_relaxed);
+    deleted += c.deletedSessions.load(std::memory_order_relaxed);
+    packets += c.packetsRelayed.load(std::memory_order_relaxed);
+    bytes += c.bytesRelayed.load(std::memory_order_relaxed);
+    for (const auto& d : c.drops) {
+      errors += d.load(std::memory_order_relaxed);
+    }
+  }
+  const int64_t sessions = shared.sessions.load();
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now() - shared.started)
+                          .count();
+  Value current = Value::makeDict();
+  current.set("sessionsown", sessions)
+      .set("sessionsforeign", 0)
+      .set("sessionstotal", sessions)
+      .set("transcodedmedia", 0);
+  Value total = Value::makeDict();
+  total.set("uptime", std::to_string(uptime))
+      .set("managedsessions", managed)
+      .set("rejectedsessions", rejected)
+      .set("timeoutsessions", timeouts)
+      .set("regularterminatedsessions", deleted)
+      .set("relayedpackets", packets)
+      .set("relayedbytes", bytes)
+      .set("relayedpacketerrors", errors);
+  Value stats = Value::makeDict();
+  stats.set("currentstatistics", std::move(current)).set("totalstatistics", std::move(total));
+  Value reply = bencode::ngOk();
+  reply.set("statistics", std::move(stats));
+  return reply;
+}
+
+void MediaService::Impl::handle(std::string_view command, Value body, NgServer::Reply reply) {
+  const NgCommand c = ngCommandFromName(command);
+  switch (c) {
+    case NgCommand::kPing:
+      reply(bencode::ngPong());
+      return;
+    case NgCommand::kStatistics:
+      reply(statistics());
+      return;
+    case NgCommand::kList: {
+      const int64_t limit = body.integer("limit").value_or(32);
+      if (limit <= 0) {
+        reply(bencode::ngError("Invalid limit"));
+        return;
+      }
+      list(limit, [reply](std::vector<std::string> ids) {
+        Value calls = Value::makeList();
+        for (auto& id : ids) {
+          calls.add(std::move(id));
+        }
+        Value r = bencode::ngOk();
+        r.set("calls", std::move(calls));
+        reply(std::move(r));
+      });
+      return;
+    }
+    case NgCommand::kOffer:
+    case NgCommand::kAnswer:
+    case NgCommand::kDelete:
+    case NgCommand::kQuery: {
+      const auto* id = findKey(body, "call-id");
+      if (!id || !id->isString() || id->asString().empty()) {
+        reply(bencode::ngError("No call-id in message"));
+        return;
+      }
+      const size_t w = ownerOf(id->asString());
+      Relay* relay = relays[w].get();
+      pool.post(w, [relay, c, body = std::move(body), reply = std::move(reply)] {
+        switch (c) {
+          case NgCommand::kOffer:
+            reply(relay->offer(body));
+            break;
+          case NgCommand::kAnswer:
+            reply(relay->answer(body));
+            break;
+          case NgCommand::kDelete:
+            reply(relay->remove(body));
+            break;
+          default:
+            reply(relay->query(body));
+            break;
+        }
+      });
+      return;
+    }
+    default:
+      reply(bencode::ngError("Unrecognized command"));
+      return;
+  }
+}
+
+void MediaService::Impl::registerRpc() {
+  rpc.add("instance.drain", [this](const json::value&) -> control::RpcResult {
+    shared.draining = true;
+    ready = false;
+    const int64_t sessions = shared.sessions.load();
+    logger->info("draining: new calls get an error reply, {} calls keep their media", sessions);
+    return json::value(json::object{{"draining", true}, {"sessions", sessions}});
+  });
+  rpc.add("media.list", [this](const json::value& params) -> control::RpcResult {
+    int64_t limit = 1000;
+    if (const auto* o = params.if_object()) {
+      if (const auto* l = o->if_contains("limit"); l && l->is_int64()) {
+        limit = l->as_int64();
+      }
+    }
+    auto promise = std::make_shared<std::promise<std::vector<std::string>>>();
+    auto future = promise->get_future();
+    list(limit, [promise](std::vector<std::string> ids) { promise->set_value(std::move(ids)); });
+    if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      return tl::unexpected(
+          control::RpcError{control::kInternalError, "workers did not answer", nullptr});
+    }
+    json::array calls;
+    for (auto& id : future.get()) {
+      calls.emplace_back(id);
+    }
+    return json::value(json::object{{"calls", std::move(calls)},
+                                    {"sessions", shared.sessions.load()},
+                                    {"draining", shared.draining.load()}});
+  });
+}
+
+void MediaService::Impl::registerMetrics() {
+  auto& sessions = metrics.gaugeFamily("evosip_media_sessions", "Calls with media relayed now");
+  auto& streams = metrics.gaugeFamily("evosip_media_streams",
+                                      "Open RTP and RTCP sockets (two per leg and m= line)");
+  auto& packets = metrics.counterFamily("evosip_media_packets_relayed_total",
+                                        "RTP/RTCP packets sent on to the other party");
+  auto& bytes = metrics.counterFamily("evosip_media_bytes_relayed_total",
+                                      "UDP payload bytes sent on to the other party");
+  auto& drops = metrics.counterFamily("evosip_media_drops_total", "Packets not relayed, by reason");
+  auto& commands = metrics.counterFamily("evosip_media_ng_commands_total",
+                                         "ng control commands answered, by command and result");
+  auto& timeouts = metrics.counterFamily("evosip_media_timeouts_total",
+                                         "Calls deleted after media.timeout_s without packets");
+  auto& rejected =
+      metrics.counterFamily("evosip_media_rejected_sessions_total",
+                            "New calls refused (media.max_sessions reached or draining)");
+  struct State {
+    prometheus::Gauge* sessions = nullptr;
+    prometheus::Gauge* streams = nullptr;
+    std::unique_ptr<role::CounterMirror> packets, bytes, timeouts, rejected;
+    std::vector<role::CounterMirror> drops;
+    std::vector<role::CounterMirror> commands;  // command-major
+  };
+  auto st = std::make_shared<State>();
+  st->sessions = &sessions.Add({});
+  st->streams = &streams.Add({});
+  st->packets = std::make_unique<role::CounterMirror>(packets.Add({}));
+  st->bytes = std::make_unique<role::CounterMirror>(bytes.Add({}));
+  st->timeouts = std::make_unique<role::CounterMirror>(timeouts.Add({}));
+  st->rejected = std::make_unique<role::CounterMirror>(rejected.Add({}));
+  for (size_t r = 0; r < size_t(DropReason::kCount); ++r) {
+    st->drops.emplace_back(drops.Add({{"reason", dropReasonName(DropReason(r))}}));
+  }
+  for (size_t c = 0; c < size_t(NgCommand::kCount); ++c) {
+    for (size_t r = 0; r < size_t(NgResult::kCount); ++r) {
+      st->commands.emplace_back(commands.Add(
+          {{"command", ngCommandName(NgCommand(c))}, {"result", ngResultName(NgResult(r))}}));
+    }
+  }
+  metrics.addCollectHook([this, st] {
+    double s = 0, str = 0, p = 0, b = 0, t = 0, rej = 0;
+    std::vector<double> d(size_t(DropReason::kCount), 0);
+    for (const auto& relay : relays) {
+      const auto& c = relay->counters();
+      s += static_cast<double>(c.sessions.load(std::memory_order_relaxed));
+      str += static_cast<double>(c.streams.load(std::memory_order_relaxed));
+      p += static_cast<double>(c.packetsRelayed.load(std::memory_order_relaxed));
+      b += static_cast<double>(c.bytesRelayed.load(std::memory_order_relaxed));
+      t += static_cast<double>(c.timeoutSessions.load(std::memory_order_relaxed));
+      rej += static_cast<double>(c.rejectedSessions.load(std::memory_order_relaxed));
+      for (size_t r = 0; r < d.size(); ++r) {
+        d[r] += static_cast<double>(c.drops[r].load(std::memory_order_relaxed));
+      }
+    }
+    st->sessions->Set(s);
+    st->streams->Set(str);
+    st->packets->set(p);
+    st->bytes->set(b);
+    st->timeouts->set(t);
+    st->rejected->set(rej);
+    for (size_t r = 0; r < d.size(); ++r) {
+      st->drops[r].set(d[r]);
+    }
+    if (ng) {
+      const auto& nc = ng->counters();
+      size_t i = 0;
+      for (size_t c = 0; c < size_t(NgCommand::kCount); ++c) {
+        for (size_t r = 0; r < size_t(NgResult::kCount); ++r) {
+          st->commands[i++].set(
+              static_cast<double>(nc.commands[c][r].load(std::memory_order_relaxed)));
+        }
+      }
+    }
+  });
+}
+
+MediaService::MediaService(MediaConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+MediaService::~MediaService() {
+  stop();
+}
+
+void MediaService::start() {
+  Impl& d = *impl_;
+  auto ranges = splitPortRange(d.config.portMin, d.config.portMax, d.pool.size());
+  if (!ranges) {
+    throw config::ConfigError("media.port_min/media.port_max: " + ranges.error().message);
+  }
+  for (size_t w = 0; w < d.pool.size(); ++w) {
+    d.relays.push_back(
+        std::make_unique<Relay>(d.pool.at(w).io(), d.config.relay, (*ranges)[w], d.shared));
+  }
+  d.ng = std::make_unique<NgServer>(
+      d.config.ngListen, [&d](std::string_view command, Value body, NgServer::Reply reply) {
+        d.handle(command, std::move(body), std::move(reply));
+      });
+  d.ng->start();
+  d.registerRpc();
+  d.registerMetrics();
+  d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
+                                                       [&d] { return d.ready.load(); });
+  d.control->start();
+  d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(1000),
+                                                [&d](size_t w) { d.relays[w]->onTick(); });
+  d.pool.start();
+  d.ticks->start();
+  d.ready = true;
+  d.logger->info("media ready: ng {} control {} address {} ports {}-{} workers {}",
+                 d.config.ngListen, d.config.common.control.listen, d.config.relay.advertise,
+                 d.config.portMin, d.config.portMax, d.pool.size());
+}
+
+void MediaService::stop() {
+  Impl& d = *impl_;
+  if (!d.ng) {
+    return;
+  }
+  d.ready = false;
+  if (d.control) {
+    d.control->stop();
+  }
+  d.ng->stop();
+  d.ticks->stop();
+  d.pool.stop();
+  for (auto& r : d.relays) {
+    r->closeAll();
+  }
+  d.ticks.reset();
+  d.ng.reset();
+}
+
+uint16_t MediaService::ngPort() const {
+  return impl_->ng ? impl_->ng->port() : 0;
+}
+
+uint16_t MediaService::controlPort() const {
+  return impl_->control->port();
+}
+
+int runMedia(const std::string& configPath) {
+  return role::runUntilStopped<MediaService>("media", configPath, &readMediaConfig);
+}
+
+}  // namespace evosip::media

@@ -1,0 +1,212 @@
+#include <chrono>
+#include <deque>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+
+#include <evosip/log/log.hpp>
+#include <evosip/media/ng_server.hpp>
+#include <evosip/transport/address.hpp>
+
+namespace evosip::media {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+
+const char* ngCommandName(NgCommand c) {
+  static constexpr const char* kNames[] = {"ping",  "offer", "answer",     "delete",
+                                           "query", "list",  "statistics", "other"};
+  return c < NgCommand::kCount ? kNames[size_t(c)] : "other";
+}
+
+const char* ngResultName(NgResult r) {
+  static constexpr const char* kNames[] = {"ok", "error", "pong"};
+  return r < NgResult::kCount ? kNames[size_t(r)] : "error";
+}
+
+NgCommand ngCommandFromName(std::string_view name) {
+  for (size_t i = 0; i < size_t(NgCommand::kOther); ++i) {
+    if (name == ngCommandName(NgCommand(i))) {
+      return NgCommand(i);
+    }
+  }
+  return NgCommand::kOther;
+}
+
+namespace {
+
+// A retransmission within this time gets the cached reply (rtpengine keeps its cookie cache
+// about as long); the cache also holds at most kMaxCached replies.
+constexpr auto kCacheTtl = std::chrono::seconds(30);
+constexpr size_t kMaxCached = 100000;
+
+}  // namespace
+
+struct NgServer::Impl : std::enable_shared_from_this<NgServer::Impl> {
+  Impl(std::string l, Handler h) : listen(std::move(l)), handler(std::move(h)), socket(io) {}
+
+  std::string listen;
+  Handler handler;
+  asio::io_context io{1};
+  udp::socket socket;
+  std::thread thread;
+  NgCounters counters;
+  std::array<char, 65536> buffer{};
+  udp::endpoint from;
+
+  struct Cached {
+    std::string reply;  // "" while the command is being handled
+    std::chrono::steady_clock::time_point at;
+  };
+  std::unordered_map<std::string, Cached> cache;
+  std::deque<std::pair<std::string, std::chrono::steady_clock::time_point>> order;
+
+  void receive();
+  void onDatagram(std::string_view data, const udp::endpoint& peer);
+  void finish(const std::string& cookie, NgCommand command, const udp::endpoint& peer,
+              const bencode::Value& reply);
+  void expire(std::chrono::steady_clock::time_point now);
+};
+
+void NgServer::Impl::receive() {
+  socket.async_receive_from(
+      asio::buffer(buffer), from,
+      [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+        if (ec == asio::error::operation_aborted || !self->socket.is_open()) {
+          return;
+        }
+        if (!ec) {
+          self->onDatagram(std::string_view(self->buffer.data(), n), self->from);
+        }
+        self->receive();
+      });
+}
+
+void NgServer::Impl::expire(std::chrono::steady_clock::time_point now) {
+  while (!order.empty() && (now - order.front().second > kCacheTtl || order.size() > kMaxCached)) {
+    auto it = cache.find(order.front().first);
+    if (it != cache.end() && it->second.at == order.front().second && !it->second.reply.empty()) {
+      cache.erase(it);
+    }
+    order.pop_front();
+  }
+}
+
+void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer) {
+  const auto now = std::chrono::steady_clock::now();
+  expire(now);
+  const size_t space = data.find(' ');
+  if (space == std::string_view::npos || space == 0 || space > bencode::kMaxCookie) {
+    counters.malformed.fetch_add(1, std::memory_order_relaxed);
+    return;  // no cookie: nothing a reply could be matched with
+  }
+  std::string cookie(data.substr(0, space));
+  if (auto it = cache.find(cookie); it != cache.end()) {
+    counters.retransmissions.fetch_add(1, std::memory_order_relaxed);
+    if (!it->second.reply.empty()) {
+      boost::system::error_code ec;
+      socket.send_to(asio::buffer(it->second.reply), peer, 0, ec);
+    }
+    return;  // still being handled: the first reply will answer it
+  }
+  auto msg = bencode::parseNgDatagram(data);
+  if (!msg) {
+    finish(cookie, NgCommand::kOther, peer,
+           bencode::ngError("Could not decode dictionary: " + msg.error().message));
+    return;
+  }
+  const auto name = msg->body.string("command");
+  if (!name) {
+    finish(cookie, NgCommand::kOther, peer,
+           bencode::ngError("Dictionary contains no key \"command\""));
+    return;
+  }
+  const NgCommand command = ngCommandFromName(*name);
+  cache[cookie] = Cached{"", now};
+  order.emplace_back(cookie, now);
+  std::weak_ptr<Impl> weak = weak_from_this();
+  Reply reply = [weak, cookie, command, peer](bencode::Value value) {
+    if (auto self = weak.lock()) {
+      asio::post(self->io, [self, cookie, command, peer, value = std::move(value)] {
+        self->finish(cookie, command, peer, value);
+      });
+    }
+  };
+  try {
+    handler(*name, std::move(msg->body), std::move(reply));
+  } catch (const std::exception& e) {
+    finish(cookie, command, peer, bencode::ngError(fmt::format("internal error: {}", e.what())));
+  }
+}
+
+void NgServer::Impl::finish(const std::string& cookie, NgCommand command, const udp::endpoint& peer,
+                            const bencode::Value& reply) {
+  const auto result = reply.string("result").value_or("error");
+  const NgResult r = result == "ok"     ? NgResult::kOk
+                     : result == "pong" ? NgResult::kPong
+                                        : NgResult::kError;
+  counters.commands[size_t(command)][size_t(r)].fetch_add(1, std::memory_order_relaxed);
+  std::string bytes = bencode::formatNgReply(cookie, reply);
+  boost::system::error_code ec;
+  socket.send_to(asio::buffer(bytes), peer, 0, ec);
+  const auto now = std::chrono::steady_clock::now();
+  auto& entry = cache[cookie];
+  entry.reply = std::move(bytes);
+  entry.at = now;
+  order.emplace_back(cookie, now);  // the entry expires kCacheTtl after its reply
+}
+
+NgServer::NgServer(std::string listen, Handler handler)
+    : impl_(std::make_shared<Impl>(std::move(listen), std::move(handler))) {}
+
+NgServer::~NgServer() {
+  stop();
+}
+
+void NgServer::start() {
+  auto ep = transport::parseEndpoint(impl_->listen, 2223);
+  if (!ep) {
+    throw std::runtime_error(
+        fmt::format("media.ng_listen: '{}': {}", impl_->listen, ep.error().message));
+  }
+  udp::endpoint endpoint(ep->ip, ep->port);
+  boost::system::error_code ec;
+  impl_->socket.open(endpoint.protocol(), ec);
+  if (!ec) {
+    impl_->socket.bind(endpoint, ec);
+  }
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("media.ng_listen: cannot bind {}: {}", ep->str(), ec.message()));
+  }
+  impl_->receive();
+  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
+}
+
+void NgServer::stop() {
+  if (!impl_->thread.joinable()) {
+    return;
+  }
+  asio::post(impl_->io, [impl = impl_] {
+    boost::system::error_code ec;
+    impl->socket.close(ec);
+    impl->io.stop();
+  });
+  impl_->thread.join();
+}
+
+uint16_t NgServer::port() const {
+  boost::system::error_code ec;
+  auto ep = impl_->socket.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+const NgCounters& NgServer::counters() const {
+  return impl_->counters;
+}
+
+}  // namespace evosip::media
