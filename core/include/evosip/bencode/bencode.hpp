@@ -31,6 +31,10 @@ enum class Type : uint8_t { kInteger, kString, kList, kDict };
 
 struct DictEntry;
 
+template <typename I>
+concept OtherInteger =
+    std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, int64_t>;
+
 // One bencode value: an integer (int64), a byte string, a list, or a dictionary. Dictionaries
 // keep their keys in wire order (rtpengine and Kamailio do not always sort them); encode()
 // writes keys sorted by their raw bytes, as the bencode specification requires.
@@ -42,10 +46,8 @@ class Value {
   Value();  // the integer 0
   Value(int64_t v);
   // Any other integer type (int, uint16_t ports, size_t counts); values above INT64_MAX wrap.
-  template <typename I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool> &&
-                                             !std::is_same_v<I, int64_t>,
-                                         int> = 0>
-  Value(I v) : Value(static_cast<int64_t>(v)) {}
+  template <OtherInteger I>
+  Value(I v);
   Value(std::string v);
   Value(std::string_view v);
   Value(const char* v);
@@ -109,6 +111,10 @@ struct DictEntry {
     return a.key == b.key && a.value == b.value;
   }
 };
+
+// Defined here, where DictEntry is complete: a delegating constructor may destroy the variant.
+template <OtherInteger I>
+Value::Value(I v) : Value(static_cast<int64_t>(v)) {}
 
 struct Limits {
   size_t maxDepth = 32;       // nesting of lists and dictionaries
