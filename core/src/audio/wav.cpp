@@ -11,7 +11,9 @@
 namespace evosip::audio {
 namespace {
 
-uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint16_t rd16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 uint32_t rd32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
@@ -24,7 +26,9 @@ void wr32(uint8_t* p, uint32_t v) {
   wr16(p, static_cast<uint16_t>(v));
   wr16(p + 2, static_cast<uint16_t>(v >> 16));
 }
-bool idIs(const uint8_t* p, const char* id) { return std::memcmp(p, id, 4) == 0; }
+bool idIs(const uint8_t* p, const char* id) {
+  return std::memcmp(p, id, 4) == 0;
+}
 
 std::string printableId(const uint8_t* p) {
   std::string s;
@@ -36,17 +40,28 @@ std::string printableId(const uint8_t* p) {
 
 const char* formatName(uint16_t tag) {
   switch (tag) {
-    case 0x0001: return "PCM";
-    case 0x0002: return "Microsoft ADPCM";
-    case 0x0003: return "IEEE float";
-    case 0x0006: return "A-law";
-    case 0x0007: return "mu-law";
-    case 0x0011: return "IMA ADPCM";
-    case 0x0031: return "GSM 6.10";
-    case 0x0055: return "MPEG Layer 3";
-    case 0x0064: return "G.721 ADPCM";
-    case 0xFFFE: return "WAVE_FORMAT_EXTENSIBLE";
-    default: return "unknown";
+    case 0x0001:
+      return "PCM";
+    case 0x0002:
+      return "Microsoft ADPCM";
+    case 0x0003:
+      return "IEEE float";
+    case 0x0006:
+      return "A-law";
+    case 0x0007:
+      return "mu-law";
+    case 0x0011:
+      return "IMA ADPCM";
+    case 0x0031:
+      return "GSM 6.10";
+    case 0x0055:
+      return "MPEG Layer 3";
+    case 0x0064:
+      return "G.721 ADPCM";
+    case 0xFFFE:
+      return "WAVE_FORMAT_EXTENSIBLE";
+    default:
+      return "unknown";
   }
 }
 
@@ -56,7 +71,8 @@ constexpr uint8_t kSubtypeTail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
 
 Result<WavFormat> parseFmt(const uint8_t* p, uint32_t size) {
   if (size < 16) {
-    return makeError(Errc::kParse, fmt::format("WAV fmt chunk too short ({} bytes, need 16)", size));
+    return makeError(Errc::kParse,
+                     fmt::format("WAV fmt chunk too short ({} bytes, need 16)", size));
   }
   uint16_t tag = rd16(p);
   const uint16_t channels = rd16(p + 2);
@@ -66,9 +82,9 @@ Result<WavFormat> parseFmt(const uint8_t* p, uint32_t size) {
   const bool extensible = tag == kWavFormatExtensible;
   if (extensible) {
     if (size < 40) {
-      return makeError(Errc::kParse,
-                       fmt::format("WAVE_FORMAT_EXTENSIBLE fmt chunk too short ({} bytes, need 40)",
-                                   size));
+      return makeError(
+          Errc::kParse,
+          fmt::format("WAVE_FORMAT_EXTENSIBLE fmt chunk too short ({} bytes, need 40)", size));
     }
     if (std::memcmp(p + 26, kSubtypeTail, sizeof kSubtypeTail) != 0) {
       return makeError(Errc::kInvalid,
@@ -90,10 +106,11 @@ Result<WavFormat> parseFmt(const uint8_t* p, uint32_t size) {
   f.blockAlign = blockAlign;
   const auto unsupported = [&] {
     const char* why = extensible ? " inside WAVE_FORMAT_EXTENSIBLE" : "";
-    return makeError(Errc::kInvalid,
-                     fmt::format("unsupported WAV format: {} (0x{:04x}){}, {} Hz, {} channel(s), {} "
-                                 "bits per sample; supported: 16-bit PCM, 8-bit mu-law, 8-bit A-law",
-                                 formatName(tag), tag, why, rate, channels, bits));
+    return makeError(
+        Errc::kInvalid,
+        fmt::format("unsupported WAV format: {} (0x{:04x}){}, {} Hz, {} channel(s), {} "
+                    "bits per sample; supported: 16-bit PCM, 8-bit mu-law, 8-bit A-law",
+                    formatName(tag), tag, why, rate, channels, bits));
   };
   uint32_t bytesPerSample = 0;
   if (tag == kWavFormatPcm) {
@@ -180,8 +197,9 @@ Result<WavView> parseWav(std::span<const uint8_t> bytes, const WavLimits& limits
                                      chunkSize, avail));
       }
       if (len > limits.maxDataBytes) {
-        return makeError(Errc::kTooLarge, fmt::format("WAV data of {} bytes exceeds the limit of {}",
-                                                      len, limits.maxDataBytes));
+        return makeError(
+            Errc::kTooLarge,
+            fmt::format("WAV data of {} bytes exceeds the limit of {}", len, limits.maxDataBytes));
       }
       view.data = bytes.subspan(body, len);
       haveData = true;
@@ -240,7 +258,8 @@ std::vector<int16_t> decimate(std::span<const int16_t> in, uint32_t inRate, uint
   double sum = 0;
   for (int n = 0; n < taps; ++n) {
     const double m = n - half;
-    const double sinc = m == 0 ? 2 * fc : std::sin(2 * std::numbers::pi * fc * m) / (std::numbers::pi * m);
+    const double sinc =
+        m == 0 ? 2 * fc : std::sin(2 * std::numbers::pi * fc * m) / (std::numbers::pi * m);
     const double w = 0.42 - 0.5 * std::cos(2 * std::numbers::pi * n / (taps - 1)) +
                      0.08 * std::cos(4 * std::numbers::pi * n / (taps - 1));
     h[n] = sinc * w;
@@ -271,9 +290,9 @@ Result<std::vector<int16_t>> loadPrompt(std::span<const uint8_t> bytes, const Wa
   }
   const WavFormat& f = wav->format;
   if (f.channels > 2) {
-    return makeError(Errc::kInvalid,
-                     fmt::format("prompt has {} channels; prompts must be mono or stereo",
-                                 f.channels));
+    return makeError(
+        Errc::kInvalid,
+        fmt::format("prompt has {} channels; prompts must be mono or stereo", f.channels));
   }
   const uint32_t factor = f.sampleRate / kPromptRate;
   if (f.sampleRate % kPromptRate != 0 || factor > 6) {
@@ -298,7 +317,8 @@ Result<std::vector<int16_t>> loadPrompt(std::span<const uint8_t> bytes, const Wa
 Result<std::vector<int16_t>> loadPromptFile(const std::string& path, const WavLimits& limits) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
-    return makeError(Errc::kIo, fmt::format("cannot open prompt {}: {}", path, std::strerror(errno)));
+    return makeError(Errc::kIo,
+                     fmt::format("cannot open prompt {}: {}", path, std::strerror(errno)));
   }
   const size_t maxFile = limits.maxDataBytes + 64 * 1024;
   std::vector<uint8_t> bytes;

@@ -23,7 +23,9 @@ void put32(Bytes& b, uint32_t v) {
   put16(b, static_cast<uint16_t>(v));
   put16(b, static_cast<uint16_t>(v >> 16));
 }
-void putId(Bytes& b, const char* id) { b.insert(b.end(), id, id + 4); }
+void putId(Bytes& b, const char* id) {
+  b.insert(b.end(), id, id + 4);
+}
 
 Bytes chunk(const char* id, const Bytes& body, bool pad = true) {
   Bytes b;
@@ -36,10 +38,9 @@ Bytes chunk(const char* id, const Bytes& body, bool pad = true) {
   return b;
 }
 
-Bytes fmtBody(uint16_t tag, uint16_t channels, uint32_t rate, uint16_t bits,
-              int blockAlign = -1) {
-  const uint16_t align =
-      blockAlign >= 0 ? static_cast<uint16_t>(blockAlign) : static_cast<uint16_t>(channels * bits / 8);
+Bytes fmtBody(uint16_t tag, uint16_t channels, uint32_t rate, uint16_t bits, int blockAlign = -1) {
+  const uint16_t align = blockAlign >= 0 ? static_cast<uint16_t>(blockAlign)
+                                         : static_cast<uint16_t>(channels * bits / 8);
   Bytes b;
   put16(b, tag);
   put16(b, channels);
@@ -109,13 +110,15 @@ TEST(Wav, ReadsPcm16Mono) {
 
 TEST(Wav, ReadsUlawAndAlaw) {
   const Bytes codes = {0xFF, 0x00, 0x80, 0x7E, 0xD5};
-  auto u = parseWav(riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", codes)}));
+  auto u =
+      parseWav(riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", codes)}));
   ASSERT_TRUE(u) << u.error().message;
   EXPECT_EQ(u->format.encoding, WavEncoding::kUlaw);
   EXPECT_EQ(u->frames(), 5u);
   EXPECT_EQ(decodeWavSamples(*u), (std::vector<int16_t>{0, -32124, 32124, -8, ulawToLinear(0xD5)}));
 
-  auto a = parseWav(riff({chunk("fmt ", fmtBody(kWavFormatAlaw, 1, 8000, 8)), chunk("data", codes)}));
+  auto a =
+      parseWav(riff({chunk("fmt ", fmtBody(kWavFormatAlaw, 1, 8000, 8)), chunk("data", codes)}));
   ASSERT_TRUE(a) << a.error().message;
   EXPECT_EQ(a->format.encoding, WavEncoding::kAlaw);
   EXPECT_EQ(decodeWavSamples(*a)[4], 8);
@@ -125,9 +128,9 @@ TEST(Wav, ReadsUlawAndAlaw) {
 TEST(Wav, AnyChunkOrderUnknownChunksAndOddPadding) {
   const std::vector<int16_t> samples = {5, -5, 7};
   // An odd LIST chunk (padded) first, the data before fmt, a fact chunk between.
-  const Bytes file = riff({chunk("LIST", Bytes{'I', 'N', 'F', 'O', 'x'}), chunk("data", pcmBytes(samples)),
-                           chunk("fact", Bytes{3, 0, 0, 0}),
-                           chunk("fmt ", fmtBody(kWavFormatPcm, 1, 8000, 16))});
+  const Bytes file =
+      riff({chunk("LIST", Bytes{'I', 'N', 'F', 'O', 'x'}), chunk("data", pcmBytes(samples)),
+            chunk("fact", Bytes{3, 0, 0, 0}), chunk("fmt ", fmtBody(kWavFormatPcm, 1, 8000, 16))});
   auto wav = parseWav(file);
   ASSERT_TRUE(wav) << wav.error().message;
   EXPECT_EQ(decodeWavSamples(*wav), samples);
@@ -150,14 +153,15 @@ TEST(Wav, ExtensibleWithPcmSubformat) {
   EXPECT_EQ(wav->format.sampleRate, 16000u);
   EXPECT_EQ(wav->frames(), 2u);
 
-  auto ulaw = parseWav(riff({chunk("fmt ", extensibleBody(kWavFormatUlaw, 1, 8000, 8)),
-                             chunk("data", Bytes{0xFF})}));
+  auto ulaw = parseWav(riff(
+      {chunk("fmt ", extensibleBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", Bytes{0xFF})}));
   ASSERT_TRUE(ulaw) << ulaw.error().message;
   EXPECT_EQ(ulaw->format.encoding, WavEncoding::kUlaw);
 }
 
 TEST(Wav, ExtensibleErrors) {
-  auto flt = parseWav(riff({chunk("fmt ", extensibleBody(3, 2, 48000, 32)), chunk("data", Bytes(8))}));
+  auto flt =
+      parseWav(riff({chunk("fmt ", extensibleBody(3, 2, 48000, 32)), chunk("data", Bytes(8))}));
   ASSERT_FALSE(flt);
   EXPECT_EQ(flt.error().code, Errc::kInvalid);
   EXPECT_NE(flt.error().message.find("IEEE float"), std::string::npos) << flt.error().message;
@@ -169,8 +173,8 @@ TEST(Wav, ExtensibleErrors) {
   ASSERT_FALSE(g);
   EXPECT_EQ(g.error().code, Errc::kInvalid);
 
-  auto shortExt =
-      parseWav(riff({chunk("fmt ", fmtBody(kWavFormatExtensible, 1, 8000, 16)), chunk("data", Bytes(2))}));
+  auto shortExt = parseWav(
+      riff({chunk("fmt ", fmtBody(kWavFormatExtensible, 1, 8000, 16)), chunk("data", Bytes(2))}));
   ASSERT_FALSE(shortExt);
   EXPECT_EQ(shortExt.error().code, Errc::kParse);
 }
@@ -188,12 +192,14 @@ TEST(Wav, UnsupportedFormatsAreNamed) {
   ASSERT_FALSE(mp3);
   EXPECT_NE(mp3.error().message.find("MPEG Layer 3"), std::string::npos) << mp3.error().message;
 
-  auto pcm8 = parseWav(riff({chunk("fmt ", fmtBody(kWavFormatPcm, 1, 8000, 8)), chunk("data", Bytes(8))}));
+  auto pcm8 =
+      parseWav(riff({chunk("fmt ", fmtBody(kWavFormatPcm, 1, 8000, 8)), chunk("data", Bytes(8))}));
   ASSERT_FALSE(pcm8);
   EXPECT_EQ(pcm8.error().code, Errc::kInvalid);
   EXPECT_NE(pcm8.error().message.find("8 bits"), std::string::npos) << pcm8.error().message;
 
-  auto ulaw16 = parseWav(riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 16)), chunk("data", Bytes(8))}));
+  auto ulaw16 = parseWav(
+      riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 16)), chunk("data", Bytes(8))}));
   ASSERT_FALSE(ulaw16);
   EXPECT_EQ(ulaw16.error().code, Errc::kInvalid);
 }
@@ -274,7 +280,8 @@ TEST(Wav, SizesTheWayRealFilesGetThemWrong) {
   EXPECT_EQ(t->frames(), 2u);
 
   // A RIFF size larger than the file, but every chunk complete: accepted.
-  auto big = parseWav(riff({chunk("fmt ", fmtBody(1, 1, 8000, 16)), chunk("data", Bytes(4))}, 1000));
+  auto big =
+      parseWav(riff({chunk("fmt ", fmtBody(1, 1, 8000, 16)), chunk("data", Bytes(4))}, 1000));
   ASSERT_TRUE(big) << big.error().message;
   EXPECT_EQ(big->frames(), 2u);
 }
@@ -284,7 +291,8 @@ TEST(Prompt, EightKilohertzMonoAsIs) {
   auto p = loadPrompt(pcmWav(samples));
   ASSERT_TRUE(p) << p.error().message;
   EXPECT_EQ(*p, samples);
-  auto u = loadPrompt(riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", Bytes{0xFF, 0x80})}));
+  auto u = loadPrompt(
+      riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", Bytes{0xFF, 0x80})}));
   ASSERT_TRUE(u) << u.error().message;
   EXPECT_EQ(*u, (std::vector<int16_t>{0, 32124}));
 }
@@ -349,10 +357,10 @@ TEST(WavWriter, HeaderIsCanonicalAndSizesArePatched) {
   EXPECT_EQ(b.substr(0, 4), "RIFF");
   EXPECT_EQ(b.substr(4, 4), std::string(4, '\xFF'));  // unknown until close
   ASSERT_TRUE(w.close());
-  const Bytes expected = {'R', 'I', 'F', 'F', 42, 0, 0, 0, 'W', 'A', 'V', 'E', 'f', 'm', 't', ' ',
-                          16, 0, 0, 0, 1, 0, 1, 0, 0x40, 0x1F, 0, 0, 0x80, 0x3E, 0, 0,
-                          2, 0, 16, 0, 'd', 'a', 't', 'a', 6, 0, 0, 0,
-                          1, 0, 0xFF, 0xFF, 0x34, 0x12};
+  const Bytes expected = {'R', 'I', 'F',  'F',  42, 0, 0, 0,    'W',  'A',  'V', 'E',  'f',
+                          'm', 't', ' ',  16,   0,  0, 0, 1,    0,    1,    0,   0x40, 0x1F,
+                          0,   0,   0x80, 0x3E, 0,  0, 2, 0,    16,   0,    'd', 'a',  't',
+                          'a', 6,   0,    0,    0,  1, 0, 0xFF, 0xFF, 0x34, 0x12};
   EXPECT_EQ(Bytes(b.begin(), b.end()), expected);
   EXPECT_TRUE(w.close());  // idempotent
   auto after = w.append(block);

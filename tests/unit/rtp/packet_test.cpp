@@ -10,8 +10,8 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 TEST(RtpPacket, ParsesTheFixedHeader) {
-  const Bytes d = {0x80, 0x88, 0x12, 0x34, 0xDE, 0xAD, 0xBE, 0xEF, 0x01, 0x02, 0x03, 0x04,
-                   0xFF, 0xFE, 0xFD};
+  const Bytes d = {0x80, 0x88, 0x12, 0x34, 0xDE, 0xAD, 0xBE, 0xEF,
+                   0x01, 0x02, 0x03, 0x04, 0xFF, 0xFE, 0xFD};
   auto p = parseRtp(d);
   ASSERT_TRUE(p) << p.error().message;
   EXPECT_TRUE(p->header.marker);
@@ -30,9 +30,9 @@ TEST(RtpPacket, ParsesTheFixedHeader) {
 
 TEST(RtpPacket, SkipsCsrcsAndExtensionAndRemovesPadding) {
   // V=2 P=1 X=1 CC=2, PT 0.
-  const Bytes d = {0xB2, 0x00, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9,
-                   0xAA, 0xAA, 0xAA, 0x01,  // CSRC 1
-                   0xBB, 0xBB, 0xBB, 0x02,  // CSRC 2
+  const Bytes d = {0xB2, 0x00, 0,    1,    0,    0,    0,    160,
+                   0,    0,    0,    9,    0xAA, 0xAA, 0xAA, 0x01,  // CSRC 1
+                   0xBB, 0xBB, 0xBB, 0x02,                          // CSRC 2
                    0xBE, 0xDE, 0x00, 0x01,  // one-byte extension header, 1 word
                    0x10, 0x55, 0x00, 0x00,  // the word
                    0x7F, 0x7E,              // payload
@@ -95,8 +95,8 @@ TEST(RtpPacket, WriteThenParse) {
   auto n = writeRtp(h, payload, buf);
   ASSERT_TRUE(n);
   EXPECT_EQ(*n, 16u);
-  const Bytes expectedHeader = {0x80, 0xE5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF0,
-                                0xCA, 0xFE, 0xBA, 0xBE};
+  const Bytes expectedHeader = {0x80, 0xE5, 0xFF, 0xFF, 0xFF, 0xFF,
+                                0xFF, 0xF0, 0xCA, 0xFE, 0xBA, 0xBE};
   EXPECT_EQ(Bytes(buf, buf + 12), expectedHeader);
   auto p = parseRtp(std::span<const uint8_t>(buf, *n));
   ASSERT_TRUE(p);

@@ -22,8 +22,8 @@ TEST(Packetizer, SequenceTimestampAndMarker) {
   EXPECT_EQ(h2.sequence, 65535);
   EXPECT_EQ(h2.timestamp, 0xFFFFFFA0u);
   const auto h3 = p.next();
-  EXPECT_EQ(h3.sequence, 0);                // wraps
-  EXPECT_EQ(h3.timestamp, 0x00000040u);     // wraps
+  EXPECT_EQ(h3.sequence, 0);             // wraps
+  EXPECT_EQ(h3.timestamp, 0x00000040u);  // wraps
   EXPECT_EQ(p.packetsSent(), 3u);
 }
 

@@ -94,7 +94,8 @@ std::vector<Sent> sendDigits(const std::string& digits, uint32_t firstTs = 0xFFF
     EXPECT_TRUE(packets);
     for (const auto& pk : *packets) {
       const auto h = p.nextWithTimestamp(101, ts, pk.marker);
-      out.push_back({h.sequence, h.timestamp, h.marker, Bytes(pk.payload.begin(), pk.payload.end())});
+      out.push_back(
+          {h.sequence, h.timestamp, h.marker, Bytes(pk.payload.begin(), pk.payload.end())});
     }
     p.skip(800 + 800);  // the tone, then a pause of audio
   }

@@ -52,15 +52,21 @@ constexpr std::array<int16_t, 256> makeTable() {
 }  // namespace detail
 
 // Code -> linear 16-bit sample.
-inline constexpr std::array<int16_t, 256> kUlawToLinear = detail::makeTable<detail::ulawExpandOne>();
-inline constexpr std::array<int16_t, 256> kAlawToLinear = detail::makeTable<detail::alawExpandOne>();
+inline constexpr std::array<int16_t, 256> kUlawToLinear =
+    detail::makeTable<detail::ulawExpandOne>();
+inline constexpr std::array<int16_t, 256> kAlawToLinear =
+    detail::makeTable<detail::alawExpandOne>();
 
-constexpr int16_t ulawToLinear(uint8_t code) { return kUlawToLinear[code]; }
-constexpr int16_t alawToLinear(uint8_t code) { return kAlawToLinear[code]; }
+constexpr int16_t ulawToLinear(uint8_t code) {
+  return kUlawToLinear[code];
+}
+constexpr int16_t alawToLinear(uint8_t code) {
+  return kAlawToLinear[code];
+}
 
 constexpr uint8_t linearToUlaw(int16_t sample) {
-  const int s = sample >> 15;                     // 0 or -1
-  int magnitude = ((sample ^ s) >> 2) + 33;       // 14-bit one's complement magnitude + bias
+  const int s = sample >> 15;                // 0 or -1
+  int magnitude = ((sample ^ s) >> 2) + 33;  // 14-bit one's complement magnitude + bias
   magnitude = magnitude > 0x1FFF ? 0x1FFF : magnitude;
   const int segment = std::bit_width(static_cast<unsigned>(magnitude >> 6));  // 0..7
   const int mantissa = (magnitude >> (segment + 1)) & 0x0F;
@@ -93,6 +99,8 @@ size_t encodeG711(G711Law law, std::span<const int16_t> in, std::span<uint8_t> o
 size_t decodeG711(G711Law law, std::span<const uint8_t> in, std::span<int16_t> out);
 
 // The RTP static payload types (RFC 3551): 0 PCMU, 8 PCMA.
-constexpr uint8_t payloadTypeOf(G711Law law) { return law == G711Law::kUlaw ? 0 : 8; }
+constexpr uint8_t payloadTypeOf(G711Law law) {
+  return law == G711Law::kUlaw ? 0 : 8;
+}
 
 }  // namespace evosip::audio

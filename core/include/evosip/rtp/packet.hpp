@@ -27,9 +27,9 @@ struct RtpPacket {
   uint8_t csrcCount = 0;
   std::span<const uint8_t> csrcs;  // csrcCount big-endian 32-bit identifiers
   bool hasExtension = false;
-  uint16_t extensionProfile = 0;        // "defined by profile" (0xBEDE one-byte, 0x100x two-byte)
-  std::span<const uint8_t> extension;   // the extension body, without its 4-byte header
-  uint8_t paddingBytes = 0;             // removed from the payload; 0 without the P bit
+  uint16_t extensionProfile = 0;       // "defined by profile" (0xBEDE one-byte, 0x100x two-byte)
+  std::span<const uint8_t> extension;  // the extension body, without its 4-byte header
+  uint8_t paddingBytes = 0;            // removed from the payload; 0 without the P bit
   std::span<const uint8_t> payload;
 
   uint32_t csrc(size_t i) const;  // i < csrcCount

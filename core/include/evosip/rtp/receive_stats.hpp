@@ -19,8 +19,8 @@ enum class Arrival : uint8_t {
 
 struct ArrivalInfo {
   Arrival kind = Arrival::kFirst;
-  uint16_t missing = 0;          // kInOrder: packets skipped before this one
-  uint32_t timestampDelta = 0;   // kInOrder: timestamp minus the newest packet's before it
+  uint16_t missing = 0;         // kInOrder: packets skipped before this one
+  uint32_t timestampDelta = 0;  // kInOrder: timestamp minus the newest packet's before it
 };
 
 class ReceiveStats {
@@ -31,8 +31,8 @@ class ReceiveStats {
   ArrivalInfo onPacket(uint16_t sequence, uint32_t timestamp);
 
   uint64_t received() const { return received_; }  // distinct packets, duplicates excluded
-  uint64_t expected() const;                        // newest - first + 1 (since the restart)
-  uint64_t lost() const;                            // expected - received, never negative
+  uint64_t expected() const;                       // newest - first + 1 (since the restart)
+  uint64_t lost() const;                           // expected - received, never negative
   uint64_t late() const { return late_; }
   uint64_t duplicates() const { return duplicates_; }
   uint64_t strays() const { return strays_; }

@@ -49,9 +49,9 @@ class DtmfReceiver {
   struct Stats {
     uint64_t packets = 0;
     uint64_t digits = 0;
-    uint64_t repeats = 0;     // updates, end repeats and duplicates of a known event
-    uint64_t late = 0;        // packets of an event older than the newest
-    uint64_t malformed = 0;   // payload shorter than 4 bytes
+    uint64_t repeats = 0;    // updates, end repeats and duplicates of a known event
+    uint64_t late = 0;       // packets of an event older than the newest
+    uint64_t malformed = 0;  // payload shorter than 4 bytes
   };
 
   std::optional<DtmfDigit> onPacket(uint16_t sequence, uint32_t timestamp, bool marker,
