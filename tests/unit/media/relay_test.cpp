@@ -1,0 +1,274 @@
+// The relay of one worker, in process: ng command bodies in, replies out, and real RTP packets
+// over loopback sockets driven by polling the worker's io_context.
+#include <arpa/inet.h>
+#include <cstring>
+#include <netinet/in.h>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include <evosip/media/ng_options.hpp>
+#include <evosip/media/relay.hpp>
+
+namespace evosip::media {
+namespace {
+
+using bencode::Value;
+
+// A UDP socket of a fake phone on 127.0.0.1.
+struct Phone {
+  Phone() {
+    fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Phone() { ::close(fd); }
+  void sendTo(uint16_t to, const std::string& data) const {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(to);
+    ::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  std::string receive() const {
+    char buf[2048];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
+  }
+  int fd = -1;
+  uint16_t port = 0;
+};
+
+std::string sdpFor(uint16_t port, const std::string& addr = "127.0.0.1",
+                   const std::string& extra = "") {
+  return "v=0\r\no=- 1 1 IN IP4 " + addr + "\r\ns=-\r\nc=IN IP4 " + addr + "\r\nt=0 0\r\nm=audio " +
+         std::to_string(port) + " RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n" + extra;
+}
+
+// The m= port of the first section of a rewritten SDP.
+uint16_t mPort(std::string_view sdp) {
+  const auto at = sdp.find("m=audio ");
+  return at == std::string_view::npos
+             ? 0
+             : static_cast<uint16_t>(std::stoi(std::string(sdp.substr(at + 8, 5))));
+}
+
+class RelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override { make(0, 400); }
+  void make(uint64_t maxSessions, uint16_t ports) {
+    relay.reset();
+    settings.advertise = "127.0.0.1";
+    settings.maxSessions = maxSessions;
+    settings.timeoutS = 10;
+    // A range of our own per test process, away from the ephemeral ports of the phones.
+    const uint16_t base = static_cast<uint16_t>(20000 + (::getpid() % 500) * 40);
+    relay =
+        std::make_unique<Relay>(io, settings, PortRange{base, uint16_t(base + ports - 1)}, shared);
+    relay->setClockForTest([this] { return now; });
+  }
+  Value offer(const std::string& callId, const std::string& from, const std::string& sdp,
+              Value::List flags = {}) {
+    Value b = Value::makeDict();
+    b.set("command", "offer").set("call-id", callId).set("from-tag", from).set("sdp", sdp);
+    b.set("flags", Value(std::move(flags)));
+    return relay->offer(b);
+  }
+  Value answer(const std::string& callId, const std::string& from, const std::string& to,
+               const std::string& sdp) {
+    Value b = Value::makeDict();
+    b.set("command", "answer").set("call-id", callId).set("from-tag", from).set("to-tag", to);
+    b.set("sdp", sdp);
+    return relay->answer(b);
+  }
+  Value simple(const char* command, const std::string& callId) {
+    Value b = Value::makeDict();
+    b.set("command", command).set("call-id", callId);
+    return std::string_view(command) == "delete" ? relay->remove(b) : relay->query(b);
+  }
+  // Sends from `from` to relay port `to` and expects it at `at`.
+  bool relays(const Phone& from, uint16_t to, const Phone& at, const std::string& data) {
+    from.sendTo(to, data);
+    for (int i = 0; i < 200; ++i) {
+      io.poll();
+      io.restart();
+      std::string got = at.receive();
+      if (!got.empty()) {
+        return got == data;
+      }
+      ::usleep(1000);
+    }
+    return false;
+  }
+
+  boost::asio::io_context io;
+  RelaySettings settings;
+  RelayShared shared;
+  std::unique_ptr<Relay> relay;
+  int64_t now = 1'000'000'000;
+};
+
+TEST_F(RelayTest, OfferAnswerRelayBothWaysAndDelete) {
+  Phone a, b;
+  Value o = offer("c1", "ta", sdpFor(a.port));
+  ASSERT_EQ(o.string("result"), "ok") << o.string("error-reason").value_or("");
+  Value an = answer("c1", "ta", "tb", sdpFor(b.port));
+  ASSERT_EQ(an.string("result"), "ok");
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  EXPECT_NE(towardA, towardB);
+  EXPECT_NE(o.string("sdp")->find("a=rtcp:" + std::to_string(towardB + 1)), std::string::npos);
+  EXPECT_TRUE(relays(a, towardA, b, "from-a"));
+  EXPECT_TRUE(relays(b, towardB, a, "from-b"));
+  EXPECT_EQ(relay->counters().packetsRelayed.load(), 2u);
+
+  Value q = simple("query", "c1");
+  EXPECT_EQ(q.find("totals")->find("RTP")->integer("packets"), 2);
+  EXPECT_EQ(shared.sessions.load(), 1);
+  EXPECT_EQ(relay->ports().inUse(), 2u);
+  Value d = simple("delete", "c1");
+  EXPECT_EQ(d.string("result"), "ok");
+  EXPECT_EQ(relay->ports().inUse(), 0u);
+  EXPECT_EQ(shared.sessions.load(), 0);
+  EXPECT_EQ(simple("query", "c1").string("error-reason"), "Unknown call-id");
+}
+
+TEST_F(RelayTest, RepeatedOfferKeepsPortsAndReply) {
+  Phone a;
+  Value first = offer("c2", "ta", sdpFor(a.port));
+  Value second = offer("c2", "ta", sdpFor(a.port));
+  EXPECT_EQ(first, second);
+  EXPECT_EQ(relay->ports().inUse(), 2u);
+}
+
+TEST_F(RelayTest, ReofferWithNewAddressUnlatches) {
+  Phone a, b, a2;
+  Value o = offer("c3", "ta", sdpFor(a.port));
+  Value an = answer("c3", "ta", "tb", sdpFor(b.port));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  EXPECT_TRUE(relays(a, towardA, b, "1"));
+  // a moves (re-INVITE with a new port): b's packets follow the new SDP at once.
+  Value re = offer("c3", "ta", sdpFor(a2.port));
+  EXPECT_EQ(mPort(*re.string("sdp")), towardB);
+  EXPECT_TRUE(relays(b, towardB, a2, "2"));
+}
+
+TEST_F(RelayTest, CalleeMediaFlowsBeforeTheAnswer) {
+  Phone a;
+  Value o = offer("c4", "ta", sdpFor(a.port));
+  // The port toward a is known only from the answer; send to the one toward b instead, from b's
+  // future address: a is known from its offer, so b -> a works before the answer.
+  Phone b;
+  EXPECT_TRUE(relays(b, mPort(*o.string("sdp")), a, "early"));
+  EXPECT_EQ(relay->counters().drops[size_t(DropReason::kNoDestination)].load(), 0u);
+}
+
+TEST_F(RelayTest, Errors) {
+  EXPECT_EQ(answer("nope", "a", "b", sdpFor(4000)).string("error-reason"), "Unknown call-id");
+  EXPECT_EQ(offer("", "a", sdpFor(4000)).string("error-reason"), "No call-id in message");
+  EXPECT_EQ(offer("c", "", sdpFor(4000)).string("error-reason"), "No from-tag in message");
+  EXPECT_EQ(offer("c", "a", "").string("error-reason"), "No SDP body in message");
+  Value bad = offer("c", "a", "garbage");
+  EXPECT_EQ(bad.string("result"), "error");
+  EXPECT_NE(bad.string("error-reason")->find("Failed to parse SDP"), std::string::npos);
+  EXPECT_EQ(offer("c", "a", sdpFor(4000), {Value("record-call")}).string("result"), "error");
+  EXPECT_EQ(relay->calls(), 0u);
+  EXPECT_EQ(shared.sessions.load(), 0);
+  Value d = simple("delete", "nope");
+  EXPECT_EQ(d.string("result"), "ok");
+  EXPECT_EQ(d.string("warning"), "Call-ID not found or tags didn't match");
+}
+
+TEST_F(RelayTest, OutOfPortsIsAnErrorAndLeavesNothing) {
+  make(0, 2);  // one pair: an offer needs two (one per leg)
+  Value o = offer("c5", "ta", sdpFor(4000));
+  EXPECT_EQ(o.string("error-reason"), "Ran out of ports");
+  EXPECT_EQ(relay->calls(), 0u);
+  EXPECT_EQ(relay->ports().inUse(), 0u);
+  EXPECT_EQ(shared.sessions.load(), 0);
+}
+
+TEST_F(RelayTest, MaxSessionsAndDraining) {
+  make(1, 400);
+  EXPECT_EQ(offer("c6", "ta", sdpFor(4000)).string("result"), "ok");
+  EXPECT_EQ(offer("c7", "ta", sdpFor(4000)).string("error-reason"),
+            "Parallel session limit reached");
+  EXPECT_EQ(offer("c6", "ta", sdpFor(4002)).string("result"), "ok");  // re-offer
+  simple("delete", "c6");
+  shared.draining = true;
+  EXPECT_EQ(offer("c7", "ta", sdpFor(4000)).string("error-reason"), "draining");
+  EXPECT_EQ(relay->counters().rejectedSessions.load(), 2u);
+}
+
+TEST_F(RelayTest, IdleTimeout) {
+  Phone a, b;
+  Value o = offer("idle", "ta", sdpFor(a.port));
+  offer("busy", "ta", sdpFor(b.port));
+  now += 9'000'000'000;
+  relay->onTick();
+  EXPECT_EQ(relay->calls(), 2u);
+  Phone c;
+  EXPECT_TRUE(relays(c, mPort(*offer("busy", "ta", sdpFor(b.port)).string("sdp")), b, "x"));
+  now += 2'000'000'000;  // 11 s after "idle" was signalled, 2 s after "busy" had a packet
+  relay->onTick();
+  EXPECT_EQ(relay->calls(), 1u);
+  EXPECT_EQ(simple("query", "idle").string("result"), "error");
+  EXPECT_EQ(simple("query", "busy").string("result"), "ok");
+  EXPECT_EQ(relay->counters().timeoutSessions.load(), 1u);
+}
+
+TEST_F(RelayTest, SdpRewriteRemovesIceAndReplacesOrigin) {
+  const std::string ice =
+      "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n"
+      "a=candidate:1 1 UDP 2130706431 192.168.1.2 4000 typ host\r\n";
+  Value b = Value::makeDict();
+  b.set("command", "offer").set("call-id", "ice").set("from-tag", "ta");
+  b.set("sdp", sdpFor(4000, "192.168.1.2", ice));
+  b.set("replace", Value(Value::List{"origin", "session-connection"}));
+  b.set("ICE", "remove");
+  Value o = relay->offer(b);
+  ASSERT_EQ(o.string("result"), "ok");
+  const std::string sdp(*o.string("sdp"));
+  EXPECT_EQ(sdp.find("candidate"), std::string::npos);
+  EXPECT_EQ(sdp.find("ice-ufrag"), std::string::npos);
+  EXPECT_EQ(sdp.find("192.168.1.2"), std::string::npos) << sdp;
+  EXPECT_NE(sdp.find("o=- 1 1 IN IP4 127.0.0.1"), std::string::npos) << sdp;
+}
+
+TEST(NgOptions, FlagsAndUnsupportedFeatures) {
+  Value b = Value::makeDict();
+  b.set("flags",
+        Value(Value::List{"SIP source address", "strict_source", "asymmetric", "some-new-flag"}));
+  b.set("received from", Value(Value::List{"IP4", "198.51.100.7"}));
+  b.set("transport protocol", "RTP/AVP");
+  auto o = readNgOptions(b);
+  ASSERT_TRUE(o);
+  EXPECT_TRUE(o->sipSourceAddress);
+  EXPECT_TRUE(o->strictSource);
+  EXPECT_TRUE(o->asymmetric);
+  EXPECT_EQ(o->receivedFrom, "198.51.100.7");
+  ASSERT_EQ(o->ignoredFlags.size(), 1u);
+
+  for (auto [key, value] :
+       {std::pair{"ICE", "force"}, std::pair{"record call", "yes"},
+        std::pair{"transport-protocol", "RTP/SAVP"}, std::pair{"DTLS", "passive"}}) {
+    Value u = Value::makeDict();
+    u.set(key, value);
+    EXPECT_FALSE(readNgOptions(u)) << key;
+  }
+  Value ok = Value::makeDict();
+  ok.set("ICE", "remove").set("record-call", "no").set("DTLS", "off");
+  EXPECT_TRUE(readNgOptions(ok));
+}
+
+}  // namespace
+}  // namespace evosip::media
