@@ -34,6 +34,30 @@ Result<std::shared_ptr<TargetSet>> TargetSet::build(const std::vector<std::strin
   return set;
 }
 
+Result<std::shared_ptr<TargetSet>> TargetSet::buildAddresses(const std::vector<std::string>& addrs,
+                                                             uint16_t defaultPort) {
+  auto set = std::make_shared<TargetSet>();
+  for (const auto& text : addrs) {
+    std::string_view rest = text;
+    if (rest.starts_with("udp:")) {
+      rest.remove_prefix(4);
+    }
+    auto ep = transport::parseEndpoint(rest, defaultPort);
+    if (!ep) {
+      return makeError(Errc::kInvalid, fmt::format("target '{}': {}", text, ep.error().message));
+    }
+    if (set->find(*ep) != SIZE_MAX) {
+      return makeError(Errc::kInvalid, fmt::format("target '{}' is listed twice", text));
+    }
+    auto target = std::make_unique<Target>();
+    target->uri = text;
+    target->endpoint = *ep;
+    target->nameHash = hash64(ep->str(), 0x65766f736970ULL);
+    set->targets_.push_back(std::move(target));
+  }
+  return set;
+}
+
 size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude) const {
   const uint64_t keyHash = hash64(key);
   size_t best = SIZE_MAX;

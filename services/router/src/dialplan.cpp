@@ -34,4 +34,17 @@ std::string Dialplan::headerLines(const ServiceNumber& number, std::string_view 
   return out;
 }
 
+std::optional<MediaMode> mediaModeFromName(std::string_view name) {
+  if (name == "never") {
+    return MediaMode::kNever;
+  }
+  if (name == "nat") {
+    return MediaMode::kNat;
+  }
+  if (name == "always") {
+    return MediaMode::kAlways;
+  }
+  return std::nullopt;
+}
+
 }  // namespace evosip::router

@@ -55,6 +55,78 @@ std::string tagOf(const Result<sip::NameAddr>& na) {
   return t ? std::string(*t) : std::string();
 }
 
+bool hasSdp(const sip::Message& m) {
+  if (m.body().empty()) {
+    return false;
+  }
+  const auto* ct = m.find(sip::HeaderId::kContentType);
+  return ct != nullptr && istartsWith(trim(ct->value), "application/sdp");
+}
+
+// The caller is behind a NAT when the edge saw its requests come from elsewhere than its own
+// Via says (received / rport on the UA's Via, the last one), or when its SDP names an address
+// other than the one the edge saw.
+bool natDetected(const sip::Message& m) {
+  std::string_view last;
+  for (const auto& h : m.headers()) {
+    if (h.id == sip::HeaderId::kVia) {
+      sip::ValueSplitter values(h.value);
+      while (auto v = values.next()) {
+        last = *v;
+      }
+    }
+  }
+  auto via = sip::parseVia(last);
+  if (!via) {
+    return false;
+  }
+  const auto received = via->received();
+  if (received && *received != via->host) {
+    return true;
+  }
+  if (auto rport = via->rport(); rport && !rport->empty()) {
+    const uint16_t sentBy = via->port != 0 ? via->port : 5060;
+    if (parseDecimal(*rport, 65535).value_or(sentBy) != sentBy) {
+      return true;
+    }
+  }
+  // c=IN IP4 <address> anywhere in the body, compared with what the edge saw.
+  const std::string_view seen = received.value_or(via->host);
+  const std::string_view body = m.body();
+  for (size_t pos = body.find("c=IN IP"); pos != std::string_view::npos;
+       pos = body.find("c=IN IP", pos + 1)) {
+    std::string_view rest = body.substr(pos + 8);  // after "c=IN IP4"
+    rest = trim(rest.substr(0, rest.find_first_of("\r\n")));
+    rest = rest.substr(0, rest.find('/'));
+    if (!rest.empty() && rest != seen && rest != "0.0.0.0" && rest != "::") {
+      return true;
+    }
+  }
+  return false;
+}
+
+int64_t steadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Offer/answer flags the router always sends: the relay's address in o= and c=, and no ICE
+// candidates that would let the phones bypass it.
+void addMediaFlags(bencode::Value& cmd) {
+  bencode::Value replace = bencode::Value::makeList();
+  replace.add("origin").add("session-connection");
+  cmd.set("replace", std::move(replace));
+  cmd.set("ICE", "remove");
+}
+
+Result<transport::Endpoint> relayEndpoint(std::string_view uri) {
+  if (uri.starts_with("udp:")) {
+    uri.remove_prefix(4);
+  }
+  return transport::parseEndpoint(uri, 2223);
+}
+
 }  // namespace
 
 RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings nonces,
@@ -65,7 +137,8 @@ RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings n
       verifier_(nonces_),
       dialplan_(std::move(dialplan)),
       credentialTable_(settings_.credentials, clock),
-      apps_(std::move(apps)) {
+      apps_(std::move(apps)),
+      media_(*role::TargetSet::build({})) {
   // "host" matches any port; "host:port" ([v6]:port) only that port (5060 when the URI has
   // none): another UA on the platform's IP is not the platform. Parsed once, here.
   for (const auto& a : settings_.aliases) {
@@ -107,6 +180,17 @@ void RouterShared::setApps(std::shared_ptr<role::TargetSet> apps) {
   std::lock_guard lock(appsMutex_);
   apps->inheritFrom(*apps_);
   apps_ = std::move(apps);
+}
+
+std::shared_ptr<role::TargetSet> RouterShared::media() const {
+  std::lock_guard lock(appsMutex_);
+  return media_;
+}
+
+void RouterShared::setMedia(std::shared_ptr<role::TargetSet> media) {
+  std::lock_guard lock(appsMutex_);
+  media->inheritFrom(*media_);
+  media_ = std::move(media);
 }
 
 // Nonce counts in the shared store, so a replay is caught whichever router it reaches.
@@ -181,7 +265,8 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
                 });
           }),
       proxy_(shared.settings().proxy, withRandomSeed(shared.settings().layer), clock,
-             std::move(send), *this) {}
+             std::move(send), *this),
+      ng_(io, shared.settings().ng) {}
 
 Router::~Router() {
   // The store first: a backend that completes pending operations as it closes calls back into
@@ -190,7 +275,9 @@ Router::~Router() {
 }
 
 void Router::onTick() {
-  proxy_.onTick(clock_.now());
+  const auto now = clock_.now();
+  proxy_.onTick(now);
+  std::erase_if(mediaCalls_, [now](const auto& kv) { return kv.second.forgetAt <= now; });
   counters_.serverTransactions.store(proxy_.layer().serverCount(), std::memory_order_relaxed);
   counters_.clientTransactions.store(proxy_.layer().clientCount(), std::memory_order_relaxed);
   counters_.proxyContexts.store(proxy_.contextCount(), std::memory_order_relaxed);
@@ -240,12 +327,7 @@ void Router::onRequest(TransactionId id, const sip::Message& req, const transpor
   auto to = req.to();
   const bool inDialog = to && to->tag().has_value();
   if (inDialog) {
-    // The route set carries the way (the edge Record-Routes); any router serves the dialog.
-    if (req.method() == sip::Method::kBye) {
-      removeDialog(req);
-    }
-    proxy_.forward(id, {transaction::Target{}},
-                   transaction::ForwardOptions{shared_.settings().recordRoute, {}});
+    forwardInDialog(id, req);
     return;
   }
   if (shared_.draining.load(std::memory_order_relaxed)) {
@@ -481,7 +563,7 @@ void Router::routeInitial(TransactionId id) {
   const transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
   if (!local) {
     // An authenticated subscriber calling out: the core routes by the Request-URI.
-    proxy_.forward(id, {transaction::Target{}}, options);
+    forwardWithMedia(id, {transaction::Target{}}, options, shared_.settings().mediaMode);
     return;
   }
   const std::string aor = user + "@" + shared_.settings().domain;
@@ -499,7 +581,7 @@ void Router::routeInitial(TransactionId id) {
         t.q = b.q;
         targets.push_back(std::move(t));
       }
-      proxy_.forward(id, std::move(targets), options);
+      forwardWithMedia(id, std::move(targets), options, shared_.settings().mediaMode);
       return;
     }
     if (const auto* number = shared_.dialplan().find(user)) {
@@ -550,7 +632,8 @@ void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip
       rest.remove_prefix(eol + 2);
     }
   };
-  proxy_.forward(id, {std::move(t)}, std::move(options));
+  forwardWithMedia(id, {std::move(t)}, std::move(options),
+                   number.media.value_or(shared_.settings().mediaMode));
 }
 
 void Router::removeDialog(const sip::Message& req) {
@@ -565,6 +648,9 @@ void Router::removeDialog(const sip::Message& req) {
     }
     for (const auto& d : *r) {
       if ((d.id.fromTag == a && d.id.toTag == b) || (d.id.fromTag == b && d.id.toTag == a)) {
+        if (!d.mediaRelay.empty()) {
+          deleteMedia(d.mediaRelay, d.id.callId, d.id.fromTag);
+        }
         store_->removeDialog(d.id, [this](Result<void> done) {
           RouterCounters::bump(done ? counters_.dialogsRemoved : counters_.storeErrors);
         });
@@ -614,10 +700,256 @@ void Router::onResponse(TransactionId server, const sip::Message& response) {
   rec.calleeRouteSet.assign(rec.callerRouteSet.rbegin(), rec.callerRouteSet.rend());
   rec.callerCseq = cseq->number;
   rec.owner = shared_.settings().instanceId;
+  if (auto m = mediaCalls_.find(rec.id.callId); m != mediaCalls_.end()) {
+    rec.mediaRelay = m->second.relayUri;  // any router can send the delete on BYE
+  }
   rec.created = store::systemNow();
   rec.expires = rec.created + shared_.settings().dialogMaxDuration;
   store_->putDialog(std::move(rec), [this](Result<void> r) {
     RouterCounters::bump(r ? counters_.dialogsCreated : counters_.storeErrors);
+  });
+}
+
+// ---- media anchoring (rtpengine's ng protocol, to `evosip media` or rtpengine) ----
+
+void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target> targets,
+                              transaction::ForwardOptions options, MediaMode mode) {
+  bool want = false;
+  std::string callId;
+  withRequest(id, [&](const sip::Message& m) {
+    if (m.method() != sip::Method::kInvite || mode == MediaMode::kNever || !hasSdp(m)) {
+      return;  // no offer in the request (a delayed offer is not anchored)
+    }
+    want = mode == MediaMode::kAlways || natDetected(m);
+    callId = std::string(m.callId());
+  });
+  if (!want) {
+    proxy_.forward(id, std::move(targets), std::move(options));
+    return;
+  }
+  auto set = shared_.media();
+  const size_t pick = set->pick(callId, steadyNowNs());
+  if (pick == SIZE_MAX) {
+    // `nat` is best effort (no relay configured or none up: the call goes on unanchored);
+    // `always` means the call must not bypass a relay.
+    if (mode == MediaMode::kNat) {
+      if (set->size() != 0) {
+        RouterCounters::bump(counters_.mediaFailures);
+      }
+      proxy_.forward(id, std::move(targets), std::move(options));
+      return;
+    }
+    RouterCounters::bump(counters_.mediaFailures);
+    proxy_.respond(id, 503, "No Media Relay", "Retry-After: 5\r\n");
+    return;
+  }
+  sendOffer(id, std::move(targets), std::move(options), set->at(pick).uri, set->at(pick).endpoint,
+            true, pick);
+}
+
+void Router::forwardInDialog(TransactionId id, const sip::Message& req) {
+  // The route set carries the way (the edge Record-Routes); any router serves the dialog.
+  transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
+  if (req.method() == sip::Method::kBye) {
+    removeDialog(req);
+    mediaCalls_.erase(std::string(req.callId()));
+  }
+  if (req.method() != sip::Method::kInvite || !hasSdp(req)) {
+    proxy_.forward(id, {transaction::Target{}}, std::move(options));
+    return;
+  }
+  // A re-INVITE with an offer: through the relay of the dialog, if it has one.
+  const std::string callId(req.callId());
+  const std::string a = tagOf(req.from());
+  const std::string b = tagOf(req.to());
+  store_->getDialogs(callId, [this, id, a, b, options, alive = std::weak_ptr<char>(alive_)](
+                                 Result<std::vector<store::DialogRecord>> r) mutable {
+    if (alive.expired()) {
+      return;
+    }
+    std::string relayUri;
+    if (r) {
+      for (const auto& d : *r) {
+        if ((d.id.fromTag == a && d.id.toTag == b) || (d.id.fromTag == b && d.id.toTag == a)) {
+          relayUri = d.mediaRelay;
+        }
+      }
+    } else {
+      RouterCounters::bump(counters_.storeErrors);
+    }
+    auto relay = relayEndpoint(relayUri);
+    if (relayUri.empty() || !relay) {
+      proxy_.forward(id, {transaction::Target{}}, std::move(options));
+      return;
+    }
+    sendOffer(id, {transaction::Target{}}, std::move(options), relayUri, *relay, false, SIZE_MAX);
+  });
+}
+
+void Router::sendOffer(TransactionId id, std::vector<transaction::Target> targets,
+                       transaction::ForwardOptions options, std::string relayUri,
+                       transport::Endpoint relay, bool initial, size_t tried) {
+  bencode::Value cmd = bencode::Value::makeDict();
+  std::string callId;
+  std::string fromTag;
+  if (!withRequest(id, [&](const sip::Message& m) {
+        callId = std::string(m.callId());
+        fromTag = tagOf(m.from());
+        cmd.set("command", "offer").set("call-id", callId).set("from-tag", fromTag);
+        if (!initial) {
+          cmd.set("to-tag", tagOf(m.to()));
+        }
+        if (auto via = m.topVia(); via && via->branch()) {
+          cmd.set("via-branch", *via->branch());
+        }
+        cmd.set("sdp", m.body());
+        addMediaFlags(cmd);
+      })) {
+    return;
+  }
+  ng_.request(
+      relay, cmd,
+      [this, id, targets = std::move(targets), options = std::move(options),
+       relayUri = std::move(relayUri), relay, initial, tried, callId, fromTag,
+       alive = std::weak_ptr<char>(alive_)](Result<bencode::Value> r) mutable {
+        if (alive.expired()) {
+          return;
+        }
+        const auto sdp = r ? r->string("sdp") : std::nullopt;
+        if (!sdp) {
+          RouterCounters::bump(counters_.mediaFailures);
+          log::get("router")->warn("call {}: media relay {} refused the offer: {}", callId,
+                                   relayUri, r ? "no sdp in the reply" : r.error().message);
+          if (initial && tried != SIZE_MAX && !r && r.error().code == Errc::kTimeout) {
+            // A relay that does not answer: hold it down for a while, try the next one once.
+            auto set = shared_.media();
+            const int64_t now = steadyNowNs();
+            if (tried < set->size() && set->at(tried).uri == relayUri) {
+              set->at(tried).downUntilNs.store(now + 10'000'000'000, std::memory_order_relaxed);
+              set->at(tried).timeouts.fetch_add(1, std::memory_order_relaxed);
+            }
+            const size_t next = set->pick(callId, now, tried);
+            if (next != SIZE_MAX && set->at(next).uri != relayUri) {
+              sendOffer(id, std::move(targets), std::move(options), set->at(next).uri,
+                        set->at(next).endpoint, true, SIZE_MAX);
+              return;
+            }
+          }
+          proxy_.respond(id, 503, "Media Relay Unavailable", "Retry-After: 5\r\n");
+          return;
+        }
+        RouterCounters::bump(counters_.mediaOffers);
+        const auto* st = proxy_.layer().server(id);
+        if (st == nullptr || st->lastStatus() >= 200) {
+          // Cancelled (or timed out) while the relay answered: nothing will use the session.
+          if (initial) {
+            deleteMedia(relayUri, callId, fromTag);
+          }
+          return;
+        }
+        MediaCall call;
+        call.relayUri = relayUri;
+        call.relay = relay;
+        call.fromTag = fromTag;
+        call.initial = initial;
+        mediaCalls_[callId] = std::move(call);
+        mediaByServer_[id.value] = callId;
+        auto edit = std::move(options.editBranch);
+        options.editBranch = [edit = std::move(edit), body = std::string(*sdp)](
+                                 size_t i, const transaction::Target& t, sip::MessageEditor& e) {
+          if (edit) {
+            edit(i, t, e);
+          }
+          e.replaceBody(body);
+        };
+        proxy_.forward(id, std::move(targets), std::move(options));
+      });
+}
+
+bool Router::holdResponse(TransactionId client, const sip::Message& response) {
+  const int code = response.statusCode();
+  if (code <= 100 || code >= 300 || !hasSdp(response)) {
+    return false;
+  }
+  auto cseq = response.cseq();
+  if (!cseq || cseq->method != sip::Method::kInvite) {
+    return false;
+  }
+  auto it = mediaCalls_.find(std::string(response.callId()));
+  if (it == mediaCalls_.end()) {
+    return false;
+  }
+  bencode::Value cmd = bencode::Value::makeDict();
+  cmd.set("command", "answer")
+      .set("call-id", response.callId())
+      .set("from-tag", tagOf(response.from()))
+      .set("to-tag", tagOf(response.to()))
+      .set("sdp", response.body());
+  if (auto via = response.topVia(); via && via->branch()) {
+    cmd.set("via-branch", *via->branch());
+  }
+  addMediaFlags(cmd);
+  std::string text(
+      response.buffer().substr(response.startOffset(), response.size() - response.startOffset()));
+  ng_.request(it->second.relay, cmd,
+              [this, client, text = std::move(text),
+               alive = std::weak_ptr<char>(alive_)](Result<bencode::Value> r) {
+                if (alive.expired()) {
+                  return;
+                }
+                const auto sdp = r ? r->string("sdp") : std::nullopt;
+                auto m = sip::Message::parse(text);
+                if (!sdp || !m) {
+                  // The answer goes on as the callee wrote it: better one-way audio than none.
+                  RouterCounters::bump(counters_.mediaFailures);
+                  log::get("router")->warn("media relay refused an answer: {}",
+                                           r ? "no sdp in the reply" : r.error().message);
+                  proxy_.resumeResponse(client, text);
+                  return;
+                }
+                RouterCounters::bump(counters_.mediaAnswers);
+                sip::MessageEditor edit(*m);
+                edit.replaceBody(*sdp);
+                proxy_.resumeResponse(client, edit.str());
+              });
+  return true;
+}
+
+void Router::onContextDone(TransactionId server, bool answered) {
+  auto it = mediaByServer_.find(server.value);
+  if (it == mediaByServer_.end()) {
+    return;
+  }
+  const std::string callId = std::move(it->second);
+  mediaByServer_.erase(it);
+  auto call = mediaCalls_.find(callId);
+  if (call == mediaCalls_.end()) {
+    return;
+  }
+  if (!answered && call->second.initial) {
+    // Failed, cancelled or timed out: the relay's session has no use.
+    deleteMedia(call->second.relayUri, callId, call->second.fromTag);
+    mediaCalls_.erase(call);
+    return;
+  }
+  // Kept a while for retransmitted 2xx (Timer L, 64*T1), whose SDP is rewritten again.
+  call->second.forgetAt = clock_.now() + std::chrono::seconds(32);
+}
+
+void Router::deleteMedia(const std::string& relayUri, const std::string& callId,
+                         const std::string& fromTag) {
+  auto relay = relayEndpoint(relayUri);
+  if (!relay) {
+    RouterCounters::bump(counters_.mediaFailures);
+    return;
+  }
+  bencode::Value cmd = bencode::Value::makeDict();
+  cmd.set("command", "delete").set("call-id", callId).set("from-tag", fromTag);
+  ng_.request(*relay, cmd, [this, alive = std::weak_ptr<char>(alive_)](Result<bencode::Value> r) {
+    if (alive.expired()) {
+      return;
+    }
+    RouterCounters::bump(r ? counters_.mediaDeletes : counters_.mediaFailures);
   });
 }
 

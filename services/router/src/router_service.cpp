@@ -66,6 +66,16 @@ RouterConfig readRouterConfig(config::Document& doc) {
   c.nonces.lifetime = std::chrono::seconds(doc.getInt("router.nonce_lifetime_s", 300, 1, 86400));
 
   c.apps = doc.getList("router.apps", {});
+  c.mediaRelays = doc.getList("router.media.relays", {});
+  const std::string mode = doc.getString("router.media.mode", "nat");
+  if (auto m = mediaModeFromName(mode)) {
+    r.mediaMode = *m;
+  } else {
+    throw config::ConfigError(
+        fmt::format("router.media.mode: '{}' is not never, nat or always", mode));
+  }
+  r.ng.timeout = std::chrono::milliseconds(doc.getInt("router.media.timeout_ms", 1000, 50, 30000));
+  r.ng.retries = static_cast<int>(doc.getInt("router.media.retries", 2, 0, 10));
   for (const auto& number : doc.childKeys("router.dialplan")) {
     ServiceNumber n;
     n.number = number;
@@ -74,6 +84,12 @@ RouterConfig readRouterConfig(config::Document& doc) {
       std::string value = doc.getString(base + "." + key, "");
       if (key == "action") {
         n.action = value;
+      } else if (key == "media") {
+        n.media = mediaModeFromName(value);
+        if (!n.media) {
+          throw config::ConfigError(
+              fmt::format("{}.media: '{}' is not never, nat or always", base, value));
+        }
       } else {
         n.params.emplace_back(headerSuffix(key), value);
       }
@@ -99,6 +115,9 @@ RouterConfig readRouterConfig(config::Document& doc) {
 
   if (auto set = role::TargetSet::build(c.apps); !set) {
     throw config::ConfigError("router.apps: " + set.error().message);
+  }
+  if (auto set = role::TargetSet::buildAddresses(c.mediaRelays, 2223); !set) {
+    throw config::ConfigError("router.media.relays: " + set.error().message);
   }
   // Our address for Via, Record-Route and the Route entries that name us.
   const auto& first = c.common.listen.front();
@@ -339,25 +358,28 @@ void RouterService::Impl::registerRpc() {
     return json::value(json::object{{"invalidated", domain.empty() ? "all" : user + "@" + domain}});
   });
   rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
-    auto set = shared->apps();
     const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                             std::chrono::steady_clock::now().time_since_epoch())
                             .count();
-    json::array apps;
-    for (size_t i = 0; i < set->size(); ++i) {
-      const auto& t = set->at(i);
-      apps.push_back(json::object{{"uri", t.uri},
-                                  {"address", t.endpoint.str()},
-                                  {"state", t.upAt(now) ? "up" : "down"},
-                                  {"forwarded", t.forwarded.load()}});
-    }
-    return json::value(json::object{{"apps", std::move(apps)}});
+    auto list = [now](const role::TargetSet& set) {
+      json::array out;
+      for (size_t i = 0; i < set.size(); ++i) {
+        const auto& t = set.at(i);
+        out.push_back(json::object{{"uri", t.uri},
+                                   {"address", t.endpoint.str()},
+                                   {"state", t.upAt(now) ? "up" : "down"},
+                                   {"forwarded", t.forwarded.load()},
+                                   {"timeouts", t.timeouts.load()}});
+      }
+      return out;
+    };
+    return json::value(
+        json::object{{"apps", list(*shared->apps())}, {"media", list(*shared->media())}});
   });
   rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
     std::string set = stringParam(params, "set");
-    if (set != "apps") {
-      return control::invalidParams(
-          "set: the router has the \"apps\" set (the media set arrives with the media role)");
+    if (set != "apps" && set != "media") {
+      return control::invalidParams("set: \"apps\" (sip: URIs) or \"media\" (ng addresses)");
     }
     const auto* o = params.if_object();
     const auto* targets = o ? o->if_contains("targets") : nullptr;
@@ -371,12 +393,17 @@ void RouterService::Impl::registerRpc() {
       }
       uris.emplace_back(t.as_string());
     }
-    auto built = role::TargetSet::build(uris);
+    auto built =
+        set == "apps" ? role::TargetSet::build(uris) : role::TargetSet::buildAddresses(uris, 2223);
     if (!built) {
       return control::invalidParams("targets: " + built.error().message);
     }
-    shared->setApps(*built);
-    return json::value(json::object{{"set", "apps"}, {"targets", uris.size()}});
+    if (set == "apps") {
+      shared->setApps(*built);
+    } else {
+      shared->setMedia(*built);
+    }
+    return json::value(json::object{{"set", set}, {"targets", uris.size()}});
   });
   rpc.add("instance.drain", [this](const json::value&) -> control::RpcResult {
     shared->draining = true;
@@ -418,9 +445,12 @@ void RouterService::Impl::registerMetrics() {
                                       "New requests refused with 503 while draining");
   auto& parse =
       metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed");
+  auto& media = metrics.counterFamily(
+      "evosip_router_media_commands_total",
+      "ng commands to media relays: offers and answers rewritten, deletes, failures");
   struct State {
     std::unique_ptr<role::CounterMirror> ok, failed, challenges, created, removed, storeErrors,
-        found, unknown, apiFailed, drain, parse;
+        found, unknown, apiFailed, drain, parse, offers, answers, deletes, mediaFailed;
     std::vector<std::unique_ptr<role::CounterMirror>> failures;
     prometheus::Gauge* active = nullptr;
     prometheus::Gauge* transactions = nullptr;
@@ -440,6 +470,10 @@ void RouterService::Impl::registerMetrics() {
   st->apiFailed = mirror(fetches.Add({{"result", "failed"}}));
   st->drain = mirror(drain.Add({}));
   st->parse = mirror(parse.Add({}));
+  st->offers = mirror(media.Add({{"command", "offer"}, {"result", "ok"}}));
+  st->answers = mirror(media.Add({{"command", "answer"}, {"result", "ok"}}));
+  st->deletes = mirror(media.Add({{"command", "delete"}, {"result", "ok"}}));
+  st->mediaFailed = mirror(media.Add({{"command", "any"}, {"result", "failed"}}));
   for (int r = 0; r < 7; ++r) {
     st->failures.push_back(mirror(failures.Add(
         {{"reason", std::string(auth::verifyResultName(static_cast<auth::VerifyResult>(r)))}})));
@@ -468,6 +502,10 @@ void RouterService::Impl::registerMetrics() {
     st->found->set(sum([](const RouterCounters& c) -> auto& { return c.apiFound; }));
     st->unknown->set(sum([](const RouterCounters& c) -> auto& { return c.apiUnknown; }));
     st->apiFailed->set(sum([](const RouterCounters& c) -> auto& { return c.apiFailed; }));
+    st->offers->set(sum([](const RouterCounters& c) -> auto& { return c.mediaOffers; }));
+    st->answers->set(sum([](const RouterCounters& c) -> auto& { return c.mediaAnswers; }));
+    st->deletes->set(sum([](const RouterCounters& c) -> auto& { return c.mediaDeletes; }));
+    st->mediaFailed->set(sum([](const RouterCounters& c) -> auto& { return c.mediaFailures; }));
     st->drain->set(sum([](const RouterCounters& c) -> auto& { return c.drainRejected; }));
     st->parse->set(static_cast<double>(parseDrops.load()));
     for (size_t i = 0; i < st->failures.size(); ++i) {
@@ -495,6 +533,7 @@ void RouterService::start() {
   }
   d.shared =
       std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan, *apps);
+  d.shared->setMedia(*role::TargetSet::buildAddresses(d.config.mediaRelays, 2223));
   d.storeFactory = store::makeStoreFactory(d.config.store);
   d.transport = std::make_unique<transport::SipTransport>(
       d.pool, role::transportSettings(d.config.common),

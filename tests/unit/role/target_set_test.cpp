@@ -92,3 +92,28 @@ TEST(TargetSetTest, InheritKeepsStateOfRoutersThatStay) {
 
 }  // namespace
 }  // namespace evosip::role
+
+namespace evosip::role {
+namespace {
+
+TEST(TargetSetTest, MediaRelayAddressesAsKamailioWritesThem) {
+  auto set = TargetSet::buildAddresses({"udp:127.0.0.1:2223", "10.0.0.7", "[::1]:2224"}, 2223);
+  ASSERT_TRUE(set) << set.error().message;
+  ASSERT_EQ((*set)->size(), 3u);
+  EXPECT_EQ((*set)->at(0).endpoint.str(), "127.0.0.1:2223");
+  EXPECT_EQ((*set)->at(1).endpoint.str(), "10.0.0.7:2223");
+  EXPECT_EQ((*set)->at(2).endpoint.str(), "[::1]:2224");
+  EXPECT_EQ((*set)->at(0).uri, "udp:127.0.0.1:2223");
+  EXPECT_FALSE(TargetSet::buildAddresses({"relay.example.com:2223"}, 2223));
+  EXPECT_FALSE(TargetSet::buildAddresses({"127.0.0.1:2223", "udp:127.0.0.1:2223"}, 2223));
+  // The same relay gets the same Call-IDs whichever spelling a router was given.
+  auto other = TargetSet::buildAddresses({"127.0.0.1:2223", "10.0.0.7:2223", "[::1]:2224"}, 1);
+  ASSERT_TRUE(other);
+  for (int i = 0; i < 100; ++i) {
+    const std::string key = "call-" + std::to_string(i);
+    EXPECT_EQ((*set)->pick(key, 0), (*other)->pick(key, 0));
+  }
+}
+
+}  // namespace
+}  // namespace evosip::role

@@ -37,6 +37,10 @@ class TargetSet {
  public:
   // Parses "sip:HOST:PORT" URIs (numeric host; port defaults to 5060). Errors name the target.
   static Result<std::shared_ptr<TargetSet>> build(const std::vector<std::string>& uris);
+  // The same for plain UDP addresses, as Kamailio's rtpengine_sock writes them: "udp:HOST:PORT",
+  // "HOST:PORT" or "[V6]:PORT" (media relays' ng control addresses).
+  static Result<std::shared_ptr<TargetSet>> buildAddresses(const std::vector<std::string>& addrs,
+                                                           uint16_t defaultPort);
 
   size_t size() const { return targets_.size(); }
   Target& at(size_t i) const { return *targets_[i]; }

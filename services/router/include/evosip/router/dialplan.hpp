@@ -7,6 +7,7 @@
 // every key but `action` becomes X-Evosip-<CamelCase of the key>. The value `from-user` is
 // replaced by the caller's From user.
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,10 +15,16 @@
 
 namespace evosip::router {
 
+// When the router anchors a call's media in a relay (`router.media.mode`, or a service
+// number's `media` key): never, only when the caller is behind a NAT, or always.
+enum class MediaMode { kNever, kNat, kAlways };
+std::optional<MediaMode> mediaModeFromName(std::string_view name);  // "never", "nat", "always"
+
 struct ServiceNumber {
   std::string number;
   std::string action;
   std::vector<std::pair<std::string, std::string>> params;  // header suffix, value
+  std::optional<MediaMode> media;                           // unset: router.media.mode
 };
 
 // "sound_locale" -> "SoundLocale", "mailbox" -> "Mailbox".

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -23,6 +24,7 @@
 #include <evosip/auth/verifier.hpp>
 #include <evosip/role/target_set.hpp>
 #include <evosip/router/dialplan.hpp>
+#include <evosip/router/ng_client.hpp>
 #include <evosip/router/registrar.hpp>
 #include <evosip/store/store.hpp>
 #include <evosip/transaction/proxy_core.hpp>
@@ -45,6 +47,10 @@ struct RouterSettings {
   // server order them by preference, and SHA-256-first is one config line away.
   std::vector<auth::DigestAlgorithm> challengeAlgorithms{auth::DigestAlgorithm::kMd5,
                                                          auth::DigestAlgorithm::kSha256};
+  // Media anchoring (issue 4): the default for calls to subscribers and out of the platform;
+  // service numbers may say otherwise. Relays come from the `media` set.
+  MediaMode mediaMode = MediaMode::kNat;
+  NgClient::Settings ng;
   transaction::ProxySettings proxy;
   transaction::LayerSettings layer;
 };
@@ -68,6 +74,9 @@ class RouterShared {
 
   std::shared_ptr<role::TargetSet> apps() const;
   void setApps(std::shared_ptr<role::TargetSet> apps);
+  // The media relays (ng control addresses), rendezvous by Call-ID.
+  std::shared_ptr<role::TargetSet> media() const;
+  void setMedia(std::shared_ptr<role::TargetSet> media);
 
   std::atomic<bool> draining{false};
 
@@ -80,12 +89,14 @@ class RouterShared {
   std::vector<std::pair<std::string, uint16_t>> aliases_;  // host, port (0 = any)
   mutable std::mutex appsMutex_;
   std::shared_ptr<role::TargetSet> apps_;
+  std::shared_ptr<role::TargetSet> media_;
 };
 
 // Counters of one worker, written by it, read by the metrics collector.
 struct RouterCounters {
   std::atomic<uint64_t> registrations{0}, registrationFailures{0}, challenges{0}, dialogsCreated{0},
-      dialogsRemoved{0}, storeErrors{0}, apiFound{0}, apiUnknown{0}, apiFailed{0}, drainRejected{0};
+      dialogsRemoved{0}, storeErrors{0}, apiFound{0}, apiUnknown{0}, apiFailed{0}, drainRejected{0},
+      mediaOffers{0}, mediaAnswers{0}, mediaDeletes{0}, mediaFailures{0};
   std::array<std::atomic<uint64_t>, 7> authFailures{};  // by auth::VerifyResult
   // Published by the worker at every tick, read by the control thread.
   std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0};
@@ -118,6 +129,8 @@ class Router final : public transaction::ProxyUser {
   void onRequest(transaction::TransactionId server, const sip::Message& request,
                  const transport::Source& source) override;
   void onResponse(transaction::TransactionId server, const sip::Message& response) override;
+  bool holdResponse(transaction::TransactionId client, const sip::Message& response) override;
+  void onContextDone(transaction::TransactionId server, bool answered) override;
 
  private:
   class StoreNonceCounts;
@@ -129,6 +142,16 @@ class Router final : public transaction::ProxyUser {
   void routeToApp(transaction::TransactionId id, const ServiceNumber& number,
                   const sip::Message& req);
   void removeDialog(const sip::Message& req);
+  // Forwards, first having the call's relay rewrite the SDP offer when `mode` says so.
+  void forwardWithMedia(transaction::TransactionId id, std::vector<transaction::Target> targets,
+                        transaction::ForwardOptions options, MediaMode mode);
+  // An in-dialog request: a re-offer goes through the relay the dialog record names.
+  void forwardInDialog(transaction::TransactionId id, const sip::Message& req);
+  void sendOffer(transaction::TransactionId id, std::vector<transaction::Target> targets,
+                 transaction::ForwardOptions options, std::string relayUri,
+                 transport::Endpoint relay, bool initial, size_t tried);
+  void deleteMedia(const std::string& relayUri, const std::string& callId,
+                   const std::string& fromTag);
   // Verifies the request's credentials for `user`; challenges, refuses or calls onOk.
   void authenticate(transaction::TransactionId id, const sip::Message& req, std::string user,
                     std::function<void()> onOk);
@@ -145,6 +168,18 @@ class Router final : public transaction::ProxyUser {
   std::unique_ptr<StoreNonceCounts> nonceCounts_;
   auth::CredentialCache credentials_;
   transaction::ProxyCore proxy_;
+  NgClient ng_;
+  // Calls whose offer went through a relay, by Call-ID, until their INVITE transaction ends (and
+  // a while after, for retransmitted 2xx): the answer in a 183/2xx goes to the same relay.
+  struct MediaCall {
+    std::string relayUri;  // as the media set names it; stored in the dialog record
+    transport::Endpoint relay;
+    std::string fromTag;
+    bool initial = true;  // an initial INVITE (a failure deletes the relay session)
+    runtime::Clock::time_point forgetAt = runtime::Clock::time_point::max();
+  };
+  std::unordered_map<std::string, MediaCall> mediaCalls_;
+  std::unordered_map<uint64_t, std::string> mediaByServer_;  // server transaction -> Call-ID
   RouterCounters counters_;
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };

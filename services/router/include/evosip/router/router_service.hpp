@@ -19,6 +19,7 @@ struct RouterConfig {
   auth::NonceCodec::Settings nonces;
   Dialplan dialplan;
   std::vector<std::string> apps;
+  std::vector<std::string> mediaRelays;  // ng addresses, "udp:HOST:PORT"
   store::Settings store;
 };
 
