@@ -84,6 +84,21 @@ TEST(G711, EncodeMatchesG191ForEveryInput) {
   }
 }
 
+TEST(G711, BlockEncodeMatchesG191ForEveryInput) {
+  std::vector<int16_t> all;
+  for (int v = -32768; v <= 32767; ++v) {
+    all.push_back(static_cast<int16_t>(v));
+  }
+  std::vector<uint8_t> u(all.size());
+  std::vector<uint8_t> a(all.size());
+  encodeUlaw(all, u);
+  encodeAlaw(all, a);
+  for (size_t i = 0; i < all.size(); ++i) {
+    ASSERT_EQ(u[i], referenceUlaw(all[i])) << all[i];
+    ASSERT_EQ(a[i], referenceAlaw(all[i])) << all[i];
+  }
+}
+
 TEST(G711, DecodeIsOddSymmetricAndMonotonic) {
   for (int c = 0; c < 128; ++c) {
     EXPECT_EQ(ulawToLinear(static_cast<uint8_t>(c)), -ulawToLinear(static_cast<uint8_t>(c | 0x80)));

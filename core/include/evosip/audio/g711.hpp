@@ -2,8 +2,9 @@
 // G.711 µ-law and A-law (ITU-T G.711), bit-exact with the ITU-T G.191 reference code
 // (ulaw_compress/ulaw_expand, alaw_compress/alaw_expand) for every 16-bit input.
 //
-// Decoding is a 256-entry table lookup; encoding is branch-free: the sign is folded into a
-// one's complement magnitude (as the reference does) and the segment found with bit_width.
+// Decoding is a 256-entry table lookup. Per-sample encoding is branch-free: the sign folded
+// into a one's complement magnitude (as the reference does), the segment found with
+// bit_width; the block encoders use tables built from it (16 KiB µ-law, 4 KiB A-law).
 
 #include <array>
 #include <bit>
