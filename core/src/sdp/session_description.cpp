@@ -151,7 +151,9 @@ class Parser {
       if (type != 'v') {
         return fail(Errc::kParse, "the first line must be v=");
       }
-      if (value.empty() || !lex::parseUnsigned(value, 255)) {
+      // Trailing spaces ("v=0 ") are seen from some phones; the number is what matters.
+      const std::string_view number = value.substr(0, value.find_last_not_of(' ') + 1);
+      if (!lex::parseUnsigned(number, 255)) {
         return fail(Errc::kParse, "bad protocol version in v= line");
       }
       sawVersion_ = true;

@@ -235,7 +235,8 @@ TEST(SdpRewrite, DirectionOverride) {
 }
 
 TEST(SdpRewrite, RejectsBadAddresses) {
-  auto sd = parse(readSdp("sipp_offer.sdp"));
+  const std::string text = readSdp("sipp_offer.sdp");  // the description views it
+  auto sd = parse(text);
   ASSERT_TRUE(sd);
   RewriteOptions opt;
   opt.media.push_back({"1.2.3.4\r\na=evil", 1000, 0});

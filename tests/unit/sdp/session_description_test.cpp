@@ -212,6 +212,13 @@ TEST(SdpParse, EndingsMixedMissingAndBlank) {
   EXPECT_EQ(sd->lines.size(), 5u);
 }
 
+TEST(SdpParse, TrailingSpacesAfterVersion) {
+  auto sd = parse("v=0 \r\no=- 1 1 IN IP4 192.0.2.1\r\nm=audio 1 RTP/AVP 0 \r\n");
+  ASSERT_TRUE(sd) << sd.error().message;
+  EXPECT_EQ(sd->media[0].formats, (std::vector<std::string_view>{"0"}));
+  EXPECT_FALSE(parse("v= \r\no=- 1 1 IN IP4 192.0.2.1\r\n"));
+}
+
 TEST(SdpParse, SessionLevelDirectionAndPortCount) {
   auto sd = parse(
       "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 233.252.0.1/127/3\r\n"
