@@ -617,13 +617,17 @@ bencode::Value Relay::remove(const bencode::Value& body) {
   auto it = calls_.find(callId);
   bool found = it != calls_.end();
   if (found) {
-    // With tags given, they must belong to the call (rtpengine matches the branch by tag).
+    // With tags given, one of them must belong to the call. Only one has to: a delete after a
+    // failed INVITE carries the to-tag of a final response the relay never saw.
+    bool tagGiven = false, tagMatched = false;
     for (std::string_view key : {"from-tag", "to-tag"}) {
       const auto* t = findKey(body, key);
-      if (t && t->isString() && !t->asString().empty() && !it->second->findLeg(t->asString())) {
-        found = false;
+      if (t && t->isString() && !t->asString().empty()) {
+        tagGiven = true;
+        tagMatched = tagMatched || it->second->findLeg(t->asString()) != nullptr;
       }
     }
+    found = !tagGiven || tagMatched;
   }
   if (!found) {
     if (fatal) {

@@ -141,6 +141,19 @@ TEST_F(RelayTest, OfferAnswerRelayBothWaysAndDelete) {
   EXPECT_EQ(simple("query", "c1").string("error-reason"), "Unknown call-id");
 }
 
+TEST_F(RelayTest, DeleteMatchesByEitherTag) {
+  offer("c8", "ta", sdpFor(4000));
+  Value wrong = Value::makeDict();
+  wrong.set("call-id", "c8").set("from-tag", "other").set("to-tag", "other2");
+  EXPECT_TRUE(relay->remove(wrong).has("warning"));
+  EXPECT_EQ(relay->calls(), 1u);
+  // The to-tag of a failure response that was never answered: the from-tag still matches.
+  Value d = Value::makeDict();
+  d.set("call-id", "c8").set("from-tag", "ta").set("to-tag", "487-tag");
+  EXPECT_TRUE(relay->remove(d).has("tags"));
+  EXPECT_EQ(relay->calls(), 0u);
+}
+
 TEST_F(RelayTest, RepeatedOfferKeepsPortsAndReply) {
   Phone a;
   Value first = offer("c2", "ta", sdpFor(a.port));
