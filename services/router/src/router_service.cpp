@@ -240,6 +240,7 @@ json::object dialogJson(const store::DialogRecord& d) {
   o["caller_contact"] = d.callerContact;
   o["callee_contact"] = d.calleeContact;
   o["owner"] = d.owner;
+  o["media_relay"] = d.mediaRelay;
   o["age_s"] =
       std::chrono::duration_cast<std::chrono::seconds>(store::systemNow() - d.created).count();
   return o;
