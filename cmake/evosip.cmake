@@ -33,7 +33,7 @@ function(evosip_add_test name)
   target_link_libraries(${name} PRIVATE ${A_DEPS} evosip_test_support GTest::gtest_main GTest::gmock)
   target_compile_definitions(${name} PRIVATE
     EVOSIP_TEST_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/data")
-  gtest_discover_tests(${name} PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
+  gtest_discover_tests(${name} TEST_PREFIX "${name}." PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
 endfunction()
 
 # evosip_add_fuzzer(NAME SOURCE file DEPS ...): with EVOSIP_FUZZ a libFuzzer binary; otherwise a
