@@ -195,6 +195,10 @@ def main():
             f"{STEP:g} s measured (+{WARMUP:g} s warm-up) per step, 172-byte RTP, one forwarding "
             f"thread per relay, ports {PORT_MIN}-{PORT_MAX}, 127.0.0.1")
         say(f"# rtp_load {RTP_LOAD}; rtpengine {RTPENGINE_BIN}; evosip {EVOSIP_BIN}")
+        la = float(loadavg().split()[0])
+        if la > 0.5:
+            say(f"# WARNING: load average {la:.2f} before the run: other jobs share the CPUs; "
+                "latency and saturation figures are not trustworthy (CPU per packet less so)")
         floor = run_load(["--direct", "--streams", str(max(RATES) // PPS_PER_STREAM), "--rate",
                           str(max(RATES)), "--duration", str(min(STEP, 3)), "--warmup", "0.5",
                           "--label", "direct"], timeout=60)
@@ -264,6 +268,7 @@ def main():
                 "sat_ppcs": sat[0]["pkts_per_relay_cpu_s"] if sat else None,
                 "rss_mb": max(r["rss_kb"] for r in rs) / 1024,
                 "gen_limited": any(r["generator_limited"] for r in below),
+                "sat_limited": bool(sat) and sat[0]["generator_limited"],
             }
             say(f"{side:9} forwarded packets per relay CPU-s {fmt(s['ppcs'], '{:.0f}')} (steps "
                 f"{','.join(r['step'] for r in below)} pooled), lost {s['lost_below']} of "
@@ -278,9 +283,14 @@ def main():
 
             def ratio(a, b):
                 return "-" if not a or not b else f"{a / b:.2f}"
+            sat_ratio = ratio(e["sat_fwd"], k["sat_fwd"])
+            if e["sat_limited"] or k["sat_limited"]:
+                sat_ratio = "n/a (generator-limited: the relays were not saturated)"
+            else:
+                sat_ratio += "x"
             say(f"ratio evosip/rtpengine: packets/CPU-s {ratio(e['ppcs'], k['ppcs'])}x, "
                 f"p50 {ratio(e['p50'], k['p50'])}x, p99 {ratio(e['p99'], k['p99'])}x, "
-                f"saturation throughput {ratio(e['sat_fwd'], k['sat_fwd'])}x, "
+                f"saturation throughput {sat_ratio}, "
                 f"RSS {ratio(e['rss_mb'], k['rss_mb'])}x")
             t1 = bool(e["ppcs"] and k["ppcs"] and e["ppcs"] >= 1.5 * k["ppcs"])
             t2 = e["lost_below"] == 0
