@@ -26,8 +26,9 @@
 # `media` subcommand, or fails with REQUIRE_BOTH=1), RTPENGINE_BIN (default rtpengine in PATH),
 # RTP_LOAD (default build-bench/bench/rtp_load, then build/bench/rtp_load), RATES="10000,...",
 # SAT_RATE (saturation step, pps; 0 = none; default 150000), STEP_SECONDS (measured seconds per
-# step), WARMUP_SECONDS, PORT_MIN/PORT_MAX (relay port range, default 10000-29999, the same for
-# both; keep it below the ephemeral range), RESULTS_FILE (default
+# step), WARMUP_SECONDS, CALLEE_SOCKETS (receive sockets, 0 = one per stream) and
+# SAT_CALLEE_SOCKETS (16) for the saturation step, PORT_MIN/PORT_MAX (relay port range,
+# default 10000-29999, the same for both; keep it below the ephemeral range), RESULTS_FILE (default
 # bench/results/media_vs_rtpengine.txt; empty = do not write), KEEP=1 keeps the work dir.
 # Exit status non-zero when a relay failed to run.
 set -euo pipefail
@@ -57,6 +58,11 @@ REQUIRE_BOTH = os.environ.get("REQUIRE_BOTH", "") == "1"
 RESULTS_FILE = os.environ.get("RESULTS_FILE",
                               os.path.join(ROOT, "bench", "results", "media_vs_rtpengine.txt"))
 PPS_PER_STREAM = 50
+# Receive sockets on the callee side: 0 = one per stream (below saturation, by default); the
+# saturation step points the streams at 16 sockets so the receiver costs less (the relay does
+# the same work: it still sends every stream from its own port).
+CALLEE_SOCKETS = int(os.environ.get("CALLEE_SOCKETS", "0"))
+SAT_CALLEE_SOCKETS = int(os.environ.get("SAT_CALLEE_SOCKETS", "16"))
 
 
 def find_rtp_load():
@@ -149,9 +155,10 @@ def run_load(args, timeout):
 
 def step(side, proc, ng, rate, label):
     streams = max(1, rate // PPS_PER_STREAM)
+    callee = SAT_CALLEE_SOCKETS if label == "sat" else CALLEE_SOCKETS
     args = ["--ng", f"{h.HOST}:{ng}", "--streams", str(streams), "--rate", str(rate),
             "--duration", str(STEP), "--warmup", str(WARMUP), "--cpu-pid", str(proc.pid),
-            "--label", f"{side}@{label}"]
+            "--callee-sockets", str(min(callee, streams)), "--label", f"{side}@{label}"]
     r = run_load(args, timeout=STEP + WARMUP + 120)
     r["side"], r["step"], r["alive"] = side, label, proc.alive()
     r["rss_kb"] = memory_kb(proc.pid)[0] if proc.alive() else 0
