@@ -238,18 +238,25 @@ class NgClient {
         auto sp = in.find(' ');
         if (sp == std::string_view::npos || in.substr(0, sp) != cookie) continue;
         in.remove_prefix(sp + 1);
+        silent_ = 0;
         auto v = decode(in);
         if (!v || v->kind != BValue::Dict) return std::nullopt;
         return v;
       }
     }
+    ++silent_;
     return std::nullopt;
   }
+
+  // Three requests in a row without any reply: the relay is gone; callers stop asking (a
+  // dead relay must not cost 2 s per call of set-up or tear-down).
+  bool gone() const { return silent_ >= 3; }
 
  private:
   int fd_ = -1;
   sockaddr_in server_{};
   unsigned seq_ = 0;
+  int silent_ = 0;
 };
 
 std::string makeSdp(const std::string& ip, std::uint16_t port, unsigned sessId) {
@@ -618,6 +625,10 @@ int main(int argc, char** argv) {
     auto pong = ng->request(ping);
     if (!pong || pong->getStr("result") != "pong") die("no pong from the ng relay at " + o.ng);
     for (int i = 0; i < n; ++i) {
+      if (ng->gone()) {
+        ngFail("the relay stopped answering ng requests");
+        continue;
+      }
       Stream& s = streams[static_cast<std::size_t>(i)];
       s.callId = "rtpload-" + std::to_string(runId) + "-" + std::to_string(i);
       s.fromTag = "caller" + std::to_string(i);
@@ -741,6 +752,10 @@ int main(int argc, char** argv) {
   int deleted = 0, deleteErrors = 0;
   if (ng && !o.keepCalls) {
     for (std::uint32_t idx : active) {
+      if (ng->gone()) {
+        ++deleteErrors;
+        continue;
+      }
       Stream& s = streams[idx];
       BValue del;
       del.kind = BValue::Dict;
