@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -32,9 +33,7 @@ const char* dropReasonName(DropReason r) {
 
 // One local UDP socket facing one leg's endpoint (see relay.hpp).
 struct Stream {
-  Stream(asio::io_context& io, uint16_t port, bool isRtcp)
-      : sock(io), localPort(port), rtcp(isRtcp) {}
-  asio::ip::udp::socket sock;
+  Stream(uint16_t port, bool isRtcp) : localPort(port), rtcp(isRtcp) {}
   int fd = -1;
   uint16_t localPort = 0;
   bool rtcp = false;
@@ -111,7 +110,14 @@ Relay::Relay(asio::io_context& io, const RelaySettings& settings, PortRange port
       settings_(settings),
       shared_(shared),
       ports_(ports),
-      batch_(std::make_unique<Batch>()) {
+      batch_(std::make_unique<Batch>()),
+      epollDescriptor_(io) {
+  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_ < 0) {
+    throw std::runtime_error(fmt::format("epoll_create1: {}", std::strerror(errno)));
+  }
+  epollDescriptor_.assign(::dup(epoll_));
+  armEpoll();
   const std::string& bind = settings_.bind.empty() ? settings_.advertise : settings_.bind;
   auto ep = Endpoint::parse(bind, 0);
   if (!ep) {
@@ -130,6 +136,9 @@ Relay::Relay(asio::io_context& io, const RelaySettings& settings, PortRange port
 
 Relay::~Relay() {
   closeAll();
+  boost::system::error_code ec;
+  epollDescriptor_.close(ec);
+  ::close(epoll_);
 }
 
 int64_t Relay::nowNs() const {
@@ -142,7 +151,7 @@ int64_t Relay::nowNs() const {
 }
 
 Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
-  auto s = std::make_shared<Stream>(io_, port, rtcp);
+  auto s = std::make_shared<Stream>(port, rtcp);
   const int family = bindAddress_.isV6() ? AF_INET6 : AF_INET;
   int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -163,11 +172,13 @@ Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
     ::close(fd);
     return makeError(Errc::kIo, fmt::format("bind {}: {}", local.str(), std::strerror(err)));
   }
-  boost::system::error_code ec;
-  s->sock.assign(family == AF_INET6 ? asio::ip::udp::v6() : asio::ip::udp::v4(), fd, ec);
-  if (ec) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = s.get();
+  if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    const int err = errno;
     ::close(fd);
-    return makeError(Errc::kIo, "assign: " + ec.message());
+    return makeError(Errc::kIo, fmt::format("epoll_ctl: {}", std::strerror(err)));
   }
   s->fd = fd;
   return s;
@@ -194,7 +205,7 @@ Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {
       // Taken by another process: leave it and try the next pair (the cursor moved on).
       ports_.release(*port);
       if (rtp) {
-        (*rtp)->sock.close();
+        closeStream(**rtp);
       }
       continue;
     }
@@ -202,31 +213,54 @@ Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {
     slot.rtcp = *rtcp;
     slot.rtp->leg = &leg;
     slot.rtcp->leg = &leg;
-    arm(slot.rtp);
-    arm(slot.rtcp);
     counters_.streams.fetch_add(2, std::memory_order_relaxed);
     return {};
   }
   return makeError(Errc::kUnavailable, "Ran out of ports");
 }
 
-void Relay::arm(const std::shared_ptr<Stream>& s) {
-  s->sock.async_wait(asio::ip::udp::socket::wait_read,
-                     [this, s](const boost::system::error_code& ec) {
-                       if (ec || s->closed) {
-                         return;
-                       }
-                       onReadable(*s);
-                       if (!s->closed) {
-                         arm(s);
-                       }
-                     });
+void Relay::closeStream(Stream& s) {
+  if (!s.closed) {
+    s.closed = true;
+    s.out = nullptr;
+    ::close(s.fd);  // also leaves the epoll set
+  }
+}
+
+void Relay::armEpoll() {
+  epollDescriptor_.async_wait(asio::posix::stream_descriptor::wait_read,
+                              [this](const boost::system::error_code& ec) {
+                                if (!ec) {
+                                  pollStreams();
+                                }
+                              });
+}
+
+void Relay::pollStreams() {
+  // Level-triggered: a socket with datagrams left (onReadable reads a bounded number per call)
+  // comes back in the next round. The reactor only sees an edge of the epoll descriptor, so wait
+  // on it only once the set had nothing ready; after many busy rounds, yield to the rest of the
+  // worker (ng commands, timers) with a post instead.
+  std::array<epoll_event, 128> events;
+  for (int round = 0; round < 16; ++round) {
+    const int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 0);
+    if (n <= 0) {
+      armEpoll();
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      auto* s = static_cast<Stream*>(events[i].data.ptr);
+      // Streams are closed only by signalling and timers, which never run inside this loop.
+      onReadable(*s);
+    }
+  }
+  asio::post(io_, [this] { pollStreams(); });
 }
 
 void Relay::onReadable(Stream& s) {
   Batch& b = *batch_;
   const LatchPolicy& policy = s.leg->policy;
-  for (int round = 0; round < 8; ++round) {
+  for (int round = 0; round < 4; ++round) {
     for (size_t i = 0; i < kBatch; ++i) {
       b.rx[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
     }
@@ -676,10 +710,7 @@ void Relay::deleteCall(const std::string& callId) {
     for (auto& slot : leg->media) {
       for (auto* s : {slot.rtp.get(), slot.rtcp.get()}) {
         if (s) {
-          s->closed = true;
-          s->out = nullptr;
-          boost::system::error_code ec;
-          s->sock.close(ec);
+          closeStream(*s);
           ++streams;
         }
       }

@@ -25,6 +25,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <evosip/bencode/bencode.hpp>
 #include <evosip/media/endpoint.hpp>
@@ -110,7 +111,9 @@ class Relay {
   bencode::Value offerOrAnswer(const bencode::Value& body, bool isAnswer);
   Result<std::shared_ptr<Stream>> openStream(uint16_t port, bool rtcp);
   Result<void> ensureSlot(Call& call, Leg& leg, size_t index);
-  void arm(const std::shared_ptr<Stream>& s);
+  void armEpoll();
+  void pollStreams();
+  void closeStream(Stream& s);
   void onReadable(Stream& s);
   void deleteCall(const std::string& callId);
   bencode::Value callStats(const Call& call) const;
@@ -137,6 +140,11 @@ class Relay {
     alignas(64) std::array<std::array<char, kBufferSize>, kBatch> data{};
   };
   std::unique_ptr<Batch> batch_;
+  // Every stream socket of this worker is in one epoll set (level-triggered, data.ptr = the
+  // Stream); the Asio reactor waits on that set's descriptor only, so a readable socket costs one
+  // epoll entry, not one Asio operation.
+  int epoll_ = -1;
+  boost::asio::posix::stream_descriptor epollDescriptor_;
 };
 
 }  // namespace evosip::media
