@@ -29,7 +29,9 @@
 # step), WARMUP_SECONDS, CALLEE_SOCKETS (receive sockets, 0 = one per stream) and
 # SAT_CALLEE_SOCKETS (16) for the saturation step, PORT_MIN/PORT_MAX (relay port range,
 # default 10000-29999, the same for both; keep it below the ephemeral range), RESULTS_FILE (default
-# bench/results/media_vs_rtpengine.txt; empty = do not write), KEEP=1 keeps the work dir.
+# bench/results/media_vs_rtpengine.txt; empty = do not write), REPEAT (rounds, default 1:
+# packets/CPU-s pooled over all rounds, latency and saturation figures are medians), PIN (1 by
+# default on >= 2 CPUs: relay on the last CPU, rtp_load on the others), KEEP=1 keeps the work dir.
 # Exit status non-zero when a relay failed to run.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -58,6 +60,18 @@ REQUIRE_BOTH = os.environ.get("REQUIRE_BOTH", "") == "1"
 RESULTS_FILE = os.environ.get("RESULTS_FILE",
                               os.path.join(ROOT, "bench", "results", "media_vs_rtpengine.txt"))
 PPS_PER_STREAM = 50
+REPEAT = max(1, int(os.environ.get("REPEAT", "1")))
+# PIN=1 (default with >= 2 CPUs): the relay runs on the last CPU, rtp_load on the others, so
+# the generator never competes with the relay for its core (other jobs still can).
+PIN = os.environ.get("PIN", "1" if (os.cpu_count() or 1) >= 2 else "0") == "1"
+NCPU = os.cpu_count() or 1
+RELAY_CPUS = [str(NCPU - 1)] if PIN else []
+TOOL_CPUS = [",".join(str(c) for c in range(NCPU - 1))] if PIN else []
+
+
+def pinned(argv, cpus):
+    """taskset execs the program: the PID stays the program's."""
+    return (["taskset", "-c", cpus[0]] + argv) if cpus else argv
 # Receive sockets on the callee side: 0 = one per stream (below saturation, by default); the
 # saturation step points the streams at 16 sockets so the receiver costs less (the relay does
 # the same work: it still sends every stream from its own port).
@@ -106,7 +120,7 @@ def start_rtpengine(work, cleanup):
             f"--port-min={PORT_MIN}", f"--port-max={PORT_MAX}", "--num-threads=1",
             "--delete-delay=0", "--timeout=60", "--log-level=4",
             f"--pidfile={os.path.join(work, 'rtpengine.pid')}"]
-    proc = cleanup.add(h.Process("rtpengine", argv, work))
+    proc = cleanup.add(h.Process("rtpengine", pinned(argv, RELAY_CPUS), work))
     h.wait_until(lambda: ng_ping(ng, 0.2), 10, "rtpengine answering ng ping", proc=proc)
     return proc, ng
 
@@ -133,13 +147,14 @@ def start_evosip(work, cleanup):
         "log": {"level": "warn", "format": "text"},
     }
     path = h.write_yaml(os.path.join(work, "media.yaml"), cfg)
-    proc = cleanup.add(h.Process("evosip-media", [EVOSIP_BIN, "media", "--config", path], work))
+    proc = cleanup.add(h.Process("evosip-media",
+                                 pinned([EVOSIP_BIN, "media", "--config", path], RELAY_CPUS), work))
     h.wait_until(lambda: ng_ping(ng, 0.2), 15, "evosip media answering ng ping", proc=proc)
     return proc, ng
 
 
 def run_load(args, timeout):
-    res = subprocess.run([RTP_LOAD] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    res = subprocess.run(pinned([RTP_LOAD] + args, TOOL_CPUS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=timeout)
     line = res.stdout.decode("utf-8", "replace").strip().splitlines()
     try:
@@ -164,6 +179,11 @@ def step(side, proc, ng, rate, label):
     r["rss_kb"] = memory_kb(proc.pid)[0] if proc.alive() else 0
     r["generator_limited"] = r["achieved_pps"] < 0.97 * rate
     return r
+
+
+def median(values):
+    v = sorted(x for x in values if x is not None)
+    return v[len(v) // 2] if v else None
 
 
 def show(r):
@@ -202,6 +222,8 @@ def main():
             f"{STEP:g} s measured (+{WARMUP:g} s warm-up) per step, 172-byte RTP, one forwarding "
             f"thread per relay, ports {PORT_MIN}-{PORT_MAX}, 127.0.0.1")
         say(f"# rtp_load {RTP_LOAD}; rtpengine {RTPENGINE_BIN}; evosip {EVOSIP_BIN}")
+        say(f"# {REPEAT} round(s); " + (f"relay pinned to CPU {RELAY_CPUS[0]}, rtp_load to CPU(s) "
+                                        f"{TOOL_CPUS[0]}" if PIN else "no CPU pinning"))
         la = float(loadavg().split()[0])
         if la > 0.5:
             say(f"# WARNING: load average {la:.2f} before the run: other jobs share the CPUs; "
@@ -236,8 +258,13 @@ def main():
             f"{'maxus':>8} {'RSS_MB':>6}")
         steps = [(r, str(r)) for r in RATES] + ([(SAT_RATE, "sat")] if SAT_RATE else [])
         dead = set()
-        for rate, label in steps:
-            for side, (proc, ng) in sides.items():
+        # every round loads the relays one after the other at each rate; odd rounds reverse
+        # the order so neither relay always runs right after the other's step
+        for rnd, (rate, label) in [(i, st) for i in range(REPEAT) for st in steps]:
+            order = list(sides.items())
+            if rnd % 2 == 1:
+                order.reverse()
+            for side, (proc, ng) in order:
                 if side in dead:
                     continue
                 try:
@@ -263,23 +290,25 @@ def main():
             sat = [r for r in rs if r["step"] == "sat"]
             pk = sum(r["received"] for r in below)
             cpu = sum(r["relay_cpu_s"] for r in below)
-            at50 = next((r for r in below if int(r["rate"]) == 50000), below[-1] if below else None)
+            lat_rate = 50000 if any(int(r["rate"]) == 50000 for r in below) else \
+                (int(max(r["rate"] for r in below)) if below else 0)
+            at = [r for r in below if int(r["rate"]) == lat_rate]
             s = summary[side] = {
                 "ppcs": pk / cpu if cpu > 0 else None,
                 "lost_below": sum(r["lost"] for r in below),
                 "sent_below": sum(r["sent"] for r in below),
-                "p50": at50["p50_us"] if at50 else None, "p99": at50["p99_us"] if at50 else None,
-                "at_rate": int(at50["rate"]) if at50 else 0,
-                "sat_fwd": sat[0]["forwarded_pps"] if sat else None,
-                "sat_loss": sat[0]["loss_pct"] if sat else None,
-                "sat_ppcs": sat[0]["pkts_per_relay_cpu_s"] if sat else None,
+                "p50": median([r["p50_us"] for r in at]), "p99": median([r["p99_us"] for r in at]),
+                "at_rate": lat_rate,
+                "sat_fwd": median([r["forwarded_pps"] for r in sat]),
+                "sat_loss": median([r["loss_pct"] for r in sat]),
+                "sat_ppcs": median([r["pkts_per_relay_cpu_s"] for r in sat]),
                 "rss_mb": max(r["rss_kb"] for r in rs) / 1024,
                 "gen_limited": any(r["generator_limited"] for r in below),
-                "sat_limited": bool(sat) and sat[0]["generator_limited"],
+                "sat_limited": any(r["generator_limited"] for r in sat),
             }
             say(f"{side:9} forwarded packets per relay CPU-s {fmt(s['ppcs'], '{:.0f}')} (steps "
-                f"{','.join(r['step'] for r in below)} pooled), lost {s['lost_below']} of "
-                f"{s['sent_below']} below saturation, added latency at {s['at_rate']} pps p50 "
+                f"{','.join(sorted(set(r['step'] for r in below), key=int))} x{REPEAT} pooled), lost {s['lost_below']} of "
+                f"{s['sent_below']} below saturation, added latency at {s['at_rate']} pps (median of {REPEAT}) p50 "
                 f"{fmt(s['p50'])} us p99 {fmt(s['p99'])} us"
                 + (f"; saturation step: {s['sat_fwd']:.0f} pps forwarded, loss {s['sat_loss']:.2f} %,"
                    f" {s['sat_ppcs']:.0f} pkt/CPU-s" if s["sat_fwd"] is not None else "")
@@ -293,7 +322,7 @@ def main():
             sat_ratio = ratio(e["sat_fwd"], k["sat_fwd"])
             if e["sat_limited"] or k["sat_limited"]:
                 sat_ratio = "n/a (generator-limited: the relays were not saturated)"
-            else:
+            elif sat_ratio != "-":
                 sat_ratio += "x"
             say(f"ratio evosip/rtpengine: packets/CPU-s {ratio(e['ppcs'], k['ppcs'])}x, "
                 f"p50 {ratio(e['p50'], k['p50'])}x, p99 {ratio(e['p99'], k['p99'])}x, "
