@@ -480,6 +480,35 @@ asio::io_context& HttpServer::context() {
 
 namespace {
 
+Request buildRequest(http::verb verb, const HostPort& address, const std::string& hostPort,
+                     const std::string& path, const std::string& token, const std::string& body,
+                     bool keepAlive) {
+  Request req{verb, path.empty() ? "/" : path, 11};
+  const bool bracketed = address.host.find(':') != std::string::npos;
+  req.set(http::field::host, bracketed ? "[" + address.host + "]:" + address.port : hostPort);
+  req.set(http::field::user_agent, "evosip");
+  if (!token.empty()) {
+    req.set(http::field::authorization, "Bearer " + token);
+  }
+  if (!body.empty()) {
+    req.set(http::field::content_type, "application/json");
+  }
+  req.body() = body;
+  req.keep_alive(keepAlive);
+  req.prepare_payload();
+  return req;
+}
+
+HttpResponse toHttpResponse(Response& res) {
+  HttpResponse out;
+  out.status = res.result_int();
+  out.body = std::move(res.body());
+  for (const auto& field : res) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  return out;
+}
+
 // One exchange's state, touched only through its strand.
 struct Exchange {
   Exchange(asio::io_context& io, HostPort a, std::string hp, std::chrono::milliseconds t,
@@ -546,13 +575,7 @@ asio::awaitable<void> runExchange(std::shared_ptr<Exchange> x) {
     x->finish(tl::unexpected("cannot read the response: " + readError.message()));
     co_return;
   }
-  Response& res = parser.get();
-  HttpResponse out;
-  out.status = res.result_int();
-  out.body = std::move(res.body());
-  for (const auto& field : res) {
-    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
+  HttpResponse out = toHttpResponse(parser.get());
   boost::system::error_code ignored;
   x->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   x->finish(std::move(out));
@@ -564,6 +587,182 @@ std::string firstLine(std::string_view text) {
 }
 
 }  // namespace
+
+// ---- keep-alive connection pool ----
+
+struct HttpConnectionPool::Impl {
+  asio::io_context& io;
+  std::string hostPort;
+  tl::expected<HostPort, std::string> address;
+  std::optional<tcp::endpoint> numeric;  // a numeric host needs no resolver (a thread hop)
+  size_t maxIdle;
+  std::vector<std::unique_ptr<beast::tcp_stream>> idle;
+  uint64_t opened = 0;
+
+  Impl(asio::io_context& i, std::string hp, size_t m)
+      : io(i), hostPort(std::move(hp)), address(splitHostPort(hostPort)), maxIdle(m) {
+    if (address) {
+      boost::system::error_code ec;
+      auto ip = asio::ip::make_address(address->host, ec);
+      auto port = parseDecimal(address->port, 65535);
+      if (!ec && port) {
+        numeric = tcp::endpoint(ip, static_cast<uint16_t>(*port));
+      }
+    }
+  }
+};
+
+namespace {
+
+struct PooledExchange {
+  PooledExchange(asio::io_context& io, Request r, std::chrono::milliseconds t, HttpCallback d)
+      : req(std::move(r)), timeout(t), done(std::move(d)), deadline(io) {}
+  Request req;
+  std::chrono::milliseconds timeout;
+  HttpCallback done;
+  asio::steady_timer deadline;
+  std::unique_ptr<beast::tcp_stream> stream;
+  bool timedOut = false;
+  bool finished = false;
+
+  void finish(const std::string& hostPort, tl::expected<HttpResponse, std::string> result) {
+    if (finished) {
+      return;
+    }
+    finished = true;
+    deadline.cancel();
+    if (!result && timedOut) {
+      result = tl::unexpected(
+          fmt::format("no response from {} within {} ms", hostPort, timeout.count()));
+    } else if (!result) {
+      result = tl::unexpected(hostPort + ": " + result.error());
+    }
+    done(std::move(result));
+  }
+};
+
+asio::awaitable<void> runPooledExchange(std::shared_ptr<HttpConnectionPool::Impl> pool,
+                                        std::shared_ptr<PooledExchange> x) {
+  for (int attempt = 0; attempt < 2 && !x->timedOut; ++attempt) {
+    bool reused = false;
+    if (!pool->idle.empty()) {
+      x->stream = std::move(pool->idle.back());
+      pool->idle.pop_back();
+      reused = true;
+    } else {
+      x->stream = std::make_unique<beast::tcp_stream>(pool->io);
+      boost::system::error_code connectError;
+      if (pool->numeric) {
+        std::tie(connectError) = co_await x->stream->async_connect(*pool->numeric, kAwaitTuple);
+      } else {
+        tcp::resolver resolver(pool->io);
+        auto [resolveError, endpoints] = co_await resolver.async_resolve(
+            pool->address->host, pool->address->port, tcp::resolver::numeric_service, kAwaitTuple);
+        if (resolveError) {
+          x->finish(pool->hostPort, tl::unexpected("cannot resolve " + pool->address->host + ": " +
+                                                   resolveError.message()));
+          co_return;
+        }
+        std::tie(connectError, std::ignore) =
+            co_await x->stream->async_connect(endpoints, kAwaitTuple);
+      }
+      if (connectError) {
+        x->finish(pool->hostPort, tl::unexpected("cannot connect: " + connectError.message()));
+        co_return;
+      }
+      ++pool->opened;
+    }
+    auto [writeError, written] = co_await http::async_write(*x->stream, x->req, kAwaitTuple);
+    if (writeError) {
+      if (reused) {
+        continue;  // the server closed the idle connection: once more on a new one
+      }
+      x->finish(pool->hostPort, tl::unexpected("cannot send the request: " + writeError.message()));
+      co_return;
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxResponseBytes);
+    auto [readError, read] = co_await http::async_read(*x->stream, buffer, parser, kAwaitTuple);
+    if (readError) {
+      if (reused && buffer.size() == 0 && !x->timedOut) {
+        continue;
+      }
+      x->finish(pool->hostPort, tl::unexpected("cannot read the response: " + readError.message()));
+      co_return;
+    }
+    Response& res = parser.get();
+    const bool keep = res.keep_alive() && !x->timedOut && pool->idle.size() < pool->maxIdle;
+    HttpResponse out = toHttpResponse(res);
+    if (keep) {
+      pool->idle.push_back(std::move(x->stream));
+    }
+    x->finish(pool->hostPort, std::move(out));
+    co_return;
+  }
+  x->finish(pool->hostPort, tl::unexpected(std::string("connection closed by the server")));
+}
+
+}  // namespace
+
+HttpConnectionPool::HttpConnectionPool(asio::io_context& io, std::string hostPort, size_t maxIdle)
+    : impl_(std::make_shared<Impl>(io, std::move(hostPort), maxIdle)) {}
+
+HttpConnectionPool::~HttpConnectionPool() = default;
+
+size_t HttpConnectionPool::idle() const {
+  return impl_->idle.size();
+}
+
+uint64_t HttpConnectionPool::connectionsOpened() const {
+  return impl_->opened;
+}
+
+void HttpConnectionPool::request(const std::string& method, const std::string& path,
+                                 const std::string& token, const std::string& body,
+                                 std::chrono::milliseconds timeout, HttpCallback done) {
+  auto& io = impl_->io;
+  if (!impl_->address) {
+    asio::post(io, [done = std::move(done),
+                    error = "bad address '" + impl_->hostPort + "': " + impl_->address.error()] {
+      done(tl::unexpected(error));
+    });
+    return;
+  }
+  const http::verb verb = http::string_to_verb(method);
+  if (verb == http::verb::unknown) {
+    asio::post(io, [done = std::move(done), error = "unknown HTTP method '" + method + "'"] {
+      done(tl::unexpected(error));
+    });
+    return;
+  }
+  auto x = std::make_shared<PooledExchange>(
+      io, buildRequest(verb, *impl_->address, impl_->hostPort, path, token, body, true), timeout,
+      std::move(done));
+  x->deadline.expires_after(timeout);
+  x->deadline.async_wait([x](const boost::system::error_code& ec) {
+    if (ec || x->finished) {
+      return;
+    }
+    x->timedOut = true;
+    if (x->stream) {
+      boost::system::error_code ignored;
+      x->stream->socket().close(ignored);
+    }
+  });
+  auto pool = impl_;
+  asio::co_spawn(io, runPooledExchange(pool, x), [x, pool](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& error) {
+      x->finish(pool->hostPort,
+                tl::unexpected(std::string("HTTP request failed: ") + error.what()));
+    }
+  });
+}
 
 void asyncHttpRequest(asio::io_context& io, const std::string& hostPort, const std::string& method,
                       const std::string& path, const std::string& token, const std::string& body,
@@ -584,20 +783,7 @@ void asyncHttpRequest(asio::io_context& io, const std::string& hostPort, const s
     return;
   }
   auto x = std::make_shared<Exchange>(io, *address, hostPort, timeout, std::move(done));
-  Request& req = x->req;
-  req = Request{verb, path.empty() ? "/" : path, 11};
-  const bool bracketed = address->host.find(':') != std::string::npos;
-  req.set(http::field::host, bracketed ? "[" + address->host + "]:" + address->port : hostPort);
-  req.set(http::field::user_agent, "evosip");
-  if (!token.empty()) {
-    req.set(http::field::authorization, "Bearer " + token);
-  }
-  if (!body.empty()) {
-    req.set(http::field::content_type, "application/json");
-  }
-  req.body() = body;
-  req.keep_alive(false);
-  req.prepare_payload();
+  x->req = buildRequest(verb, *address, hostPort, path, token, body, false);
 
   asio::dispatch(x->strand, [x] {
     x->deadline.expires_after(x->timeout);

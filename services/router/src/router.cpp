@@ -215,6 +215,7 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
                std::unique_ptr<store::Store> store, const runtime::Clock& clock, SendFn send)
     : shared_(shared),
       io_(io),
+      apiPool_(io, shared.settings().api),
       store_(std::move(store)),
       clock_(clock),
       nonceCounts_(std::make_unique<StoreNonceCounts>(*store_)),
@@ -230,9 +231,8 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
             }
             const uint64_t generation = table.generation();
             const auto& s = shared_.settings();
-            control::asyncHttpRequest(
-                io_, s.api, "GET",
-                "/internal/v1/credentials/" + pathSegment(domain) + "/" + pathSegment(user),
+            apiPool_.request(
+                "GET", "/internal/v1/credentials/" + pathSegment(domain) + "/" + pathSegment(user),
                 s.apiToken, "", s.apiTimeout,
                 [this, done = std::move(done), alive = std::weak_ptr<char>(alive_), domain, user,
                  generation](tl::expected<control::HttpResponse, std::string> r) {

@@ -2,6 +2,7 @@
 #include <future>
 #include <thread>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -123,6 +124,87 @@ TEST(AsyncHttpClientTest, CallsBackOnTheGivenContext) {
     }
   }
   EXPECT_EQ(ok, 1);
+}
+
+}  // namespace
+}  // namespace evosip::control
+
+namespace evosip::control {
+namespace {
+
+// Runs `count` requests one after the other through the pool on this thread's io_context.
+std::vector<tl::expected<HttpResponse, std::string>> sequential(boost::asio::io_context& io,
+                                                                HttpConnectionPool& pool,
+                                                                int count) {
+  std::vector<tl::expected<HttpResponse, std::string>> out;
+  std::function<void()> next = [&] {
+    pool.request("GET", "/n/" + std::to_string(out.size()), "tok", "", 5000ms,
+                 [&](tl::expected<HttpResponse, std::string> r) {
+                   out.push_back(std::move(r));
+                   if (static_cast<int>(out.size()) < count) {
+                     next();
+                   }
+                 });
+  };
+  next();
+  io.restart();
+  io.run();
+  return out;
+}
+
+TEST(HttpConnectionPoolTest, RequestsReuseOneConnection) {
+  std::atomic<int> seen{0};
+  HttpServer server(
+      HttpServerSettings{"127.0.0.1:0", "test", "test.listen"},
+      [&seen](const HttpRequest& req, HttpServer::Respond respond) {
+        ++seen;
+        respond(makeHttpResponse(200, req.target + " " + req.header("authorization")));
+      });
+  server.start();
+  boost::asio::io_context io{1};
+  HttpConnectionPool pool(io, "127.0.0.1:" + std::to_string(server.port()));
+  auto results = sequential(io, pool, 20);
+  ASSERT_EQ(results.size(), 20u);
+  for (size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i]) << results[i].error();
+    EXPECT_EQ(results[i]->body, "/n/" + std::to_string(i) + " Bearer tok");
+  }
+  EXPECT_EQ(pool.connectionsOpened(), 1u) << "every request opened a new connection";
+  EXPECT_EQ(pool.idle(), 1u);
+  EXPECT_EQ(seen.load(), 20);
+}
+
+TEST(HttpConnectionPoolTest, AConnectionTheServerClosedIsReplacedTransparently) {
+  HttpServerSettings settings{"127.0.0.1:0", "test", "test.listen"};
+  settings.requestTimeout = 1s;  // the server drops idle keep-alive connections after this
+  HttpServer server(settings, [](const HttpRequest&, HttpServer::Respond respond) {
+    respond(makeHttpResponse(200, "ok"));
+  });
+  server.start();
+  boost::asio::io_context io{1};
+  HttpConnectionPool pool(io, "127.0.0.1:" + std::to_string(server.port()));
+  ASSERT_TRUE(sequential(io, pool, 1).at(0));
+  std::this_thread::sleep_for(1300ms);  // the server's idle timeout, not a race being waited out
+  auto again = sequential(io, pool, 1);
+  ASSERT_TRUE(again.at(0)) << again.at(0).error();
+  EXPECT_EQ(again.at(0)->body, "ok");
+  EXPECT_EQ(pool.connectionsOpened(), 2u);
+}
+
+TEST(HttpConnectionPoolTest, NoServerIsAnErrorLineNotAHang) {
+  boost::asio::io_context io{1};
+  // A port nothing listens on: bind one, read its number, close it.
+  boost::asio::ip::tcp::acceptor probe(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = probe.local_endpoint().port();
+  probe.close();
+  HttpConnectionPool pool(io, "127.0.0.1:" + std::to_string(port));
+  auto r = sequential(io, pool, 1);
+  ASSERT_FALSE(r.at(0));
+  EXPECT_THAT(r.at(0).error(), HasSubstr("cannot connect"));
+  HttpConnectionPool bad(io, "no-port-here");
+  auto b = sequential(io, bad, 1);
+  ASSERT_FALSE(b.at(0));
+  EXPECT_THAT(b.at(0).error(), HasSubstr("bad address"));
 }
 
 }  // namespace

@@ -2,10 +2,12 @@
 // A small HTTP/1.1 client for control servers: used by `evosip ctl`, tests and (asynchronously)
 // by roles that call other roles.
 // Every call opens one connection, sends one request and waits at most timeout for the whole
-// exchange. Errors are returned as one line of text, never thrown.
+// exchange (HttpConnectionPool keeps connections for repeated requests). Errors are returned as
+// one line of text, never thrown.
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +51,30 @@ void asyncHttpRequest(boost::asio::io_context& io, const std::string& hostPort,
                       const std::string& method, const std::string& path, const std::string& token,
                       const std::string& body, std::chrono::milliseconds timeout,
                       HttpCallback done);
+
+// Keep-alive connections to one HTTP server for one event loop (a worker's io_context): a
+// request reuses an idle connection (no resolve, no TCP handshake, no accept on the server) and
+// up to maxIdle connections are kept. A request whose reused connection the server had closed
+// meanwhile is sent once more on a new connection. Call request() from the io_context's thread
+// only; `done` runs there, once, at the latest after timeout. Errors as asyncHttpRequest.
+class HttpConnectionPool {
+ public:
+  HttpConnectionPool(boost::asio::io_context& io, std::string hostPort, size_t maxIdle = 16);
+  ~HttpConnectionPool();
+  HttpConnectionPool(const HttpConnectionPool&) = delete;
+  HttpConnectionPool& operator=(const HttpConnectionPool&) = delete;
+
+  void request(const std::string& method, const std::string& path, const std::string& token,
+               const std::string& body, std::chrono::milliseconds timeout, HttpCallback done);
+
+  size_t idle() const;
+  uint64_t connectionsOpened() const;
+
+  struct Impl;  // opaque: the Beast types stay in http.cpp
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
 
 tl::expected<std::string, std::string> httpGet(const std::string& hostPort, const std::string& path,
                                                const std::string& token,

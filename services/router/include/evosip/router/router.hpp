@@ -22,6 +22,7 @@
 #include <evosip/auth/nonce_count_store.hpp>
 #include <evosip/auth/shared_credentials.hpp>
 #include <evosip/auth/verifier.hpp>
+#include <evosip/control/client.hpp>
 #include <evosip/role/target_set.hpp>
 #include <evosip/router/dialplan.hpp>
 #include <evosip/router/ng_client.hpp>
@@ -163,6 +164,7 @@ class Router final : public transaction::ProxyUser {
 
   RouterShared& shared_;
   boost::asio::io_context& io_;
+  control::HttpConnectionPool apiPool_;  // keep-alive connections to the api role
   std::unique_ptr<store::Store> store_;
   const runtime::Clock& clock_;
   std::unique_ptr<StoreNonceCounts> nonceCounts_;
