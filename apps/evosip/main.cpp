@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include <evosip/api/api_service.hpp>
+#include <evosip/app/app_service.hpp>
 #include <evosip/config/config.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/edge/edge_service.hpp>
@@ -175,6 +176,11 @@ int main(int argc, char** argv) {
       "media", "RTP/RTCP relay driven by rtpengine's ng protocol (an rtpengine drop-in)");
   media->add_option("-c,--config", mediaConfig, "YAML configuration file (keys: services/media)");
 
+  std::string appConfig;
+  auto* appRole = app.add_subcommand(
+      "app", "header-driven application server: Playback, Voicemail, Echo, Menu, Hangup");
+  appRole->add_option("-c,--config", appConfig, "YAML configuration file (keys: services/app)");
+
   std::string upData = "./evosip-data";
   int sipPort = 5060;
   int apiPort = 8080;
@@ -209,6 +215,9 @@ int main(int argc, char** argv) {
     }
     if (media->parsed()) {
       return evosip::media::runMedia(mediaConfig);
+    }
+    if (appRole->parsed()) {
+      return evosip::app::runApp(appConfig);
     }
     if (up->parsed()) {
       return runUp(upData, sipPort, apiPort);

@@ -1,0 +1,204 @@
+#pragma once
+// The app's user agent for ONE worker (docs/architecture.md "app"): the UA core on top of the
+// RFC 3261 transaction layer (a TransactionUser), the calls whose Call-ID hashes to this
+// worker, their RTP sockets (from this worker's own port sub-range), the paced sender that
+// drives all of them from one timer (PacingGrid) and the applications (Playback, Voicemail,
+// Echo, Menu, Hangup). Everything runs on the worker's thread: no locks. Counters are relaxed
+// atomics read by the metrics scrape.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <evosip/app/call_request.hpp>
+#include <evosip/app/pacing.hpp>
+#include <evosip/app/prompts.hpp>
+#include <evosip/rtp/pacer.hpp>
+#include <evosip/transaction/transaction_layer.hpp>
+
+namespace evosip::app {
+
+struct AppSettings {
+  std::string soundsDir = "sounds";
+  std::string voicemailDir = "voicemail";
+  std::string rtpAddress = "127.0.0.1";  // bound and advertised in SDP
+  std::chrono::seconds rtpTimeout{30};   // no RTP while the app needs input: hang up
+  std::chrono::seconds maxCall{3600};    // any call, answered or not
+  std::chrono::seconds voicemailMax{120};
+  std::chrono::seconds voicemailSilence{5};  // 0: no silence detection
+  std::chrono::milliseconds interDigit{2000};
+  // Our SIP address: Via sent-by of the BYEs we send, and the Contact of our dialogs.
+  std::string viaHost = "127.0.0.1";
+  uint16_t viaPort = 5080;
+  transaction::LayerSettings layer;
+};
+
+// The RTP ports of one worker: even ports first..last (RTCP, never bound, would be +1).
+struct RtpPortRange {
+  uint16_t first = 0;
+  uint16_t last = 0;
+};
+// Splits min..max into `workers` disjoint sub-ranges of even ports. Fails when too small.
+Result<std::vector<RtpPortRange>> splitRtpPorts(uint16_t min, uint16_t max, size_t workers);
+
+inline constexpr size_t kActionCount = 7;  // Action values
+
+// Per-worker totals; written by the worker (or a blocking thread for recordings), read at
+// scrape time.
+struct AppCounters {
+  std::array<std::atomic<uint64_t>, kActionCount> calls{};  // INVITEs that started a call
+  std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> rtpSent{0}, rtpReceived{0}, rtpSendErrors{0}, rtcpReceived{0};
+  std::atomic<uint64_t> dtmfDigits{0}, redirects{0}, rtpTimeouts{0}, maxDurationEnds{0};
+  std::atomic<uint64_t> recordingsWritten{0}, recordingsFailed{0};
+  std::atomic<uint64_t> rejected{0};  // INVITEs answered with an error before any media
+  std::atomic<uint64_t> byesSent{0}, byesReceived{0}, cancelled{0};
+  // Pacing, published by the worker every second: lateness of each paced packet behind its
+  // due time over the last full 5-second window (nanoseconds), and totals.
+  std::atomic<uint64_t> jitterP50Ns{0}, jitterP99Ns{0}, jitterMaxNs{0}, jitterWindowPackets{0};
+  std::atomic<uint64_t> pacedPackets{0}, skippedTicks{0};
+  std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0};
+
+  static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
+// Shared by every worker.
+struct AppShared {
+  AppSettings settings;
+  PromptCache* prompts = nullptr;
+  std::function<void(std::function<void()>)> runBlocking;
+  std::atomic<bool> draining{false};
+  std::atomic<int64_t> calls{0};  // all workers
+};
+
+class AppCore final : public transaction::TransactionUser {
+ public:
+  using SendFn = transaction::TransactionLayer::SendFn;
+
+  AppCore(AppShared& shared, boost::asio::io_context& io, size_t worker, RtpPortRange ports,
+          SendFn send);
+  ~AppCore() override;
+  AppCore(const AppCore&) = delete;
+  AppCore& operator=(const AppCore&) = delete;
+
+  void onMessage(const sip::Message& msg, const transport::Source& source) {
+    layer_.onMessage(msg, source);
+  }
+  // Every 10 ms: transaction timers, 2xx retransmissions; every 100 ms the call deadlines;
+  // every second the pacing figures.
+  void onTick();
+  // Ends every call without signalling and closes the sockets (shutdown, on the worker).
+  void closeAll();
+
+  const AppCounters& counters() const { return counters_; }
+  size_t calls() const { return calls_.size(); }
+
+  // transaction::TransactionUser
+  void onRequest(transaction::TransactionId server, const sip::Message& request,
+                 const transport::Source& source) override;
+  void onCancel(transaction::TransactionId invite, const sip::Message& cancel) override;
+  void onAck(const sip::Message& ack, const transport::Source& source) override;
+  void onResponse(transaction::TransactionId client, const sip::Message& response) override;
+  void onStrayResponse(const sip::Message& response, const transport::Source& source) override;
+  void onClientError(transaction::TransactionId client,
+                     transaction::TransactionError error) override;
+  void onServerError(transaction::TransactionId server,
+                     transaction::TransactionError error) override;
+
+  struct Call;
+
+ private:
+  using CallPtr = std::shared_ptr<Call>;
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  // SIP
+  void newInvite(transaction::TransactionId id, const sip::Message& req,
+                 const transport::Source& src);
+  void reInvite(Call& call, transaction::TransactionId id, const sip::Message& req);
+  void onBye(transaction::TransactionId id, const sip::Message& req);
+  Call* findDialog(const sip::Message& req);
+  void reject(transaction::TransactionId id, int code, std::string_view reason);
+  // Sends a response with our SDP (183 / 200) to the call's INVITE; returns the bytes.
+  std::string respondWithSdp(Call& call, transaction::TransactionId id, const sip::Message& req,
+                             int code, std::string_view reason);
+  void answer(Call& call);
+  void sendFinal(Call& call, int code, std::string_view reason, std::string_view extra = {});
+  void sendBye(Call& call);
+  // Hangs up by whatever the call's state allows: a final response before the answer, a BYE
+  // after it (once the ACK came), then ends the call.
+  void hangup(Call& call, int earlyCode, std::string_view earlyReason);
+  void endCall(Call& call, std::string_view why);
+
+  // Applications
+  void loadPrompts(const CallPtr& call);
+  void start(Call& call);
+  void onPromptsDone(Call& call);
+  void onPromptDone(Call& call);
+  void resend2xx(Call& call);
+  void onDigit(Call& call, char digit);
+  void menuInvalid(Call& call, bool timeout);
+  void menuRedirect(Call& call, const std::string& target);
+  void checkDeadlines(TimePoint now);
+
+  // Media
+  Result<void> openMedia(Call& call);
+  void armRead(const CallPtr& call);
+  void onReadable(Call& call);
+  void onRtp(Call& call, std::span<const uint8_t> datagram);
+  void setDestination(Call& call);
+  void startSending(Call& call);
+  void stopSending(Call& call);
+  void play(Call& call, PromptPtr prompt);
+  void armPacing();
+  void onPacing();
+  void paceSlot(const PacingGrid::Tick& tick);
+  void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples);
+  std::optional<uint16_t> allocatePort();
+  void releasePort(uint16_t port);
+
+  AppShared& shared_;
+  const AppSettings& settings_;
+  boost::asio::io_context& io_;
+  size_t worker_;
+  SendFn send_;
+  transaction::TransactionLayer layer_;
+  AppCounters counters_;
+  std::unordered_map<std::string, CallPtr> calls_;  // by Call-ID
+  std::unordered_map<uint64_t, Call*> byInvite_;    // INVITE server transaction -> call
+  std::unordered_set<Call*> awaitingAck_;           // 2xx being retransmitted
+  std::string contact_;                             // "Contact: <sip:app@host:port>\r\n"
+  bool ipv6_ = false;
+
+  // Ports: one flag per even port of the range, handed out round robin.
+  RtpPortRange ports_;
+  std::vector<bool> portUsed_;
+  size_t portNext_ = 0;
+
+  // Pacing
+  PacingGrid grid_;
+  std::vector<std::vector<Call*>> slots_;
+  boost::asio::steady_timer paceTimer_;
+  bool paceArmed_ = false;
+  rtp::JitterHistogram window_;
+  TimePoint windowStart_;
+  std::vector<CallPtr> finished_;  // prompts that ended during a tick
+
+  uint64_t ticks_ = 0;
+  std::array<uint8_t, 2048> packet_{};
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
+};
+
+}  // namespace evosip::app

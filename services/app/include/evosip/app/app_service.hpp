@@ -1,0 +1,50 @@
+#pragma once
+// Wiring of the app role: configuration, workers (one AppCore per worker, calls owned by the
+// Call-ID hash), the SIP transport, the prompt cache, the control server (RPC, metrics,
+// health). Constructible in-process (evosip up) like the other roles' services.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <evosip/app/app_core.hpp>
+#include <evosip/config/config.hpp>
+#include <evosip/role/common.hpp>
+
+namespace evosip::app {
+
+struct AppConfig {
+  role::CommonSettings common;
+  AppSettings app;
+  uint16_t rtpPortMin = 40000;
+  uint16_t rtpPortMax = 49999;
+};
+
+// Reads every key of the app role; throws config::ConfigError naming the key. Calls
+// checkUnknownKeys() at the end.
+AppConfig readAppConfig(config::Document& doc);
+
+class AppService {
+ public:
+  explicit AppService(AppConfig config);
+  ~AppService();
+  AppService(const AppService&) = delete;
+  AppService& operator=(const AppService&) = delete;
+
+  // Binds the SIP and control addresses (throws naming the address) and starts the workers.
+  void start();
+  void stop();
+
+  const std::vector<transport::ListenSpec>& sipAddresses() const;
+  uint16_t controlPort() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// `evosip app --config FILE`: runs until SIGTERM/SIGINT. Returns the process exit code.
+int runApp(const std::string& configPath);
+
+}  // namespace evosip::app
