@@ -883,10 +883,11 @@ void AppCore::onPromptDone(Call& call) {
 void AppCore::onDigit(Call& call, char digit) {
   counters_.bump(counters_.dtmfDigits);
   if (call.action != Action::kMenu ||
-      (call.phase != Phase::kMenuPrompt && call.phase != Phase::kMenuWait)) {
+      (call.phase != Phase::kMenuPrompt && call.phase != Phase::kMenuWait &&
+       call.phase != Phase::kMenuInvalid)) {
     return;
   }
-  call.playing.reset();  // a digit interrupts the prompt
+  call.playing.reset();  // a digit interrupts the prompt (or the error prompt)
   call.queue.clear();
   call.phase = Phase::kMenuWait;
   call.menuSince = Clock::now();
