@@ -3,6 +3,7 @@
 #include <mutex>
 #include <sqlite3.h>
 #include <stdexcept>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -58,7 +59,12 @@ class SqliteDatabase final : public Database {
     }
   }
 
-  ~SqliteDatabase() override { sqlite3_close(db_); }
+  ~SqliteDatabase() override {
+    for (auto& [sql, stmt] : statements_) {
+      sqlite3_finalize(stmt);
+    }
+    sqlite3_close(db_);
+  }
 
   std::string_view kind() const override { return "sqlite"; }
 
@@ -109,16 +115,41 @@ class SqliteDatabase final : public Database {
  private:
   tl::expected<DbResult, DbError> run(const std::string& sql, const std::vector<DbValue>& params) {
     std::lock_guard lock(mutex_);
+    // Statements are compiled once and kept (compiling was most of a credential lookup's cost);
+    // a kept statement is reset after every use. Statements with no parameters (pragmas,
+    // migrations, BEGIN/COMMIT) are not kept.
     sqlite3_stmt* stmt = nullptr;
+    const bool keep = !params.empty();
+    if (keep) {
+      if (auto it = statements_.find(sql); it != statements_.end()) {
+        stmt = it->second;
+      }
+    }
+    auto release = [&] {
+      if (stmt == nullptr) {
+        return;
+      }
+      if (keep) {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+      } else {
+        sqlite3_finalize(stmt);
+      }
+    };
     auto error = [&] {
       const int code = sqlite3_extended_errcode(db_);
       DbError e{classify(code), sqlite3_errmsg(db_)};
-      sqlite3_finalize(stmt);
+      release();
       return tl::unexpected(std::move(e));
     };
-    if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) !=
-        SQLITE_OK) {
-      return error();
+    if (stmt == nullptr) {
+      if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+          SQLITE_OK) {
+        return error();
+      }
+      if (keep && statements_.size() < kMaxStatements) {
+        statements_.emplace(sql, stmt);
+      }
     }
     for (size_t i = 0; i < params.size(); ++i) {
       const std::string name = "$" + std::to_string(i + 1);
@@ -161,7 +192,7 @@ class SqliteDatabase final : public Database {
       result.rows.push_back(std::move(row));
     }
     result.affected = sqlite3_stmt_readonly(stmt) != 0 ? 0 : sqlite3_changes(db_);
-    sqlite3_finalize(stmt);
+    release();
     return result;
   }
 
@@ -169,6 +200,8 @@ class SqliteDatabase final : public Database {
   BlockingExecutor blocking_;
   std::mutex mutex_;  // one statement at a time; sqlite3_changes/errmsg belong to it
   sqlite3* db_ = nullptr;
+  static constexpr size_t kMaxStatements = 64;  // the api has a fixed set of statements
+  std::unordered_map<std::string, sqlite3_stmt*> statements_;  // under mutex_
 };
 
 }  // namespace

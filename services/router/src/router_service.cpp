@@ -177,6 +177,14 @@ struct RouterService::Impl {
       }
       return;
     }
+    // A REGISTER is answered here, by the worker that received it: the router keeps no state
+    // for it but its server transaction, whose retransmissions come from the same source and
+    // so reach this same worker (SO_REUSEPORT hashes the source). Posting it to another
+    // worker cost a thread wake-up, the largest single cost of a registration.
+    if (msg->isRequest() && msg->method() == sip::Method::kRegister) {
+      routers[worker.index()]->onMessage(*msg, packet.source);
+      return;
+    }
     // The worker of the Call-ID owns the call's transactions.
     const size_t owner = hash64(msg->callId()) % routers.size();
     if (owner == worker.index()) {
