@@ -75,7 +75,30 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   std::filesystem::create_directories(dataDir);
   const std::string data = std::filesystem::absolute(dataDir).string();
   const int routerPort = sipPort + 10;
+  const int appPort = sipPort + 20;
+  const int ngPort = sipPort + 30;
 
+  // The media relay and the app first: the router's sets name them.
+  auto mediaDoc = config::Document::fromString(
+      fmt::format("media:\n  ng_listen: \"127.0.0.1:{0}\"\n  address: \"127.0.0.1\"\n"
+                  "  port_min: 30000\n  port_max: 34999\n"
+                  "control: {{ listen: \"127.0.0.1:0\" }}\n",
+                  ngPort));
+  media::MediaService mediaService(media::readMediaConfig(mediaDoc));
+  mediaService.start();
+
+  const std::string voicemail = data + "/voicemail";
+  std::filesystem::create_directories(voicemail);
+  auto appDoc =
+      config::Document::fromString(fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
+                                               "control: {{ listen: \"127.0.0.1:0\" }}\n"
+                                               "app:\n  voicemail_dir: \"{1}\"\n"
+                                               "  rtp_port_min: 35000\n  rtp_port_max: 39999\n",
+                                               appPort, voicemail));
+  app::AppService appService(app::readAppConfig(appDoc));
+  appService.start();
+
+  // JSON is YAML: the dialplan keys ("*97") stay strings.
   auto routerDoc = config::Document::fromString(
       fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
                   "control: {{ listen: \"127.0.0.1:0\" }}\n"
@@ -84,8 +107,16 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
                   // MD5 only: baresip 1.0 (libre) refuses a 401 that offers any algorithm it
                   // does not know instead of ignoring that challenge (RFC 8760 section 2.4).
                   "  auth_algorithms: [MD5]\n"
-                  "  api: \"127.0.0.1:{1}\"\n",
-                  routerPort, apiPort, sipPort));
+                  "  api: \"127.0.0.1:{1}\"\n"
+                  "  apps: [\"sip:127.0.0.1:{3}\"]\n"
+                  "  media: {{ relays: [\"udp:127.0.0.1:{4}\"], mode: always }}\n"
+                  "  dialplan:\n"
+                  "    \"100\": {{ action: Playback, sound: welcome, sound_locale: en }}\n"
+                  "    \"101\": {{ action: Echo }}\n"
+                  "    \"102\": {{ action: Menu, sound: menu, "
+                  "targets: \"1=sip:100@evosip.local,2=sip:101@evosip.local\" }}\n"
+                  "    \"*97\": {{ action: Voicemail, mailbox: from-user }}\n",
+                  routerPort, apiPort, sipPort, appPort, ngPort));
   router::RouterService routerService(router::readRouterConfig(routerDoc));
   routerService.start();
 
@@ -111,21 +142,29 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
       "  edge    SIP udp+tcp 127.0.0.1:%d     control http://127.0.0.1:%u\n"
       "  router  SIP udp 127.0.0.1:%d         control http://127.0.0.1:%u\n"
       "  api     http://127.0.0.1:%d/v1/      control http://127.0.0.1:%u\n"
+      "  media   ng udp 127.0.0.1:%d          control http://127.0.0.1:%u  (RTP 30000-34999)\n"
+      "  app     SIP udp 127.0.0.1:%d         control http://127.0.0.1:%u  (voicemail in %s)\n"
       "SIP domain evosip.local (127.0.0.1:%d counts as it). Demo subscribers:\n",
       data.c_str(), sipPort, edgeService.controlPort(), routerPort, routerService.controlPort(),
-      apiPort, apiService.controlPort(), sipPort);
+      apiPort, apiService.controlPort(), ngPort, mediaService.controlPort(), appPort,
+      appService.controlPort(), voicemail.c_str(), sipPort);
   for (const auto& [user, password] : users) {
     std::printf("  %-6s password %s\n", user.c_str(), password.c_str());
   }
   std::printf(
       "Register a softphone as <user>@evosip.local with server/outbound proxy 127.0.0.1:%d\n"
-      "(UDP or TCP), then call the other user. Ctrl-C stops everything.\n",
+      "(UDP or TCP), then dial the other user, or:\n"
+      "  100  a welcome prompt (Playback)     101  your own voice back (Echo)\n"
+      "  102  a menu: press 1 or 2 (Menu)     *97  leave yourself a voicemail\n"
+      "All audio goes through the media relay. Ctrl-C stops everything.\n",
       sipPort);
   std::fflush(stdout);
   runtime::waitForStopSignal();
   edgeService.stop();
   apiService.stop();
   routerService.stop();
+  appService.stop();
+  mediaService.stop();
   return 0;
 }
 

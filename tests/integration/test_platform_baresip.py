@@ -109,6 +109,29 @@ def received_wav(d: str):
     return None
 
 
+def start_softphone(work: str, cleanup, name: str, password: str, edge_port: int, tone: str,
+                    extra_args=(), instance: str = "") -> Process:
+    """A headless baresip registered as name@127.0.0.1:edge_port, playing the WAV `tone` in
+    every call and writing what it receives to <work>/<name>[instance]/dump-*-dec.wav."""
+    d = os.path.join(work, name + instance)
+    os.makedirs(d, exist_ok=True)
+    port = sip_port_pair()
+    with open(os.path.join(d, "config"), "w") as f:
+        f.write(f"sip_listen {HOST}:{port}\nnet_interface {HOST}\n"
+                f"module_path {MODULES}\nmodule g711.so\nmodule aufile.so\n"
+                "module account.so\nmodule menu.so\n"
+                f"audio_source aufile,{tone}\n"
+                # baresip 1.0 has no file player: ALSA's "null" device plays, and the
+                # sndfile filter writes what was received to dump-*-dec.wav in snd_path.
+                "module alsa.so\naudio_player alsa,null\n"
+                f"module sndfile.so\nsnd_path {d}\n")
+    with open(os.path.join(d, "accounts"), "w") as f:
+        f.write(f"<sip:{name}@{HOST}:{edge_port}>;auth_pass={password};regint=600;"
+                "audio_codecs=PCMU;answermode=auto\n")
+    return cleanup.add(Process(f"baresip-{name}{instance}", [BARESIP, "-f", d, *extra_args],
+                               work))
+
+
 def start_media(work: str, cleanup):
     """`evosip media` on loopback; returns (its ng address "udp:HOST:PORT", control URL)."""
     import harness as h
@@ -129,23 +152,8 @@ def start_media(work: str, cleanup):
 class PlatformBaresip(RouterTestCase):
     def softphone(self, name: str, password: str, edge_port: int, tone: str,
                   extra_args=()) -> Process:
-        d = os.path.join(self.tmp, name)
-        os.makedirs(d, exist_ok=True)
-        port = sip_port_pair()
-        with open(os.path.join(d, "config"), "w") as f:
-            f.write(f"sip_listen {HOST}:{port}\nnet_interface {HOST}\n"
-                    f"module_path {MODULES}\nmodule g711.so\nmodule aufile.so\n"
-                    "module account.so\nmodule menu.so\n"
-                    f"audio_source aufile,{tone}\n"
-                    # baresip 1.0 has no file player: ALSA's "null" device plays, and the
-                    # sndfile filter writes what was received to dump-*-dec.wav in snd_path.
-                    "module alsa.so\naudio_player alsa,null\n"
-                    f"module sndfile.so\nsnd_path {d}\n")
-        with open(os.path.join(d, "accounts"), "w") as f:
-            f.write(f"<sip:{name}@{HOST}:{edge_port}>;auth_pass={password};regint=600;"
-                    "audio_codecs=PCMU;answermode=auto\n")
-        return self.cleanup.add(Process(f"baresip-{name}", [BARESIP, "-f", d, *extra_args],
-                                        self.tmp))
+        return start_softphone(self.tmp, self.cleanup, name, password, edge_port, tone,
+                               extra_args)
 
     def test_tones_cross_the_media_relay_both_ways(self):
         relay, media_control = start_media(self.tmp, self.cleanup)
