@@ -509,37 +509,21 @@ HttpResponse toHttpResponse(Response& res) {
   return out;
 }
 
-// One exchange's state, touched only through its strand.
-struct Exchange {
-  Exchange(asio::io_context& io, HostPort a, std::string hp, std::chrono::milliseconds t,
-           HttpCallback d)
-      : strand(asio::make_strand(io)),
-        address(std::move(a)),
-        hostPort(std::move(hp)),
-        timeout(t),
-        done(std::move(d)),
-        resolver(strand),
-        stream(strand),
-        deadline(strand) {}
-
-  asio::strand<asio::io_context::executor_type> strand;
-  HostPort address;
-  std::string hostPort;
+// What every client exchange reports the same way: one answer, at most once, with the
+// timeout and the peer named in the error line.
+struct ExchangeEnd {
+  ExchangeEnd(std::chrono::milliseconds t, HttpCallback d) : timeout(t), done(std::move(d)) {}
   std::chrono::milliseconds timeout;
   HttpCallback done;
-  Request req;
-  tcp::resolver resolver;
-  beast::tcp_stream stream;
-  asio::steady_timer deadline;
   bool timedOut = false;
   bool finished = false;
 
-  void finish(tl::expected<HttpResponse, std::string> result) {
+  // The caller cancels its deadline timer.
+  void report(const std::string& hostPort, tl::expected<HttpResponse, std::string> result) {
     if (finished) {
       return;
     }
     finished = true;
-    deadline.cancel();
     if (!result && timedOut) {
       result = tl::unexpected(
           fmt::format("no response from {} within {} ms", hostPort, timeout.count()));
@@ -547,6 +531,32 @@ struct Exchange {
       result = tl::unexpected(hostPort + ": " + result.error());
     }
     done(std::move(result));
+  }
+};
+
+// One exchange's state, touched only through its strand.
+struct Exchange : ExchangeEnd {
+  Exchange(asio::io_context& io, HostPort a, std::string hp, std::chrono::milliseconds t,
+           HttpCallback d)
+      : ExchangeEnd(t, std::move(d)),
+        strand(asio::make_strand(io)),
+        address(std::move(a)),
+        hostPort(std::move(hp)),
+        resolver(strand),
+        stream(strand),
+        deadline(strand) {}
+
+  asio::strand<asio::io_context::executor_type> strand;
+  HostPort address;
+  std::string hostPort;
+  Request req;
+  tcp::resolver resolver;
+  beast::tcp_stream stream;
+  asio::steady_timer deadline;
+
+  void finish(tl::expected<HttpResponse, std::string> result) {
+    deadline.cancel();
+    report(hostPort, std::move(result));
   }
 };
 
@@ -614,30 +624,16 @@ struct HttpConnectionPool::Impl {
 
 namespace {
 
-struct PooledExchange {
+struct PooledExchange : ExchangeEnd {
   PooledExchange(asio::io_context& io, Request r, std::chrono::milliseconds t, HttpCallback d)
-      : req(std::move(r)), timeout(t), done(std::move(d)), deadline(io) {}
+      : ExchangeEnd(t, std::move(d)), req(std::move(r)), deadline(io) {}
   Request req;
-  std::chrono::milliseconds timeout;
-  HttpCallback done;
   asio::steady_timer deadline;
   std::unique_ptr<beast::tcp_stream> stream;
-  bool timedOut = false;
-  bool finished = false;
 
   void finish(const std::string& hostPort, tl::expected<HttpResponse, std::string> result) {
-    if (finished) {
-      return;
-    }
-    finished = true;
     deadline.cancel();
-    if (!result && timedOut) {
-      result = tl::unexpected(
-          fmt::format("no response from {} within {} ms", hostPort, timeout.count()));
-    } else if (!result) {
-      result = tl::unexpected(hostPort + ": " + result.error());
-    }
-    done(std::move(result));
+    report(hostPort, std::move(result));
   }
 };
 

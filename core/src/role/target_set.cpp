@@ -6,9 +6,32 @@
 
 namespace evosip::role {
 
-Result<std::shared_ptr<TargetSet>> TargetSet::build(const std::vector<std::string>& uris) {
+// Parses every entry to an address with `parse` and builds the set.
+template <typename Parse>
+Result<std::shared_ptr<TargetSet>> TargetSet::buildWith(const std::vector<std::string>& texts,
+                                                        Parse parse) {
   auto set = std::make_shared<TargetSet>();
-  for (const auto& text : uris) {
+  for (const auto& text : texts) {
+    Result<transport::Endpoint> ep = parse(text);
+    if (!ep) {
+      return tl::unexpected(ep.error());
+    }
+    if (set->find(*ep) != SIZE_MAX) {
+      return makeError(Errc::kInvalid, fmt::format("target '{}' is listed twice", text));
+    }
+    auto target = std::make_unique<Target>();
+    target->uri = text;
+    target->endpoint = *ep;
+    // The weight depends on the address only, so every instance ranks the same target the same
+    // way whatever spelling it was given.
+    target->nameHash = hash64(ep->str(), 0x65766f736970ULL);
+    set->targets_.push_back(std::move(target));
+  }
+  return set;
+}
+
+Result<std::shared_ptr<TargetSet>> TargetSet::build(const std::vector<std::string>& uris) {
+  return buildWith(uris, [](const std::string& text) -> Result<transport::Endpoint> {
     auto uri = sip::parseUri(text);
     if (!uri || !uri->isSip() || uri->hostType == sip::HostType::kDomain ||
         uri->hostType == sip::HostType::kNone) {
@@ -20,24 +43,13 @@ Result<std::shared_ptr<TargetSet>> TargetSet::build(const std::vector<std::strin
       return makeError(Errc::kInvalid, fmt::format("target '{}': {}", text, ep.error().message));
     }
     ep->port = uri->portOrDefault();
-    if (set->find(*ep) != SIZE_MAX) {
-      return makeError(Errc::kInvalid, fmt::format("target '{}' is listed twice", text));
-    }
-    auto target = std::make_unique<Target>();
-    target->uri = text;
-    target->endpoint = *ep;
-    // The weight depends on the address only, so every instance ranks the same target the same
-    // way whatever URI spelling it was given.
-    target->nameHash = hash64(ep->str(), 0x65766f736970ULL);
-    set->targets_.push_back(std::move(target));
-  }
-  return set;
+    return ep;
+  });
 }
 
 Result<std::shared_ptr<TargetSet>> TargetSet::buildAddresses(const std::vector<std::string>& addrs,
                                                              uint16_t defaultPort) {
-  auto set = std::make_shared<TargetSet>();
-  for (const auto& text : addrs) {
+  return buildWith(addrs, [defaultPort](const std::string& text) -> Result<transport::Endpoint> {
     std::string_view rest = text;
     if (rest.starts_with("udp:")) {
       rest.remove_prefix(4);
@@ -46,16 +58,8 @@ Result<std::shared_ptr<TargetSet>> TargetSet::buildAddresses(const std::vector<s
     if (!ep) {
       return makeError(Errc::kInvalid, fmt::format("target '{}': {}", text, ep.error().message));
     }
-    if (set->find(*ep) != SIZE_MAX) {
-      return makeError(Errc::kInvalid, fmt::format("target '{}' is listed twice", text));
-    }
-    auto target = std::make_unique<Target>();
-    target->uri = text;
-    target->endpoint = *ep;
-    target->nameHash = hash64(ep->str(), 0x65766f736970ULL);
-    set->targets_.push_back(std::move(target));
-  }
-  return set;
+    return ep;
+  });
 }
 
 size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude) const {

@@ -56,6 +56,10 @@ class TargetSet {
   void inheritFrom(const TargetSet& old);
 
  private:
+  template <typename Parse>
+  static Result<std::shared_ptr<TargetSet>> buildWith(const std::vector<std::string>& texts,
+                                                      Parse parse);
+
   std::vector<std::unique_ptr<Target>> targets_;
 };
 
