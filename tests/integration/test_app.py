@@ -477,6 +477,11 @@ class AppPlayback(AppTest):
         c = Call(self, ["X-Evosip-Action: Hangup"])
         c.invite()
         self.assertEqual(c.response().status, 480)
+        c = Call(self, ["X-Evosip-Action: Echo", "Require: 100rel"])
+        c.invite()
+        r = c.response()
+        self.assertEqual(r.status, 420)
+        self.assertEqual(r.get("Unsupported"), "100rel")
 
     def test_cancel_during_early_media_gives_487_and_stops_rtp(self):
         c = Call(self, ["X-Evosip-Action: Playback", "X-Evosip-Sound: long",

@@ -314,6 +314,13 @@ void AppCore::newInvite(TransactionId id, const sip::Message& req, const transpo
     reject(id, 503, "Draining");
     return;
   }
+  if (const auto* require = req.find(sip::HeaderId::kRequire)) {
+    // No extension is supported (no 100rel, no timer): RFC 3261 8.2.2.3.
+    counters_.bump(counters_.rejected);
+    layer_.respond(id, 420, "Bad Extension",
+                   "Unsupported: " + std::string(trim(require->value)) + "\r\n");
+    return;
+  }
   CallRequest request = readCallRequest(req);
   switch (request.action) {
     case Action::kMissing:
@@ -690,7 +697,6 @@ void AppCore::endCall(Call& call, std::string_view why) {
 
   if (call.recorder && !call.recorder->samples().empty()) {
     VoicemailMessage m;
-    const auto now = std::chrono::system_clock::now();
     m.id = newMessageId(call.recordStart, randomU32());
     m.mailbox = call.request.paramOr("Mailbox", "");
     m.caller = call.callerUser.empty() ? call.callerUri : call.callerUser;
@@ -704,11 +710,10 @@ void AppCore::endCall(Call& call, std::string_view why) {
     m.samples = samples.size();
     m.durationS = static_cast<double>(samples.size()) / 8000.0;
     m.file = m.id + ".wav";
-    (void)now;
     auto* counters = &counters_;
     std::weak_ptr<char> alive = alive_;
-    shared_.runBlocking([dir = settings_.voicemailDir, m = std::move(m),
-                         samples = std::move(samples), counters, alive] {
+    auto store = [dir = settings_.voicemailDir, m = std::move(m), samples = std::move(samples),
+                  counters, alive] {
       auto r = storeVoicemail(dir, m, samples);
       if (alive.expired()) {
         return;
@@ -721,7 +726,12 @@ void AppCore::endCall(Call& call, std::string_view why) {
         counters->recordingsFailed.fetch_add(1, std::memory_order_relaxed);
         logger()->error("call {}: voicemail not stored: {}", m.callId, r.error().message);
       }
-    });
+    };
+    if (why == "shutdown") {
+      store();  // the blocking pool drops queued work when it stops: store it here
+    } else {
+      shared_.runBlocking(std::move(store));
+    }
   }
   logger()->debug("call {}: ended ({})", call.callId, why);
 }
