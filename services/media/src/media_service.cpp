@@ -57,6 +57,7 @@ MediaConfig readMediaConfig(config::Document& doc) {
   }
   c.relay.timeoutS = static_cast<uint32_t>(doc.getInt("media.timeout_s", 60, 0, 86400));
   c.relay.maxSessions = static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
+  c.relay.ioUring = doc.getBool("media.io_uring", true);
   doc.checkUnknownKeys();
   return c;
 }

@@ -2,6 +2,9 @@
 #include <cerrno>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -9,6 +12,9 @@
 #include <evosip/log/log.hpp>
 #include <evosip/media/relay.hpp>
 #include <evosip/sdp/sdp.hpp>
+
+#include "packet_ring.hpp"
+#include "stream.hpp"
 
 namespace evosip::media {
 
@@ -30,36 +36,6 @@ const char* dropReasonName(DropReason r) {
   }
   return "unknown";
 }
-
-// One local UDP socket facing one leg's endpoint (see relay.hpp).
-struct Stream {
-  Stream(uint16_t port, bool isRtcp) : localPort(port), rtcp(isRtcp) {}
-  int fd = -1;
-  uint16_t localPort = 0;
-  bool rtcp = false;
-  bool closed = false;
-  Leg* leg = nullptr;     // whose endpoint this socket faces (its latch policy applies)
-  LatchState latch;       // where packets for the leg go
-  Endpoint advertised;    // the leg's address and port from its SDP
-  Stream* out = nullptr;  // packets arriving here leave from out's socket to out's destination
-  uint64_t packets = 0, bytes = 0, errors = 0;
-  int64_t lastPacketNs = 0;
-};
-
-struct MediaSlot {
-  std::string type, protocol;
-  std::shared_ptr<Stream> rtp, rtcp;
-  bool rtcpMux = false;
-  bool rejected = false;
-};
-
-struct Leg {
-  std::string tag, label, viaBranch;
-  LatchPolicy policy;
-  Leg* peer = nullptr;
-  std::vector<MediaSlot> media;
-  int64_t createdWall = 0;
-};
 
 struct Call {
   std::string callId;
@@ -111,7 +87,8 @@ Relay::Relay(asio::io_context& io, const RelaySettings& settings, PortRange port
       shared_(shared),
       ports_(ports),
       batch_(std::make_unique<Batch>()),
-      epollDescriptor_(io) {
+      epollDescriptor_(io),
+      ringEvent_(io) {
   epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_ < 0) {
     throw std::runtime_error(fmt::format("epoll_create1: {}", std::strerror(errno)));
@@ -138,7 +115,50 @@ Relay::~Relay() {
   closeAll();
   boost::system::error_code ec;
   epollDescriptor_.close(ec);
+  ringEvent_.close(ec);
+  ring_.reset();
   ::close(epoll_);
+}
+
+const char* Relay::packetPath() const {
+  return ring_ ? "io_uring" : "epoll";
+}
+
+void Relay::startRing() {
+  ringTried_ = true;
+  if (!settings_.ioUring) {
+    return;
+  }
+  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd < 0) {
+    return;
+  }
+  std::string why;
+  ring_ = PacketRing::open(efd, &why);
+  if (!ring_) {
+    ::close(efd);
+    log::get("media")->info("io_uring not available ({}): relaying with epoll", why);
+    return;
+  }
+  ringEvent_.assign(efd);
+  // Coalescing sleeps (pollRing) of 100 us must not take the default 50 us of timer slack more.
+  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  armRing();
+}
+
+void Relay::armRing() {
+  ringEvent_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [this](const boost::system::error_code& ec) {
+                          if (!ec) {
+                            pollRing();
+                          }
+                        });
+}
+
+int64_t Relay::steadyNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
 int64_t Relay::nowNs() const {
@@ -172,6 +192,14 @@ Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
     ::close(fd);
     return makeError(Errc::kIo, fmt::format("bind {}: {}", local.str(), std::strerror(err)));
   }
+  s->fd = fd;
+  if (!ringTried_) {
+    startRing();  // here, on the worker thread: the ring's only submitter
+  }
+  if (ring_) {
+    ring_->watch(*s);
+    return s;
+  }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = s.get();
@@ -180,7 +208,6 @@ Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
     ::close(fd);
     return makeError(Errc::kIo, fmt::format("epoll_ctl: {}", std::strerror(err)));
   }
-  s->fd = fd;
   return s;
 }
 
@@ -223,6 +250,9 @@ void Relay::closeStream(Stream& s) {
   if (!s.closed) {
     s.closed = true;
     s.out = nullptr;
+    if (ring_) {
+      ring_->unwatch(s);
+    }
     ::close(s.fd);  // also leaves the epoll set
   }
 }
@@ -478,8 +508,11 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
 
     // The sender's address for this m= line (rtpengine: media address > SIP source > SDP).
     const sdp::Connection* c = sdp::effectiveConnection(*sd, m);
+    // c=0.0.0.0 names no destination either way (hold, or an ICE placeholder: the first packet
+    // latches the real one). Only without ICE and without a direction attribute is it the old
+    // way of holding a call (sdp::isOnHold), which the rewrite turns into sendonly.
     const bool held = c != nullptr && c->isHoldAddress();
-    allHeld = allHeld && held && !m.direction && !sd->direction;
+    allHeld = allHeld && sdp::isOnHold(*sd, m) && !m.direction && !sd->direction;
     std::string addr;
     if (!opts->mediaAddress.empty()) {
       addr = opts->mediaAddress;

@@ -61,7 +61,8 @@ uint16_t mPort(std::string_view sdp) {
              : static_cast<uint16_t>(std::stoi(std::string(sdp.substr(at + 8, 5))));
 }
 
-class RelayTest : public ::testing::Test {
+// Every relay test runs on both packet paths: io_uring (where the kernel allows it) and epoll.
+class RelayTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override { make(0, 400); }
   void make(uint64_t maxSessions, uint16_t ports) {
@@ -69,6 +70,7 @@ class RelayTest : public ::testing::Test {
     settings.advertise = "127.0.0.1";
     settings.maxSessions = maxSessions;
     settings.timeoutS = 10;
+    settings.ioUring = GetParam();
     // A range of our own per test process, away from the ephemeral ports of the phones.
     const uint16_t base = static_cast<uint16_t>(20000 + (::getpid() % 500) * 40);
     relay =
@@ -116,7 +118,7 @@ class RelayTest : public ::testing::Test {
   int64_t now = 1'000'000'000;
 };
 
-TEST_F(RelayTest, OfferAnswerRelayBothWaysAndDelete) {
+TEST_P(RelayTest, OfferAnswerRelayBothWaysAndDelete) {
   Phone a, b;
   Value o = offer("c1", "ta", sdpFor(a.port));
   ASSERT_EQ(o.string("result"), "ok") << o.string("error-reason").value_or("");
@@ -141,7 +143,7 @@ TEST_F(RelayTest, OfferAnswerRelayBothWaysAndDelete) {
   EXPECT_EQ(simple("query", "c1").string("error-reason"), "Unknown call-id");
 }
 
-TEST_F(RelayTest, DeleteMatchesByEitherTag) {
+TEST_P(RelayTest, DeleteMatchesByEitherTag) {
   offer("c8", "ta", sdpFor(4000));
   Value wrong = Value::makeDict();
   wrong.set("call-id", "c8").set("from-tag", "other").set("to-tag", "other2");
@@ -154,7 +156,7 @@ TEST_F(RelayTest, DeleteMatchesByEitherTag) {
   EXPECT_EQ(relay->calls(), 0u);
 }
 
-TEST_F(RelayTest, RepeatedOfferKeepsPortsAndReply) {
+TEST_P(RelayTest, RepeatedOfferKeepsPortsAndReply) {
   Phone a;
   Value first = offer("c2", "ta", sdpFor(a.port));
   Value second = offer("c2", "ta", sdpFor(a.port));
@@ -162,7 +164,7 @@ TEST_F(RelayTest, RepeatedOfferKeepsPortsAndReply) {
   EXPECT_EQ(relay->ports().inUse(), 2u);
 }
 
-TEST_F(RelayTest, ReofferWithNewAddressUnlatches) {
+TEST_P(RelayTest, ReofferWithNewAddressUnlatches) {
   Phone a, b, a2;
   Value o = offer("c3", "ta", sdpFor(a.port));
   Value an = answer("c3", "ta", "tb", sdpFor(b.port));
@@ -175,7 +177,7 @@ TEST_F(RelayTest, ReofferWithNewAddressUnlatches) {
   EXPECT_TRUE(relays(b, towardB, a2, "2"));
 }
 
-TEST_F(RelayTest, CalleeMediaFlowsBeforeTheAnswer) {
+TEST_P(RelayTest, CalleeMediaFlowsBeforeTheAnswer) {
   Phone a;
   Value o = offer("c4", "ta", sdpFor(a.port));
   // The port toward a is known only from the answer; send to the one toward b instead, from b's
@@ -185,7 +187,7 @@ TEST_F(RelayTest, CalleeMediaFlowsBeforeTheAnswer) {
   EXPECT_EQ(relay->counters().drops[size_t(DropReason::kNoDestination)].load(), 0u);
 }
 
-TEST_F(RelayTest, Errors) {
+TEST_P(RelayTest, Errors) {
   EXPECT_EQ(answer("nope", "a", "b", sdpFor(4000)).string("error-reason"), "Unknown call-id");
   EXPECT_EQ(offer("", "a", sdpFor(4000)).string("error-reason"), "No call-id in message");
   EXPECT_EQ(offer("c", "", sdpFor(4000)).string("error-reason"), "No from-tag in message");
@@ -201,7 +203,7 @@ TEST_F(RelayTest, Errors) {
   EXPECT_EQ(d.string("warning"), "Call-ID not found or tags didn't match");
 }
 
-TEST_F(RelayTest, OutOfPortsIsAnErrorAndLeavesNothing) {
+TEST_P(RelayTest, OutOfPortsIsAnErrorAndLeavesNothing) {
   make(0, 2);  // one pair: an offer needs two (one per leg)
   Value o = offer("c5", "ta", sdpFor(4000));
   EXPECT_EQ(o.string("error-reason"), "Ran out of ports");
@@ -210,7 +212,7 @@ TEST_F(RelayTest, OutOfPortsIsAnErrorAndLeavesNothing) {
   EXPECT_EQ(shared.sessions.load(), 0);
 }
 
-TEST_F(RelayTest, MaxSessionsAndDraining) {
+TEST_P(RelayTest, MaxSessionsAndDraining) {
   make(1, 400);
   EXPECT_EQ(offer("c6", "ta", sdpFor(4000)).string("result"), "ok");
   EXPECT_EQ(offer("c7", "ta", sdpFor(4000)).string("error-reason"),
@@ -222,7 +224,7 @@ TEST_F(RelayTest, MaxSessionsAndDraining) {
   EXPECT_EQ(relay->counters().rejectedSessions.load(), 2u);
 }
 
-TEST_F(RelayTest, IdleTimeout) {
+TEST_P(RelayTest, IdleTimeout) {
   Phone a, b;
   Value o = offer("idle", "ta", sdpFor(a.port));
   offer("busy", "ta", sdpFor(b.port));
@@ -239,7 +241,7 @@ TEST_F(RelayTest, IdleTimeout) {
   EXPECT_EQ(relay->counters().timeoutSessions.load(), 1u);
 }
 
-TEST_F(RelayTest, SdpRewriteRemovesIceAndReplacesOrigin) {
+TEST_P(RelayTest, SdpRewriteRemovesIceAndReplacesOrigin) {
   const std::string ice =
       "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n"
       "a=candidate:1 1 UDP 2130706431 192.168.1.2 4000 typ host\r\n";
@@ -256,6 +258,41 @@ TEST_F(RelayTest, SdpRewriteRemovesIceAndReplacesOrigin) {
   EXPECT_EQ(sdp.find("192.168.1.2"), std::string::npos) << sdp;
   EXPECT_NE(sdp.find("o=- 1 1 IN IP4 127.0.0.1"), std::string::npos) << sdp;
 }
+
+TEST_P(RelayTest, UsesThePacketPathAsked) {
+  Phone a;
+  ASSERT_EQ(offer("p", "ta", sdpFor(a.port)).string("result"), "ok");
+  if (!GetParam()) {
+    EXPECT_STREQ(relay->packetPath(), "epoll");
+  }
+}
+
+TEST_P(RelayTest, OldStyleHoldBecomesSendonly) {
+  Value o = offer("h", "ta", sdpFor(4000, "0.0.0.0"));
+  ASSERT_EQ(o.string("result"), "ok");
+  EXPECT_NE(o.string("sdp")->find("a=sendonly"), std::string::npos) << *o.string("sdp");
+}
+
+TEST_P(RelayTest, WebRtcPlaceholderAddressIsNotHold) {
+  // Browsers offer c=IN IP4 0.0.0.0 (port 9) with ICE: not a hold (RFC 8839), the media flows
+  // once the first packet latches the browser's address.
+  const std::string ice = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n";
+  Value o = offer("w", "ta", sdpFor(9, "0.0.0.0", ice));
+  ASSERT_EQ(o.string("result"), "ok");
+  const std::string sdp(*o.string("sdp"));
+  EXPECT_EQ(sdp.find("a=sendonly"), std::string::npos) << sdp;
+  EXPECT_EQ(sdp.find("c=IN IP4 0.0.0.0"), std::string::npos) << sdp;
+  Phone browser, b;
+  Value an = answer("w", "ta", "tb", sdpFor(b.port));
+  ASSERT_EQ(an.string("result"), "ok");
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  const uint16_t towardB = mPort(sdp);
+  EXPECT_TRUE(relays(browser, towardA, b, "from-browser"));  // latches the browser
+  EXPECT_TRUE(relays(b, towardB, browser, "to-browser"));
+}
+
+INSTANTIATE_TEST_SUITE_P(PacketPath, RelayTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "IoUring" : "Epoll"; });
 
 TEST(NgOptions, FlagsAndUnsupportedFeatures) {
   Value b = Value::makeDict();

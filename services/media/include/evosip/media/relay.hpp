@@ -50,6 +50,7 @@ struct RelaySettings {
   std::string bind;          // media.bind: where sockets are bound ("" = advertise)
   uint32_t timeoutS = 60;    // media.timeout_s: calls without packets or signalling are deleted
   uint64_t maxSessions = 0;  // media.max_sessions: 0 = unlimited
+  bool ioUring = true;       // media.io_uring: relay with io_uring when the kernel allows it
 };
 
 // Shared by every worker and the ng thread.
@@ -76,6 +77,7 @@ struct RelayCounters {
 struct Stream;
 struct Leg;
 struct Call;
+class PacketRing;
 
 class Relay {
  public:
@@ -102,6 +104,9 @@ class Relay {
   const RelayCounters& counters() const { return counters_; }
   size_t calls() const { return calls_.size(); }
   const PortAllocator& ports() const { return ports_; }
+  // "io_uring" or "epoll": the packet path in use (io_uring is chosen at the first stream, on
+  // the worker thread, when settings.ioUring allows and the kernel accepts it).
+  const char* packetPath() const;
 
   // For tests: the steady clock is read through this (nanoseconds).
   void setClockForTest(std::function<int64_t()> now) { now_ = std::move(now); }
@@ -115,9 +120,25 @@ class Relay {
   void pollStreams();
   void closeStream(Stream& s);
   void onReadable(Stream& s);
+  // io_uring path (packet_ring.cpp).
+  struct RingStats {
+    uint64_t received = 0, relayed = 0, bytes = 0, failed = 0, failedBytes = 0;
+    std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
+  };
+  void startRing();
+  void armRing();
+  void pollRing();
+  bool drainRing(RingStats& stats);  // true: work left after the round limit
+  // Coalescing on the io_uring path (see pollRing): a pass that found at least
+  // kCoalesceMinPackets packets is followed by one kCoalesceNs after its start.
+  static constexpr uint64_t kCoalesceMinPackets = 2;
+  static constexpr int64_t kCoalesceNs = 100'000;
+  static constexpr int64_t kBusyBudgetNs = 2'000'000;
+  void relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, RingStats& st);
   void deleteCall(const std::string& callId);
   bencode::Value callStats(const Call& call) const;
   int64_t nowNs() const;
+  static int64_t steadyNs();  // CLOCK_MONOTONIC, never the test clock
 
   boost::asio::io_context& io_;
   RelaySettings settings_;
@@ -145,6 +166,11 @@ class Relay {
   // epoll entry, not one Asio operation.
   int epoll_ = -1;
   boost::asio::posix::stream_descriptor epollDescriptor_;
+  // With io_uring (packet_ring.hpp) the reactor waits on the ring's eventfd instead, and the
+  // epoll set stays empty.
+  bool ringTried_ = false;
+  std::unique_ptr<PacketRing> ring_;
+  boost::asio::posix::stream_descriptor ringEvent_;
 };
 
 }  // namespace evosip::media

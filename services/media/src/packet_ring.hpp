@@ -1,0 +1,100 @@
+#pragma once
+// Private to the relay: the io_uring packet path of one worker (docs/architecture.md "media").
+//
+// Every stream socket has one multishot recvmsg outstanding that takes its buffers from one
+// provided-buffer ring; the ring runs with DEFER_TASKRUN, so the kernel queues receives as task
+// work and signals an eventfd, which is the only descriptor the worker's Asio reactor watches for
+// the packet path. A readable round runs that work with one io_uring_enter (the receive
+// completions of every ready socket), queues one send SQE per packet (IORING_OP_SEND with the
+// destination address, MSG_DONTWAIT so it completes or fails during the submit, success CQE
+// skipped), submits all of them with the next io_uring_enter (which also collects receives that
+// arrived meanwhile), then hands the buffers back. A round costs two or three system calls
+// however many sockets and packets it serves, where the epoll path costs one recvmmsg and one
+// sendmmsg per ready socket.
+//
+// Built only with liburing (EVOSIP_MEDIA_HAVE_URING); PacketRing::open() returns nullptr when
+// the kernel or a seccomp profile refuses io_uring, and the relay keeps its epoll path.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <vector>
+
+#ifdef EVOSIP_MEDIA_HAVE_URING
+#include <liburing.h>
+#endif
+
+#include "stream.hpp"
+
+namespace evosip::media {
+
+class PacketRing {
+ public:
+  // A new ring whose completions are signalled on `eventFd`; nullptr when io_uring is not
+  // available (the reason is written to `why`).
+  static std::unique_ptr<PacketRing> open(int eventFd, std::string* why);
+  ~PacketRing();
+  PacketRing(const PacketRing&) = delete;
+  PacketRing& operator=(const PacketRing&) = delete;
+
+  // A stream's socket starts (watch) and stops (unwatch, before its fd is closed) receiving.
+  void watch(Stream& s);
+  void unwatch(Stream& s);
+
+#ifdef EVOSIP_MEDIA_HAVE_URING
+  static constexpr unsigned kBuffers = 4096;     // provided receive buffers (power of two)
+  static constexpr unsigned kPayload = 2048;     // larger datagrams are dropped as oversize
+  static constexpr unsigned kBufferSize = 2112;  // recvmsg_out header + name + payload, rounded
+  static constexpr unsigned kSqEntries = 1024;
+
+  enum Kind : uint64_t { kRecv = 1, kSend = 2, kIgnore = 3 };
+  static uint64_t tag(Kind k, uint32_t slot, uint16_t gen, uint32_t len = 0) {
+    return (uint64_t(k) << 62) | (uint64_t(len & 0x3fff) << 48) | (uint64_t(gen) << 32) | slot;
+  }
+  static Kind kindOf(uint64_t t) {
+    return Kind(t >> 62);
+  }
+  static uint32_t lenOf(uint64_t t) {
+    return uint32_t(t >> 48) & 0x3fff;
+  }
+  // The open stream a completion names, or nullptr (closed since).
+  Stream* streamOf(uint64_t t) const {
+    const uint32_t slot = uint32_t(t);
+    Stream* s = slot < slots_.size() ? slots_[slot] : nullptr;
+    return s != nullptr && s->ringGen == uint16_t(t >> 32) ? s : nullptr;
+  }
+
+  // Queues the multishot receive of a stream (submitted with the next submit).
+  void armReceive(Stream& s);
+  // An SQE, submitting what is queued first when the submission queue is full.
+  io_uring_sqe* sqe();
+  // Submits queued SQEs and runs the deferred receive work; then returns the buffers used by
+  // the packets whose sends were just submitted.
+  void submitAndCollect();
+  void submitOnly();
+  // Deferred receive work is still queued in the kernel (more than one enter's worth).
+  bool workPending() const;
+  char* buffer(unsigned bid) {
+    return buffers_ + size_t(bid) * kBufferSize;
+  }
+  void recycleLater(unsigned bid) {
+    recycle_.push_back(static_cast<uint16_t>(bid));
+  }
+  void recycleNow();
+
+  io_uring ring_{};
+  msghdr recvTemplate_{};  // name room for sockaddr_in6, no control data
+
+ private:
+  PacketRing() = default;
+  io_uring_buf_ring* bufRing_ = nullptr;
+  char* buffers_ = nullptr;
+  std::vector<uint16_t> recycle_;  // buffers to hand back after the next submit
+  std::vector<Stream*> slots_;
+  std::vector<uint32_t> freeSlots_;
+  bool ringOpen_ = false;
+#endif
+};
+
+}  // namespace evosip::media
