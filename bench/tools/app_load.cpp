@@ -9,7 +9,9 @@
 //   - inter-arrival deviation |arrival - previous arrival - 20 ms| per stream, from kernel
 //     receive timestamps (SO_TIMESTAMPNS; on loopback a packet is queued to this socket inside
 //     the app's sendto, so the timestamp is the app's send time);
-//   - with --cpu-pid, the utime+stime of that process over the window (/proc/PID/stat).
+//   - with --cpu-pid, the utime+stime of that process over the window (/proc/PID/stat), and
+//     streams per app CPU-second = packets received / 50 / CPU seconds (a starved app that
+//     skips frames is not credited with streams it did not send);
 // Then it sends a BYE for every call and prints one JSON line.
 //
 //   - with --metrics HOST:PORT, the app's evosip_app_pacing_jitter_seconds at the window's end.
@@ -455,9 +457,9 @@ int main(int argc, char** argv) {
       calls, answered, failed, setupSeconds, window, streams.size(),
       (unsigned long long)windowPackets, expected, (unsigned long long)windowLost,
       double(windowPackets) / window, cpu, cpu / window,
-      cpu > 0 ? double(answered) * window / cpu : 0.0, jitter.percentile(50), jitter.percentile(90),
-      jitter.percentile(99), jitter.percentile(99.9), jitter.percentile(100), byesFromApp,
-      appJitter.c_str());
+      cpu > 0 ? double(windowPackets) / 50.0 / cpu : 0.0, jitter.percentile(50),
+      jitter.percentile(90), jitter.percentile(99), jitter.percentile(99.9), jitter.percentile(100),
+      byesFromApp, appJitter.c_str());
   (void)sent;
   return answered == calls ? 0 : 1;
 }

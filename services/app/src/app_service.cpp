@@ -1,5 +1,8 @@
+#include <cstring>
 #include <filesystem>
 #include <future>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <boost/json.hpp>
@@ -62,6 +65,7 @@ AppConfig readAppConfig(config::Document& doc) {
   a.maxCall = std::chrono::seconds(doc.getInt("app.max_call_s", 3600, 1, 86400));
   a.voicemailMax = std::chrono::seconds(doc.getInt("app.voicemail_max_s", 120, 1, 3600));
   a.voicemailSilence = std::chrono::seconds(doc.getInt("app.voicemail_silence_s", 5, 0, 3600));
+  c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 0, 0, 99));
   doc.checkUnknownKeys();
 
   const auto& first = c.common.listen.front();
@@ -327,6 +331,17 @@ void AppService::start() {
   d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(10),
                                                 [&d](size_t w) { d.cores[w]->onTick(); });
   d.pool.start();
+  if (d.config.realtimePriority > 0) {
+    // The pacing timers are the app's deadline: workers may outrank ordinary processes.
+    d.pool.postAll([&d](runtime::Worker& w) {
+      sched_param p{};
+      p.sched_priority = d.config.realtimePriority;
+      if (int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p); err != 0) {
+        d.logger->warn("app.realtime_priority {}: worker {} keeps normal scheduling: {}",
+                       d.config.realtimePriority, w.index(), std::strerror(err));
+      }
+    });
+  }
   d.ticks->start();
   d.ready = true;
   std::string addrs;
