@@ -114,6 +114,12 @@ def step(calls):
         proc.stop()
 
 
+# The machine's floor: how late a thread that only sleeps 1 ms wakes up on the app's CPU.
+fl = subprocess.run(["taskset", "-c", app_cpu, APP_LOAD, "--floor", "10"] + (["--rt"] if RT else []),
+                    capture_output=True, text=True, timeout=60)
+floor = json.loads(fl.stdout.strip() or "{}").get("floor_wakeup_late_us", {})
+print(f"timer floor on CPU {app_cpu}: {floor}", flush=True)
+
 rows = []
 for n in CALLS:
     r = step(n)
@@ -146,6 +152,10 @@ summary = [
     "streams/CPU-s = packets received / 50 / app CPU seconds; 'app' columns: the app's "
     "evosip_app_pacing_jitter_seconds (lateness behind the schedule), 'rx dev': |inter-arrival - "
     "20 ms| from kernel receive timestamps",
+    f"timer floor (a thread doing nothing but 1 ms sleeps on CPU {app_cpu}"
+    f"{', SCHED_FIFO' if RT else ''}, 10 s, before the steps): wake-up lateness p50 "
+    f"{floor.get('p50', 0):.0f} us, p99 {floor.get('p99', 0):.0f} us, p99.9 "
+    f"{floor.get('p999', 0):.0f} us, max {floor.get('max', 0):.0f} us",
     "targets (issue 5): >= 2,000 concurrent playback streams on one core; pacing jitter p99 < 1 ms",
 ]
 if best:

@@ -22,6 +22,9 @@
 // The receiver polls its socket (recvmmsg MSG_DONTWAIT, 1 ms naps) instead of sleeping in it:
 // on loopback the app's sendto would otherwise pay for waking this thread on every packet.
 //
+// `app_load --floor 10 [--rt]` instead measures the machine's wake-up lateness floor: a thread
+// that only sleeps 1 ms at a time (run it pinned to the app's CPU).
+//
 // Every loop is bounded: set-up stops after --setup-timeout seconds, BYEs are sent once and
 // their answers awaited at most 3 s.
 
@@ -36,6 +39,7 @@
 #include <cstring>
 #include <fstream>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -217,9 +221,52 @@ struct Call {
   bool acked = false;
 };
 
+// --floor SECONDS [--rt]: how late a thread that does nothing but sleep 1 ms (absolute
+// clock_nanosleep) wakes up on this CPU: the machine's own floor under the app's pacing.
+int timerFloor(double seconds, bool rt) {
+  if (rt) {
+    sched_param p{};
+    p.sched_priority = 10;
+    if (sched_setscheduler(0, SCHED_FIFO, &p) != 0) {
+      std::fprintf(stderr, "app_load: SCHED_FIFO: %s\n", std::strerror(errno));
+    }
+  }
+  timespec next{};
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  std::vector<long> late;
+  const long n = long(seconds * 1000);
+  for (long i = 0; i < n; ++i) {
+    next.tv_nsec += 1000000;
+    if (next.tv_nsec >= 1000000000) {
+      next.tv_nsec -= 1000000000;
+      ++next.tv_sec;
+    }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    late.push_back((now.tv_sec - next.tv_sec) * 1000000000L + now.tv_nsec - next.tv_nsec);
+  }
+  std::sort(late.begin(), late.end());
+  auto at = [&](double p) { return double(late[size_t(double(late.size() - 1) * p)]) / 1000.0; };
+  std::printf(
+      "{\"floor_wakeup_late_us\": {\"p50\": %.0f, \"p99\": %.0f, \"p999\": %.0f, "
+      "\"max\": %.0f}, \"rt\": %s}\n",
+      at(0.5), at(0.99), at(0.999), at(1.0), rt ? "true" : "false");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--floor") {
+      bool rt = false;
+      for (int j = 1; j < argc; ++j) {
+        rt = rt || std::string(argv[j]) == "--rt";
+      }
+      return timerFloor(std::atof(argv[i + 1]), rt);
+    }
+  }
   std::string app = "127.0.0.1:5080", localIp = "127.0.0.1", sound = "long";
   std::string metrics;
   int calls = 100, cpuPid = 0;

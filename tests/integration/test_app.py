@@ -595,6 +595,19 @@ class AppEchoVoicemailMenu(AppTest):
         self.assertGreater(tone_ratio(audio[:6000], 700), 0.8)
         self.assertEqual(c.bye().status, 200)
 
+    def test_rtcp_and_garbage_on_the_rtp_port_are_ignored(self):
+        c = Call(self, ["X-Evosip-Action: Echo"], fmts="0 101")
+        c.answer_call()
+        rtcp_rr = struct.pack("!BBHI", 0x80, 201, 1, 0x1234ABCD)  # an empty receiver report
+        for junk in (rtcp_rr, b"", b"\x00", b"\xff" * 11, os.urandom(1500), b"\x80" * 12):
+            c.rtp.sock.sendto(junk, c.rtp.remote)
+        c.rtp.send_audio(tone(700, RATE // 2), pt=0)
+        pkts = c.rtp.collect(0.5, stop_after_silence=0.3)
+        self.assertGreater(len(pkts), 20, "the echo stopped after RTCP/garbage")
+        self.assertEqual(c.bye().status, 200)
+        m = self.metrics()
+        self.assertGreaterEqual(m.get("evosip_app_rtp_packets_total", direction="received_rtcp"), 1)
+
     def test_voicemail_records_the_tone_with_metadata_and_lists_it(self):
         c = Call(self, ["X-Evosip-Action: Voicemail", "X-Evosip-Mailbox: bob",
                         "X-Evosip-Sound: greeting"])
