@@ -363,9 +363,11 @@ void AppService::stop() {
   if (d.control) {
     d.control->stop();
   }
-  d.ticks->stop();
+  if (d.ticks) {
+    d.ticks->stop();
+  }
   // Calls end on their own worker (sockets are closed by their owner).
-  for (size_t w = 0; w < d.cores.size(); ++w) {
+  for (size_t w = 0; d.pool.running() && w < d.cores.size(); ++w) {
     auto done = std::make_shared<std::promise<void>>();
     auto f = done->get_future();
     d.pool.post(w, [&d, w, done] {
