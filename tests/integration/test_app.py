@@ -695,6 +695,68 @@ class AppEchoVoicemailMenu(AppTest):
         self.assertEqual(c.response(3).status, 404)
 
 
+class AppIpv6(AppTest):
+    def setUp(self):
+        h.ProxyTestCase.setUp(self)
+        self.bin = h.require_role("app")
+        self.sounds = os.path.join(self.tmp, "sounds")
+        self.vm = os.path.join(self.tmp, "voicemail")
+        write_wav(os.path.join(self.sounds, "default", "en", "tone1k.wav"), tone(1000, RATE // 2))
+
+    def test_playback_over_ipv6(self):
+        try:
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            probe.bind(("::1", 0))
+            probe.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        sip_port, ctl = h.free_port(), h.free_port()
+        cfg = {"sip": {"listen": [f"udp:[::1]:{sip_port}"]}, "control": {"listen": f"{h.HOST}:{ctl}"},
+               "workers": 1, "app": {"sounds_dir": self.sounds, "voicemail_dir": self.vm,
+                                     "rtp_address": "::1", "rtp_port_min": 32000,
+                                     "rtp_port_max": 32599}}
+        path = h.write_yaml(os.path.join(self.tmp, "app6.yaml"), cfg)
+        proc = self.cleanup.add(h.Process("app6", [self.bin, "app", "--config", path], self.tmp))
+        h.wait_http_ok(f"http://{h.HOST}:{ctl}/readyz", timeout=15, proc=proc)
+        rtp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sip = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        for sock in (rtp, sip):
+            self.addCleanup(sock.close)
+            sock.bind(("::1", 0))
+            sock.settimeout(2)
+        rp, sp = rtp.getsockname()[1], sip.getsockname()[1]
+        body = f"v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio {rp} RTP/AVP 8\r\n"
+        head = (f"SIP/2.0/UDP [::1]:{sp};branch=z9hG4bK-v6-{os.urandom(4).hex()};rport\r\n"
+                f"From: <sip:alice@evosip.local>;tag=a6\r\nTo: <sip:100@evosip.local>")
+        invite = (f"INVITE sip:100@[::1]:{sip_port} SIP/2.0\r\nVia: {head}\r\nCall-ID: v6@itest\r\n"
+                  f"CSeq: 1 INVITE\r\nContact: <sip:alice@[::1]:{sp}>\r\nX-Evosip-Action: Playback\r\n"
+                  f"X-Evosip-Sound: tone1k\r\nContent-Type: application/sdp\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}")
+        sip.sendto(invite.encode(), ("::1", sip_port))
+        ok = None
+        for _ in range(3):
+            m = h.SipMessage.parse(sip.recvfrom(4096)[0])
+            if m.status == 200:
+                ok = m
+                break
+        self.assertIsNotNone(ok)
+        self.assertIn("c=IN IP6 ::1", ok.body.decode())
+        to = ok.get("To")
+        sip.sendto((f"ACK sip:app@[::1]:{sip_port} SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:{sp};branch=z9hG4bK-v6a\r\n"
+                    f"From: <sip:alice@evosip.local>;tag=a6\r\nTo: {to}\r\nCall-ID: v6@itest\r\n"
+                    f"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode(), ("::1", sip_port))
+        audio = []
+        try:
+            while len(audio) < 3200:
+                audio.extend(ALAW[b] for b in parse_rtp(rtp.recvfrom(2048)[0])["payload"])
+        except socket.timeout:
+            pass
+        self.assertGreater(tone_ratio(audio[:3200], 1000), 0.8)
+        bye = h.SipMessage.parse(sip.recvfrom(4096)[0])
+        self.assertEqual(bye.method, "BYE")
+        self.assertIn("[::1]", bye.get("Via"))
+
+
 class AppTimeouts(AppTest):
     def setUp(self):
         h.ProxyTestCase.setUp(self)
