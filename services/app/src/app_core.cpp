@@ -517,25 +517,18 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
   }
   call.remoteCseq = cseq->number;
   if (!req.body().empty()) {
-    auto n = negotiate(req.body());
+    auto n = negotiate(req.body(), call.media.law);
     if (!n || n->remoteIpv6 != ipv6_) {
       layer_.respond(id, 488, "Not Acceptable Here");
       return;
     }
     const bool moved =
         n->remoteAddress != call.media.remoteAddress || n->remotePort != call.media.remotePort;
-    const auto law = call.media.law;
-    const auto pt = call.media.payloadType;
-    call.media = *n;
-    if (n->law != law) {
-      // Another codec: a new stream (SSRC) in the new payload type.
+    if (call.packetizer && n->payloadType != call.media.payloadType) {
+      // Another codec or payload type: a new stream (SSRC) in it.
       call.packetizer.emplace(rtp::PacketizerSettings{n->payloadType});
-    } else {
-      call.media.payloadType = pt == n->payloadType ? pt : n->payloadType;
-      if (pt != n->payloadType) {
-        call.packetizer.emplace(rtp::PacketizerSettings{n->payloadType});
-      }
     }
+    call.media = *n;
     if (moved) {
       call.latched = false;
       setDestination(call);

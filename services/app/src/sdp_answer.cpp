@@ -72,7 +72,7 @@ bool Negotiated::canSend() const {
          remoteDirection == sdp::Direction::kRecvOnly;
 }
 
-Result<Negotiated> negotiate(std::string_view offer) {
+Result<Negotiated> negotiate(std::string_view offer, std::optional<audio::G711Law> keep) {
   auto sd = sdp::parse(offer);
   if (!sd) {
     return makeError(Errc::kParse, sd.error().message);
@@ -98,12 +98,12 @@ Result<Negotiated> negotiate(std::string_view offer) {
       if (!f) {
         continue;
       }
-      if (!chosen) {
-        if (auto l = lawOf(*f)) {
+      if (auto l = lawOf(*f)) {
+        if (!chosen || (keep && *l == *keep && *law != *keep)) {
           chosen = f;
           law = l;
-          continue;
         }
+        continue;
       }
       if (!te && iequals(f->encoding, "telephone-event") && f->rate == 8000) {
         te = f->pt;

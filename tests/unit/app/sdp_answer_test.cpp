@@ -30,6 +30,15 @@ TEST(SdpAnswer, FirstSupportedCodecOfTheOfferWins) {
   EXPECT_FALSE(u->telephoneEvent.has_value());
 }
 
+TEST(SdpAnswer, AReOfferKeepsTheCallsCodecWhenItIsStillOffered) {
+  const std::string o = offer("m=audio 4000 RTP/AVP 0 8");
+  EXPECT_EQ(negotiate(o)->law, audio::G711Law::kUlaw);
+  EXPECT_EQ(negotiate(o, audio::G711Law::kAlaw)->law, audio::G711Law::kAlaw);
+  EXPECT_EQ(negotiate(o, audio::G711Law::kAlaw)->payloadType, 8);
+  EXPECT_EQ(negotiate(offer("m=audio 4000 RTP/AVP 0"), audio::G711Law::kAlaw)->law,
+            audio::G711Law::kUlaw);
+}
+
 TEST(SdpAnswer, DynamicPayloadTypesByRtpmapName) {
   auto n = negotiate(offer("m=audio 4000 RTP/AVP 96 97",
                            "a=rtpmap:96 opus/48000/2\r\n"

@@ -38,7 +38,10 @@ struct Negotiated {
 };
 
 // Errors: kParse (not SDP), kInvalid (no audio line with PCMU/PCMA over RTP/AVP(F): 488).
-Result<Negotiated> negotiate(std::string_view offer);
+// `keep` (a re-offer in a call): that law wins when the offer still has it, so a call does not
+// change codec because the other one comes first.
+Result<Negotiated> negotiate(std::string_view offer,
+                             std::optional<audio::G711Law> keep = std::nullopt);
 
 // The direction we answer: the mirror of the offer's (sendonly -> recvonly, recvonly ->
 // sendonly, inactive -> inactive); c=0.0.0.0 counts as sendonly.
