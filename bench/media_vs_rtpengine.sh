@@ -228,6 +228,11 @@ def main():
         if la > 0.5:
             say(f"# WARNING: load average {la:.2f} before the run: other jobs share the CPUs; "
                 "latency and saturation figures are not trustworthy (CPU per packet less so)")
+        busy = [p for p in h._proc_net_ports("udp", False) if PORT_MIN <= p <= PORT_MAX]
+        if busy:
+            say(f"# WARNING: {len(busy)} UDP ports in {PORT_MIN}-{PORT_MAX} are bound by other "
+                "processes: set PORT_MIN/PORT_MAX to a free range (evosip splits its range between "
+                "workers and answers 'Ran out of ports' when its part is taken)")
         floor = run_load(["--direct", "--streams", str(max(RATES) // PPS_PER_STREAM), "--rate",
                           str(max(RATES)), "--duration", str(min(STEP, 3)), "--warmup", "0.5",
                           "--label", "direct"], timeout=60)

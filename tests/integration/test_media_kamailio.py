@@ -199,9 +199,15 @@ def read_media_file(path: str) -> Optional[Tuple[str, int]]:
 # --------------------------------------------------------------------------------------------
 
 def port_block(size: int = 400) -> Tuple[int, int]:
-    """A random block of relay ports below the ephemeral range, even-aligned."""
-    base = random.randrange(20000, 30000 - size, 2)
-    return base, base + size - 1
+    """A random even-aligned block of relay ports below the ephemeral range with no UDP port
+    bound in it right now (other jobs on the machine run relays and RTP endpoints too; evosip
+    splits its range between workers, so a half taken by someone else fails offers)."""
+    for _ in range(100):
+        base = random.randrange(10000, 32000 - size, 2)
+        bound = h._proc_net_ports("udp", False)
+        if not any(base <= p < base + size for p in bound):
+            return base, base + size - 1
+    raise AssertionError("no free block of relay ports in 10000-32000")
 
 
 def wait_ng_pong(port: int, timeout: float, proc: h.Process) -> None:
