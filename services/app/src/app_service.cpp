@@ -66,6 +66,7 @@ AppConfig readAppConfig(config::Document& doc) {
   a.voicemailMax = std::chrono::seconds(doc.getInt("app.voicemail_max_s", 120, 1, 3600));
   a.voicemailSilence = std::chrono::seconds(doc.getInt("app.voicemail_silence_s", 5, 0, 3600));
   c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 0, 0, 99));
+  a.ioUring = doc.getBool("app.io_uring", true);
   doc.checkUnknownKeys();
 
   const auto& first = c.common.listen.front();
@@ -349,9 +350,10 @@ void AppService::start() {
     addrs += (addrs.empty() ? "" : ", ") + spec.str();
   }
   d.logger->info(
-      "app ready: sip {} control {} rtp {} ports {}-{} sounds {} voicemail {} workers {}", addrs,
-      d.config.common.control.listen, d.config.app.rtpAddress, d.config.rtpPortMin,
-      d.config.rtpPortMax, d.config.app.soundsDir, d.config.app.voicemailDir, d.pool.size());
+      "app ready: sip {} control {} rtp {} ports {}-{} sounds {} voicemail {} workers {} sends {}",
+      addrs, d.config.common.control.listen, d.config.app.rtpAddress, d.config.rtpPortMin,
+      d.config.rtpPortMax, d.config.app.soundsDir, d.config.app.voicemailDir, d.pool.size(),
+      d.cores.front()->batchedSends() ? "io_uring" : "sendto");
 }
 
 void AppService::stop() {

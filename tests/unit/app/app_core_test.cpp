@@ -207,6 +207,36 @@ TEST_F(AppCoreTest, PlaybackAnswersPlaysRetransmitsTheOkUntilAckThenByes) {
   EXPECT_EQ(core_->calls(), 0u);
 }
 
+TEST_F(AppCoreTest, PacedSendsWithAndWithoutIoUringCarryTheSameStream) {
+  for (bool ring : {true, false}) {
+    SCOPED_TRACE(ring ? "io_uring" : "sendto");
+    shared_.settings.ioUring = ring;
+    core_.reset();
+    sent_.clear();
+    drainRtp();
+    const uint16_t base = static_cast<uint16_t>(35000 + (::getpid() % 500) * 2);
+    core_ = std::make_unique<AppCore>(shared_, io_, 0, RtpPortRange{base, uint16_t(base + 98)},
+                                      [this](const transport::Destination& to, std::string_view b) {
+                                        sent_.push_back({to, std::string(b)});
+                                        return true;
+                                      });
+    if (!ring) {
+      EXPECT_FALSE(core_->batchedSends());
+    }
+    deliver(invite("X-Evosip-Action: Playback\r\nX-Evosip-Sound: tone\r\n"));
+    ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 200 OK").empty(); }));
+    deliver(inDialog("ACK", 1, toTag(find("SIP/2.0 200 OK"))));
+    ASSERT_TRUE(runUntil([&] { return !find("BYE ").empty(); }));
+    auto packets = drainRtp();
+    ASSERT_EQ(packets.size(), 10u);
+    auto first = rtp::parseRtp(packets[0]);
+    auto last = rtp::parseRtp(packets[9]);
+    EXPECT_EQ(last->header.sequence, uint16_t(first->header.sequence + 9));
+    EXPECT_EQ(last->header.timestamp, first->header.timestamp + 9 * 160);
+    EXPECT_EQ(core_->counters().rtpSent.load(), 10u);
+  }
+}
+
 TEST_F(AppCoreTest, MissingSoundIs404) {
   deliver(invite("X-Evosip-Action: Playback\r\nX-Evosip-Sound: nope\r\n"));
   ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 404").empty(); }));

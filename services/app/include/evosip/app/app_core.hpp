@@ -41,6 +41,8 @@ struct AppSettings {
   // Our SIP address: Via sent-by of the BYEs we send, and the Contact of our dialogs.
   std::string viaHost = "127.0.0.1";
   uint16_t viaPort = 5080;
+  // Paced sends of a tick in one io_uring submission (when liburing and the kernel allow it).
+  bool ioUring = true;
   transaction::LayerSettings layer;
 };
 
@@ -76,6 +78,8 @@ struct AppCounters {
 };
 
 // Shared by every worker.
+class SendBatch;
+
 struct AppShared {
   AppSettings settings;
   PromptCache* prompts = nullptr;
@@ -105,6 +109,8 @@ class AppCore final : public transaction::TransactionUser {
 
   const AppCounters& counters() const { return counters_; }
   size_t calls() const { return calls_.size(); }
+  // True when paced sends go through io_uring.
+  bool batchedSends() const { return batch_ != nullptr; }
 
   // transaction::TransactionUser
   void onRequest(transaction::TransactionId server, const sip::Message& request,
@@ -165,7 +171,9 @@ class AppCore final : public transaction::TransactionUser {
   void armPacing();
   void onPacing();
   void paceSlot(const PacingGrid::Tick& tick);
-  void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples);
+  // paced: may go into the tick's io_uring batch (sent at the end of the tick).
+  void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples,
+                 bool paced = false);
   std::optional<uint16_t> allocatePort();
   void releasePort(uint16_t port);
 
@@ -192,6 +200,7 @@ class AppCore final : public transaction::TransactionUser {
   std::vector<std::vector<Call*>> slots_;
   boost::asio::steady_timer paceTimer_;
   bool paceArmed_ = false;
+  std::unique_ptr<SendBatch> batch_;  // null: one sendto per packet
   rtp::JitterHistogram window_;
   TimePoint windowStart_;
   std::vector<CallPtr> finished_;  // prompts that ended during a tick
