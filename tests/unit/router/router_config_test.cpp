@@ -1,0 +1,63 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <evosip/config/config.hpp>
+#include <evosip/router/router_service.hpp>
+
+namespace evosip::router {
+namespace {
+
+using ::testing::HasSubstr;
+
+RouterConfig read(const std::string& yaml) {
+  auto doc = config::Document::fromString(yaml);
+  return readRouterConfig(doc);
+}
+
+std::string errorOf(const std::string& yaml) {
+  try {
+    read(yaml);
+  } catch (const config::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(RouterConfigTest, MediaKeysAndTheirDefaults) {
+  auto c = read("router: {}\n");
+  EXPECT_EQ(c.router.mediaMode, MediaMode::kNat);
+  EXPECT_TRUE(c.mediaRelays.empty());
+  EXPECT_EQ(c.router.ng.timeout.count(), 1000);
+  EXPECT_EQ(c.router.ng.retries, 2);
+
+  c = read(
+      "router:\n"
+      "  media: {relays: [\"udp:127.0.0.1:2223\", \"10.0.0.7\"], mode: always, timeout_ms: 300,"
+      " retries: 4}\n"
+      "  dialplan:\n"
+      "    \"*97\": {action: Voicemail, mailbox: from-user, media: never}\n"
+      "    \"100\": {action: Playback, sound: welcome}\n");
+  EXPECT_EQ(c.router.mediaMode, MediaMode::kAlways);
+  EXPECT_EQ(c.mediaRelays, (std::vector<std::string>{"udp:127.0.0.1:2223", "10.0.0.7"}));
+  EXPECT_EQ(c.router.ng.timeout.count(), 300);
+  EXPECT_EQ(c.router.ng.retries, 4);
+  const auto* vm = c.dialplan.find("*97");
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(vm->media, MediaMode::kNever);
+  for (const auto& [suffix, value] : vm->params) {
+    EXPECT_NE(suffix, "Media") << "the media key is the router's, not a header for the app";
+  }
+  EXPECT_FALSE(c.dialplan.find("100")->media.has_value());
+}
+
+TEST(RouterConfigTest, BadMediaValuesNameTheKey) {
+  EXPECT_THAT(errorOf("router: {media: {mode: sometimes}}\n"), HasSubstr("router.media.mode"));
+  EXPECT_THAT(errorOf("router: {media: {relays: [\"relay.example.com:2223\"]}}\n"),
+              HasSubstr("router.media.relays"));
+  EXPECT_THAT(errorOf("router: {dialplan: {\"100\": {action: Echo, media: maybe}}}\n"),
+              HasSubstr("router.dialplan.100.media"));
+  EXPECT_THAT(errorOf("router: {media: {timeout_ms: 5}}\n"), HasSubstr("router.media.timeout_ms"));
+}
+
+}  // namespace
+}  // namespace evosip::router
