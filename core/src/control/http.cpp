@@ -606,7 +606,14 @@ struct HttpConnectionPool::Impl {
   tl::expected<HostPort, std::string> address;
   std::optional<tcp::endpoint> numeric;  // a numeric host needs no resolver (a thread hop)
   size_t maxIdle;
-  std::vector<std::unique_ptr<beast::tcp_stream>> idle;
+  struct Idle {
+    std::unique_ptr<beast::tcp_stream> stream;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<Idle> idle;  // most recently used last
+  // Servers close idle keep-alive connections (evosip's control/api servers after 30 s): one
+  // idle longer than this is closed rather than tried.
+  static constexpr std::chrono::seconds kMaxIdle{15};
   uint64_t opened = 0;
 
   Impl(asio::io_context& i, std::string hp, size_t m)
@@ -641,8 +648,12 @@ asio::awaitable<void> runPooledExchange(std::shared_ptr<HttpConnectionPool::Impl
                                         std::shared_ptr<PooledExchange> x) {
   for (int attempt = 0; attempt < 2 && !x->timedOut; ++attempt) {
     bool reused = false;
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(pool->idle, [now](const auto& i) {
+      return now - i.since > HttpConnectionPool::Impl::kMaxIdle;
+    });
     if (!pool->idle.empty()) {
-      x->stream = std::move(pool->idle.back());
+      x->stream = std::move(pool->idle.back().stream);
       pool->idle.pop_back();
       reused = true;
     } else {
@@ -671,7 +682,9 @@ asio::awaitable<void> runPooledExchange(std::shared_ptr<HttpConnectionPool::Impl
     auto [writeError, written] = co_await http::async_write(*x->stream, x->req, kAwaitTuple);
     if (writeError) {
       if (reused) {
-        continue;  // the server closed the idle connection: once more on a new one
+        // The server closed the idle connection; the others idle as long are likely closed too.
+        pool->idle.clear();
+        continue;  // once more, on a new connection
       }
       x->finish(pool->hostPort, tl::unexpected("cannot send the request: " + writeError.message()));
       co_return;
@@ -682,6 +695,7 @@ asio::awaitable<void> runPooledExchange(std::shared_ptr<HttpConnectionPool::Impl
     auto [readError, read] = co_await http::async_read(*x->stream, buffer, parser, kAwaitTuple);
     if (readError) {
       if (reused && buffer.size() == 0 && !x->timedOut) {
+        pool->idle.clear();  // as above
         continue;
       }
       x->finish(pool->hostPort, tl::unexpected("cannot read the response: " + readError.message()));
@@ -691,7 +705,7 @@ asio::awaitable<void> runPooledExchange(std::shared_ptr<HttpConnectionPool::Impl
     const bool keep = res.keep_alive() && !x->timedOut && pool->idle.size() < pool->maxIdle;
     HttpResponse out = toHttpResponse(res);
     if (keep) {
-      pool->idle.push_back(std::move(x->stream));
+      pool->idle.push_back({std::move(x->stream), std::chrono::steady_clock::now()});
     }
     x->finish(pool->hostPort, std::move(out));
     co_return;

@@ -52,6 +52,12 @@ RouterConfig readRouterConfig(config::Document& doc) {
       std::chrono::seconds(doc.getInt("router.dialog_max_duration_s", 43200, 60, 604800));
   const bool recordRoute = doc.getBool("router.record_route", false);
   r.instanceId = doc.getString("router.instance_id", "");
+  // Server transactions a worker holds before it answers 503: a REGISTER's transaction lives
+  // 32 s after its answer (RFC 3261 Timer J), so 4,000 registrations/s from one peer (one
+  // worker) hold 256,000.
+  r.layer.maxServerTransactions =
+      static_cast<size_t>(doc.getInt("router.max_transactions", 300000, 1000, 10000000));
+  r.layer.maxClientTransactions = r.layer.maxServerTransactions;
 
   std::string secret = config::readSecret(doc.getString("router.nonce_secret", ""));
   if (secret.empty()) {

@@ -191,6 +191,33 @@ TEST(HttpConnectionPoolTest, AConnectionTheServerClosedIsReplacedTransparently) 
   EXPECT_EQ(pool.connectionsOpened(), 2u);
 }
 
+TEST(HttpConnectionPoolTest, ManyConnectionsTheServerClosedAreAllReplaced) {
+  HttpServerSettings settings{"127.0.0.1:0", "test", "test.listen"};
+  settings.requestTimeout = 1s;
+  HttpServer server(settings, [](const HttpRequest&, HttpServer::Respond respond) {
+    respond(makeHttpResponse(200, "ok"));
+  });
+  server.start();
+  boost::asio::io_context io{1};
+  HttpConnectionPool pool(io, "127.0.0.1:" + std::to_string(server.port()));
+  // Five requests at once: five connections, all idle afterwards.
+  int answered = 0;
+  for (int i = 0; i < 5; ++i) {
+    pool.request("GET", "/", "", "", 5000ms, [&](tl::expected<HttpResponse, std::string> r) {
+      EXPECT_TRUE(r) << r.error();
+      ++answered;
+    });
+  }
+  io.restart();
+  io.run();
+  ASSERT_EQ(answered, 5);
+  ASSERT_EQ(pool.idle(), 5u);
+  std::this_thread::sleep_for(1300ms);  // the server closes all five
+  auto again = sequential(io, pool, 1);
+  ASSERT_TRUE(again.at(0)) << again.at(0).error();
+  EXPECT_EQ(again.at(0)->body, "ok");
+}
+
 TEST(HttpConnectionPoolTest, NoServerIsAnErrorLineNotAHang) {
   boost::asio::io_context io{1};
   // A port nothing listens on: bind one, read its number, close it.
