@@ -1,4 +1,5 @@
-// rtp_load: an RTP packet generator and receiver for relay benchmarks (bench/media_vs_rtpengine.sh).
+// rtp_load: an RTP packet generator and receiver for relay benchmarks
+// (bench/media_vs_rtpengine.sh).
 //
 // It sets up N calls on an RTP relay over the ng protocol (rtpengine's control protocol: a
 // cookie, a space, a bencoded dictionary, over UDP), then sends 172-byte RTP packets (12-byte
@@ -20,16 +21,8 @@
 // Every loop is bounded: ng requests retry 3 times then fail; sending stops at
 // warm-up + duration; receiving stops --drain seconds later.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -38,10 +31,17 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <netinet/in.h>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <thread>
+#include <time.h>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -50,8 +50,8 @@ constexpr std::size_t kRtpHeader = 12;
 constexpr std::size_t kPayload = 160;
 constexpr std::size_t kPacket = kRtpHeader + kPayload;  // 172
 constexpr std::uint32_t kMagic = 0x52544c44;            // "RTLD"
-constexpr int kBatch = 64;      // recvmmsg batch
-constexpr std::size_t kMaxSamples = 32u << 20;  // latency samples kept (128 MB)
+constexpr int kBatch = 64;                              // recvmmsg batch
+constexpr std::size_t kMaxSamples = 32u << 20;          // latency samples kept (128 MB)
 constexpr int kSendBatch = 16;  // sendmmsg batch: all its packets carry one send time, and on
                                 // loopback each send delivers synchronously (~1-2 us apiece)
 
@@ -96,7 +96,8 @@ BValue bstr(std::string s) {
 BValue blist(std::initializer_list<std::string> items) {
   BValue v;
   v.kind = BValue::List;
-  for (const auto& s : items) v.list.push_back(bstr(s));
+  for (const auto& s : items)
+    v.list.push_back(bstr(s));
   return v;
 }
 
@@ -114,7 +115,8 @@ void encode(const BValue& v, std::string& out) {
       break;
     case BValue::List:
       out += 'l';
-      for (const auto& e : v.list) encode(e, out);
+      for (const auto& e : v.list)
+        encode(e, out);
       out += 'e';
       break;
     case BValue::Dict:  // std::map keeps the keys sorted, as bencode wants
@@ -130,12 +132,14 @@ void encode(const BValue& v, std::string& out) {
 
 // Returns nullopt on malformed input; depth-limited.
 std::optional<BValue> decode(std::string_view& in, int depth = 0) {
-  if (in.empty() || depth > 32) return std::nullopt;
+  if (in.empty() || depth > 32)
+    return std::nullopt;
   BValue v;
   char c = in.front();
   if (c == 'i') {
     auto end = in.find('e');
-    if (end == std::string_view::npos) return std::nullopt;
+    if (end == std::string_view::npos)
+      return std::nullopt;
     v.kind = BValue::Int;
     v.num = std::strtoll(std::string(in.substr(1, end - 1)).c_str(), nullptr, 10);
     in.remove_prefix(end + 1);
@@ -147,25 +151,31 @@ std::optional<BValue> decode(std::string_view& in, int depth = 0) {
     while (!in.empty() && in.front() != 'e') {
       if (v.kind == BValue::List) {
         auto e = decode(in, depth + 1);
-        if (!e) return std::nullopt;
+        if (!e)
+          return std::nullopt;
         v.list.push_back(std::move(*e));
       } else {
         auto k = decode(in, depth + 1);
-        if (!k || k->kind != BValue::Str) return std::nullopt;
+        if (!k || k->kind != BValue::Str)
+          return std::nullopt;
         auto e = decode(in, depth + 1);
-        if (!e) return std::nullopt;
+        if (!e)
+          return std::nullopt;
         v.dict[k->str] = std::move(*e);
       }
     }
-    if (in.empty()) return std::nullopt;
+    if (in.empty())
+      return std::nullopt;
     in.remove_prefix(1);
     return v;
   }
   if (c >= '0' && c <= '9') {
     auto colon = in.find(':');
-    if (colon == std::string_view::npos || colon > 10) return std::nullopt;
+    if (colon == std::string_view::npos || colon > 10)
+      return std::nullopt;
     std::size_t len = std::strtoull(std::string(in.substr(0, colon)).c_str(), nullptr, 10);
-    if (in.size() < colon + 1 + len) return std::nullopt;
+    if (in.size() < colon + 1 + len)
+      return std::nullopt;
     v.str = std::string(in.substr(colon + 1, len));
     in.remove_prefix(colon + 1 + len);
     return v;
@@ -179,7 +189,8 @@ std::optional<BValue> decode(std::string_view& in, int depth = 0) {
 
 sockaddr_in parseHostPort(const std::string& hp) {
   auto colon = hp.rfind(':');
-  if (colon == std::string::npos) die("expected HOST:PORT, got " + hp);
+  if (colon == std::string::npos)
+    die("expected HOST:PORT, got " + hp);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<std::uint16_t>(std::atoi(hp.c_str() + colon + 1)));
@@ -190,8 +201,10 @@ sockaddr_in parseHostPort(const std::string& hp) {
 
 int udpSocket(const std::string& bindIp, int rcvbuf = 0) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) die(std::string("socket: ") + std::strerror(errno));
-  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (fd < 0)
+    die(std::string("socket: ") + std::strerror(errno));
+  if (rcvbuf > 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   inet_pton(AF_INET, bindIp.c_str(), &sa.sin_addr);
@@ -233,14 +246,17 @@ class NgClient {
         return std::nullopt;
       for (int reads = 0; reads < 16; ++reads) {  // skip stale replies to earlier cookies
         ssize_t n = recv(fd_, buf, sizeof buf, 0);
-        if (n < 0) break;  // timeout: retransmit
+        if (n < 0)
+          break;  // timeout: retransmit
         std::string_view in(buf, static_cast<std::size_t>(n));
         auto sp = in.find(' ');
-        if (sp == std::string_view::npos || in.substr(0, sp) != cookie) continue;
+        if (sp == std::string_view::npos || in.substr(0, sp) != cookie)
+          continue;
         in.remove_prefix(sp + 1);
         silent_ = 0;
         auto v = decode(in);
-        if (!v || v->kind != BValue::Dict) return std::nullopt;
+        if (!v || v->kind != BValue::Dict)
+          return std::nullopt;
         return v;
       }
     }
@@ -281,25 +297,32 @@ std::optional<sockaddr_in> sdpMediaAddress(const std::string& sdp) {
   bool inAudio = false;
   while (pos < sdp.size()) {
     auto end = sdp.find('\n', pos);
-    if (end == std::string::npos) end = sdp.size();
+    if (end == std::string::npos)
+      end = sdp.size();
     std::string line = sdp.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
     pos = end + 1;
     if (line.rfind("m=", 0) == 0) {
-      if (port >= 0) break;  // only the first audio stream
+      if (port >= 0)
+        break;  // only the first audio stream
       inAudio = line.rfind("m=audio ", 0) == 0;
-      if (inAudio) port = std::atoi(line.c_str() + 8);
+      if (inAudio)
+        port = std::atoi(line.c_str() + 8);
     } else if (line.rfind("c=IN IP4 ", 0) == 0 && (port < 0 || inAudio)) {
       addr = line.substr(9);
       auto slash = addr.find('/');
-      if (slash != std::string::npos) addr.resize(slash);
+      if (slash != std::string::npos)
+        addr.resize(slash);
     }
   }
-  if (port <= 0 || addr.empty()) return std::nullopt;
+  if (port <= 0 || addr.empty())
+    return std::nullopt;
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<std::uint16_t>(port));
-  if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) return std::nullopt;
+  if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1)
+    return std::nullopt;
   return sa;
 }
 
@@ -314,13 +337,15 @@ double cpuSeconds(const std::vector<int>& pids) {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE* f = std::fopen(path, "r");
-    if (!f) continue;
+    if (!f)
+      continue;
     char buf[2048];
     std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
     std::fclose(f);
     buf[n] = 0;
     const char* p = std::strrchr(buf, ')');
-    if (!p) continue;
+    if (!p)
+      continue;
     // fields after ") ": state(3) ppid(4) ... utime(14) stime(15)
     unsigned long long utime = 0, stime = 0;
     if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
@@ -333,7 +358,8 @@ double cpuSeconds(const std::vector<int>& pids) {
 double selfCpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -378,35 +404,62 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die("missing value for " + a);
+      if (i + 1 >= argc)
+        die("missing value for " + a);
       return argv[++i];
     };
-    if (a == "--ng") o.ng = next();
-    else if (a == "--direct") o.direct = true;
-    else if (a == "--streams") o.streams = std::atoi(next().c_str());
-    else if (a == "--rate") o.rate = std::atof(next().c_str());
-    else if (a == "--duration") o.duration = std::atof(next().c_str());
-    else if (a == "--warmup") o.warmup = std::atof(next().c_str());
-    else if (a == "--drain") o.drain = std::atof(next().c_str());
-    else if (a == "--tick-us") o.tickUs = std::atof(next().c_str());
-    else if (a == "--bind") o.bind = next();
-    else if (a == "--cpu-pid") o.cpuPids.push_back(std::atoi(next().c_str()));
-    else if (a == "--label") o.label = next();
-    else if (a == "--keep-calls") o.keepCalls = true;
-    else if (a == "--callee-sockets") o.calleeSockets = std::atoi(next().c_str());
-    else if (a == "--rx-tick-us") o.rxTickUs = std::atof(next().c_str());
-    else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
-    else die("unknown option " + a + " (--help)");
+    if (a == "--ng")
+      o.ng = next();
+    else if (a == "--direct")
+      o.direct = true;
+    else if (a == "--streams")
+      o.streams = std::atoi(next().c_str());
+    else if (a == "--rate")
+      o.rate = std::atof(next().c_str());
+    else if (a == "--duration")
+      o.duration = std::atof(next().c_str());
+    else if (a == "--warmup")
+      o.warmup = std::atof(next().c_str());
+    else if (a == "--drain")
+      o.drain = std::atof(next().c_str());
+    else if (a == "--tick-us")
+      o.tickUs = std::atof(next().c_str());
+    else if (a == "--bind")
+      o.bind = next();
+    else if (a == "--cpu-pid")
+      o.cpuPids.push_back(std::atoi(next().c_str()));
+    else if (a == "--label")
+      o.label = next();
+    else if (a == "--keep-calls")
+      o.keepCalls = true;
+    else if (a == "--callee-sockets")
+      o.calleeSockets = std::atoi(next().c_str());
+    else if (a == "--rx-tick-us")
+      o.rxTickUs = std::atof(next().c_str());
+    else if (a == "-h" || a == "--help") {
+      usage();
+      std::exit(0);
+    } else
+      die("unknown option " + a + " (--help)");
   }
-  if (o.direct == !o.ng.empty()) die("give exactly one of --ng HOST:PORT or --direct");
-  if (o.streams < 1 || o.streams > 30000) die("--streams must be 1..30000");
-  if (o.rate <= 0 || o.rate > 5e6) die("--rate must be > 0 and <= 5000000");
-  if (o.duration <= 0 || o.duration > 3600) die("--duration must be in (0, 3600]");
-  if (o.warmup < 0 || o.warmup > 600) die("--warmup must be in [0, 600]");
-  if (o.drain < 0.05 || o.drain > 60) die("--drain must be in [0.05, 60]");
-  if (o.calleeSockets < 0 || o.calleeSockets > o.streams) die("--callee-sockets must be 0..streams");
-  if (o.rxTickUs < 0 || o.rxTickUs > 20000) die("--rx-tick-us must be in [0, 20000]");
-  if (o.tickUs < 10 || o.tickUs > 100000) die("--tick-us must be in [10, 100000]");
+  if (o.direct == !o.ng.empty())
+    die("give exactly one of --ng HOST:PORT or --direct");
+  if (o.streams < 1 || o.streams > 30000)
+    die("--streams must be 1..30000");
+  if (o.rate <= 0 || o.rate > 5e6)
+    die("--rate must be > 0 and <= 5000000");
+  if (o.duration <= 0 || o.duration > 3600)
+    die("--duration must be in (0, 3600]");
+  if (o.warmup < 0 || o.warmup > 600)
+    die("--warmup must be in [0, 600]");
+  if (o.drain < 0.05 || o.drain > 60)
+    die("--drain must be in [0.05, 60]");
+  if (o.calleeSockets < 0 || o.calleeSockets > o.streams)
+    die("--callee-sockets must be 0..streams");
+  if (o.rxTickUs < 0 || o.rxTickUs > 20000)
+    die("--rx-tick-us must be in [0, 20000]");
+  if (o.tickUs < 10 || o.tickUs > 100000)
+    die("--tick-us must be in [10, 100000]");
   return o;
 }
 
@@ -426,18 +479,30 @@ struct Stream {
 };
 
 struct RecvStats {
-  std::uint64_t received = 0;        // counted packets (sent inside the window)
-  std::uint64_t receivedAll = 0;     // every valid packet, warm-up included
-  std::uint64_t foreign = 0;         // datagrams that are not ours (wrong size/magic)
-  std::uint64_t misrouted = 0;       // our packet on another stream's socket
-  std::uint64_t reordered = 0;       // sequence lower than the highest seen on that stream
+  std::uint64_t received = 0;          // counted packets (sent inside the window)
+  std::uint64_t receivedAll = 0;       // every valid packet, warm-up included
+  std::uint64_t foreign = 0;           // datagrams that are not ours (wrong size/magic)
+  std::uint64_t misrouted = 0;         // our packet on another stream's socket
+  std::uint64_t reordered = 0;         // sequence lower than the highest seen on that stream
   std::vector<std::uint32_t> lat10ns;  // per counted packet, in 10 ns units (up to 42.9 s)
 };
 
-void putU32(std::uint8_t* p, std::uint32_t v) { std::memcpy(p, &v, 4); }
-void putU64(std::uint8_t* p, std::uint64_t v) { std::memcpy(p, &v, 8); }
-std::uint32_t getU32(const std::uint8_t* p) { std::uint32_t v; std::memcpy(&v, p, 4); return v; }
-std::uint64_t getU64(const std::uint8_t* p) { std::uint64_t v; std::memcpy(&v, p, 8); return v; }
+void putU32(std::uint8_t* p, std::uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
+void putU64(std::uint8_t* p, std::uint64_t v) {
+  std::memcpy(p, &v, 8);
+}
+std::uint32_t getU32(const std::uint8_t* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+std::uint64_t getU64(const std::uint8_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
 
 // Payload layout (after the 12-byte RTP header): magic u32, stream u32, seq u32, send ns u64,
 // then 0xFF (PCMU silence) up to 160 bytes.
@@ -473,12 +538,14 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
               std::uint64_t windowEnd, const std::atomic<std::uint64_t>& stopAt, RecvStats& st,
               std::size_t expect, double rxTickUs) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0) die("epoll_create1 failed");
+  if (ep < 0)
+    die("epoll_create1 failed");
   for (std::size_t i = 0; i < calleeFds.size(); ++i) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = i;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, calleeFds[i], &ev) != 0) die("epoll_ctl failed");
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, calleeFds[i], &ev) != 0)
+      die("epoll_ctl failed");
   }
   st.lat10ns.reserve(std::min<std::size_t>(expect + expect / 8, kMaxSamples));
   std::vector<std::uint32_t> highest(nStreams, 0);
@@ -493,8 +560,10 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
   for (;;) {
     std::uint64_t now = nowNs();
     std::uint64_t stop = stopAt.load(std::memory_order_acquire);
-    if (stop != 0 && now >= stop) break;
-    if (rxTickUs > 0) nanosleep(&tick, nullptr);
+    if (stop != 0 && now >= stop)
+      break;
+    if (rxTickUs > 0)
+      nanosleep(&tick, nullptr);
     int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), rxTickUs > 0 ? 0 : 5);
     const std::int64_t offset = realtimeOffsetNs();
     for (int e = 0; e < n; ++e) {
@@ -510,7 +579,8 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
           msgs[k].msg_hdr.msg_controllen = kCtl;
         }
         int got = recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
-        if (got <= 0) break;
+        if (got <= 0)
+          break;
         std::uint64_t rxFallback = nowNs();
         for (int k = 0; k < got; ++k) {
           const std::uint8_t* p = bufs.data() + k * 2048;
@@ -520,30 +590,39 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
             continue;
           }
           std::uint64_t rx = rxFallback;
-          for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[k].msg_hdr); c; c = CMSG_NXTHDR(&msgs[k].msg_hdr, c)) {
+          for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[k].msg_hdr); c;
+               c = CMSG_NXTHDR(&msgs[k].msg_hdr, c)) {
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
               timespec ts{};
               std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-              rx = static_cast<std::uint64_t>(std::int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec - offset);
+              rx = static_cast<std::uint64_t>(std::int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec -
+                                              offset);
             }
           }
           std::uint32_t stream = getU32(p + kRtpHeader + 4);
           std::uint32_t seq = getU32(p + kRtpHeader + 8);
           std::uint64_t tx = getU64(p + kRtpHeader + 12);
-          if (stream % calleeFds.size() != idx) ++st.misrouted;
+          if (stream % calleeFds.size() != idx)
+            ++st.misrouted;
           ++st.receivedAll;
           if (stream < highest.size()) {
-            if (seen[stream] && seq < highest[stream]) ++st.reordered;
-            else { highest[stream] = seq; seen[stream] = true; }
+            if (seen[stream] && seq < highest[stream])
+              ++st.reordered;
+            else {
+              highest[stream] = seq;
+              seen[stream] = true;
+            }
           }
           if (tx >= windowStart && tx < windowEnd) {
             ++st.received;
             std::uint64_t lat = rx > tx ? rx - tx : 0;
             if (st.lat10ns.size() < kMaxSamples)
-              st.lat10ns.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(lat / 10, UINT32_MAX)));
+              st.lat10ns.push_back(
+                  static_cast<std::uint32_t>(std::min<std::uint64_t>(lat / 10, UINT32_MAX)));
           }
         }
-        if (got < kBatch) break;
+        if (got < kBatch)
+          break;
       }
     }
   }
@@ -551,8 +630,10 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
 }
 
 double pct(std::vector<std::uint32_t>& v, double p) {
-  if (v.empty()) return -1;
-  std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * double(v.size() - 1) + 0.5));
+  if (v.empty())
+    return -1;
+  std::size_t k =
+      std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * double(v.size() - 1) + 0.5));
   std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
   return v[k] / 100.0;
 }
@@ -560,9 +641,15 @@ double pct(std::vector<std::uint32_t>& v, double p) {
 std::string jsonEscape(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (c == '"' || c == '\\') { o += '\\'; o += c; }
-    else if (static_cast<unsigned char>(c) < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); o += b; }
-    else o += c;
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      o += b;
+    } else
+      o += c;
   }
   return o;
 }
@@ -584,7 +671,8 @@ int main(int argc, char** argv) {
   int sndbuf = 4 << 20;
   setsockopt(senderFd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   std::uint16_t senderPort = localPort(senderFd);
-  std::uint32_t runId = static_cast<std::uint32_t>(getpid()) * 2654435761u ^ static_cast<std::uint32_t>(nowNs());
+  std::uint32_t runId =
+      static_cast<std::uint32_t>(getpid()) * 2654435761u ^ static_cast<std::uint32_t>(nowNs());
   const int nCallee = o.calleeSockets > 0 ? o.calleeSockets : n;
   std::vector<int> calleeFds;
   std::vector<std::uint16_t> calleePorts;
@@ -611,7 +699,8 @@ int main(int argc, char** argv) {
   std::uint64_t t0 = nowNs();
   auto ngFail = [&](const std::string& what) {
     ++ngErrors;
-    if (firstError.empty()) firstError = what;
+    if (firstError.empty())
+      firstError = what;
   };
   if (o.direct) {
     for (auto& s : streams) {
@@ -623,7 +712,8 @@ int main(int argc, char** argv) {
     ping.kind = BValue::Dict;
     ping.dict["command"] = bstr("ping");
     auto pong = ng->request(ping);
-    if (!pong || pong->getStr("result") != "pong") die("no pong from the ng relay at " + o.ng);
+    if (!pong || pong->getStr("result") != "pong")
+      die("no pong from the ng relay at " + o.ng);
     for (int i = 0; i < n; ++i) {
       if (ng->gone()) {
         ngFail("the relay stopped answering ng requests");
@@ -642,7 +732,8 @@ int main(int argc, char** argv) {
       offer.dict["replace"] = blist({"origin", "session-connection"});
       auto r = ng->request(offer);
       if (!r || r->getStr("result") != "ok") {
-        ngFail("offer " + s.callId + ": " + (r ? r->getStr("result") + " " + r->getStr("error-reason") : "no reply"));
+        ngFail("offer " + s.callId + ": " +
+               (r ? r->getStr("result") + " " + r->getStr("error-reason") : "no reply"));
         continue;
       }
       BValue answer;
@@ -655,7 +746,8 @@ int main(int argc, char** argv) {
       answer.dict["replace"] = blist({"origin", "session-connection"});
       auto a = ng->request(answer);
       if (!a || a->getStr("result") != "ok") {
-        ngFail("answer " + s.callId + ": " + (a ? a->getStr("result") + " " + a->getStr("error-reason") : "no reply"));
+        ngFail("answer " + s.callId + ": " +
+               (a ? a->getStr("result") + " " + a->getStr("error-reason") : "no reply"));
         continue;
       }
       // The answer's SDP (sent to the caller) names the relay port the caller sends to.
@@ -670,8 +762,10 @@ int main(int argc, char** argv) {
   setupS = double(nowNs() - t0) / 1e9;
   std::vector<std::uint32_t> active;
   for (int i = 0; i < n; ++i)
-    if (streams[static_cast<std::size_t>(i)].target.sin_port != 0) active.push_back(static_cast<std::uint32_t>(i));
-  if (active.empty()) die("no stream set up (first error: " + firstError + ")");
+    if (streams[static_cast<std::size_t>(i)].target.sin_port != 0)
+      active.push_back(static_cast<std::uint32_t>(i));
+  if (active.empty())
+    die("no stream set up (first error: " + firstError + ")");
 
   // --- traffic ------------------------------------------------------------------------
   const std::uint64_t start = nowNs() + 20'000'000;  // let the receiver start first
@@ -680,7 +774,9 @@ int main(int argc, char** argv) {
   std::atomic<std::uint64_t> stopAt{0};
   RecvStats rs;
   std::size_t expect = static_cast<std::size_t>(o.rate * o.duration) + 16;
-  std::thread rx([&] { receiver(calleeFds, streams.size(), windowStart, windowEnd, stopAt, rs, expect, o.rxTickUs); });
+  std::thread rx([&] {
+    receiver(calleeFds, streams.size(), windowStart, windowEnd, stopAt, rs, expect, o.rxTickUs);
+  });
 
   const std::uint64_t tickNs = static_cast<std::uint64_t>(o.tickUs * 1000);
   const double perNs = o.rate / 1e9;
@@ -703,7 +799,8 @@ int main(int argc, char** argv) {
     }
     std::uint64_t horizon = std::min(now, windowEnd);
     std::uint64_t due = static_cast<std::uint64_t>(double(horizon - start) * perNs);
-    if (due > nextPacket + 64 * kSendBatch) ++lagTicks;  // the generator fell behind
+    if (due > nextPacket + 64 * kSendBatch)
+      ++lagTicks;  // the generator fell behind
     while (nextPacket < due) {
       int cnt = static_cast<int>(std::min<std::uint64_t>(due - nextPacket, kSendBatch));
       std::uint64_t sendNs = nowNs();
@@ -723,7 +820,8 @@ int main(int argc, char** argv) {
       for (int tries = 0; off < cnt && tries < 8; ++tries) {
         int r = sendmmsg(senderFd, msgs + off, static_cast<unsigned>(cnt - off), 0);
         if (r < 0) {
-          if (errno == EINTR) continue;
+          if (errno == EINTR)
+            continue;
           // a packet the kernel refused (e.g. ECONNREFUSED from an earlier ICMP): skip it
           ++sendErrors;
           ++off;
@@ -734,12 +832,15 @@ int main(int argc, char** argv) {
       sendErrors += static_cast<std::uint64_t>(cnt - off);
       // the sent packets count as sent even when skipped: they are then lost
       sentTotal += static_cast<std::uint64_t>(cnt);
-      if (sendNs >= windowStart && sendNs < windowEnd) sentWindow += static_cast<std::uint64_t>(cnt);
+      if (sendNs >= windowStart && sendNs < windowEnd)
+        sentWindow += static_cast<std::uint64_t>(cnt);
       nextPacket += static_cast<std::uint64_t>(cnt);
     }
-    if (now >= windowEnd) break;
+    if (now >= windowEnd)
+      break;
     wake += tickNs;
-    if (wake + 50 * tickNs < now) wake = now;  // far behind: do not spin through old ticks
+    if (wake + 50 * tickNs < now)
+      wake = now;  // far behind: do not spin through old ticks
   }
   const std::uint64_t sendEnd = nowNs();
   stopAt.store(sendEnd + static_cast<std::uint64_t>(o.drain * 1e9), std::memory_order_release);
@@ -763,21 +864,26 @@ int main(int argc, char** argv) {
       del.dict["call-id"] = bstr(s.callId);
       del.dict["from-tag"] = bstr(s.fromTag);
       auto r = ng->request(del);
-      if (r && r->getStr("result") == "ok") ++deleted;
-      else ++deleteErrors;
+      if (r && r->getStr("result") == "ok")
+        ++deleted;
+      else
+        ++deleteErrors;
     }
   }
-  for (int fd : calleeFds) close(fd);
+  for (int fd : calleeFds)
+    close(fd);
   close(senderFd);
 
   // --- report -------------------------------------------------------------------------
   std::uint64_t lost = sentWindow > rs.received ? sentWindow - rs.received : 0;
   std::uint64_t dup = rs.received > sentWindow ? rs.received - sentWindow : 0;
   double p50 = pct(rs.lat10ns, 50), p99 = pct(rs.lat10ns, 99), p999 = pct(rs.lat10ns, 99.9);
-  double maxUs = rs.lat10ns.empty() ? -1 : *std::max_element(rs.lat10ns.begin(), rs.lat10ns.end()) / 100.0;
+  double maxUs =
+      rs.lat10ns.empty() ? -1 : *std::max_element(rs.lat10ns.begin(), rs.lat10ns.end()) / 100.0;
   double relayCpu = cpu1 - cpu0;
   std::printf(
-      "{\"tool\":\"rtp_load\",\"label\":\"%s\",\"mode\":\"%s\",\"streams\":%zu,\"streams_failed\":%d,"
+      "{\"tool\":\"rtp_load\",\"label\":\"%s\",\"mode\":\"%s\",\"streams\":%zu,\"streams_failed\":%"
+      "d,"
       "\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,\"setup_s\":%.3f,"
       "\"sent\":%llu,\"received\":%llu,\"lost\":%llu,\"loss_pct\":%.4f,\"duplicates\":%llu,"
       "\"reordered\":%llu,\"misrouted\":%llu,\"foreign\":%llu,\"send_errors\":%llu,"
@@ -785,9 +891,10 @@ int main(int argc, char** argv) {
       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
       "\"relay_cpu_s\":%.3f,\"pkts_per_relay_cpu_s\":%.0f,\"tool_cpu_s\":%.3f,"
       "\"deleted\":%d,\"delete_errors\":%d,\"ng_errors\":%d,\"first_error\":\"%s\"}\n",
-      jsonEscape(o.label).c_str(), o.direct ? "direct" : "relay", active.size(), n - static_cast<int>(active.size()),
-      o.rate, windowS, o.warmup, setupS, static_cast<unsigned long long>(sentWindow),
-      static_cast<unsigned long long>(rs.received), static_cast<unsigned long long>(lost),
+      jsonEscape(o.label).c_str(), o.direct ? "direct" : "relay", active.size(),
+      n - static_cast<int>(active.size()), o.rate, windowS, o.warmup, setupS,
+      static_cast<unsigned long long>(sentWindow), static_cast<unsigned long long>(rs.received),
+      static_cast<unsigned long long>(lost),
       sentWindow ? 100.0 * double(lost) / double(sentWindow) : 0.0,
       static_cast<unsigned long long>(dup), static_cast<unsigned long long>(rs.reordered),
       static_cast<unsigned long long>(rs.misrouted), static_cast<unsigned long long>(rs.foreign),
@@ -795,8 +902,8 @@ int main(int argc, char** argv) {
       windowS > 0 ? double(sentWindow) / windowS : 0.0,
       windowS > 0 ? double(rs.received) / windowS : 0.0, p50, p99, p999, maxUs,
       o.cpuPids.empty() ? -1.0 : relayCpu,
-      (!o.cpuPids.empty() && relayCpu > 0) ? double(rs.received) / relayCpu : -1.0,
-      self1 - self0, deleted, deleteErrors, ngErrors, jsonEscape(firstError).c_str());
+      (!o.cpuPids.empty() && relayCpu > 0) ? double(rs.received) / relayCpu : -1.0, self1 - self0,
+      deleted, deleteErrors, ngErrors, jsonEscape(firstError).c_str());
   std::fflush(stdout);
   (void)sentTotal;
   return ngErrors == 0 && deleteErrors == 0 ? 0 : 1;

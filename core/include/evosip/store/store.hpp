@@ -72,11 +72,11 @@ class Store {
 // --- Backends and their settings (read by the wiring layer only) ---
 
 struct MemorySettings {
-  size_t shards = 16;                             // independently locked parts
+  size_t shards = 16;  // independently locked parts
   // How often expired entries are swept (reads skip expired entries anyway: the sweep only
   // gives memory back, and walking every binding and nonce each second was 3 % of a router's CPU).
   std::chrono::milliseconds sweepInterval{10000};
-  NowFn now;                                      // empty: system clock
+  NowFn now;  // empty: system clock
 };
 
 struct RedisSettings {
