@@ -277,7 +277,11 @@ Router::~Router() {
 void Router::onTick() {
   const auto now = clock_.now();
   proxy_.onTick(now);
-  std::erase_if(mediaCalls_, [now](const auto& kv) { return kv.second.forgetAt <= now; });
+  // Finished calls are kept 32 s for retransmitted 2xx: swept once a second, not every tick.
+  if (now >= nextMediaSweep_) {
+    nextMediaSweep_ = now + std::chrono::seconds(1);
+    std::erase_if(mediaCalls_, [now](const auto& kv) { return kv.second.forgetAt <= now; });
+  }
   counters_.serverTransactions.store(proxy_.layer().serverCount(), std::memory_order_relaxed);
   counters_.clientTransactions.store(proxy_.layer().clientCount(), std::memory_order_relaxed);
   counters_.proxyContexts.store(proxy_.contextCount(), std::memory_order_relaxed);
@@ -714,10 +718,17 @@ void Router::onResponse(TransactionId server, const sip::Message& response) {
 
 void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target> targets,
                               transaction::ForwardOptions options, MediaMode mode) {
+  // Nothing to decide without a relay to use (`nat` goes on unanchored then): no second parse
+  // of the request on the way of every call.
+  auto set = shared_.media();
+  if (mode == MediaMode::kNever || (mode == MediaMode::kNat && set->size() == 0)) {
+    proxy_.forward(id, std::move(targets), std::move(options));
+    return;
+  }
   bool want = false;
   std::string callId;
   withRequest(id, [&](const sip::Message& m) {
-    if (m.method() != sip::Method::kInvite || mode == MediaMode::kNever || !hasSdp(m)) {
+    if (m.method() != sip::Method::kInvite || !hasSdp(m)) {
       return;  // no offer in the request (a delayed offer is not anchored)
     }
     want = mode == MediaMode::kAlways || natDetected(m);
@@ -727,7 +738,6 @@ void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target>
     proxy_.forward(id, std::move(targets), std::move(options));
     return;
   }
-  auto set = shared_.media();
   const size_t pick = set->pick(callId, steadyNowNs());
   if (pick == SIZE_MAX) {
     // `nat` is best effort (no relay configured or none up: the call goes on unanchored);

@@ -182,6 +182,7 @@ class Router final : public transaction::ProxyUser {
   };
   std::unordered_map<std::string, MediaCall> mediaCalls_;
   std::unordered_map<uint64_t, std::string> mediaByServer_;  // server transaction -> Call-ID
+  runtime::Clock::time_point nextMediaSweep_{};
   RouterCounters counters_;
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
