@@ -178,6 +178,7 @@ struct AppCore::Call {
   size_t slotPos = 0;
   uint64_t nextCycle = 0;
   bool marker = false;
+  size_t rosterPos = 0;
 
   // Playing
   PromptPtr playing;
@@ -450,6 +451,8 @@ void AppCore::newInvite(TransactionId id, const sip::Message& req, const transpo
   counters_.active.fetch_add(1, std::memory_order_relaxed);
   shared_.calls.fetch_add(1, std::memory_order_relaxed);
   calls_.emplace(callId, call);
+  call->rosterPos = roster_.size();
+  roster_.push_back(call);
   byInvite_[id.value] = call.get();
   layer_.respond(id, 100);
   armRead(call);
@@ -684,6 +687,11 @@ void AppCore::endCall(Call& call, std::string_view why) {
   }
   CallPtr keep = it->second;  // alive until the end of this function
   calls_.erase(it);
+  if (call.rosterPos < roster_.size() && roster_[call.rosterPos].get() == &call) {
+    roster_[call.rosterPos] = std::move(roster_.back());
+    roster_[call.rosterPos]->rosterPos = call.rosterPos;
+    roster_.pop_back();
+  }
   awaitingAck_.erase(&call);
   byInvite_.erase(call.inviteTx.value);
   stopSending(call);
@@ -949,58 +957,48 @@ void AppCore::menuRedirect(Call& call, const std::string& target) {
   endCall(call, "redirected");
 }
 
-void AppCore::checkDeadlines(TimePoint now) {
-  // Collected first: hanging up changes calls_.
-  std::vector<CallPtr> due;
-  for (auto& [id, c] : calls_) {
-    if (c->phase != Phase::kEnding && c->phase != Phase::kLoading) {
-      due.push_back(c);
-    }
+void AppCore::checkDeadline(Call& call, TimePoint now) {
+  if (call.closed || call.phase == Phase::kEnding || call.phase == Phase::kLoading) {
+    return;
   }
   const size_t silenceLimit = static_cast<size_t>(settings_.voicemailSilence.count()) * 8000;
-  for (auto& c : due) {
-    Call& call = *c;
-    if (call.closed) {
-      continue;
+  if (now >= call.deadline) {
+    counters_.bump(counters_.maxDurationEnds);
+    hangup(call, 480, "Maximum Duration");
+    return;
+  }
+  if (call.phase == Phase::kRecording && call.recorder) {
+    if (call.recorder->full()) {
+      hangup(call, 480, "Recording Full");
+      return;
     }
-    if (now >= call.deadline) {
-      counters_.bump(counters_.maxDurationEnds);
-      hangup(call, 480, "Maximum Duration");
-      continue;
+    if (silenceLimit > 0 && call.recorder->trailingSilence() >= silenceLimit) {
+      call.recorder->trimSilence(4000);
+      hangup(call, 480, "Silence");
+      return;
     }
-    if (call.phase == Phase::kRecording && call.recorder) {
-      if (call.recorder->full()) {
-        hangup(call, 480, "Recording Full");
-        continue;
+  }
+  const bool needsInput = call.phase == Phase::kRecording || call.phase == Phase::kEcho ||
+                          call.phase == Phase::kMenuWait || call.phase == Phase::kMenuPrompt;
+  const bool held = call.dialog == DialogState::kConfirmed && !call.media.canSend();
+  if (needsInput && !held && settings_.rtpTimeout.count() > 0 &&
+      now - call.lastRtp >= settings_.rtpTimeout) {
+    counters_.bump(counters_.rtpTimeouts);
+    logger()->info("call {}: no RTP for {} s", call.callId, settings_.rtpTimeout.count());
+    hangup(call, 480, "RTP Timeout");
+    return;
+  }
+  if (call.phase == Phase::kMenuWait) {
+    // The inter-digit timer after a digit, the menu timeout without one.
+    const auto since = now - call.menuSince;
+    if (!call.digits.empty() && since >= settings_.interDigit) {
+      if (!call.pendingTarget.empty()) {
+        menuRedirect(call, call.pendingTarget);
+      } else {
+        menuInvalid(call, false);
       }
-      if (silenceLimit > 0 && call.recorder->trailingSilence() >= silenceLimit) {
-        call.recorder->trimSilence(4000);
-        hangup(call, 480, "Silence");
-        continue;
-      }
-    }
-    const bool needsInput = call.phase == Phase::kRecording || call.phase == Phase::kEcho ||
-                            call.phase == Phase::kMenuWait || call.phase == Phase::kMenuPrompt;
-    const bool held = call.dialog == DialogState::kConfirmed && !call.media.canSend();
-    if (needsInput && !held && settings_.rtpTimeout.count() > 0 &&
-        now - call.lastRtp >= settings_.rtpTimeout) {
-      counters_.bump(counters_.rtpTimeouts);
-      logger()->info("call {}: no RTP for {} s", call.callId, settings_.rtpTimeout.count());
-      hangup(call, 480, "RTP Timeout");
-      continue;
-    }
-    if (call.phase == Phase::kMenuWait) {
-      // The inter-digit timer after a digit, the menu timeout without one.
-      const auto since = now - call.menuSince;
-      if (!call.digits.empty() && since >= settings_.interDigit) {
-        if (!call.pendingTarget.empty()) {
-          menuRedirect(call, call.pendingTarget);
-        } else {
-          menuInvalid(call, false);
-        }
-      } else if (call.digits.empty() && since >= call.menuTimeout) {
-        menuInvalid(call, true);
-      }
+    } else if (call.digits.empty() && since >= call.menuTimeout) {
+      menuInvalid(call, true);
     }
   }
 }
@@ -1032,10 +1030,13 @@ void AppCore::onTick() {
     sendBye(*c);
     endCall(*c, "no ACK");
   }
-  if (++ticks_ % 10 == 0) {
-    checkDeadlines(now);
+  // The deadlines, a tenth of the calls at a time (held: hanging up changes roster_).
+  sweep_.next(roster_.size(), [this](size_t i) { sweepShare_.push_back(roster_[i]); });
+  for (auto& c : sweepShare_) {
+    checkDeadline(*c, now);
   }
-  if (ticks_ % 100 == 0) {
+  sweepShare_.clear();
+  if (++ticks_ % 100 == 0) {
     counters_.serverTransactions.store(layer_.serverCount(), std::memory_order_relaxed);
     counters_.clientTransactions.store(layer_.clientCount(), std::memory_order_relaxed);
     counters_.skippedTicks.store(grid_.skippedTicks(), std::memory_order_relaxed);

@@ -24,6 +24,7 @@
 #include <evosip/app/call_request.hpp>
 #include <evosip/app/pacing.hpp>
 #include <evosip/app/prompts.hpp>
+#include <evosip/app/sweep.hpp>
 #include <evosip/rtp/pacer.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
 
@@ -101,8 +102,8 @@ class AppCore final : public transaction::TransactionUser {
   void onMessage(const sip::Message& msg, const transport::Source& source) {
     layer_.onMessage(msg, source);
   }
-  // Every 10 ms: transaction timers, 2xx retransmissions; every 100 ms the call deadlines;
-  // every second the pacing figures.
+  // Every 10 ms: transaction timers, 2xx retransmissions and a tenth of the calls' deadlines
+  // (each call's every 100 ms); every second the pacing figures.
   void onTick();
   // Ends every call without signalling and closes the sockets (shutdown, on the worker).
   void closeAll();
@@ -157,7 +158,7 @@ class AppCore final : public transaction::TransactionUser {
   void onDigit(Call& call, char digit);
   void menuInvalid(Call& call, bool timeout);
   void menuRedirect(Call& call, const std::string& target);
-  void checkDeadlines(TimePoint now);
+  void checkDeadline(Call& call, TimePoint now);
 
   // Media
   Result<void> openMedia(Call& call);
@@ -187,7 +188,11 @@ class AppCore final : public transaction::TransactionUser {
   std::unordered_map<std::string, CallPtr> calls_;  // by Call-ID
   std::unordered_map<uint64_t, Call*> byInvite_;    // INVITE server transaction -> call
   std::unordered_set<Call*> awaitingAck_;           // 2xx being retransmitted
-  std::string contact_;                             // "Contact: <sip:app@host:port>\r\n"
+  // Every call once more, for the deadline sweep: a tenth of them each 10 ms tick.
+  std::vector<CallPtr> roster_;
+  RoundRobinSweep sweep_{10};
+  std::vector<CallPtr> sweepShare_;  // this tick's share (kept: no allocation per tick)
+  std::string contact_;              // "Contact: <sip:app@host:port>\r\n"
   bool ipv6_ = false;
 
   // Ports: one flag per even port of the range, handed out round robin.
