@@ -58,6 +58,7 @@ MediaConfig readMediaConfig(config::Document& doc) {
   c.relay.timeoutS = static_cast<uint32_t>(doc.getInt("media.timeout_s", 60, 0, 86400));
   c.relay.maxSessions = static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
   c.relay.ioUring = doc.getBool("media.io_uring", true);
+  c.relay.waitInRing = true;  // the workers run nothing but their relay; posts wake them
   doc.checkUnknownKeys();
   return c;
 }
@@ -79,6 +80,13 @@ struct MediaService::Impl {
   std::atomic<bool> ready{false};
 
   size_t ownerOf(std::string_view callId) const { return hash64(callId) % relays.size(); }
+  // Every post to a worker goes through here: a worker may be waiting inside its io_uring
+  // (RelaySettings::waitInRing), not in its io_context.
+  template <typename Fn>
+  void post(size_t w, Fn&& fn) {
+    pool.post(w, std::forward<Fn>(fn));
+    relays[w]->wake();
+  }
   void handle(std::string_view command, Value body, NgServer::Reply reply);
   void list(int64_t limit, std::function<void(std::vector<std::string>)> done);
   Value statistics() const;
@@ -98,7 +106,7 @@ void MediaService::Impl::list(int64_t limit, std::function<void(std::vector<std:
   g->done = std::move(done);
   const size_t max = static_cast<size_t>(std::max<int64_t>(1, limit));
   for (size_t w = 0; w < relays.size(); ++w) {
-    pool.post(w, [this, g, w, max] {
+    post(w, [this, g, w, max] {
       auto ids = relays[w]->callIds(max);
       std::unique_lock lock(g->mutex);
       for (auto& id : ids) {
@@ -192,7 +200,7 @@ void MediaService::Impl::handle(std::string_view command, Value body, NgServer::
       }
       const size_t w = ownerOf(id->asString());
       Relay* relay = relays[w].get();
-      pool.post(w, [relay, c, body = std::move(body), reply = std::move(reply)] {
+      post(w, [relay, c, body = std::move(body), reply = std::move(reply)] {
         switch (c) {
           case NgCommand::kOffer:
             reply(relay->offer(body));
@@ -371,6 +379,10 @@ void MediaService::stop() {
   }
   d.ng->stop();
   d.ticks->stop();
+  for (size_t w = 0; w < d.relays.size(); ++w) {
+    d.pool.at(w).io().stop();
+    d.relays[w]->wake();  // out of its io_uring wait, to see the stop
+  }
   d.pool.stop();
   for (auto& r : d.relays) {
     r->closeAll();

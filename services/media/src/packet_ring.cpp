@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@ void PacketRing::watch(Stream&) {}
 void PacketRing::unwatch(Stream&) {}
 
 void Relay::pollRing() {}
+void Relay::ringLoop() {}
 bool Relay::drainRing(RingStats&) {
   return false;
 }
@@ -49,7 +49,12 @@ std::unique_ptr<PacketRing> PacketRing::open(int eventFd, std::string* why) {
     return nullptr;
   }
   r->ringOpen_ = true;
-  if (int rc = io_uring_register_eventfd(&r->ring_, eventFd); rc < 0) {
+  if (eventFd < 0) {
+    if (!(p.features & IORING_FEAT_EXT_ARG)) {
+      *why = "io_uring without IORING_FEAT_EXT_ARG (waits with a timeout)";
+      return nullptr;
+    }
+  } else if (int rc = io_uring_register_eventfd(&r->ring_, eventFd); rc < 0) {
     *why = fmt::format("io_uring_register_eventfd: {}", std::strerror(-rc));
     return nullptr;
   }
@@ -151,6 +156,36 @@ void PacketRing::submitAndCollect() {
   recycleNow();
 }
 
+unsigned PacketRing::flushSq() {
+  // liburing's __io_uring_flush_sq (no SQPOLL): publish the queued SQEs to the kernel.
+  io_uring_sq& sq = ring_.sq;
+  const unsigned tail = sq.sqe_tail;
+  if (sq.sqe_head != tail) {
+    sq.sqe_head = tail;
+    io_uring_smp_store_release(sq.ktail, tail);
+  }
+  return tail - IO_URING_READ_ONCE(*sq.khead);
+}
+
+void PacketRing::submitAndWait(int64_t timeoutNs) {
+  const unsigned toSubmit = flushSq();
+  __kernel_timespec ts{timeoutNs / 1000000000, timeoutNs % 1000000000};
+  io_uring_getevents_arg arg{};
+  arg.ts = reinterpret_cast<uint64_t>(&ts);
+  unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+  const unsigned waitNr = io_uring_cq_ready(&ring_) > 0 ? 0 : 1;
+  io_uring_enter2(static_cast<unsigned>(ring_.ring_fd), toSubmit, waitNr, flags,
+                  reinterpret_cast<sigset_t*>(&arg), sizeof arg);
+  recycleNow();
+}
+
+void PacketRing::armWake(int fd) {
+  if (io_uring_sqe* e = sqe()) {
+    io_uring_prep_read(e, fd, &wakeCount_, sizeof wakeCount_, 0);
+    io_uring_sqe_set_data64(e, tag(kWake, 0, 0));
+  }
+}
+
 bool PacketRing::workPending() const {
   return (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
 }
@@ -214,6 +249,53 @@ void Relay::relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, Rin
   st.bytes += size;
 }
 
+unsigned Relay::reapRing(RingStats& stats, int64_t now, bool* woken) {
+  PacketRing& r = *ring_;
+  unsigned seen = 0;
+  unsigned head;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&r.ring_, head, cqe) {
+    ++seen;
+    const uint64_t t = cqe->user_data;
+    const PacketRing::Kind kind = PacketRing::kindOf(t);
+    if (kind == PacketRing::kSend) {
+      // Only failed sends complete (IOSQE_CQE_SKIP_SUCCESS).
+      if (Stream* out = r.streamOf(t)) {
+        ++out->errors;
+      }
+      ++stats.failed;
+      stats.failedBytes += PacketRing::lenOf(t);
+      continue;
+    }
+    if (kind == PacketRing::kWake) {
+      *woken = true;
+      if (wakeFd_ >= 0 && ringLoopRunning_) {
+        r.armWake(wakeFd_);
+      }
+      continue;
+    }
+    if (kind != PacketRing::kRecv) {
+      continue;
+    }
+    Stream* s = r.streamOf(t);
+    if (s != nullptr && !(cqe->flags & IORING_CQE_F_MORE)) {
+      r.armReceive(*s);  // the multishot receive ended (no buffer left, error): again
+    }
+    if (!(cqe->flags & IORING_CQE_F_BUFFER)) {
+      continue;
+    }
+    const unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    if (s != nullptr && cqe->res >= 0) {
+      relayRingPacket(*s, r.buffer(bid), static_cast<unsigned>(cqe->res), now, stats);
+    }
+    // Handed back to the kernel after the next submit, when the send that may point into it
+    // has completed (MSG_DONTWAIT: a send completes or fails inside its submit, never later).
+    r.recycleLater(bid);
+  }
+  io_uring_cq_advance(&r.ring_, seen);
+  return seen;
+}
+
 bool Relay::drainRing(RingStats& stats) {
   PacketRing& r = *ring_;
   const int64_t now = nowNs();
@@ -222,42 +304,9 @@ bool Relay::drainRing(RingStats& stats) {
   // after many busy rounds, yield to the rest of the worker with a post.
   r.submitAndCollect();
   bool more = true;
+  bool woken = false;
   for (int round = 0; round < 16 && more; ++round) {
-    unsigned seen = 0;
-    unsigned head;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(&r.ring_, head, cqe) {
-      ++seen;
-      const uint64_t t = cqe->user_data;
-      const PacketRing::Kind kind = PacketRing::kindOf(t);
-      if (kind == PacketRing::kSend) {
-        // Only failed sends complete (IOSQE_CQE_SKIP_SUCCESS).
-        if (Stream* out = r.streamOf(t)) {
-          ++out->errors;
-        }
-        ++stats.failed;
-        stats.failedBytes += PacketRing::lenOf(t);
-        continue;
-      }
-      if (kind != PacketRing::kRecv) {
-        continue;
-      }
-      Stream* s = r.streamOf(t);
-      if (s != nullptr && !(cqe->flags & IORING_CQE_F_MORE)) {
-        r.armReceive(*s);  // the multishot receive ended (no buffer left, error): again
-      }
-      if (!(cqe->flags & IORING_CQE_F_BUFFER)) {
-        continue;
-      }
-      const unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-      if (s != nullptr && cqe->res >= 0) {
-        relayRingPacket(*s, r.buffer(bid), static_cast<unsigned>(cqe->res), now, stats);
-      }
-      // Handed back to the kernel after the next submit, when the send that may point into it
-      // has completed (MSG_DONTWAIT: a send completes or fails inside its submit, never later).
-      r.recycleLater(bid);
-    }
-    io_uring_cq_advance(&r.ring_, seen);
+    const unsigned seen = reapRing(stats, now, &woken);
     const bool queued = io_uring_sq_ready(&r.ring_) > 0;
     if (seen == 0 && !queued && !r.workPending()) {
       more = false;
@@ -269,42 +318,10 @@ bool Relay::drainRing(RingStats& stats) {
   return more;
 }
 
-void Relay::pollRing() {
-  // Reset the eventfd first: Asio re-registers it with every wait (EPOLL_CTL_MOD), which reports
-  // a non-zero counter as readable at once. Work queued after this read signals it again.
-  uint64_t signals;
-  [[maybe_unused]] auto n = ::read(ringEvent_.native_handle(), &signals, sizeof signals);
-  RingStats stats;
-  // Coalescing: while a pass finds several packets, the rate is high enough that waiting a
-  // little (kCoalesceNs, within the latency budget) lets the next pass serve many streams with
-  // the same two system calls and one wakeup. A pass with fewer packets returns to waiting on
-  // the eventfd. After kBusyBudgetNs the worker's other handlers get a turn (post).
-  const int64_t start = steadyNs();
-  int64_t passStart = start;
-  uint64_t seenBefore = 0;
-  bool more = false;
-  for (;;) {
-    more = drainRing(stats);
-    const uint64_t seen = stats.received - seenBefore;
-    seenBefore = stats.received;
-    if (more) {
-      break;
-    }
-    if (seen < kCoalesceMinPackets) {
-      break;
-    }
-    if (passStart - start >= kBusyBudgetNs) {
-      more = true;
-      break;
-    }
-    passStart = std::max(passStart + kCoalesceNs, steadyNs());
-    timespec until{static_cast<time_t>(passStart / 1000000000),
-                   static_cast<long>(passStart % 1000000000)};
-    ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr);
-  }
+void Relay::addRingStats(RingStats& stats) {
   const uint64_t failed = stats.failed, failedBytes = stats.failedBytes;
   if (stats.relayed != 0 || failed != 0) {
-    // Once per call, not per packet. A send that failed in a later call than the one that
+    // Once per pass, not per packet. A send that failed in a later pass than the one that
     // counted it makes the difference wrap, which the modular atomic addition turns into the
     // subtraction it is.
     counters_.packetsRelayed.fetch_add(stats.relayed - failed, std::memory_order_relaxed);
@@ -316,11 +333,47 @@ void Relay::pollRing() {
       counters_.drops[i].fetch_add(stats.drops[i], std::memory_order_relaxed);
     }
   }
+  stats = RingStats{};
+}
+
+void Relay::pollRing() {
+  // Reset the eventfd first: Asio re-registers it with every wait (EPOLL_CTL_MOD), which reports
+  // a non-zero counter as readable at once. Work queued after this read signals it again.
+  uint64_t signals;
+  [[maybe_unused]] auto n = ::read(ringEvent_.native_handle(), &signals, sizeof signals);
+  RingStats stats;
+  const bool more = drainRing(stats);
+  addRingStats(stats);
   if (more) {
     boost::asio::post(io_, [this] { pollRing(); });
   } else {
     armRing();
   }
+}
+
+void Relay::ringLoop() {
+  // The worker waits for packets inside io_uring_enter: one system call per wakeup submits the
+  // sends of the previous batch, sleeps until a receive completes (DEFER_TASKRUN: the kernel
+  // queues receives as task work and wakes this thread), runs the queued receives and returns
+  // their completions. It goes back to its io_context when wake() was called (an ng command was
+  // posted), when the io_context was stopped, after kRingIdleWaitNs without packets and after
+  // kRingBusyNs of relaying (its timers).
+  PacketRing& r = *ring_;
+  const int64_t start = steadyNs();
+  RingStats stats;
+  for (;;) {
+    r.submitAndWait(kRingIdleWaitNs);
+    bool woken = false;
+    const unsigned seen = reapRing(stats, nowNs(), &woken);
+    addRingStats(stats);
+    if (woken || seen == 0 || io_.stopped() || steadyNs() - start >= kRingBusyNs) {
+      break;
+    }
+  }
+  if (io_uring_sq_ready(&r.ring_) > 0) {
+    r.submitOnly();  // the sends of the last batch leave now, not after the posted handlers
+  }
+  boost::asio::post(io_, [this] { ringLoop(); });
 }
 
 #endif

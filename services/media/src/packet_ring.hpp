@@ -3,15 +3,16 @@
 //
 // Every stream socket has one multishot recvmsg outstanding that takes its buffers from one
 // provided-buffer ring; the ring runs with DEFER_TASKRUN, so the kernel queues receives as task
-// work and signals an eventfd, which is the only descriptor the worker's Asio reactor watches for
-// the packet path. A readable round runs that work with one io_uring_enter (the receive
-// completions of every ready socket), queues one send SQE per packet (IORING_OP_SEND with the
-// destination address, MSG_DONTWAIT so it completes or fails during the submit, success CQE
-// skipped), submits all of them with the next io_uring_enter (which also collects receives that
-// arrived meanwhile), then hands the buffers back. A round costs two or three system calls
-// however many sockets and packets it serves, where the epoll path costs one recvmmsg and one
-// sendmmsg per ready socket.
-//
+// work and runs them, in one batch, when the worker enters the ring. A pass relays each received
+// datagram with one send SQE (IORING_OP_SEND with the destination address, MSG_DONTWAIT so it
+// completes or fails during the submit, success CQE skipped) and hands the buffers back after
+// the submit.
+// Two ways to wait: with RelaySettings::waitInRing (MediaService) the worker thread sleeps in
+// io_uring_enter itself, which submits the previous pass's sends, waits for a receive and runs
+// the queued receives: one system call per wakeup (Relay::ringLoop); a read of a wake eventfd
+// ends the wait when work is posted to the worker's io_context. Without it (tests that poll the
+// io_context) the ring signals an eventfd that the Asio reactor waits on (Relay::pollRing).
+
 // Built only with liburing (EVOSIP_MEDIA_HAVE_URING); PacketRing::open() returns nullptr when
 // the kernel or a seccomp profile refuses io_uring, and the relay keeps its epoll path.
 
@@ -31,8 +32,8 @@ namespace evosip::media {
 
 class PacketRing {
  public:
-  // A new ring whose completions are signalled on `eventFd`; nullptr when io_uring is not
-  // available (the reason is written to `why`).
+  // A new ring whose completions are signalled on `eventFd` (-1: none, the worker waits inside
+  // the ring); nullptr when io_uring is not available (the reason is written to `why`).
   static std::unique_ptr<PacketRing> open(int eventFd, std::string* why);
   ~PacketRing();
   PacketRing(const PacketRing&) = delete;
@@ -48,7 +49,7 @@ class PacketRing {
   static constexpr unsigned kBufferSize = 2112;  // recvmsg_out header + name + payload, rounded
   static constexpr unsigned kSqEntries = 1024;
 
-  enum Kind : uint64_t { kRecv = 1, kSend = 2, kIgnore = 3 };
+  enum Kind : uint64_t { kRecv = 1, kSend = 2, kIgnore = 3, kWake = 0 };
   static uint64_t tag(Kind k, uint32_t slot, uint16_t gen, uint32_t len = 0) {
     return (uint64_t(k) << 62) | (uint64_t(len & 0x3fff) << 48) | (uint64_t(gen) << 32) | slot;
   }
@@ -73,6 +74,11 @@ class PacketRing {
   // the packets whose sends were just submitted.
   void submitAndCollect();
   void submitOnly();
+  // Submits what is queued and waits, in one io_uring_enter, until a completion is there or
+  // timeoutNs passed; then returns the buffers of the packets whose sends were just submitted.
+  void submitAndWait(int64_t timeoutNs);
+  // Queues a read of the eventfd `fd` whose completion (kind kWake) ends a wait.
+  void armWake(int fd);
   // Deferred receive work is still queued in the kernel (more than one enter's worth).
   bool workPending() const;
   char* buffer(unsigned bid) {
@@ -90,6 +96,8 @@ class PacketRing {
   PacketRing() = default;
   io_uring_buf_ring* bufRing_ = nullptr;
   char* buffers_ = nullptr;
+  unsigned flushSq();
+  uint64_t wakeCount_ = 0;         // the wake eventfd's counter, read by the ring
   std::vector<uint16_t> recycle_;  // buffers to hand back after the next submit
   std::vector<Stream*> slots_;
   std::vector<uint32_t> freeSlots_;

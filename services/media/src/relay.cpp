@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +100,9 @@ Relay::Relay(asio::io_context& io, const RelaySettings& settings, PortRange port
     throw std::invalid_argument("media.bind: " + ep.error().message);
   }
   bindAddress_ = *ep;
+  if (settings_.waitInRing && settings_.ioUring) {
+    wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  }
   for (size_t i = 0; i < kBatch; ++i) {
     batch_->rxIov[i] = {batch_->data[i].data(), kBufferSize};
     batch_->rx[i].msg_hdr.msg_iov = &batch_->rxIov[i];
@@ -118,6 +120,16 @@ Relay::~Relay() {
   ringEvent_.close(ec);
   ring_.reset();
   ::close(epoll_);
+  if (wakeFd_ >= 0) {
+    ::close(wakeFd_);
+  }
+}
+
+void Relay::wake() {
+  if (wakeFd_ >= 0) {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wakeFd_, &one, sizeof one);
+  }
 }
 
 const char* Relay::packetPath() const {
@@ -129,21 +141,29 @@ void Relay::startRing() {
   if (!settings_.ioUring) {
     return;
   }
-  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (efd < 0) {
-    return;
-  }
   std::string why;
-  ring_ = PacketRing::open(efd, &why);
-  if (!ring_) {
+  if (wakeFd_ >= 0) {
+    // The worker waits inside the ring (ringLoop): no eventfd for the reactor.
+    ring_ = PacketRing::open(-1, &why);
+    if (ring_) {
+      ring_->armWake(wakeFd_);
+      ring_->submitOnly();
+      ringLoopRunning_ = true;
+      boost::asio::post(io_, [this] { ringLoop(); });
+      return;
+    }
+  } else if (const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); efd >= 0) {
+    ring_ = PacketRing::open(efd, &why);
+    if (ring_) {
+      ringEvent_.assign(efd);
+      armRing();
+      return;
+    }
     ::close(efd);
-    log::get("media")->info("io_uring not available ({}): relaying with epoll", why);
-    return;
+  } else {
+    why = fmt::format("eventfd: {}", std::strerror(errno));
   }
-  ringEvent_.assign(efd);
-  // Coalescing sleeps (pollRing) of 100 us must not take the default 50 us of timer slack more.
-  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
-  armRing();
+  log::get("media")->info("io_uring not available ({}): relaying with epoll", why);
 }
 
 void Relay::armRing() {

@@ -1,13 +1,18 @@
 // The relay of one worker, in process: ng command bodies in, replies out, and real RTP packets
 // over loopback sockets driven by polling the worker's io_context.
 #include <arpa/inet.h>
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <netinet/in.h>
 #include <string>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 
 #include <evosip/media/ng_options.hpp>
@@ -293,6 +298,81 @@ TEST_P(RelayTest, WebRtcPlaceholderAddressIsNotHold) {
 
 INSTANTIATE_TEST_SUITE_P(PacketPath, RelayTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "IoUring" : "Epoll"; });
+
+// settings.waitInRing (as MediaService runs it): the worker thread waits inside io_uring, relays
+// there, and runs what is posted to its io_context as soon as wake() is called.
+TEST(RelayWaitInRing, RelaysAndRunsPostedWorkPromptly) {
+  boost::asio::io_context io;
+  RelayShared shared;
+  RelaySettings settings;
+  settings.advertise = "127.0.0.1";
+  settings.waitInRing = true;
+  const uint16_t base = static_cast<uint16_t>(40000 + (::getpid() % 500) * 40);
+  Relay relay(io, settings, PortRange{base, uint16_t(base + 39)}, shared);
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread worker([&io] { io.run(); });
+  // Runs fn on the worker (post + wake, as MediaService does) and waits for its result.
+  auto onWorker = [&](auto fn) {
+    std::promise<decltype(fn())> done;
+    auto f = done.get_future();
+    const auto t0 = std::chrono::steady_clock::now();
+    boost::asio::post(io, [&] { done.set_value(fn()); });
+    relay.wake();
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    // Well before the ring's idle wait (1 s) would have returned to the io_context.
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));
+    return f.get();
+  };
+  Phone a, b;
+  auto body = [](const char* cmd, const std::string& sdp) {
+    Value v = Value::makeDict();
+    v.set("command", cmd).set("call-id", "w1").set("from-tag", "ta").set("sdp", sdp);
+    if (std::string_view(cmd) == "answer") {
+      v.set("to-tag", "tb");
+    }
+    return v;
+  };
+  Value o = onWorker([&] { return relay.offer(body("offer", sdpFor(a.port))); });
+  ASSERT_EQ(o.string("result"), "ok");
+  Value an = onWorker([&] { return relay.answer(body("answer", sdpFor(b.port))); });
+  ASSERT_EQ(an.string("result"), "ok");
+  EXPECT_TRUE(onWorker([&] { return relay.waitsInRing(); }) ||
+              std::string_view(relay.packetPath()) != "io_uring");
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  for (int i = 0; i < 20; ++i) {
+    const std::string ab = "a-to-b " + std::to_string(i), ba = "b-to-a " + std::to_string(i);
+    a.sendTo(towardA, ab);  // the port A was given (in the answer), as in the tests above
+    b.sendTo(towardB, ba);
+    std::string gotB, gotA;
+    for (int k = 0; k < 2000 && (gotB.empty() || gotA.empty()); ++k) {
+      if (gotB.empty()) {
+        gotB = b.receive();
+      }
+      if (gotA.empty()) {
+        gotA = a.receive();
+      }
+      if (gotB.empty() || gotA.empty()) {
+        ::usleep(500);
+      }
+    }
+    EXPECT_EQ(gotB, ab);
+    EXPECT_EQ(gotA, ba);
+  }
+  EXPECT_EQ(relay.counters().packetsRelayed.load(), 40u);
+  Value d = onWorker([&] {
+    Value v = Value::makeDict();
+    v.set("command", "delete").set("call-id", "w1");
+    return relay.remove(v);
+  });
+  EXPECT_EQ(d.string("result"), "ok");
+  // Stopping: the worker leaves its io_uring wait at once when woken.
+  const auto t0 = std::chrono::steady_clock::now();
+  io.stop();
+  relay.wake();
+  worker.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));
+}
 
 TEST(NgOptions, FlagsAndUnsupportedFeatures) {
   Value b = Value::makeDict();

@@ -51,6 +51,12 @@ struct RelaySettings {
   uint32_t timeoutS = 60;    // media.timeout_s: calls without packets or signalling are deleted
   uint64_t maxSessions = 0;  // media.max_sessions: 0 = unlimited
   bool ioUring = true;       // media.io_uring: relay with io_uring when the kernel allows it
+  // io_uring path only: the worker thread waits for packets inside io_uring_enter (one system
+  // call per wakeup) instead of in the Asio reactor, and returns to its io_context when wake()
+  // is called (work was posted to it) or at least once a second (its timers). Only for a worker
+  // that runs nothing but this relay and whose posters call wake() (MediaService); false: the ring
+  // signals an eventfd that the io_context waits on (tests that drive the io_context by poll()).
+  bool waitInRing = false;
 };
 
 // Shared by every worker and the ng thread.
@@ -108,6 +114,13 @@ class Relay {
   // the worker thread, when settings.ioUring allows and the kernel accepts it).
   const char* packetPath() const;
 
+  // Makes a worker that waits inside io_uring (settings.waitInRing) return to its io_context
+  // soon, to run what was just posted to it. Any thread; cheap (one eventfd write).
+  void wake();
+  // True when the worker thread is waiting inside io_uring (settings.waitInRing and the ring
+  // is running).
+  bool waitsInRing() const { return ringLoopRunning_; }
+
   // For tests: the steady clock is read through this (nanoseconds).
   void setClockForTest(std::function<int64_t()> now) { now_ = std::move(now); }
 
@@ -129,11 +142,14 @@ class Relay {
   void armRing();
   void pollRing();
   bool drainRing(RingStats& stats);  // true: work left after the round limit
-  // Coalescing on the io_uring path (see pollRing): a pass that found at least
-  // kCoalesceMinPackets packets is followed by one kCoalesceNs after its start.
-  static constexpr uint64_t kCoalesceMinPackets = 2;
-  static constexpr int64_t kCoalesceNs = 100'000;
-  static constexpr int64_t kBusyBudgetNs = 2'000'000;
+  // Relays the completions now in the completion queue; *woken when wake() was called.
+  unsigned reapRing(RingStats& stats, int64_t now, bool* woken);
+  void addRingStats(RingStats& stats);
+  void ringLoop();  // settings.waitInRing: the worker's packet loop, blocking in io_uring_enter
+  // ringLoop returns to the io_context (its timers: the 1 s tick) after this long without a
+  // packet, and after kRingBusyNs of relaying.
+  static constexpr int64_t kRingIdleWaitNs = 1'000'000'000;
+  static constexpr int64_t kRingBusyNs = 100'000'000;
   void relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, RingStats& st);
   void deleteCall(const std::string& callId);
   bencode::Value callStats(const Call& call) const;
@@ -169,6 +185,8 @@ class Relay {
   // With io_uring (packet_ring.hpp) the reactor waits on the ring's eventfd instead, and the
   // epoll set stays empty.
   bool ringTried_ = false;
+  bool ringLoopRunning_ = false;
+  int wakeFd_ = -1;  // eventfd read by the ring (settings.waitInRing), written by wake()
   std::unique_ptr<PacketRing> ring_;
   boost::asio::posix::stream_descriptor ringEvent_;
 };
