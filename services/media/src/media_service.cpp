@@ -1,5 +1,6 @@
 #include <future>
 #include <mutex>
+#include <sys/resource.h>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -340,6 +341,11 @@ MediaService::~MediaService() {
 
 void MediaService::start() {
   Impl& d = *impl_;
+  // A socket per port: the default soft limit (1024) is far below a port range's worth.
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   auto ranges = splitPortRange(d.config.portMin, d.config.portMax, d.pool.size());
   if (!ranges) {
     throw config::ConfigError("media.port_min/media.port_max: " + ranges.error().message);

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +20,7 @@ namespace evosip::media {
 
 #ifndef EVOSIP_MEDIA_HAVE_URING
 
-std::unique_ptr<PacketRing> PacketRing::open(int, std::string* why) {
+std::unique_ptr<PacketRing> PacketRing::open(int, unsigned, std::string* why) {
   *why = "built without liburing";
   return nullptr;
 }
@@ -36,7 +37,7 @@ void Relay::relayRingPacket(Stream&, char*, unsigned, int64_t, RingStats&) {}
 
 #else
 
-std::unique_ptr<PacketRing> PacketRing::open(int eventFd, std::string* why) {
+std::unique_ptr<PacketRing> PacketRing::open(int eventFd, unsigned maxStreams, std::string* why) {
   std::unique_ptr<PacketRing> r(new PacketRing());
   io_uring_params p{};
   // One thread submits and reaps (the worker): receives run as deferred task work when the
@@ -49,6 +50,14 @@ std::unique_ptr<PacketRing> PacketRing::open(int eventFd, std::string* why) {
     return nullptr;
   }
   r->ringOpen_ = true;
+  // Registered files: a send names its socket by table index, without the file lookup and
+  // reference count of every send (fget/fput). The table cannot be larger than RLIMIT_NOFILE
+  // (nor can the number of sockets); a stream without a table entry is named by descriptor.
+  unsigned tableSize = maxStreams + 1;
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < tableSize) {
+    tableSize = static_cast<unsigned>(rl.rlim_cur);
+  }
+  r->fixedFiles_ = io_uring_register_files_sparse(&r->ring_, tableSize) == 0;
   if (eventFd < 0) {
     if (!(p.features & IORING_FEAT_EXT_ARG)) {
       *why = "io_uring without IORING_FEAT_EXT_ARG (waits with a timeout)";
@@ -111,8 +120,8 @@ void PacketRing::armReceive(Stream& s) {
   if (e == nullptr) {
     return;  // cannot happen right after a submit; the stream stays silent rather than crash
   }
-  io_uring_prep_recvmsg_multishot(e, s.fd, &recvTemplate_, 0);
-  e->flags |= IOSQE_BUFFER_SELECT;
+  io_uring_prep_recvmsg_multishot(e, s.ringFixed ? int(s.ringSlot) : s.fd, &recvTemplate_, 0);
+  e->flags |= IOSQE_BUFFER_SELECT | (s.ringFixed ? IOSQE_FIXED_FILE : 0);
   e->buf_group = 0;
   io_uring_sqe_set_data64(e, tag(kRecv, s.ringSlot, s.ringGen));
 }
@@ -125,6 +134,7 @@ void PacketRing::watch(Stream& s) {
   s.ringSlot = freeSlots_.back();
   freeSlots_.pop_back();
   slots_[s.ringSlot] = &s;
+  s.ringFixed = fixedFiles_ && io_uring_register_files_update(&ring_, s.ringSlot, &s.fd, 1) == 1;
   armReceive(s);
   submitOnly();
 }
@@ -139,9 +149,16 @@ void PacketRing::unwatch(Stream& s) {
   // port can be bound again at once). Fails harmlessly off the worker thread (at shutdown, the
   // ring's exit releases it).
   if (io_uring_sqe* e = sqe()) {
-    io_uring_prep_cancel_fd(e, s.fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_prep_cancel_fd(
+        e, s.ringFixed ? int(s.ringSlot) : s.fd,
+        IORING_ASYNC_CANCEL_ALL | (s.ringFixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
     io_uring_sqe_set_data64(e, tag(kIgnore, 0, 0));
     submitOnly();
+  }
+  if (s.ringFixed) {
+    const int none = -1;  // the table's reference to the socket goes too
+    io_uring_register_files_update(&ring_, s.ringSlot, &none, 1);
+    s.ringFixed = false;
   }
   ++s.ringGen;
 }
@@ -239,8 +256,11 @@ void Relay::relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, Rin
     ++st.drops[size_t(DropReason::kSendError)];
     return;
   }
-  io_uring_prep_send(e, out->fd, io_uring_recvmsg_payload(msg, &r.recvTemplate_), size,
-                     MSG_DONTWAIT);
+  io_uring_prep_send(e, out->ringFixed ? int(out->ringSlot) : out->fd,
+                     io_uring_recvmsg_payload(msg, &r.recvTemplate_), size, MSG_DONTWAIT);
+  if (out->ringFixed) {
+    e->flags |= IOSQE_FIXED_FILE;
+  }
   io_uring_prep_send_set_addr(e, out->latch.destination.addr(),
                               static_cast<uint16_t>(out->latch.destination.len));
   e->flags |= IOSQE_CQE_SKIP_SUCCESS;  // only a failed send completes

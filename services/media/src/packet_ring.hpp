@@ -34,7 +34,8 @@ class PacketRing {
  public:
   // A new ring whose completions are signalled on `eventFd` (-1: none, the worker waits inside
   // the ring); nullptr when io_uring is not available (the reason is written to `why`).
-  static std::unique_ptr<PacketRing> open(int eventFd, std::string* why);
+  // At most maxStreams sockets are watched at once (the size of the registered file table).
+  static std::unique_ptr<PacketRing> open(int eventFd, unsigned maxStreams, std::string* why);
   ~PacketRing();
   PacketRing(const PacketRing&) = delete;
   PacketRing& operator=(const PacketRing&) = delete;
@@ -102,6 +103,7 @@ class PacketRing {
   std::vector<Stream*> slots_;
   std::vector<uint32_t> freeSlots_;
   bool ringOpen_ = false;
+  bool fixedFiles_ = false;  // the registered file table exists
 #endif
 };
 

@@ -142,9 +142,11 @@ void Relay::startRing() {
     return;
   }
   std::string why;
+  // Every port of this worker's range is one socket at most (an RTP and an RTCP port per pair).
+  const auto maxStreams = static_cast<unsigned>(2 * ports_.capacity());
   if (wakeFd_ >= 0) {
     // The worker waits inside the ring (ringLoop): no eventfd for the reactor.
-    ring_ = PacketRing::open(-1, &why);
+    ring_ = PacketRing::open(-1, maxStreams, &why);
     if (ring_) {
       ring_->armWake(wakeFd_);
       ring_->submitOnly();
@@ -153,7 +155,7 @@ void Relay::startRing() {
       return;
     }
   } else if (const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); efd >= 0) {
-    ring_ = PacketRing::open(efd, &why);
+    ring_ = PacketRing::open(efd, maxStreams, &why);
     if (ring_) {
       ringEvent_.assign(efd);
       armRing();

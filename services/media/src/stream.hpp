@@ -31,6 +31,7 @@ struct Stream {
   // generation, so a completion for a closed stream is recognised and ignored).
   uint32_t ringSlot = 0;
   uint16_t ringGen = 0;
+  bool ringFixed = false;  // the socket is in the ring's registered file table at ringSlot
 };
 
 struct MediaSlot {
