@@ -234,6 +234,19 @@ TEST_F(AppCoreTest, PacedSendsWithAndWithoutIoUringCarryTheSameStream) {
     EXPECT_EQ(last->header.sequence, uint16_t(first->header.sequence + 9));
     EXPECT_EQ(last->header.timestamp, first->header.timestamp + 9 * 160);
     EXPECT_EQ(core_->counters().rtpSent.load(), 10u);
+    // The call's RTP socket is closed with the call: its port can be bound again.
+    const std::string ok = find("SIP/2.0 200 OK");
+    const auto m = ok.find("m=audio ");
+    ASSERT_NE(m, std::string::npos);
+    const int port = std::stoi(ok.substr(m + 8));
+    ASSERT_TRUE(runUntil([&] { return core_->calls() == 0; }));
+    const int again = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    EXPECT_EQ(::bind(again, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << port;
+    ::close(again);
   }
 }
 

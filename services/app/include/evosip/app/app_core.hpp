@@ -172,6 +172,8 @@ class AppCore final : public transaction::TransactionUser {
   void armPacing();
   void onPacing();
   void paceSlot(const PacingGrid::Tick& tick);
+  // Submits the queued paced sends; their lateness behind tick.due goes to the window.
+  void submitPaced(const PacingGrid::Tick& tick, uint64_t& batched);
   // paced: may go into the tick's io_uring batch (sent at the end of the tick).
   void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples,
                  bool paced = false);
