@@ -69,6 +69,8 @@ WORKERS = int(os.environ.get("WORKERS", "2"))
 EVOSIP_BIN = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
 REQUIRE_BOTH = os.environ.get("REQUIRE_BOTH", "") == "1"
 HTABLE = os.environ.get("KAMAILIO_HTABLE", "1") != "0"
+# SIDES=evosip runs evosip alone (profiling, iterating on a change); no ratios are printed then.
+SIDES = [s for s in os.environ.get("SIDES", "").split(",") if s]
 KAMAILIO_CFG = os.path.join(ROOT, "bench", "kamailio", "router.cfg")
 # tlsf: Debian's default q_malloc is built without MEM_JOIN_FREE, so freed transaction cells
 # fragment the shm pool until "Free fragment not found" (seen at 256 MB: out of memory and a
@@ -414,12 +416,16 @@ def main():
             variants += [("kamailio-ht", ("AUTH_HTABLE",)),
                          ("kamailio-sl", ("AUTH_HTABLE", "STATELESS"))]
         for name, defines in variants:
+            if SIDES and name not in SIDES:
+                continue
             try:
                 sides.append(start_kamailio(work, cleanup, name, dbdir, defines))
             except Exception as e:  # noqa: BLE001
                 print(f"{name}: FAILED TO START: {e}", file=sys.stderr)
                 failed_sides.append(name)
-        if os.path.isfile(EVOSIP_BIN) and os.access(EVOSIP_BIN, os.X_OK):
+        if SIDES and "evosip" not in SIDES:
+            pass
+        elif os.path.isfile(EVOSIP_BIN) and os.access(EVOSIP_BIN, os.X_OK):
             try:
                 ev, prov = start_evosip(work, cleanup, users + [CALLEE])
                 sides.append(ev)

@@ -827,6 +827,7 @@ class SipClient:
         self.remote = remote
         self.timeout = timeout
         self._buf = b""
+        self.log: List[SipMessage] = []  # every message received, in order
         if self.transport == "UDP":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((HOST, 0))
@@ -873,10 +874,13 @@ class SipClient:
                 except socket.timeout:
                     return None
                 if data.strip():  # skip keep-alives
-                    return SipMessage.parse(data, src)
+                    msg = SipMessage.parse(data, src)
+                    self.log.append(msg)
+                    return msg
         while True:
             msg = self._frame()
             if msg is not None:
+                self.log.append(msg)
                 return msg
             left = deadline - time.monotonic()
             if left <= 0:

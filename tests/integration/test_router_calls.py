@@ -5,11 +5,14 @@ X-Evosip-Action: Playback / X-Evosip-Sound: welcome, and no X-Evosip-* back to t
 Skips until `evosip router` exists."""
 
 import os
+import socket
+import threading
 import time
 import unittest
 
-from harness import (HOST, ROUTER_DOMAIN, RouterTestCase, SipClient, create_subscribers,
-                     free_port, make_users, raw_invite, scenario, wait_until)
+from harness import (HOST, ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage,
+                     build_response, create_subscribers, free_port, make_users, raw_invite,
+                     scenario, via_params, wait_until)
 
 CALLS = 5
 
@@ -99,6 +102,61 @@ class RouterCalls(RouterTestCase):
         with open(caller.msg_path, encoding="utf-8", errors="replace") as f:
             caller_log = f.read()
         self.assertNotRegex(caller_log, r"(?im)^X-Evosip-", "X-Evosip-* reached the caller")
+
+    def test_answers_come_back_to_the_worker_that_sent_the_request(self):
+        """The router forwards from its worker's egress port (named in its Via), the edge from
+        the egress port its Call-ID hashes to; answers to the egress port and, from a peer that
+        ignores the Via, to the router's listen port both reach the caller."""
+        app = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        app.bind((HOST, self.app_port))
+        app.settimeout(10)
+        self.addCleanup(app.close)
+        result = {}
+        client = self.client()
+
+        def call():
+            first, final = raw_invite(client, f"sip:100@{ROUTER_DOMAIN}", caller=self.alice[0],
+                                      password=self.alice[1], timeout=10)
+            result.update(first=first, final=final)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        self.addCleanup(caller.join, 15)
+        data, src = app.recvfrom(70000)
+        invite = SipMessage.parse(data, src)
+        self.assertEqual(invite.method, "INVITE", str(invite))
+        vias = [v for h in invite.all("Via") for v in h.split(",")]
+        router_via, edge_via = vias[0].strip(), vias[1].strip()
+        router_port = int(router_via.split(";")[0].rsplit(":", 1)[1])
+        edge_port = int(edge_via.split(";")[0].rsplit(":", 1)[1])
+        self.assertEqual(router_port, src[1], "the Via names the port the INVITE left from")
+        self.assertNotEqual(router_port, self.p.router.sip_port, "not the listen port")
+        self.assertNotEqual(edge_port, self.p.edge.sip_port,
+                            "the edge forwards from an egress port, not its listen port")
+        self.assertIn("branch", via_params(router_via))
+        # Provisionals to the router's listen port, each from another source port (the
+        # SO_REUSEPORT hash picks any worker): handed to the worker that holds the call.
+        others = []
+        for code, reason in ((180, "Ringing"), (181, "Forwarded"), (182, "Queued"),
+                             (183, "Progress")):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((HOST, 0))
+            others.append(s)
+            s.sendto(build_response(invite, code, reason, to_tag="app1"),
+                     (HOST, self.p.router.sip_port))
+        for s in others:
+            s.close()
+        time.sleep(0.3)
+        app.sendto(build_response(invite, 486, "Busy Here", to_tag="app1"), src)
+        ack, _ = app.recvfrom(70000)  # the router's hop-by-hop ACK, to the egress port
+        self.assertTrue(ack.startswith(b"ACK "), ack[:200])
+        caller.join(15)
+        self.assertIsNotNone(result.get("final"), "no final answer")
+        self.assertEqual(result["final"].status, 486, str(result["final"]))
+        statuses = [m.status for m in client.log if m.is_response]
+        for code in (180, 181, 182, 183):
+            self.assertIn(code, statuses, f"{code} lost on its way to the caller: {statuses}")
+        self.assertAlive(self.p.router)
 
 
 if __name__ == "__main__":

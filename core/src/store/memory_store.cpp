@@ -390,6 +390,7 @@ MemoryStore::MemoryStore(std::shared_ptr<MemoryDatabase> database,
     : database_(std::move(database)),
       executor_(std::move(executor)),
       sweeper_(std::make_shared<Sweeper>(database_, executor_)) {
+  ioExecutor_ = executor_.target<boost::asio::io_context::executor_type>();
   if (database_->settings().sweepInterval.count() > 0) {
     sweeper_->schedule();
   }
@@ -401,6 +402,10 @@ MemoryStore::~MemoryStore() {
 
 template <typename T>
 void MemoryStore::complete(Callback<T> done, Result<T> result) {
+  if (ioExecutor_ != nullptr && ioExecutor_->running_in_this_thread()) {
+    done(std::move(result));
+    return;
+  }
   boost::asio::post(executor_, [done = std::move(done), result = std::move(result)]() mutable {
     done(std::move(result));
   });

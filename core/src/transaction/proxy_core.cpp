@@ -104,7 +104,12 @@ bool ProxyCore::isSelf(const sip::Uri& uri) const {
 
 bool ProxyCore::isOurVia(const sip::Via& via) const {
   const uint16_t port = via.port == 0 ? 5060 : via.port;
-  return iequals(via.host, settings_.viaHost) && port == settings_.viaPort;
+  if (!iequals(via.host, settings_.viaHost)) {
+    return false;
+  }
+  return port == settings_.viaPort ||
+         std::find(settings_.alsoViaPorts.begin(), settings_.alsoViaPorts.end(), port) !=
+             settings_.alsoViaPorts.end();
 }
 
 // ---- requests ----
@@ -238,10 +243,18 @@ void ProxyCore::applyRoutes(const sip::Message& msg, const RoutePlan& plan,
   }
 }
 
-std::string ProxyCore::viaValue(const Destination& to, std::string_view branch) const {
+std::string ProxyCore::viaValue(Destination& to, std::string_view branch, bool egress) const {
+  uint16_t port = settings_.viaPort;
+  if (egress && to.protocol == transport::Protocol::kUdp && !to.connection.valid() &&
+      settings_.egress >= 0) {
+    if (uint16_t p = settings_.egressPort[to.remote.ip.is_v6() ? 1 : 0]; p != 0) {
+      to.egress = settings_.egress;
+      port = p;
+    }
+  }
   std::string v = "SIP/2.0/";
   v.append(transport::viaTransportName(to.protocol)).append(" ").append(settings_.viaHost);
-  v.append(":").append(std::to_string(settings_.viaPort)).append(";branch=").append(branch);
+  v.append(":").append(std::to_string(port)).append(";branch=").append(branch);
   return v;
 }
 
@@ -286,11 +299,14 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
     // 16.6: the next hop is the first Route (ours first, then the request's), else the URI.
     std::optional<Destination> to = target.nextHop;
     const std::string_view ruri = target.uri.empty() ? plan.info.requestUri : target.uri;
+    bool routed = false;
     if (!to) {
       if (!target.routeSet.empty()) {
         to = nextHopOf(target.routeSet.front());
+        routed = true;
       } else if (!plan.info.nextRoute.empty()) {
         to = nextHopOf(plan.info.nextRoute);
+        routed = true;
       } else {
         to = nextHopOf(ruri);
       }
@@ -308,7 +324,7 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
       edit.replaceValue(*mfHeader, mf);
     }
     const std::string branch = layer_.newBranch();
-    edit.prependHeader("Via", viaValue(*to, branch));
+    edit.prependHeader("Via", viaValue(*to, branch, !routed));
     if (recordRoute) {
       edit.prependHeader("Record-Route", "<" + options.recordRoute + ">");
     }
@@ -387,7 +403,7 @@ void ProxyCore::onAck(const sip::Message& ack, const Source&) {
   std::string branch = "z9hG4bK";
   wire::appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
   branch.push_back('s');
-  edit.prependHeader("Via", viaValue(*to, branch));
+  edit.prependHeader("Via", viaValue(*to, branch, plan.info.nextRoute.empty()));
   edit.writeTo(out_);
   ++stats_.statelessForwarded;
   send_(*to, out_);

@@ -76,8 +76,29 @@ std::string TransactionLayer::newBranch() {
   std::string b = "z9hG4bK";
   // mix64 is a bijection: distinct counters give distinct branches for one seed.
   wire::appendHex(b, mix64(settings_.branchSeed ^ mix64(++branchCounter_)));
+  if (settings_.branchWorker >= 0) {
+    b.push_back('w');
+    b.append(std::to_string(settings_.branchWorker));
+  }
   b.push_back('t');
   return b;
+}
+
+std::optional<size_t> TransactionLayer::workerOfBranch(std::string_view branch) {
+  // "z9hG4bK" + 16 hex digits + "w" + decimal + "t"
+  constexpr size_t kHexEnd = 7 + 16;
+  if (branch.size() < kHexEnd + 3 || branch.back() != 't' || branch[kHexEnd] != 'w' ||
+      branch.size() > kHexEnd + 12) {
+    return std::nullopt;
+  }
+  size_t worker = 0;
+  for (char c : branch.substr(kHexEnd + 1, branch.size() - kHexEnd - 2)) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    worker = worker * 10 + static_cast<size_t>(c - '0');
+  }
+  return worker;
 }
 
 Transaction* TransactionLayer::find(uint64_t id) const {

@@ -176,7 +176,8 @@ struct WorkerState {
 
   void armUdp(const std::shared_ptr<UdpSocket>& s);
   void drainUdp(const std::shared_ptr<UdpSocket>& s);
-  bool sendUdp(const Endpoint& to, std::string_view data);
+  // fd < 0: this worker's listen socket of the family.
+  bool sendUdp(const Endpoint& to, std::string_view data, int fd = -1);
   void flushSends();
   void beginBatch() { ++batchDepth; }
   void endBatch() {
@@ -219,6 +220,13 @@ struct SipTransport::Impl {
   TransportStats stats;
   std::vector<ListenSpec> bound;
   std::vector<std::shared_ptr<WorkerState>> workers;  // never shrinks after start()
+  // Egress sockets by index (worker * egressPerWorker + k) and family (v4, v6); fixed after
+  // start(). The sockets are owned (and closed) by their worker's WorkerState::udp.
+  struct Egress {
+    int fd[2] = {-1, -1};
+    uint16_t port[2] = {0, 0};
+  };
+  std::vector<Egress> egress;
   bool hasUdpFamily[2] = {false, false};
   std::atomic<bool> started{false};
   bool stopped = false;
@@ -232,7 +240,17 @@ struct SipTransport::Impl {
   }
 
   void bindUdp(const ListenSpec& spec);
+  void bindEgress(const ListenSpec& spec);
   void bindTcp(const ListenSpec& spec);
+  // The fd a UDP send uses: -1 for the listen socket, else the egress socket's (-2: none).
+  int egressFd(const Destination& to) const {
+    if (to.egress < 0) {
+      return -1;
+    }
+    const size_t i = static_cast<size_t>(to.egress);
+    const int fd = i < egress.size() ? egress[i].fd[to.remote.ip.is_v6() ? 1 : 0] : -1;
+    return fd < 0 ? -2 : fd;
+  }
 };
 
 WorkerState::WorkerState(const SipTransport::Handler& h, TransportStats& st, runtime::Worker& w,
@@ -345,12 +363,14 @@ void WorkerState::drainUdp(const std::shared_ptr<UdpSocket>& s) {
   armUdp(s);
 }
 
-bool WorkerState::sendUdp(const Endpoint& to, std::string_view data) {
-  UdpSocket* s = udpByFamily[to.ip.is_v6() ? 1 : 0];
-  if (s == nullptr || s->closed) {
-    return false;
+bool WorkerState::sendUdp(const Endpoint& to, std::string_view data, int fd) {
+  if (fd < 0) {
+    UdpSocket* s = udpByFamily[to.ip.is_v6() ? 1 : 0];
+    if (s == nullptr || s->closed) {
+      return false;
+    }
+    fd = s->socket.native_handle();
   }
-  const int fd = s->socket.native_handle();
   if (batchDepth > 0 && data.size() <= sendCapacity) {
     if (sendCount == sendMsgs.size() || sendUsed + data.size() > sendCapacity) {
       flushSends();
@@ -740,6 +760,38 @@ void SipTransport::Impl::bindUdp(const ListenSpec& spec) {
   bound.push_back(ListenSpec{Protocol::kUdp, Endpoint{spec.endpoint.ip, port}});
 }
 
+void SipTransport::Impl::bindEgress(const ListenSpec& spec) {
+  const int family = spec.endpoint.ip.is_v6() ? 1 : 0;
+  const size_t per = settings.egressPerWorker;
+  egress.resize(workers.size() * per);
+  for (size_t wi = 0; wi < workers.size(); ++wi) {
+    auto& w = workers[wi];
+    for (size_t k = 0; k < per; ++k) {
+      auto s = std::make_shared<UdpSocket>(*w, w->worker.io(), Endpoint{spec.endpoint.ip, 0});
+      boost::system::error_code ec;
+      udp::endpoint ep(spec.endpoint.ip, 0);
+      s->socket.open(ep.protocol(), ec);
+      if (ec) {
+        throwBindError(spec, ec);
+      }
+      w->udp.push_back(s);
+      if (spec.endpoint.ip.is_v6()) {
+        s->socket.set_option(asio::ip::v6_only(true), ec);
+      }
+      setBigBuffers(s->socket.native_handle());
+      s->socket.non_blocking(true, ec);
+      s->socket.bind(ep, ec);
+      if (ec) {
+        throwBindError(spec, ec);
+      }
+      s->local.port = s->socket.local_endpoint(ec).port();
+      Egress& e = egress[wi * per + k];
+      e.fd[family] = s->socket.native_handle();
+      e.port[family] = s->local.port;
+    }
+  }
+}
+
 void SipTransport::Impl::bindTcp(const ListenSpec& spec) {
   uint16_t port = spec.endpoint.port;
   for (auto& w : workers) {
@@ -789,10 +841,15 @@ void SipTransport::start() {
     m.workers.push_back(
         std::make_shared<WorkerState>(m.handler, m.stats, m.pool.at(i), m.settings));
   }
+  bool egressFamily[2] = {false, false};
   for (const ListenSpec& spec : m.settings.listen) {
     switch (spec.protocol) {
       case Protocol::kUdp:
         m.bindUdp(spec);
+        if (m.settings.egressPerWorker > 0 && !egressFamily[spec.endpoint.ip.is_v6() ? 1 : 0]) {
+          egressFamily[spec.endpoint.ip.is_v6() ? 1 : 0] = true;
+          m.bindEgress(spec);
+        }
         break;
       case Protocol::kTcp:
         m.bindTcp(spec);
@@ -865,6 +922,22 @@ const TransportStats& SipTransport::stats() const {
   return impl_->stats;
 }
 
+size_t SipTransport::egressCount() const {
+  return impl_->egress.size();
+}
+
+std::optional<uint16_t> SipTransport::egressPort(size_t index, bool v6) const {
+  if (index >= impl_->egress.size() || impl_->egress[index].port[v6 ? 1 : 0] == 0) {
+    return std::nullopt;
+  }
+  return impl_->egress[index].port[v6 ? 1 : 0];
+}
+
+size_t SipTransport::egressWorker(size_t index) const {
+  const size_t per = impl_->settings.egressPerWorker;
+  return per == 0 ? 0 : index / per;
+}
+
 bool SipTransport::send(const Destination& to, std::string_view data) {
   Impl& m = *impl_;
   if (!m.started.load(std::memory_order_acquire)) {
@@ -872,16 +945,21 @@ bool SipTransport::send(const Destination& to, std::string_view data) {
   }
   WorkerState* self = m.current();
   if (to.protocol == Protocol::kUdp) {
+    const int fd = m.egressFd(to);
+    if (fd == -2) {
+      m.stats.udpSendErrors.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
     if (self != nullptr) {
-      return self->sendUdp(to.remote, data);
+      return self->sendUdp(to.remote, data, fd);
     }
     if (!m.hasUdpFamily[to.remote.ip.is_v6() ? 1 : 0]) {
       return false;
     }
     auto w = m.workers[0];
-    asio::post(w->worker.io(), [w, remote = to.remote, bytes = std::string(data)] {
+    asio::post(w->worker.io(), [w, fd, remote = to.remote, bytes = std::string(data)] {
       if (!w->stopped) {
-        w->sendUdp(remote, bytes);
+        w->sendUdp(remote, bytes, fd);
       }
     });
     return true;

@@ -247,6 +247,39 @@ bool EdgeProxy::isSelfHostPort(std::string_view host, uint16_t port) const {
   return false;
 }
 
+bool EdgeProxy::isSelfVia(std::string_view host, uint16_t port) const {
+  if (isSelfHostPort(host, port)) {
+    return true;
+  }
+  if (port == 0 || settings_.egressPorts.empty()) {
+    return false;
+  }
+  bool ourPort = false;
+  for (const auto& e : settings_.egressPorts) {
+    ourPort = ourPort || e[0] == port || e[1] == port;
+  }
+  if (!ourPort) {
+    return false;
+  }
+  for (const auto& h : selfHosts_) {
+    if (iequals(host, h)) {
+      return true;
+    }
+  }
+  return iequals(host, self4_.host) || iequals(host, self6_.host);
+}
+
+int32_t EdgeProxy::egressFor(std::string_view callId, const transport::Endpoint& router,
+                             uint16_t& port) const {
+  const auto& e = settings_.egressPorts;
+  if (e.empty()) {
+    return -1;
+  }
+  const size_t i = hash64(callId, 0x65677265) % e.size();
+  port = e[i][router.ip.is_v6() ? 1 : 0];
+  return port == 0 ? -1 : static_cast<int32_t>(i);
+}
+
 bool EdgeProxy::isSelf(const sip::Uri& uri) const {
   return uri.isSip() && isSelfHostPort(uri.host, uri.port);
 }
@@ -405,7 +438,7 @@ bool EdgeProxy::isLoop(const sip::Message& msg, std::string_view loopHex) const 
     sip::ValueSplitter values(h.value);
     while (auto v = values.next()) {
       auto via = sip::parseVia(*v);
-      if (!via || !isSelfHostPort(via->host, via->port)) {
+      if (!via || !isSelfVia(via->host, via->port)) {
         continue;
       }
       auto branch = via->branch();
@@ -615,7 +648,14 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
   // transport name follows the next hop.
   std::string& via = w.via;
   via.assign("SIP/2.0/").append(transport::viaTransportName(next.protocol));
-  via.append(" ").append(self.hostPort).append(";branch=").append(branch);
+  uint16_t egressPort = 0;
+  const int32_t egress = routerIndex != SIZE_MAX ? egressFor(callId, next.remote, egressPort) : -1;
+  if (egress >= 0) {
+    via.append(" ").append(self.host).append(":").append(std::to_string(egressPort));
+  } else {
+    via.append(" ").append(self.hostPort);
+  }
+  via.append(";branch=").append(branch);
   if (!fromRouter && src.protocol != Protocol::kUdp) {
     via.append(";ft=");
     tokens_.encode(clientFlow, via);
@@ -673,7 +713,7 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
   if (routerIndex != SIZE_MAX) {
     const bool track = msg.method() != sip::Method::kAck;
     uint64_t key = txHash ^ (msg.method() == sip::Method::kCancel ? 0x63616e63656cULL : 0);
-    sendToRouter(w, worker, key, callId, routerIndex,
+    sendToRouter(w, worker, key, callId, routerIndex, egress,
                  Destination{src.protocol, src.remote, src.connection}, track);
     return;
   }
@@ -683,11 +723,11 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
 }
 
 void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::string_view callId,
-                             size_t router, const Destination& client, bool track) {
+                             size_t router, int32_t egress, const Destination& client, bool track) {
   RouterSet& routers = *w.routers;
   RouterTarget& target = routers.at(router);
   target.forwarded.fetch_add(1, std::memory_order_relaxed);
-  if (!send_(Destination{Protocol::kUdp, target.endpoint, {}}, w.out)) {
+  if (!send_(Destination{Protocol::kUdp, target.endpoint, {}, egress}, w.out)) {
     WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kSendFailed)]);
   }
   if (!track || settings_.routerTimeout.count() <= 0) {
@@ -768,7 +808,11 @@ void EdgeProxy::onTick(size_t worker) {
     WorkerCounters::bump(w.counters.failovers);
     RouterTarget& t = routers.at(nextRouter);
     t.forwarded.fetch_add(1, std::memory_order_relaxed);
-    send_(Destination{Protocol::kUdp, t.endpoint, {}}, p.bytes);
+    // The kept copy carries the Via port of the call's egress socket: the same one again (a
+    // router of the other address family gets it from the listen socket, Via unchanged).
+    uint16_t port = 0;
+    int32_t egress = egressFor(p.callId, t.endpoint, port);
+    send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);
     p.router = nextRouter;
     p.generation = w.routersGeneration;
     p.attempts += 1;
@@ -783,7 +827,7 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
                                const transport::Source& src) {
   const auto* viaHeader = msg.find(sip::HeaderId::kVia);
   auto ours = msg.topVia();
-  if (!viaHeader || !ours || !isSelfHostPort(ours->host, ours->port)) {
+  if (!viaHeader || !ours || !isSelfVia(ours->host, ours->port)) {
     WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNotOurVia)]);
     return;
   }

@@ -22,6 +22,7 @@ EdgeConfig readEdgeConfig(config::Document& doc) {
   c.edge.maxPendingPerWorker =
       static_cast<size_t>(doc.getInt("edge.max_pending", 50000, 100, 10000000));
   c.edge.flowSecret = config::readSecret(doc.getString("edge.flow_secret", ""));
+  c.egressPerWorker = static_cast<size_t>(doc.getInt("edge.egress_sockets", 2, 0, 64));
   c.edge.advertiseHost = c.common.advertiseHost;
   c.edge.advertisePort = c.common.advertisePort;
   c.edge.limits.maxSize = c.common.maxMessageSize;
@@ -238,14 +239,20 @@ void EdgeService::start() {
   if (!routers) {
     throw config::ConfigError("edge.routers: " + routers.error().message);
   }
+  auto transportSettings = role::transportSettings(d.config.common);
+  transportSettings.egressPerWorker = d.config.egressPerWorker;
   d.transport = std::make_unique<transport::SipTransport>(
-      d.pool, role::transportSettings(d.config.common),
+      d.pool, std::move(transportSettings),
       [&d](runtime::Worker& worker, const transport::Packet& packet) {
         d.proxy->onPacket(worker.index(), packet);
       });
   d.transport->start();  // binds: resolves port 0 before the proxy learns its own address
   EdgeSettings settings = d.config.edge;
   settings.listen = d.transport->bound();
+  for (size_t i = 0; i < d.transport->egressCount(); ++i) {
+    settings.egressPorts.push_back({d.transport->egressPort(i, false).value_or(0),
+                                    d.transport->egressPort(i, true).value_or(0)});
+  }
   d.proxy = std::make_unique<EdgeProxy>(
       settings, *routers, d.pool.size(), runtime::SteadyClock::instance(),
       [&d](const transport::Destination& to, std::string_view bytes) {

@@ -34,7 +34,8 @@ std::string pathSegment(std::string_view s) {
 
 // Every layer (each worker of each router) mixes its own random seed into its branches, so no
 // two make the same branch (RFC 3261 8.1.1.7: unique across space and time).
-transaction::LayerSettings withRandomSeed(transaction::LayerSettings s) {
+transaction::LayerSettings withRandomSeed(transaction::LayerSettings s, int32_t worker) {
+  s.branchWorker = worker;
   unsigned char raw[8];
   RAND_bytes(raw, sizeof raw);
   for (unsigned char c : raw) {
@@ -212,7 +213,8 @@ class Router::StoreNonceCounts final : public auth::NonceCountStore {
 };
 
 Router::Router(RouterShared& shared, boost::asio::io_context& io,
-               std::unique_ptr<store::Store> store, const runtime::Clock& clock, SendFn send)
+               std::unique_ptr<store::Store> store, const runtime::Clock& clock, SendFn send,
+               std::optional<transaction::ProxySettings> proxy, int32_t worker)
     : shared_(shared),
       io_(io),
       apiPool_(io, shared.settings().api),
@@ -264,8 +266,8 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
                   done(std::move(lookup));
                 });
           }),
-      proxy_(shared.settings().proxy, withRandomSeed(shared.settings().layer), clock,
-             std::move(send), *this),
+      proxy_(proxy ? std::move(*proxy) : shared.settings().proxy,
+             withRandomSeed(shared.settings().layer, worker), clock, std::move(send), *this),
       ng_(io, shared.settings().ng) {}
 
 Router::~Router() {

@@ -1,5 +1,6 @@
 #include <future>
 #include <unistd.h>
+#include <unordered_map>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -51,6 +52,7 @@ RouterConfig readRouterConfig(config::Document& doc) {
   r.dialogMaxDuration =
       std::chrono::seconds(doc.getInt("router.dialog_max_duration_s", 43200, 60, 604800));
   const bool recordRoute = doc.getBool("router.record_route", false);
+  c.egressSockets = doc.getBool("router.egress_sockets", true);
   r.instanceId = doc.getString("router.instance_id", "");
   // Server transactions a worker holds before it answers 503: a REGISTER's transaction lives
   // 32 s after its answer (RFC 3261 Timer J), so 4,000 registrations/s from one peer (one
@@ -170,6 +172,8 @@ struct RouterService::Impl {
   std::unique_ptr<role::WorkerTicks> ticks;
   std::atomic<bool> ready{false};
   std::atomic<uint64_t> parseDrops{0};
+  // Egress port -> the worker that owns it (router.egress_sockets); empty: Call-ID ownership.
+  std::unordered_map<uint16_t, size_t> egressPorts;
 
   void onPacket(runtime::Worker& worker, const transport::Packet& packet) {
     auto msg = sip::Message::parse(packet.data);
@@ -191,8 +195,28 @@ struct RouterService::Impl {
       routers[worker.index()]->onMessage(*msg, packet.source);
       return;
     }
-    // The worker of the Call-ID owns the call's transactions.
-    const size_t owner = hash64(msg->callId()) % routers.size();
+    size_t owner = worker.index();
+    if (egressPorts.empty()) {
+      // The worker of the Call-ID owns the call's transactions.
+      owner = hash64(msg->callId()) % routers.size();
+    } else if (msg->isResponse()) {
+      // Our requests leave from the sending worker's egress port (in our Via) and the answers
+      // come back to that socket; a request that followed a Route left from the listen port,
+      // and its answer is handed to the worker named in the branch.
+      if (auto via = msg->topVia()) {
+        if (auto it = egressPorts.find(via->port); via->port != 0 && it != egressPorts.end()) {
+          owner = it->second;
+        } else if (auto branch = via->branch()) {
+          if (auto w = transaction::TransactionLayer::workerOfBranch(*branch);
+              w && *w < routers.size()) {
+            owner = *w;
+          }
+        }
+      }
+    }
+    // Otherwise the worker that received a request owns its transactions: retransmissions,
+    // its ACK and CANCEL come over the same flow (the same SO_REUSEPORT hash, the same TCP
+    // connection) to the same worker.
     if (owner == worker.index()) {
       routers[owner]->onMessage(*msg, packet.source);
       return;
@@ -550,9 +574,23 @@ void RouterService::start() {
       std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan, *apps);
   d.shared->setMedia(*role::TargetSet::buildAddresses(d.config.mediaRelays, 2223));
   d.storeFactory = store::makeStoreFactory(d.config.store);
+  auto transportSettings = role::transportSettings(d.config.common);
+  transportSettings.egressPerWorker = d.config.egressSockets ? 1 : 0;
   d.transport = std::make_unique<transport::SipTransport>(
-      d.pool, role::transportSettings(d.config.common),
+      d.pool, std::move(transportSettings),
       [&d](runtime::Worker& w, const transport::Packet& p) { d.onPacket(w, p); });
+  // Bound before the routers are made (they need the egress ports); nothing is received
+  // before the pool starts.
+  d.transport->start();
+  std::vector<uint16_t> egressPorts;
+  for (size_t i = 0; i < d.transport->egressCount(); ++i) {
+    for (bool v6 : {false, true}) {
+      if (auto port = d.transport->egressPort(i, v6)) {
+        d.egressPorts[*port] = d.transport->egressWorker(i);
+        egressPorts.push_back(*port);
+      }
+    }
+  }
   auto& latency = d.metrics.histogramFamily("evosip_router_store_latency_seconds",
                                             "Store operations, from request to answer");
   const prometheus::Histogram::BucketBoundaries buckets{
@@ -561,6 +599,13 @@ void RouterService::start() {
       &latency.Add({{"op", "bindings"}}, buckets), &latency.Add({{"op", "dialogs"}}, buckets),
       &latency.Add({{"op", "nonce_count"}}, buckets), &latency.Add({{"op", "ping"}}, buckets)};
   for (size_t w = 0; w < d.pool.size(); ++w) {
+    transaction::ProxySettings proxy = d.config.router.proxy;
+    if (d.transport->egressCount() > 0) {
+      proxy.egress = static_cast<int32_t>(w);  // one egress socket per worker
+      proxy.egressPort[0] = d.transport->egressPort(w, false).value_or(0);
+      proxy.egressPort[1] = d.transport->egressPort(w, true).value_or(0);
+      proxy.alsoViaPorts = egressPorts;
+    }
     d.routers.push_back(std::make_unique<Router>(
         *d.shared, d.pool.at(w).io(),
         std::make_unique<TimedStore>(d.storeFactory->open(d.pool.at(w).io().get_executor()),
@@ -568,9 +613,9 @@ void RouterService::start() {
         runtime::SteadyClock::instance(),
         [&d](const transport::Destination& to, std::string_view bytes) {
           return d.transport->send(to, bytes);
-        }));
+        },
+        std::move(proxy), d.egressPorts.empty() ? -1 : static_cast<int32_t>(w)));
   }
-  d.transport->start();
   d.registerRpc();
   d.registerMetrics();
   role::exportTransportMetrics(d.metrics, *d.transport);

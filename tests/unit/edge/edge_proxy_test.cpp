@@ -1,4 +1,6 @@
 #include <manual_clock.hpp>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,8 +30,10 @@ class EdgeProxyTest : public ::testing::Test {
  protected:
   void SetUp() override { make({"sip:127.0.0.1:5070"}); }
 
-  void make(const std::vector<std::string>& routers, double rate = 0) {
+  void make(const std::vector<std::string>& routers, double rate = 0,
+            std::vector<std::array<uint16_t, 2>> egress = {}) {
     EdgeSettings s;
+    s.egressPorts = std::move(egress);
     s.listen = {{Protocol::kUdp, ep("127.0.0.1", 5060)}, {Protocol::kTcp, ep("127.0.0.1", 5060)}};
     s.routerTimeout = 500ms;
     s.holdDown = 10s;
@@ -144,6 +148,50 @@ TEST_F(EdgeProxyTest, ResponseFromRouterGoesBackToTheClientByVia) {
   EXPECT_EQ(m.topVia()->host, "10.1.1.1");
   EXPECT_EQ(sent[0].bytes.find("X-Evosip"), std::string::npos);
   EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);  // answered: nothing to fail over
+}
+
+TEST_F(EdgeProxyTest, RequestsToRoutersLeaveFromTheCallsEgressSocket) {
+  make({"sip:127.0.0.1:5070"}, 0, {{40001, 0}, {40002, 0}, {40003, 0}});
+  std::map<std::string, int32_t> egressOfCall;
+  std::set<int32_t> used;
+  for (int i = 0; i < 24; ++i) {
+    std::string text = invite();
+    const std::string callId = "call-" + std::to_string(i);
+    text.replace(text.find("a84b4c76e66710@pc33.atlanta.com"), 31, callId);
+    sent.clear();
+    receive(text);
+    ASSERT_EQ(sent.size(), 1u);
+    const int32_t e = sent[0].to.egress;
+    ASSERT_GE(e, 0);
+    ASSERT_LT(e, 3);
+    used.insert(e);
+    egressOfCall[callId] = e;
+    EXPECT_EQ(last().topVia()->port, 40001 + e) << "the Via names the socket it left from";
+    // Its retransmission leaves from the same socket (a router sees one flow per call).
+    sent.clear();
+    receive(text);
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].to.egress, e);
+  }
+  EXPECT_EQ(used.size(), 3u) << "calls are spread over the egress sockets";
+  // The router's answer to an egress port is ours and goes to the client.
+  std::string forwarded = sent[0].bytes;
+  auto fwd = sip::Message::parse(forwarded);
+  std::string vias;
+  for (const auto& h : fwd->headers()) {
+    if (h.id == sip::HeaderId::kVia) {
+      vias += "Via: " + std::string(h.value) + "\r\n";
+    }
+  }
+  sent.clear();
+  receive("SIP/2.0 180 Ringing\r\n" + vias +
+              "To: Bob <sip:bob@evosip.local>;tag=83\r\nFrom: Alice <sip:alice@evosip.local>;"
+              "tag=1928301774\r\nCall-ID: call-23\r\nCSeq: 314159 INVITE\r\n"
+              "Content-Length: 0\r\n\r\n",
+          ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_EQ(sent[0].to.egress, -1);
 }
 
 TEST_F(EdgeProxyTest, ResponseWithForeignTopViaIsDropped) {

@@ -47,11 +47,16 @@ class Router : public ProxyUser {
 
 class ProxyCoreTest : public ::testing::Test {
  protected:
-  ProxyCoreTest() {
-    ProxySettings s;
+  ProxyCoreTest() { make({}); }
+
+  // A core with `egress` settings (egress, egressPort, alsoViaPorts) on top of the defaults.
+  void make(const ProxySettings& egress) {
+    ProxySettings s = egress;
     s.viaHost = "10.0.0.1";
     s.viaPort = 5060;
     s.self = {{"10.0.0.1", 5060}, {"evosip.local", 0}};
+    sent.clear();
+    router = Router{};
     proxy = std::make_unique<ProxyCore>(
         s, LayerSettings{}, clock,
         [this](const Destination& to, std::string_view bytes) {
@@ -187,6 +192,58 @@ TEST_F(ProxyCoreTest, TargetRouteSetFromPathLeadsTheWay) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(header(out[0], sip::HeaderId::kRoute), "<sip:10.0.0.5:5060;lr>");
   EXPECT_EQ(parsed(out[0]).requestUri(), "sip:bob@192.168.1.50:5070");
+}
+
+TEST_F(ProxyCoreTest, EgressSocketCarriesRequestsToAUriAndItsPortIsInTheVia) {
+  ProxySettings e;
+  e.egress = 3;
+  e.egressPort[0] = 40001;
+  e.alsoViaPorts = {40001, 40002};
+  make(e);
+  forkInvite({target("sip:bob@10.0.0.20:5080")});
+  ASSERT_EQ(to("10.0.0.20", 5080).size(), 1u);
+  const Sent& invite = sent.back();
+  EXPECT_EQ(invite.to.egress, 3);
+  const auto out = to("10.0.0.20", 5080)[0];
+  EXPECT_EQ(parsed(out).topVia()->port, 40001);
+  // Its answers (to that port) are ours; the 100 upstream left from the listen socket.
+  receive(responseTo(out, 180, "tb"));
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{100, 180}));
+  for (const auto& s : sent) {
+    if (s.to.remote == ep("192.0.2.10", 5062)) {
+      EXPECT_EQ(s.to.egress, -1) << "responses go out from the listen socket";
+    }
+  }
+  // A stray 2xx whose top Via names another worker's egress port is ours too: forwarded up.
+  std::string stray = responseTo(out, 200, "tb");
+  const auto at = stray.find(":40001");
+  ASSERT_NE(at, std::string::npos);
+  stray.replace(at, 6, ":40002");
+  std::string branch = std::string(*parsed(stray).topVia()->branch());
+  stray.replace(stray.find(branch), branch.size(), "z9hG4bKother");
+  const size_t before = to("192.0.2.10", 5062).size();
+  receive(stray);
+  EXPECT_EQ(to("192.0.2.10", 5062).size(), before + 1);
+}
+
+TEST_F(ProxyCoreTest, RequestFollowingARouteLeavesFromTheListenSocket) {
+  ProxySettings e;
+  e.egress = 0;
+  e.egressPort[0] = 40001;
+  make(e);
+  // An edge knows a router by its listen address: Path and Record-Route hops get that one.
+  Target t = target("sip:bob@192.168.1.50:5070");
+  t.routeSet = {"<sip:10.0.0.5:5060;lr>"};
+  forkInvite({t});
+  ASSERT_EQ(to("10.0.0.5").size(), 1u);
+  EXPECT_EQ(sent.back().to.egress, -1);
+  EXPECT_EQ(parsed(to("10.0.0.5")[0]).topVia()->port, 5060);
+  // No IPv6 egress socket: an IPv6 target gets the listen socket as well.
+  make(e);
+  forkInvite({target("sip:bob@[2001:db8::7]:5080")});
+  ASSERT_FALSE(sent.empty());
+  EXPECT_EQ(sent.back().to.egress, -1);
+  EXPECT_EQ(parsed(sent.back().bytes).topVia()->port, 5060);
 }
 
 TEST_F(ProxyCoreTest, EditBranchHookAddsHeaders) {

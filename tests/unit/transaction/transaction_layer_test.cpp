@@ -617,3 +617,42 @@ TEST_F(TransactionLayerTest, NewBranchesAreUniqueAndCarryTheCookie) {
 
 }  // namespace
 }  // namespace evosip::transaction
+
+namespace evosip::transaction {
+namespace {
+
+TEST(TransactionLayerBranch, WorkerIsWrittenIntoTheBranchAndReadBack) {
+  evosip::test::ManualClock clock;
+  LayerSettings s;
+  s.branchWorker = 12;
+  struct NullUser : TransactionUser {
+    void onRequest(TransactionId, const sip::Message&, const Source&) override {}
+    void onCancel(TransactionId, const sip::Message&) override {}
+    void onAck(const sip::Message&, const Source&) override {}
+    void onResponse(TransactionId, const sip::Message&) override {}
+    void onStrayResponse(const sip::Message&, const Source&) override {}
+    void onClientError(TransactionId, TransactionError) override {}
+    void onServerError(TransactionId, TransactionError) override {}
+  } user;
+  TransactionLayer layer(
+      s, clock, [](const Destination&, std::string_view) { return true; }, user);
+  const std::string a = layer.newBranch();
+  const std::string b = layer.newBranch();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.rfind("z9hG4bK", 0), 0u);
+  EXPECT_EQ(TransactionLayer::workerOfBranch(a), 12u);
+  EXPECT_EQ(TransactionLayer::workerOfBranch(b), 12u);
+  // Branches without the mark: another layer's, a peer's, garbage.
+  s.branchWorker = -1;
+  TransactionLayer plain(
+      s, clock, [](const Destination&, std::string_view) { return true; }, user);
+  EXPECT_FALSE(TransactionLayer::workerOfBranch(plain.newBranch()));
+  EXPECT_FALSE(TransactionLayer::workerOfBranch("z9hG4bK-27585-2--1"));
+  EXPECT_FALSE(TransactionLayer::workerOfBranch("z9hG4bK0123456789abcdefwt"));
+  EXPECT_FALSE(TransactionLayer::workerOfBranch("z9hG4bK0123456789abcdefw1xt"));
+  EXPECT_FALSE(TransactionLayer::workerOfBranch("z9hG4bK0123456789abcdefw99999999999t"));
+  EXPECT_FALSE(TransactionLayer::workerOfBranch(""));
+}
+
+}  // namespace
+}  // namespace evosip::transaction

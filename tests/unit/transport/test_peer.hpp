@@ -109,6 +109,26 @@ class UdpPeer {
     buf.resize(static_cast<size_t>(n));
     return buf;
   }
+  // A datagram and the port it came from.
+  std::optional<std::pair<std::string, uint16_t>> receiveFrom(
+      std::chrono::milliseconds limit = 5s) {
+    if (!readable(fd_.get(), limit)) {
+      return std::nullopt;
+    }
+    std::string buf(70000, '\0');
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    ssize_t n =
+        ::recvfrom(fd_.get(), buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (n < 0) {
+      return std::nullopt;
+    }
+    buf.resize(static_cast<size_t>(n));
+    const uint16_t port = ss.ss_family == AF_INET6
+                              ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                              : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    return std::make_pair(std::move(buf), port);
+  }
 
  private:
   Fd fd_;

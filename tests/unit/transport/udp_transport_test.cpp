@@ -116,6 +116,67 @@ TEST_F(UdpTransportTest, SendFromANonWorkerThreadGoesOut) {
   EXPECT_FALSE(transport_->send(Destination{Protocol::kUdp, *v6, {}}, "x"));
 }
 
+TEST_F(UdpTransportTest, EgressSocketsSendFromTheirPortAndDeliverToTheirWorker) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  s.egressPerWorker = 2;
+  // Each request is answered from the egress socket its text names.
+  reply_ = [](SipTransport& t, const Packet& p) {
+    if (p.data.rfind("via ", 0) == 0) {
+      const int32_t index = std::stoi(std::string(p.data.substr(4)));
+      t.send(Destination{Protocol::kUdp, p.source.remote, {}, index}, "sent");
+    }
+  };
+  startTransport(s, 2);
+  ASSERT_EQ(transport_->egressCount(), 4u);
+  std::set<uint16_t> ports;
+  for (size_t i = 0; i < 4; ++i) {
+    auto port = transport_->egressPort(i, false);
+    ASSERT_TRUE(port);
+    EXPECT_NE(*port, boundAt(0).port);
+    ports.insert(*port);
+    EXPECT_FALSE(transport_->egressPort(i, true)) << "no IPv6 listen address";
+    EXPECT_EQ(transport_->egressWorker(i), i / 2);
+  }
+  EXPECT_EQ(ports.size(), 4u);
+  EXPECT_FALSE(transport_->egressPort(4, false));
+
+  UdpPeer peer;
+  for (int32_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(peer.sendTo(boundAt(0), "via " + std::to_string(i)));
+    auto got = peer.receiveFrom();
+    ASSERT_TRUE(got) << i;
+    EXPECT_EQ(got->first, "sent");
+    EXPECT_EQ(got->second, *transport_->egressPort(static_cast<size_t>(i), false)) << i;
+  }
+  // What reaches an egress port is delivered to the worker that owns it.
+  for (size_t i = 0; i < 4; ++i) {
+    Endpoint to{boundAt(0).ip, *transport_->egressPort(i, false)};
+    ASSERT_TRUE(peer.sendTo(to, "answer " + std::to_string(i)));
+  }
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 8; }));
+  for (const auto& r : received()) {
+    if (r.data.rfind("answer ", 0) == 0) {
+      const size_t i = std::stoul(r.data.substr(7));
+      EXPECT_EQ(r.worker, transport_->egressWorker(i)) << r.data;
+      EXPECT_EQ(r.source.local.port, *transport_->egressPort(i, false)) << r.data;
+    } else {
+      EXPECT_EQ(r.source.local, boundAt(0)) << r.data;
+    }
+  }
+  // No such egress socket: refused and counted.
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kUdp, boundAt(0), {}, 9}, "x"));
+  EXPECT_EQ(transport_->stats().udpSendErrors.load(), 1u);
+}
+
+TEST_F(UdpTransportTest, NoEgressSocketsByDefault) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  startTransport(s, 2);
+  EXPECT_EQ(transport_->egressCount(), 0u);
+  EXPECT_FALSE(transport_->egressPort(0, false));
+}
+
 TEST_F(UdpTransportTest, Ipv6Loopback) {
   {
     Fd probe(::socket(AF_INET6, SOCK_DGRAM, 0));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <evosip/store/store.hpp>
 
@@ -97,6 +98,9 @@ class MemoryStore final : public Store {
   struct Sweeper;
   std::shared_ptr<MemoryDatabase> database_;
   boost::asio::any_io_executor executor_;
+  // The io_context behind executor_ (nullptr for another kind): lets complete() run a callback
+  // inline when called on that io_context's thread.
+  const boost::asio::io_context::executor_type* ioExecutor_ = nullptr;
   std::shared_ptr<Sweeper> sweeper_;
 };
 

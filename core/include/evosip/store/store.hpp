@@ -4,8 +4,10 @@
 // Store& and never learns which backend it is.
 //
 // A Store is bound to one executor (a worker's io_context): every operation may be called from
-// any thread, and its callback always runs later on that executor, never inside the call.
-// Each callback is called exactly once. Operations never block the caller.
+// any thread, and its callback runs on that executor: later, or - memory backend, called on the
+// executor's own thread - inside the call (a post would cost the worker another trip through
+// its event loop per operation). Callers must not rely on either. Each callback is called
+// exactly once. Operations never block the caller.
 //
 // Errors: kUnavailable when the backend cannot be reached (redis down or reconnecting: the
 // answer is immediate), kTimeout when it did not answer in time, kInvalid for a request the

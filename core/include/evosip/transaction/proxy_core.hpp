@@ -32,6 +32,15 @@ struct ProxySettings {
   // Host/port pairs that name this proxy in Route entries and Request-URIs (port 0: 5060).
   std::vector<std::pair<std::string, uint16_t>> self;
   std::chrono::milliseconds timerC{180000};  // > 3 minutes per RFC 3261 16.6 item 11
+  // Requests forwarded over UDP to a Request-URI or an explicit next hop go out from this
+  // egress socket (transport::Destination::egress) with its port in our Via, so that their
+  // responses come back to this worker; -1: from the listen socket, with viaPort. A request
+  // that follows a Route (a Path or Record-Route of an edge) always leaves from the listen
+  // socket: an edge knows a router by its listen address.
+  int32_t egress = -1;
+  uint16_t egressPort[2] = {0, 0};  // of that socket, v4 and v6; 0: none for the family
+  // Further ports of viaHost that are ours in a response's Via (every worker's egress ports).
+  std::vector<uint16_t> alsoViaPorts;
 };
 
 // One place to forward a request to (RFC 3261 16.5).
@@ -165,7 +174,7 @@ class ProxyCore final : public TransactionUser {
   };
   RoutePlan planRoutes(const sip::Message& msg) const;
   void applyRoutes(const sip::Message& msg, const RoutePlan& plan, sip::MessageEditor& edit) const;
-  std::string viaValue(const Destination& to, std::string_view branch) const;
+  std::string viaValue(Destination& to, std::string_view branch, bool egress) const;
   std::optional<Destination> nextHopOf(std::string_view uriOrRoute);
 
   void branchFinal(Context& ctx, uint32_t index, int code, const sip::Message* response);

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <string>
 #include <string_view>
@@ -37,6 +38,9 @@ struct LayerSettings {
   // Mixed into the branches this layer makes, so that two instances (and two workers) never
   // make the same one: the wiring layer passes a per-instance, per-worker value.
   uint64_t branchSeed = 0;
+  // >= 0: written into every branch this layer makes ("...w<N>t"), so that a response that
+  // reaches another worker of the same process can be handed to this one (workerOfBranch).
+  int32_t branchWorker = -1;
 };
 
 // The transaction user (RFC 3261 17: the UA core or proxy core above the layer). Called on the
@@ -97,6 +101,9 @@ class TransactionLayer {
   // and sent. Errors: kParse (not a request, no Via branch, no CSeq), kTooLarge (at
   // maxClientTransactions), kIo (the transport refused it at once).
   Result<TransactionId> sendRequest(std::string request, const Destination& to);
+  // The worker written into a branch by a layer with LayerSettings::branchWorker (nullopt for
+  // any other branch).
+  static std::optional<size_t> workerOfBranch(std::string_view branch);
   // Cancels an INVITE client transaction (RFC 3261 9.1): the CANCEL goes out now if a
   // provisional was received, at the first provisional otherwise, never after a final. After
   // the CANCEL, an INVITE still unanswered after 64*T1 ends with kTimeout.

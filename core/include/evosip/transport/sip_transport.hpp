@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct Destination {
   Protocol protocol = Protocol::kUdp;
   Endpoint remote;
   ConnectionId connection;
+  // UDP only: the egress socket to send from (SipTransport::egressCount), so that the answers
+  // to a request come back to that socket's worker; -1 sends from the listen socket.
+  int32_t egress = -1;
 };
 
 struct TransportSettings {
@@ -53,6 +57,11 @@ struct TransportSettings {
   std::chrono::seconds tcpIdleTimeout{300};
   size_t udpBatch = 32;               // datagrams per recvmmsg
   size_t tcpMaxWriteQueue = 1 << 20;  // bytes waiting for a slow reader before it is closed
+  // Egress sockets per worker and UDP address family: sockets on ephemeral ports of the first
+  // UDP listen address of the family, received on by their worker. A request sent from one
+  // (with that port in its Via) has its responses delivered to that worker, whatever the
+  // SO_REUSEPORT hash of the peer's address would pick. 0: none.
+  size_t egressPerWorker = 0;
 };
 
 // Counters an operator watches (exposed as metrics by the role).
@@ -90,6 +99,13 @@ class SipTransport {
   bool send(const Destination& to, std::string_view data);
 
   const TransportStats& stats() const;
+
+  // Egress sockets (after start()): egressPerWorker per worker, index = worker *
+  // egressPerWorker + k. The port of one for a family (nullopt: no UDP listen address of that
+  // family, or no such socket) and the worker that receives on it.
+  size_t egressCount() const;
+  std::optional<uint16_t> egressPort(size_t index, bool v6) const;
+  size_t egressWorker(size_t index) const;
 
  private:
   struct Impl;

@@ -38,6 +38,11 @@ struct EdgeSettings {
   size_t maxPendingPerWorker = 50000;
   std::string flowSecret;  // "" = random per process
   sip::ParseLimits limits;
+  // The transport's egress sockets (SipTransport::egressPort of each index: v4, v6 port, 0 =
+  // none). A request to a router leaves from the one its Call-ID hashes to, with that port in
+  // our Via: a router receives one edge over several flows, which SO_REUSEPORT spreads over its
+  // workers, and every message of a call over the same flow. Empty: from the listen socket.
+  std::vector<std::array<uint16_t, 2>> egressPorts;
 };
 
 // Why a message was not forwarded (labels of evosip_edge_drops_total).
@@ -135,11 +140,18 @@ class EdgeProxy {
 
   bool isSelf(const sip::Uri& uri) const;
   bool isSelfHostPort(std::string_view host, uint16_t port) const;
+  // isSelfHostPort, or one of our egress ports (a Via we wrote).
+  bool isSelfVia(std::string_view host, uint16_t port) const;
+  // The egress socket for a call's requests to a router at `router` (-1: the listen socket)
+  // and its port.
+  int32_t egressFor(std::string_view callId, const transport::Endpoint& router,
+                    uint16_t& port) const;
   const Self& selfFor(const boost::asio::ip::address& peer) const;
   void refreshRouters(WorkerState& w);
   int64_t nowNs() const;
   void sendToRouter(WorkerState& w, size_t worker, uint64_t branchKey, std::string_view callId,
-                    size_t router, const transport::Destination& client, bool track);
+                    size_t router, int32_t egress, const transport::Destination& client,
+                    bool track);
   void clearPending(size_t worker, uint64_t branchKey);
 
   EdgeSettings settings_;

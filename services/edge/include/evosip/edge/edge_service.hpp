@@ -16,6 +16,7 @@ struct EdgeConfig {
   role::CommonSettings common;
   EdgeSettings edge;
   std::vector<std::string> routers;
+  size_t egressPerWorker = 2;  // edge.egress_sockets
 };
 
 // Reads every key of the edge role; throws config::ConfigError naming the key. Calls

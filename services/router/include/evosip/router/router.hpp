@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -111,8 +112,11 @@ class Router final : public transaction::ProxyUser {
  public:
   using SendFn = transaction::TransactionLayer::SendFn;
 
+  // proxy: this worker's proxy settings (its egress socket); default: the shared ones.
+  // worker >= 0: written into this router's branches (TransactionLayer::workerOfBranch).
   Router(RouterShared& shared, boost::asio::io_context& io, std::unique_ptr<store::Store> store,
-         const runtime::Clock& clock, SendFn send);
+         const runtime::Clock& clock, SendFn send,
+         std::optional<transaction::ProxySettings> proxy = std::nullopt, int32_t worker = -1);
   ~Router() override;
 
   void onMessage(const sip::Message& msg, const transport::Source& source) {

@@ -21,6 +21,9 @@ struct RouterConfig {
   std::vector<std::string> apps;
   std::vector<std::string> mediaRelays;  // ng addresses, "udp:HOST:PORT"
   store::Settings store;
+  // router.egress_sockets: each worker forwards over UDP from its own ephemeral port, so the
+  // worker that receives a request keeps its transactions (no hand-off to another worker).
+  bool egressSockets = true;
 };
 
 // Reads every key of the router role; throws config::ConfigError naming the key.
