@@ -21,8 +21,6 @@
 #include <evosip/rtp/telephone_event.hpp>
 #include <evosip/sip/response.hpp>
 
-#include "send_batch.hpp"
-
 namespace evosip::app {
 
 namespace asio = boost::asio;
@@ -42,11 +40,11 @@ constexpr int kDefaultMenuRetries = 2;
 // that but every wake-up costs (measured on the 2-vCPU VM: 80 ticks of 250 us raised the app's
 // CPU for 500 calls from about 20 % to 40 % of a core).
 constexpr PacingGrid::Settings kPacing{std::chrono::milliseconds(20), 20, 40};
-// The paced packets of a tick go to the kernel in submissions of this many (io_uring): the
-// first ones leave without waiting for the whole tick to be prepared, and each packet's
-// lateness is taken when its own submission returns (the sends of UDP are done by then) instead
-// of charging every packet of the tick with the last one's. A submission costs one syscall.
-constexpr uint64_t kSubmitChunk = 32;
+// The worker prepares the ticks due within the next kHorizon, waking every kPrepareEvery: each
+// tick is handed to the pacing thread 6-10 ms before it is due, so the worker may be that late
+// (SIP work, a busy CPU) without delaying a packet, and wakes 250 times a second, not 1,000.
+constexpr auto kHorizon = std::chrono::milliseconds(10);
+constexpr auto kPrepareEvery = std::chrono::milliseconds(4);
 
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = log::get("app");
@@ -184,6 +182,7 @@ struct AppCore::Call {
   uint64_t nextCycle = 0;
   bool marker = false;
   size_t rosterPos = 0;
+  uint64_t sentBelow = 0;  // every packet of this call is in a tick below this one
 
   // Playing
   PromptPtr playing;
@@ -235,12 +234,15 @@ AppCore::AppCore(AppShared& shared, asio::io_context& io, size_t worker, RtpPort
   ipv6_ = settings_.rtpAddress.find(':') != std::string::npos;
   portUsed_.assign(ports_.last >= ports_.first ? (ports_.last - ports_.first) / 2 + 1 : 0, false);
   slots_.resize(grid_.settings().slots);
-  windowStart_ = Clock::now();
-  if (settings_.ioUring) {
-    batch_ = std::make_unique<SendBatch>();
-    if (!batch_->available()) {
-      batch_.reset();
-    }
+  PacedSender::Settings ps;
+  ps.ioUring = settings_.ioUring;
+  ps.realtimePriority = settings_.realtimePriority;
+  sender_ = std::make_unique<PacedSender>(ps);
+  std::string error;
+  sender_->start(&error);
+  if (!error.empty()) {
+    logger()->warn("app.realtime_priority {}: pacing thread {} keeps normal scheduling: {}",
+                   settings_.realtimePriority, worker_, error);
   }
 }
 
@@ -250,10 +252,13 @@ AppCore::~AppCore() {
 
 void AppCore::closeAll() {
   paceTimer_.cancel();
+  sender_->stop();  // nothing is sent any more: every socket may close
   auto calls = calls_;
   for (auto& [id, call] : calls) {
     endCall(*call, "shutdown");
   }
+  pendingDone_.clear();
+  reapSent();
 }
 
 // ---- SIP ------------------------------------------------------------------------------------
@@ -703,9 +708,23 @@ void AppCore::endCall(Call& call, std::string_view why) {
   call.closed = true;
   if (call.sock.is_open()) {
     boost::system::error_code ec;
-    call.sock.close(ec);
+    if (call.sentBelow > sender_->sentBelow()) {
+      // Packets of the call still wait for their tick: the descriptor (not to be reused by
+      // another socket meanwhile) and the port stay until they are out.
+      const int fd = call.sock.release(ec);
+      if (!ec) {
+        closing_.push_back({fd, call.port, call.sentBelow});
+      } else {
+        call.sock.close(ec);
+        releasePort(call.port);
+      }
+    } else {
+      call.sock.close(ec);
+      releasePort(call.port);
+    }
+  } else {
+    releasePort(call.port);
   }
-  releasePort(call.port);
   counters_.active.fetch_sub(1, std::memory_order_relaxed);
   shared_.calls.fetch_sub(1, std::memory_order_relaxed);
 
@@ -1045,15 +1064,8 @@ void AppCore::onTick() {
     counters_.serverTransactions.store(layer_.serverCount(), std::memory_order_relaxed);
     counters_.clientTransactions.store(layer_.clientCount(), std::memory_order_relaxed);
     counters_.skippedTicks.store(grid_.skippedTicks(), std::memory_order_relaxed);
-    if (now - windowStart_ >= std::chrono::seconds(5)) {
-      counters_.jitterP50Ns.store(window_.p50().count() * 1000, std::memory_order_relaxed);
-      counters_.jitterP99Ns.store(window_.p99().count() * 1000, std::memory_order_relaxed);
-      counters_.jitterMaxNs.store(window_.max().count() * 1000, std::memory_order_relaxed);
-      counters_.jitterWindowPackets.store(window_.count(), std::memory_order_relaxed);
-      window_.reset();
-      windowStart_ = now;
-    }
   }
+  reapSent();
 }
 
 // ---- media ----------------------------------------------------------------------------------
@@ -1202,7 +1214,7 @@ void AppCore::onRtp(Call& call, std::span<const uint8_t> datagram) {
 }
 
 void AppCore::sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples,
-                        bool paced) {
+                        PacedSender::Tick* paced) {
   if (call.destLen == 0) {
     return;
   }
@@ -1215,10 +1227,12 @@ void AppCore::sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t s
   if (!size) {
     return;
   }
-  if (paced && batch_ &&
-      batch_->queue(call.fd, reinterpret_cast<const sockaddr*>(&call.dest), call.destLen,
-                    std::span<const uint8_t>(buf.data(), *size))) {
-    counters_.bump(counters_.rtpSent);
+  if (paced != nullptr) {
+    if (PacedSender::add(*paced, call.fd, reinterpret_cast<const sockaddr*>(&call.dest),
+                         call.destLen, std::span<const uint8_t>(buf.data(), *size))) {
+      call.sentBelow = paced->index + 1;
+      counters_.bump(counters_.pacedPackets);
+    }
     return;
   }
   const ssize_t r = ::sendto(call.fd, buf.data(), *size, MSG_DONTWAIT,
@@ -1238,10 +1252,10 @@ void AppCore::play(Call& call, PromptPtr prompt) {
   }
   startSending(call);
   if (!call.playing && call.queue.empty()) {
-    // Nothing to play: done at the next tick.
+    // Nothing to play: done once what was queued before has left.
     auto it = calls_.find(call.callId);
     if (it != calls_.end()) {
-      finished_.push_back(it->second);
+      pendingDone_.push_back({it->second, call.sentBelow});
     }
   }
 }
@@ -1281,7 +1295,8 @@ void AppCore::armPacing() {
     return;
   }
   paceArmed_ = true;
-  paceTimer_.expires_at(grid_.nextDue());
+  // Next wake-up: when the first tick not yet prepared is kHorizon - kPrepareEvery away.
+  paceTimer_.expires_at(grid_.nextDue() - kHorizon + kPrepareEvery);
   std::weak_ptr<char> alive = alive_;
   paceTimer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (ec || alive.expired()) {
@@ -1293,20 +1308,46 @@ void AppCore::armPacing() {
 }
 
 void AppCore::onPacing() {
-  grid_.poll(Clock::now(), [this](const PacingGrid::Tick& t) { paceSlot(t); });
-  auto done = std::move(finished_);
-  finished_.clear();
-  for (auto& c : done) {
-    if (!c->closed && !c->playing) {
-      onPromptDone(*c);
+  grid_.poll(Clock::now() + kHorizon, [this](const PacingGrid::Tick& t) { paceSlot(t); });
+  reapSent();
+  armPacing();
+}
+
+void AppCore::reapSent() {
+  const uint64_t sent = sender_->sentBelow();
+  if (!pendingDone_.empty()) {
+    std::vector<CallPtr> done;
+    for (size_t i = 0; i < pendingDone_.size();) {
+      if (pendingDone_[i].sentBelow <= sent) {
+        done.push_back(std::move(pendingDone_[i].call));
+        pendingDone_[i] = std::move(pendingDone_.back());
+        pendingDone_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    for (auto& c : done) {
+      if (!c->closed && !c->playing) {
+        onPromptDone(*c);
+      }
     }
   }
-  armPacing();
+  for (size_t i = 0; i < closing_.size();) {
+    if (closing_[i].sentBelow <= sent) {
+      ::close(closing_[i].fd);
+      releasePort(closing_[i].port);
+      closing_[i] = closing_.back();
+      closing_.pop_back();
+    } else {
+      ++i;
+    }
+  }
 }
 
 void AppCore::paceSlot(const PacingGrid::Tick& tick) {
   auto& list = slots_[tick.slot];
-  uint64_t batched = 0;
+  // Null when the sender is a whole ring behind: this tick's frames are dropped.
+  PacedSender::Tick* out = list.empty() ? nullptr : sender_->prepare(tick.index, tick.due);
   for (size_t i = 0; i < list.size(); ++i) {
     Call& call = *list[i];
     if (tick.cycle < call.nextCycle) {
@@ -1329,16 +1370,8 @@ void AppCore::paceSlot(const PacingGrid::Tick& tick) {
     } else {
       payload = silenceFrame(call.media.law);
     }
-    if (call.media.canSend() && call.destLen != 0) {
-      sendFrame(call, payload, kFrameSamples, true);
-      if (batch_) {
-        if (++batched == kSubmitChunk) {
-          submitPaced(tick, batched);
-        }
-      } else {
-        window_.record(Clock::now() - tick.due);
-      }
-      counters_.bump(counters_.pacedPackets);
+    if (call.media.canSend() && call.destLen != 0 && out != nullptr) {
+      sendFrame(call, payload, kFrameSamples, out);
     } else {
       call.packetizer->skip(kFrameSamples);
       call.marker = true;
@@ -1352,29 +1385,14 @@ void AppCore::paceSlot(const PacingGrid::Tick& tick) {
         call.playing.reset();
         auto it = calls_.find(call.callId);
         if (it != calls_.end()) {
-          finished_.push_back(it->second);
+          pendingDone_.push_back({it->second, call.sentBelow});
         }
       }
     }
   }
-  if (batch_) {
-    submitPaced(tick, batched);
+  if (out != nullptr && !out->packets.empty()) {
+    sender_->publish();
   }
-}
-
-void AppCore::submitPaced(const PacingGrid::Tick& tick, uint64_t& batched) {
-  const uint64_t failed = batch_->flush();
-  if (failed > 0) {
-    counters_.bump(counters_.rtpSendErrors, failed);
-    counters_.rtpSent.store(counters_.rtpSent.load(std::memory_order_relaxed) - failed,
-                            std::memory_order_relaxed);
-  }
-  // Sent by now (UDP sends complete inside the submission): their lateness is now's.
-  const auto late = Clock::now() - tick.due;
-  for (uint64_t i = 0; i < batched; ++i) {
-    window_.record(late);
-  }
-  batched = 0;
 }
 
 }  // namespace evosip::app

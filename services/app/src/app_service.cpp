@@ -1,8 +1,6 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
-#include <pthread.h>
-#include <sched.h>
 #include <sys/resource.h>
 
 #include <boost/json.hpp>
@@ -66,6 +64,7 @@ AppConfig readAppConfig(config::Document& doc) {
   a.voicemailMax = std::chrono::seconds(doc.getInt("app.voicemail_max_s", 120, 1, 3600));
   a.voicemailSilence = std::chrono::seconds(doc.getInt("app.voicemail_silence_s", 5, 0, 3600));
   c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 0, 0, 99));
+  a.realtimePriority = c.realtimePriority;
   a.ioUring = doc.getBool("app.io_uring", true);
   doc.checkUnknownKeys();
 
@@ -258,10 +257,16 @@ void AppService::Impl::registerMetrics() {
       act += static_cast<double>(c->counters().active.load(std::memory_order_relaxed));
     }
     st->active->Set(act);
-    st->sent->set(sum(&AppCounters::rtpSent));
+    double pacedSent = 0;
+    double pacedFailed = 0;
+    for (const auto& c : cores) {
+      pacedSent += static_cast<double>(c->pacingStats().sent.load(std::memory_order_relaxed));
+      pacedFailed += static_cast<double>(c->pacingStats().failed.load(std::memory_order_relaxed));
+    }
+    st->sent->set(sum(&AppCounters::rtpSent) + pacedSent);
     st->received->set(sum(&AppCounters::rtpReceived));
     st->rtcp->set(sum(&AppCounters::rtcpReceived));
-    st->sendErrors->set(sum(&AppCounters::rtpSendErrors));
+    st->sendErrors->set(sum(&AppCounters::rtpSendErrors) + pacedFailed);
     st->written->set(sum(&AppCounters::recordingsWritten));
     st->failed->set(sum(&AppCounters::recordingsFailed));
     st->paced->set(sum(&AppCounters::pacedPackets));
@@ -274,7 +279,7 @@ void AppService::Impl::registerMetrics() {
     st->client->Set(sum(&AppCounters::clientTransactions));
     st->prompts->Set(static_cast<double>(prompts->size()));
     for (size_t w = 0; w < cores.size(); ++w) {
-      const auto& c = cores[w]->counters();
+      const auto& c = cores[w]->pacingStats();
       st->jitter[w][0]->Set(static_cast<double>(c.jitterP50Ns.load()) / 1e9);
       st->jitter[w][1]->Set(static_cast<double>(c.jitterP99Ns.load()) / 1e9);
       st->jitter[w][2]->Set(static_cast<double>(c.jitterMaxNs.load()) / 1e9);
@@ -332,17 +337,6 @@ void AppService::start() {
   d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(10),
                                                 [&d](size_t w) { d.cores[w]->onTick(); });
   d.pool.start();
-  if (d.config.realtimePriority > 0) {
-    // The pacing timers are the app's deadline: workers may outrank ordinary processes.
-    d.pool.postAll([&d](runtime::Worker& w) {
-      sched_param p{};
-      p.sched_priority = d.config.realtimePriority;
-      if (int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p); err != 0) {
-        d.logger->warn("app.realtime_priority {}: worker {} keeps normal scheduling: {}",
-                       d.config.realtimePriority, w.index(), std::strerror(err));
-      }
-    });
-  }
   d.ticks->start();
   d.ready = true;
   std::string addrs;

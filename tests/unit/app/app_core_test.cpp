@@ -233,7 +233,8 @@ TEST_F(AppCoreTest, PacedSendsWithAndWithoutIoUringCarryTheSameStream) {
     auto last = rtp::parseRtp(packets[9]);
     EXPECT_EQ(last->header.sequence, uint16_t(first->header.sequence + 9));
     EXPECT_EQ(last->header.timestamp, first->header.timestamp + 9 * 160);
-    EXPECT_EQ(core_->counters().rtpSent.load(), 10u);
+    EXPECT_EQ(core_->counters().pacedPackets.load(), 10u);
+    EXPECT_EQ(core_->pacingStats().sent.load(), 10u);  // by the pacing thread
     // The call's RTP socket is closed with the call: its port can be bound again.
     const std::string ok = find("SIP/2.0 200 OK");
     const auto m = ok.find("m=audio ");

@@ -1,10 +1,11 @@
 #pragma once
 // The app's user agent for ONE worker (docs/architecture.md "app"): the UA core on top of the
 // RFC 3261 transaction layer (a TransactionUser), the calls whose Call-ID hashes to this
-// worker, their RTP sockets (from this worker's own port sub-range), the paced sender that
-// drives all of them from one timer (PacingGrid) and the applications (Playback, Voicemail,
-// Echo, Menu, Hangup). Everything runs on the worker's thread: no locks. Counters are relaxed
-// atomics read by the metrics scrape.
+// worker, their RTP sockets (from this worker's own port sub-range), the pacing of all of them
+// on one schedule (PacingGrid) and the applications (Playback, Voicemail, Echo, Menu, Hangup).
+// Everything runs on the worker's thread, except the paced sends themselves: the worker
+// prepares each tick's packets 6-10 ms ahead and its PacedSender thread sends them when due.
+// Counters are relaxed atomics read by the metrics scrape.
 
 #include <array>
 #include <atomic>
@@ -22,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <evosip/app/call_request.hpp>
+#include <evosip/app/paced_sender.hpp>
 #include <evosip/app/pacing.hpp>
 #include <evosip/app/prompts.hpp>
 #include <evosip/app/sweep.hpp>
@@ -44,6 +46,8 @@ struct AppSettings {
   uint16_t viaPort = 5080;
   // Paced sends of a tick in one io_uring submission (when liburing and the kernel allow it).
   bool ioUring = true;
+  // SCHED_FIFO priority of the pacing threads (PacedSender); 0: normal scheduling.
+  int realtimePriority = 0;
   transaction::LayerSettings layer;
 };
 
@@ -67,9 +71,8 @@ struct AppCounters {
   std::atomic<uint64_t> recordingsWritten{0}, recordingsFailed{0};
   std::atomic<uint64_t> rejected{0};  // INVITEs answered with an error before any media
   std::atomic<uint64_t> byesSent{0}, byesReceived{0}, cancelled{0};
-  // Pacing, published by the worker every second: lateness of each paced packet behind its
-  // due time over the last full 5-second window (nanoseconds), and totals.
-  std::atomic<uint64_t> jitterP50Ns{0}, jitterP99Ns{0}, jitterMaxNs{0}, jitterWindowPackets{0};
+  // Pacing: packets prepared for the sender, ticks dropped (the lateness of the sends is in the
+  // PacedSender's stats).
   std::atomic<uint64_t> pacedPackets{0}, skippedTicks{0};
   std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0};
 
@@ -79,8 +82,6 @@ struct AppCounters {
 };
 
 // Shared by every worker.
-class SendBatch;
-
 struct AppShared {
   AppSettings settings;
   PromptCache* prompts = nullptr;
@@ -111,7 +112,9 @@ class AppCore final : public transaction::TransactionUser {
   const AppCounters& counters() const { return counters_; }
   size_t calls() const { return calls_.size(); }
   // True when paced sends go through io_uring.
-  bool batchedSends() const { return batch_ != nullptr; }
+  bool batchedSends() const { return sender_->batched(); }
+  // The pacing thread's figures: packets sent and failed, lateness behind the schedule.
+  const PacedSender::Stats& pacingStats() const { return sender_->stats(); }
 
   // transaction::TransactionUser
   void onRequest(transaction::TransactionId server, const sip::Message& request,
@@ -172,11 +175,12 @@ class AppCore final : public transaction::TransactionUser {
   void armPacing();
   void onPacing();
   void paceSlot(const PacingGrid::Tick& tick);
-  // Submits the queued paced sends; their lateness behind tick.due goes to the window.
-  void submitPaced(const PacingGrid::Tick& tick, uint64_t& batched);
-  // paced: may go into the tick's io_uring batch (sent at the end of the tick).
+  // What waited for the sender to pass a tick: prompts that ended (reported once their last
+  // packet is out), sockets of ended calls (closed once nothing queued can use them).
+  void reapSent();
+  // paced: into that prepared tick (sent by the pacing thread when due); else sent now.
   void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples,
-                 bool paced = false);
+                 PacedSender::Tick* paced = nullptr);
   std::optional<uint16_t> allocatePort();
   void releasePort(uint16_t port);
 
@@ -207,10 +211,18 @@ class AppCore final : public transaction::TransactionUser {
   std::vector<std::vector<Call*>> slots_;
   boost::asio::steady_timer paceTimer_;
   bool paceArmed_ = false;
-  std::unique_ptr<SendBatch> batch_;  // null: one sendto per packet
-  rtp::JitterHistogram window_;
-  TimePoint windowStart_;
-  std::vector<CallPtr> finished_;  // prompts that ended during a tick
+  std::unique_ptr<PacedSender> sender_;
+  struct PendingDone {
+    CallPtr call;
+    uint64_t sentBelow;  // reported once the sender has sent every tick below this
+  };
+  std::vector<PendingDone> pendingDone_;
+  struct Closing {
+    int fd;
+    uint16_t port;
+    uint64_t sentBelow;
+  };
+  std::vector<Closing> closing_;
 
   uint64_t ticks_ = 0;
   std::array<uint8_t, 2048> packet_{};
