@@ -4,8 +4,9 @@
 #
 #   bench/app_playback.sh                       # CALLS=500,1000,2000,3000, 10 s windows
 #   CALLS=2000 DURATION=20 bench/app_playback.sh
-#   RT=1 bench/app_playback.sh                  # app.realtime_priority: 10 (SCHED_FIFO workers),
-#                                               # as a media host would run it; default: normal
+#   RT=0 bench/app_playback.sh                  # app.realtime_priority: 0 (pacing threads with
+#                                               # normal scheduling); default: the app's default,
+#                                               # SCHED_FIFO 10 for the pacing threads
 #
 # For each step: `evosip app` (workers: 1, config generated here, a 120 s 1 kHz prompt made
 # here) pinned to the last CPU, and bench/tools/app_load (the `app_load` target) on the other
@@ -21,7 +22,7 @@
 # Then every call is hung up (BYE) and the app stopped.
 #
 # Env: EVOSIP_BIN (default build/evosip), APP_LOAD (default build*/bench/app_load),
-# CALLS, CPS (default 1000), DURATION (10), WARMUP (2), RT (0), PORT_MIN/PORT_MAX (app RTP
+# CALLS, CPS (default 1000), DURATION (10), WARMUP (2), RT (1), PORT_MIN/PORT_MAX (app RTP
 # range, default 20000-29999), RESULTS_FILE (default bench/results/app_playback.txt; empty =
 # do not write), KEEP=1 keeps the work dir.
 set -euo pipefail
@@ -40,7 +41,7 @@ CALLS = [int(c) for c in os.environ.get("CALLS", "500,1000,2000,3000").split(","
 CPS = float(os.environ.get("CPS", "1000"))
 DURATION = float(os.environ.get("DURATION", "10"))
 WARMUP = float(os.environ.get("WARMUP", "2"))
-RT = os.environ.get("RT", "0") == "1"
+RT = os.environ.get("RT", "1") != "0"
 PORT_MIN = int(os.environ.get("PORT_MIN", "20000"))
 PORT_MAX = int(os.environ.get("PORT_MAX", "29999"))
 KEEP = os.environ.get("KEEP", "") == "1"
@@ -89,10 +90,8 @@ def step(calls):
            "app": {"sounds_dir": os.path.join(work, "sounds"), "voicemail_dir": os.path.join(work, "vm"),
                    "rtp_port_min": PORT_MIN, "rtp_port_max": PORT_MAX, "rtp_timeout_s": 0,
                    "max_call_s": 600}}
+    cfg["app"]["realtime_priority"] = 10 if RT else 0  # 10: the app's default
     path = h.write_yaml(os.path.join(work, f"app-{calls}.yaml"), cfg)
-    if RT:
-        cfg["app"]["realtime_priority"] = 10
-        h.write_yaml(path, cfg)
     argv = ["taskset", "-c", app_cpu, EVOSIP, "app", "--config", path]
     proc = h.Process(f"app-{calls}", argv, work)
     try:
@@ -114,11 +113,18 @@ def step(calls):
         proc.stop()
 
 
-# The machine's floor: how late a thread that only sleeps 1 ms wakes up on the app's CPU.
-fl = subprocess.run(["taskset", "-c", app_cpu, APP_LOAD, "--floor", "10"] + (["--rt"] if RT else []),
-                    capture_output=True, text=True, timeout=60)
-floor = json.loads(fl.stdout.strip() or "{}").get("floor_wakeup_late_us", {})
-print(f"timer floor on CPU {app_cpu}: {floor}", flush=True)
+# The machine's floor: how late a thread that only sleeps 1 ms wakes up on the app's CPU, with
+# the pacing threads' scheduling (SCHED_FIFO with RT) and, for comparison, the other one.
+def measure_floor(rt):
+    fl = subprocess.run(["taskset", "-c", app_cpu, APP_LOAD, "--floor", "5"] + (["--rt"] if rt else []),
+                        capture_output=True, text=True, timeout=60)
+    return json.loads(fl.stdout.strip() or "{}").get("floor_wakeup_late_us", {})
+
+
+floor = measure_floor(RT)
+other_floor = measure_floor(not RT)
+print(f"timer floor on CPU {app_cpu} ({'SCHED_FIFO' if RT else 'normal'}): {floor}; "
+      f"({'normal' if RT else 'SCHED_FIFO'}): {other_floor}", flush=True)
 
 rows = []
 for n in CALLS:
@@ -146,16 +152,19 @@ def kept_up(r):
 best = max((r for r in rows if kept_up(r)), key=lambda r: r["calls"], default=None)
 summary = [
     "",
-    f"machine: {ncpu} CPUs ({os.uname().release}), app on CPU {app_cpu}"
-    f"{' with realtime_priority 10 (RT=1)' if RT else ''}, app_load on CPU {load_cpus}; "
+    f"machine: {ncpu} CPUs ({os.uname().release}), app on CPU {app_cpu} with realtime_priority "
+    f"{'10 (pacing threads SCHED_FIFO, the default)' if RT else '0 (RT=0: normal scheduling)'}, "
+    f"app_load on CPU {load_cpus}; "
     f"{DURATION:.0f} s windows after {WARMUP:.0f} s warm-up, {CPS:.0f} call set-ups/s",
     "streams/CPU-s = packets received / 50 / app CPU seconds; 'app' columns: the app's "
     "evosip_app_pacing_jitter_seconds (lateness behind the schedule), 'rx dev': |inter-arrival - "
     "20 ms| from kernel receive timestamps",
     f"timer floor (a thread doing nothing but 1 ms sleeps on CPU {app_cpu}"
-    f"{', SCHED_FIFO' if RT else ''}, 10 s, before the steps): wake-up lateness p50 "
+    f"{', SCHED_FIFO' if RT else ''}, 5 s, before the steps): wake-up lateness p50 "
     f"{floor.get('p50', 0):.0f} us, p99 {floor.get('p99', 0):.0f} us, p99.9 "
-    f"{floor.get('p999', 0):.0f} us, max {floor.get('max', 0):.0f} us",
+    f"{floor.get('p999', 0):.0f} us, max {floor.get('max', 0):.0f} us; "
+    f"{'normal scheduling' if RT else 'SCHED_FIFO'}: p99 {other_floor.get('p99', 0):.0f} us, "
+    f"p99.9 {other_floor.get('p999', 0):.0f} us",
     "targets (issue 5): >= 2,000 concurrent playback streams on one core; pacing jitter p99 < 1 ms",
 ]
 if best:

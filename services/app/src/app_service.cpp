@@ -63,7 +63,7 @@ AppConfig readAppConfig(config::Document& doc) {
   a.maxCall = std::chrono::seconds(doc.getInt("app.max_call_s", 3600, 1, 86400));
   a.voicemailMax = std::chrono::seconds(doc.getInt("app.voicemail_max_s", 120, 1, 3600));
   a.voicemailSilence = std::chrono::seconds(doc.getInt("app.voicemail_silence_s", 5, 0, 3600));
-  c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 0, 0, 99));
+  c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 10, 0, 99));
   a.realtimePriority = c.realtimePriority;
   a.ioUring = doc.getBool("app.io_uring", true);
   doc.checkUnknownKeys();
@@ -181,7 +181,7 @@ void AppService::Impl::registerMetrics() {
       "evosip_app_pacing_jitter_seconds",
       "Lateness of paced RTP packets behind their 20 ms schedule over the last 5 s, per worker");
   auto& paced = metrics.counterFamily("evosip_app_paced_packets_total",
-                                      "RTP packets sent by the pacing timer");
+                                      "RTP packets prepared for the pacing threads");
   auto& skipped =
       metrics.counterFamily("evosip_app_pacing_skipped_ticks_total",
                             "Pacing ticks dropped after a stall of more than two frame periods");

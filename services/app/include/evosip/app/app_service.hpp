@@ -19,9 +19,9 @@ struct AppConfig {
   AppSettings app;
   uint16_t rtpPortMin = 40000;
   uint16_t rtpPortMax = 49999;
-  // app.realtime_priority: SCHED_FIFO priority of the worker threads (1..99), 0 = normal
-  // scheduling. Needs CAP_SYS_NICE; without it start-up logs a warning and goes on.
-  int realtimePriority = 0;
+  // app.realtime_priority: SCHED_FIFO priority of the pacing threads (1..99, default 10), 0 =
+  // normal scheduling. Needs CAP_SYS_NICE; without it start-up logs a warning and goes on.
+  int realtimePriority = 10;
 };
 
 // Reads every key of the app role; throws config::ConfigError naming the key. Calls
