@@ -50,6 +50,7 @@ std::unique_ptr<PacketRing> PacketRing::open(int eventFd, unsigned maxStreams, s
     return nullptr;
   }
   r->ringOpen_ = true;
+  r->features_ = p.features;
   // Registered files: a send names its socket by table index, without the file lookup and
   // reference count of every send (fget/fput). The table cannot be larger than RLIMIT_NOFILE
   // (nor can the number of sockets); a stream without a table entry is named by descriptor.
@@ -190,10 +191,22 @@ void PacketRing::submitAndWait(int64_t timeoutNs) {
   io_uring_getevents_arg arg{};
   arg.ts = reinterpret_cast<uint64_t>(&ts);
   unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-  const unsigned waitNr = io_uring_cq_ready(&ring_) > 0 ? 0 : 1;
+  unsigned waitNr = io_uring_cq_ready(&ring_) > 0 ? 0 : 1;
+  if (waitNr == 1 && batchWaitUs_ > 0) {
+    // Batch wait (IORING_FEAT_MIN_TIMEOUT): sleep until kBatchPackets receives are queued or
+    // batchWaitUs_ passed with at least one; a receive after an empty window wakes at once.
+    arg.pad = batchWaitUs_;  // min_wait_usec in newer headers
+    waitNr = kBatchPackets;
+  }
   io_uring_enter2(static_cast<unsigned>(ring_.ring_fd), toSubmit, waitNr, flags,
                   reinterpret_cast<sigset_t*>(&arg), sizeof arg);
   recycleNow();
+}
+
+bool PacketRing::setBatchWait(unsigned us) {
+  constexpr unsigned kFeatMinTimeout = 1U << 15;  // IORING_FEAT_MIN_TIMEOUT, Linux 6.12
+  batchWaitUs_ = (features_ & kFeatMinTimeout) ? us : 0;
+  return batchWaitUs_ == us;
 }
 
 void PacketRing::armWake(int fd) {

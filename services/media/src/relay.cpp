@@ -148,6 +148,11 @@ void Relay::startRing() {
     // The worker waits inside the ring (ringLoop): no eventfd for the reactor.
     ring_ = PacketRing::open(-1, maxStreams, &why);
     if (ring_) {
+      if (!ring_->setBatchWait(settings_.batchWaitUs)) {
+        log::get("media")->info(
+            "media.batch_wait_us: the kernel has no io_uring batch wait (IORING_FEAT_MIN_TIMEOUT, "
+            "Linux 6.12): every packet wakes the worker");
+      }
       ring_->armWake(wakeFd_);
       ring_->submitOnly();
       ringLoopRunning_ = true;

@@ -300,13 +300,18 @@ INSTANTIATE_TEST_SUITE_P(PacketPath, RelayTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "IoUring" : "Epoll"; });
 
 // settings.waitInRing (as MediaService runs it): the worker thread waits inside io_uring, relays
-// there, and runs what is posted to its io_context as soon as wake() is called.
-TEST(RelayWaitInRing, RelaysAndRunsPostedWorkPromptly) {
+// there, and runs what is posted to its io_context as soon as wake() is called. With a batch
+// wait (the parameter, us), a lone packet still leaves within the window, not after the ring's
+// idle timeout or when 64 packets have come.
+class RelayWaitInRing : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(RelayWaitInRing, RelaysAndRunsPostedWorkPromptly) {
   boost::asio::io_context io;
   RelayShared shared;
   RelaySettings settings;
   settings.advertise = "127.0.0.1";
   settings.waitInRing = true;
+  settings.batchWaitUs = GetParam();
   const uint16_t base = static_cast<uint16_t>(40000 + (::getpid() % 500) * 40);
   Relay relay(io, settings, PortRange{base, uint16_t(base + 39)}, shared);
   auto guard = boost::asio::make_work_guard(io);
@@ -345,6 +350,7 @@ TEST(RelayWaitInRing, RelaysAndRunsPostedWorkPromptly) {
     a.sendTo(towardA, ab);  // the port A was given (in the answer), as in the tests above
     b.sendTo(towardB, ba);
     std::string gotB, gotA;
+    const auto sent = std::chrono::steady_clock::now();
     for (int k = 0; k < 2000 && (gotB.empty() || gotA.empty()); ++k) {
       if (gotB.empty()) {
         gotB = b.receive();
@@ -358,6 +364,8 @@ TEST(RelayWaitInRing, RelaysAndRunsPostedWorkPromptly) {
     }
     EXPECT_EQ(gotB, ab);
     EXPECT_EQ(gotA, ba);
+    EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::milliseconds(50));
+    ::usleep(2000);  // the next pair arrives after an empty window
   }
   EXPECT_EQ(relay.counters().packetsRelayed.load(), 40u);
   Value d = onWorker([&] {
@@ -373,6 +381,8 @@ TEST(RelayWaitInRing, RelaysAndRunsPostedWorkPromptly) {
   worker.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));
 }
+
+INSTANTIATE_TEST_SUITE_P(BatchWaitUs, RelayWaitInRing, ::testing::Values(0u, 100u));
 
 TEST(NgOptions, FlagsAndUnsupportedFeatures) {
   Value b = Value::makeDict();

@@ -57,6 +57,10 @@ struct RelaySettings {
   // that runs nothing but this relay and whose posters call wake() (MediaService); false: the ring
   // signals an eventfd that the io_context waits on (tests that drive the io_context by poll()).
   bool waitInRing = false;
+  // media.batch_wait_us (waitInRing only): once a packet is queued, the worker sleeps on up to
+  // this long for more (or 64 packets) before it relays them, so that one wakeup serves several;
+  // every packet is delayed by at most this. 0: wake for each packet.
+  uint32_t batchWaitUs = 0;
 };
 
 // Shared by every worker and the ng thread.
