@@ -22,7 +22,7 @@ void readControlWorkersLog(config::Document& doc, const std::string& defaultCont
 }  // namespace
 
 CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
-                          const std::string& defaultControl) {
+                          const std::string& defaultControl, const std::string& defaultScheduling) {
   CommonSettings s;
   for (const auto& text : doc.getList("sip.listen", defaultListen)) {
     auto spec = transport::parseListenSpec(text);
@@ -73,6 +73,12 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
   s.maxMessageSize = static_cast<size_t>(doc.getInt("sip.max_message_size", 65535, 1024, 65535));
   s.maxConnections = static_cast<size_t>(doc.getInt("sip.tcp.max_connections", 10000, 1, 1000000));
   s.tcpIdleTimeoutS = static_cast<int>(doc.getInt("sip.tcp.idle_timeout_s", 300, 1, 86400));
+  const std::string scheduling = doc.getString("worker_scheduling", defaultScheduling);
+  if (scheduling != "batch" && scheduling != "normal") {
+    throw config::ConfigError(
+        fmt::format("worker_scheduling: '{}' is not batch or normal", scheduling));
+  }
+  s.batchScheduling = scheduling == "batch";
   return s;
 }
 

@@ -1,6 +1,8 @@
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <fstream>
+#include <pthread.h>
 #include <sched.h>
 #include <sstream>
 #include <thread>
@@ -98,8 +100,15 @@ void WorkerPool::start() {
   threads_.reserve(workers_.size());
   for (auto& w : workers_) {
     Worker* worker = w.get();
-    threads_.emplace_back([worker] {
+    threads_.emplace_back([worker, batch = batchScheduling_] {
       tCurrentWorker = worker;
+      if (batch) {
+        sched_param none{};
+        if (int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &none); rc != 0) {
+          std::fprintf(stderr, "worker %zu: SCHED_BATCH refused (%s); normal scheduling\n",
+                       worker->index_, std::strerror(rc));
+        }
+      }
       // A handler that throws is a bug; report it and keep the worker serving the others.
       while (true) {
         try {

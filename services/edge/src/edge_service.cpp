@@ -11,7 +11,8 @@ namespace json = boost::json;
 
 EdgeConfig readEdgeConfig(config::Document& doc) {
   EdgeConfig c;
-  c.common = role::readCommon(doc, {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"}, "127.0.0.1:8060");
+  c.common = role::readCommon(doc, {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"}, "127.0.0.1:8060",
+                              "batch");
   c.routers = doc.getList("edge.routers", {"sip:127.0.0.1:5070"});
   c.edge.routerTimeout =
       std::chrono::milliseconds(doc.getInt("edge.router_timeout_ms", 500, 0, 60000));
@@ -272,6 +273,7 @@ void EdgeService::start() {
       std::clamp<int64_t>(d.config.edge.routerTimeout.count() / 5, 10, 100));
   d.ticks =
       std::make_unique<role::WorkerTicks>(d.pool, period, [&d](size_t w) { d.proxy->onTick(w); });
+  d.pool.setBatchScheduling(d.config.common.batchScheduling);
   d.pool.start();
   d.ticks->start();
   d.ready = true;

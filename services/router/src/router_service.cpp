@@ -19,7 +19,7 @@ namespace json = boost::json;
 
 RouterConfig readRouterConfig(config::Document& doc) {
   RouterConfig c;
-  c.common = role::readCommon(doc, {"udp:127.0.0.1:5070"}, "127.0.0.1:8070");
+  c.common = role::readCommon(doc, {"udp:127.0.0.1:5070"}, "127.0.0.1:8070", "batch");
   auto& r = c.router;
   r.domain = doc.getString("router.domain", "evosip.local");
   if (r.domain.empty()) {
@@ -625,6 +625,7 @@ void RouterService::start() {
   // RFC 3261 timers: T1 is 500 ms, a 10 ms tick is well inside every deadline's tolerance.
   d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(10),
                                                 [&d](size_t w) { d.routers[w]->onTick(); });
+  d.pool.setBatchScheduling(d.config.common.batchScheduling);
   d.pool.start();
   d.ticks->start();
   d.ready = true;

@@ -23,6 +23,17 @@ std::string errorOf(const std::string& yaml) {
   return "";
 }
 
+TEST(RouterConfigTest, EgressSocketsAndBatchSchedulingByDefault) {
+  auto c = read("router: {}\n");
+  EXPECT_TRUE(c.egressSockets);
+  EXPECT_TRUE(c.common.batchScheduling);
+  c = read("worker_scheduling: normal\nrouter: {egress_sockets: false}\n");
+  EXPECT_FALSE(c.egressSockets);
+  EXPECT_FALSE(c.common.batchScheduling);
+  EXPECT_THAT(errorOf("worker_scheduling: fifo\n"),
+              HasSubstr("worker_scheduling: 'fifo' is not batch or normal"));
+}
+
 TEST(RouterConfigTest, MediaKeysAndTheirDefaults) {
   auto c = read("router: {}\n");
   EXPECT_EQ(c.router.mediaMode, MediaMode::kNat);

@@ -27,12 +27,16 @@ struct CommonSettings {
   size_t maxMessageSize = 65535;
   size_t maxConnections = 10000;
   int tcpIdleTimeoutS = 300;
+  // worker_scheduling: "batch" runs the workers SCHED_BATCH (runtime::WorkerPool).
+  bool batchScheduling = false;
 };
 
 // Reads the shared keys. defaultListen / defaultControl differ per role. Throws
 // config::ConfigError naming the key.
+// defaultScheduling: "batch" or "normal", the role's default for worker_scheduling.
 CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
-                          const std::string& defaultControl);
+                          const std::string& defaultControl,
+                          const std::string& defaultScheduling = "normal");
 
 // The same for a role that speaks no SIP (api): control.*, workers and log.* only; the sip.* keys
 // are not read (so they are unknown keys in its file) and listen stays empty.

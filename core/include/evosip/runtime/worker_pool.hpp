@@ -46,6 +46,10 @@ class WorkerPool {
   size_t size() const { return workers_.size(); }
   Worker& at(size_t i) { return *workers_[i]; }
 
+  // Worker threads started after this run SCHED_BATCH (a worker woken by a datagram does not
+  // preempt the task running on its CPU: it runs when that task sleeps or its slice ends, and
+  // then finds more messages waiting). For signalling roles, not for media pacing.
+  void setBatchScheduling(bool on) { batchScheduling_ = on; }
   // Starts one thread per worker; each runs its io_context until stop().
   void start();
   // Stops every io_context and joins the threads, then stops the blocking pool (running blocking
@@ -68,6 +72,7 @@ class WorkerPool {
 
  private:
   std::vector<std::unique_ptr<Worker>> workers_;
+  bool batchScheduling_ = false;
   std::vector<std::thread> threads_;
   // Keep each io_context running while it has nothing to do, until stop().
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
