@@ -10,8 +10,9 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage,
-                     build_response, create_subscribers, free_port, make_users, raw_invite,
+from harness import (HOST, ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage, ack_for,
+                     build_response, create_subscribers, credentials_header_name,
+                     digest_authorization, free_port, make_users, pick_challenge, raw_invite,
                      scenario, via_params, wait_until)
 
 CALLS = 5
@@ -157,6 +158,70 @@ class RouterCalls(RouterTestCase):
         for code in (180, 181, 182, 183):
             self.assertIn(code, statuses, f"{code} lost on its way to the caller: {statuses}")
         self.assertAlive(self.p.router)
+
+    def test_cancel_from_another_source_port_finds_its_invite(self):
+        """A CANCEL that reaches the router over another flow than its INVITE (here: three
+        other source ports, straight to the router) still cancels it: 200 to the CANCEL,
+        the CANCEL forwarded once, 487 to the INVITE."""
+        app = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        app.bind((HOST, self.app_port))
+        app.settimeout(5)
+        self.addCleanup(app.close)
+        c = SipClient("UDP", (HOST, self.p.router.sip_port), timeout=5)
+        self.addCleanup(c.close)
+        ruri = f"sip:100@{ROUTER_DOMAIN}"
+        common = dict(call_id=f"cancel-{os.getpid()}-{time.monotonic_ns()}",
+                      from_uri=f"sip:{self.alice[0]}@{ROUTER_DOMAIN}", from_tag="c1")
+        first = c.request("INVITE", ruri, cseq=1, **common)
+        challenge = c.transact(first)
+        self.assertIsNotNone(challenge)
+        self.assertEqual(challenge.status, 407, str(challenge))
+        ack_for(c, first, challenge)
+        auth = digest_authorization(pick_challenge(challenge), self.alice[0], self.alice[1],
+                                    "INVITE", ruri)
+        invite = c.request("INVITE", ruri, cseq=2, rport=False, **common,
+                           extra_headers=[f"{credentials_header_name(407)}: {auth}"])
+        c.send(invite)
+        data, src = app.recvfrom(70000)
+        forwarded = SipMessage.parse(data, src)
+        self.assertEqual(forwarded.method, "INVITE")
+        app.sendto(build_response(forwarded, 180, "Ringing", to_tag="app2"), src)
+        # CANCEL: the INVITE's Request-URI, Call-ID, From, CSeq number and top Via.
+        req = SipMessage.parse(invite)
+        cancel = "\r\n".join([f"CANCEL {ruri} SIP/2.0", f"Via: {req.get('Via')}",
+                               "Max-Forwards: 70", f"From: {req.get('From')}",
+                               f"To: {req.get('To')}", f"Call-ID: {req.get('Call-ID')}",
+                               "CSeq: 2 CANCEL", "Content-Length: 0", "", ""]).encode()
+        for _ in range(3):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                other.bind((HOST, 0))
+                other.sendto(cancel, (HOST, self.p.router.sip_port))
+        data, src = app.recvfrom(70000)
+        fwd_cancel = SipMessage.parse(data, src)
+        self.assertEqual(fwd_cancel.method, "CANCEL", str(fwd_cancel))
+        app.sendto(build_response(fwd_cancel, 200, "OK", to_tag="app2"), src)
+        app.sendto(build_response(forwarded, 487, "Request Terminated", to_tag="app2"), src)
+        def statuses():
+            return [(m.status, (m.get("CSeq") or "").split()[-1]) for m in c.log
+                    if m.is_response]
+
+        deadline = time.monotonic() + 5
+        while (487, "INVITE") not in statuses() and time.monotonic() < deadline:
+            c.recv(0.5)
+        self.assertIn((200, "CANCEL"), statuses(), statuses())
+        self.assertIn((487, "INVITE"), statuses(), statuses())
+        self.assertIn((180, "INVITE"), statuses(), statuses())
+        ack_for(c, invite, next(m for m in c.log if m.is_response and m.status == 487))
+        self.assertNotIn((481, "CANCEL"), statuses(), statuses())
+        app.settimeout(0.5)
+        extra = []
+        try:
+            while True:
+                d, _ = app.recvfrom(70000)
+                extra.append(d.split(b" ", 1)[0])
+        except socket.timeout:
+            pass
+        self.assertNotIn(b"CANCEL", extra, "the CANCEL was forwarded more than once")
 
 
 if __name__ == "__main__":

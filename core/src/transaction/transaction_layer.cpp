@@ -180,6 +180,15 @@ ServerTransaction* TransactionLayer::matchServer(const sip::Message& msg, const 
   return nullptr;
 }
 
+bool TransactionLayer::knowsRequest(const sip::Message& msg) {
+  auto via = msg.topVia();
+  if (!via) {
+    return false;
+  }
+  return matchServer(msg, *via, false) != nullptr ||
+         (msg.method() == sip::Method::kCancel && matchServer(msg, *via, true) != nullptr);
+}
+
 void TransactionLayer::onRequest(const sip::Message& msg, const Source& source) {
   auto via = msg.topVia();
   if (!via) {

@@ -213,10 +213,15 @@ struct RouterService::Impl {
           }
         }
       }
+    } else if (msg->method() == sip::Method::kCancel && routers.size() > 1 &&
+               !routers[owner]->knows(*msg)) {
+      // The worker that received a request owns its transactions: retransmissions, its ACK
+      // and CANCEL come over the same flow (the same SO_REUSEPORT hash, the same TCP
+      // connection) to the same worker. A CANCEL from another flow (another source port, a
+      // new connection) looks for its INVITE on the other workers before it is answered 481.
+      seekCancel((owner + 1) % routers.size(), 1, std::string(packet.data), packet.source);
+      return;
     }
-    // Otherwise the worker that received a request owns its transactions: retransmissions,
-    // its ACK and CANCEL come over the same flow (the same SO_REUSEPORT hash, the same TCP
-    // connection) to the same worker.
     if (owner == worker.index()) {
       routers[owner]->onMessage(*msg, packet.source);
       return;
@@ -225,6 +230,22 @@ struct RouterService::Impl {
       if (auto m = sip::Message::parse(bytes)) {
         routers[owner]->onMessage(*m, src);
       }
+    });
+  }
+
+  // A CANCEL tried on `tried` workers so far: handled here if its INVITE is here or no worker
+  // is left to try (then answered 481 here).
+  void seekCancel(size_t at, size_t tried, std::string bytes, transport::Source src) {
+    pool.post(at, [this, at, tried, bytes = std::move(bytes), src]() mutable {
+      auto m = sip::Message::parse(bytes);
+      if (!m) {
+        return;
+      }
+      if (tried + 1 >= routers.size() || routers[at]->knows(*m)) {
+        routers[at]->onMessage(*m, src);
+        return;
+      }
+      seekCancel((at + 1) % routers.size(), tried + 1, std::move(bytes), src);
     });
   }
 

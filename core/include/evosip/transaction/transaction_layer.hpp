@@ -101,6 +101,9 @@ class TransactionLayer {
   // and sent. Errors: kParse (not a request, no Via branch, no CSeq), kTooLarge (at
   // maxClientTransactions), kIo (the transport refused it at once).
   Result<TransactionId> sendRequest(std::string request, const Destination& to);
+  // True when a CANCEL matches one of this layer's INVITE server transactions, or any request
+  // one of its server transactions (a retransmission).
+  bool knowsRequest(const sip::Message& request);
   // The worker written into a branch by a layer with LayerSettings::branchWorker (nullopt for
   // any other branch).
   static std::optional<size_t> workerOfBranch(std::string_view branch);

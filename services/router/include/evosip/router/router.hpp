@@ -123,6 +123,8 @@ class Router final : public transaction::ProxyUser {
     proxy_.onMessage(msg, source);
   }
   void onTick();
+  // The request matches a transaction of this worker (a CANCEL: its INVITE's).
+  bool knows(const sip::Message& request) { return proxy_.layer().knowsRequest(request); }
 
   void invalidate(std::string_view domain, std::string_view user);
   void invalidateAll();
