@@ -1,6 +1,6 @@
 #pragma once
 // The sending half of a worker's pacing (PacingGrid, docs/architecture.md "app"): one thread per
-// worker that does nothing but sleep until each 1 ms tick is due (clock_nanosleep on the
+// worker that does nothing but sleep until each tick is due (clock_nanosleep on the
 // absolute schedule) and hand the packets of that tick to the kernel, in io_uring submissions of
 // 32 (else one sendto each). The worker prepares its ticks 6-10 ms ahead (AppCore), so neither
 // its SIP work, its deadline sweep nor its own late wake-ups delay a send: only this thread's
@@ -35,7 +35,7 @@ class PacedSender {
   using TimePoint = Clock::time_point;
 
   struct Settings {
-    size_t ring = 64;          // tick buffers (at 1 ms ticks: how far ahead the worker may be)
+    size_t ring = 64;          // tick buffers (at 0.5 ms ticks: 32 ms the worker may be ahead)
     bool ioUring = true;       // else one sendto per packet
     int realtimePriority = 0;  // SCHED_FIFO priority of the thread; 0: normal scheduling
     size_t submitChunk = 32;   // packets per io_uring submission
