@@ -203,10 +203,9 @@ void PacketRing::submitAndWait(int64_t timeoutNs) {
   recycleNow();
 }
 
-bool PacketRing::setBatchWait(unsigned us) {
+bool PacketRing::canBatchWait() const {
   constexpr unsigned kFeatMinTimeout = 1U << 15;  // IORING_FEAT_MIN_TIMEOUT, Linux 6.12
-  batchWaitUs_ = (features_ & kFeatMinTimeout) ? us : 0;
-  return batchWaitUs_ == us;
+  return (features_ & kFeatMinTimeout) != 0;
 }
 
 void PacketRing::armWake(int fd) {
@@ -391,15 +390,22 @@ void Relay::ringLoop() {
   // their completions. It goes back to its io_context when wake() was called (an ng command was
   // posted), when the io_context was stopped, after kRingIdleWaitNs without packets and after
   // kRingBusyNs of relaying (its timers).
+  // The batch window (BatchWindow) follows the packet rate.
   PacketRing& r = *ring_;
   const int64_t start = steadyNs();
   RingStats stats;
   for (;;) {
+    if (batchWait_) {
+      r.setBatchWait(batchWindow_.us());
+    }
     r.submitAndWait(kRingIdleWaitNs);
     bool woken = false;
     const unsigned seen = reapRing(stats, nowNs(), &woken);
+    const uint64_t received = stats.received;
     addRingStats(stats);
-    if (woken || seen == 0 || io_.stopped() || steadyNs() - start >= kRingBusyNs) {
+    const int64_t now = steadyNs();
+    batchWindow_.onPass(received, now);
+    if (woken || seen == 0 || io_.stopped() || now - start >= kRingBusyNs) {
       break;
     }
   }

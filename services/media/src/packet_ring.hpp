@@ -78,9 +78,13 @@ class PacketRing {
   // Submits what is queued and waits, in one io_uring_enter, until a completion is there or
   // timeoutNs passed; then returns the buffers of the packets whose sends were just submitted.
   void submitAndWait(int64_t timeoutNs);
-  // submitAndWait waits up to `us` microseconds for more receives once one is queued (0: wakes
-  // at the first). False when the kernel cannot (no IORING_FEAT_MIN_TIMEOUT): then 0.
-  bool setBatchWait(unsigned us);
+  // The kernel can wait for a batch (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
+  bool canBatchWait() const;
+  // The next submitAndWait waits up to `us` microseconds for more receives once one is queued
+  // (0: wakes at the first). Only when canBatchWait().
+  void setBatchWait(unsigned us) {
+    batchWaitUs_ = us;
+  }
   static constexpr unsigned kBatchPackets = 64;  // a batch wait ends early with this many
   // Queues a read of the eventfd `fd` whose completion (kind kWake) ends a wait.
   void armWake(int fd);
