@@ -60,7 +60,6 @@ MediaConfig readMediaConfig(config::Document& doc) {
   c.relay.maxSessions = static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
   c.relay.ioUring = doc.getBool("media.io_uring", true);
   c.relay.waitInRing = true;  // the workers run nothing but their relay; posts wake them
-  c.relay.batchWaitUs = static_cast<uint32_t>(doc.getInt("media.batch_wait_us", 100, 0, 10000));
   doc.checkUnknownKeys();
   return c;
 }

@@ -50,7 +50,6 @@ std::unique_ptr<PacketRing> PacketRing::open(int eventFd, unsigned maxStreams, s
     return nullptr;
   }
   r->ringOpen_ = true;
-  r->features_ = p.features;
   // Registered files: a send names its socket by table index, without the file lookup and
   // reference count of every send (fget/fput). The table cannot be larger than RLIMIT_NOFILE
   // (nor can the number of sockets); a stream without a table entry is named by descriptor.
@@ -191,21 +190,10 @@ void PacketRing::submitAndWait(int64_t timeoutNs) {
   io_uring_getevents_arg arg{};
   arg.ts = reinterpret_cast<uint64_t>(&ts);
   unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-  unsigned waitNr = io_uring_cq_ready(&ring_) > 0 ? 0 : 1;
-  if (waitNr == 1 && batchWaitUs_ > 0) {
-    // Batch wait (IORING_FEAT_MIN_TIMEOUT): sleep until kBatchPackets receives are queued or
-    // batchWaitUs_ passed with at least one; a receive after an empty window wakes at once.
-    arg.pad = batchWaitUs_;  // min_wait_usec in newer headers
-    waitNr = kBatchPackets;
-  }
+  const unsigned waitNr = io_uring_cq_ready(&ring_) > 0 ? 0 : 1;
   io_uring_enter2(static_cast<unsigned>(ring_.ring_fd), toSubmit, waitNr, flags,
                   reinterpret_cast<sigset_t*>(&arg), sizeof arg);
   recycleNow();
-}
-
-bool PacketRing::canBatchWait() const {
-  constexpr unsigned kFeatMinTimeout = 1U << 15;  // IORING_FEAT_MIN_TIMEOUT, Linux 6.12
-  return (features_ & kFeatMinTimeout) != 0;
 }
 
 void PacketRing::armWake(int fd) {
@@ -390,22 +378,15 @@ void Relay::ringLoop() {
   // their completions. It goes back to its io_context when wake() was called (an ng command was
   // posted), when the io_context was stopped, after kRingIdleWaitNs without packets and after
   // kRingBusyNs of relaying (its timers).
-  // The batch window (BatchWindow) follows the packet rate.
   PacketRing& r = *ring_;
   const int64_t start = steadyNs();
   RingStats stats;
   for (;;) {
-    if (batchWait_) {
-      r.setBatchWait(batchWindow_.us());
-    }
     r.submitAndWait(kRingIdleWaitNs);
     bool woken = false;
     const unsigned seen = reapRing(stats, nowNs(), &woken);
-    const uint64_t received = stats.received;
     addRingStats(stats);
-    const int64_t now = steadyNs();
-    batchWindow_.onPass(received, now);
-    if (woken || seen == 0 || io_.stopped() || now - start >= kRingBusyNs) {
+    if (woken || seen == 0 || io_.stopped() || steadyNs() - start >= kRingBusyNs) {
       break;
     }
   }

@@ -78,14 +78,6 @@ class PacketRing {
   // Submits what is queued and waits, in one io_uring_enter, until a completion is there or
   // timeoutNs passed; then returns the buffers of the packets whose sends were just submitted.
   void submitAndWait(int64_t timeoutNs);
-  // The kernel can wait for a batch (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
-  bool canBatchWait() const;
-  // The next submitAndWait waits up to `us` microseconds for more receives once one is queued
-  // (0: wakes at the first). Only when canBatchWait().
-  void setBatchWait(unsigned us) {
-    batchWaitUs_ = us;
-  }
-  static constexpr unsigned kBatchPackets = 64;  // a batch wait ends early with this many
   // Queues a read of the eventfd `fd` whose completion (kind kWake) ends a wait.
   void armWake(int fd);
   // Deferred receive work is still queued in the kernel (more than one enter's worth).
@@ -111,9 +103,7 @@ class PacketRing {
   std::vector<Stream*> slots_;
   std::vector<uint32_t> freeSlots_;
   bool ringOpen_ = false;
-  bool fixedFiles_ = false;
-  unsigned features_ = 0;     // io_uring_params.features
-  unsigned batchWaitUs_ = 0;  // the registered file table exists
+  bool fixedFiles_ = false;  // the registered file table exists
 #endif
 };
 

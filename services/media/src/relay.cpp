@@ -87,7 +87,6 @@ Relay::Relay(asio::io_context& io, const RelaySettings& settings, PortRange port
       ports_(ports),
       batch_(std::make_unique<Batch>()),
       epollDescriptor_(io),
-      batchWindow_(settings.batchWaitUs),
       ringEvent_(io) {
   epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_ < 0) {
@@ -149,12 +148,6 @@ void Relay::startRing() {
     // The worker waits inside the ring (ringLoop): no eventfd for the reactor.
     ring_ = PacketRing::open(-1, maxStreams, &why);
     if (ring_) {
-      batchWait_ = settings_.batchWaitUs > 0 && ring_->canBatchWait();
-      if (settings_.batchWaitUs > 0 && !batchWait_) {
-        log::get("media")->info(
-            "media.batch_wait_us: the kernel has no io_uring batch wait (IORING_FEAT_MIN_TIMEOUT, "
-            "Linux 6.12): every packet wakes the worker");
-      }
       ring_->armWake(wakeFd_);
       ring_->submitOnly();
       ringLoopRunning_ = true;

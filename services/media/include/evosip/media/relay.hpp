@@ -28,7 +28,6 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <evosip/bencode/bencode.hpp>
-#include <evosip/media/batch_window.hpp>
 #include <evosip/media/endpoint.hpp>
 #include <evosip/media/latch.hpp>
 #include <evosip/media/ng_options.hpp>
@@ -58,11 +57,6 @@ struct RelaySettings {
   // that runs nothing but this relay and whose posters call wake() (MediaService); false: the ring
   // signals an eventfd that the io_context waits on (tests that drive the io_context by poll()).
   bool waitInRing = false;
-  // media.batch_wait_us (waitInRing only): once a packet is queued, the worker sleeps on for
-  // more (or 64 packets) before it relays them, so that one wakeup serves several: for the time
-  // in which two more packets are expected at the current rate (BatchWindow), at most this
-  // long. Every packet is delayed by at most this. 0: wake for each packet.
-  uint32_t batchWaitUs = 0;
 };
 
 // Shared by every worker and the ng thread.
@@ -192,9 +186,7 @@ class Relay {
   // epoll set stays empty.
   bool ringTried_ = false;
   bool ringLoopRunning_ = false;
-  int wakeFd_ = -1;         // eventfd read by the ring (settings.waitInRing), written by wake()
-  bool batchWait_ = false;  // settings.batchWaitUs and the kernel can
-  BatchWindow batchWindow_;
+  int wakeFd_ = -1;  // eventfd read by the ring (settings.waitInRing), written by wake()
   std::unique_ptr<PacketRing> ring_;
   boost::asio::posix::stream_descriptor ringEvent_;
 };
