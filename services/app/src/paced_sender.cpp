@@ -56,6 +56,7 @@ void PacedSender::start(std::string* error) {
   started_ = true;
   stop_ = false;
   thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "evosip-pacing");  // as `top -H` shows it
   if (settings_.realtimePriority > 0) {
     sched_param p{};
     p.sched_priority = settings_.realtimePriority;
