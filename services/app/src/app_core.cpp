@@ -35,13 +35,11 @@ constexpr auto kT2 = std::chrono::milliseconds(4000);
 constexpr size_t kRxBatch = 16;
 constexpr int kDefaultMenuTimeoutS = 5;
 constexpr int kDefaultMenuRetries = 2;
-// 40 ticks of 0.5 ms per 20 ms frame. With N calls a tick sends N/40 packets, so its last packet
-// leaves that many sends after its due time (2,000 calls, io_uring: ~0.15 ms). With 20 ticks
-// of 1 ms that was ~0.3 ms (p99 0.5 ms) and the app's pacing p50/p99 at 2,000 and 3,000 streams
-// were 0.1 ms / 0.3-1.6 ms higher, for no CPU difference the VM could measure: the pacing
-// thread's wake-ups (clock_nanosleep) are cheap, unlike the event loop's (80 ticks of 250 us
-// through the worker's asio timer had doubled the CPU of 500 calls).
-constexpr PacingGrid::Settings kPacing{std::chrono::milliseconds(20), 40, 80};
+// 20 ticks of 1 ms per 20 ms frame. With N calls a tick sends N/20 packets, so its last packet
+// leaves that many sends after its due time (2,000 calls, io_uring: ~0.3 ms, p99 0.5 ms). 40
+// ticks of 0.5 ms halve that, but three A/B pairs at 2,000 streams on the VM gave +7..22 % of a
+// core (every wake-up costs there) for a median 0.05 ms lower and no better p99.
+constexpr PacingGrid::Settings kPacing{std::chrono::milliseconds(20), 20, 40};
 // The worker prepares the ticks due within the next kHorizon, waking every kPrepareEvery: each
 // tick is handed to the pacing thread 6-10 ms before it is due, so the worker may be that late
 // (SIP work, a busy CPU) without delaying a packet, and wakes 250 times a second, not 1,000.

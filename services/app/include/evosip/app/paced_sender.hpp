@@ -35,7 +35,7 @@ class PacedSender {
   using TimePoint = Clock::time_point;
 
   struct Settings {
-    size_t ring = 64;          // tick buffers (at 0.5 ms ticks: 32 ms the worker may be ahead)
+    size_t ring = 64;          // tick buffers (at 1 ms ticks: 64 ms the worker may be ahead)
     bool ioUring = true;       // else one sendto per packet
     int realtimePriority = 0;  // SCHED_FIFO priority of the thread; 0: normal scheduling
     size_t submitChunk = 32;   // packets per io_uring submission
