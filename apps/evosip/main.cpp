@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <malloc.h>
 #include <string>
 #include <utility>
 #include <vector>
@@ -191,6 +192,12 @@ int runCtl(const std::string& address, const std::string& token, const std::stri
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The heap keeps what it grew to: a router holds each transaction 32 s, so its heap grows
+  // and shrinks with the load, and glibc's default (trim the top above ~128 KiB, grow by the
+  // page) cost every worker an mprotect and a run of page faults per few messages (6 % of the
+  // router's CPU in perf). Grow by 16 MiB, give back only above 256 MiB free at the top.
+  mallopt(M_TOP_PAD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   CLI::App app{"evosip: a cloud-native VoIP platform in one binary"};
   app.require_subcommand(1);
   app.set_version_flag("--version", kVersion);
