@@ -61,6 +61,11 @@ RESULTS_FILE = os.environ.get("RESULTS_FILE",
                               os.path.join(ROOT, "bench", "results", "media_vs_rtpengine.txt"))
 PPS_PER_STREAM = 50
 REPEAT = max(1, int(os.environ.get("REPEAT", "1")))
+# RT=N: both relays' forwarding threads run SCHED_FIFO priority N (evosip media.realtime_priority,
+# rtpengine --scheduling=fifo --priority=N), so other processes on the relay's CPU cannot hold a
+# packet back for a scheduler slice, and rtp_load runs SCHED_FIFO N-1 (its receive wake-ups are
+# part of every latency it measures). Needs CAP_SYS_NICE. 0 (default): the normal policy.
+RT = int(os.environ.get("RT", "0"))
 # PIN=1 (default with >= 2 CPUs): the relay runs on the last CPU, rtp_load on the others, so
 # the generator never competes with the relay for its core (other jobs still can).
 PIN = os.environ.get("PIN", "1" if (os.cpu_count() or 1) >= 2 else "0") == "1"
@@ -119,6 +124,7 @@ def start_rtpengine(work, cleanup):
             "--table=-1", f"--interface={h.HOST}", f"--listen-ng={h.HOST}:{ng}",
             f"--port-min={PORT_MIN}", f"--port-max={PORT_MAX}", "--num-threads=1",
             "--delete-delay=0", "--timeout=60", "--log-level=4",
+            *([f"--scheduling=fifo", f"--priority={RT}"] if RT > 0 else []),
             f"--pidfile={os.path.join(work, 'rtpengine.pid')}"]
     proc = cleanup.add(h.Process("rtpengine", pinned(argv, RELAY_CPUS), work))
     h.wait_until(lambda: ng_ping(ng, 0.2), 10, "rtpengine answering ng ping", proc=proc)
@@ -146,6 +152,8 @@ def start_evosip(work, cleanup):
         "workers": 1,
         "log": {"level": "warn", "format": "text"},
     }
+    if RT > 0:
+        cfg["media"]["realtime_priority"] = RT
     path = h.write_yaml(os.path.join(work, "media.yaml"), cfg)
     proc = cleanup.add(h.Process("evosip-media",
                                  pinned([EVOSIP_BIN, "media", "--config", path], RELAY_CPUS), work))
@@ -154,7 +162,10 @@ def start_evosip(work, cleanup):
 
 
 def run_load(args, timeout):
-    res = subprocess.run(pinned([RTP_LOAD] + args, TOOL_CPUS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # With RT the generator runs SCHED_FIFO too (below the relays), so that the latency it
+    # reports is the relay's, not its own wake-ups behind other processes on its CPU.
+    tool = (["chrt", "-f", str(max(1, RT - 1))] if RT > 0 else []) + [RTP_LOAD]
+    res = subprocess.run(pinned(tool + args, TOOL_CPUS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=timeout)
     line = res.stdout.decode("utf-8", "replace").strip().splitlines()
     try:
@@ -220,7 +231,8 @@ def main():
             f"  load average at start {loadavg()}  cores {os.cpu_count()}")
         say(f"# rates {RATES} pps + saturation {SAT_RATE or 'none'}, streams = rate/{PPS_PER_STREAM}, "
             f"{STEP:g} s measured (+{WARMUP:g} s warm-up) per step, 172-byte RTP, one forwarding "
-            f"thread per relay, ports {PORT_MIN}-{PORT_MAX}, 127.0.0.1")
+            f"thread per relay, ports {PORT_MIN}-{PORT_MAX}, 127.0.0.1, scheduling "
+            f"{'SCHED_FIFO ' + str(RT) + ' for both relays (RT)' if RT > 0 else 'normal'}")
         say(f"# rtp_load {RTP_LOAD}; rtpengine {RTPENGINE_BIN}; evosip {EVOSIP_BIN}")
         say(f"# {REPEAT} round(s); " + (f"relay pinned to CPU {RELAY_CPUS[0]}, rtp_load to CPU(s) "
                                         f"{TOOL_CPUS[0]}" if PIN else "no CPU pinning"))

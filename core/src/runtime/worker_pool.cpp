@@ -100,9 +100,16 @@ void WorkerPool::start() {
   threads_.reserve(workers_.size());
   for (auto& w : workers_) {
     Worker* worker = w.get();
-    threads_.emplace_back([worker, batch = batchScheduling_] {
+    threads_.emplace_back([worker, batch = batchScheduling_, rt = realtimePriority_] {
       tCurrentWorker = worker;
-      if (batch) {
+      if (rt > 0) {
+        sched_param p{};
+        p.sched_priority = rt;
+        if (int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p); rc != 0) {
+          std::fprintf(stderr, "worker %zu: SCHED_FIFO %d refused (%s); normal scheduling\n",
+                       worker->index_, rt, std::strerror(rc));
+        }
+      } else if (batch) {
         sched_param none{};
         if (int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &none); rc != 0) {
           std::fprintf(stderr, "worker %zu: SCHED_BATCH refused (%s); normal scheduling\n",

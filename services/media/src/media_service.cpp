@@ -59,6 +59,7 @@ MediaConfig readMediaConfig(config::Document& doc) {
   c.relay.timeoutS = static_cast<uint32_t>(doc.getInt("media.timeout_s", 60, 0, 86400));
   c.relay.maxSessions = static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
   c.relay.ioUring = doc.getBool("media.io_uring", true);
+  c.realtimePriority = static_cast<int>(doc.getInt("media.realtime_priority", 0, 0, 99));
   c.relay.waitInRing = true;  // the workers run nothing but their relay; posts wake them
   doc.checkUnknownKeys();
   return c;
@@ -366,6 +367,7 @@ void MediaService::start() {
   d.control->start();
   d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(1000),
                                                 [&d](size_t w) { d.relays[w]->onTick(); });
+  d.pool.setRealtimePriority(d.config.realtimePriority);
   d.pool.start();
   d.ticks->start();
   d.ready = true;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <sched.h>
 #include <set>
 #include <string>
 #include <unistd.h>
@@ -32,6 +33,40 @@ TEST(WorkerPoolTest, RunsPostedWorkOnTheNamedWorkerThread) {
     EXPECT_EQ(worker, &pool.at(i));
   }
   pool.stop();
+}
+
+// The policy a worker thread runs under.
+int workerPolicy(WorkerPool& pool) {
+  std::promise<int> policy;
+  auto f = policy.get_future();
+  pool.post(0, [&policy] { policy.set_value(sched_getscheduler(0)); });
+  return f.wait_for(5s) == std::future_status::ready ? f.get() : -1;
+}
+
+TEST(WorkerPoolTest, WorkersRunTheSchedulingPolicyAskedFor) {
+  {
+    WorkerPool pool(1, 1);
+    pool.start();
+    EXPECT_EQ(workerPolicy(pool), SCHED_OTHER);
+    pool.stop();
+  }
+  {
+    WorkerPool pool(1, 1);
+    pool.setBatchScheduling(true);
+    pool.start();
+    EXPECT_EQ(workerPolicy(pool), SCHED_BATCH);  // needs no privilege
+    pool.stop();
+  }
+  {
+    WorkerPool pool(1, 1);
+    pool.setBatchScheduling(true);
+    pool.setRealtimePriority(3);  // wins over batch
+    pool.start();
+    const int policy = workerPolicy(pool);
+    // SCHED_FIFO needs CAP_SYS_NICE; without it the worker keeps the normal policy.
+    EXPECT_TRUE(policy == SCHED_FIFO || policy == SCHED_OTHER) << policy;
+    pool.stop();
+  }
 }
 
 TEST(WorkerPoolTest, NonWorkerThreadHasNoIndex) {

@@ -50,6 +50,9 @@ class WorkerPool {
   // preempt the task running on its CPU: it runs when that task sleeps or its slice ends, and
   // then finds more messages waiting). For signalling roles, not for media pacing.
   void setBatchScheduling(bool on) { batchScheduling_ = on; }
+  // Worker threads started after this run SCHED_FIFO at this priority (1..99; 0: the normal
+  // policy). Without CAP_SYS_NICE a warning is printed and the normal policy kept.
+  void setRealtimePriority(int priority) { realtimePriority_ = priority; }
   // Starts one thread per worker; each runs its io_context until stop().
   void start();
   // Stops every io_context and joins the threads, then stops the blocking pool (running blocking
@@ -73,6 +76,7 @@ class WorkerPool {
  private:
   std::vector<std::unique_ptr<Worker>> workers_;
   bool batchScheduling_ = false;
+  int realtimePriority_ = 0;
   std::vector<std::thread> threads_;
   // Keep each io_context running while it has nothing to do, until stop().
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;

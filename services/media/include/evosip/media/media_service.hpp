@@ -19,6 +19,7 @@ struct MediaConfig {
   RelaySettings relay;
   uint16_t portMin = 30000;
   uint16_t portMax = 40000;
+  int realtimePriority = 0;  // media.realtime_priority: SCHED_FIFO of the workers, 0 = normal
 };
 
 // Reads every key of the media role; throws config::ConfigError naming the key. Calls
