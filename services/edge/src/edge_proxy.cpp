@@ -808,8 +808,9 @@ void EdgeProxy::onTick(size_t worker) {
     WorkerCounters::bump(w.counters.failovers);
     RouterTarget& t = routers.at(nextRouter);
     t.forwarded.fetch_add(1, std::memory_order_relaxed);
-    // The kept copy carries the Via port of the call's egress socket: the same one again (a
-    // router of the other address family gets it from the listen socket, Via unchanged).
+    // The kept copy carries the Via port of the call's egress socket: the same one again. (A
+    // router set that mixes address families is not served well here: the copy keeps the
+    // first family's port, which a router of the other family answers to in vain.)
     uint16_t port = 0;
     int32_t egress = egressFor(p.callId, t.endpoint, port);
     send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);
