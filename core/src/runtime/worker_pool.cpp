@@ -62,6 +62,15 @@ size_t affinityCpuCount() {
 
 }  // namespace
 
+std::string setThreadScheduling(pthread_t thread, int policy, int priority) {
+  sched_param p{};
+  p.sched_priority = priority;
+  if (int rc = pthread_setschedparam(thread, policy, &p); rc != 0) {
+    return std::strerror(rc);
+  }
+  return {};
+}
+
 size_t Worker::currentIndex() {
   return tCurrentWorker ? tCurrentWorker->index_ : SIZE_MAX;
 }
@@ -102,18 +111,11 @@ void WorkerPool::start() {
     Worker* worker = w.get();
     threads_.emplace_back([worker, batch = batchScheduling_, rt = realtimePriority_] {
       tCurrentWorker = worker;
-      if (rt > 0) {
-        sched_param p{};
-        p.sched_priority = rt;
-        if (int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p); rc != 0) {
-          std::fprintf(stderr, "worker %zu: SCHED_FIFO %d refused (%s); normal scheduling\n",
-                       worker->index_, rt, std::strerror(rc));
-        }
-      } else if (batch) {
-        sched_param none{};
-        if (int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &none); rc != 0) {
-          std::fprintf(stderr, "worker %zu: SCHED_BATCH refused (%s); normal scheduling\n",
-                       worker->index_, std::strerror(rc));
+      if (rt > 0 || batch) {
+        const int policy = rt > 0 ? SCHED_FIFO : SCHED_BATCH;
+        if (auto why = setThreadScheduling(pthread_self(), policy, rt); !why.empty()) {
+          std::fprintf(stderr, "worker %zu: %s refused (%s); normal scheduling\n", worker->index_,
+                       rt > 0 ? "SCHED_FIFO" : "SCHED_BATCH", why.c_str());
         }
       }
       // A handler that throws is a bug; report it and keep the worker serving the others.

@@ -3,8 +3,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
+#include <utility>
 
 #include <evosip/app/paced_sender.hpp>
+#include <evosip/runtime/worker_pool.hpp>
 
 #include "send_batch.hpp"
 
@@ -58,11 +60,10 @@ void PacedSender::start(std::string* error) {
   thread_ = std::thread([this] { run(); });
   pthread_setname_np(thread_.native_handle(), "evosip-pacing");  // as `top -H` shows it
   if (settings_.realtimePriority > 0) {
-    sched_param p{};
-    p.sched_priority = settings_.realtimePriority;
-    if (int err = pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &p);
-        err != 0 && error != nullptr) {
-      *error = std::strerror(err);
+    auto why = runtime::setThreadScheduling(thread_.native_handle(), SCHED_FIFO,
+                                            settings_.realtimePriority);
+    if (!why.empty() && error != nullptr) {
+      *error = std::move(why);
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <pthread.h>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -34,6 +35,11 @@ class Worker {
   size_t index_;
   boost::asio::io_context io_{1};  // concurrency hint 1: a single thread runs it
 };
+
+// Puts `thread` under `policy` (SCHED_OTHER, SCHED_BATCH, or SCHED_FIFO/SCHED_RR with
+// `priority` 1..99). Returns "" on success, else why the kernel refused (SCHED_FIFO needs
+// CAP_SYS_NICE).
+std::string setThreadScheduling(pthread_t thread, int policy, int priority = 0);
 
 class WorkerPool {
  public:

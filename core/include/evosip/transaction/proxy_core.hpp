@@ -174,6 +174,8 @@ class ProxyCore final : public TransactionUser {
   };
   RoutePlan planRoutes(const sip::Message& msg) const;
   void applyRoutes(const sip::Message& msg, const RoutePlan& plan, sip::MessageEditor& edit) const;
+  // Our Via for a request to `to`; with `egress` (a UDP hop that did not come from a Route) and
+  // an egress socket for its family, also points `to` at that socket, whose port the Via names.
   std::string viaValue(Destination& to, std::string_view branch, bool egress) const;
   std::optional<Destination> nextHopOf(std::string_view uriOrRoute);
 
