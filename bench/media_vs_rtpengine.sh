@@ -18,7 +18,10 @@
 # At each rate the relays are loaded one after the other. Printed per relay and step:
 # forwarded packets per relay CPU-second (utime+stime of all its threads from /proc, over the
 # measured window only, read by rtp_load), loss, added latency p50/p99/max, and the ratios
-# evosip/rtpengine. A --direct run (no relay) first gives the tool's own latency floor.
+# evosip/rtpengine. A --direct run (no relay) first gives the tool's own latency floor, and at the
+# highest rate each round also loads a reflector (rtp_load --reflect: one socket, blocking
+# recvmmsg + sendmmsg, no relay logic) on the relay's CPU with the relays' scheduling: the floor
+# of any relay there (wake-up of that CPU, scheduling, the second trip through the UDP stack).
 # Targets: >= 1.5x rtpengine's packets per CPU-second, 0 loss below saturation, p99 added
 # latency < 200 us at 50k pps.
 #
@@ -31,7 +34,8 @@
 # default 10000-29999, the same for both; keep it below the ephemeral range), RESULTS_FILE (default
 # bench/results/media_vs_rtpengine.txt; empty = do not write), REPEAT (rounds, default 1:
 # packets/CPU-s pooled over all rounds, latency and saturation figures are medians), PIN (1 by
-# default on >= 2 CPUs: relay on the last CPU, rtp_load on the others), KEEP=1 keeps the work dir.
+# default on >= 2 CPUs: relay on the last CPU, rtp_load on the others), REFLECTOR (1 by default;
+# 0 = no reflector step), KEEP=1 keeps the work dir.
 # Exit status non-zero when a relay failed to run.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,6 +84,9 @@ def pinned(argv, cpus):
 # Receive sockets on the callee side: 0 = one per stream (below saturation, by default); the
 # saturation step points the streams at 16 sockets so the receiver costs less (the relay does
 # the same work: it still sends every stream from its own port).
+# REFLECTOR=1 (default): each round also loads the smallest possible relay (rtp_load --reflect)
+# at the highest rate, pinned and scheduled like the relays: the machine's floor for the latency.
+REFLECTOR = os.environ.get("REFLECTOR", "1") == "1"
 CALLEE_SOCKETS = int(os.environ.get("CALLEE_SOCKETS", "0"))
 SAT_CALLEE_SOCKETS = int(os.environ.get("SAT_CALLEE_SOCKETS", "16"))
 
@@ -192,6 +199,34 @@ def step(side, proc, ng, rate, label):
     return r
 
 
+def reflector_step(rate):
+    """The machine's floor for a relay on the relay's CPU: rtp_load --reflect (one socket,
+    blocking recvmmsg, sendmmsg; no relay logic) pinned and scheduled like the relays, loaded
+    like them. What it adds is the cost of the crossing itself: the wake-up of the relay's CPU,
+    scheduling there, and the second trip through the UDP stack."""
+    port = h.free_port()
+    dur = STEP + WARMUP + 3
+    argv = (["chrt", "-f", str(RT)] if RT > 0 else []) + [RTP_LOAD, "--reflect",
+                                                          f"{h.HOST}:{port}", "--duration", str(dur)]
+    refl = subprocess.Popen(pinned(argv, RELAY_CPUS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        streams = max(1, rate // PPS_PER_STREAM)
+        r = run_load(["--direct", "--via", f"{h.HOST}:{port}", "--streams", str(streams),
+                      "--rate", str(rate), "--duration", str(STEP), "--warmup", str(WARMUP),
+                      "--cpu-pid", str(refl.pid), "--label", "reflector"], timeout=dur + 60)
+    finally:
+        try:
+            refl.wait(timeout=dur + 10)
+        except subprocess.TimeoutExpired:
+            refl.kill()
+            refl.wait()
+    r["side"], r["step"], r["alive"], r["rss_kb"] = "reflector", str(rate), True, 0
+    r["generator_limited"] = r["achieved_pps"] < 0.97 * rate
+    return r
+
+
 def median(values):
     v = sorted(x for x in values if x is not None)
     return v[len(v) // 2] if v else None
@@ -222,7 +257,7 @@ def main():
     if os.environ.get("KEEP") != "1":
         cleanup.dirs.append(work)
     failed, skipped = [], []
-    results = {"rtpengine": [], "evosip": []}
+    results = {"rtpengine": [], "evosip": [], "reflector": []}
     try:
         commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -281,6 +316,14 @@ def main():
             order = list(sides.items())
             if rnd % 2 == 1:
                 order.reverse()
+            if label != "sat" and rate == max(RATES) and REFLECTOR:
+                try:
+                    r = reflector_step(rate)
+                    results["reflector"].append(r)
+                    show(r)
+                except Exception as e:  # noqa: BLE001
+                    say(f"reflector {label:>6} FAILED: {e}")
+                time.sleep(0.5)
             for side, (proc, ng) in order:
                 if side in dead:
                     continue
@@ -300,8 +343,15 @@ def main():
                 time.sleep(0.5)
         say()
         summary = {}
+        refl = median([r["p99_us"] for r in results["reflector"]])
+        if refl is not None:
+            say(f"reflector (the floor: the smallest relay, on the relay's CPU with its scheduling) "
+                f"at {max(RATES)} pps (median of {len(results['reflector'])}): p50 "
+                f"{median([r['p50_us'] for r in results['reflector']]):.1f} us p99 {refl:.1f} us, "
+                f"{fmt(median([r['pkts_per_relay_cpu_s'] for r in results['reflector']]), '{:.0f}')}"
+                " pkt/CPU-s")
         for side, rs in results.items():
-            if not rs:
+            if not rs or side == "reflector":
                 continue
             below = [r for r in rs if r["step"] != "sat"]
             sat = [r for r in rs if r["step"] == "sat"]
@@ -351,7 +401,8 @@ def main():
             say(f"target evosip >= 1.5x rtpengine packets per CPU-second: {'MET' if t1 else 'NOT MET'}")
             say(f"target evosip 0 loss below saturation: {'MET' if t2 else 'NOT MET'}")
             say(f"target evosip p99 added latency < 200 us at 50k pps: {'MET' if t3 else 'NOT MET'}"
-                f" (tool floor p99 {floor['p99_us']:.1f} us)")
+                f" (tool floor p99 {floor['p99_us']:.1f} us"
+                + (f", reflector p99 {refl:.1f} us" if refl is not None else "") + ")")
         elif skipped:
             say("ratios: n/a (evosip side skipped)")
     finally:

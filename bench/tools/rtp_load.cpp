@@ -369,6 +369,8 @@ double selfCpuSeconds() {
 struct Options {
   std::string ng;
   bool direct = false;
+  std::string via;      // with --direct: send every packet to this reflector instead
+  std::string reflect;  // run as the reflector, bound to this HOST:PORT
   int streams = 100;
   double rate = 5000;
   double duration = 5;
@@ -381,13 +383,15 @@ struct Options {
   bool keepCalls = false;
   int calleeSockets = 0;  // 0: one callee socket per stream
   double rxTickUs = 500;  // receiver polls every rxTickUs (0: wakes up per packet)
+  std::string dump;       // file for "send-offset-us latency-us" per counted packet
 };
 
 void usage() {
   std::puts(
-      "usage: rtp_load (--ng HOST:PORT | --direct) [--streams N] [--rate PPS] [--duration S]\n"
+      "usage: rtp_load (--ng HOST:PORT | --direct [--via HOST:PORT]) [--streams N] [--rate PPS]\n"
+      "                [--duration S]\n"
       "                [--warmup S] [--drain S] [--bind IP] [--tick-us US] [--cpu-pid PID]...\n"
-      "                [--callee-sockets K] [--rx-tick-us US] [--label TEXT]\n"
+      "                [--callee-sockets K] [--rx-tick-us US] [--label TEXT] [--dump FILE]\n"
       "Sets up N calls on an ng relay (offer/answer), sends 172-byte RTP at PPS packets/s in\n"
       "total over the N streams for warm-up + duration seconds, counts what arrives, deletes\n"
       "the calls and prints one JSON line (sent, received, lost, latency p50/p99/max in us,\n"
@@ -396,7 +400,10 @@ void usage() {
       "socket i %% K) instead of one socket each: cheaper receiving (bigger recvmmsg batches);\n"
       "the relay still sends every stream from its own port.\n"
       "Latency: the kernel's receive timestamp (SO_TIMESTAMPNS) minus the send time in the\n"
-      "payload, so the receiver may poll every --rx-tick-us (default 500) without adding to it.");
+      "payload, so the receiver may poll every --rx-tick-us (default 500) without adding to it.\n"
+      "--dump FILE: one line per counted packet, \"send-time-us-into-the-window latency-us\".\n"
+      "rtp_load --reflect HOST:PORT --duration S: the smallest relay (one socket, recvmmsg,\n"
+      "sendmmsg to the callee port in each payload); --direct --via HOST:PORT sends through it.");
 }
 
 Options parse(int argc, char** argv) {
@@ -412,6 +419,10 @@ Options parse(int argc, char** argv) {
       o.ng = next();
     else if (a == "--direct")
       o.direct = true;
+    else if (a == "--via")
+      o.via = next();
+    else if (a == "--reflect")
+      o.reflect = next();
     else if (a == "--streams")
       o.streams = std::atoi(next().c_str());
     else if (a == "--rate")
@@ -434,6 +445,8 @@ Options parse(int argc, char** argv) {
       o.keepCalls = true;
     else if (a == "--callee-sockets")
       o.calleeSockets = std::atoi(next().c_str());
+    else if (a == "--dump")
+      o.dump = next();
     else if (a == "--rx-tick-us")
       o.rxTickUs = std::atof(next().c_str());
     else if (a == "-h" || a == "--help") {
@@ -442,8 +455,12 @@ Options parse(int argc, char** argv) {
     } else
       die("unknown option " + a + " (--help)");
   }
-  if (o.direct == !o.ng.empty())
-    die("give exactly one of --ng HOST:PORT or --direct");
+  if (o.reflect.empty() && o.direct == !o.ng.empty())
+    die("give exactly one of --ng HOST:PORT, --direct or --reflect HOST:PORT");
+  if (!o.reflect.empty() && (o.direct || !o.ng.empty()))
+    die("--reflect runs alone (no --ng, no --direct)");
+  if (!o.via.empty() && !o.direct)
+    die("--via goes with --direct");
   if (o.streams < 1 || o.streams > 30000)
     die("--streams must be 1..30000");
   if (o.rate <= 0 || o.rate > 5e6)
@@ -485,6 +502,7 @@ struct RecvStats {
   std::uint64_t misrouted = 0;         // our packet on another stream's socket
   std::uint64_t reordered = 0;         // sequence lower than the highest seen on that stream
   std::vector<std::uint32_t> lat10ns;  // per counted packet, in 10 ns units (up to 42.9 s)
+  std::vector<std::uint32_t> txUs;     // with --dump: its send time, us after the window start
 };
 
 void putU32(std::uint8_t* p, std::uint32_t v) {
@@ -505,7 +523,7 @@ std::uint64_t getU64(const std::uint8_t* p) {
 }
 
 // Payload layout (after the 12-byte RTP header): magic u32, stream u32, seq u32, send ns u64,
-// then 0xFF (PCMU silence) up to 160 bytes.
+// callee port u16 (host order; the reflector's destination), then zeros up to 160 bytes.
 void buildPacket(std::uint8_t* pkt, Stream& s, std::uint32_t index, std::uint64_t sendNs) {
   pkt[0] = 0x80;
   pkt[1] = 0;  // PT 0 (PCMU), no marker
@@ -521,6 +539,8 @@ void buildPacket(std::uint8_t* pkt, Stream& s, std::uint32_t index, std::uint64_
   putU32(pl + 4, index);
   putU32(pl + 8, s.seq++);
   putU64(pl + 12, sendNs);
+  std::uint16_t callee = s.calleePort;  // for --via: where the reflector sends it
+  std::memcpy(pl + 20, &callee, 2);
 }
 
 // CLOCK_REALTIME - CLOCK_MONOTONIC now: converts the kernel's receive timestamps (realtime)
@@ -536,7 +556,7 @@ std::int64_t realtimeOffsetNs() {
 
 void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint64_t windowStart,
               std::uint64_t windowEnd, const std::atomic<std::uint64_t>& stopAt, RecvStats& st,
-              std::size_t expect, double rxTickUs) {
+              std::size_t expect, double rxTickUs, bool keepTx) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0)
     die("epoll_create1 failed");
@@ -548,6 +568,8 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
       die("epoll_ctl failed");
   }
   st.lat10ns.reserve(std::min<std::size_t>(expect + expect / 8, kMaxSamples));
+  if (keepTx)
+    st.txUs.reserve(std::min<std::size_t>(expect + expect / 8, kMaxSamples));
   std::vector<std::uint32_t> highest(nStreams, 0);
   std::vector<bool> seen(nStreams, false);
   std::vector<std::uint8_t> bufs(kBatch * 2048);
@@ -616,9 +638,12 @@ void receiver(const std::vector<int>& calleeFds, std::size_t nStreams, std::uint
           if (tx >= windowStart && tx < windowEnd) {
             ++st.received;
             std::uint64_t lat = rx > tx ? rx - tx : 0;
-            if (st.lat10ns.size() < kMaxSamples)
+            if (st.lat10ns.size() < kMaxSamples) {
               st.lat10ns.push_back(
                   static_cast<std::uint32_t>(std::min<std::uint64_t>(lat / 10, UINT32_MAX)));
+              if (keepTx)
+                st.txUs.push_back(static_cast<std::uint32_t>((tx - windowStart) / 1000));
+            }
           }
         }
         if (got < kBatch)
@@ -654,11 +679,76 @@ std::string jsonEscape(const std::string& s) {
   return o;
 }
 
+// The smallest relay there is, for the bench's floor: one socket, a blocking recvmmsg, and a
+// sendmmsg of what it got to the callee port written in each payload. What rtp_load --direct
+// --via measures through it is the machine's cost of crossing to the relay's CPU and back
+// (wake-up, scheduling, two trips through the UDP stack), without any relay logic.
+int reflect(const Options& o) {
+  sockaddr_in self = parseHostPort(o.reflect);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int buf = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&self), sizeof self) != 0)
+    die("reflector: cannot bind " + o.reflect);
+  timeval tv{0, 100000};  // the loop checks its end at least every 100 ms
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::vector<std::uint8_t> bufs(kBatch * 2048);
+  std::vector<sockaddr_in> dest(kBatch);
+  mmsghdr in[kBatch], out[kBatch];
+  iovec iov[kBatch], oiov[kBatch];
+  std::uint64_t received = 0, forwarded = 0;
+  const std::uint64_t end = nowNs() + static_cast<std::uint64_t>(o.duration * 1e9);
+  while (nowNs() < end) {
+    for (int k = 0; k < kBatch; ++k) {
+      iov[k] = {bufs.data() + k * 2048, 2048};
+      in[k] = {};
+      in[k].msg_hdr.msg_iov = &iov[k];
+      in[k].msg_hdr.msg_iovlen = 1;
+    }
+    int got = recvmmsg(fd, in, kBatch, MSG_WAITFORONE, nullptr);
+    if (got <= 0)
+      continue;
+    received += static_cast<std::uint64_t>(got);
+    int n = 0;
+    for (int k = 0; k < got; ++k) {
+      const std::uint8_t* p = bufs.data() + k * 2048;
+      if (in[k].msg_len != kPacket || getU32(p + kRtpHeader) != kMagic)
+        continue;
+      std::uint16_t port;
+      std::memcpy(&port, p + kRtpHeader + 20, 2);
+      dest[n] = self;
+      dest[n].sin_port = htons(port);
+      oiov[n] = {const_cast<std::uint8_t*>(p), kPacket};
+      out[n] = {};
+      out[n].msg_hdr.msg_name = &dest[n];
+      out[n].msg_hdr.msg_namelen = sizeof dest[n];
+      out[n].msg_hdr.msg_iov = &oiov[n];
+      out[n].msg_hdr.msg_iovlen = 1;
+      ++n;
+    }
+    for (int off = 0, tries = 0; off < n && tries < 8; ++tries) {
+      int r = sendmmsg(fd, out + off, static_cast<unsigned>(n - off), 0);
+      if (r > 0) {
+        off += r;
+        forwarded += static_cast<std::uint64_t>(r);
+      }
+    }
+  }
+  std::printf("{\"tool\":\"rtp_load\",\"mode\":\"reflect\",\"received\":%llu,\"forwarded\":%llu}\n",
+              static_cast<unsigned long long>(received),
+              static_cast<unsigned long long>(forwarded));
+  close(fd);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // precise sleeps for the pacing ticks
+  if (!o.reflect.empty())
+    return reflect(o);
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -704,7 +794,7 @@ int main(int argc, char** argv) {
   };
   if (o.direct) {
     for (auto& s : streams) {
-      s.target = parseHostPort(o.bind + ":" + std::to_string(s.calleePort));
+      s.target = parseHostPort(o.via.empty() ? o.bind + ":" + std::to_string(s.calleePort) : o.via);
     }
   } else {
     ng = std::make_unique<NgClient>(o.bind, parseHostPort(o.ng));
@@ -775,7 +865,8 @@ int main(int argc, char** argv) {
   RecvStats rs;
   std::size_t expect = static_cast<std::size_t>(o.rate * o.duration) + 16;
   std::thread rx([&] {
-    receiver(calleeFds, streams.size(), windowStart, windowEnd, stopAt, rs, expect, o.rxTickUs);
+    receiver(calleeFds, streams.size(), windowStart, windowEnd, stopAt, rs, expect, o.rxTickUs,
+             !o.dump.empty());
   });
 
   const std::uint64_t tickNs = static_cast<std::uint64_t>(o.tickUs * 1000);
@@ -875,6 +966,14 @@ int main(int argc, char** argv) {
   close(senderFd);
 
   // --- report -------------------------------------------------------------------------
+  if (!o.dump.empty()) {  // before pct() reorders the samples
+    FILE* f = std::fopen(o.dump.c_str(), "w");
+    if (f == nullptr)
+      die("cannot write " + o.dump);
+    for (std::size_t i = 0; i < rs.txUs.size(); ++i)
+      std::fprintf(f, "%u %.2f\n", rs.txUs[i], rs.lat10ns[i] / 100.0);
+    std::fclose(f);
+  }
   std::uint64_t lost = sentWindow > rs.received ? sentWindow - rs.received : 0;
   std::uint64_t dup = rs.received > sentWindow ? rs.received - sentWindow : 0;
   double p50 = pct(rs.lat10ns, 50), p99 = pct(rs.lat10ns, 99), p999 = pct(rs.lat10ns, 99.9);
