@@ -105,6 +105,7 @@ struct UdpSocket {
   udp::socket socket;
   Endpoint local;
   bool closed = false;
+  bool egress = false;  // other workers send from it too (SipTransport::Impl::egress)
 };
 
 struct TcpListener {
@@ -150,6 +151,9 @@ struct WorkerState {
   bool stopped = false;
 
   std::vector<std::shared_ptr<UdpSocket>> udp;
+  // Egress sockets after closeAll(): receiving stopped, the fd still open until closeEgress(),
+  // once no worker can be in the middle of a send from it.
+  std::vector<std::shared_ptr<UdpSocket>> retiredEgress;
   UdpSocket* udpByFamily[2] = {nullptr, nullptr};  // first socket of each family: v4, v6
   std::vector<std::shared_ptr<TcpListener>> tcp;
   std::unordered_map<uint32_t, std::shared_ptr<TcpConnection>> connections;
@@ -201,6 +205,7 @@ struct WorkerState {
   bool sendTcp(uint32_t seq, std::string_view data);
 
   void closeAll();
+  void closeEgress();
 };
 
 struct SipTransport::Impl {
@@ -701,7 +706,14 @@ void WorkerState::closeAll() {
   boost::system::error_code ec;
   for (auto& s : udp) {
     s->closed = true;
-    s->socket.close(ec);
+    if (s->egress) {
+      // Another worker may have this fd in a send batch it has not flushed yet; closing it now
+      // could let a new socket or file take the number before that flush.
+      s->socket.cancel(ec);
+      retiredEgress.push_back(s);
+    } else {
+      s->socket.close(ec);
+    }
   }
   for (auto& l : tcp) {
     l->closed = true;
@@ -721,6 +733,14 @@ void WorkerState::closeAll() {
   udpByFamily[0] = udpByFamily[1] = nullptr;
   sendCount = 0;
   sendUsed = 0;
+}
+
+void WorkerState::closeEgress() {
+  boost::system::error_code ec;
+  for (auto& s : retiredEgress) {
+    s->socket.close(ec);
+  }
+  retiredEgress.clear();
 }
 
 // ---- SipTransport -------------------------------------------------------------------------
@@ -774,6 +794,7 @@ void SipTransport::Impl::bindEgress(const ListenSpec& spec) {
       if (ec) {
         throwBindError(spec, ec);
       }
+      s->egress = true;
       w->udp.push_back(s);
       if (spec.endpoint.ip.is_v6()) {
         s->socket.set_option(asio::ip::v6_only(true), ec);
@@ -890,27 +911,33 @@ void SipTransport::stop() {
     for (auto& w : m.workers) {
       w->closeAll();
     }
+    for (auto& w : m.workers) {
+      w->closeEgress();
+    }
     return;
   }
-  // Each worker closes what it owns on its own thread.
+  // Each worker closes what it owns on its own thread; the egress sockets, which every worker
+  // may send from, only once all workers are past that point (send() refuses from now on).
   WorkerState* self = m.current();
-  std::vector<std::future<void>> done;
-  for (auto& w : m.workers) {
-    if (w.get() == self) {
-      continue;
+  for (void (WorkerState::*phase)() : {&WorkerState::closeAll, &WorkerState::closeEgress}) {
+    std::vector<std::future<void>> done;
+    for (auto& w : m.workers) {
+      if (w.get() == self) {
+        continue;
+      }
+      auto promise = std::make_shared<std::promise<void>>();
+      done.push_back(promise->get_future());
+      asio::post(w->worker.io(), [w, promise, phase] {
+        ((*w).*phase)();
+        promise->set_value();
+      });
     }
-    auto promise = std::make_shared<std::promise<void>>();
-    done.push_back(promise->get_future());
-    asio::post(w->worker.io(), [w, promise] {
-      w->closeAll();
-      promise->set_value();
-    });
-  }
-  if (self != nullptr) {
-    self->closeAll();
-  }
-  for (auto& f : done) {
-    f.wait();
+    if (self != nullptr) {
+      ((*self).*phase)();
+    }
+    for (auto& f : done) {
+      f.wait();
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 #include <set>
 #include <stdexcept>
 #include <sys/socket.h>
+#include <thread>
 
 #include "test_peer.hpp"
 
@@ -167,6 +168,51 @@ TEST_F(UdpTransportTest, EgressSocketsSendFromTheirPortAndDeliverToTheirWorker) 
   // No such egress socket: refused and counted.
   EXPECT_FALSE(transport_->send(Destination{Protocol::kUdp, boundAt(0), {}, 9}, "x"));
   EXPECT_EQ(transport_->stats().udpSendErrors.load(), 1u);
+}
+
+namespace {
+// The fd of this process's UDP socket bound to 127.0.0.1:port, or -1.
+int udpFdOnPort(uint16_t port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && a.sin_family == AF_INET &&
+        ntohs(a.sin_port) == port && ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+        type == SOCK_DGRAM) {
+      return fd;
+    }
+  }
+  return -1;
+}
+}  // namespace
+
+// A worker may hold another worker's egress fd in a send batch it has not flushed yet. So stop()
+// keeps every egress socket open until all workers are past their close, and closes them after.
+TEST_F(UdpTransportTest, StopClosesEgressSocketsOnlyOnceEveryWorkerHasStopped) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  s.egressPerWorker = 1;
+  startTransport(s, 2);
+  const uint16_t port1 = *transport_->egressPort(1, false);
+  ASSERT_GE(udpFdOnPort(port1), 0);
+  // Worker 0 is busy: stop() cannot get past it, while worker 1 runs its close at once.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> busy;
+  boost::asio::post(pool_->at(0).io(), [&busy, released] {
+    busy.set_value();
+    released.wait();
+  });
+  busy.get_future().wait();
+  std::thread stopper([this] { transport_->stop(); });
+  std::this_thread::sleep_for(300ms);  // worker 1 is idle: its close has run by now
+  EXPECT_GE(udpFdOnPort(port1), 0) << "worker 1's egress socket closed while worker 0 runs";
+  release.set_value();
+  stopper.join();
+  EXPECT_EQ(udpFdOnPort(port1), -1) << "egress socket left open after stop()";
+  EXPECT_EQ(udpFdOnPort(*transport_->egressPort(0, false)), -1);
 }
 
 TEST_F(UdpTransportTest, NoEgressSocketsByDefault) {
