@@ -139,6 +139,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // Sends a command when the connection is established; otherwise `fn` gets kUnavailable now.
   void command(const std::vector<std::string>& args, ReplyFn fn) {
     if (state_ != State::kReady) {
+      reconnectOnDemand();
       fn(makeError(Errc::kUnavailable, "redis: not connected"));
       return;
     }
@@ -202,11 +203,25 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
     pending->fn(r);
   }
 
+  // A command while the connection waits for its next attempt: attempt now, if the last one is
+  // at least reconnectMin old. A worker that has traffic then recovers with its first requests
+  // after the server is back, not after its back-off (up to reconnectMax), and every worker of
+  // every instance does so at about the same time.
+  void reconnectOnDemand() {
+    if (state_ != State::kWaiting || closed_ ||
+        std::chrono::steady_clock::now() - lastAttempt_ < settings_.reconnectMin) {
+      return;
+    }
+    reconnectTimer_.cancel();
+    resolve();
+  }
+
   // Host names are resolved asynchronously: hiredis would block the worker in getaddrinfo.
   void resolve() {
     if (closed_) {
       return;
     }
+    lastAttempt_ = std::chrono::steady_clock::now();
     state_ = State::kResolving;
     resolver_.async_resolve(
         settings_.host, std::to_string(settings_.port),
@@ -392,6 +407,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   asio::steady_timer connectTimer_;
   asio::steady_timer deadlineTimer_;
   std::chrono::milliseconds backoff_;
+  std::chrono::steady_clock::time_point lastAttempt_;
   std::shared_ptr<spdlog::logger> log_;
 
   redisAsyncContext* context_ = nullptr;

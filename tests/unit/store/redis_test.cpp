@@ -219,6 +219,28 @@ TEST_F(RedisStoreTest, RecoversAfterTheServerIsKilledAndRestarted) {
   EXPECT_EQ(got->size(), 1u);
 }
 
+// With traffic, recovery does not wait for the back-off: a command while disconnected makes the
+// connection try again at once (at most once per reconnectMin).
+TEST_F(RedisStoreTest, ACommandWhileDisconnectedReconnectsWithoutWaitingForTheBackOff) {
+  RedisServer server;  // not started yet: every attempt fails and the back-off grows
+  RedisSettings s;
+  s.port = server.port();
+  s.reconnectMin = 20ms;
+  s.reconnectMax = 30s;
+  s.commandTimeout = 300ms;
+  s.connectTimeout = 300ms;
+  auto store = std::make_unique<RedisStore>(s, runner.io.get_executor());
+  // Attempts at about 0, 20, 60, 140, 300, 620, 1260 and 2540 ms: the next is ~2.5 s later.
+  runner.run(2700ms, [] { return false; });
+  ASSERT_FALSE(store->connected());
+  ASSERT_TRUE(server.start());
+  auto r = pingNow(*store);
+  ASSERT_FALSE(r);  // this one still fails at once, and starts the attempt
+  EXPECT_EQ(r.error().code, Errc::kUnavailable);
+  EXPECT_TRUE(runner.run(1000ms, [&] { return store->connected(); }))
+      << "no reconnect within 1 s of a command; the back-off alone would take ~2.5 s";
+}
+
 TEST_F(RedisStoreTest, ServerThatStopsAnsweringGivesTimeoutsThenRecovers) {
   RedisServer server;
   ASSERT_TRUE(server.start());
