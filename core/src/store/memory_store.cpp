@@ -24,7 +24,8 @@ struct MemoryDatabase::Shard {
     TimePoint expires;
   };
   std::mutex mutex;
-  std::map<std::string, std::vector<Binding>, std::less<>> bindings;      // by AoR
+  // by AoR; a stored Binding's own `aor` is left empty (the key holds it; getBindings fills it)
+  std::map<std::string, std::vector<Binding>, std::less<>> bindings;
   std::map<std::string, std::vector<DialogRecord>, std::less<>> dialogs;  // by Call-ID
   std::unordered_map<std::string, NonceCount> nonces;
 };
@@ -146,6 +147,7 @@ Result<void> MemoryDatabase::putBinding(Binding binding) {
   if (it == shard.bindings.end()) {
     it = shard.bindings.try_emplace(binding.aor).first;
   }
+  std::string().swap(binding.aor);  // one copy of the AoR per record, not two (frees it)
   const std::string contact = binding.contact;
   insertOrReplace(it->second, std::move(binding),
                   [&](const Binding& b) { return b.contact == contact; });
@@ -190,6 +192,9 @@ Result<std::vector<Binding>> MemoryDatabase::getBindings(const std::string& aor)
       return out;
     }
     out = it->second;
+  }
+  for (Binding& b : out) {
+    b.aor = aor;
   }
   sortBindings(out);
   return out;
