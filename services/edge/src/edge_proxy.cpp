@@ -662,10 +662,13 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
   }
   edit.prependHeader("Via", via);
 
+  // The routers reach this edge at its address of their family, which need not be the client's
+  // (an IPv6 phone, IPv4 routers).
+  const Self& routerSelf = selfFor(toClient ? src.remote.ip : next.remote.ip);
   const bool initial = !to->tag().has_value();
   if (sip::createsDialog(msg.method()) && initial) {
     // Client-facing entry with the flow token; a second, router-facing entry when the client's
-    // transport differs from the routers' (RFC 5658 double Record-Route).
+    // transport or address family differs from the routers' (RFC 5658 double Record-Route).
     const Self& clientSelf = selfFor(clientFlow.remote.ip);
     std::string outer = fmt::format("<sip:");
     tokens_.encode(clientFlow, outer);
@@ -674,8 +677,9 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
       outer.append(";transport=").append(transport::protocolName(clientFlow.protocol));
     }
     outer.append(";lr>");
-    std::string inner = fmt::format("<sip:{};lr>", clientSelf.hostPort);
-    const bool twoEntries = clientFlow.protocol != Protocol::kUdp;
+    std::string inner = fmt::format("<sip:{};lr>", routerSelf.hostPort);
+    const bool twoEntries =
+        clientFlow.protocol != Protocol::kUdp || routerSelf.hostPort != clientSelf.hostPort;
     // The entry facing the next hop goes on top.
     if (toClient) {
       edit.prependHeader("Record-Route", outer);
@@ -690,9 +694,11 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
     }
   }
   if (msg.method() == sip::Method::kRegister && !fromRouter) {
+    // The routers use the Path: the edge's address of their family, the client's flow in the
+    // token.
     std::string path = "<sip:";
     tokens_.encode(clientFlow, path);
-    path.append("@").append(selfFor(clientFlow.remote.ip).hostPort).append(";lr>");
+    path.append("@").append(routerSelf.hostPort).append(";lr>");
     edit.prependHeader("Path", path);
   }
 

@@ -31,10 +31,14 @@ class EdgeProxyTest : public ::testing::Test {
   void SetUp() override { make({"sip:127.0.0.1:5070"}); }
 
   void make(const std::vector<std::string>& routers, double rate = 0,
-            std::vector<std::array<uint16_t, 2>> egress = {}) {
+            std::vector<std::array<uint16_t, 2>> egress = {},
+            std::vector<transport::ListenSpec> listen = {}) {
     EdgeSettings s;
     s.egressPorts = std::move(egress);
     s.listen = {{Protocol::kUdp, ep("127.0.0.1", 5060)}, {Protocol::kTcp, ep("127.0.0.1", 5060)}};
+    if (!listen.empty()) {
+      s.listen = std::move(listen);
+    }
     s.routerTimeout = 500ms;
     s.holdDown = 10s;
     s.rateLimitPerSecond = rate;
@@ -256,6 +260,63 @@ TEST_F(EdgeProxyTest, RouterRequestThroughPathReachesTheNatedClient) {
   EXPECT_NE(m.find(sip::HeaderId::kRecordRoute), nullptr);
   // Not a router-bound request: nothing to fail over.
   EXPECT_EQ(proxy->pending(0) + proxy->pending(1), pendingBefore);
+}
+
+// A dual-stack edge in front of IPv4 routers: an IPv6 phone's requests reach the routers with
+// the edge's IPv4 address wherever the routers will use it (Via, the router-facing
+// Record-Route, Path), and its IPv6 address where the phone will (the client-facing entry).
+TEST_F(EdgeProxyTest, Ipv6ClientOfIpv4RoutersGetsAnEntryPerFamily) {
+  make({"sip:127.0.0.1:5070"}, 0, {},
+       {{Protocol::kUdp, ep("127.0.0.1", 5060)}, {Protocol::kUdp, ep("::1", 5060)}});
+  const Endpoint phone = ep("2001:db8::10", 5062);
+  receive(invite("", "SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bKv6a;rport"), phone);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("127.0.0.1", 5070));
+  auto fwd = last();
+  EXPECT_EQ(fwd.topVia()->host, "127.0.0.1");
+  std::vector<std::string> rr;
+  for (const auto& h : fwd.headers()) {
+    if (h.id == sip::HeaderId::kRecordRoute) {
+      rr.emplace_back(h.value);
+    }
+  }
+  ASSERT_EQ(rr.size(), 2u) << sent[0].bytes;
+  EXPECT_EQ(rr[0], "<sip:127.0.0.1:5060;lr>");  // the routers' side, on top
+  auto client = sip::parseNameAddr(rr[1]);
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->uri.hostText, "[::1]");
+  EXPECT_FALSE(client->uri.user.empty());  // the phone's flow
+
+  // The callee's BYE comes back from the router with that route set: it reaches the phone.
+  sent.clear();
+  receive(
+      "BYE sip:alice@[2001:db8::10]:5062 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrouterbye\r\n"
+      "Route: " +
+          rr[0] + ", " + rr[1] +
+          "\r\nMax-Forwards: 69\r\nTo: <sip:alice@evosip.local>;tag=1928301774\r\n"
+          "From: <sip:bob@evosip.local>;tag=77\r\nCall-ID: a84b4c76e66710@pc33.atlanta.com\r\n"
+          "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+      ep("127.0.0.1", 5070));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, phone);
+  EXPECT_EQ(last().find(sip::HeaderId::kRoute), nullptr);  // both of our entries popped
+  EXPECT_EQ(last().topVia()->host, "::1");
+
+  // Its REGISTER gets a Path the routers can use.
+  sent.clear();
+  receive(
+      "REGISTER sip:evosip.local SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bKv6reg\r\n"
+      "To: <sip:alice@evosip.local>\r\nFrom: <sip:alice@evosip.local>;tag=4\r\n"
+      "Call-ID: v6reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@[2001:db8::10]:5062>\r\n"
+      "Content-Length: 0\r\n\r\n",
+      phone);
+  ASSERT_EQ(sent.size(), 1u);
+  auto path = sip::parseNameAddr(last().find(sip::HeaderId::kPath)->value);
+  ASSERT_TRUE(path);
+  EXPECT_EQ(path->uri.hostText, "127.0.0.1");
+  EXPECT_FALSE(path->uri.user.empty());
 }
 
 TEST_F(EdgeProxyTest, TcpClientGetsResponsesOnItsConnection) {
