@@ -62,12 +62,14 @@ Result<std::shared_ptr<TargetSet>> TargetSet::buildAddresses(const std::vector<s
   });
 }
 
-size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude) const {
+size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude,
+                       std::optional<bool> v6) const {
   const uint64_t keyHash = hash64(key);
   size_t best = SIZE_MAX;
   uint64_t bestWeight = 0;
   for (size_t i = 0; i < targets_.size(); ++i) {
-    if (i == exclude || !targets_[i]->upAt(nowNs)) {
+    if (i == exclude || !targets_[i]->upAt(nowNs) ||
+        (v6 && targets_[i]->endpoint.ip.is_v6() != *v6)) {
       continue;
     }
     uint64_t w = rendezvousWeight(keyHash, targets_[i]->nameHash);

@@ -743,6 +743,7 @@ void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::s
   p.bytes = w.out;
   p.callId = std::string(callId);
   p.router = router;
+  p.v6 = target.endpoint.ip.is_v6();
   p.generation = w.routersGeneration;
   p.sentNs = nowNs();
   p.deadlineNs =
@@ -794,7 +795,12 @@ void EdgeProxy::onTick(size_t worker) {
       }
       t.downUntilNs.store(now + holdNs, std::memory_order_relaxed);
     }
-    size_t nextRouter = routers.pick(p.callId, now, failed);
+    // A router of the same address family first: the kept copy's Via (and a router-facing
+    // Record-Route) name the edge's address and egress port of that family.
+    size_t nextRouter = routers.pick(p.callId, now, failed, p.v6);
+    if (nextRouter == SIZE_MAX) {
+      nextRouter = routers.pick(p.callId, now, failed);
+    }
     if (nextRouter == SIZE_MAX || p.attempts >= routers.size() + 1) {
       // Nobody left: tell the client, built from the request we kept.
       if (auto req = sip::Message::parse(p.bytes, settings_.limits); req && req->isRequest()) {
@@ -814,9 +820,9 @@ void EdgeProxy::onTick(size_t worker) {
     WorkerCounters::bump(w.counters.failovers);
     RouterTarget& t = routers.at(nextRouter);
     t.forwarded.fetch_add(1, std::memory_order_relaxed);
-    // The kept copy carries the Via port of the call's egress socket: the same one again. (A
-    // router set that mixes address families is not served well here: the copy keeps the
-    // first family's port, which a router of the other family answers to in vain.)
+    // The kept copy carries the Via port of the call's egress socket: the same one again. (Only
+    // when no router of the first router's family is up does the copy go to the other family,
+    // whose router then answers to the first family's address and port: a last resort.)
     uint16_t port = 0;
     int32_t egress = egressFor(p.callId, t.endpoint, port);
     send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);

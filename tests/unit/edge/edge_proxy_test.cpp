@@ -445,6 +445,35 @@ TEST_F(EdgeProxyTest, FailsOverToTheNextRouterAndMarksTheFirstDown) {
   }
 }
 
+// In a router set of both address families, a request fails over to a router of the family its
+// Via was written for, whichever router the Call-ID picked first; only when none is up does it
+// cross over.
+TEST_F(EdgeProxyTest, FailoverStaysInTheAddressFamilyOfTheFirstRouter) {
+  auto timeOut = [&] {
+    clock.advance(600ms);
+    proxy->onTick(0);
+    proxy->onTick(1);
+  };
+  for (int i = 0; i < 12; ++i) {
+    make({"sip:127.0.0.1:5070", "sip:[::1]:5070", "sip:127.0.0.1:5071", "sip:[::1]:5071"}, 0, {},
+         {{Protocol::kUdp, ep("127.0.0.1", 5060)}, {Protocol::kUdp, ep("::1", 5060)}});
+    sent.clear();
+    std::string text = invite();
+    text.replace(text.find("a84b4c76e66710"), 14, "fam-" + std::to_string(i));
+    receive(text);
+    ASSERT_EQ(sent.size(), 1u);
+    const bool v6 = sent[0].to.remote.ip.is_v6();
+    timeOut();
+    ASSERT_EQ(sent.size(), 2u) << i;
+    EXPECT_EQ(sent[1].to.remote.ip.is_v6(), v6) << i;
+    EXPECT_NE(sent[1].to.remote, sent[0].to.remote) << i;
+    // Both of that family down: the other family is the last resort.
+    timeOut();
+    ASSERT_EQ(sent.size(), 3u) << i;
+    EXPECT_NE(sent[2].to.remote.ip.is_v6(), v6) << i;
+  }
+}
+
 TEST_F(EdgeProxyTest, NoRouterLeftGives503WithRetryAfter) {
   receive(invite());
   clock.advance(600ms);

@@ -79,6 +79,18 @@ TEST(TargetSetTest, DownRouterIsSkippedUntilHoldDownEnds) {
   EXPECT_EQ(set->pick(callId, 500), SIZE_MAX);
 }
 
+TEST(TargetSetTest, PickCanKeepToOneAddressFamily) {
+  auto set = *TargetSet::build({"sip:10.0.0.1", "sip:[2001:db8::1]", "sip:10.0.0.2"});
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = "call-" + std::to_string(i);
+    size_t v4 = set->pick(key, 0, SIZE_MAX, false);
+    ASSERT_NE(v4, SIZE_MAX);
+    EXPECT_FALSE(set->at(v4).endpoint.ip.is_v6());
+    EXPECT_EQ(set->pick(key, 0, SIZE_MAX, true), 1u);
+    EXPECT_EQ(set->pick(key, 0, 1, true), SIZE_MAX);  // the only IPv6 one excluded
+  }
+}
+
 TEST(TargetSetTest, InheritKeepsStateOfRoutersThatStay) {
   auto old = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060"});
   old->at(0).forwarded = 42;

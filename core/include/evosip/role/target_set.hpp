@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,8 +47,10 @@ class TargetSet {
   Target& at(size_t i) const { return *targets_[i]; }
 
   // The target for a key: the highest-weight one that is up at nowNs, skipping `exclude`
-  // (SIZE_MAX = none). SIZE_MAX when no target is up.
-  size_t pick(std::string_view key, int64_t nowNs, size_t exclude = SIZE_MAX) const;
+  // (SIZE_MAX = none) and, with `v6` given, the targets of the other address family. SIZE_MAX
+  // when no such target is up.
+  size_t pick(std::string_view key, int64_t nowNs, size_t exclude = SIZE_MAX,
+              std::optional<bool> v6 = std::nullopt) const;
   // Index of the target at this endpoint, SIZE_MAX if none.
   size_t find(const transport::Endpoint& ep) const;
   size_t findUri(std::string_view uri) const;

@@ -23,6 +23,7 @@ struct PendingRequest {
   int64_t deadlineNs = 0;
   transport::Destination client;  // where a 503 goes when no router is left
   uint32_t attempts = 1;
+  bool v6 = false;  // the address family its Via (our address, egress port) was written for
 };
 
 class PendingTable {
