@@ -53,12 +53,30 @@ std::string lineOf(const YAML::Node& node) {
   return fmt::format(" line {}", mark.line + 1);
 }
 
-// Rejects what yaml-cpp accepts silently: a key given twice (the second would be ignored) and
-// keys that are not plain scalars.
-void checkStructure(const YAML::Node& node, const std::string& prefix, const std::string& source) {
+// Bounds of a configuration's tree. Aliases let a few lines describe a tree that is endless (an
+// alias inside its own anchor) or exponentially large; every later walk relies on these bounds.
+constexpr int kMaxDepth = 64;
+constexpr size_t kMaxNodes = 100000;
+
+// Rejects what yaml-cpp accepts silently: a key given twice (the second would be ignored), keys
+// that are not plain scalars, and trees deeper or larger than the bounds above.
+void checkStructure(const YAML::Node& node, const std::string& prefix, const std::string& source,
+                    int depth, size_t& nodes) {
+  if (depth > kMaxDepth) {
+    const std::string where = prefix.size() > 80 ? prefix.substr(0, 80) + "..." : prefix;
+    throw ConfigError(fmt::format(
+        "configuration nested more than {} levels under '{}' (an alias inside its own anchor?)",
+        kMaxDepth, where.empty() ? "<top level>" : where));
+  }
+  if (++nodes > kMaxNodes) {
+    throw ConfigError(
+        fmt::format("configuration has more than {} values (aliases that expand "
+                    "to too much?) ({}{})",
+                    kMaxNodes, source, lineOf(node)));
+  }
   if (node.IsSequence()) {
     for (const YAML::Node& item : node) {
-      checkStructure(item, prefix, source);
+      checkStructure(item, prefix, source, depth + 1, nodes);
     }
     return;
   }
@@ -77,7 +95,7 @@ void checkStructure(const YAML::Node& node, const std::string& prefix, const std
       throw ConfigError(
           fmt::format("duplicate configuration key '{}' ({}{})", path, source, lineOf(key)));
     }
-    checkStructure(entry.second, path, source);
+    checkStructure(entry.second, path, source, depth + 1, nodes);
   }
 }
 
@@ -94,7 +112,8 @@ YAML::Node parseYaml(const std::string& text, const std::string& label, const st
   if (root.IsDefined() && !root.IsNull() && !root.IsMap()) {
     throw ConfigError(fmt::format("{}: the top level must be a map of keys", label));
   }
-  checkStructure(root, "", source);
+  size_t nodes = 0;
+  checkStructure(root, "", source, 0, nodes);
   return root;
 }
 

@@ -295,6 +295,31 @@ TEST(ConfigTest, DuplicateKeyIsRejected) {
             "duplicate configuration key 'edge.a' (<inline configuration> line 3)");
 }
 
+// Found by config_fuzzer: an alias inside its own anchor made an endless tree, and walking it
+// crashed the role at start-up. Aliases that expand exponentially would hang it.
+TEST(ConfigTest, EndlessOrHugeAliasTreesAreRejected) {
+  EXPECT_EQ(errorOf([] {
+              Document::fromString("edge: &x\n  routers: [*x]\n");
+            }).rfind("configuration nested more than 64 levels under 'edge.routers", 0),
+            0u);
+  std::string laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 8; ++i) {
+    laughs += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) {
+      laughs += (k ? ", *a" : "*a") + std::to_string(i - 1);
+    }
+    laughs += "]\n";
+  }
+  EXPECT_EQ(errorOf([&] {
+              Document::fromString(laughs);
+            }).rfind("configuration has more than 100000 values", 0),
+            0u);
+  // Ordinary aliases still work.
+  auto doc = Document::fromString("base: &b [sip:10.0.0.1]\nedge:\n  routers: *b\n");
+  doc.setEnvironment([](const std::string&) { return std::optional<std::string>(); });
+  EXPECT_EQ(doc.getList("edge.routers", {}), std::vector<std::string>{"sip:10.0.0.1"});
+}
+
 TEST(ConfigTest, ReadSecretReadsFileReferencesAndPassesValues) {
   EXPECT_EQ(readSecret("plain-token"), "plain-token");
   EXPECT_EQ(readSecret(""), "");
