@@ -208,7 +208,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // after the server is back, not after its back-off (up to reconnectMax), and every worker of
   // every instance does so at about the same time.
   void reconnectOnDemand() {
-    if (state_ != State::kWaiting || closed_ ||
+    // Not from inside drop(): its caller arms the back-off right after.
+    if (state_ != State::kWaiting || closed_ || dropping_ ||
         std::chrono::steady_clock::now() - lastAttempt_ < settings_.reconnectMin) {
       return;
     }
