@@ -3,6 +3,7 @@ Record-Route and the router set)."""
 
 import os
 import socket
+import time
 import unittest
 
 from harness import (HOST, SIPP, Cleanup, Process, free_port, make_tmpdir, read_sipp_stats,
@@ -65,6 +66,55 @@ class EdgeIpv6(unittest.TestCase):
         self.assertEqual(routers[0]["timeouts"], 0)
         # INVITE, ACK, BYE of 60 calls went to the router
         self.assertEqual(routers[0]["forwarded"], 180)
+
+
+@unittest.skipUnless(ipv6_loopback(), "no IPv6 loopback on this machine")
+class EdgeIpv6CallerIpv4Router(unittest.TestCase):
+    """A dual-stack edge: callers on IPv6, the router on IPv4. The router must be able to reach
+    the edge at the address its Record-Route gives it (scenarios/uas_v4_router_rr.xml checks the
+    two entries), and the calls complete both ways through it."""
+
+    def setUp(self):
+        binary = require_evosip()
+        self.cleanup = Cleanup()
+        self.addCleanup(self.cleanup.stop_all)
+        self.tmp = make_tmpdir("evosip-ipv6-v4router-")
+        self.cleanup.dirs.append(self.tmp)
+        self.router_port, self.sip_port, control_port = free_port(), free_port(), free_port()
+        cfg = {
+            "sip": {"listen": [f"udp:{HOST}:{self.sip_port}", f"udp:[::1]:{self.sip_port}"]},
+            "control": {"listen": f"{HOST}:{control_port}"},
+            "workers": 2,
+            "edge": {"routers": [f"sip:{HOST}:{self.router_port}"]},
+        }
+        path = write_yaml(os.path.join(self.tmp, "edge.yaml"), cfg)
+        self.edge = self.cleanup.add(Process("evosip-edge", [binary, "edge", "--config", path],
+                                             self.tmp))
+        wait_http_ok(f"http://{HOST}:{control_port}/readyz", timeout=15, proc=self.edge)
+        scenario = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios",
+                                "uas_v4_router_rr.xml")
+        self.uas_stat = os.path.join(self.tmp, "uas.csv")
+        self.uas = self.cleanup.add(Process("uas", [
+            SIPP, "-sf", scenario, "-i", HOST, "-p", str(self.router_port), "-nostdin",
+            "-trace_stat", "-stf", self.uas_stat, "-fd", "1", "-cp", str(free_port())],
+            self.tmp))
+
+    def test_router_gets_a_record_route_of_its_family(self):
+        calls = 10
+        stat = os.path.join(self.tmp, "uac.csv")
+        uac = self.cleanup.add(Process("uac", [
+            SIPP, "-sn", "uac", f"[::1]:{self.sip_port}", "-i", "::1", "-p", str(free_port()),
+            "-m", str(calls), "-r", "20", "-nostdin", "-timeout", "30s", "-timeout_error",
+            "-trace_stat", "-stf", stat, "-fd", "1", "-cp", str(free_port())], self.tmp))
+        rc = uac.wait(45)
+        stats = read_sipp_stats(stat)
+        self.assertEqual(rc, 0, uac.tail())
+        self.assertEqual(stats.get("SuccessfulCall(C)"), str(calls), stats)
+        # The router's side: every INVITE carried both entries (a failed regexp fails the call).
+        time.sleep(1.5)  # the uas writes its statistics every second (-fd 1)
+        uas = read_sipp_stats(self.uas_stat)
+        self.assertEqual(uas.get("SuccessfulCall(C)"), str(calls), uas)
+        self.assertEqual(uas.get("FailedRegexpDoesntMatch(C)", "0"), "0", uas)
 
 
 if __name__ == "__main__":
