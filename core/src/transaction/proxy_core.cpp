@@ -366,10 +366,32 @@ void ProxyCore::onCancel(TransactionId invite, const sip::Message&) {
     return;
   }
   Context& ctx = it->second;
-  cancelPending(ctx);
-  if (!ctx.finalSent) {
-    ctx.finalSent = true;
-    respond(invite, 487, "Request Terminated");
+  // 16.10: cancel the pending branches and let their final responses come back; the best of
+  // them goes upstream as usual. A callee whose 200 crossed the CANCEL thus answers the caller
+  // with that 200 (which the caller ACKs and ends with a BYE), never with a 487 first.
+  ctx.cancelled = true;
+  const TimePoint giveUpAt = clock_.now() + settings_.cancelWait;
+  for (uint32_t i = 0; i < ctx.branches.size(); ++i) {
+    Branch& br = ctx.branches[i];
+    if (br.done) {
+      continue;
+    }
+    layer_.cancel(br.client);  // without a provisional yet, the layer sends it on the first one
+    if (br.provisional) {
+      br.timerC = giveUpAt;  // replaces Timer C: expiry now means 487, not 408
+      br.timerCArmed = true;
+      timers_.push(TimerEntry{giveUpAt, ctx.server.value, i});
+    } else {
+      // Nothing heard from it yet: count it as a 487 now rather than keep the caller waiting
+      // for a callee that may never answer.
+      br.done = true;
+      br.timerCArmed = false;
+      if (ctx.bestCode == 0 || rank(487) < rank(ctx.bestCode)) {
+        ctx.bestCode = 487;
+        ctx.bestBranch = i;
+        ctx.best.clear();
+      }
+    }
   }
   finishIfDone(ctx);
 }
@@ -449,7 +471,9 @@ void ProxyCore::onResponse(TransactionId client, const sip::Message& response) {
     }
     if (ctx.invite) {
       br.provisional = true;
-      armTimerC(ctx, index);  // reset on every provisional (16.7 item 2)
+      if (!ctx.cancelled) {
+        armTimerC(ctx, index);  // reset on every provisional (16.7 item 2)
+      }
     }
     if (code > 100 && !ctx.finalSent) {
       sendUpstream(ctx, response, {});
@@ -477,7 +501,9 @@ void ProxyCore::onClientError(TransactionId client, TransactionError error) {
   auto [serverId, index] = where->second;
   Context& ctx = contexts_.at(serverId);
   if (!ctx.branches[index].done) {
-    branchFinal(ctx, index, error == TransactionError::kTimeout ? 408 : 503, nullptr);
+    // After the caller's CANCEL, a branch given up on ends the request as cancelled.
+    const int code = ctx.cancelled ? 487 : error == TransactionError::kTimeout ? 408 : 503;
+    branchFinal(ctx, index, code, nullptr);
   }
 }
 
@@ -695,6 +721,11 @@ void ProxyCore::onTick(TimePoint now) {
     Context& ctx = it->second;
     Branch& br = ctx.branches[e.branch];
     if (br.done || !br.timerCArmed || br.timerC != e.when) {
+      continue;
+    }
+    if (ctx.cancelled) {
+      // Cancelled, and no final from this branch within cancelWait: given up as a 487.
+      branchFinal(ctx, e.branch, 487, nullptr);
       continue;
     }
     // 16.8: CANCEL a branch that answered provisionally (the layer waits for one otherwise)

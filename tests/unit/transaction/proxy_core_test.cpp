@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <deque>
 #include <set>
 #include <string>
@@ -390,20 +391,58 @@ TEST_F(ProxyCoreTest, NoAnswerAtAllIs408ByTimerB) {
   EXPECT_EQ(upstreamCodes().back(), 408);
 }
 
-TEST_F(ProxyCoreTest, UpstreamCancelGives487AndCancelsBranches) {
+// RFC 3261 16.10: the CANCEL is answered at once and sent down the branches; the INVITE's final
+// response is the one the cancelled branch sends back.
+TEST_F(ProxyCoreTest, UpstreamCancelIsAnsweredAndTheBranchs487GoesUpstream) {
   forkInvite({target("sip:b@10.0.0.21")});
   const auto a = to("10.0.0.21")[0];
   receive(responseTo(a, 180, "ta"));
   RequestSpec c;
   c.method = "CANCEL";
   receive(request(c));
-  auto codes = upstreamCodes();
-  // 200 to the CANCEL, then 487 to the INVITE.
-  ASSERT_GE(codes.size(), 4u);
-  EXPECT_EQ(codes[codes.size() - 2], 200);
-  EXPECT_EQ(codes.back(), 487);
-  EXPECT_EQ(parsed(to("192.0.2.10", 5062).back()).cseq()->methodText, "INVITE");
+  EXPECT_EQ(upstreamCodes().back(), 200);
+  EXPECT_EQ(parsed(to("192.0.2.10", 5062).back()).cseq()->methodText, "CANCEL");
   EXPECT_EQ(parsed(to("10.0.0.21").back()).methodText(), "CANCEL");
+  receive(responseTo(a, 487, "ta"));
+  EXPECT_EQ(upstreamCodes().back(), 487);
+  auto final = parsed(to("192.0.2.10", 5062).back());
+  EXPECT_EQ(final.cseq()->methodText, "INVITE");
+  EXPECT_EQ(final.to()->tag(), "ta");  // the callee's, not one of ours
+}
+
+// A 200 that crossed the CANCEL is the INVITE's final response: the caller gets it (and ACKs
+// and hangs up), not a 487 followed by a 200.
+TEST_F(ProxyCoreTest, TwoHundredCrossingTheCancelIsTheFinalResponse) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  const auto a = to("10.0.0.21")[0];
+  receive(responseTo(a, 180, "ta"));
+  RequestSpec c;
+  c.method = "CANCEL";
+  receive(request(c));
+  receive(responseTo(a, 200, "ta"));
+  const auto codes = upstreamCodes();
+  EXPECT_EQ(codes.back(), 200);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), 487), 0);
+  EXPECT_EQ(parsed(to("192.0.2.10", 5062).back()).cseq()->methodText, "INVITE");
+}
+
+// A branch that has sent nothing yet counts as a 487 at once (its CANCEL waits for its first
+// provisional); one that rang but never answers the CANCEL is given up after cancelWait.
+TEST_F(ProxyCoreTest, CancelledBranchesThatStaySilentEndAs487) {
+  forkInvite({target("sip:b@10.0.0.21")});
+  RequestSpec c;
+  c.method = "CANCEL";
+  receive(request(c));
+  EXPECT_EQ(upstreamCodes().back(), 487);
+  make({});  // a fresh core for the second case
+  forkInvite({target("sip:b@10.0.0.22")});
+  receive(responseTo(to("10.0.0.22")[0], 183, "tb"));
+  receive(request(c));
+  EXPECT_EQ(upstreamCodes().back(), 200);
+  advance(31s);
+  EXPECT_EQ(upstreamCodes().back(), 200);
+  advance(1s);
+  EXPECT_EQ(upstreamCodes().back(), 487);
 }
 
 TEST_F(ProxyCoreTest, ServiceUnavailableBecomes500) {
