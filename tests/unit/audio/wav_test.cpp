@@ -110,15 +110,18 @@ TEST(Wav, ReadsPcm16Mono) {
 
 TEST(Wav, ReadsUlawAndAlaw) {
   const Bytes codes = {0xFF, 0x00, 0x80, 0x7E, 0xD5};
-  auto u =
-      parseWav(riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", codes)}));
+  // parseWav returns a view: the file must outlive it.
+  const Bytes ulawFile =
+      riff({chunk("fmt ", fmtBody(kWavFormatUlaw, 1, 8000, 8)), chunk("data", codes)});
+  auto u = parseWav(ulawFile);
   ASSERT_TRUE(u) << u.error().message;
   EXPECT_EQ(u->format.encoding, WavEncoding::kUlaw);
   EXPECT_EQ(u->frames(), 5u);
   EXPECT_EQ(decodeWavSamples(*u), (std::vector<int16_t>{0, -32124, 32124, -8, ulawToLinear(0xD5)}));
 
-  auto a =
-      parseWav(riff({chunk("fmt ", fmtBody(kWavFormatAlaw, 1, 8000, 8)), chunk("data", codes)}));
+  const Bytes alawFile =
+      riff({chunk("fmt ", fmtBody(kWavFormatAlaw, 1, 8000, 8)), chunk("data", codes)});
+  auto a = parseWav(alawFile);
   ASSERT_TRUE(a) << a.error().message;
   EXPECT_EQ(a->format.encoding, WavEncoding::kAlaw);
   EXPECT_EQ(decodeWavSamples(*a)[4], 8);
