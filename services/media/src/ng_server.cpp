@@ -131,8 +131,12 @@ void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer
   std::weak_ptr<Impl> weak = weak_from_this();
   Reply reply = [weak, cookie, command, peer](bencode::Value value) {
     if (auto self = weak.lock()) {
-      asio::post(self->io, [self, cookie, command, peer, value = std::move(value)] {
-        self->finish(cookie, command, peer, value);
+      // The queued handler holds no reference: one posted after stop() is never run, and must
+      // not keep the Impl (and the io_context holding it) alive.
+      asio::post(self->io, [weak, cookie, command, peer, value = std::move(value)] {
+        if (auto alive = weak.lock()) {
+          alive->finish(cookie, command, peer, value);
+        }
       });
     }
   };
@@ -191,10 +195,12 @@ void NgServer::stop() {
   if (!impl_->thread.joinable()) {
     return;
   }
+  // Closing the socket ends the pending receive, whose handler then runs (with
+  // operation_aborted) and lets go of the Impl; run() returns once nothing is left. (io.stop()
+  // would leave that handler queued, holding the Impl that owns the queue: a leak.)
   asio::post(impl_->io, [impl = impl_] {
     boost::system::error_code ec;
     impl->socket.close(ec);
-    impl->io.stop();
   });
   impl_->thread.join();
 }
