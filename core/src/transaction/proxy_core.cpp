@@ -370,7 +370,6 @@ void ProxyCore::onCancel(TransactionId invite, const sip::Message&) {
   // them goes upstream as usual. A callee whose 200 crossed the CANCEL thus answers the caller
   // with that 200 (which the caller ACKs and ends with a BYE), never with a 487 first.
   ctx.cancelled = true;
-  const TimePoint giveUpAt = clock_.now() + settings_.cancelWait;
   for (uint32_t i = 0; i < ctx.branches.size(); ++i) {
     Branch& br = ctx.branches[i];
     if (br.done) {
@@ -378,9 +377,9 @@ void ProxyCore::onCancel(TransactionId invite, const sip::Message&) {
     }
     layer_.cancel(br.client);  // without a provisional yet, the layer sends it on the first one
     if (br.provisional) {
-      br.timerC = giveUpAt;  // replaces Timer C: expiry now means 487, not 408
-      br.timerCArmed = true;
-      timers_.push(TimerEntry{giveUpAt, ctx.server.value, i});
+      // No Timer C any more: the layer gives the INVITE up 64*T1 after its CANCEL (9.1), and
+      // onClientError then counts the branch as a 487.
+      br.timerCArmed = false;
     } else {
       // Nothing heard from it yet: count it as a 487 now rather than keep the caller waiting
       // for a callee that may never answer.
@@ -721,11 +720,6 @@ void ProxyCore::onTick(TimePoint now) {
     Context& ctx = it->second;
     Branch& br = ctx.branches[e.branch];
     if (br.done || !br.timerCArmed || br.timerC != e.when) {
-      continue;
-    }
-    if (ctx.cancelled) {
-      // Cancelled, and no final from this branch within cancelWait: given up as a 487.
-      branchFinal(ctx, e.branch, 487, nullptr);
       continue;
     }
     // 16.8: CANCEL a branch that answered provisionally (the layer waits for one otherwise)

@@ -427,7 +427,7 @@ TEST_F(ProxyCoreTest, TwoHundredCrossingTheCancelIsTheFinalResponse) {
 }
 
 // A branch that has sent nothing yet counts as a 487 at once (its CANCEL waits for its first
-// provisional); one that rang but never answers the CANCEL is given up after cancelWait.
+// provisional); one that rang but never answers the CANCEL is given up 64*T1 after it.
 TEST_F(ProxyCoreTest, CancelledBranchesThatStaySilentEndAs487) {
   forkInvite({target("sip:b@10.0.0.21")});
   RequestSpec c;

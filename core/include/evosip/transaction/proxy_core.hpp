@@ -32,9 +32,6 @@ struct ProxySettings {
   // Host/port pairs that name this proxy in Route entries and Request-URIs (port 0: 5060).
   std::vector<std::pair<std::string, uint16_t>> self;
   std::chrono::milliseconds timerC{180000};  // > 3 minutes per RFC 3261 16.6 item 11
-  // How long a cancelled branch that had answered provisionally gets to send its final
-  // response (64*T1, RFC 3261 9.1) before the proxy gives it up as a 487.
-  std::chrono::milliseconds cancelWait{32000};
   // Requests forwarded over UDP to a Request-URI or an explicit next hop go out from this
   // egress socket (transport::Destination::egress) with its port in our Via, so that their
   // responses come back to this worker; -1: from the listen socket, with viaPort. A request
