@@ -81,12 +81,12 @@ TOOL_CPUS = [",".join(str(c) for c in range(NCPU - 1))] if PIN else []
 def pinned(argv, cpus):
     """taskset execs the program: the PID stays the program's."""
     return (["taskset", "-c", cpus[0]] + argv) if cpus else argv
-# Receive sockets on the callee side: 0 = one per stream (below saturation, by default); the
-# saturation step points the streams at 16 sockets so the receiver costs less (the relay does
-# the same work: it still sends every stream from its own port).
 # REFLECTOR=1 (default): each round also loads the smallest possible relay (rtp_load --reflect)
 # at the highest rate, pinned and scheduled like the relays: the machine's floor for the latency.
 REFLECTOR = os.environ.get("REFLECTOR", "1") == "1"
+# Receive sockets on the callee side: 0 = one per stream (below saturation, by default); the
+# saturation step points the streams at 16 sockets so the receiver costs less (the relay does
+# the same work: it still sends every stream from its own port).
 CALLEE_SOCKETS = int(os.environ.get("CALLEE_SOCKETS", "0"))
 SAT_CALLEE_SOCKETS = int(os.environ.get("SAT_CALLEE_SOCKETS", "16"))
 
