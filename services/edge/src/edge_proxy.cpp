@@ -820,11 +820,13 @@ void EdgeProxy::onTick(size_t worker) {
     WorkerCounters::bump(w.counters.failovers);
     RouterTarget& t = routers.at(nextRouter);
     t.forwarded.fetch_add(1, std::memory_order_relaxed);
-    // The kept copy carries the Via port of the call's egress socket: the same one again. (Only
-    // when no router of the first router's family is up does the copy go to the other family,
-    // whose router then answers to the first family's address and port: a last resort.)
+    // The kept copy carries the Via port of the call's egress socket: the same one again.
     uint16_t port = 0;
     int32_t egress = egressFor(p.callId, t.endpoint, port);
+    if (t.endpoint.ip.is_v6() != p.v6) {
+      // No router of the first family is up: rewrite the copy for the other family.
+      readdress(p, egress >= 0 ? port : 0);
+    }
     send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);
     p.router = nextRouter;
     p.generation = w.routersGeneration;
@@ -834,6 +836,40 @@ void EdgeProxy::onTick(size_t worker) {
         now + std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.routerTimeout).count();
     w.pending.rearm(key, std::move(p));
   });
+}
+
+void EdgeProxy::readdress(PendingRequest& p, uint16_t egressPort) const {
+  auto msg = sip::Message::parse(p.bytes, settings_.limits);
+  const auto* via = msg ? msg->find(sip::HeaderId::kVia) : nullptr;
+  if (via == nullptr) {
+    return;
+  }
+  const Self& from = p.v6 ? self6_ : self4_;
+  const Self& to = p.v6 ? self4_ : self6_;
+  // Our Via is a header of its own, "SIP/2.0/UDP host:port;branch=...": swap the sent-by and
+  // keep the branch, so the new router's answers still match the pending entry.
+  const std::string_view value = via->value;
+  const size_t space = value.find(' ');
+  const size_t params = value.find(';');
+  if (space == std::string_view::npos || params == std::string_view::npos || params < space) {
+    return;
+  }
+  std::string newVia(value.substr(0, space + 1));
+  newVia.append(to.host).append(":").append(std::to_string(egressPort != 0 ? egressPort : to.port));
+  newVia.append(value.substr(params));
+  sip::MessageEditor edit(*msg);
+  edit.replaceValue(*via, newVia);
+  // The router-facing Record-Route entry, present when the client is on another transport or
+  // family, names the first family's address too.
+  const std::string inner = fmt::format("<sip:{};lr>", from.hostPort);
+  for (const auto& h : msg->headers()) {
+    if (h.id == sip::HeaderId::kRecordRoute && h.value == inner) {
+      edit.replaceValue(h, fmt::format("<sip:{};lr>", to.hostPort));
+      break;
+    }
+  }
+  p.bytes = edit.str();
+  p.v6 = !p.v6;
 }
 
 void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,

@@ -474,6 +474,51 @@ TEST_F(EdgeProxyTest, FailoverStaysInTheAddressFamilyOfTheFirstRouter) {
   }
 }
 
+// When no router of the first family is up, the copy resent to the other family says where
+// that router can answer: our Via names the edge's address of its family, the branch stays.
+TEST_F(EdgeProxyTest, FailoverToTheOtherFamilyRewritesOurVia) {
+  for (int i = 0; i < 6; ++i) {
+    make({"sip:127.0.0.1:5070", "sip:[::1]:5070"}, 0, {{40001, 40002}},
+         {{Protocol::kUdp, ep("127.0.0.1", 5060)}, {Protocol::kUdp, ep("::1", 5060)}});
+    sent.clear();
+    std::string text = invite();
+    text.replace(text.find("a84b4c76e66710"), 14, "cross-" + std::to_string(i));
+    receive(text);
+    ASSERT_EQ(sent.size(), 1u);
+    const bool v6 = sent[0].to.remote.ip.is_v6();
+    auto first = sip::Message::parse(sent[0].bytes);
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->topVia()->host, v6 ? "::1" : "127.0.0.1");
+    EXPECT_EQ(first->topVia()->port, v6 ? 40002 : 40001);
+    clock.advance(600ms);
+    proxy->onTick(0);
+    proxy->onTick(1);
+    ASSERT_EQ(sent.size(), 2u) << i;
+    EXPECT_NE(sent[1].to.remote.ip.is_v6(), v6);
+    auto second = sip::Message::parse(sent[1].bytes);
+    ASSERT_TRUE(second) << sent[1].bytes;
+    EXPECT_EQ(second->topVia()->host, v6 ? "127.0.0.1" : "::1");
+    EXPECT_EQ(second->topVia()->port, v6 ? 40001 : 40002);
+    EXPECT_EQ(second->topVia()->branch(), first->topVia()->branch());
+    // The new router's answer to that Via reaches the client.
+    std::string vias;
+    for (const auto& h : second->headers()) {
+      if (h.id == sip::HeaderId::kVia) {
+        vias += "Via: " + std::string(h.value) + "\r\n";
+      }
+    }
+    sent.clear();
+    receive(
+        "SIP/2.0 180 Ringing\r\n" + vias +
+            "To: <sip:bob@evosip.local>;tag=1\r\nFrom: <sip:alice@evosip.local>;tag=1928301774\r\n"
+            "Call-ID: cross-" +
+            std::to_string(i) + "\r\nCSeq: 314159 INVITE\r\nContent-Length: 0\r\n\r\n",
+        v6 ? ep("127.0.0.1", 5070) : ep("::1", 5070));
+    ASSERT_EQ(sent.size(), 1u) << i;
+    EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  }
+}
+
 TEST_F(EdgeProxyTest, NoRouterLeftGives503WithRetryAfter) {
   receive(invite());
   clock.advance(600ms);

@@ -153,6 +153,9 @@ class EdgeProxy {
                     size_t router, int32_t egress, const transport::Destination& client,
                     bool track);
   void clearPending(size_t worker, uint64_t branchKey);
+  // Rewrites a kept request for a router of the other address family: our Via's sent-by (that
+  // family's address and `egressPort`, 0 = the listen port) and a router-facing Record-Route.
+  void readdress(PendingRequest& p, uint16_t egressPort) const;
 
   EdgeSettings settings_;
   const runtime::Clock& clock_;
