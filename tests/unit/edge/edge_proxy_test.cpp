@@ -65,6 +65,17 @@ class EdgeProxyTest : public ::testing::Test {
     return *m;
   }
 
+  // The Via header lines of m, as a downstream element answering it copies them.
+  static std::string viaLines(const sip::Message& m) {
+    std::string vias;
+    for (const auto& h : m.headers()) {
+      if (h.id == sip::HeaderId::kVia) {
+        vias.append("Via: ").append(h.value).append("\r\n");
+      }
+    }
+    return vias;
+  }
+
   static std::string invite(
       const std::string& extra = "",
       const std::string& via = "SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK776asdhds;rport") {
@@ -132,12 +143,7 @@ TEST_F(EdgeProxyTest, ResponseFromRouterGoesBackToTheClientByVia) {
   std::string forwarded = sent[0].bytes;
   auto fwd = sip::Message::parse(forwarded);
   // The router answers 180 with the Via stack it received.
-  std::string vias;
-  for (const auto& h : fwd->headers()) {
-    if (h.id == sip::HeaderId::kVia) {
-      vias += "Via: " + std::string(h.value) + "\r\n";
-    }
-  }
+  const std::string vias = viaLines(*fwd);
   std::string ringing = "SIP/2.0 180 Ringing\r\n" + vias +
                         "To: Bob <sip:bob@evosip.local>;tag=8321234356\r\n"
                         "From: Alice <sip:alice@evosip.local>;tag=1928301774\r\n"
@@ -181,12 +187,7 @@ TEST_F(EdgeProxyTest, RequestsToRoutersLeaveFromTheCallsEgressSocket) {
   // The router's answer to an egress port is ours and goes to the client.
   std::string forwarded = sent[0].bytes;
   auto fwd = sip::Message::parse(forwarded);
-  std::string vias;
-  for (const auto& h : fwd->headers()) {
-    if (h.id == sip::HeaderId::kVia) {
-      vias += "Via: " + std::string(h.value) + "\r\n";
-    }
-  }
+  const std::string vias = viaLines(*fwd);
   sent.clear();
   receive("SIP/2.0 180 Ringing\r\n" + vias +
               "To: Bob <sip:bob@evosip.local>;tag=83\r\nFrom: Alice <sip:alice@evosip.local>;"
@@ -328,12 +329,7 @@ TEST_F(EdgeProxyTest, TcpClientGetsResponsesOnItsConnection) {
   // Double Record-Route: one entry for the routers (UDP), one for the client (TCP).
   EXPECT_EQ(fwd.count(sip::HeaderId::kRecordRoute), 2u);
   EXPECT_NE(sent[0].bytes.find(";transport=tcp;lr>"), std::string::npos);
-  std::string vias;
-  for (const auto& h : fwd.headers()) {
-    if (h.id == sip::HeaderId::kVia) {
-      vias += "Via: " + std::string(h.value) + "\r\n";
-    }
-  }
+  const std::string vias = viaLines(fwd);
   sent.clear();
   receive(
       "SIP/2.0 200 OK\r\n" + vias +
@@ -501,12 +497,7 @@ TEST_F(EdgeProxyTest, FailoverToTheOtherFamilyRewritesOurVia) {
     EXPECT_EQ(second->topVia()->port, v6 ? 40001 : 40002);
     EXPECT_EQ(second->topVia()->branch(), first->topVia()->branch());
     // The new router's answer to that Via reaches the client.
-    std::string vias;
-    for (const auto& h : second->headers()) {
-      if (h.id == sip::HeaderId::kVia) {
-        vias += "Via: " + std::string(h.value) + "\r\n";
-      }
-    }
+    const std::string vias = viaLines(*second);
     sent.clear();
     receive(
         "SIP/2.0 180 Ringing\r\n" + vias +
