@@ -3,11 +3,12 @@
 // part of its Record-Route/Path URIs, which any client can rewrite). The input is split at the
 // first two NUL bytes into three fields.
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
 #include <evosip/api/validation.hpp>
 #include <evosip/edge/flow_token.hpp>
+
+#include "fuzz_check.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -20,16 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace api = evosip::api;
   if (auto d = api::normalizeDomain(parts[0])) {
     auto again = api::normalizeDomain(*d);  // normal form is a fixed point
-    if (!again || *again != *d) {
-      std::abort();
-    }
+    evosip::fuzz::check(again && *again == *d);
   }
   (void)api::validateUsername(parts[1]);
   (void)api::validatePassword(parts[2]);
   if (auto p = api::parsePaging(parts[0], parts[1])) {
-    if (p->page < 1 || p->perPage < 1 || p->perPage > api::kMaxPerPage || p->offset() < 0) {
-      std::abort();
-    }
+    evosip::fuzz::check(p->page >= 1 && p->perPage >= 1 && p->perPage <= api::kMaxPerPage &&
+                        p->offset() >= 0);
   }
   static const evosip::edge::FlowTokenCodec codec("fuzz");
   (void)codec.decode(parts[0]);

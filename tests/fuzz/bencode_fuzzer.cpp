@@ -1,21 +1,17 @@
 // libFuzzer target: the bencode decoder and rtpengine ng framing on arbitrary bytes. Whatever
 // decodes must re-encode canonically and decode again to the same value.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include <evosip/bencode/bencode.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::bencode;
+using evosip::fuzz::check;
 
 namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
 
 void exercise(const Value& v) {
   // Accessors on every value type must be safe.

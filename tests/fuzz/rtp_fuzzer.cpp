@@ -2,22 +2,18 @@
 // receive statistics fed a stream of packets cut from the input.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <span>
 
 #include <evosip/rtp/packet.hpp>
 #include <evosip/rtp/receive_stats.hpp>
 #include <evosip/rtp/telephone_event.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::rtp;
+using evosip::fuzz::check;
 
 namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
 
 bool inside(std::span<const uint8_t> part, std::span<const uint8_t> whole) {
   return part.empty() ||

@@ -2,21 +2,17 @@
 // arbitrary text. What parses is rewritten (plain and with every option); the result must
 // parse again with the relay's address and ports in place.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include <evosip/sdp/sdp.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::sdp;
+using evosip::fuzz::check;
 
 namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
 
 bool inside(std::string_view part, std::string_view whole) {
   return part.empty() ||

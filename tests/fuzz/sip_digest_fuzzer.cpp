@@ -1,21 +1,13 @@
 // libFuzzer target: digest credentials / challenge parameters (auth.hpp).
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
 #include <evosip/sip/auth.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::sip;
-
-namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
-
-}  // namespace
+using evosip::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

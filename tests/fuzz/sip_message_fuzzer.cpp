@@ -1,7 +1,6 @@
 // libFuzzer target: Message::parse, every accessor and value parser a role may apply, the
 // response builder, and an editor round trip whose output must parse again.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -10,15 +9,12 @@
 #include <evosip/sip/message.hpp>
 #include <evosip/sip/response.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::sip;
+using evosip::fuzz::check;
 
 namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
 
 void parseValues(const HeaderField& h) {
   switch (h.id) {

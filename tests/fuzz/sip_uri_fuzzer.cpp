@@ -1,20 +1,16 @@
 // libFuzzer target: URI, name-addr, Via, CSeq and parameter parsers on arbitrary text.
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
 #include <evosip/sip/address.hpp>
 #include <evosip/sip/uri.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::sip;
+using evosip::fuzz::check;
 
 namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
 
 bool inside(std::string_view part, std::string_view whole) {
   return part.empty() ||

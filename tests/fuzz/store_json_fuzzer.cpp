@@ -2,22 +2,14 @@
 // back, and what an operator may have edited with redis-cli). Decoding never throws; whatever
 // decodes must encode and decode again to the same record.
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
 #include <evosip/store/json.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::store;
-
-namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
-
-}  // namespace
+using evosip::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -1,21 +1,13 @@
 // libFuzzer target: the WAV reader and the prompt loader on arbitrary bytes.
 #include <cstdint>
-#include <cstdlib>
 #include <span>
 
 #include <evosip/audio/wav.hpp>
 
+#include "fuzz_check.hpp"
+
 using namespace evosip::audio;
-
-namespace {
-
-void check(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
-
-}  // namespace
+using evosip::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> bytes(data, size);
