@@ -244,6 +244,10 @@ struct SipTransport::Impl {
     return workers[w->index()].get();
   }
 
+  // A UDP socket of worker w bound to spec's address and port (0: any): a listen socket
+  // (SO_REUSEPORT, shared by the workers) or an egress socket.
+  std::shared_ptr<UdpSocket> openUdp(WorkerState& w, const ListenSpec& spec, uint16_t port,
+                                     bool listen);
   void bindUdp(const ListenSpec& spec);
   void bindEgress(const ListenSpec& spec);
   void bindTcp(const ListenSpec& spec);
@@ -745,33 +749,42 @@ void WorkerState::closeEgress() {
 
 // ---- SipTransport -------------------------------------------------------------------------
 
-void SipTransport::Impl::bindUdp(const ListenSpec& spec) {
-  uint16_t port = spec.endpoint.port;
-  for (auto& w : workers) {
-    auto s = std::make_shared<UdpSocket>(*w, w->worker.io(), Endpoint{spec.endpoint.ip, port});
-    boost::system::error_code ec;
-    udp::endpoint ep(spec.endpoint.ip, port);
-    s->socket.open(ep.protocol(), ec);
-    if (ec) {
-      throwBindError(spec, ec);
-    }
-    w->udp.push_back(s);  // owned from here on, so that stop() closes it on failure too
+std::shared_ptr<UdpSocket> SipTransport::Impl::openUdp(WorkerState& w, const ListenSpec& spec,
+                                                       uint16_t port, bool listen) {
+  auto s = std::make_shared<UdpSocket>(w, w.worker.io(), Endpoint{spec.endpoint.ip, port});
+  s->egress = !listen;
+  boost::system::error_code ec;
+  udp::endpoint ep(spec.endpoint.ip, port);
+  s->socket.open(ep.protocol(), ec);
+  if (ec) {
+    throwBindError(spec, ec);
+  }
+  w.udp.push_back(s);  // owned from here on, so that stop() closes it on failure too
+  if (listen) {        // every worker binds the listen port (SO_REUSEPORT spreads the flows)
     s->socket.set_option(udp::socket::reuse_address(true), ec);
     setReusePort(s->socket.native_handle(), spec);
-    if (spec.endpoint.ip.is_v6()) {
-      s->socket.set_option(asio::ip::v6_only(true), ec);
-    }
-    setBigBuffers(s->socket.native_handle());
-    s->socket.non_blocking(true, ec);
-    s->socket.bind(ep, ec);
-    if (ec) {
-      throwBindError(spec, ec);
-    }
-    if (port == 0) {
-      port = s->socket.local_endpoint(ec).port();
-      s->local.port = port;
-    }
-    int family = spec.endpoint.ip.is_v6() ? 1 : 0;
+  }
+  if (spec.endpoint.ip.is_v6()) {
+    s->socket.set_option(asio::ip::v6_only(true), ec);
+  }
+  setBigBuffers(s->socket.native_handle());
+  s->socket.non_blocking(true, ec);
+  s->socket.bind(ep, ec);
+  if (ec) {
+    throwBindError(spec, ec);
+  }
+  if (port == 0) {
+    s->local.port = s->socket.local_endpoint(ec).port();
+  }
+  return s;
+}
+
+void SipTransport::Impl::bindUdp(const ListenSpec& spec) {
+  uint16_t port = spec.endpoint.port;
+  const int family = spec.endpoint.ip.is_v6() ? 1 : 0;
+  for (auto& w : workers) {
+    auto s = openUdp(*w, spec, port, true);
+    port = s->local.port;  // the first worker's, when the spec asked for any port
     if (w->udpByFamily[family] == nullptr) {
       w->udpByFamily[family] = s.get();
     }
@@ -785,27 +798,8 @@ void SipTransport::Impl::bindEgress(const ListenSpec& spec) {
   const size_t per = settings.egressPerWorker;
   egress.resize(workers.size() * per);
   for (size_t wi = 0; wi < workers.size(); ++wi) {
-    auto& w = workers[wi];
     for (size_t k = 0; k < per; ++k) {
-      auto s = std::make_shared<UdpSocket>(*w, w->worker.io(), Endpoint{spec.endpoint.ip, 0});
-      boost::system::error_code ec;
-      udp::endpoint ep(spec.endpoint.ip, 0);
-      s->socket.open(ep.protocol(), ec);
-      if (ec) {
-        throwBindError(spec, ec);
-      }
-      s->egress = true;
-      w->udp.push_back(s);
-      if (spec.endpoint.ip.is_v6()) {
-        s->socket.set_option(asio::ip::v6_only(true), ec);
-      }
-      setBigBuffers(s->socket.native_handle());
-      s->socket.non_blocking(true, ec);
-      s->socket.bind(ep, ec);
-      if (ec) {
-        throwBindError(spec, ec);
-      }
-      s->local.port = s->socket.local_endpoint(ec).port();
+      auto s = openUdp(*workers[wi], spec, 0, false);
       Egress& e = egress[wi * per + k];
       e.fd[family] = s->socket.native_handle();
       e.port[family] = s->local.port;
