@@ -19,27 +19,35 @@ def ipv6_loopback() -> bool:
         return False
 
 
+def start_edge(case: unittest.TestCase, prefix: str, listen, router: str) -> None:
+    """Starts `evosip edge` for a test case (stopped by its cleanup) with the given listen
+    addresses and one router; sets case.tmp, case.cleanup, case.edge, case.control."""
+    binary = require_evosip()
+    case.cleanup = Cleanup()
+    case.addCleanup(case.cleanup.stop_all)
+    case.tmp = make_tmpdir(prefix)
+    case.cleanup.dirs.append(case.tmp)
+    control_port = free_port()
+    cfg = {
+        "sip": {"listen": listen},
+        "control": {"listen": f"{HOST}:{control_port}"},
+        "workers": 2,
+        "edge": {"routers": [router]},
+    }
+    path = write_yaml(os.path.join(case.tmp, "edge.yaml"), cfg)
+    case.edge = case.cleanup.add(Process("evosip-edge", [binary, "edge", "--config", path],
+                                         case.tmp))
+    case.control = f"http://{HOST}:{control_port}"
+    wait_http_ok(case.control + "/readyz", timeout=15, proc=case.edge)
+
+
 @unittest.skipUnless(ipv6_loopback(), "no IPv6 loopback on this machine")
 class EdgeIpv6(unittest.TestCase):
     def setUp(self):
-        binary = require_evosip()
-        self.cleanup = Cleanup()
-        self.addCleanup(self.cleanup.stop_all)
-        self.tmp = make_tmpdir("evosip-ipv6-")
-        self.cleanup.dirs.append(self.tmp)
-        self.router_port, sip_port, control_port = free_port(), free_port(), free_port()
-        self.sip_port = sip_port
-        cfg = {
-            "sip": {"listen": [f"udp:[::1]:{sip_port}", f"tcp:[::1]:{sip_port}"]},
-            "control": {"listen": f"{HOST}:{control_port}"},
-            "workers": 2,
-            "edge": {"routers": [f"sip:[::1]:{self.router_port}"]},
-        }
-        path = write_yaml(os.path.join(self.tmp, "edge.yaml"), cfg)
-        self.edge = self.cleanup.add(Process("evosip-edge", [binary, "edge", "--config", path],
-                                             self.tmp))
-        self.control = f"http://{HOST}:{control_port}"
-        wait_http_ok(self.control + "/readyz", timeout=15, proc=self.edge)
+        self.router_port, self.sip_port = free_port(), free_port()
+        start_edge(self, "evosip-ipv6-",
+                   [f"udp:[::1]:{self.sip_port}", f"tcp:[::1]:{self.sip_port}"],
+                   f"sip:[::1]:{self.router_port}")
         self.uas = self.cleanup.add(Process("uas", [
             SIPP, "-sn", "uas", "-i", "::1", "-p", str(self.router_port), "-nostdin",
             "-cp", str(free_port())], self.tmp))
@@ -75,22 +83,10 @@ class EdgeIpv6CallerIpv4Router(unittest.TestCase):
     two entries), and the calls complete both ways through it."""
 
     def setUp(self):
-        binary = require_evosip()
-        self.cleanup = Cleanup()
-        self.addCleanup(self.cleanup.stop_all)
-        self.tmp = make_tmpdir("evosip-ipv6-v4router-")
-        self.cleanup.dirs.append(self.tmp)
-        self.router_port, self.sip_port, control_port = free_port(), free_port(), free_port()
-        cfg = {
-            "sip": {"listen": [f"udp:{HOST}:{self.sip_port}", f"udp:[::1]:{self.sip_port}"]},
-            "control": {"listen": f"{HOST}:{control_port}"},
-            "workers": 2,
-            "edge": {"routers": [f"sip:{HOST}:{self.router_port}"]},
-        }
-        path = write_yaml(os.path.join(self.tmp, "edge.yaml"), cfg)
-        self.edge = self.cleanup.add(Process("evosip-edge", [binary, "edge", "--config", path],
-                                             self.tmp))
-        wait_http_ok(f"http://{HOST}:{control_port}/readyz", timeout=15, proc=self.edge)
+        self.router_port, self.sip_port = free_port(), free_port()
+        start_edge(self, "evosip-ipv6-v4router-",
+                   [f"udp:{HOST}:{self.sip_port}", f"udp:[::1]:{self.sip_port}"],
+                   f"sip:{HOST}:{self.router_port}")
         scenario = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios",
                                 "uas_v4_router_rr.xml")
         self.uas_stat = os.path.join(self.tmp, "uas.csv")
