@@ -5,6 +5,8 @@ JOBS      ?= $(shell nproc)
 CMAKE_ARGS ?=
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/evosip-ccache
+# Paths relative to the checkout: another clone or worktree reuses the same cache entries.
+export CCACHE_BASEDIR ?= $(CURDIR)
 
 .PHONY: all deps configure build run test test-asan unit integration fuzz format clean
 
