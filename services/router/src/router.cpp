@@ -11,6 +11,8 @@
 #include <evosip/sip/auth.hpp>
 #include <evosip/sip/params.hpp>
 
+#include "store_nonce_counts.hpp"
+
 namespace evosip::router {
 namespace {
 
@@ -193,24 +195,6 @@ void RouterShared::setMedia(std::shared_ptr<role::TargetSet> media) {
   media->inheritFrom(*media_);
   media_ = std::move(media);
 }
-
-// Nonce counts in the shared store, so a replay is caught whichever router it reaches.
-class Router::StoreNonceCounts final : public auth::NonceCountStore {
- public:
-  explicit StoreNonceCounts(store::Store& s) : store_(s) {}
-  void checkAndSet(std::string_view nonce, uint32_t nc, std::chrono::seconds ttl,
-                   Callback done) override {
-    store_.checkAndSetNonceCount(
-        std::string(nonce), nc, std::chrono::duration_cast<std::chrono::milliseconds>(ttl),
-        [done = std::move(done)](Result<bool> r) {
-          done(!r ? auth::NonceCountVerdict::kUnavailable
-                  : (*r ? auth::NonceCountVerdict::kFresh : auth::NonceCountVerdict::kReplay));
-        });
-  }
-
- private:
-  store::Store& store_;
-};
 
 Router::Router(RouterShared& shared, boost::asio::io_context& io,
                std::unique_ptr<store::Store> store, const runtime::Clock& clock, SendFn send,

@@ -4,6 +4,8 @@
 #include <evosip/router/router.hpp>
 #include <evosip/sip/auth.hpp>
 
+#include "store_nonce_counts.hpp"
+
 namespace evosip::router {
 
 using transaction::TransactionId;
