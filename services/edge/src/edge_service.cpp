@@ -294,7 +294,9 @@ void EdgeService::stop() {
   if (d.control) {
     d.control->stop();
   }
-  d.ticks->stop();
+  if (d.ticks) {  // absent when start() failed before arming them
+    d.ticks->stop();
+  }
   d.transport->stop();
   d.pool.stop();
   d.ticks.reset();

@@ -386,7 +386,9 @@ void MediaService::stop() {
     d.control->stop();
   }
   d.ng->stop();
-  d.ticks->stop();
+  if (d.ticks) {  // absent when start() failed before arming them
+    d.ticks->stop();
+  }
   for (size_t w = 0; w < d.relays.size(); ++w) {
     d.pool.at(w).io().stop();
     d.relays[w]->wake();  // out of its io_uring wait, to see the stop

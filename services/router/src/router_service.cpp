@@ -668,7 +668,9 @@ void RouterService::stop() {
   if (d.control) {
     d.control->stop();
   }
-  d.ticks->stop();
+  if (d.ticks) {  // absent when start() failed before arming them
+    d.ticks->stop();
+  }
   d.transport->stop();
   d.pool.stop();
   d.routers.clear();
