@@ -14,8 +14,12 @@ Verdict verdict(VerifyResult r, std::string_view reason) {
   return Verdict{r, reason, 0, {}};
 }
 
+tl::unexpected<Verdict> refused(VerifyResult r, std::string_view reason) {
+  return tl::unexpected<Verdict>(verdict(r, reason));
+}
+
 tl::unexpected<Verdict> malformed(std::string_view reason) {
-  return tl::unexpected<Verdict>(verdict(VerifyResult::kMalformed, reason));
+  return refused(VerifyResult::kMalformed, reason);
 }
 
 // Values of sip::DigestParams keep their \-escapes; the hashes use the unescaped value.
@@ -68,6 +72,10 @@ std::string_view verifyResultName(VerifyResult r) {
       return "malformed";
     case VerifyResult::kUnavailable:
       return "unavailable";
+    case VerifyResult::kQopRefused:
+      return "qop";
+    case VerifyResult::kAlgorithmRefused:
+      return "algorithm";
   }
   return "unknown";
 }
@@ -118,20 +126,24 @@ tl::expected<CredentialsInfo, Verdict> DigestVerifier::inspect(std::string_view 
   if (!c.algorithm.empty()) {
     auto a = algorithmFromName(c.algorithm);
     if (!a) {
-      return malformed("unsupported algorithm");
+      return refused(VerifyResult::kAlgorithmRefused, "algorithm not offered");
     }
     info.algorithm = *a;
   }
+  if (std::find(settings_.algorithms.begin(), settings_.algorithms.end(), info.algorithm) ==
+      settings_.algorithms.end()) {
+    return refused(VerifyResult::kAlgorithmRefused, "algorithm not offered");
+  }
   if (c.qop.empty()) {
-    if (!settings_.acceptNoQop) {
-      return malformed("qop missing");
+    if (settings_.requireQop) {
+      return refused(VerifyResult::kQopRefused, "qop missing");
     }
     if (!c.nc.empty() || !c.cnonce.empty()) {
       return malformed("nc or cnonce without qop");
     }
   } else {
     if (!iequals(c.qop, "auth")) {
-      return malformed("unsupported qop");
+      return refused(VerifyResult::kQopRefused, "unsupported qop");
     }
     if (!parseNonceCount(c.nc)) {
       return malformed("nc is not 8 hex digits or is zero");
@@ -154,18 +166,32 @@ tl::expected<CredentialsInfo, Verdict> DigestVerifier::inspect(std::string_view 
   return info;
 }
 
+tl::expected<CredentialsInfo, Verdict> DigestVerifier::precheck(std::string_view method,
+                                                                std::string_view requestUri,
+                                                                const sip::DigestParams& c,
+                                                                std::string_view realm,
+                                                                WallTime now) const {
+  auto info = inspect(method, requestUri, c, realm);
+  if (!info) {
+    return info;
+  }
+  const NonceCodec::Check nonce = nonces_.check(c.nonce, realm, now);
+  if (nonce.status == NonceCodec::Status::kInvalid) {
+    return refused(VerifyResult::kBadNonce, "nonce not issued for this realm by us");
+  }
+  if (nonce.status == NonceCodec::Status::kExpired) {
+    return refused(VerifyResult::kStale, "nonce expired");
+  }
+  info->nonceRemaining = nonce.remaining;
+  return info;
+}
+
 Verdict DigestVerifier::verify(const VerifyInput& in) const {
   const sip::DigestParams& c = in.credentials;
-  auto info = inspect(in.method, in.requestUri, c, in.realm);
+  auto info = precheck(in.method, in.requestUri, c, in.realm, in.now);
   if (!info) {
     return info.error();
   }
-
-  const NonceCodec::Check nonce = nonces_.check(c.nonce, in.realm, in.now);
-  if (nonce.status == NonceCodec::Status::kInvalid) {
-    return verdict(VerifyResult::kBadNonce, "nonce not issued for this realm by us");
-  }
-
   if (in.ha1.size() != digestHexSize(info->algorithm)) {
     return verdict(VerifyResult::kBadResponse, "stored HA1 does not fit the algorithm");
   }
@@ -190,16 +216,12 @@ Verdict DigestVerifier::verify(const VerifyInput& in) const {
   if (!constantTimeEquals(expected, got)) {
     return verdict(VerifyResult::kBadResponse, "response does not match");
   }
-
-  if (nonce.status == NonceCodec::Status::kExpired) {
-    return verdict(VerifyResult::kStale, "nonce expired");
-  }
   Verdict ok = verdict(VerifyResult::kOk, "credentials verified");
   if (withQop) {
     ok.nc = *parseNonceCount(c.nc);
     // The record must outlive the nonce: its remaining life, the clock skew the codec
     // tolerates between routers, and the rounding to whole seconds.
-    ok.nonceTtl = nonce.remaining + nonces_.settings().maxClockSkew + kNonceCountMargin;
+    ok.nonceTtl = info->nonceRemaining + nonces_.settings().maxClockSkew + kNonceCountMargin;
   }
   return ok;
 }
@@ -227,11 +249,17 @@ void DigestVerifier::verify(const VerifyInput& in, NonceCountStore& counts,
       });
 }
 
-std::array<std::string, 2> DigestVerifier::challenge(std::string_view realm, bool stale,
-                                                     WallTime now) const {
+std::vector<std::string> DigestVerifier::challenge(std::string_view realm, bool stale,
+                                                   WallTime now) const {
   const std::string nonce = nonces_.issue(realm, now);
-  return buildChallenges(
-      ChallengeParams{.realm = realm, .nonce = nonce, .stale = stale, .opaque = settings_.opaque});
+  const ChallengeParams params{
+      .realm = realm, .nonce = nonce, .stale = stale, .opaque = settings_.opaque};
+  std::vector<std::string> out;
+  out.reserve(settings_.algorithms.size());
+  for (auto a : settings_.algorithms) {
+    out.push_back(buildChallenge(a, params));
+  }
+  return out;
 }
 
 }  // namespace evosip::auth

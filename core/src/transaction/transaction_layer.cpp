@@ -387,6 +387,27 @@ bool TransactionLayer::respond(TransactionId id, int code, std::string_view reas
   return ok;
 }
 
+bool TransactionLayer::respondOnce(TransactionId id, int code, std::string_view reason,
+                                   std::string_view extraHeaders) {
+  if (code < 300 || !respond(id, code, reason, extraHeaders)) {
+    return false;
+  }
+  Transaction* t = find(id.value);
+  if (t == nullptr) {
+    return true;  // ended at once (a reliable transport)
+  }
+  auto& st = static_cast<ServerTransaction&>(*t);
+  disarm(st, TimerSlot::kRetransmit);  // no Timer G
+  disarm(st, TimerSlot::kTimeout);     // no Timer H: a missing ACK is nobody's error here
+  std::string().swap(st.request_);
+  if (st.reliable_ && st.kind_ != Kind::kServerInvite) {
+    terminate(st);
+    return true;
+  }
+  arm(st, TimerSlot::kLinger, settings_.timers.t4);
+  return true;
+}
+
 void TransactionLayer::abandon(TransactionId id) {
   Transaction* t = find(id.value);
   if (t != nullptr && !isClientKind(t->kind_)) {

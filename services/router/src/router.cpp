@@ -46,10 +46,6 @@ transaction::LayerSettings withRandomSeed(transaction::LayerSettings s, int32_t 
   return s;
 }
 
-bool needsAuthentication(sip::Method m) {
-  return m != sip::Method::kOptions && m != sip::Method::kAck && m != sip::Method::kCancel;
-}
-
 std::string tagOf(const Result<sip::NameAddr>& na) {
   if (!na) {
     return {};
@@ -137,7 +133,9 @@ RouterShared::RouterShared(RouterSettings settings, auth::NonceCodec::Settings n
                            const runtime::Clock& clock)
     : settings_(std::move(settings)),
       nonces_(std::move(nonces)),
-      verifier_(nonces_),
+      verifier_(nonces_, {.requireQop = settings_.requireQop,
+                          .algorithms = settings_.challengeAlgorithms,
+                          .opaque = {}}),
       dialplan_(std::move(dialplan)),
       credentialTable_(settings_.credentials, clock),
       apps_(std::move(apps)),
@@ -250,6 +248,7 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
                   done(std::move(lookup));
                 });
           }),
+      authenticator_(shared.verifier(), credentials_, *nonceCounts_, shared.settings().domain),
       proxy_(proxy ? std::move(*proxy) : shared.settings().proxy,
              withRandomSeed(shared.settings().layer, worker), clock, std::move(send), *this),
       ng_(io, shared.settings().ng) {}
@@ -412,15 +411,19 @@ void Router::handleInitial(TransactionId id, const sip::Message& req) {
     proxy_.respond(id, 416, "Unsupported URI Scheme");
     return;
   }
-  const bool calleeLocal = shared_.isLocal(*ruri);
-  const bool callerLocal = from->uri.isSip() && shared_.isLocal(from->uri);
-  if (!callerLocal && !calleeLocal) {
-    proxy_.respond(id, 403, "Relaying Denied");
-    return;
-  }
-  if (callerLocal && needsAuthentication(req.method())) {
-    authenticate(id, req, std::string(from->uri.user), [this, id] { routeInitial(id); });
-    return;
+  switch (initialAccess(req, *ruri, from->uri)) {
+    case InitialAccess::kRelayDenied:
+      refuse(id, 403, "Relaying Denied");
+      return;
+    case InitialAccess::kServiceDenied:
+      RouterCounters::bump(counters_.serviceUnauthenticated);
+      refuse(id, 403, "Service For Subscribers Only");
+      return;
+    case InitialAccess::kAuthenticate:
+      authenticate(id, req, std::string(from->uri.user), [this, id] { routeInitial(id); });
+      return;
+    case InitialAccess::kOpen:
+      break;
   }
   routeInitial(id);
 }
@@ -458,7 +461,7 @@ void Router::routeInitial(TransactionId id) {
       return;
     }
     if (const auto* number = shared_.dialplan().find(user)) {
-      withRequest(id, [&](const sip::Message& m) { routeToApp(id, *number, m); });
+      routeToService(id, *number);
       return;
     }
     // A subscriber who is not registered (480) or nobody at all (404).
@@ -488,8 +491,10 @@ void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip
     return;
   }
   auto from = req.from();
+  auto to = req.to();
   const std::string headers =
-      Dialplan::headerLines(number, from ? from->uri.user : std::string_view());
+      Dialplan::headerLines(number, from ? from->uri.user : std::string_view(),
+                            to ? to->uri.user : std::string_view());
   transaction::Target t;
   t.nextHop = transaction::Destination{transport::Protocol::kUdp, apps->at(pick).endpoint, {}};
   apps->at(pick).forwarded.fetch_add(1, std::memory_order_relaxed);

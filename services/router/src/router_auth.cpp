@@ -1,5 +1,6 @@
-// Digest authentication of requests on the router: challenges, the nonce and response checks,
-// and the credential fetch they need.
+// Authentication before resources: who must prove what before a request is routed, digest
+// authentication of requests (auth::Authenticator: nonce and shape before any credential
+// lookup), challenges and refusals sent once, and the mailbox check of service numbers.
 #include <evosip/auth/challenge.hpp>
 #include <evosip/router/router.hpp>
 #include <evosip/sip/auth.hpp>
@@ -10,120 +11,155 @@ namespace evosip::router {
 
 using transaction::TransactionId;
 
+namespace {
+
+// The value of the first credentials header of `kind` whose realm is ours (a request may carry
+// others for other proxies); empty when there is none.
+std::string credentialsFor(const sip::Message& m, auth::ChallengeKind kind,
+                           std::string_view realm) {
+  const auto wanted = kind == auth::ChallengeKind::kWww ? sip::HeaderId::kAuthorization
+                                                        : sip::HeaderId::kProxyAuthorization;
+  for (const auto& h : m.headers()) {
+    if (h.id != wanted) {
+      continue;
+    }
+    auto p = sip::parseDigest(h.value);
+    if (p && p->hasRealm && sip::unquote(p->realm) == realm) {
+      return std::string(h.value);
+    }
+  }
+  return {};
+}
+
+std::string userOf(const Result<sip::NameAddr>& na) {
+  return na ? std::string(na->uri.user) : std::string();
+}
+
+}  // namespace
+
+Router::InitialAccess Router::initialAccess(const sip::Message& req, const sip::Uri& ruri,
+                                            const sip::Uri& from) const {
+  const bool calleeLocal = shared_.isLocal(ruri);
+  const bool callerLocal = from.isSip() && shared_.isLocal(from);
+  if (!callerLocal && !calleeLocal) {
+    return InitialAccess::kRelayDenied;  // no open relay
+  }
+  const sip::Method m = req.method();
+  if (m == sip::Method::kAck || m == sip::Method::kCancel) {
+    return InitialAccess::kOpen;  // never answered: nothing to challenge
+  }
+  const ServiceNumber* service = calleeLocal ? shared_.dialplan().find(ruri.user) : nullptr;
+  if (service != nullptr) {
+    if (service->isPublic) {
+      return InitialAccess::kOpen;
+    }
+    // Services cost media, app and disk: only for subscribers who authenticate. A caller of
+    // another domain cannot authenticate with our realm: refused, as Kamailio refuses what is
+    // neither from nor to its domain.
+    return callerLocal ? InitialAccess::kAuthenticate : InitialAccess::kServiceDenied;
+  }
+  // Inbound calls from other domains to our subscribers stay open.
+  return callerLocal && m != sip::Method::kOptions ? InitialAccess::kAuthenticate
+                                                   : InitialAccess::kOpen;
+}
+
+void Router::refuse(TransactionId id, int code, std::string_view reason,
+                    std::string_view extraHeaders) {
+  proxy_.layer().respondOnce(id, code, reason, extraHeaders);
+}
+
 void Router::challenge(TransactionId id, sip::Method method, bool stale) {
   const auto kind = auth::challengeKindFor(method);
-  const auto& realm = shared_.settings().domain;
-  const std::string nonce = shared_.nonces().issue(realm, std::chrono::system_clock::now());
   std::string lines;
-  for (auto algorithm : shared_.settings().challengeAlgorithms) {
-    lines.append(auth::challengeHeaderName(kind)).append(": ");
-    lines.append(auth::buildChallenge(algorithm, {.realm = realm, .nonce = nonce, .stale = stale}));
-    lines.append("\r\n");
+  for (const auto& value : shared_.verifier().challenge(shared_.settings().domain, stale,
+                                                        std::chrono::system_clock::now())) {
+    lines.append(auth::challengeHeaderName(kind)).append(": ").append(value).append("\r\n");
   }
   RouterCounters::bump(counters_.challenges);
-  proxy_.respond(id, auth::challengeStatus(kind), auth::challengeReason(kind), lines);
+  refuse(id, auth::challengeStatus(kind), auth::challengeReason(kind), lines);
 }
 
 void Router::authenticate(TransactionId id, const sip::Message& req, std::string user,
                           std::function<void()> onOk) {
-  const auto kind = auth::challengeKindFor(req.method());
-  const std::string realm = shared_.settings().domain;
-  // The credentials for our realm (a request may carry others for other proxies).
-  // Captures by value: it runs again after the credential fetch, when this frame is gone.
-  auto findCredentials = [kind, realm](const sip::Message& m) -> std::optional<sip::DigestParams> {
-    const auto wanted = kind == auth::ChallengeKind::kWww ? sip::HeaderId::kAuthorization
-                                                          : sip::HeaderId::kProxyAuthorization;
-    for (const auto& h : m.headers()) {
-      if (h.id != wanted) {
-        continue;
-      }
-      auto p = sip::parseDigest(h.value);
-      if (p && p->hasRealm && sip::unquote(p->realm) == realm) {
-        return *p;
-      }
-    }
-    return std::nullopt;
+  const auto method = req.method();
+  auth::AuthAttempt attempt{
+      .method = std::string(req.methodText()),
+      .requestUri = std::string(req.requestUri()),
+      .credentials =
+          credentialsFor(req, auth::challengeKindFor(method), shared_.settings().domain),
+      .identity = std::move(user),
   };
-  auto params = findCredentials(req);
-  if (!params) {
-    challenge(id, req.method(), false);
-    return;
-  }
-  auto info = shared_.verifier().inspect(req.methodText(), req.requestUri(), *params, realm);
-  if (!info) {
-    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(info.error().result)]);
-    if (info.error().result == auth::VerifyResult::kMalformed) {
-      proxy_.respond(id, 400, info.error().reason);
-    } else {
-      challenge(id, req.method(), false);
-    }
-    return;
-  }
-  if (info->username != user) {
-    RouterCounters::bump(
-        counters_.authFailures[static_cast<size_t>(auth::VerifyResult::kBadResponse)]);
-    proxy_.respond(id, 403, "Identity Mismatch");
-    return;
-  }
-  const auto algorithm = info->algorithm;
-  credentials_.get(
-      shared_.settings().domain, info->username,
-      [this, id, algorithm, findCredentials, onOk = std::move(onOk),
-       alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
+  authenticator_.authenticate(
+      std::move(attempt), std::chrono::system_clock::now(),
+      [this, id, method, onOk = std::move(onOk),
+       alive = std::weak_ptr<char>(alive_)](const auth::AuthOutcome& o) {
         if (alive.expired()) {
           return;
         }
-        withRequest(id, [&](const sip::Message& m) {
-          if (lookup.status == auth::CredentialStatus::kUnavailable) {
-            proxy_.respond(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
+        if (o.failure) {
+          RouterCounters::bump(counters_.authFailures[static_cast<size_t>(*o.failure)]);
+        }
+        switch (o.decision) {
+          case auth::AuthDecision::kProceed:
+            onOk();
             return;
-          }
-          if (lookup.status == auth::CredentialStatus::kUnknownUser) {
-            RouterCounters::bump(
-                counters_.authFailures[static_cast<size_t>(auth::VerifyResult::kBadResponse)]);
-            challenge(id, m.method(), false);
+          case auth::AuthDecision::kChallenge:
+            challenge(id, method, o.stale);
             return;
-          }
-          auto p = findCredentials(m);
-          if (!p) {
-            challenge(id, m.method(), false);
+          case auth::AuthDecision::kBadRequest:
+            refuse(id, 400, o.reason);
             return;
-          }
-          const sip::DigestParams params = *p;
-          auth::VerifyInput in{m.methodText(),
-                               m.requestUri(),
-                               params,
-                               shared_.settings().domain,
-                               lookup.credentials.ha1(algorithm),
-                               std::chrono::system_clock::now()};
-          const auto method = m.method();
-          shared_.verifier().verify(
-              in, *nonceCounts_,
-              [this, id, method, onOk, alive = std::weak_ptr<char>(alive_)](auth::Verdict v) {
-                if (alive.expired()) {
-                  return;
-                }
-                switch (v.result) {
-                  case auth::VerifyResult::kOk:
-                    onOk();
-                    return;
-                  case auth::VerifyResult::kStale:
-                    challenge(id, method, true);
-                    return;
-                  case auth::VerifyResult::kMalformed:
-                    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(v.result)]);
-                    proxy_.respond(id, 400, v.reason);
-                    return;
-                  case auth::VerifyResult::kUnavailable:
-                    storeFailed(id);
-                    return;
-                  default:
-                    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(v.result)]);
-                    challenge(id, method, false);
-                    return;
-                }
-              });
-        });
+          case auth::AuthDecision::kForbidden:
+            refuse(id, 403, "Identity Mismatch");
+            return;
+          case auth::AuthDecision::kCredentialsUnavailable:
+            refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
+            return;
+          case auth::AuthDecision::kStoreUnavailable:
+            storeFailed(id);
+            return;
+        }
+      });
+}
+
+void Router::routeToService(TransactionId id, const ServiceNumber& number) {
+  std::string fromUser;
+  std::string toUser;
+  withRequest(id, [&](const sip::Message& m) {
+    fromUser = userOf(m.from());
+    toUser = userOf(m.to());
+  });
+  const auto mailbox = Dialplan::mailboxOf(number, fromUser, toUser);
+  if (!mailbox) {
+    withRequest(id, [&](const sip::Message& m) { routeToApp(id, number, m); });
+    return;
+  }
+  if (!isSafeMailbox(*mailbox)) {
+    RouterCounters::bump(counters_.serviceNoMailbox);
+    refuse(id, 404, "No Such Mailbox");
+    return;
+  }
+  // A mailbox is a subscriber's: the credential lookup says whether it exists (for a caller
+  // depositing into its own mailbox, a hit of the cache its authentication filled).
+  credentials_.get(
+      shared_.settings().domain, *mailbox,
+      [this, id, number = &number, alive = std::weak_ptr<char>(alive_)](
+          const auth::CredentialLookup& lookup) {
+        if (alive.expired()) {
+          return;
+        }
+        switch (lookup.status) {
+          case auth::CredentialStatus::kFound:
+            withRequest(id, [&](const sip::Message& m) { routeToApp(id, *number, m); });
+            return;
+          case auth::CredentialStatus::kUnknownUser:
+            RouterCounters::bump(counters_.serviceNoMailbox);
+            refuse(id, 404, "No Such Mailbox");
+            return;
+          case auth::CredentialStatus::kUnavailable:
+            refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
+            return;
+        }
       });
 }
 

@@ -42,6 +42,7 @@ RouterConfig readRouterConfig(config::Document& doc) {
   if (r.challengeAlgorithms.empty()) {
     throw config::ConfigError("router.auth_algorithms: at least one algorithm");
   }
+  r.requireQop = doc.getBool("router.auth_require_qop", true);
   r.registrar.defaultExpires =
       static_cast<uint32_t>(doc.getInt("router.expires.default", 3600, 1, 604800));
   r.registrar.minExpires = static_cast<uint32_t>(doc.getInt("router.expires.min", 60, 1, 604800));
@@ -89,6 +90,10 @@ RouterConfig readRouterConfig(config::Document& doc) {
     n.number = number;
     const std::string base = "router.dialplan." + number;
     for (const auto& key : doc.childKeys(base)) {
+      if (key == "public") {
+        n.isPublic = doc.getBool(base + ".public", false);
+        continue;
+      }
       std::string value = doc.getString(base + "." + key, "");
       if (key == "action") {
         n.action = value;
@@ -104,6 +109,9 @@ RouterConfig readRouterConfig(config::Document& doc) {
     }
     if (n.action.empty()) {
       throw config::ConfigError(fmt::format("{}.action: required", base));
+    }
+    if (n.action == "Voicemail" && !Dialplan::mailboxOf(n, "", "")) {
+      throw config::ConfigError(fmt::format("{}.mailbox: required for Voicemail", base));
     }
     c.dialplan.add(std::move(n));
   }
@@ -505,12 +513,16 @@ void RouterService::Impl::registerMetrics() {
                                       "New requests refused with 503 while draining");
   auto& parse =
       metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed");
+  auto& service = metrics.counterFamily(
+      "evosip_router_service_refused_total",
+      "Calls to service numbers refused: caller not authenticated, mailbox not a subscriber");
   auto& media = metrics.counterFamily(
       "evosip_router_media_commands_total",
       "ng commands to media relays: offers and answers rewritten, deletes, failures");
   struct State {
     std::unique_ptr<role::CounterMirror> ok, failed, challenges, created, removed, storeErrors,
-        found, unknown, apiFailed, drain, parse, offers, answers, deletes, mediaFailed;
+        found, unknown, apiFailed, drain, parse, offers, answers, deletes, mediaFailed,
+        serviceUnauthenticated, serviceNoMailbox;
     std::vector<std::unique_ptr<role::CounterMirror>> failures;
     prometheus::Gauge* active = nullptr;
     prometheus::Gauge* transactions = nullptr;
@@ -534,7 +546,9 @@ void RouterService::Impl::registerMetrics() {
   st->answers = mirror(media.Add({{"command", "answer"}, {"result", "ok"}}));
   st->deletes = mirror(media.Add({{"command", "delete"}, {"result", "ok"}}));
   st->mediaFailed = mirror(media.Add({{"command", "any"}, {"result", "failed"}}));
-  for (int r = 0; r < 7; ++r) {
+  st->serviceUnauthenticated = mirror(service.Add({{"reason", "unauthenticated"}}));
+  st->serviceNoMailbox = mirror(service.Add({{"reason", "mailbox"}}));
+  for (size_t r = 0; r < auth::kVerifyResultCount; ++r) {
     st->failures.push_back(mirror(failures.Add(
         {{"reason", std::string(auth::verifyResultName(static_cast<auth::VerifyResult>(r)))}})));
   }
@@ -567,6 +581,10 @@ void RouterService::Impl::registerMetrics() {
     st->deletes->set(sum([](const RouterCounters& c) -> auto& { return c.mediaDeletes; }));
     st->mediaFailed->set(sum([](const RouterCounters& c) -> auto& { return c.mediaFailures; }));
     st->drain->set(sum([](const RouterCounters& c) -> auto& { return c.drainRejected; }));
+    st->serviceUnauthenticated->set(
+        sum([](const RouterCounters& c) -> auto& { return c.serviceUnauthenticated; }));
+    st->serviceNoMailbox->set(
+        sum([](const RouterCounters& c) -> auto& { return c.serviceNoMailbox; }));
     st->parse->set(static_cast<double>(parseDrops.load()));
     for (size_t i = 0; i < st->failures.size(); ++i) {
       st->failures[i]->set(

@@ -112,17 +112,23 @@ TEST_F(VerifierTest, RegisterWithSha256AndMd5) {
 }
 
 TEST_F(VerifierTest, FlowFromTheChallengeHeaders) {
-  // The phone picks the first challenge (SHA-256) and answers with its nonce.
+  // One challenge per configured algorithm, in the configured order, with one nonce.
   const auto values = verifier_.challenge(kRealm, false, kT0);
-  auto offered = sip::parseDigest(values[0]);
-  ASSERT_TRUE(offered);
-  EXPECT_EQ(offered->algorithm, "SHA-256");
+  ASSERT_EQ(values.size(), 2u);
+  auto md5 = sip::parseDigest(values[0]);
+  auto sha = sip::parseDigest(values[1]);
+  ASSERT_TRUE(md5 && sha);
+  EXPECT_EQ(md5->algorithm, "MD5");
+  EXPECT_EQ(sha->algorithm, "SHA-256");
+  EXPECT_EQ(md5->nonce, sha->nonce);
   ClientAuth c;
-  c.nonce = std::string(offered->nonce);
+  c.nonce = std::string(sha->nonce);
   EXPECT_EQ(verify(c, kT0).result, VerifyResult::kOk);
-  auto md5 = sip::parseDigest(values[1]);
-  ASSERT_TRUE(md5);
-  EXPECT_EQ(md5->nonce, offered->nonce);
+
+  DigestVerifier shaOnly(codec_, {.algorithms = {DigestAlgorithm::kSha256}});
+  const auto one = shaOnly.challenge(kRealm, false, kT0);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_NE(one[0].find("algorithm=SHA-256"), std::string::npos) << one[0];
 }
 
 TEST_F(VerifierTest, NonceFromRouterAAcceptedByRouterB) {
@@ -158,12 +164,38 @@ TEST_F(VerifierTest, NonceFromRouterAAcceptedByRouterB) {
   EXPECT_EQ(f.result, VerifyResult::kBadNonce);
 }
 
-TEST_F(VerifierTest, ExpiredNonceWithRightPasswordIsStale) {
+TEST_F(VerifierTest, ExpiredNonceIsStaleBeforeTheResponseIsChecked) {
   EXPECT_EQ(verify(challenged(), kT0 + seconds(301)).result, VerifyResult::kStale);
-  // stale=true is only for clients that know the password.
+  // The age is decided without the HA1 (no credential lookup for an old nonce), so a wrong
+  // password with an expired nonce is stale too.
   ClientAuth wrong = challenged();
   wrong.password = "guess";
-  EXPECT_EQ(verify(wrong, kT0 + seconds(301)).result, VerifyResult::kBadResponse);
+  EXPECT_EQ(verify(wrong, kT0 + seconds(301)).result, VerifyResult::kStale);
+  auto params = sip::parseDigest(wrong.header());
+  ASSERT_TRUE(params);
+  auto pre = verifier_.precheck("REGISTER", wrong.uri, *params, kRealm, kT0 + seconds(301));
+  ASSERT_FALSE(pre);
+  EXPECT_EQ(pre.error().result, VerifyResult::kStale);
+}
+
+TEST_F(VerifierTest, PrecheckDecidesEverythingButTheResponse) {
+  ClientAuth c = challenged();
+  c.password = "guess";  // precheck cannot know
+  const std::string header = c.header();
+  auto params = sip::parseDigest(header);
+  ASSERT_TRUE(params);
+  auto pre = verifier_.precheck("REGISTER", c.uri, *params, kRealm, kT0 + seconds(100));
+  ASSERT_TRUE(pre) << pre.error().reason;
+  EXPECT_EQ(pre->username, "alice");
+  EXPECT_EQ(pre->algorithm, DigestAlgorithm::kSha256);
+  EXPECT_EQ(pre->nonceRemaining, seconds(200));
+  c.nonce[5] = c.nonce[5] == 'a' ? 'b' : 'a';
+  const std::string forged = c.header();
+  params = sip::parseDigest(forged);
+  ASSERT_TRUE(params);
+  pre = verifier_.precheck("REGISTER", c.uri, *params, kRealm, kT0);
+  ASSERT_FALSE(pre);
+  EXPECT_EQ(pre.error().result, VerifyResult::kBadNonce);
 }
 
 TEST_F(VerifierTest, TamperedNonceIsBadNonce) {
@@ -225,17 +257,45 @@ TEST_F(VerifierTest, UriMustMatchTheRequestUri) {
   EXPECT_EQ(verify(c, kT0, "sip:evosip.local").result, VerifyResult::kMalformed);
 }
 
-TEST_F(VerifierTest, UnsupportedAlgorithmOrQopIsMalformed) {
+TEST_F(VerifierTest, UnsupportedAlgorithmOrQopIsRefused) {
   ClientAuth c = challenged(DigestAlgorithm::kMd5);
   c.algorithmText = "MD5-sess";
-  EXPECT_EQ(verify(c, kT0).result, VerifyResult::kMalformed);
+  EXPECT_EQ(verify(c, kT0).result, VerifyResult::kAlgorithmRefused);
   c.algorithmText = "SHA-512-256";
-  EXPECT_EQ(verify(c, kT0).result, VerifyResult::kMalformed);
+  EXPECT_EQ(verify(c, kT0).result, VerifyResult::kAlgorithmRefused);
   c.algorithmText = "";
   c.qop = "auth-int";
   const Verdict v = verify(c, kT0);
-  EXPECT_EQ(v.result, VerifyResult::kMalformed);
+  EXPECT_EQ(v.result, VerifyResult::kQopRefused);
   EXPECT_EQ(v.reason, "unsupported qop");
+}
+
+TEST_F(VerifierTest, OnlyTheConfiguredAlgorithmsAreAccepted) {
+  DigestVerifier shaOnly(codec_, {.algorithms = {DigestAlgorithm::kSha256}});
+  auto run = [&](const DigestVerifier& v, const ClientAuth& c) {
+    const std::string header = c.header();
+    auto params = sip::parseDigest(header);
+    EXPECT_TRUE(params);
+    const std::string h = ha1(c.algorithm);
+    return v
+        .verify(VerifyInput{.method = c.method,
+                            .requestUri = c.uri,
+                            .credentials = *params,
+                            .realm = kRealm,
+                            .ha1 = h,
+                            .now = kT0})
+        .result;
+  };
+  // A right MD5 answer is refused unverified when only SHA-256 is configured...
+  ClientAuth md5 = challenged(DigestAlgorithm::kMd5);
+  EXPECT_EQ(run(shaOnly, md5), VerifyResult::kAlgorithmRefused);
+  md5.algorithmText = "-";  // no algorithm parameter means MD5
+  EXPECT_EQ(run(shaOnly, md5), VerifyResult::kAlgorithmRefused);
+  EXPECT_EQ(run(shaOnly, challenged(DigestAlgorithm::kSha256)), VerifyResult::kOk);
+  // ...and the other way round.
+  DigestVerifier md5Only(codec_, {.algorithms = {DigestAlgorithm::kMd5}});
+  EXPECT_EQ(run(md5Only, challenged(DigestAlgorithm::kSha256)), VerifyResult::kAlgorithmRefused);
+  EXPECT_EQ(run(md5Only, challenged(DigestAlgorithm::kMd5)), VerifyResult::kOk);
 }
 
 TEST_F(VerifierTest, AlgorithmOmittedMeansMd5) {
@@ -299,20 +359,34 @@ TEST_F(VerifierTest, MissingOrBadFieldsAreMalformed) {
   EXPECT_EQ(verify(c, kT0, {}, ha1(DigestAlgorithm::kSha256)).result, VerifyResult::kMalformed);
 }
 
-TEST_F(VerifierTest, Rfc2069ResponsesWithoutQop) {
+TEST_F(VerifierTest, Rfc2069ResponsesWithoutQopRefusedByDefault) {
   ClientAuth c = challenged(DigestAlgorithm::kMd5);
   c.qop = "";
-  const Verdict v = verify(c, kT0);
-  EXPECT_EQ(v.result, VerifyResult::kOk) << v.reason;
-  EXPECT_EQ(v.nc, 0u);  // nothing to count
-  EXPECT_EQ(counts_.size(), 0u);
+  const Verdict refused = verify(c, kT0);
+  EXPECT_EQ(refused.result, VerifyResult::kQopRefused) << refused.reason;
+  EXPECT_EQ(refused.reason, "qop missing");
 
-  DigestVerifier strict(codec_, {.acceptNoQop = false, .opaque = {}});
+  DigestVerifier lenient(codec_, {.requireQop = false});
   const std::string header = c.header();
   auto params = sip::parseDigest(header);
   ASSERT_TRUE(params);
   const std::string h = ha1(DigestAlgorithm::kMd5);
-  EXPECT_EQ(strict
+  const Verdict v = lenient.verify(VerifyInput{.method = "REGISTER",
+                                               .requestUri = c.uri,
+                                               .credentials = *params,
+                                               .realm = kRealm,
+                                               .ha1 = h,
+                                               .now = kT0});
+  EXPECT_EQ(v.result, VerifyResult::kOk) << v.reason;
+  EXPECT_EQ(v.nc, 0u);  // nothing to count
+  EXPECT_EQ(counts_.size(), 0u);
+
+  // nc and cnonce make no sense without qop.
+  c.extra = ", nc=00000001";
+  const std::string withNc = c.header();
+  params = sip::parseDigest(withNc);
+  ASSERT_TRUE(params);
+  EXPECT_EQ(lenient
                 .verify(VerifyInput{.method = "REGISTER",
                                     .requestUri = c.uri,
                                     .credentials = *params,
@@ -321,14 +395,10 @@ TEST_F(VerifierTest, Rfc2069ResponsesWithoutQop) {
                                     .now = kT0})
                 .result,
             VerifyResult::kMalformed);
-
-  // nc and cnonce make no sense without qop.
-  c.extra = ", nc=00000001";
-  EXPECT_EQ(verify(c, kT0).result, VerifyResult::kMalformed);
 }
 
 TEST_F(VerifierTest, OpaqueMustComeBackUnchanged) {
-  DigestVerifier withOpaque(codec_, {.acceptNoQop = true, .opaque = "5ccc069c403ebaf9"});
+  DigestVerifier withOpaque(codec_, {.opaque = "5ccc069c403ebaf9"});
   const auto values = withOpaque.challenge(kRealm, true, kT0);
   EXPECT_NE(values[0].find("opaque=\"5ccc069c403ebaf9\""), std::string::npos);
   EXPECT_NE(values[0].find("stale=true"), std::string::npos);
@@ -462,6 +532,8 @@ TEST_F(VerifierTest, ReasonsNeverCarryCredentials) {
   }
   EXPECT_EQ(verifyResultName(VerifyResult::kBadNonce), "bad-nonce");
   EXPECT_EQ(verifyResultName(VerifyResult::kReplay), "replay");
+  EXPECT_EQ(verifyResultName(VerifyResult::kQopRefused), "qop");
+  EXPECT_EQ(verifyResultName(VerifyResult::kAlgorithmRefused), "algorithm");
 }
 
 }  // namespace

@@ -61,6 +61,20 @@ TEST(RouterConfigTest, MediaKeysAndTheirDefaults) {
   EXPECT_FALSE(c.dialplan.find("100")->media.has_value());
 }
 
+TEST(RouterConfigTest, AuthKeysAndTheirSafeDefaults) {
+  auto c = read("router: {}\n");
+  EXPECT_TRUE(c.router.requireQop);
+  EXPECT_EQ(c.router.challengeAlgorithms,
+            (std::vector<auth::DigestAlgorithm>{auth::DigestAlgorithm::kMd5,
+                                                auth::DigestAlgorithm::kSha256}));
+  c = read("router: {auth_require_qop: false, auth_algorithms: [SHA-256]}\n");
+  EXPECT_FALSE(c.router.requireQop);
+  EXPECT_EQ(c.router.challengeAlgorithms,
+            (std::vector<auth::DigestAlgorithm>{auth::DigestAlgorithm::kSha256}));
+  EXPECT_THAT(errorOf("router: {auth_algorithms: [MD5-sess]}\n"),
+              HasSubstr("router.auth_algorithms"));
+}
+
 TEST(RouterConfigTest, BadMediaValuesNameTheKey) {
   EXPECT_THAT(errorOf("router: {media: {mode: sometimes}}\n"), HasSubstr("router.media.mode"));
   EXPECT_THAT(errorOf("router: {media: {relays: [\"relay.example.com:2223\"]}}\n"),

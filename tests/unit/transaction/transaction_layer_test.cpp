@@ -441,6 +441,74 @@ TEST_F(TransactionLayerTest, FinalResponseOnlyOnce) {
   EXPECT_EQ(sent.size(), 1u);
 }
 
+// ---- respondOnce: answers to sources that have proven nothing ----
+
+TEST_F(TransactionLayerTest, RespondOnceSendsAnInviteFinalOnceAndAbsorbsItsAck) {
+  const std::string inv = request({});
+  receive(inv);
+  TransactionId id = user.lastServer;
+  ASSERT_TRUE(layer->respondOnce(id, 407, "Proxy Authentication Required",
+                                 "Proxy-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n"));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(parsed(sent[0].bytes).statusCode(), 407);
+  EXPECT_TRUE(layer->server(id)->request().empty()) << "the request copy is not kept";
+  advance(4900ms);  // no Timer G: nothing more without a new request
+  EXPECT_EQ(sent.size(), 1u);
+  // A retransmission of the INVITE gets the same answer once: one response per request.
+  receive(inv);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].bytes, sent[0].bytes);
+  // The ACK of the 407 is absorbed: never passed to the user (never forwarded).
+  RequestSpec ack;
+  ack.method = "ACK";
+  ack.toTag = std::string(layer->server(id)->localTag());
+  receive(request(ack));
+  EXPECT_EQ(count("ack"), 0u);
+  advance(5s);
+  EXPECT_EQ(layer->server(id), nullptr);
+  EXPECT_EQ(sent.size(), 2u);
+  EXPECT_EQ(count("server_error"), 0u);
+}
+
+TEST_F(TransactionLayerTest, RespondOnceWithoutAckEndsSilentlyAfterT4) {
+  receive(request({}));
+  TransactionId id = user.lastServer;
+  ASSERT_TRUE(layer->respondOnce(id, 403, "Forbidden"));
+  advance(4900ms);
+  EXPECT_NE(layer->server(id), nullptr);
+  advance(100ms);
+  EXPECT_EQ(layer->server(id), nullptr);
+  advance(60s);
+  EXPECT_EQ(sent.size(), 1u);  // never retransmitted
+  EXPECT_EQ(count("server_error"), 0u);
+}
+
+TEST_F(TransactionLayerTest, RespondOnceNonInvite) {
+  RequestSpec s;
+  s.method = "REGISTER";
+  const std::string reg = request(s);
+  receive(reg);
+  TransactionId id = user.lastServer;
+  ASSERT_TRUE(layer->respondOnce(id, 401, "Unauthorized"));
+  receive(reg);  // a retransmission: the same 401 again, not a new request
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].bytes, sent[0].bytes);
+  EXPECT_EQ(count("request"), 1u);
+  advance(5s);  // T4, not Timer J's 64*T1
+  EXPECT_EQ(layer->server(id), nullptr);
+  // Over a reliable transport nothing is kept.
+  receive(request(s), Protocol::kTcp);
+  id = user.lastServer;
+  ASSERT_TRUE(layer->respondOnce(id, 401, "Unauthorized"));
+  EXPECT_EQ(layer->server(id), nullptr);
+  // Only finals >= 300, once.
+  receive(request(s));
+  id = user.lastServer;
+  EXPECT_FALSE(layer->respondOnce(id, 200));
+  EXPECT_TRUE(layer->respondOnce(id, 404));
+  EXPECT_FALSE(layer->respondOnce(id, 404));
+}
+
 // ---- server non-INVITE (17.2.2) ----
 
 TEST_F(TransactionLayerTest, ServerNonInviteAbsorbsInTryingResendsInCompletedTimerJ) {

@@ -2,32 +2,39 @@
 // Verification of Digest credentials (RFC 3261 22.4, RFC 2617 3.2.2, RFC 7616 3.4, RFC 8760)
 // against a nonce from NonceCodec and the HA1 of the user.
 //
-// The router's steps, top to bottom:
+// The router's steps, top to bottom (Authenticator runs them):
 //   1. parse the Authorization / Proxy-Authorization value (sip::parseDigest) whose realm is
 //      ours;
-//   2. inspect(): structure only, no secret needed; gives the user and the algorithm whose HA1
-//      must be fetched (CredentialCache);
+//   2. precheck(): everything that needs no HA1 - structure, qop, algorithm, the nonce's
+//      signature and age - so that a forged, expired or misshapen answer costs no credential
+//      lookup; gives the user and the algorithm whose HA1 must be fetched (CredentialCache);
 //   3. verify() with the HA1 and the NonceCountStore; answer by the verdict:
 //        kOk           -> proceed
 //        kStale        -> challenge again with stale=true (the client retries without asking
 //                         the user for a password)
 //        kBadNonce,
-//        kBadResponse  -> challenge again (stale=false)
+//        kBadResponse,
+//        kQopRefused,
+//        kAlgorithmRefused -> challenge again (stale=false)
 //        kReplay       -> challenge again with stale=true: a client that raced its own nonce
 //                         counts recovers, an attacker learns nothing
 //        kMalformed    -> 400 Bad Request
 //        kUnavailable  -> 503 (the nonce-count store did not answer)
 //
-// Order of the checks: structure, nonce signature, response, nonce age, nonce count. The
-// response is checked before the age, so stale=true is only ever sent to a client that knows
-// the password (RFC 7616 3.3), and before the count, so forged requests cannot advance the
-// count of a legitimate client.
+// Order of the checks: structure (qop and algorithm included), nonce signature, nonce age,
+// response, nonce count. The age comes before the response because checking the response
+// needs the HA1, i.e. a credential lookup, which a request with an old nonce must not cost:
+// stale=true then goes to anyone who holds a nonce we issued and let expire, which tells them
+// nothing they did not know (Kamailio's auth module answers stale nonces the same way, before
+// its database query). The count comes last, so forged requests cannot advance the count of a
+// legitimate client.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <tl/expected.hpp>
 
@@ -45,10 +52,15 @@ enum class VerifyResult {
   kBadNonce,     // nonce not issued by a router sharing our secret, or for another realm
   kBadResponse,  // wrong password (or a stored HA1 unusable for the algorithm)
   kReplay,       // nonce count not greater than the last accepted one
-  kMalformed,    // missing fields, unsupported algorithm/qop, uri differs from the Request-URI
+  kMalformed,    // missing fields, bad syntax, uri differs from the Request-URI
   kUnavailable,  // the nonce-count store could not answer
+  kQopRefused,   // no qop while qop is required (RFC 2069, replayable), or a qop other than auth
+  kAlgorithmRefused,  // an algorithm that is not one of those offered (Settings::algorithms)
 };
-std::string_view verifyResultName(VerifyResult r);  // "ok", "stale", "bad-nonce", ...
+inline constexpr size_t kVerifyResultCount = 9;
+// "ok", "stale", "bad-nonce", "bad-response", "replay", "malformed", "unavailable", "qop",
+// "algorithm".
+std::string_view verifyResultName(VerifyResult r);
 
 struct Verdict {
   VerifyResult result = VerifyResult::kMalformed;
@@ -66,6 +78,7 @@ struct Verdict {
 struct CredentialsInfo {
   std::string username;
   DigestAlgorithm algorithm = DigestAlgorithm::kMd5;
+  std::chrono::seconds nonceRemaining{0};  // precheck(): how long the nonce stays valid
 };
 
 struct VerifyInput {
@@ -80,9 +93,11 @@ struct VerifyInput {
 class DigestVerifier {
  public:
   struct Settings {
-    // Accept RFC 2069 responses (no qop, so no cnonce, no nc and no replay protection within
-    // the nonce lifetime). On by default for old phones; off refuses them as malformed.
-    bool acceptNoQop = true;
+    // Refuse RFC 2069 responses (no qop, so no cnonce, no nc and no replay protection
+    // within the nonce lifetime) with kQopRefused. Off only for phones that cannot do qop.
+    bool requireQop = true;
+    // The algorithms offered in challenges, in this order, and the only ones accepted back.
+    std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::kMd5, DigestAlgorithm::kSha256};
     // When set: sent in every challenge and required back unchanged.
     std::string opaque;
   };
@@ -92,14 +107,23 @@ class DigestVerifier {
   DigestVerifier(const NonceCodec& nonces, Settings settings);
 
   // Structural checks that need no secret: scheme, required fields, realm, algorithm, qop,
-  // nc/cnonce syntax, opaque, digest-uri against the Request-URI. Failure is kMalformed.
+  // nc/cnonce syntax, opaque, digest-uri against the Request-URI. Failure is kMalformed,
+  // kQopRefused or kAlgorithmRefused.
   tl::expected<CredentialsInfo, Verdict> inspect(std::string_view method,
                                                  std::string_view requestUri,
                                                  const sip::DigestParams& credentials,
                                                  std::string_view realm) const;
 
-  // Everything except the nonce count (no I/O): kOk, kStale, kBadNonce, kBadResponse or
-  // kMalformed. The response is compared in constant time.
+  // inspect(), then the nonce: signature (kBadNonce) and age (kStale). Everything that can be
+  // decided without the user's HA1: a request that fails here must cost no credential lookup.
+  tl::expected<CredentialsInfo, Verdict> precheck(std::string_view method,
+                                                  std::string_view requestUri,
+                                                  const sip::DigestParams& credentials,
+                                                  std::string_view realm, WallTime now) const;
+
+  // Everything except the nonce count (no I/O): precheck(), then the response against the HA1
+  // (compared in constant time): kOk, kStale, kBadNonce, kBadResponse, kQopRefused,
+  // kAlgorithmRefused or kMalformed.
   Verdict verify(const VerifyInput& in) const;
 
   // verify(), then for kOk with qop=auth the check-and-set of the nonce count; `done` receives
@@ -109,8 +133,11 @@ class DigestVerifier {
   void verify(const VerifyInput& in, NonceCountStore& counts,
               std::function<void(Verdict)> done) const;
 
-  // A fresh nonce and the challenge header values (SHA-256 first, then MD5).
-  std::array<std::string, 2> challenge(std::string_view realm, bool stale, WallTime now) const;
+  // A fresh nonce and the challenge header values, one per algorithm of Settings::algorithms,
+  // in that order.
+  std::vector<std::string> challenge(std::string_view realm, bool stale, WallTime now) const;
+
+  const Settings& settings() const { return settings_; }
 
  private:
   const NonceCodec& nonces_;

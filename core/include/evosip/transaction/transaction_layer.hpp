@@ -94,6 +94,14 @@ class TransactionLayer {
   // To tag (except on 100), and sends it. extraHeaders: complete lines ending with CRLF.
   bool respond(TransactionId server, int code, std::string_view reason = {},
                std::string_view extraHeaders = {});
+  // A final response (>= 300) for a source that has proven nothing (a challenge, a refusal
+  // before authentication), built as respond() builds it and sent ONCE: never retransmitted
+  // (no Timer G), so a spoofed source gets at most one response per request it was sent. The
+  // transaction then only lingers T4 without its request copy, to answer a retransmission of
+  // the request with the same response (one for one) and to absorb the ACK of an INVITE's
+  // response, which the TU never sees; on reliable transports a non-INVITE ends at once.
+  bool respondOnce(TransactionId server, int code, std::string_view reason = {},
+                   std::string_view extraHeaders = {});
   // Ends a server transaction without a response (RFC 4320: no 408 to a non-INVITE).
   void abandon(TransactionId server);
 

@@ -18,6 +18,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <evosip/auth/authenticator.hpp>
 #include <evosip/auth/credential_cache.hpp>
 #include <evosip/auth/nonce.hpp>
 #include <evosip/auth/nonce_count_store.hpp>
@@ -47,8 +48,11 @@ struct RouterSettings {
   // Challenges offered, in this order. MD5 first by default: many deployed phones (and sipp)
   // answer the first challenge and fail on an algorithm they do not know; RFC 8760 lets the
   // server order them by preference, and SHA-256-first is one config line away.
+  // Only these are accepted back: an answer with another algorithm is challenged again.
   std::vector<auth::DigestAlgorithm> challengeAlgorithms{auth::DigestAlgorithm::kMd5,
                                                          auth::DigestAlgorithm::kSha256};
+  // Refuse qop-less (RFC 2069) answers, which carry no nonce count and so can be replayed.
+  bool requireQop = true;
   // Media anchoring (issue 4): the default for calls to subscribers and out of the platform;
   // service numbers may say otherwise. Relays come from the `media` set.
   MediaMode mediaMode = MediaMode::kNat;
@@ -99,7 +103,10 @@ struct RouterCounters {
   std::atomic<uint64_t> registrations{0}, registrationFailures{0}, challenges{0}, dialogsCreated{0},
       dialogsRemoved{0}, storeErrors{0}, apiFound{0}, apiUnknown{0}, apiFailed{0}, drainRejected{0},
       mediaOffers{0}, mediaAnswers{0}, mediaDeletes{0}, mediaFailures{0};
-  std::array<std::atomic<uint64_t>, 7> authFailures{};  // by auth::VerifyResult
+  std::array<std::atomic<uint64_t>, auth::kVerifyResultCount> authFailures{};  // by VerifyResult
+  // Calls to service numbers refused: a caller that cannot authenticate with us (403), a
+  // mailbox that is no subscriber of the domain (404).
+  std::atomic<uint64_t> serviceUnauthenticated{0}, serviceNoMailbox{0};
   // Published by the worker at every tick, read by the control thread.
   std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0};
 
@@ -159,10 +166,19 @@ class Router final : public transaction::ProxyUser {
                  transport::Endpoint relay, bool initial, size_t tried);
   void deleteMedia(const std::string& relayUri, const std::string& callId,
                    const std::string& fromTag);
+  // Who must prove what before an initial request is routed (router_auth.cpp).
+  enum class InitialAccess { kOpen, kAuthenticate, kRelayDenied, kServiceDenied };
+  InitialAccess initialAccess(const sip::Message& req, const sip::Uri& ruri,
+                              const sip::Uri& from) const;
   // Verifies the request's credentials for `user`; challenges, refuses or calls onOk.
   void authenticate(transaction::TransactionId id, const sip::Message& req, std::string user,
                     std::function<void()> onOk);
   void challenge(transaction::TransactionId id, sip::Method method, bool stale);
+  // A final answer to a source that has proven nothing: sent once, never retransmitted.
+  void refuse(transaction::TransactionId id, int code, std::string_view reason,
+              std::string_view extraHeaders = {});
+  // A service number: its mailbox (if it names one) must be a subscriber, then the app.
+  void routeToService(transaction::TransactionId id, const ServiceNumber& number);
   void storeFailed(transaction::TransactionId id);
   // Runs fn with the request of a live server transaction (parsed again from its copy).
   bool withRequest(transaction::TransactionId id,
@@ -175,6 +191,7 @@ class Router final : public transaction::ProxyUser {
   const runtime::Clock& clock_;
   std::unique_ptr<StoreNonceCounts> nonceCounts_;
   auth::CredentialCache credentials_;
+  auth::Authenticator authenticator_;
   transaction::ProxyCore proxy_;
   NgClient ng_;
   // Calls whose offer went through a relay, by Call-ID, until their INVITE transaction ends (and
