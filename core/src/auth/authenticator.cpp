@@ -33,8 +33,7 @@ void Authenticator::authenticate(AuthAttempt attempt, WallTime now, Done done) c
     done({AuthDecision::kBadRequest, false, VerifyResult::kMalformed, "unreadable credentials"});
     return;
   }
-  auto info =
-      verifier_.precheck(attempt.method, attempt.requestUri, *params, realm_, now);
+  auto info = verifier_.precheck(attempt.method, attempt.requestUri, *params, realm_, now);
   if (!info) {
     done(outcomeOf(info.error()));
     return;
@@ -44,11 +43,10 @@ void Authenticator::authenticate(AuthAttempt attempt, WallTime now, Done done) c
     return;
   }
   const DigestAlgorithm algorithm = info->algorithm;
-  credentials_.get(realm_, info->username,
-                   [this, attempt = std::move(attempt), algorithm, now,
-                    done = std::move(done)](const CredentialLookup& lookup) {
-                     verifyWith(attempt, lookup, algorithm, now, done);
-                   });
+  credentials_.get(
+      realm_, info->username,
+      [this, attempt = std::move(attempt), algorithm, now, done = std::move(done)](
+          const CredentialLookup& lookup) { verifyWith(attempt, lookup, algorithm, now, done); });
 }
 
 void Authenticator::verifyWith(const AuthAttempt& attempt, const CredentialLookup& lookup,

@@ -41,8 +41,8 @@ std::string_view resolved(std::string_view value, std::string_view fromUser,
 }
 
 bool isMailboxChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '+' || c == '@' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '+' || c == '@' || c == '-';
 }
 
 }  // namespace
@@ -71,8 +71,7 @@ std::string Dialplan::headerLines(const ServiceNumber& number, std::string_view 
 }
 
 std::optional<std::string> Dialplan::mailboxOf(const ServiceNumber& number,
-                                               std::string_view fromUser,
-                                               std::string_view toUser) {
+                                               std::string_view fromUser, std::string_view toUser) {
   for (const auto& [suffix, value] : number.params) {
     if (suffix == "Mailbox") {
       return std::string(resolved(value, fromUser, toUser));

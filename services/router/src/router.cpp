@@ -492,9 +492,8 @@ void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip
   }
   auto from = req.from();
   auto to = req.to();
-  const std::string headers =
-      Dialplan::headerLines(number, from ? from->uri.user : std::string_view(),
-                            to ? to->uri.user : std::string_view());
+  const std::string headers = Dialplan::headerLines(
+      number, from ? from->uri.user : std::string_view(), to ? to->uri.user : std::string_view());
   transaction::Target t;
   t.nextHop = transaction::Destination{transport::Protocol::kUdp, apps->at(pick).endpoint, {}};
   apps->at(pick).forwarded.fetch_add(1, std::memory_order_relaxed);

@@ -85,8 +85,7 @@ void Router::authenticate(TransactionId id, const sip::Message& req, std::string
   auth::AuthAttempt attempt{
       .method = std::string(req.methodText()),
       .requestUri = std::string(req.requestUri()),
-      .credentials =
-          credentialsFor(req, auth::challengeKindFor(method), shared_.settings().domain),
+      .credentials = credentialsFor(req, auth::challengeKindFor(method), shared_.settings().domain),
       .identity = std::move(user),
   };
   authenticator_.authenticate(
@@ -141,26 +140,26 @@ void Router::routeToService(TransactionId id, const ServiceNumber& number) {
   }
   // A mailbox is a subscriber's: the credential lookup says whether it exists (for a caller
   // depositing into its own mailbox, a hit of the cache its authentication filled).
-  credentials_.get(
-      shared_.settings().domain, *mailbox,
-      [this, id, number = &number, alive = std::weak_ptr<char>(alive_)](
-          const auth::CredentialLookup& lookup) {
-        if (alive.expired()) {
-          return;
-        }
-        switch (lookup.status) {
-          case auth::CredentialStatus::kFound:
-            withRequest(id, [&](const sip::Message& m) { routeToApp(id, *number, m); });
-            return;
-          case auth::CredentialStatus::kUnknownUser:
-            RouterCounters::bump(counters_.serviceNoMailbox);
-            refuse(id, 404, "No Such Mailbox");
-            return;
-          case auth::CredentialStatus::kUnavailable:
-            refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
-            return;
-        }
-      });
+  credentials_.get(shared_.settings().domain, *mailbox,
+                   [this, id, number = &number,
+                    alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
+                     if (alive.expired()) {
+                       return;
+                     }
+                     switch (lookup.status) {
+                       case auth::CredentialStatus::kFound:
+                         withRequest(id,
+                                     [&](const sip::Message& m) { routeToApp(id, *number, m); });
+                         return;
+                       case auth::CredentialStatus::kUnknownUser:
+                         RouterCounters::bump(counters_.serviceNoMailbox);
+                         refuse(id, 404, "No Such Mailbox");
+                         return;
+                       case auth::CredentialStatus::kUnavailable:
+                         refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
+                         return;
+                     }
+                   });
 }
 
 }  // namespace evosip::router

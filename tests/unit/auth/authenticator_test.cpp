@@ -51,19 +51,19 @@ struct Answer {
   std::string nc = "00000001";
 
   std::string header() const {
-    const auto a = algorithmFromName(algorithm.empty() ? "MD5" : algorithm)
-                       .value_or(DigestAlgorithm::kMd5);
+    const auto a =
+        algorithmFromName(algorithm.empty() ? "MD5" : algorithm).value_or(DigestAlgorithm::kMd5);
     const std::string ha1 = computeHa1(a, user, kRealm, password);
-    const std::string response = computeResponse({.algorithm = a,
-                                                  .ha1 = ha1,
-                                                  .nonce = nonce,
-                                                  .method = method,
-                                                  .uri = uri,
-                                                  .qop = qop.empty() ? DigestQop::kNone
-                                                                     : DigestQop::kAuth,
-                                                  .qopText = qop,
-                                                  .nc = nc,
-                                                  .cnonce = "c0ffee"});
+    const std::string response =
+        computeResponse({.algorithm = a,
+                         .ha1 = ha1,
+                         .nonce = nonce,
+                         .method = method,
+                         .uri = uri,
+                         .qop = qop.empty() ? DigestQop::kNone : DigestQop::kAuth,
+                         .qopText = qop,
+                         .nc = nc,
+                         .cnonce = "c0ffee"});
     std::string h = "Digest username=\"" + user + "\", realm=\"evosip.local\", nonce=\"" + nonce +
                     "\", uri=\"" + uri + "\", response=\"" + response + "\"";
     if (!algorithm.empty()) {
@@ -88,9 +88,9 @@ class AuthenticatorTest : public ::testing::Test {
                   std::string identity = "alice") {
     Authenticator auth(verifier, cache_, counts_, std::string(kRealm));
     std::optional<AuthOutcome> out;
-    auth.authenticate(AuthAttempt{a.method, a.uri, a.nonce.empty() ? "" : a.header(),
-                                  std::move(identity)},
-                      now, [&](const AuthOutcome& o) { out = o; });
+    auth.authenticate(
+        AuthAttempt{a.method, a.uri, a.nonce.empty() ? "" : a.header(), std::move(identity)}, now,
+        [&](const AuthOutcome& o) { out = o; });
     EXPECT_TRUE(out.has_value());
     return out.value_or(AuthOutcome{});
   }
@@ -197,8 +197,8 @@ TEST_F(AuthenticatorTest, MalformedIsBadRequestWithoutLookup) {
   EXPECT_EQ(out->decision, AuthDecision::kBadRequest);
   EXPECT_EQ(out->failure, VerifyResult::kMalformed);
   out.reset();
-  auth.authenticate(AuthAttempt{"REGISTER", "sip:evosip.local", "Digest username=\"a", "a"},
-                    kT0, [&](const AuthOutcome& r) { out = r; });
+  auth.authenticate(AuthAttempt{"REGISTER", "sip:evosip.local", "Digest username=\"a", "a"}, kT0,
+                    [&](const AuthOutcome& r) { out = r; });
   ASSERT_TRUE(out);
   EXPECT_EQ(out->decision, AuthDecision::kBadRequest);
   EXPECT_EQ(source_.lookups, 0);
