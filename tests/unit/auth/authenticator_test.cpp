@@ -130,7 +130,7 @@ TEST_F(AuthenticatorTest, ForgedNonceCostsNoLookup) {
   NonceCodec other({.secret = "another-cluster-secret-0123456789"});
   for (const std::string& nonce :
        {std::string(NonceCodec::kEncodedSize, 'A'), other.issue(kRealm, kT0)}) {
-    for (const std::string& user : {"alice", "bob", "mallory"}) {
+    for (const char* user : {"alice", "bob", "mallory"}) {
       a.nonce = nonce;
       a.user = user;
       const AuthOutcome o = run(a, kT0 + seconds(1), user);

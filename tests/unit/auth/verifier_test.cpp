@@ -171,7 +171,8 @@ TEST_F(VerifierTest, ExpiredNonceIsStaleBeforeTheResponseIsChecked) {
   ClientAuth wrong = challenged();
   wrong.password = "guess";
   EXPECT_EQ(verify(wrong, kT0 + seconds(301)).result, VerifyResult::kStale);
-  auto params = sip::parseDigest(wrong.header());
+  const std::string header = wrong.header();
+  auto params = sip::parseDigest(header);
   ASSERT_TRUE(params);
   auto pre = verifier_.precheck("REGISTER", wrong.uri, *params, kRealm, kT0 + seconds(301));
   ASSERT_FALSE(pre);

@@ -42,7 +42,7 @@ TEST(DialplanTest, SafeMailboxNames) {
   }
   const std::string longest(64, 'a');
   EXPECT_TRUE(isSafeMailbox(longest));
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string(), std::string(65, 'a'), std::string("../etc"), std::string("a/b"),
         std::string(".hidden"), std::string("a..b"), std::string("a\x01"), std::string("a\0b", 3),
         std::string("a b"), std::string("a\\b"), std::string("%2e%2e")}) {
