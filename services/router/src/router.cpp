@@ -404,11 +404,11 @@ void Router::handleInitial(TransactionId id, const sip::Message& req) {
   auto ruri = sip::parseUri(req.requestUri());
   auto from = req.from();
   if (!ruri || !from) {
-    proxy_.respond(id, 400, "Bad Request-URI or From");
+    refuse(id, 400, "Bad Request-URI or From");
     return;
   }
   if (!ruri->isSip()) {
-    proxy_.respond(id, 416, "Unsupported URI Scheme");
+    refuse(id, 416, "Unsupported URI Scheme");
     return;
   }
   switch (initialAccess(req, *ruri, from->uri)) {
@@ -471,10 +471,11 @@ void Router::routeInitial(TransactionId id) {
           if (alive.expired()) {
             return;
           }
+          // Sent once: the caller of an inbound call has proven nothing.
           if (lookup.status == auth::CredentialStatus::kUnknownUser) {
-            proxy_.respond(id, 404, "Not Found");
+            refuse(id, 404, "Not Found");
           } else {
-            proxy_.respond(id, 480, "Temporarily Unavailable");
+            refuse(id, 480, "Temporarily Unavailable");
           }
         });
   });

@@ -95,6 +95,9 @@ void Router::authenticate(TransactionId id, const sip::Message& req, std::string
         if (alive.expired()) {
           return;
         }
+        if (const auto* st = proxy_.layer().server(id); st == nullptr || st->lastStatus() >= 200) {
+          return;  // answered (CANCEL) or gone during the credential lookup
+        }
         if (o.failure) {
           RouterCounters::bump(counters_.authFailures[static_cast<size_t>(*o.failure)]);
         }
