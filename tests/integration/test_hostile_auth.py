@@ -2,7 +2,8 @@
 router, credentials from the api):
 
 - forged nonces cost no credential fetch from the api (router metrics), expired ones neither
-  and are answered stale=true;
+  and are answered stale=true; nor do unauthenticated INVITEs to unknown users, who look like
+  offline subscribers (480, no enumeration);
 - qop-less (RFC 2069, replayable) answers are challenged again, never accepted;
 - an MD5 answer is refused when only SHA-256 is configured;
 - the 407 to an INVITE over UDP is sent exactly once (no retransmissions towards a source
@@ -158,6 +159,21 @@ class HostileAuth(RouterTestCase):
                             for c in digest_challenges(resp)), str(resp))
         self.assertEqual(api_fetches(self.p.router) - before, 0,
                          "an expired nonce made the router fetch credentials")
+
+    def test_outsider_learns_no_subscribers_and_costs_no_fetch(self):
+        self.start()
+        before = api_fetches(self.p.router)
+        statuses = []
+        for callee in [self.bob[0]] + [f"guess{i}" for i in range(10)]:
+            final = self.call(f"sip:{callee}@{ROUTER_DOMAIN}", "mallory", "foreign.example")
+            self.assertIsNotNone(final, f"no answer for {callee}")
+            statuses.append(final.status)
+        self.assertEqual(set(statuses), {480}, "an offline subscriber and nobody must look alike")
+        self.assertEqual(api_fetches(self.p.router) - before, 0,
+                         "unauthenticated INVITEs made the router fetch credentials")
+        # A subscriber who authenticated still tells them apart.
+        final = self.call(f"sip:guess99@{ROUTER_DOMAIN}", self.alice[0], password=self.alice[1])
+        self.assertEqual(final.status, 404, str(final))
 
     # -- qop and algorithms ------------------------------------------------------------------
 

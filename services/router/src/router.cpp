@@ -464,20 +464,7 @@ void Router::routeInitial(TransactionId id) {
       routeToService(id, *number);
       return;
     }
-    // A subscriber who is not registered (480) or nobody at all (404).
-    credentials_.get(
-        shared_.settings().domain, user,
-        [this, id, alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
-          if (alive.expired()) {
-            return;
-          }
-          // Sent once: the caller of an inbound call has proven nothing.
-          if (lookup.status == auth::CredentialStatus::kUnknownUser) {
-            refuse(id, 404, "Not Found");
-          } else {
-            refuse(id, 480, "Temporarily Unavailable");
-          }
-        });
+    answerUnreachable(id, user);
   });
 }
 

@@ -165,4 +165,31 @@ void Router::routeToService(TransactionId id, const ServiceNumber& number) {
                    });
 }
 
+void Router::answerUnreachable(TransactionId id, const std::string& user) {
+  // Authenticated: a local From on anything but OPTIONS (initialAccess). Anyone else learns
+  // nothing about who is a subscriber, and costs no credential lookup.
+  bool authenticated = false;
+  withRequest(id, [&](const sip::Message& m) {
+    auto from = m.from();
+    authenticated = m.method() != sip::Method::kOptions && from && from->uri.isSip() &&
+                    shared_.isLocal(from->uri);
+  });
+  if (!authenticated) {
+    refuse(id, 480, "Temporarily Unavailable");
+    return;
+  }
+  credentials_.get(
+      shared_.settings().domain, user,
+      [this, id, alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
+        if (alive.expired()) {
+          return;
+        }
+        if (lookup.status == auth::CredentialStatus::kUnknownUser) {
+          refuse(id, 404, "Not Found");
+        } else {
+          refuse(id, 480, "Temporarily Unavailable");
+        }
+      });
+}
+
 }  // namespace evosip::router

@@ -179,6 +179,9 @@ class Router final : public transaction::ProxyUser {
               std::string_view extraHeaders = {});
   // A service number: its mailbox (if it names one) must be a subscriber, then the app.
   void routeToService(transaction::TransactionId id, const ServiceNumber& number);
+  // A local user without bindings: 480 (a subscriber) or 404 (nobody) to an authenticated
+  // caller; 480 without a credential lookup to anyone else.
+  void answerUnreachable(transaction::TransactionId id, const std::string& user);
   void storeFailed(transaction::TransactionId id);
   // Runs fn with the request of a live server transaction (parsed again from its copy).
   bool withRequest(transaction::TransactionId id,
