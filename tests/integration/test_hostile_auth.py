@@ -112,7 +112,7 @@ class HostileAuth(RouterTestCase):
             return None
         return c.transact(second, 5)
 
-    def app_invites(self, wait: float = 2.0) -> List[SipMessage]:
+    def app_invites(self, wait: float = 3.0) -> List[SipMessage]:
         return [m for m in self.app.received(wait) if not m.is_response and m.method == "INVITE"]
 
     def assertNoAppTraffic(self, what: str) -> None:
