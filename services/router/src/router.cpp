@@ -322,16 +322,16 @@ void Router::handleRegister(TransactionId id, const sip::Message& req,
   auto ruri = sip::parseUri(req.requestUri());
   auto to = req.to();
   if (!ruri || !ruri->isSip() || !to || !to->uri.isSip()) {
-    proxy_.respond(id, 400, "Bad Request-URI or To");
+    refuse(id, 400, "Bad Request-URI or To");
     return;
   }
   if (!shared_.isLocal(*ruri) || !shared_.isLocal(to->uri)) {
-    proxy_.respond(id, 403, "Not Our Domain");
+    refuse(id, 403, "Not Our Domain");
     return;
   }
   std::string user(to->uri.user);
   if (user.empty()) {
-    proxy_.respond(id, 400, "No User in To");
+    refuse(id, 400, "No User in To");
     return;
   }
   std::string aor = user + "@" + shared_.settings().domain;
