@@ -675,6 +675,19 @@ void RouterService::start() {
   d.logger->info("router ready: sip {} control {} domain {} store {} workers {} api {}", addrs,
                  d.config.common.control.listen, d.config.router.domain, d.config.store.backend,
                  d.pool.size(), d.config.router.api);
+  if (!d.config.router.requireQop) {
+    d.logger->warn("router.auth_require_qop is off: qop-less answers can be replayed");
+  }
+  for (const auto& n : d.config.dialplan.numbers()) {
+    // A mailbox that changes with the caller's From or To resolves to whatever they write.
+    if (n.isPublic &&
+        Dialplan::mailboxOf(n, "from-user", "to-user") != Dialplan::mailboxOf(n, "", "")) {
+      d.logger->warn(
+          "router.dialplan.{}: public, with a mailbox the caller names: anyone may "
+          "leave messages in any subscriber's mailbox",
+          n.number);
+    }
+  }
 }
 
 void RouterService::stop() {

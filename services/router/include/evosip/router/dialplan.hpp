@@ -45,6 +45,7 @@ class Dialplan {
   void add(ServiceNumber number) { numbers_.push_back(std::move(number)); }
   const ServiceNumber* find(std::string_view user) const;
   size_t size() const { return numbers_.size(); }
+  const std::vector<ServiceNumber>& numbers() const { return numbers_; }
   // The header lines ("X-Evosip-Action: ...\r\n...") for a call from fromUser to toUser.
   static std::string headerLines(const ServiceNumber& number, std::string_view fromUser,
                                  std::string_view toUser = {});
