@@ -174,6 +174,7 @@ struct AppCore::Call {
   sockaddr_storage dest{};
   socklen_t destLen = 0;
   bool latched = false;
+  bool heard = false;  // a packet (RTP or RTCP) came back since peerSince
   std::optional<rtp::Packetizer> packetizer;
   bool mediaStarted = false;
   bool sending = false;  // has a slot in the grid
@@ -194,6 +195,7 @@ struct AppCore::Call {
   std::string digits;
   std::unique_ptr<VoicemailRecorder> recorder;
   std::chrono::system_clock::time_point recordStart;
+  uint64_t recordRoom = 0;  // samples the mailbox has room for (0: full)
 
   // Prompts of the application
   int loading = 0;
@@ -211,6 +213,7 @@ struct AppCore::Call {
 
   // Time
   TimePoint created, lastRtp, menuSince, deadline = TimePoint::max();
+  TimePoint peerSince = TimePoint::max();  // answered (or moved): the peer must send from here
 };
 
 AppCore::AppCore(AppShared& shared, asio::io_context& io, size_t worker, RtpPortRange ports,
@@ -507,6 +510,9 @@ void AppCore::answer(Call& call) {
   }
   call.dialog = DialogState::kAnswered;
   const auto now = Clock::now();
+  if (!call.heard) {
+    call.peerSince = now;
+  }
   call.okInterval = kT1;
   call.okNext = now + kT1;
   call.okGiveUp = now + 64 * kT1;
@@ -552,6 +558,8 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
     call.media = *n;
     if (moved) {
       call.latched = false;
+      call.heard = false;  // the new address has to answer too
+      call.peerSince = Clock::now();
       setDestination(call);
     }
     ++call.sdpVersion;
@@ -729,44 +737,105 @@ void AppCore::endCall(Call& call, std::string_view why) {
   shared_.calls.fetch_sub(1, std::memory_order_relaxed);
 
   if (call.recorder && !call.recorder->samples().empty()) {
-    VoicemailMessage m;
-    m.id = newMessageId(call.recordStart, randomU32());
-    m.mailbox = call.request.paramOr("Mailbox", "");
-    m.caller = call.callerUser.empty() ? call.callerUri : call.callerUser;
-    m.callerUri = call.callerUri;
-    m.callId = call.callId;
-    m.start = isoTime(call.recordStart);
-    m.startUnix =
-        std::chrono::duration_cast<std::chrono::seconds>(call.recordStart.time_since_epoch())
-            .count();
-    auto samples = call.recorder->take();
-    m.samples = samples.size();
-    m.durationS = static_cast<double>(samples.size()) / 8000.0;
-    m.file = m.id + ".wav";
-    auto* counters = &counters_;
-    std::weak_ptr<char> alive = alive_;
-    auto store = [dir = settings_.voicemailDir, m = std::move(m), samples = std::move(samples),
-                  counters, alive] {
-      auto r = storeVoicemail(dir, m, samples);
-      if (alive.expired()) {
-        return;
-      }
-      if (r) {
-        counters->recordingsWritten.fetch_add(1, std::memory_order_relaxed);
-        logger()->info("call {}: voicemail {} for {} ({:.1f} s)", m.callId, m.id, m.mailbox,
-                       m.durationS);
-      } else {
-        counters->recordingsFailed.fetch_add(1, std::memory_order_relaxed);
-        logger()->error("call {}: voicemail not stored: {}", m.callId, r.error().message);
-      }
-    };
-    if (why == "shutdown") {
-      store();  // the blocking pool drops queued work when it stops: store it here
-    } else {
-      shared_.runBlocking(std::move(store));
-    }
+    // The blocking pool drops queued work when it stops: at shutdown, store it here.
+    storeMessage(call, why == "shutdown");
   }
   logger()->debug("call {}: ended ({})", call.callId, why);
+}
+
+void AppCore::storeMessage(Call& call, bool now) {
+  VoicemailMessage m;
+  m.id = newMessageId(call.recordStart, randomU32());
+  m.mailbox = call.request.paramOr("Mailbox", "");
+  m.caller = call.callerUser.empty() ? call.callerUri : call.callerUser;
+  m.callerUri = call.callerUri;
+  m.callId = call.callId;
+  m.start = isoTime(call.recordStart);
+  m.startUnix =
+      std::chrono::duration_cast<std::chrono::seconds>(call.recordStart.time_since_epoch())
+          .count();
+  auto samples = call.recorder->take();
+  m.samples = samples.size();
+  m.durationS = static_cast<double>(samples.size()) / 8000.0;
+  m.file = m.id + ".wav";
+  auto* counters = &counters_;
+  AppShared* shared = &shared_;
+  std::weak_ptr<char> alive = alive_;
+  auto store = [dir = settings_.voicemailDir, quota = settings_.voicemailQuota, m = std::move(m),
+                samples = std::move(samples), counters, shared, alive] {
+    // The quotas again, now that the message's length is known: messages deposited meanwhile
+    // (other calls, other instances on the same volume) may have filled the mailbox.
+    auto box = mailboxUsage(dir, m.mailbox);
+    const VoicemailUsage total{shared->voicemailMessages.load(), shared->voicemailBytes.load()};
+    const bool fits = box && voicemailRoom(quota, *box, total, samples.size()) == samples.size();
+    auto r = fits ? storeVoicemail(dir, m, samples) : Result<void>{};
+    if (fits && r) {
+      shared->voicemailMessages.fetch_add(1);
+      shared->voicemailBytes.fetch_add(voicemailMessageBytes(samples.size()));
+    }
+    if (alive.expired()) {
+      return;
+    }
+    if (!fits) {
+      counters->recordingsOverQuota.fetch_add(1, std::memory_order_relaxed);
+      logger()->warn("call {}: voicemail for {} not stored: over quota", m.callId, m.mailbox);
+    } else if (r) {
+      counters->recordingsWritten.fetch_add(1, std::memory_order_relaxed);
+      logger()->info("call {}: voicemail {} for {} ({:.1f} s)", m.callId, m.id, m.mailbox,
+                     m.durationS);
+    } else {
+      counters->recordingsFailed.fetch_add(1, std::memory_order_relaxed);
+      logger()->error("call {}: voicemail not stored: {}", m.callId, r.error().message);
+    }
+  };
+  if (now) {
+    store();
+  } else {
+    shared_.runBlocking(std::move(store));
+  }
+}
+
+void AppCore::countVoicemail() {
+  if (shared_.voicemailCounting.exchange(true)) {
+    return;
+  }
+  AppShared* shared = &shared_;
+  shared_.runBlocking([dir = settings_.voicemailDir, shared] {
+    if (auto u = voicemailUsage(dir)) {
+      shared->voicemailMessages.store(u->messages);
+      shared->voicemailBytes.store(u->bytes);
+    } else {
+      logger()->warn("voicemail: cannot count {}: {}", dir, u.error().message);
+    }
+    shared->voicemailCounting.store(false);
+  });
+}
+
+void AppCore::checkMailbox(const CallPtr& call) {
+  std::weak_ptr<Call> weak = call;
+  std::weak_ptr<char> alive = alive_;
+  AppShared* shared = &shared_;
+  const uint64_t maxSamples = static_cast<uint64_t>(settings_.voicemailMax.count()) * 8000;
+  shared_.runBlocking([this, weak, alive, shared, maxSamples, dir = settings_.voicemailDir,
+                       quota = settings_.voicemailQuota,
+                       mailbox = call->request.paramOr("Mailbox", "")] {
+    auto box = mailboxUsage(dir, mailbox);
+    const VoicemailUsage total{shared->voicemailMessages.load(), shared->voicemailBytes.load()};
+    const uint64_t room = box ? voicemailRoom(quota, *box, total, maxSamples) : 0;
+    if (alive.expired()) {
+      return;
+    }
+    asio::post(io_, [this, weak, room] {
+      auto c = weak.lock();
+      if (!c || c->closed) {
+        return;
+      }
+      c->recordRoom = room;
+      if (--c->loading == 0) {
+        onPromptsDone(*c);
+      }
+    });
+  });
 }
 
 // ---- applications ---------------------------------------------------------------------------
@@ -801,6 +870,10 @@ void AppCore::loadPrompts(const CallPtr& call) {
     return;
   }
   call->loading = static_cast<int>(wants.size());
+  if (call->action == Action::kVoicemail) {
+    ++call->loading;
+    checkMailbox(call);
+  }
   std::weak_ptr<Call> weak = call;
   for (const auto& w : wants) {
     SoundRef ref = base;
@@ -832,6 +905,15 @@ void AppCore::onPromptsDone(Call& call) {
     counters_.bump(counters_.rejected);
     sendFinal(call, 404, "Sound Not Found");
     endCall(call, "sound not found");
+    return;
+  }
+  if (call.action == Action::kVoicemail && call.recordRoom == 0) {
+    // Refused before any media: nothing is recorded for a full mailbox (or a full store).
+    logger()->info("call {}: mailbox {} is full", call.callId, call.request.paramOr("Mailbox", ""));
+    counters_.bump(counters_.mailboxFull);
+    counters_.bump(counters_.rejected);
+    sendFinal(call, 486, "Mailbox Full");
+    endCall(call, "mailbox full");
     return;
   }
   start(call);
@@ -909,8 +991,8 @@ void AppCore::onPromptDone(Call& call) {
       return;
     case Phase::kGreeting:
       call.phase = Phase::kRecording;
-      call.recorder = std::make_unique<VoicemailRecorder>(
-          static_cast<size_t>(settings_.voicemailMax.count()) * 8000);
+      call.recorder = std::make_unique<VoicemailRecorder>(static_cast<size_t>(
+          std::min<uint64_t>(call.recordRoom, uint64_t(settings_.voicemailMax.count()) * 8000)));
       call.recordStart = std::chrono::system_clock::now();
       call.lastRtp = now;
       return;
@@ -1005,6 +1087,16 @@ void AppCore::checkDeadline(Call& call, TimePoint now) {
   const bool needsInput = call.phase == Phase::kRecording || call.phase == Phase::kEcho ||
                           call.phase == Phase::kMenuWait || call.phase == Phase::kMenuPrompt;
   const bool held = call.dialog == DialogState::kConfirmed && !call.media.canSend();
+  if (!call.heard && !held && settings_.rtpPeerTimeout.count() > 0 && now > call.peerSince &&
+      now - call.peerSince >= settings_.rtpPeerTimeout) {
+    // Answered, and nothing ever came back from where the app sends: not a phone (or a victim
+    // named in the SDP). Stop streaming to it.
+    counters_.bump(counters_.rtpTimeouts);
+    logger()->info("call {}: nothing received {} s after the answer: hanging up", call.callId,
+                   settings_.rtpPeerTimeout.count());
+    hangup(call, 480, "RTP Timeout");
+    return;
+  }
   if (needsInput && !held && settings_.rtpTimeout.count() > 0 &&
       now - call.lastRtp >= settings_.rtpTimeout) {
     counters_.bump(counters_.rtpTimeouts);
@@ -1060,6 +1152,9 @@ void AppCore::onTick() {
     checkDeadline(*c, now);
   }
   sweepShare_.clear();
+  if (worker_ == 0 && ticks_ % 6000 == 0) {
+    countVoicemail();  // at the first tick, then every minute
+  }
   if (++ticks_ % 100 == 0) {
     counters_.serverTransactions.store(layer_.serverCount(), std::memory_order_relaxed);
     counters_.clientTransactions.store(layer_.clientCount(), std::memory_order_relaxed);
@@ -1164,13 +1259,19 @@ void AppCore::onReadable(Call& call) {
     if (n < 0) {
       return;
     }
+    const std::span<const uint8_t> datagram(packet_.data(), static_cast<size_t>(n));
+    if (!rtp::looksLikeRtcp(datagram) && !rtp::parseRtp(datagram)) {
+      continue;  // not RTP: neither a sign of life nor an address to send to
+    }
+    call.heard = true;
     if (!call.latched && call.mediaStarted) {
-      // Symmetric RTP: answer where the packets come from (a NATed phone, a relay).
+      // Symmetric RTP: answer where the packets come from (a NATed phone, a relay), and only
+      // there from now on.
       std::memcpy(&call.dest, &from, fromLen);
       call.destLen = fromLen;
       call.latched = true;
     }
-    onRtp(call, std::span<const uint8_t>(packet_.data(), static_cast<size_t>(n)));
+    onRtp(call, datagram);
   }
 }
 
@@ -1205,7 +1306,8 @@ void AppCore::onRtp(Call& call, std::span<const uint8_t> datagram) {
       std::array<int16_t, 1024> pcm;
       const size_t n = std::min(pkt->payload.size(), pcm.size());
       audio::decodeG711(call.media.law, pkt->payload.first(n), std::span<int16_t>(pcm.data(), n));
-      call.recorder->onAudio(pkt->header.timestamp, std::span<const int16_t>(pcm.data(), n));
+      call.recorder->onAudio(pkt->header.timestamp, std::span<const int16_t>(pcm.data(), n),
+                             call.lastRtp);
       return;
     }
     default:

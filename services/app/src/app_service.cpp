@@ -21,6 +21,36 @@ namespace json = boost::json;
 #define EVOSIP_BUILD_SOUNDS_DIR "sounds"
 #endif
 
+namespace {
+
+transport::AddressAcl readRouters(config::Document& doc) {
+  const auto entries = doc.getList("app.routers", {"127.0.0.0/8", "::1"});
+  if (entries.empty()) {
+    throw config::ConfigError("app.routers: must name at least one address or network (the "
+                              "routers that send calls to the app)");
+  }
+  auto acl = transport::AddressAcl::parse(entries);
+  if (!acl) {
+    throw config::ConfigError("app.routers: " + acl.error().message);
+  }
+  return std::move(*acl);
+}
+
+VoicemailQuota readVoicemailQuota(config::Document& doc) {
+  VoicemailQuota q;
+  constexpr int64_t kMax = int64_t(1) << 50;
+  q.maxMessages = static_cast<uint64_t>(doc.getInt("app.voicemail_max_messages", 100, 1, kMax));
+  q.maxBytes =
+      static_cast<uint64_t>(doc.getInt("app.voicemail_max_bytes", 20'000'000, 100'000, kMax));
+  q.maxTotalMessages =
+      static_cast<uint64_t>(doc.getInt("app.voicemail_max_total_messages", 10'000, 1, kMax));
+  q.maxTotalBytes = static_cast<uint64_t>(
+      doc.getInt("app.voicemail_max_total_bytes", 1'000'000'000, 100'000, kMax));
+  return q;
+}
+
+}  // namespace
+
 AppConfig readAppConfig(config::Document& doc) {
   AppConfig c;
   c.common = role::readCommon(doc, {"udp:127.0.0.1:5080"}, "127.0.0.1:8090");
@@ -60,9 +90,12 @@ AppConfig readAppConfig(config::Document& doc) {
     throw config::ConfigError("app.rtp_port_min/app.rtp_port_max: " + split.error().message);
   }
   a.rtpTimeout = std::chrono::seconds(doc.getInt("app.rtp_timeout_s", 30, 0, 3600));
+  a.rtpPeerTimeout = std::chrono::seconds(doc.getInt("app.rtp_peer_timeout_s", 5, 0, 3600));
   a.maxCall = std::chrono::seconds(doc.getInt("app.max_call_s", 3600, 1, 86400));
   a.voicemailMax = std::chrono::seconds(doc.getInt("app.voicemail_max_s", 120, 1, 3600));
   a.voicemailSilence = std::chrono::seconds(doc.getInt("app.voicemail_silence_s", 5, 0, 3600));
+  a.voicemailQuota = readVoicemailQuota(doc);
+  c.routers = readRouters(doc);
   c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 10, 0, 99));
   a.realtimePriority = c.realtimePriority;
   a.ioUring = doc.getBool("app.io_uring", true);
@@ -91,8 +124,27 @@ struct AppService::Impl {
   std::unique_ptr<role::WorkerTicks> ticks;
   std::atomic<bool> ready{false};
   std::atomic<uint64_t> parseDrops{0};
+  std::atomic<uint64_t> forbidden{0};
+
+  // A request from a source app.routers does not name: 403, stateless (no transaction, no
+  // call); anything else from there (responses, ACKs, garbage) is dropped.
+  void refuse(const transport::Packet& packet) {
+    forbidden.fetch_add(1, std::memory_order_relaxed);
+    auto msg = sip::Message::parse(packet.data);
+    if (!msg || !msg->isRequest() || msg->method() == sip::Method::kAck) {
+      return;
+    }
+    std::string reply;
+    if (sip::buildResponse(*msg, 403, "Forbidden", {}, {}, reply)) {
+      transport->send({transport::Protocol::kUdp, packet.source.remote, {}}, reply);
+    }
+  }
 
   void onPacket(runtime::Worker& worker, const transport::Packet& packet) {
+    if (!config.routers.allows(packet.source.remote.ip)) {
+      refuse(packet);
+      return;
+    }
     auto msg = sip::Message::parse(packet.data);
     if (!msg) {
       parseDrops.fetch_add(1, std::memory_order_relaxed);
@@ -193,7 +245,7 @@ void AppService::Impl::registerMetrics() {
   struct State {
     std::vector<std::unique_ptr<role::CounterMirror>> calls;
     std::unique_ptr<role::CounterMirror> sent, received, rtcp, sendErrors, written, failed, parse,
-        paced, skipped;
+        paced, skipped, overQuota, forbidden;
     std::vector<
         std::pair<std::unique_ptr<role::CounterMirror>, std::atomic<uint64_t> AppCounters::*>>
         events;
@@ -215,6 +267,8 @@ void AppService::Impl::registerMetrics() {
   st->sendErrors = mirror(rtpErrors.Add({}));
   st->written = mirror(recordings.Add({{"result", "written"}}));
   st->failed = mirror(recordings.Add({{"result", "failed"}}));
+  st->overQuota = mirror(recordings.Add({{"result", "over_quota"}}));
+  st->forbidden = mirror(events.Add({{"event", "forbidden_source"}}));
   st->parse = mirror(parse.Add({}));
   st->paced = mirror(paced.Add({}));
   st->skipped = mirror(skipped.Add({}));
@@ -223,6 +277,7 @@ void AppService::Impl::registerMetrics() {
       {"bye_received", &AppCounters::byesReceived}, {"cancelled", &AppCounters::cancelled},
       {"dtmf_digit", &AppCounters::dtmfDigits},     {"redirect", &AppCounters::redirects},
       {"rtp_timeout", &AppCounters::rtpTimeouts},   {"max_duration", &AppCounters::maxDurationEnds},
+      {"mailbox_full", &AppCounters::mailboxFull},
   };
   for (const auto& [name, member] : eventList) {
     st->events.emplace_back(mirror(events.Add({{"event", name}})), member);
@@ -269,6 +324,8 @@ void AppService::Impl::registerMetrics() {
     st->sendErrors->set(sum(&AppCounters::rtpSendErrors) + pacedFailed);
     st->written->set(sum(&AppCounters::recordingsWritten));
     st->failed->set(sum(&AppCounters::recordingsFailed));
+    st->overQuota->set(sum(&AppCounters::recordingsOverQuota));
+    st->forbidden->set(static_cast<double>(forbidden.load(std::memory_order_relaxed)));
     st->paced->set(sum(&AppCounters::pacedPackets));
     st->skipped->set(sum(&AppCounters::skippedTicks));
     st->parse->set(static_cast<double>(parseDrops.load()));
@@ -344,8 +401,10 @@ void AppService::start() {
     addrs += (addrs.empty() ? "" : ", ") + spec.str();
   }
   d.logger->info(
-      "app ready: sip {} control {} rtp {} ports {}-{} sounds {} voicemail {} workers {} sends {}",
-      addrs, d.config.common.control.listen, d.config.app.rtpAddress, d.config.rtpPortMin,
+      "app ready: sip {} (calls from {}) control {} rtp {} ports {}-{} sounds {} voicemail {} "
+      "workers {} sends {}",
+      addrs, d.config.routers.str(), d.config.common.control.listen, d.config.app.rtpAddress,
+      d.config.rtpPortMin,
       d.config.rtpPortMax, d.config.app.soundsDir, d.config.app.voicemailDir, d.pool.size(),
       d.cores.front()->batchedSends() ? "io_uring" : "sendto");
 }

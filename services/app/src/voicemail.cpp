@@ -19,7 +19,8 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 
 bool isValidMailbox(std::string_view mailbox) {
-  if (mailbox.empty() || mailbox.size() > 64 || mailbox.front() == '.') {
+  if (mailbox.empty() || mailbox.size() > 64 || mailbox.front() == '.' ||
+      mailbox.find("..") != std::string_view::npos) {
     return false;
   }
   for (char c : mailbox) {
@@ -154,6 +155,81 @@ Result<void> storeVoicemail(const std::string& dir, const VoicemailMessage& m,
   return {};
 }
 
+namespace {
+
+// WAV header (44) and room for the metadata JSON.
+constexpr uint64_t kMessageOverhead = 44 + 1024;
+
+}  // namespace
+
+uint64_t voicemailMessageBytes(uint64_t samples) {
+  return kMessageOverhead + 2 * samples;
+}
+
+uint64_t voicemailRoom(const VoicemailQuota& quota, VoicemailUsage mailbox, VoicemailUsage total,
+                       uint64_t maxSamples) {
+  if (mailbox.messages >= quota.maxMessages || total.messages >= quota.maxTotalMessages) {
+    return 0;
+  }
+  auto left = [](uint64_t limit, uint64_t used) { return limit > used ? limit - used : 0; };
+  const uint64_t bytes =
+      std::min(left(quota.maxBytes, mailbox.bytes), left(quota.maxTotalBytes, total.bytes));
+  if (bytes <= kMessageOverhead) {
+    return 0;
+  }
+  const uint64_t samples = std::min(maxSamples, (bytes - kMessageOverhead) / 2);
+  return samples < 8000 && samples < maxSamples ? 0 : samples;
+}
+
+Result<VoicemailUsage> mailboxUsage(const std::string& dir, const std::string& mailbox) {
+  if (!isValidMailbox(mailbox)) {
+    return makeError(Errc::kInvalid, "voicemail: invalid mailbox name");
+  }
+  VoicemailUsage u;
+  const fs::path box = fs::path(dir) / mailbox;
+  std::error_code ec;
+  if (!fs::is_directory(box, ec)) {
+    return u;
+  }
+  for (const auto& entry : fs::directory_iterator(box, ec)) {
+    std::error_code sizeError;
+    const auto size = entry.is_regular_file(sizeError) ? entry.file_size(sizeError) : 0;
+    u.bytes += sizeError ? 0 : size;
+    const auto& p = entry.path();
+    if (p.extension() == ".json" && p.filename().string().front() != '.') {
+      ++u.messages;
+    }
+  }
+  if (ec) {
+    return makeError(Errc::kIo, "voicemail: " + ec.message());
+  }
+  return u;
+}
+
+Result<VoicemailUsage> voicemailUsage(const std::string& dir) {
+  VoicemailUsage total;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return total;
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code dirError;
+    if (!entry.is_directory(dirError) || !isValidMailbox(name)) {
+      continue;
+    }
+    auto u = mailboxUsage(dir, name);
+    if (u) {
+      total.messages += u->messages;
+      total.bytes += u->bytes;
+    }
+  }
+  if (ec) {
+    return makeError(Errc::kIo, "voicemail: " + ec.message());
+  }
+  return total;
+}
+
 Result<std::vector<VoicemailMessage>> listMailbox(const std::string& dir,
                                                   const std::string& mailbox) {
   if (!isValidMailbox(mailbox)) {
@@ -185,7 +261,8 @@ Result<std::vector<VoicemailMessage>> listMailbox(const std::string& dir,
   return out;
 }
 
-void VoicemailRecorder::onAudio(uint32_t timestamp, std::span<const int16_t> samples) {
+void VoicemailRecorder::onAudio(uint32_t timestamp, std::span<const int16_t> samples,
+                                TimePoint arrival) {
   if (full()) {
     return;
   }
@@ -194,9 +271,19 @@ void VoicemailRecorder::onAudio(uint32_t timestamp, std::span<const int16_t> sam
     if (gap < 0) {
       return;  // late or duplicate: its place has passed
     }
-    if (gap > 0 && gap <= 8000) {
-      samples_.resize(std::min(maxSamples_, samples_.size() + static_cast<size_t>(gap)), 0);
+    // Silence for lost packets, up to the time that passed since the first packet (8 samples a
+    // millisecond, and 60 ms for the jitter of the arrival times): never more audio than the
+    // call lasted.
+    const auto elapsedMs =
+        std::chrono::duration_cast<std::chrono::milliseconds>(arrival - first_).count();
+    const size_t elapsed = static_cast<size_t>(std::max<int64_t>(0, elapsedMs) + 60) * 8;
+    const size_t room = elapsed > samples_.size() ? elapsed - samples_.size() : 0;
+    const size_t fill = std::min({static_cast<size_t>(std::max(gap, 0)), room, size_t{8000}});
+    if (gap <= 8000 && fill > 0) {
+      samples_.resize(std::min(maxSamples_, samples_.size() + fill), 0);
     }
+  } else {
+    first_ = arrival;
   }
   started_ = true;
   nextTimestamp_ = timestamp + static_cast<uint32_t>(samples.size());

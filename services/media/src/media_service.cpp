@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <evosip/base/hash.hpp>
+#include <evosip/base/strings.hpp>
 #include <evosip/media/media_service.hpp>
 #include <evosip/media/ng_server.hpp>
 #include <evosip/role/worker_ticks.hpp>
@@ -15,6 +16,36 @@ namespace evosip::media {
 
 namespace json = boost::json;
 using bencode::Value;
+
+uint64_t defaultMaxSessions(uint16_t portMin, uint16_t portMax, uint32_t maxStreams) {
+  const uint64_t first = portMin % 2 == 0 ? portMin : uint64_t(portMin) + 1;
+  const uint64_t pairs = portMax > first ? (portMax - first + 1) / 2 : 0;
+  return std::max<uint64_t>(1, pairs / (2 * std::max<uint64_t>(1, maxStreams)));
+}
+
+namespace {
+
+uint64_t readMaxSessions(config::Document& doc, uint64_t derived) {
+  if (std::string v = doc.getString("media.max_sessions", "auto"); trim(v) == "auto") {
+    return derived;
+  }
+  return static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
+}
+
+transport::AddressAcl readNgAllow(config::Document& doc) {
+  const auto entries = doc.getList("media.ng_allow", {"127.0.0.0/8", "::1"});
+  if (entries.empty()) {
+    throw config::ConfigError(
+        "media.ng_allow: must name at least one address or network (the SIP proxies)");
+  }
+  auto acl = transport::AddressAcl::parse(entries);
+  if (!acl) {
+    throw config::ConfigError("media.ng_allow: " + acl.error().message);
+  }
+  return std::move(*acl);
+}
+
+}  // namespace
 
 MediaConfig readMediaConfig(config::Document& doc) {
   MediaConfig c;
@@ -57,7 +88,10 @@ MediaConfig readMediaConfig(config::Document& doc) {
     throw config::ConfigError("media.port_min/media.port_max: " + split.error().message);
   }
   c.relay.timeoutS = static_cast<uint32_t>(doc.getInt("media.timeout_s", 60, 0, 86400));
-  c.relay.maxSessions = static_cast<uint64_t>(doc.getInt("media.max_sessions", 0, 0, 100000000));
+  c.relay.maxStreams = static_cast<uint32_t>(doc.getInt("media.max_streams", 4, 1, 64));
+  c.relay.maxSessions =
+      readMaxSessions(doc, defaultMaxSessions(c.portMin, c.portMax, c.relay.maxStreams));
+  c.ngAllow = readNgAllow(doc);
   c.relay.ioUring = doc.getBool("media.io_uring", true);
   c.realtimePriority = static_cast<int>(doc.getInt("media.realtime_priority", 0, 0, 99));
   c.relay.waitInRing = true;  // the workers run nothing but their relay; posts wake them
@@ -274,10 +308,17 @@ void MediaService::Impl::registerMetrics() {
   auto& rejected =
       metrics.counterFamily("evosip_media_rejected_sessions_total",
                             "New calls refused (media.max_sessions reached or draining)");
+  auto& refused = metrics.counterFamily(
+      "evosip_media_ng_refused_total",
+      "ng datagrams from sources media.ng_allow does not name (dropped, never answered)");
+  auto& retransmissions = metrics.counterFamily(
+      "evosip_media_ng_retransmissions_total",
+      "ng commands answered from the reply cache (same cookie from the same source)");
   struct State {
     prometheus::Gauge* sessions = nullptr;
     prometheus::Gauge* streams = nullptr;
-    std::unique_ptr<role::CounterMirror> packets, bytes, timeouts, rejected;
+    std::unique_ptr<role::CounterMirror> packets, bytes, timeouts, rejected, refused,
+        retransmissions;
     std::vector<role::CounterMirror> drops;
     std::vector<role::CounterMirror> commands;  // command-major
   };
@@ -288,6 +329,8 @@ void MediaService::Impl::registerMetrics() {
   st->bytes = std::make_unique<role::CounterMirror>(bytes.Add({}));
   st->timeouts = std::make_unique<role::CounterMirror>(timeouts.Add({}));
   st->rejected = std::make_unique<role::CounterMirror>(rejected.Add({}));
+  st->refused = std::make_unique<role::CounterMirror>(refused.Add({}));
+  st->retransmissions = std::make_unique<role::CounterMirror>(retransmissions.Add({}));
   for (size_t r = 0; r < size_t(DropReason::kCount); ++r) {
     st->drops.emplace_back(drops.Add({{"reason", dropReasonName(DropReason(r))}}));
   }
@@ -323,6 +366,9 @@ void MediaService::Impl::registerMetrics() {
     }
     if (ng) {
       const auto& nc = ng->counters();
+      st->refused->set(static_cast<double>(nc.refused.load(std::memory_order_relaxed)));
+      st->retransmissions->set(
+          static_cast<double>(nc.retransmissions.load(std::memory_order_relaxed)));
       size_t i = 0;
       for (size_t c = 0; c < size_t(NgCommand::kCount); ++c) {
         for (size_t r = 0; r < size_t(NgResult::kCount); ++r) {
@@ -356,7 +402,8 @@ void MediaService::start() {
         std::make_unique<Relay>(d.pool.at(w).io(), d.config.relay, (*ranges)[w], d.shared));
   }
   d.ng = std::make_unique<NgServer>(
-      d.config.ngListen, [&d](std::string_view command, Value body, NgServer::Reply reply) {
+      d.config.ngListen, d.config.ngAllow,
+      [&d](std::string_view command, Value body, NgServer::Reply reply) {
         d.handle(command, std::move(body), std::move(reply));
       });
   d.ng->start();
@@ -371,9 +418,14 @@ void MediaService::start() {
   d.pool.start();
   d.ticks->start();
   d.ready = true;
-  d.logger->info("media ready: ng {} control {} address {} ports {}-{} workers {}",
-                 d.config.ngListen, d.config.common.control.listen, d.config.relay.advertise,
-                 d.config.portMin, d.config.portMax, d.pool.size());
+  d.logger->info(
+      "media ready: ng {} (from {}) control {} address {} ports {}-{} workers {} max_sessions {} "
+      "max_streams {}",
+      d.config.ngListen, d.config.ngAllow.str(), d.config.common.control.listen,
+      d.config.relay.advertise, d.config.portMin, d.config.portMax, d.pool.size(),
+      d.config.relay.maxSessions == 0 ? std::string("unlimited")
+                                      : std::to_string(d.config.relay.maxSessions),
+      d.config.relay.maxStreams);
 }
 
 void MediaService::stop() {

@@ -44,12 +44,25 @@ namespace {
 constexpr auto kCacheTtl = std::chrono::seconds(30);
 constexpr size_t kMaxCached = 100000;
 
+// A cookie is the client's own: the same cookie from another address or port is another
+// command, never a retransmission (whose cached reply would go to whoever sent the cookie).
+std::string cacheKey(const udp::endpoint& peer, std::string_view cookie) {
+  std::string key = peer.address().to_string();
+  key += ' ';
+  key += std::to_string(peer.port());
+  key += ' ';
+  key += cookie;
+  return key;
+}
+
 }  // namespace
 
 struct NgServer::Impl : std::enable_shared_from_this<NgServer::Impl> {
-  Impl(std::string l, Handler h) : listen(std::move(l)), handler(std::move(h)), socket(io) {}
+  Impl(std::string l, transport::AddressAcl a, Handler h)
+      : listen(std::move(l)), allow(std::move(a)), handler(std::move(h)), socket(io) {}
 
   std::string listen;
+  transport::AddressAcl allow;
   Handler handler;
   asio::io_context io{1};
   udp::socket socket;
@@ -62,13 +75,14 @@ struct NgServer::Impl : std::enable_shared_from_this<NgServer::Impl> {
     std::string reply;  // "" while the command is being handled
     std::chrono::steady_clock::time_point at;
   };
+  // Keyed by cacheKey(): the source address and port, then the cookie.
   std::unordered_map<std::string, Cached> cache;
   std::deque<std::pair<std::string, std::chrono::steady_clock::time_point>> order;
 
   void receive();
   void onDatagram(std::string_view data, const udp::endpoint& peer);
-  void finish(const std::string& cookie, NgCommand command, const udp::endpoint& peer,
-              const bencode::Value& reply);
+  void finish(const std::string& key, const std::string& cookie, NgCommand command,
+              const udp::endpoint& peer, const bencode::Value& reply);
   void expire(std::chrono::steady_clock::time_point now);
 };
 
@@ -97,6 +111,11 @@ void NgServer::Impl::expire(std::chrono::steady_clock::time_point now) {
 }
 
 void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer) {
+  if (!allow.allows(peer.address())) {
+    // Not one of our proxies: no reply of any kind (no error either: the source may be forged).
+    counters.refused.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   const auto now = std::chrono::steady_clock::now();
   expire(now);
   const size_t space = data.find(' ');
@@ -105,7 +124,8 @@ void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer
     return;  // no cookie: nothing a reply could be matched with
   }
   std::string cookie(data.substr(0, space));
-  if (auto it = cache.find(cookie); it != cache.end()) {
+  std::string key = cacheKey(peer, cookie);
+  if (auto it = cache.find(key); it != cache.end()) {
     counters.retransmissions.fetch_add(1, std::memory_order_relaxed);
     if (!it->second.reply.empty()) {
       boost::system::error_code ec;
@@ -115,27 +135,27 @@ void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer
   }
   auto msg = bencode::parseNgDatagram(data);
   if (!msg) {
-    finish(cookie, NgCommand::kOther, peer,
+    finish(key, cookie, NgCommand::kOther, peer,
            bencode::ngError("Could not decode dictionary: " + msg.error().message));
     return;
   }
   const auto name = msg->body.string("command");
   if (!name) {
-    finish(cookie, NgCommand::kOther, peer,
+    finish(key, cookie, NgCommand::kOther, peer,
            bencode::ngError("Dictionary contains no key \"command\""));
     return;
   }
   const NgCommand command = ngCommandFromName(*name);
-  cache[cookie] = Cached{"", now};
-  order.emplace_back(cookie, now);
+  cache[key] = Cached{"", now};
+  order.emplace_back(key, now);
   std::weak_ptr<Impl> weak = weak_from_this();
-  Reply reply = [weak, cookie, command, peer](bencode::Value value) {
+  Reply reply = [weak, key, cookie, command, peer](bencode::Value value) {
     if (auto self = weak.lock()) {
       // The queued handler holds no reference: one posted after stop() is never run, and must
       // not keep the Impl (and the io_context holding it) alive.
-      asio::post(self->io, [weak, cookie, command, peer, value = std::move(value)] {
+      asio::post(self->io, [weak, key, cookie, command, peer, value = std::move(value)] {
         if (auto alive = weak.lock()) {
-          alive->finish(cookie, command, peer, value);
+          alive->finish(key, cookie, command, peer, value);
         }
       });
     }
@@ -143,11 +163,13 @@ void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer
   try {
     handler(*name, std::move(msg->body), std::move(reply));
   } catch (const std::exception& e) {
-    finish(cookie, command, peer, bencode::ngError(fmt::format("internal error: {}", e.what())));
+    finish(key, cookie, command, peer,
+           bencode::ngError(fmt::format("internal error: {}", e.what())));
   }
 }
 
-void NgServer::Impl::finish(const std::string& cookie, NgCommand command, const udp::endpoint& peer,
+void NgServer::Impl::finish(const std::string& key, const std::string& cookie,
+                            NgCommand command, const udp::endpoint& peer,
                             const bencode::Value& reply) {
   const auto result = reply.string("result").value_or("error");
   const NgResult r = result == "ok"     ? NgResult::kOk
@@ -158,14 +180,14 @@ void NgServer::Impl::finish(const std::string& cookie, NgCommand command, const 
   boost::system::error_code ec;
   socket.send_to(asio::buffer(bytes), peer, 0, ec);
   const auto now = std::chrono::steady_clock::now();
-  auto& entry = cache[cookie];
+  auto& entry = cache[key];
   entry.reply = std::move(bytes);
   entry.at = now;
-  order.emplace_back(cookie, now);  // the entry expires kCacheTtl after its reply
+  order.emplace_back(key, now);  // the entry expires kCacheTtl after its reply
 }
 
-NgServer::NgServer(std::string listen, Handler handler)
-    : impl_(std::make_shared<Impl>(std::move(listen), std::move(handler))) {}
+NgServer::NgServer(std::string listen, transport::AddressAcl allow, Handler handler)
+    : impl_(std::make_shared<Impl>(std::move(listen), std::move(allow), std::move(handler))) {}
 
 NgServer::~NgServer() {
   stop();

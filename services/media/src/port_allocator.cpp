@@ -1,3 +1,5 @@
+#include <cstdlib>
+
 #include <fmt/format.h>
 
 #include <evosip/media/port_allocator.hpp>
@@ -36,21 +38,24 @@ Result<std::vector<PortRange>> splitPortRange(uint16_t min, uint16_t max, size_t
   return out;
 }
 
-PortAllocator::PortAllocator(PortRange range) : range_(range), used_(range.pairs(), false) {}
+PortAllocator::PortAllocator(PortRange range) : range_(range), used_(range.pairs(), false) {
+  free_.reserve(used_.size());
+  for (size_t i = used_.size(); i > 0; --i) {
+    free_.push_back(static_cast<uint32_t>(i - 1));
+  }
+}
 
 Result<uint16_t> PortAllocator::allocate() {
-  const size_t n = used_.size();
-  for (size_t i = 0; i < n; ++i) {
-    const size_t at = (next_ + i) % n;
-    if (!used_[at]) {
-      used_[at] = true;
-      ++inUse_;
-      next_ = (at + 1) % n;
-      return static_cast<uint16_t>(range_.first + 2 * at);
-    }
+  if (free_.empty()) {
+    return makeError(Errc::kUnavailable,
+                     fmt::format("no free port pair in {}..{}", range_.first, range_.last));
   }
-  return makeError(Errc::kUnavailable,
-                   fmt::format("no free port pair in {}..{}", range_.first, range_.last));
+  const size_t pick = ::arc4random_uniform(static_cast<uint32_t>(free_.size()));
+  const uint32_t at = free_[pick];
+  free_[pick] = free_.back();
+  free_.pop_back();
+  used_[at] = true;
+  return static_cast<uint16_t>(range_.first + 2 * at);
 }
 
 void PortAllocator::release(uint16_t rtpPort) {
@@ -60,7 +65,7 @@ void PortAllocator::release(uint16_t rtpPort) {
   const size_t at = (rtpPort - range_.first) / 2;
   if (used_[at]) {
     used_[at] = false;
-    --inUse_;
+    free_.push_back(static_cast<uint32_t>(at));
   }
 }
 

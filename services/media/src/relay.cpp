@@ -39,6 +39,7 @@ const char* dropReasonName(DropReason r) {
 struct Call {
   std::string callId;
   std::vector<std::unique_ptr<Leg>> legs;
+  size_t pairs = 0;  // port pairs held by every leg
   int64_t createdWall = 0;
   int64_t lastSignalWall = 0;
   int64_t lastSignalNs = 0;
@@ -234,7 +235,6 @@ Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
 }
 
 Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {
-  (void)call;
   while (leg.media.size() <= index) {
     leg.media.emplace_back();
   }
@@ -242,17 +242,20 @@ Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {
   if (slot.rtp) {
     return {};
   }
-  for (size_t attempt = 0; attempt < ports_.capacity(); ++attempt) {
-    auto port = ports_.allocate();
-    if (!port) {
-      break;
-    }
+  if (call.pairs >= 2 * static_cast<size_t>(settings_.maxStreams)) {
+    // New tags on one Call-ID would otherwise add legs, and ports, without end.
+    return makeError(Errc::kUnavailable, "Too many media streams in this call");
+  }
+  // Pairs another process holds stay taken until the end of the search, so that the random
+  // allocator does not hand them out again.
+  std::vector<uint16_t> taken;
+  Result<void> result = makeError(Errc::kUnavailable, "Ran out of ports");
+  while (auto port = ports_.allocate()) {
     auto rtp = openStream(*port, false);
     auto rtcp = rtp ? openStream(static_cast<uint16_t>(*port + 1), true)
                     : Result<std::shared_ptr<Stream>>(tl::unexpected(rtp.error()));
     if (!rtp || !rtcp) {
-      // Taken by another process: leave it and try the next pair (the cursor moved on).
-      ports_.release(*port);
+      taken.push_back(*port);
       if (rtp) {
         closeStream(**rtp);
       }
@@ -262,10 +265,15 @@ Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {
     slot.rtcp = *rtcp;
     slot.rtp->leg = &leg;
     slot.rtcp->leg = &leg;
+    ++call.pairs;
     counters_.streams.fetch_add(2, std::memory_order_relaxed);
-    return {};
+    result = {};
+    break;
   }
-  return makeError(Errc::kUnavailable, "Ran out of ports");
+  for (uint16_t port : taken) {
+    ports_.release(port);
+  }
+  return result;
 }
 
 void Relay::closeStream(Stream& s) {
@@ -391,6 +399,54 @@ bencode::Value Relay::answer(const bencode::Value& body) {
   return offerOrAnswer(body, true);
 }
 
+Result<std::pair<Leg*, Leg*>> Relay::pickLegs(Call& call, const NgOptions& opts, bool isAnswer,
+                                              int64_t wall) {
+  // A leg is one SIP tag; more than two per m= line pair could never all have media (a call
+  // holds at most 2 x max_streams port pairs), so new tags beyond that are refused.
+  const size_t maxLegs = 2 * static_cast<size_t>(settings_.maxStreams);
+  auto addLeg = [&](const std::string& tag) -> Leg* {
+    return call.legs.size() < maxLegs ? call.newLeg(tag, wall) : nullptr;
+  };
+  Leg* sender = nullptr;
+  Leg* receiver = nullptr;
+  if (!isAnswer) {
+    sender = call.findLeg(opts.fromTag);
+    if (!sender) {
+      sender = addLeg(opts.fromTag);
+    }
+    receiver = sender ? sender->peer : nullptr;
+    if (sender && !receiver && !opts.toTag.empty()) {
+      receiver = call.findLeg(opts.toTag);
+    }
+    if (sender && !receiver) {
+      receiver = addLeg(opts.toTag);
+    }
+  } else {
+    receiver = call.findLeg(opts.fromTag);
+    if (!receiver) {
+      return makeError(Errc::kInvalid, "Unknown from-tag");
+    }
+    sender = call.findLeg(opts.toTag);
+    if (!sender) {
+      sender = receiver->peer;
+      if (sender) {
+        // The first answer names the tag the offer could not know; a later answer from another
+        // fork takes the leg over (last answer wins).
+        sender->tag = opts.toTag;
+      } else {
+        sender = addLeg(opts.toTag);
+      }
+    }
+  }
+  if (!sender || !receiver) {
+    return makeError(Errc::kUnavailable, "Too many call legs");
+  }
+  if (sender == receiver) {
+    return makeError(Errc::kInvalid, "from-tag and to-tag name the same party");
+  }
+  return std::pair{sender, receiver};
+}
+
 bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
   auto opts = readNgOptions(body);
   if (!opts) {
@@ -411,6 +467,10 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
   auto sd = sdp::parse(opts->sdp);
   if (!sd) {
     return error("Failed to parse SDP: " + sd.error().message);
+  }
+  if (sd->media.size() > settings_.maxStreams) {
+    return error(fmt::format("Too many media streams: {} m= lines, at most {}", sd->media.size(),
+                             settings_.maxStreams));
   }
   if (opts->addressFamily &&
       (*opts->addressFamily == "IP6") != Endpoint::parse(settings_.advertise, 0)->isV6()) {
@@ -448,40 +508,14 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
   Call& call = *it->second;
 
   // Who sent this SDP (sender) and who receives the rewritten one (receiver).
-  Leg* sender = nullptr;
-  Leg* receiver = nullptr;
-  if (!isAnswer) {
-    sender = call.findLeg(opts->fromTag);
-    if (!sender) {
-      sender = call.newLeg(opts->fromTag, wall);
+  auto legs = pickLegs(call, *opts, isAnswer, wall);
+  if (!legs) {
+    if (created) {
+      deleteCall(opts->callId);
     }
-    receiver = sender->peer;
-    if (!receiver && !opts->toTag.empty()) {
-      receiver = call.findLeg(opts->toTag);
-    }
-    if (!receiver) {
-      receiver = call.newLeg(opts->toTag, wall);
-    }
-  } else {
-    receiver = call.findLeg(opts->fromTag);
-    if (!receiver) {
-      return error("Unknown from-tag");
-    }
-    sender = call.findLeg(opts->toTag);
-    if (!sender) {
-      sender = receiver->peer;
-      if (sender) {
-        // The first answer names the tag the offer could not know; a later answer from another
-        // fork takes the leg over (last answer wins).
-        sender->tag = opts->toTag;
-      } else {
-        sender = call.newLeg(opts->toTag, wall);
-      }
-    }
+    return error(legs.error().message);
   }
-  if (sender == receiver) {
-    return error("from-tag and to-tag name the same party");
-  }
+  auto [sender, receiver] = *legs;
   sender->peer = receiver;
   receiver->peer = sender;
   if (!opts->label.empty()) {
@@ -562,6 +596,7 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
           // A new address from signalling: forget what was learned (re-INVITE to a new phone).
           stream->advertised = ep;
           stream->latch.destination = ep;
+          stream->latch.signalled = ep;
           stream->latch.latched = false;
         } else if (sender->policy.asymmetric) {
           stream->latch.destination = ep;

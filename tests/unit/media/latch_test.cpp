@@ -44,6 +44,37 @@ TEST(Latch, StrictSourceDropsOtherSourcesAfterLatching) {
   EXPECT_EQ(s.destination, first);
 }
 
+TEST(Latch, StrictSourceLearnsOnlyFromTheSignalledAddress) {
+  // The SDP (or received-from with SIP-source-address) named 203.0.113.9: an injected packet
+  // from elsewhere that arrives first does not take the stream over.
+  LatchState s = fromSdp("203.0.113.9", 4000);
+  s.signalled = s.destination;
+  LatchPolicy p;
+  p.strictSource = true;
+  const Endpoint attacker = ep("198.51.100.66", 4000), nat = ep("203.0.113.9", 61000);
+  EXPECT_EQ(latchOnPacket(s, p, attacker.addr(), attacker.len), LatchVerdict::kDropStrict);
+  EXPECT_FALSE(s.latched);
+  EXPECT_EQ(s.destination, ep("203.0.113.9", 4000));
+  // The phone itself, from another port (its NAT's): latches.
+  EXPECT_EQ(latchOnPacket(s, p, nat.addr(), nat.len), LatchVerdict::kLatched);
+  EXPECT_EQ(s.destination, nat);
+  EXPECT_EQ(latchOnPacket(s, p, attacker.addr(), attacker.len), LatchVerdict::kDropStrict);
+  // Without strict-source whoever sends first latches (rtpengine's default learning).
+  LatchState loose = fromSdp("203.0.113.9", 4000);
+  loose.signalled = loose.destination;
+  EXPECT_EQ(latchOnPacket(loose, {}, attacker.addr(), attacker.len), LatchVerdict::kLatched);
+}
+
+TEST(Latch, StrictSourceWithoutANamedAddressLatchesTheFirstPacket) {
+  LatchState s = fromSdp("0.0.0.0", 9);  // ICE placeholder or old-style hold
+  s.signalled = s.destination;
+  LatchPolicy p;
+  p.strictSource = true;
+  const Endpoint browser = ep("198.51.100.7", 50000), other = ep("198.51.100.8", 50000);
+  EXPECT_EQ(latchOnPacket(s, p, browser.addr(), browser.len), LatchVerdict::kLatched);
+  EXPECT_EQ(latchOnPacket(s, p, other.addr(), other.len), LatchVerdict::kDropStrict);
+}
+
 TEST(Latch, MediaHandoverMovesTheDestination) {
   LatchState s = fromSdp("10.0.0.5", 4000);
   LatchPolicy p;

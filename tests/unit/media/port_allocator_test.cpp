@@ -1,4 +1,5 @@
 #include <set>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -51,17 +52,40 @@ TEST(PortAllocator, EvenRtpPortsThenExhaustion) {
   EXPECT_EQ(none.error().code, Errc::kUnavailable);
 }
 
-TEST(PortAllocator, ReuseAfterReleaseAndWrapAround) {
+TEST(PortAllocator, ReuseAfterRelease) {
   PortAllocator a({40000, 40005});
-  EXPECT_EQ(*a.allocate(), 40000);
-  EXPECT_EQ(*a.allocate(), 40002);
-  a.release(40000);
-  // The cursor goes on to the end of the range first, then wraps to the released pair.
-  EXPECT_EQ(*a.allocate(), 40004);
-  EXPECT_EQ(*a.allocate(), 40000);
+  std::set<uint16_t> got{*a.allocate(), *a.allocate(), *a.allocate()};
+  EXPECT_EQ(got, (std::set<uint16_t>{40000, 40002, 40004}));
   EXPECT_FALSE(a.allocate());
   a.release(40002);
+  EXPECT_EQ(a.available(), 1u);
   EXPECT_EQ(*a.allocate(), 40002);
+  EXPECT_FALSE(a.allocate());
+}
+
+TEST(PortAllocator, PairsAreHandedOutAtRandom) {
+  // 1,000 pairs: the chance that 20 random picks come out in the old round-robin order (or that
+  // two allocators agree on all of them) is nil.
+  PortAllocator a({20000, 21999});
+  PortAllocator b({20000, 21999});
+  std::vector<uint16_t> fromA, fromB;
+  for (int i = 0; i < 20; ++i) {
+    fromA.push_back(*a.allocate());
+    fromB.push_back(*b.allocate());
+  }
+  size_t sequential = 0;
+  for (size_t i = 1; i < fromA.size(); ++i) {
+    sequential += fromA[i] == fromA[i - 1] + 2 ? 1 : 0;
+  }
+  EXPECT_LT(sequential, 5u);
+  EXPECT_NE(fromA, fromB);
+  EXPECT_EQ(std::set<uint16_t>(fromA.begin(), fromA.end()).size(), 20u);
+  // Every pair is still handed out exactly once.
+  std::set<uint16_t> all(fromA.begin(), fromA.end());
+  while (auto p = a.allocate()) {
+    EXPECT_TRUE(all.insert(*p).second);
+  }
+  EXPECT_EQ(all.size(), 1000u);
 }
 
 TEST(PortAllocator, ReleaseIgnoresForeignAndOddPorts) {

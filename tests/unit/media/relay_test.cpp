@@ -229,6 +229,88 @@ TEST_P(RelayTest, MaxSessionsAndDraining) {
   EXPECT_EQ(relay->counters().rejectedSessions.load(), 2u);
 }
 
+TEST_P(RelayTest, TooManyMediaStreamsAreRefused) {
+  // 32 m= lines would take 64 port pairs for one call: refused before any port is taken.
+  std::string many = sdpFor(4000);
+  for (int i = 1; i < 32; ++i) {
+    many += "m=audio " + std::to_string(4000 + 2 * i) + " RTP/AVP 0\r\n";
+  }
+  Value o = offer("many", "ta", many);
+  EXPECT_EQ(o.string("result"), "error");
+  EXPECT_EQ(o.string("error-reason"), "Too many media streams: 32 m= lines, at most 4");
+  EXPECT_EQ(relay->calls(), 0u);
+  EXPECT_EQ(relay->ports().inUse(), 0u);
+  EXPECT_EQ(shared.sessions.load(), 0);
+  // Four are allowed (media.max_streams' default).
+  std::string four = sdpFor(4000);
+  for (int i = 1; i < 4; ++i) {
+    four += "m=audio " + std::to_string(4000 + 2 * i) + " RTP/AVP 0\r\n";
+  }
+  EXPECT_EQ(offer("four", "ta", four).string("result"), "ok");
+  EXPECT_EQ(relay->ports().inUse(), 8u);
+}
+
+TEST_P(RelayTest, NewTagsCannotGrowACallWithoutEnd) {
+  // Every offer with a new from-tag makes two new legs; a call holds at most 2 x max_streams
+  // pairs, so a flood of tags on one Call-ID cannot take the port range.
+  size_t ok = 0;
+  Value last;
+  for (int i = 0; i < 20; ++i) {
+    last = offer("tags", "t" + std::to_string(i), sdpFor(4000));
+    ok += last.string("result") == "ok" ? 1 : 0;
+  }
+  EXPECT_EQ(ok, 4u);
+  EXPECT_EQ(last.string("error-reason"), "Too many call legs");
+  EXPECT_EQ(relay->ports().inUse(), 8u);
+  EXPECT_EQ(relay->calls(), 1u);
+  // Nor can more m= lines on new tags: two legs with four lines each are all a call may hold.
+  std::string four = sdpFor(4000);
+  for (int i = 1; i < 4; ++i) {
+    four += "m=audio " + std::to_string(4000 + 2 * i) + " RTP/AVP 0\r\n";
+  }
+  EXPECT_EQ(offer("wide", "ta", four).string("result"), "ok");
+  EXPECT_EQ(offer("wide", "tb", sdpFor(4000)).string("error-reason"),
+            "Too many media streams in this call");
+  EXPECT_EQ(relay->ports().inUse(), 16u);
+  // An offer whose tags name one party is refused and leaves no call behind.
+  Value same = Value::makeDict();
+  same.set("command", "offer").set("call-id", "same").set("from-tag", "x").set("to-tag", "x");
+  same.set("sdp", sdpFor(4000));
+  EXPECT_EQ(relay->offer(same).string("result"), "error");
+  EXPECT_EQ(relay->calls(), 2u);
+  EXPECT_EQ(shared.sessions.load(), 2);
+}
+
+TEST_P(RelayTest, StrictSourceKeepsAnInjectorFromTakingTheStream) {
+  // An attacker on another address sends to the relay port toward the caller before the caller
+  // does: with strict-source it is dropped and the caller latches; without, it would latch.
+  Phone a, b;
+  Value o = offer("strict", "ta", sdpFor(a.port), {Value("strict source")});
+  Value an = answer("strict", "ta", "tb", sdpFor(b.port));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  int attacker = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.2", &from.sin_addr);
+  ASSERT_EQ(::bind(attacker, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons(towardA);
+  ::sendto(attacker, "inject", 6, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  for (int i = 0; i < 50 && relay->counters().drops[size_t(DropReason::kStrictSource)] == 0;
+       ++i) {
+    io.poll();
+    io.restart();
+    ::usleep(1000);
+  }
+  ::close(attacker);
+  EXPECT_EQ(relay->counters().drops[size_t(DropReason::kStrictSource)].load(), 1u);
+  EXPECT_EQ(b.receive(), "");
+  EXPECT_TRUE(relays(a, towardA, b, "from-a"));  // the caller latches
+  EXPECT_TRUE(relays(b, mPort(*o.string("sdp")), a, "to-a"));
+}
+
 TEST_P(RelayTest, IdleTimeout) {
   Phone a, b;
   Value o = offer("idle", "ta", sdpFor(a.port));

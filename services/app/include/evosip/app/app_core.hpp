@@ -27,6 +27,7 @@
 #include <evosip/app/pacing.hpp>
 #include <evosip/app/prompts.hpp>
 #include <evosip/app/sweep.hpp>
+#include <evosip/app/voicemail.hpp>
 #include <evosip/rtp/pacer.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
 
@@ -37,9 +38,15 @@ struct AppSettings {
   std::string voicemailDir = "voicemail";
   std::string rtpAddress = "127.0.0.1";  // bound and advertised in SDP
   std::chrono::seconds rtpTimeout{30};   // no RTP while the app needs input: hang up
+  // An answered call whose peer has sent nothing at all (no RTP, no RTCP) this long after the
+  // answer (or after a re-INVITE moved its address) is hung up: the app does not stream to an
+  // address that never answers (a victim named in someone else's SDP). Early media (183) is not
+  // counted: phones send no RTP before they are answered. 0: never.
+  std::chrono::seconds rtpPeerTimeout{5};
   std::chrono::seconds maxCall{3600};    // any call, answered or not
   std::chrono::seconds voicemailMax{120};
   std::chrono::seconds voicemailSilence{5};  // 0: no silence detection
+  VoicemailQuota voicemailQuota;
   std::chrono::milliseconds interDigit{2000};
   // Our SIP address: Via sent-by of the BYEs we send, and the Contact of our dialogs.
   std::string viaHost = "127.0.0.1";
@@ -68,7 +75,8 @@ struct AppCounters {
   std::atomic<int64_t> active{0};
   std::atomic<uint64_t> rtpSent{0}, rtpReceived{0}, rtpSendErrors{0}, rtcpReceived{0};
   std::atomic<uint64_t> dtmfDigits{0}, redirects{0}, rtpTimeouts{0}, maxDurationEnds{0};
-  std::atomic<uint64_t> recordingsWritten{0}, recordingsFailed{0};
+  std::atomic<uint64_t> recordingsWritten{0}, recordingsFailed{0}, recordingsOverQuota{0};
+  std::atomic<uint64_t> mailboxFull{0};  // Voicemail INVITEs refused before recording (486)
   std::atomic<uint64_t> rejected{0};  // INVITEs answered with an error before any media
   std::atomic<uint64_t> byesSent{0}, byesReceived{0}, cancelled{0};
   // Pacing: packets prepared for the sender, ticks dropped (the lateness of the sends is in the
@@ -88,6 +96,10 @@ struct AppShared {
   std::function<void(std::function<void()>)> runBlocking;
   std::atomic<bool> draining{false};
   std::atomic<int64_t> calls{0};  // all workers
+  // What app.voicemail_dir holds (every mailbox): counted at start and every minute on the
+  // blocking pool, and added to by every message stored in between.
+  std::atomic<uint64_t> voicemailMessages{0}, voicemailBytes{0};
+  std::atomic<bool> voicemailCounting{false};
 };
 
 class AppCore final : public transaction::TransactionUser {
@@ -162,6 +174,12 @@ class AppCore final : public transaction::TransactionUser {
   void menuInvalid(Call& call, bool timeout);
   void menuRedirect(Call& call, const std::string& target);
   void checkDeadline(Call& call, TimePoint now);
+  // Voicemail: how long a message the mailbox still has room for (blocking pool), then
+  // onPromptsDone. A full mailbox is refused before any media.
+  void checkMailbox(const CallPtr& call);
+  void storeMessage(Call& call, bool now);
+  // Every minute (worker 0): counts what app.voicemail_dir holds, on the blocking pool.
+  void countVoicemail();
 
   // Media
   Result<void> openMedia(Call& call);

@@ -11,6 +11,7 @@
 #include <evosip/app/app_core.hpp>
 #include <evosip/config/config.hpp>
 #include <evosip/role/common.hpp>
+#include <evosip/transport/address_acl.hpp>
 
 namespace evosip::app {
 
@@ -22,6 +23,9 @@ struct AppConfig {
   // app.realtime_priority: SCHED_FIFO priority of the pacing threads (1..99, default 10), 0 =
   // normal scheduling. Needs CAP_SYS_NICE; without it start-up logs a warning and goes on.
   int realtimePriority = 10;
+  // app.routers: the only sources whose SIP requests are served (the platform's routers); any
+  // other source gets 403 to a request and nothing else (no call, no media, no voicemail).
+  transport::AddressAcl routers = transport::AddressAcl::loopback();
 };
 
 // Reads every key of the app role; throws config::ConfigError naming the key. Calls

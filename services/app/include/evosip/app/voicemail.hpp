@@ -20,8 +20,37 @@
 
 namespace evosip::app {
 
-// Mailbox names become a directory: [A-Za-z0-9._+@-]{1,64}, not starting with '.'.
+// Mailbox names become a directory, so a name is checked before any file is made:
+// [A-Za-z0-9._+@-]{1,64}, not starting with '.', no ".." anywhere (no '/', no control
+// characters, no path that leaves app.voicemail_dir).
 bool isValidMailbox(std::string_view mailbox);
+
+// What the stored messages take: in one mailbox, or in all of them.
+struct VoicemailUsage {
+  uint64_t messages = 0;  // <id>.json files
+  uint64_t bytes = 0;     // sizes of every file of the mailbox(es)
+};
+
+// Limits on what callers can leave (app.voicemail_max_*): per mailbox and for the whole
+// app.voicemail_dir. A message takes 16,000 bytes per second of audio (8 kHz, 16 bit), so the
+// byte limits are the seconds limits too; app.voicemail_max_s bounds one message.
+struct VoicemailQuota {
+  uint64_t maxMessages = 100;                // per mailbox
+  uint64_t maxBytes = 20'000'000;            // per mailbox (about 20 minutes)
+  uint64_t maxTotalMessages = 10'000;        // all mailboxes
+  uint64_t maxTotalBytes = 1'000'000'000;    // all mailboxes
+};
+
+// Bytes a message of `samples` samples takes on disk (WAV header and metadata included).
+uint64_t voicemailMessageBytes(uint64_t samples);
+// The longest message (in samples, at most maxSamples) that still fits both the mailbox's and
+// the store's quota; 0 when the mailbox or the store is full (less than a second of room).
+uint64_t voicemailRoom(const VoicemailQuota& quota, VoicemailUsage mailbox, VoicemailUsage total,
+                       uint64_t maxSamples);
+
+// Counts one mailbox (absent: empty) or every mailbox of `dir`. Blocking file work.
+Result<VoicemailUsage> mailboxUsage(const std::string& dir, const std::string& mailbox);
+Result<VoicemailUsage> voicemailUsage(const std::string& dir);
 
 struct VoicemailMessage {
   std::string id;  // "20250101T120000Z-1a2b3c4d": sorts by time
@@ -50,18 +79,22 @@ Result<void> storeVoicemail(const std::string& dir, const VoicemailMessage& m,
 Result<std::vector<VoicemailMessage>> listMailbox(const std::string& dir,
                                                   const std::string& mailbox);
 
-// The audio of one recording, built from RTP packets in arrival order: a gap in timestamps up
-// to one second is filled with silence (lost packets keep the timing); larger jumps (a sender
-// restart) are not. Tracks the time of the last frame that was not silence.
+// The audio of one recording, built from RTP packets in arrival order: what was received, and
+// nothing longer. A gap in timestamps up to one second is filled with silence (lost packets keep
+// the timing), but never beyond the time that really passed since the first packet arrived: a
+// sender whose timestamps run ahead of the clock (or leap by a second a packet) cannot make a
+// message longer than the call; larger jumps (a sender restart) are not filled. The message ends
+// with the last packet received. Tracks the time of the last frame that was not silence.
 class VoicemailRecorder {
  public:
+  using TimePoint = std::chrono::steady_clock::time_point;
   // rms at or above this (about -40 dBFS) counts as sound, not silence.
   static constexpr double kSilenceRms = 300;
 
   explicit VoicemailRecorder(size_t maxSamples) : maxSamples_(maxSamples) {}
 
-  // Adds one packet's decoded samples, sent at RTP timestamp `timestamp`.
-  void onAudio(uint32_t timestamp, std::span<const int16_t> samples);
+  // Adds one packet's decoded samples, sent at RTP timestamp `timestamp`, received at `arrival`.
+  void onAudio(uint32_t timestamp, std::span<const int16_t> samples, TimePoint arrival);
 
   const std::vector<int16_t>& samples() const { return samples_; }
   std::vector<int16_t> take() { return std::move(samples_); }
@@ -77,6 +110,7 @@ class VoicemailRecorder {
   size_t lastSound_ = 0;
   bool started_ = false;
   uint32_t nextTimestamp_ = 0;
+  TimePoint first_{};  // arrival of the first packet
 };
 
 }  // namespace evosip::app

@@ -50,6 +50,22 @@ struct Endpoint {
     return a->sin6_port == b->sin6_port &&
            std::memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(in6_addr)) == 0;
   }
+  // Same family and address, any port.
+  bool sameAddressAs(const sockaddr* other, socklen_t otherLen) const {
+    if (len == 0 || other->sa_family != sa.ss_family) {
+      return false;
+    }
+    if (sa.ss_family == AF_INET) {
+      return reinterpret_cast<const sockaddr_in*>(&sa)->sin_addr.s_addr ==
+             reinterpret_cast<const sockaddr_in*>(other)->sin_addr.s_addr;
+    }
+    if (otherLen < static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+      return false;
+    }
+    return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&sa)->sin6_addr,
+                       &reinterpret_cast<const sockaddr_in6*>(other)->sin6_addr,
+                       sizeof(in6_addr)) == 0;
+  }
   bool operator==(const Endpoint& o) const {
     return (len == 0 && o.len == 0) || (o.len != 0 && sameAs(o.addr(), o.len));
   }

@@ -2,14 +2,20 @@
 // Symmetric latching (rtpengine's endpoint learning), as a pure decision on one packet so that it
 // is unit-tested without sockets.
 //
-// A stream's destination starts as the address its SDP advertised (or the SIP source address with
-// the SIP-source-address flag). Unless the leg is `asymmetric`, the first packet that arrives on
-// the stream latches the destination to the packet's real source (a NATed phone sends from an
-// address other than the one in its SDP). After that:
-//   - packets from the latched address are forwarded;
+// A stream's destination starts as the address signalling named (its SDP address, or the SIP
+// source address with the SIP-source-address flag, or media-address). Unless the leg is
+// `asymmetric`, the first packet that arrives on the stream latches the destination to the
+// packet's real source (a NATed phone sends from a port, or an address, other than the one in
+// its SDP). After that:
+//   - packets from the latched address and port are forwarded;
 //   - packets from any other address are still forwarded (the source is ignored, the destination
 //     stays) - unless `strict-source` is set (dropped, counted as drop reason strict_source) or
 //     `media-handover` is set (the destination moves to the new source);
+// With `strict-source`, learning is strict too (rtpengine's heuristic endpoint learning, without
+// its fallback to other addresses): while signalling has named an address, only a packet from
+// that address (any port: NAT) may latch; packets from other addresses are dropped before the
+// latch as after it. So whoever sends first cannot take the stream over. Without a named address
+// (c=0.0.0.0, an ICE placeholder, no SDP address) the first packet latches, as without the flag.
 // `asymmetric` never latches and never checks sources: the destination stays the SDP address.
 // A new SDP address for the leg (re-offer) un-latches the stream.
 
@@ -25,6 +31,7 @@ struct LatchPolicy {
 
 struct LatchState {
   Endpoint destination;  // where packets for this leg go
+  Endpoint signalled;    // the address signalling named (unknown or 0.0.0.0: none)
   bool latched = false;  // learned from a packet ("confirmed" in rtpengine's query)
 };
 
@@ -36,6 +43,10 @@ inline LatchVerdict latchOnPacket(LatchState& s, const LatchPolicy& p, const soc
     return LatchVerdict::kForward;
   }
   if (!s.latched) {
+    if (p.strictSource && s.signalled.known() && !s.signalled.isUnspecified() &&
+        !s.signalled.sameAddressAs(src, srcLen)) {
+      return LatchVerdict::kDropStrict;
+    }
     s.destination.assign(src, srcLen);
     s.latched = true;
     return LatchVerdict::kLatched;

@@ -10,6 +10,7 @@
 #include <evosip/config/config.hpp>
 #include <evosip/media/relay.hpp>
 #include <evosip/role/common.hpp>
+#include <evosip/transport/address_acl.hpp>
 
 namespace evosip::media {
 
@@ -20,7 +21,15 @@ struct MediaConfig {
   uint16_t portMin = 30000;
   uint16_t portMax = 40000;
   int realtimePriority = 0;  // media.realtime_priority: SCHED_FIFO of the workers, 0 = normal
+  // media.ng_allow: the only sources whose ng commands are answered.
+  transport::AddressAcl ngAllow = transport::AddressAcl::loopback();
 };
+
+// media.max_sessions when the key is absent or "auto": as many calls as the port range holds
+// when every call uses the most ports it may (two legs of media.max_streams pairs each), so that
+// a full relay refuses new calls ("Parallel session limit reached") before its ports run out.
+// At least 1.
+uint64_t defaultMaxSessions(uint16_t portMin, uint16_t portMax, uint32_t maxStreams);
 
 // Reads every key of the media role; throws config::ConfigError naming the key. Calls
 // checkUnknownKeys() at the end.

@@ -1,8 +1,11 @@
 #pragma once
 // The ng control socket (rtpengine's "ng" protocol over UDP): one thread with its own io_context
-// reads datagrams "<cookie> <bencoded dict>", answers retransmissions from a reply cache keyed by
-// cookie, and hands each command to a handler, which may answer from any thread: the reply is
-// posted back to the ng thread, cached and sent to the datagram's source.
+// reads datagrams "<cookie> <bencoded dict>" from the peers media.ng_allow names (others get no
+// reply at all: the socket must not answer, or amplify for, a forged source), answers
+// retransmissions from a reply cache keyed by cookie and source address and port (a datagram
+// with another peer's cookie gets nothing back), and hands each command to a handler, which may
+// answer from any thread: the reply is posted back to the ng thread, cached and sent to the
+// datagram's source.
 
 #include <array>
 #include <atomic>
@@ -13,6 +16,7 @@
 #include <string_view>
 
 #include <evosip/bencode/bencode.hpp>
+#include <evosip/transport/address_acl.hpp>
 
 namespace evosip::media {
 
@@ -38,6 +42,7 @@ struct NgCounters {
       commands{};
   std::atomic<uint64_t> malformed{0};        // datagrams without a cookie: not answered
   std::atomic<uint64_t> retransmissions{0};  // answered from the reply cache
+  std::atomic<uint64_t> refused{0};          // from a source media.ng_allow does not name
 };
 
 class NgServer {
@@ -47,7 +52,7 @@ class NgServer {
   // exactly once (from any thread).
   using Handler = std::function<void(std::string_view command, bencode::Value body, Reply reply)>;
 
-  NgServer(std::string listen, Handler handler);
+  NgServer(std::string listen, transport::AddressAcl allow, Handler handler);
   ~NgServer();
   NgServer(const NgServer&) = delete;
   NgServer& operator=(const NgServer&) = delete;

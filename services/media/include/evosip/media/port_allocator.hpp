@@ -2,6 +2,9 @@
 // RTP/RTCP port pairs of one worker (docs/architecture.md "media"). The configured range
 // media.port_min..port_max is split into disjoint per-worker sub-ranges, so each worker allocates
 // from its own allocator without locks. A pair is an even RTP port and the RTCP port after it.
+// Pairs are handed out at random (arc4random: unpredictable), so that the ports of the next
+// call cannot be guessed from the last one and media cannot be injected into a call before
+// its parties have sent anything.
 
 #include <cstddef>
 #include <cstdint>
@@ -26,21 +29,20 @@ class PortAllocator {
  public:
   explicit PortAllocator(PortRange range);
 
-  // The next free pair after the last one handed out (wrapping around at the end of the range):
-  // returns its RTP port. kUnavailable when every pair is taken.
+  // A free pair chosen at random: returns its RTP port. kUnavailable when every pair is taken.
   Result<uint16_t> allocate();
   // Gives a pair back (by its RTP port); ports outside the range or already free are ignored.
   void release(uint16_t rtpPort);
 
   size_t capacity() const { return used_.size(); }
-  size_t inUse() const { return inUse_; }
+  size_t inUse() const { return used_.size() - free_.size(); }
+  size_t available() const { return free_.size(); }
   const PortRange& range() const { return range_; }
 
  private:
   PortRange range_;
-  std::vector<bool> used_;  // one flag per pair
-  size_t next_ = 0;         // where the next search starts
-  size_t inUse_ = 0;
+  std::vector<bool> used_;      // one flag per pair
+  std::vector<uint32_t> free_;  // indexes of the free pairs, in no particular order
 };
 
 }  // namespace evosip::media

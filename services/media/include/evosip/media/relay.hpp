@@ -50,6 +50,9 @@ struct RelaySettings {
   std::string bind;          // media.bind: where sockets are bound ("" = advertise)
   uint32_t timeoutS = 60;    // media.timeout_s: calls without packets or signalling are deleted
   uint64_t maxSessions = 0;  // media.max_sessions: 0 = unlimited
+  // media.max_streams: m= lines an offer or answer may have; a call also holds at most
+  // 2 x maxStreams port pairs (its two legs), however many legs its tags make.
+  uint32_t maxStreams = 4;
   bool ioUring = true;       // media.io_uring: relay with io_uring when the kernel allows it
   // io_uring path only: the worker thread waits for packets inside io_uring_enter (one system
   // call per wakeup) instead of in the Asio reactor, and returns to its io_context when wake()
@@ -127,6 +130,9 @@ class Relay {
  private:
   friend struct Stream;
   bencode::Value offerOrAnswer(const bencode::Value& body, bool isAnswer);
+  // The leg whose SDP this is and the leg that receives the rewritten SDP (created as needed).
+  Result<std::pair<Leg*, Leg*>> pickLegs(Call& call, const NgOptions& opts, bool isAnswer,
+                                         int64_t wall);
   Result<std::shared_ptr<Stream>> openStream(uint16_t port, bool rtcp);
   Result<void> ensureSlot(Call& call, Leg& leg, size_t index);
   void armEpoll();
