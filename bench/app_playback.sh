@@ -89,7 +89,9 @@ def step(calls):
            "workers": 1, "log": {"level": "warn"},
            "app": {"sounds_dir": os.path.join(work, "sounds"), "voicemail_dir": os.path.join(work, "vm"),
                    "rtp_port_min": PORT_MIN, "rtp_port_max": PORT_MAX, "rtp_timeout_s": 0,
-                   "max_call_s": 600}}
+                   # app_load only receives: no RTP comes back, so the check that the peer
+                   # answers (app.rtp_peer_timeout_s) is off for this load.
+                   "rtp_peer_timeout_s": 0, "max_call_s": 600}}
     cfg["app"]["realtime_priority"] = 10 if RT else 0  # 10: the app's default
     path = h.write_yaml(os.path.join(work, f"app-{calls}.yaml"), cfg)
     argv = ["taskset", "-c", app_cpu, EVOSIP, "app", "--config", path]

@@ -83,6 +83,8 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   auto mediaDoc = config::Document::fromString(
       fmt::format("media:\n  ng_listen: \"127.0.0.1:{0}\"\n  address: \"127.0.0.1\"\n"
                   "  port_min: 30000\n  port_max: 34999\n"
+                  // The router, on this host, is the only ng client.
+                  "  ng_allow: [\"127.0.0.0/8\", \"::1\"]\n"
                   "control: {{ listen: \"127.0.0.1:0\" }}\n",
                   ngPort));
   media::MediaService mediaService(media::readMediaConfig(mediaDoc));
@@ -94,6 +96,7 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
       config::Document::fromString(fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
                                                "control: {{ listen: \"127.0.0.1:0\" }}\n"
                                                "app:\n  voicemail_dir: \"{1}\"\n"
+                                               "  routers: [\"127.0.0.0/8\", \"::1\"]\n"
                                                "  rtp_port_min: 35000\n  rtp_port_max: 39999\n",
                                                appPort, voicemail));
   app::AppService appService(app::readAppConfig(appDoc));

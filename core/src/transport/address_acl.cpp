@@ -97,8 +97,8 @@ Result<AddressRange> parseAddressRange(std::string_view text) {
   const ip::address a = canonical(parsed);
   AddressRange r;
   r.v6 = a.is_v6();
-  const unsigned maxPrefix = r.v6 ? 128 : 32;
-  r.prefix = static_cast<uint8_t>(maxPrefix);
+  const unsigned maxPrefix = parsed.is_v6() ? 128 : 32;  // as written
+  r.prefix = static_cast<uint8_t>(r.v6 ? 128 : 32);
   if (slash != std::string_view::npos) {
     const std::string_view digits = t.substr(slash + 1);
     auto p = digits.size() <= 3 ? parseDecimal(digits, maxPrefix) : std::nullopt;

@@ -90,14 +90,17 @@ TEST(PortAllocator, PairsAreHandedOutAtRandom) {
 
 TEST(PortAllocator, ReleaseIgnoresForeignAndOddPorts) {
   PortAllocator a({40000, 40003});
-  EXPECT_EQ(*a.allocate(), 40000);
-  a.release(40001);  // RTCP port, not a pair start
+  const uint16_t p = *a.allocate();
+  const uint16_t other = p == 40000 ? 40002 : 40000;
+  a.release(p + 1);  // RTCP port, not a pair start
   a.release(39998);
-  a.release(40002);  // free already
+  a.release(other);  // free already
   EXPECT_EQ(a.inUse(), 1u);
-  a.release(40000);
-  a.release(40000);
+  EXPECT_EQ(a.available(), 1u);
+  a.release(p);
+  a.release(p);
   EXPECT_EQ(a.inUse(), 0u);
+  EXPECT_EQ(a.available(), 2u);
 }
 
 }  // namespace
