@@ -559,8 +559,10 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
     if (moved) {
       call.latched = false;
       call.heard = false;  // the new address has to answer too
-      call.peerSince = Clock::now();
       setDestination(call);
+    }
+    if (!call.heard) {
+      call.peerSince = Clock::now();  // (also after a hold: the peer's time starts again)
     }
     ++call.sdpVersion;
     call.marker = true;
@@ -752,8 +754,7 @@ void AppCore::storeMessage(Call& call, bool now) {
   m.callId = call.callId;
   m.start = isoTime(call.recordStart);
   m.startUnix =
-      std::chrono::duration_cast<std::chrono::seconds>(call.recordStart.time_since_epoch())
-          .count();
+      std::chrono::duration_cast<std::chrono::seconds>(call.recordStart.time_since_epoch()).count();
   auto samples = call.recorder->take();
   m.samples = samples.size();
   m.durationS = static_cast<double>(samples.size()) / 8000.0;

@@ -26,8 +26,9 @@ namespace {
 transport::AddressAcl readRouters(config::Document& doc) {
   const auto entries = doc.getList("app.routers", {"127.0.0.0/8", "::1"});
   if (entries.empty()) {
-    throw config::ConfigError("app.routers: must name at least one address or network (the "
-                              "routers that send calls to the app)");
+    throw config::ConfigError(
+        "app.routers: must name at least one address or network (the "
+        "routers that send calls to the app)");
   }
   auto acl = transport::AddressAcl::parse(entries);
   if (!acl) {
@@ -371,6 +372,11 @@ void AppService::start() {
     throw config::ConfigError("app.rtp_port_min/app.rtp_port_max: " + ranges.error().message);
   }
   d.shared.settings = d.config.app;
+  // What the voicemail store holds before the first call (worker 0 recounts every minute).
+  if (auto u = voicemailUsage(d.config.app.voicemailDir)) {
+    d.shared.voicemailMessages = u->messages;
+    d.shared.voicemailBytes = u->bytes;
+  }
   d.shared.runBlocking = [&d](std::function<void()> fn) { d.pool.postBlocking(std::move(fn)); };
   d.prompts = std::make_unique<PromptCache>(d.config.app.soundsDir, d.shared.runBlocking);
   d.shared.prompts = d.prompts.get();
@@ -404,9 +410,8 @@ void AppService::start() {
       "app ready: sip {} (calls from {}) control {} rtp {} ports {}-{} sounds {} voicemail {} "
       "workers {} sends {}",
       addrs, d.config.routers.str(), d.config.common.control.listen, d.config.app.rtpAddress,
-      d.config.rtpPortMin,
-      d.config.rtpPortMax, d.config.app.soundsDir, d.config.app.voicemailDir, d.pool.size(),
-      d.cores.front()->batchedSends() ? "io_uring" : "sendto");
+      d.config.rtpPortMin, d.config.rtpPortMax, d.config.app.soundsDir, d.config.app.voicemailDir,
+      d.pool.size(), d.cores.front()->batchedSends() ? "io_uring" : "sendto");
 }
 
 void AppService::stop() {

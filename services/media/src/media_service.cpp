@@ -401,11 +401,11 @@ void MediaService::start() {
     d.relays.push_back(
         std::make_unique<Relay>(d.pool.at(w).io(), d.config.relay, (*ranges)[w], d.shared));
   }
-  d.ng = std::make_unique<NgServer>(
-      d.config.ngListen, d.config.ngAllow,
-      [&d](std::string_view command, Value body, NgServer::Reply reply) {
-        d.handle(command, std::move(body), std::move(reply));
-      });
+  d.ng =
+      std::make_unique<NgServer>(d.config.ngListen, d.config.ngAllow,
+                                 [&d](std::string_view command, Value body, NgServer::Reply reply) {
+                                   d.handle(command, std::move(body), std::move(reply));
+                                 });
   d.ng->start();
   d.registerRpc();
   d.registerMetrics();

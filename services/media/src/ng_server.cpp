@@ -168,9 +168,8 @@ void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer
   }
 }
 
-void NgServer::Impl::finish(const std::string& key, const std::string& cookie,
-                            NgCommand command, const udp::endpoint& peer,
-                            const bencode::Value& reply) {
+void NgServer::Impl::finish(const std::string& key, const std::string& cookie, NgCommand command,
+                            const udp::endpoint& peer, const bencode::Value& reply) {
   const auto result = reply.string("result").value_or("error");
   const NgResult r = result == "ok"     ? NgResult::kOk
                      : result == "pong" ? NgResult::kPong

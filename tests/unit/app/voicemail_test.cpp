@@ -166,11 +166,11 @@ TEST(VoicemailQuota, RoomForANewMessage) {
   EXPECT_EQ(voicemailRoom(q, {}, {}, max), (100'000 - voicemailMessageBytes(0)) / 2);
   // Up to the per-message maximum when the quotas are larger.
   EXPECT_EQ(voicemailRoom(q, {}, {}, 8000), 8000u);
-  EXPECT_EQ(voicemailRoom(q, {2, 1000}, {2, 1000}, max), 0u);        // messages
-  EXPECT_EQ(voicemailRoom(q, {1, 95'000}, {1, 95'000}, max), 0u);    // < 1 s left
-  EXPECT_EQ(voicemailRoom(q, {0, 0}, {10, 5000}, max), 0u);          // all mailboxes: messages
-  EXPECT_EQ(voicemailRoom(q, {0, 0}, {1, 999'000}, max), 0u);        // all mailboxes: bytes
-  EXPECT_EQ(voicemailRoom(q, {0, 0}, {1, 2'000'000}, max), 0u);      // over already
+  EXPECT_EQ(voicemailRoom(q, {2, 1000}, {2, 1000}, max), 0u);      // messages
+  EXPECT_EQ(voicemailRoom(q, {1, 95'000}, {1, 95'000}, max), 0u);  // < 1 s left
+  EXPECT_EQ(voicemailRoom(q, {0, 0}, {10, 5000}, max), 0u);        // all mailboxes: messages
+  EXPECT_EQ(voicemailRoom(q, {0, 0}, {1, 999'000}, max), 0u);      // all mailboxes: bytes
+  EXPECT_EQ(voicemailRoom(q, {0, 0}, {1, 2'000'000}, max), 0u);    // over already
 }
 
 TEST(VoicemailQuota, UsageCountsMessagesAndBytes) {

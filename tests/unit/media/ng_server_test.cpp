@@ -97,8 +97,8 @@ TEST_F(NgServerTest, CachedRepliesGoOnlyToTheSourceOfTheCookie) {
 }
 
 TEST(MediaConfigTest, MaxSessionsFollowsThePortRangeAndNgAllowDefaultsToLoopback) {
-  auto doc = config::Document::fromString(
-      "media:\n  port_min: 30000\n  port_max: 40000\nworkers: 2\n");
+  auto doc =
+      config::Document::fromString("media:\n  port_min: 30000\n  port_max: 40000\nworkers: 2\n");
   doc.setEnvironment([](const std::string&) { return std::nullopt; });
   const MediaConfig c = readMediaConfig(doc);
   // 5,000 pairs; a call takes at most 2 legs x 4 streams = 8 pairs.

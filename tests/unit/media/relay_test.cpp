@@ -298,8 +298,7 @@ TEST_P(RelayTest, StrictSourceKeepsAnInjectorFromTakingTheStream) {
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   to.sin_port = htons(towardA);
   ::sendto(attacker, "inject", 6, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  for (int i = 0; i < 50 && relay->counters().drops[size_t(DropReason::kStrictSource)] == 0;
-       ++i) {
+  for (int i = 0; i < 50 && relay->counters().drops[size_t(DropReason::kStrictSource)] == 0; ++i) {
     io.poll();
     io.restart();
     ::usleep(1000);

@@ -43,7 +43,7 @@ struct AppSettings {
   // address that never answers (a victim named in someone else's SDP). Early media (183) is not
   // counted: phones send no RTP before they are answered. 0: never.
   std::chrono::seconds rtpPeerTimeout{5};
-  std::chrono::seconds maxCall{3600};    // any call, answered or not
+  std::chrono::seconds maxCall{3600};  // any call, answered or not
   std::chrono::seconds voicemailMax{120};
   std::chrono::seconds voicemailSilence{5};  // 0: no silence detection
   VoicemailQuota voicemailQuota;
@@ -77,7 +77,7 @@ struct AppCounters {
   std::atomic<uint64_t> dtmfDigits{0}, redirects{0}, rtpTimeouts{0}, maxDurationEnds{0};
   std::atomic<uint64_t> recordingsWritten{0}, recordingsFailed{0}, recordingsOverQuota{0};
   std::atomic<uint64_t> mailboxFull{0};  // Voicemail INVITEs refused before recording (486)
-  std::atomic<uint64_t> rejected{0};  // INVITEs answered with an error before any media
+  std::atomic<uint64_t> rejected{0};     // INVITEs answered with an error before any media
   std::atomic<uint64_t> byesSent{0}, byesReceived{0}, cancelled{0};
   // Pacing: packets prepared for the sender, ticks dropped (the lateness of the sends is in the
   // PacedSender's stats).

@@ -35,10 +35,10 @@ struct VoicemailUsage {
 // app.voicemail_dir. A message takes 16,000 bytes per second of audio (8 kHz, 16 bit), so the
 // byte limits are the seconds limits too; app.voicemail_max_s bounds one message.
 struct VoicemailQuota {
-  uint64_t maxMessages = 100;                // per mailbox
-  uint64_t maxBytes = 20'000'000;            // per mailbox (about 20 minutes)
-  uint64_t maxTotalMessages = 10'000;        // all mailboxes
-  uint64_t maxTotalBytes = 1'000'000'000;    // all mailboxes
+  uint64_t maxMessages = 100;              // per mailbox
+  uint64_t maxBytes = 20'000'000;          // per mailbox (about 20 minutes)
+  uint64_t maxTotalMessages = 10'000;      // all mailboxes
+  uint64_t maxTotalBytes = 1'000'000'000;  // all mailboxes
 };
 
 // Bytes a message of `samples` samples takes on disk (WAV header and metadata included).

@@ -53,7 +53,7 @@ struct RelaySettings {
   // media.max_streams: m= lines an offer or answer may have; a call also holds at most
   // 2 x maxStreams port pairs (its two legs), however many legs its tags make.
   uint32_t maxStreams = 4;
-  bool ioUring = true;       // media.io_uring: relay with io_uring when the kernel allows it
+  bool ioUring = true;  // media.io_uring: relay with io_uring when the kernel allows it
   // io_uring path only: the worker thread waits for packets inside io_uring_enter (one system
   // call per wakeup) instead of in the Asio reactor, and returns to its io_context when wake()
   // is called (work was posted to it) or at least once a second (its timers). Only for a worker
