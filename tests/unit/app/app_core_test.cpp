@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <evosip/app/app_core.hpp>
+#include <evosip/app/voicemail.hpp>
 #include <evosip/audio/tone.hpp>
 #include <evosip/audio/wav.hpp>
 #include <evosip/rtp/packet.hpp>
@@ -294,6 +295,76 @@ TEST_F(AppCoreTest, MenuRedirectsOnRfc4733Digit) {
   ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 302").empty(); }));
   EXPECT_NE(find("SIP/2.0 302").find("Contact: <sip:101@evosip.local>\r\n"), std::string::npos);
   EXPECT_EQ(core_->counters().redirects.load(), 1u);
+}
+
+TEST_F(AppCoreTest, AnsweredCallWhosePeerNeverSendsIsHungUp) {
+  std::vector<int16_t> pcm(8000 * 5);  // 5 s
+  audio::SineGenerator(1000, 8000, 8000).fill(pcm);
+  audio::StringWavSink sink;
+  audio::WavWriter w(sink);
+  (void)w.append(pcm);
+  (void)w.close();
+  std::ofstream(dir_ / "default" / "en" / "long.wav", std::ios::binary) << sink.bytes();
+  shared_.settings.rtpPeerTimeout = 1s;
+  // Early media is not counted: a phone sends nothing before it is answered.
+  deliver(
+      invite("X-Evosip-Action: Playback\r\nX-Evosip-Sound: long\r\n"
+             "X-Evosip-Option: noanswer\r\n",
+             "early"));
+  ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 183").empty(); }));
+  EXPECT_FALSE(runUntil([&] { return count("SIP/2.0 480") > 0; }, 1500ms));
+  // Answered, and nothing comes back: BYE after a second, not after the 5 s prompt.
+  deliver(invite("X-Evosip-Action: Playback\r\nX-Evosip-Sound: long\r\n"));
+  ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 200 OK").empty(); }));
+  deliver(inDialog("ACK", 1, toTag(find("SIP/2.0 200 OK"))));
+  const auto answered = std::chrono::steady_clock::now();
+  ASSERT_TRUE(runUntil([&] { return !find("BYE ").empty(); }, 3000ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - answered, 1500ms);
+  EXPECT_EQ(core_->counters().rtpTimeouts.load(), 1u);
+}
+
+TEST_F(AppCoreTest, APeerThatSendsKeepsItsCallAndGetsTheMedia) {
+  shared_.settings.rtpPeerTimeout = 1s;
+  std::vector<int16_t> pcm(8000 * 2);
+  audio::SineGenerator(1000, 8000, 8000).fill(pcm);
+  audio::StringWavSink sink;
+  audio::WavWriter w(sink);
+  (void)w.append(pcm);
+  (void)w.close();
+  std::ofstream(dir_ / "default" / "en" / "two.wav", std::ios::binary) << sink.bytes();
+  deliver(invite("X-Evosip-Action: Playback\r\nX-Evosip-Sound: two\r\n"));
+  ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 200 OK").empty(); }));
+  const std::string ok = find("SIP/2.0 200 OK");
+  deliver(inDialog("ACK", 1, toTag(ok)));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(ok.substr(ok.find("m=audio ") + 8))));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  uint8_t buf[64];
+  auto n = rtp::writeRtp({false, 0, 1, 160, 0x77}, std::vector<uint8_t>(20, 0xff), buf);
+  ::sendto(rtp_, buf, *n, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  // One RTP packet from the peer is a sign of life: the prompt plays to its end.
+  ASSERT_TRUE(runUntil([&] { return !find("BYE ").empty(); }, 3500ms));
+  EXPECT_EQ(core_->counters().rtpTimeouts.load(), 0u);
+  EXPECT_GE(drainRtp().size(), 95u);  // the whole 2 s prompt
+}
+
+TEST_F(AppCoreTest, FullMailboxIsRefusedBeforeAnyMedia) {
+  shared_.settings.voicemailQuota.maxMessages = 1;
+  VoicemailMessage m;
+  m.mailbox = "bob";
+  m.id = "20250101T120000Z-00000001";
+  m.file = m.id + ".wav";
+  ASSERT_TRUE(storeVoicemail(shared_.settings.voicemailDir, m, std::vector<int16_t>(800)));
+  deliver(invite("X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: bob\r\n"));
+  ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 486 Mailbox Full").empty(); }));
+  EXPECT_EQ(find("SIP/2.0 200"), "");
+  EXPECT_EQ(core_->calls(), 0u);
+  EXPECT_EQ(core_->counters().mailboxFull.load(), 1u);
+  EXPECT_TRUE(drainRtp().empty());
+  // Another mailbox has room.
+  deliver(invite("X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: carol\r\n", "c2"));
+  EXPECT_TRUE(runUntil([&] { return !find("SIP/2.0 200 OK").empty(); }));
 }
 
 }  // namespace
