@@ -336,6 +336,7 @@ TEST_F(AppCoreTest, APeerThatSendsKeepsItsCallAndGetsTheMedia) {
   ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 200 OK").empty(); }));
   const std::string ok = find("SIP/2.0 200 OK");
   deliver(inDialog("ACK", 1, toTag(ok)));
+  const auto answered = std::chrono::steady_clock::now();
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(static_cast<uint16_t>(std::stoi(ok.substr(ok.find("m=audio ") + 8))));
@@ -346,7 +347,8 @@ TEST_F(AppCoreTest, APeerThatSendsKeepsItsCallAndGetsTheMedia) {
   // One RTP packet from the peer is a sign of life: the prompt plays to its end.
   ASSERT_TRUE(runUntil([&] { return !find("BYE ").empty(); }, 3500ms));
   EXPECT_EQ(core_->counters().rtpTimeouts.load(), 0u);
-  EXPECT_GE(drainRtp().size(), 95u);  // the whole 2 s prompt
+  EXPECT_GE(std::chrono::steady_clock::now() - answered, 1800ms);  // the whole 2 s prompt
+  EXPECT_GT(drainRtp().size(), 60u);
 }
 
 TEST_F(AppCoreTest, FullMailboxIsRefusedBeforeAnyMedia) {
