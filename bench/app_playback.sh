@@ -91,7 +91,8 @@ def step(calls):
                    "rtp_port_min": PORT_MIN, "rtp_port_max": PORT_MAX, "rtp_timeout_s": 0,
                    # app_load only receives: no RTP comes back, so the check that the peer
                    # answers (app.rtp_peer_timeout_s) is off for this load.
-                   "rtp_peer_timeout_s": 0, "max_call_s": 600}}
+                   "rtp_peer_timeout_s": 0, "max_call_s": 600,
+                   "routers": ["127.0.0.1"]}}  # app_load sends its INVITEs from here
     cfg["app"]["realtime_priority"] = 10 if RT else 0  # 10: the app's default
     path = h.write_yaml(os.path.join(work, f"app-{calls}.yaml"), cfg)
     argv = ["taskset", "-c", app_cpu, EVOSIP, "app", "--config", path]
