@@ -169,6 +169,18 @@ bool AddressAcl::allows(const sockaddr* sa, socklen_t len) const {
   return false;
 }
 
+bool AddressAcl::onlyLoopback() const {
+  static const AddressAcl kLoopback = loopback();
+  for (const auto& r : ranges_) {
+    const bool v4Inside = !r.v6 && r.prefix >= 8 && r.bytes[0] == 127;
+    const bool v6Inside = r.v6 && r.prefix == 128 && kLoopback.ranges_[1] == r;
+    if (!v4Inside && !v6Inside) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string AddressAcl::str() const {
   std::string out;
   for (const auto& r : ranges_) {

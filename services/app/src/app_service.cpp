@@ -406,6 +406,15 @@ void AppService::start() {
   for (const auto& spec : d.transport->bound()) {
     addrs += (addrs.empty() ? "" : ", ") + spec.str();
   }
+  for (const auto& spec : d.transport->bound()) {
+    if (!spec.endpoint.ip.is_loopback() && d.config.routers.onlyLoopback()) {
+      d.logger->warn(
+          "sip.listen {} is reachable from other hosts but app.routers ({}) lets "
+          "only this host call: list the routers' addresses",
+          spec.str(), d.config.routers.str());
+      break;
+    }
+  }
   d.logger->info(
       "app ready: sip {} (calls from {}) control {} rtp {} ports {}-{} sounds {} voicemail {} "
       "workers {} sends {}",

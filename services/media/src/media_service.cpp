@@ -418,6 +418,13 @@ void MediaService::start() {
   d.pool.start();
   d.ticks->start();
   d.ready = true;
+  if (auto ng = transport::parseEndpoint(d.config.ngListen, 2223);
+      ng && !ng->ip.is_loopback() && d.config.ngAllow.onlyLoopback()) {
+    d.logger->warn(
+        "media.ng_listen {} is reachable from other hosts but media.ng_allow ({}) "
+        "lets only this host in: list the SIP proxies' addresses",
+        d.config.ngListen, d.config.ngAllow.str());
+  }
   d.logger->info(
       "media ready: ng {} (from {}) control {} address {} ports {}-{} workers {} max_sessions {} "
       "max_streams {}",

@@ -73,6 +73,11 @@ TEST(AddressAcl, BadEntriesNameThemselves) {
 
 TEST(AddressAcl, LoopbackDefault) {
   const AddressAcl acl = AddressAcl::loopback();
+  EXPECT_TRUE(acl.onlyLoopback());
+  EXPECT_TRUE(AddressAcl::parse({"127.0.0.1"})->onlyLoopback());
+  EXPECT_FALSE(AddressAcl::parse({"127.0.0.1", "10.0.0.0/8"})->onlyLoopback());
+  EXPECT_FALSE(AddressAcl::parse({"0.0.0.0/0"})->onlyLoopback());
+  EXPECT_FALSE(AddressAcl::parse({"::/0"})->onlyLoopback());
   EXPECT_TRUE(acl.allows(addr("127.0.0.1")));
   EXPECT_TRUE(acl.allows(addr("127.0.0.2")));
   EXPECT_TRUE(acl.allows(addr("::1")));

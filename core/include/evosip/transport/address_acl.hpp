@@ -47,6 +47,8 @@ class AddressAcl {
   bool allows(const sockaddr* sa, socklen_t len) const;
 
   bool empty() const { return ranges_.empty(); }
+  // Every entry is inside 127.0.0.0/8 or ::1: nobody on another host is allowed.
+  bool onlyLoopback() const;
   const std::vector<AddressRange>& ranges() const { return ranges_; }
   std::string str() const;  // "127.0.0.0/8, ::1/128"
 
