@@ -401,8 +401,9 @@ bencode::Value Relay::answer(const bencode::Value& body) {
 
 Result<std::pair<Leg*, Leg*>> Relay::pickLegs(Call& call, const NgOptions& opts, bool isAnswer,
                                               int64_t wall) {
-  // A leg is one SIP tag; more than two per m= line pair could never all have media (a call
-  // holds at most 2 x max_streams port pairs), so new tags beyond that are refused.
+  // A leg is one SIP tag. A leg with media holds at least one port pair and a call at most
+  // 2 x max_streams, so more legs than that could never all have media: new tags beyond it are
+  // refused (a flood of tags on one Call-ID would otherwise grow the call without end).
   const size_t maxLegs = 2 * static_cast<size_t>(settings_.maxStreams);
   auto addLeg = [&](const std::string& tag) -> Leg* {
     return call.legs.size() < maxLegs ? call.newLeg(tag, wall) : nullptr;
