@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <array>
 #include <string>
 
 #include <evosip/base/strings.hpp>
@@ -161,6 +163,106 @@ Result<ListenSpec> parseListenSpec(std::string_view text) {
     return tl::unexpected(ep.error());
   }
   return ListenSpec{*protocol, *ep};
+}
+
+namespace {
+
+// The address bytes of ip (4 or 16) into out; returns the count.
+size_t addressBytes(const boost::asio::ip::address& ip, std::array<unsigned char, 16>& out) {
+  if (ip.is_v4()) {
+    const auto b = ip.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), out.begin());
+    return 4;
+  }
+  const auto b = ip.to_v6().to_bytes();
+  std::copy(b.begin(), b.end(), out.begin());
+  return 16;
+}
+
+// True when the first `bits` bits of a and b agree.
+bool samePrefix(const std::array<unsigned char, 16>& a, const std::array<unsigned char, 16>& b,
+                unsigned bits) {
+  size_t i = 0;
+  for (; bits >= 8; bits -= 8, ++i) {
+    if (a[i] != b[i]) {
+      return false;
+    }
+  }
+  if (bits == 0) {
+    return true;
+  }
+  const auto mask = static_cast<unsigned char>(0xff << (8 - bits));
+  return (a[i] & mask) == (b[i] & mask);
+}
+
+}  // namespace
+
+bool Network::contains(const boost::asio::ip::address& ip) const {
+  if (ip.is_v4() != base.is_v4()) {
+    return false;
+  }
+  std::array<unsigned char, 16> a{};
+  std::array<unsigned char, 16> b{};
+  addressBytes(ip, a);
+  addressBytes(base, b);
+  return samePrefix(a, b, prefixLength);
+}
+
+std::string Network::str() const {
+  return base.to_string() + "/" + std::to_string(prefixLength);
+}
+
+Result<Network> parseNetwork(std::string_view text) {
+  const std::string_view t = trim(text);
+  const size_t slash = t.find('/');
+  const std::string host(t.substr(0, slash));
+  boost::system::error_code ec;
+  Network n;
+  n.base = boost::asio::ip::make_address(host, ec);
+  if (ec || host.empty()) {
+    return makeError(Errc::kParse, "'" + std::string(t) + "' is not an IP address or network");
+  }
+  std::array<unsigned char, 16> bytes{};
+  const size_t len = addressBytes(n.base, bytes);
+  const auto maxBits = static_cast<uint8_t>(len * 8);
+  n.prefixLength = maxBits;
+  if (slash != std::string_view::npos) {
+    auto bits = parseDecimal(t.substr(slash + 1), maxBits);
+    if (!bits) {
+      return makeError(Errc::kParse, "'" + std::string(t) + "' has a bad prefix length");
+    }
+    n.prefixLength = static_cast<uint8_t>(*bits);
+  }
+  std::array<unsigned char, 16> masked = bytes;
+  for (size_t bit = n.prefixLength; bit < len * 8; ++bit) {
+    masked[bit / 8] &= static_cast<unsigned char>(~(0x80 >> (bit % 8)));
+  }
+  if (masked != bytes) {
+    return makeError(Errc::kParse,
+                     "'" + std::string(t) + "' has address bits set after the prefix length");
+  }
+  return n;
+}
+
+Result<NetworkList> NetworkList::parse(const std::vector<std::string>& texts) {
+  std::vector<Network> networks;
+  for (const auto& text : texts) {
+    auto n = parseNetwork(text);
+    if (!n) {
+      return tl::unexpected(n.error());
+    }
+    networks.push_back(*n);
+  }
+  return NetworkList(std::move(networks));
+}
+
+bool NetworkList::contains(const boost::asio::ip::address& ip) const {
+  for (const auto& n : networks_) {
+    if (n.contains(ip)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace evosip::transport

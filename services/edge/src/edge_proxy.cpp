@@ -1,50 +1,29 @@
+#include <random>
+
 #include <fmt/format.h>
 
 #include <evosip/base/hash.hpp>
 #include <evosip/base/strings.hpp>
 #include <evosip/edge/edge_proxy.hpp>
+#include <evosip/edge/header_hygiene.hpp>
 #include <evosip/sip/editor.hpp>
 #include <evosip/sip/params.hpp>
 #include <evosip/sip/response.hpp>
 
-namespace evosip::edge {
-namespace {
+#include "edge_internal.hpp"
 
+namespace evosip::edge {
+
+using detail::kBranchHexLen;
+using detail::kBranchPrefix;
+using detail::offsetOf;
 using transport::Destination;
 using transport::Protocol;
 
-constexpr std::string_view kBranchPrefix = "z9hG4bK-e";  // RFC 3261 cookie + our marker
-constexpr size_t kBranchHexLen = 16 + 8;                 // transaction hash + loop hash
+namespace {
 
-void appendHex(std::string& out, uint64_t v, int digits) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i) {
-    out.push_back(kHex[(v >> (i * 4)) & 0xf]);
-  }
-}
-
-std::optional<uint64_t> parseHex(std::string_view s) {
-  if (s.empty() || s.size() > 16) {
-    return std::nullopt;
-  }
-  uint64_t v = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return std::nullopt;
-    }
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  return v;
-}
-
-bool isEvosipHeader(std::string_view name) {
-  return istartsWith(name, "x-evosip-");
-}
+// CANCEL shares its INVITE's branch; its failover entry is kept apart from the INVITE's.
+constexpr uint64_t kCancelKey = 0x63616e63656cULL;
 
 size_t methodSlot(sip::Method m) {
   switch (m) {
@@ -79,9 +58,39 @@ size_t codeSlot(int code) {
   return kCountedCodes.size() + static_cast<size_t>(cls >= 1 && cls <= 6 ? cls - 1 : 5);
 }
 
-// Offset of a view into the message buffer.
-uint32_t offsetOf(const sip::Message& msg, std::string_view part) {
-  return static_cast<uint32_t>(part.data() - msg.buffer().data());
+uint64_t randomKey() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+}  // namespace
+
+namespace detail {
+
+void appendHex(std::string& out, uint64_t v, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) {
+    out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+  }
+}
+
+std::optional<uint64_t> parseHex(std::string_view s) {
+  if (s.empty() || s.size() > 16) {
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return std::nullopt;
+    }
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  return v;
 }
 
 std::optional<boost::asio::ip::address> parseIp(std::string_view host) {
@@ -93,9 +102,9 @@ std::optional<boost::asio::ip::address> parseIp(std::string_view host) {
   return ip;
 }
 
-// received/rport on the sender's Via (RFC 3261 18.2.1, RFC 3581). The rport value goes in
-// first: when rport is the last parameter both edits land on the same offset.
-// The editor copies inserted text, so `buf` (a worker's reused buffer) is free again after.
+// The rport value goes in first: when rport is the last parameter both edits land on the same
+// offset. The editor copies inserted text, so `buf` (a worker's reused buffer) is free again
+// after.
 void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const sip::Via& topVia,
                       const transport::Source& src, std::string& buf) {
   const auto rport = topVia.rport();
@@ -124,7 +133,7 @@ void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const s
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 std::string_view dropReasonName(DropReason r) {
   switch (r) {
@@ -150,6 +159,14 @@ std::string_view dropReasonName(DropReason r) {
       return "invalid";
     case DropReason::kPendingFull:
       return "pending_full";
+    case DropReason::kBanned:
+      return "banned";
+    case DropReason::kNotOurDialog:
+      return "not_our_dialog";
+    case DropReason::kControlChar:
+      return "control_character";
+    case DropReason::kReplyTooLarge:
+      return "reply_too_large";
     case DropReason::kCount:
       break;
   }
@@ -162,6 +179,38 @@ struct EdgeProxy::RouteInfo {
   bool badToken = false;
   std::optional<sip::Uri> next;  // the first Route that is not ours
   std::string_view nextText;
+  // What popping our entries removes: the first `poppedHeaders` Route header lines whole, and
+  // in `partial` (the line that holds the next entry too) the values before `keepFrom`.
+  size_t poppedHeaders = 0;
+  const sip::HeaderField* partial = nullptr;
+  std::string_view keepFrom;
+};
+
+// What the request steps learn about one request, filled top to bottom.
+struct EdgeProxy::RequestContext {
+  RequestContext(WorkerState& ws, size_t index, const sip::Message& m, const transport::Source& s,
+                 int64_t t, bool router)
+      : w(ws), worker(index), msg(m), src(s), now(t), fromRouter(router), edit(m) {}
+
+  WorkerState& w;
+  size_t worker;
+  const sip::Message& msg;
+  const transport::Source& src;
+  int64_t now;
+  bool fromRouter;  // from a router of the set: inside the platform
+  // checkSanity
+  sip::Via topVia;
+  uint32_t cseq = 0;
+  bool initial = true;  // no To tag: outside any dialog
+  std::string_view callId;
+  // the routing steps
+  sip::MessageEditor edit;
+  RouteInfo route;
+  Destination next;
+  size_t routerIndex = SIZE_MAX;  // next is this router of the set
+  bool toClient = false;          // next is a client flow
+  uint64_t txHash = 0;
+  int32_t egress = -1;
 };
 
 EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, size_t workers,
@@ -171,6 +220,7 @@ EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, 
       send_(std::move(send)),
       post_(std::move(post)),
       tokens_(settings_.flowSecret),
+      secretKey_(randomKey()),
       routers_(std::move(routers)) {
   // Our identity: the advertised address, else the first listen address of each family.
   for (const auto& spec : settings_.listen) {
@@ -201,7 +251,7 @@ EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, 
     self6_ = self4_;
   }
   for (size_t i = 0; i < workers; ++i) {
-    workers_.push_back(std::make_unique<WorkerState>(settings_));
+    workers_.push_back(std::make_unique<WorkerState>(settings_, secretKey_));
     workers_.back()->routers = routers_;
     workers_.back()->routersGeneration = generation_.load();
   }
@@ -269,6 +319,32 @@ bool EdgeProxy::isSelfVia(std::string_view host, uint16_t port) const {
   return iequals(host, self4_.host) || iequals(host, self6_.host);
 }
 
+bool EdgeProxy::isOwnEndpoint(const transport::Endpoint& ep) const {
+  // A wildcard listen address is reached through any local address; loopback and the advertised
+  // address are the ones a request can name.
+  auto ourIp = [&](const boost::asio::ip::address& listenIp) {
+    if (listenIp == ep.ip) {
+      return true;
+    }
+    return listenIp.is_unspecified() && listenIp.is_v6() == ep.ip.is_v6() &&
+           (ep.ip.is_loopback() || iequals(ep.ip.to_string(), settings_.advertiseHost));
+  };
+  for (const auto& spec : settings_.listen) {
+    if (!ourIp(spec.endpoint.ip)) {
+      continue;
+    }
+    if (spec.endpoint.port == ep.port) {
+      return true;
+    }
+    for (const auto& e : settings_.egressPorts) {
+      if (e[0] == ep.port || e[1] == ep.port) {
+        return true;
+      }
+    }
+  }
+  return isSelfHostPort(ep.ip.to_string(), ep.port);
+}
+
 int32_t EdgeProxy::egressFor(std::string_view callId, const transport::Endpoint& router,
                              uint16_t& port) const {
   const auto& e = settings_.egressPorts;
@@ -284,23 +360,18 @@ bool EdgeProxy::isSelf(const sip::Uri& uri) const {
   return uri.isSip() && isSelfHostPort(uri.host, uri.port);
 }
 
+void EdgeProxy::drop(WorkerState& w, DropReason why) const {
+  WorkerCounters::bump(w.counters.drops[detail::dropSlot(why)]);
+}
+
 void EdgeProxy::onPacket(size_t worker, const transport::Packet& packet) {
   WorkerState& w = *workers_[worker];
+  refreshRouters(w);
   auto msg = sip::Message::parse(packet.data, settings_.limits);
   if (!msg) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kParse)]);
-    // Readable headers with an unusable Content-Length still get their 400 (streams are
-    // answered by the transport, which cannot frame them).
-    if (packet.source.protocol == transport::Protocol::kUdp) {
-      std::string reply = sip::buildUnframedResponse(packet.data, 400);
-      if (!reply.empty()) {
-        WorkerCounters::bump(w.counters.localReplies);
-        send_(Destination{Protocol::kUdp, packet.source.remote, {}}, reply);
-      }
-    }
+    onUnparsable(w, packet);
     return;
   }
-  refreshRouters(w);
   if (msg->isRequest()) {
     WorkerCounters::bump(w.counters.requests[methodSlot(msg->method())]);
     handleRequest(w, worker, *msg, packet.source);
@@ -310,26 +381,45 @@ void EdgeProxy::onPacket(size_t worker, const transport::Packet& packet) {
   }
 }
 
+void EdgeProxy::onUnparsable(WorkerState& w, const transport::Packet& packet) {
+  drop(w, DropReason::kParse);
+  // Readable headers with an unusable Content-Length still get their 400 (streams are answered
+  // by the transport, which cannot frame them), unless the source is banned or over its rate.
+  const auto& src = packet.source;
+  if (src.protocol != Protocol::kUdp) {
+    return;
+  }
+  const bool fromRouter = w.routers->find(src.remote) != SIZE_MAX;
+  if (!fromRouter && refusal(w, src.remote.ip, nowNs())) {
+    return;
+  }
+  w.out = sip::buildUnframedResponse(packet.data, 400);
+  if (!w.out.empty()) {
+    sendReply(w, Destination{Protocol::kUdp, src.remote, {}}, packet.data.size());
+  }
+}
+
 void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::Source& src,
                       int code, std::string_view reason, std::string_view extraHeaders) {
   if (msg.method() == sip::Method::kAck) {
     return;  // ACK is never answered
   }
   std::string tag;
-  appendHex(tag, hash64(msg.callId(), 0x7467) ^ static_cast<uint64_t>(code), 12);
+  detail::appendHex(tag, hash64(msg.callId(), 0x7467) ^ static_cast<uint64_t>(code), 12);
   // The response's Via tells the client how we saw it (RFC 3581): received/rport.
   std::string withReceived;
   std::optional<sip::Message> fixed;
   if (auto via = msg.topVia()) {
     sip::MessageEditor edit(msg);
-    addReceivedRport(edit, msg, *via, src, w.scratch);
+    detail::addReceivedRport(edit, msg, *via, src, w.scratch);
     withReceived = edit.str();
     if (auto m = sip::Message::parse(withReceived, settings_.limits)) {
       fixed = std::move(*m);
     }
   }
-  if (!sip::buildResponse(fixed ? *fixed : msg, code, reason, tag, extraHeaders, w.out)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kInvalid)]);
+  const sip::Message& request = fixed ? *fixed : msg;
+  if (!sip::buildResponse(request, code, reason, tag, extraHeaders, w.out)) {
+    drop(w, DropReason::kInvalid);
     return;
   }
   // RFC 3261 18.2.2 / RFC 3581: streams and rport go back to the source; plain UDP to the
@@ -341,25 +431,94 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
     } else if (via && !via->rport() && via->port == 0) {
       to.remote.port = 5060;
     }
+    // A spoofable source gets the minimal header set when the extras would make it grow.
+    if (w.out.size() > msg.buffer().size() + detail::kUnverifiedReplySlack &&
+        !extraHeaders.empty()) {
+      sip::buildResponse(request, code, reason, tag, {}, w.out);
+    }
+  }
+  sendReply(w, to, msg.buffer().size());
+}
+
+bool EdgeProxy::sendReply(WorkerState& w, const Destination& to, size_t requestSize) {
+  // A UDP source has not proven its address: never send it much more than it sent (no
+  // reflection amplification). Routers and connections are verified peers.
+  if (to.protocol == Protocol::kUdp && w.out.size() > requestSize + detail::kUnverifiedReplySlack &&
+      w.routers->find(to.remote) == SIZE_MAX) {
+    drop(w, DropReason::kReplyTooLarge);
+    return false;
   }
   WorkerCounters::bump(w.counters.localReplies);
   if (!send_(to, w.out)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kSendFailed)]);
+    drop(w, DropReason::kSendFailed);
+    return false;
+  }
+  return true;
+}
+
+std::optional<DropReason> EdgeProxy::refusal(WorkerState& w, const boost::asio::ip::address& ip,
+                                             int64_t now) {
+  if (w.bans.banned(ip, now)) {
+    return DropReason::kBanned;
+  }
+  if (w.limiter.enabled() && !w.limiter.allow(ip, now) && !settings_.rateLimitExempt.contains(ip)) {
+    return DropReason::kRateLimit;
+  }
+  return std::nullopt;
+}
+
+// ---- The request chain ----------------------------------------------------------------------
+
+void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message& msg,
+                              const transport::Source& src) {
+  const bool fromRouter = src.protocol == Protocol::kUdp && w.routers->find(src.remote) != SIZE_MAX;
+  RequestContext rq(w, worker, msg, src, nowNs(), fromRouter);
+  // Each step answers or drops the request and returns false, or lets it through.
+  const bool forwardable = admit(rq) && checkSanity(rq) && checkHeaderHygiene(rq) &&
+                           !answersLocally(rq) && applyRouteHygiene(rq) && checkInDialog(rq) &&
+                           selectNextHop(rq) && checkLoop(rq);
+  if (forwardable) {
+    rewrite(rq);
+    forward(rq);
   }
 }
 
-bool EdgeProxy::checkRequest(WorkerState& w, const sip::Message& msg,
-                             const transport::Source& src) {
+// Flood protection, for sources outside the platform only: a banned source (repeated
+// authentication failures) is refused, then the token bucket of its address decides. Over UDP
+// both are silent (an answer would serve a spoofed source); a connection is told.
+bool EdgeProxy::admit(RequestContext& rq) {
+  if (rq.fromRouter) {
+    return true;
+  }
+  const auto why = refusal(rq.w, rq.src.remote.ip, rq.now);
+  if (!why) {
+    return true;
+  }
+  drop(rq.w, *why);
+  if (rq.src.protocol != Protocol::kUdp) {
+    if (*why == DropReason::kBanned) {
+      reply(rq.w, rq.msg, rq.src, 403, "Forbidden");
+    } else {
+      reply(rq.w, rq.msg, rq.src, 503, "Service Unavailable", "Retry-After: 1\r\n");
+    }
+  }
+  return false;
+}
+
+bool EdgeProxy::checkSanity(RequestContext& rq) {
+  const sip::Message& msg = rq.msg;
   auto bad = [&](DropReason why, int code, std::string_view reason, std::string_view extra = {}) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(why)]);
-    reply(w, msg, src, code, reason, extra);
+    drop(rq.w, why);
+    reply(rq.w, msg, rq.src, code, reason, extra);
     return false;
   };
-  // Without these a response cannot be built: drop silently.
-  if (!msg.find(sip::HeaderId::kVia) || !msg.topVia()) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kInvalid)]);
+  // Without a Via no response can be built: drop silently.
+  auto topVia = msg.topVia();
+  if (!topVia) {
+    drop(rq.w, DropReason::kInvalid);
     return false;
   }
+  rq.topVia = *topVia;
   // The rest can be answered: the response copies what is there (RFC 3261 8.2.6).
   if (!msg.find(sip::HeaderId::kFrom)) {
     return bad(DropReason::kInvalid, 400, "Missing From");
@@ -367,7 +526,8 @@ bool EdgeProxy::checkRequest(WorkerState& w, const sip::Message& msg,
   if (!msg.find(sip::HeaderId::kTo)) {
     return bad(DropReason::kInvalid, 400, "Missing To");
   }
-  if (msg.callId().empty()) {
+  rq.callId = msg.callId();
+  if (rq.callId.empty()) {
     return bad(DropReason::kInvalid, 400, "Missing Call-ID");
   }
   if (!msg.find(sip::HeaderId::kCSeq)) {
@@ -380,12 +540,15 @@ bool EdgeProxy::checkRequest(WorkerState& w, const sip::Message& msg,
   if (cseq->methodText != msg.methodText()) {
     return bad(DropReason::kInvalid, 400, "CSeq Method Does Not Match");
   }
+  rq.cseq = cseq->number;
   if (!msg.from()) {
     return bad(DropReason::kInvalid, 400, "Bad From");
   }
-  if (!msg.to()) {
+  auto to = msg.to();
+  if (!to) {
     return bad(DropReason::kInvalid, 400, "Bad To");
   }
+  rq.initial = !to->tag().has_value();
   auto ruri = sip::parseUri(msg.requestUri());
   if (!ruri) {
     return bad(DropReason::kInvalid, 400, "Bad Request-URI");
@@ -393,7 +556,7 @@ bool EdgeProxy::checkRequest(WorkerState& w, const sip::Message& msg,
   if (ruri->scheme == sip::UriScheme::kOther) {
     return bad(DropReason::kInvalid, 416, "Unsupported URI Scheme");
   }
-  if (const auto* mf = msg.find(sip::HeaderId::kMaxForwards)) {
+  if (msg.find(sip::HeaderId::kMaxForwards)) {
     auto value = msg.maxForwards();
     if (!value) {
       return bad(DropReason::kInvalid, 400, "Bad Max-Forwards");
@@ -401,22 +564,32 @@ bool EdgeProxy::checkRequest(WorkerState& w, const sip::Message& msg,
     if (*value == 0) {
       return bad(DropReason::kTooManyHops, 483, "Too Many Hops");
     }
-    (void)mf;
   }
   if (const auto* pr = msg.find(sip::HeaderId::kProxyRequire)) {
     // A stateless proxy supports no extension that a client may require of it (RFC 3261 16.3).
-    std::string extra = fmt::format("Unsupported: {}\r\n", pr->value);
-    return bad(DropReason::kInvalid, 420, "Bad Extension", extra);
+    return bad(DropReason::kInvalid, 420, "Bad Extension",
+               fmt::format("Unsupported: {}\r\n", pr->value));
   }
   if (msg.contentLength() && *msg.contentLength() != msg.body().size() &&
-      src.protocol != Protocol::kUdp) {
+      rq.src.protocol != Protocol::kUdp) {
     return bad(DropReason::kInvalid, 400, "Bad Content-Length");
   }
   return true;
 }
 
-bool EdgeProxy::answersLocally(WorkerState& w, const sip::Message& msg,
-                               const transport::Source& src) {
+// A control character in a header is never forwarded: the next parser may read it differently
+// (a NUL ends a C string, a lone CR or LF starts a new header for some).
+bool EdgeProxy::checkHeaderHygiene(RequestContext& rq) {
+  if (!findControlCharacter(rq.msg)) {
+    return true;
+  }
+  drop(rq.w, DropReason::kControlChar);
+  reply(rq.w, rq.msg, rq.src, 400, "Control Character In Header");
+  return false;
+}
+
+bool EdgeProxy::answersLocally(RequestContext& rq) {
+  const sip::Message& msg = rq.msg;
   if (msg.method() != sip::Method::kOptions || msg.find(sip::HeaderId::kRoute)) {
     return false;
   }
@@ -424,9 +597,232 @@ bool EdgeProxy::answersLocally(WorkerState& w, const sip::Message& msg,
   if (!ruri || !ruri->user.empty() || !isSelf(*ruri)) {
     return false;
   }
-  reply(w, msg, src, 200, "OK",
+  reply(rq.w, msg, rq.src, 200, "OK",
         "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, "
         "UPDATE, PRACK, MESSAGE, PUBLISH\r\nAccept: application/sdp\r\n");
+  return true;
+}
+
+// Loose routing (RFC 3261 16.4): finds the leading Route entries that name this edge. Our
+// entries of one pass are popped together (a flow entry and, with a transport change, a plain
+// one). A second flow entry belongs to a later pass of the same request through this edge (a
+// spiral via a router) and stays for that pass.
+bool EdgeProxy::readRoutes(RequestContext& rq) {
+  RouteInfo& route = rq.route;
+  for (const auto& h : rq.msg.headers()) {
+    if (h.id != sip::HeaderId::kRoute) {
+      continue;
+    }
+    if (route.next) {
+      break;
+    }
+    sip::ValueSplitter values(h.value);
+    bool allOurs = true;
+    while (auto v = values.next()) {
+      auto na = sip::parseNameAddr(*v);
+      if (!na) {
+        drop(rq.w, DropReason::kInvalid);
+        reply(rq.w, rq.msg, rq.src, 400, "Bad Route");
+        return false;
+      }
+      const bool ours = isSelf(na->uri);
+      const bool laterPass = ours && !na->uri.user.empty() && (route.flow || route.badToken);
+      if (ours && !laterPass) {
+        route.poppedAny = true;
+        if (!na->uri.user.empty()) {
+          route.flow = tokens_.decode(na->uri.user);
+          route.badToken = !route.flow;
+        }
+        continue;
+      }
+      route.next = na->uri;
+      route.nextText = na->uriText;
+      if (v->data() != h.value.data()) {
+        route.partial = &h;
+        route.keepFrom = *v;
+      }
+      allOurs = false;
+      break;
+    }
+    if (allOurs) {
+      ++route.poppedHeaders;
+    }
+  }
+  return true;
+}
+
+// From outside the platform only our own Record-Route may steer a request. An initial request
+// (and an ACK that is not on our route set: the ACK of a non-2xx final) loses every Route the
+// client put in, so a preloaded Route cannot divert it; it goes to a router like any other. A
+// REGISTER loses the client's Path: only the edge's own Path reaches the registrar.
+bool EdgeProxy::applyRouteHygiene(RequestContext& rq) {
+  if (!readRoutes(rq)) {
+    return false;
+  }
+  const sip::Message& msg = rq.msg;
+  RouteInfo& route = rq.route;
+  const bool ack = msg.method() == sip::Method::kAck;
+  const bool dropClientRoutes = !rq.fromRouter && (rq.initial || (ack && !route.flow));
+  const bool dropClientPath = !rq.fromRouter && msg.method() == sip::Method::kRegister;
+  size_t routeIndex = 0;
+  for (const auto& h : msg.headers()) {
+    if (h.id == sip::HeaderId::kRoute) {
+      if (dropClientRoutes || routeIndex < route.poppedHeaders) {
+        rq.edit.removeHeader(h);
+      } else if (&h == route.partial) {
+        rq.edit.replaceRange(offsetOf(msg, h.value), offsetOf(msg, route.keepFrom), "");
+      }
+      ++routeIndex;
+    } else if (h.id == sip::HeaderId::kPath && dropClientPath) {
+      rq.edit.removeHeader(h);
+    }
+  }
+  if (dropClientRoutes) {
+    route.next.reset();
+    route.nextText = {};
+  }
+  return true;
+}
+
+// A request inside a dialog from outside must follow the route set the platform gave the
+// client: our Record-Route entry, with a flow token we signed, on top. Without it the request
+// names a dialog we never made, or a route of its own: 481, nothing forwarded. (The ACK of a
+// non-2xx final has the To tag of a dialog that never formed and no route set: it went on like
+// an initial request.)
+bool EdgeProxy::checkInDialog(RequestContext& rq) {
+  if (rq.fromRouter || rq.initial || rq.msg.method() == sip::Method::kAck || rq.route.flow) {
+    return true;
+  }
+  drop(rq.w, rq.route.badToken ? DropReason::kBadFlowToken : DropReason::kNotOurDialog);
+  reply(rq.w, rq.msg, rq.src, 481, "Call/Transaction Does Not Exist");
+  return false;
+}
+
+// Everything from outside goes to a router: the one named by the next Route (the router's own
+// Record-Route of the dialog) when it is a live member of the set, otherwise the rendezvous
+// choice for the Call-ID.
+bool EdgeProxy::selectNextHop(RequestContext& rq) {
+  if (rq.fromRouter) {
+    return nextHopFromRouter(rq);
+  }
+  RouterSet& routers = *rq.w.routers;
+  const auto& next = rq.route.next;
+  if (next && next->isSip()) {
+    if (auto ep = transport::parseEndpoint(next->hostText, next->portOrDefault())) {
+      const size_t i = routers.find(*ep);
+      if (i != SIZE_MAX && routers.at(i).upAt(rq.now)) {
+        rq.routerIndex = i;
+      }
+    }
+  }
+  if (rq.routerIndex == SIZE_MAX) {
+    rq.routerIndex = routers.pick(rq.callId, rq.now);
+  }
+  if (rq.routerIndex == SIZE_MAX) {
+    drop(rq.w, DropReason::kNoRouter);
+    reply(rq.w, rq.msg, rq.src, 503, "Service Unavailable",
+          fmt::format("Retry-After: {}\r\n",
+                      std::max<int64_t>(1, settings_.holdDown.count() / 1000)));
+    return false;
+  }
+  rq.next = Destination{Protocol::kUdp, routers.at(rq.routerIndex).endpoint, {}};
+  return true;
+}
+
+// A request from a router goes to the next Route, else to the client flow named by the popped
+// Route's flow token, else to the Request-URI (numeric hosts only).
+bool EdgeProxy::nextHopFromRouter(RequestContext& rq) {
+  const RouteInfo& route = rq.route;
+  auto fail = [&](DropReason why, int code, std::string_view reason) {
+    drop(rq.w, why);
+    reply(rq.w, rq.msg, rq.src, code, reason);
+    return false;
+  };
+  if (route.next && !isSelf(*route.next)) {
+    auto ep = transport::parseEndpoint(route.next->hostText, route.next->portOrDefault());
+    if (!ep) {
+      return fail(DropReason::kNoRoute, 503, "Cannot Resolve Next Hop");
+    }
+    rq.next = Destination{Protocol::kUdp, *ep, {}};
+    return true;
+  }
+  if (route.flow) {
+    rq.next = *route.flow;
+    rq.toClient = true;
+    return true;
+  }
+  if (route.badToken) {
+    return fail(DropReason::kBadFlowToken, 403, "Invalid Flow Token");
+  }
+  // A strict-routing predecessor would have put our URI into the Request-URI; our Record-Route
+  // always carries lr, so only a strict router in front of us does that: not supported.
+  auto ruri = sip::parseUri(rq.msg.requestUri());
+  if (!ruri || !ruri->isSip()) {
+    return fail(DropReason::kNoRoute, 416, "Unsupported URI Scheme");
+  }
+  if (isSelf(*ruri)) {
+    // Addressed to one of our own flow URIs (a strict router copied it here), or to us with
+    // nowhere to go: never send to ourselves.
+    auto flow = ruri->user.empty() ? std::nullopt : tokens_.decode(ruri->user);
+    if (!flow) {
+      return fail(DropReason::kNoRoute, 404, "Not Found");
+    }
+    rq.next = *flow;
+  } else {
+    auto ep = transport::parseEndpoint(ruri->hostText, ruri->portOrDefault());
+    if (!ep) {
+      return fail(DropReason::kNoRoute, 503, "Cannot Resolve Request-URI");
+    }
+    rq.next = Destination{Protocol::kUdp, *ep, {}};
+  }
+  rq.toClient = true;
+  return true;
+}
+
+// Our branch: the same for retransmissions, ACK and CANCEL of the same request (RFC 3261
+// 16.11); the loop part changes when the request changes (16.6 #8).
+void EdgeProxy::computeBranch(RequestContext& rq) {
+  const sip::Message& msg = rq.msg;
+  std::string& scratch = rq.w.scratch;
+  auto fromTag = [&] {
+    auto f = msg.from();
+    return f && f->tag() ? *f->tag() : std::string_view();
+  };
+  auto upstream = rq.topVia.branch();
+  scratch.clear();
+  if (upstream && rq.topVia.rfc3261Branch()) {
+    scratch.append(*upstream);
+  } else {  // RFC 2543 peer: identify the transaction by its fields
+    scratch.append(msg.requestUri()).append(rq.callId).append(fromTag());
+    scratch.append(std::to_string(rq.cseq));
+  }
+  scratch.append(rq.topVia.hostText);
+  scratch.append(std::to_string(rq.topVia.port));
+  rq.txHash = hash64(scratch, 0x7478);
+  scratch.clear();
+  scratch.append(msg.requestUri()).append(rq.callId).append(std::to_string(rq.cseq));
+  scratch.append(fromTag());
+  // No To tag: the ACK of a non-2xx final carries the callee's tag, and it must get the same
+  // branch as its INVITE (RFC 3261 16.11, 17.2.1) or the UAS never matches it.
+  scratch.append(rq.route.nextText);
+  const uint64_t loopHash = hash64(scratch, 0x6c6f6f70) & 0xffffffffULL;
+  std::string& branch = rq.w.branch;
+  branch.assign(kBranchPrefix);
+  detail::appendHex(branch, rq.txHash, 16);
+  detail::appendHex(branch, loopHash, 8);
+}
+
+// Never to ourselves, and RFC 3261 16.3 item 4: the same request back through us is a loop.
+bool EdgeProxy::checkLoop(RequestContext& rq) {
+  const bool toSelf = rq.next.protocol == Protocol::kUdp && isOwnEndpoint(rq.next.remote);
+  if (!toSelf) {
+    computeBranch(rq);
+  }
+  if (toSelf || isLoop(rq.msg, std::string_view(rq.w.branch).substr(kBranchPrefix.size() + 16))) {
+    drop(rq.w, DropReason::kLoop);
+    reply(rq.w, rq.msg, rq.src, 482, "Loop Detected");
+    return false;
+  }
   return true;
 }
 
@@ -455,517 +851,104 @@ bool EdgeProxy::isLoop(const sip::Message& msg, std::string_view loopHex) const 
   return false;
 }
 
-void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message& msg,
-                              const transport::Source& src) {
-  const int64_t now = nowNs();
-  RouterSet& routers = *w.routers;
-  const bool fromRouter = src.protocol == Protocol::kUdp && routers.find(src.remote) != SIZE_MAX;
-
-  // 1. Flood protection, for sources outside the platform only.
-  if (!fromRouter && !w.limiter.allow(src.remote.ip, now)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kRateLimit)]);
-    if (src.protocol != Protocol::kUdp) {  // no amplification over a connection
-      reply(w, msg, src, 503, "Service Unavailable", "Retry-After: 1\r\n");
-    }
-    return;
-  }
-  // 2. Sanity checks, 3. requests for the edge itself.
-  if (!checkRequest(w, msg, src) || answersLocally(w, msg, src)) {
-    return;
-  }
-  auto topVia = msg.topVia();
-  auto cseq = msg.cseq();
-  auto to = msg.to();
-  const std::string_view callId = msg.callId();
-
-  // 4. Loose routing (RFC 3261 16.4): pop the Route entries that name this edge.
-  sip::MessageEditor edit(msg);
-  RouteInfo route;
-  for (const auto& h : msg.headers()) {
-    if (h.id != sip::HeaderId::kRoute) {
-      continue;
-    }
-    if (route.next) {
-      break;
-    }
-    sip::ValueSplitter values(h.value);
-    std::optional<std::string_view> keepFrom;
-    bool allOurs = true;
-    while (auto v = values.next()) {
-      auto na = sip::parseNameAddr(*v);
-      if (!na) {
-        reply(w, msg, src, 400, "Bad Route");
-        return;
-      }
-      // Our entries of one pass are popped together (a flow entry and, with a transport
-      // change, a plain one). A second flow entry belongs to a later pass of the same request
-      // through this edge (a spiral via a router) and stays for that pass.
-      const bool ours = isSelf(na->uri);
-      const bool laterPass = ours && !na->uri.user.empty() && (route.flow || route.badToken);
-      if (ours && !laterPass) {
-        route.poppedAny = true;
-        if (!na->uri.user.empty()) {
-          route.flow = tokens_.decode(na->uri.user);
-          route.badToken = !route.flow;
-        }
-        continue;
-      }
-      route.next = na->uri;
-      route.nextText = na->uriText;
-      keepFrom = *v;
-      allOurs = false;
-      break;
-    }
-    if (allOurs) {
-      edit.removeHeader(h);
-    } else if (keepFrom && keepFrom->data() != h.value.data()) {
-      edit.replaceRange(offsetOf(msg, h.value), offsetOf(msg, *keepFrom), "");
-    }
-  }
-  // A strict-routing predecessor would have put our URI into the Request-URI; our Record-Route
-  // always carries lr, so only a strict router in front of us does that: not supported.
-  auto ruri = sip::parseUri(msg.requestUri());
-
-  // 5. The next hop.
-  Destination next;
-  size_t routerIndex = SIZE_MAX;
-  bool toClient = false;
-  if (!fromRouter) {
-    // Everything from outside goes to a router: the one named by the next Route when it is a
-    // live member of the set, otherwise the rendezvous choice for the Call-ID.
-    if (route.next && route.next->isSip()) {
-      auto ep = transport::parseEndpoint(route.next->hostText, route.next->portOrDefault());
-      if (ep) {
-        size_t i = routers.find(*ep);
-        if (i != SIZE_MAX && routers.at(i).upAt(now)) {
-          routerIndex = i;
-        }
-      }
-    }
-    if (routerIndex == SIZE_MAX) {
-      routerIndex = routers.pick(callId, now);
-    }
-    if (routerIndex == SIZE_MAX) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRouter)]);
-      reply(w, msg, src, 503, "Service Unavailable",
-            fmt::format("Retry-After: {}\r\n",
-                        std::max<int64_t>(1, settings_.holdDown.count() / 1000)));
-      return;
-    }
-    next = Destination{Protocol::kUdp, routers.at(routerIndex).endpoint, {}};
-  } else if (route.next && !isSelf(*route.next)) {
-    auto ep = transport::parseEndpoint(route.next->hostText, route.next->portOrDefault());
-    if (!ep) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);
-      reply(w, msg, src, 503, "Cannot Resolve Next Hop");
-      return;
-    }
-    next = Destination{Protocol::kUdp, *ep, {}};
-  } else if (route.flow) {
-    next = *route.flow;
-    toClient = true;
-  } else if (route.badToken) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kBadFlowToken)]);
-    reply(w, msg, src, 403, "Invalid Flow Token");
-    return;
-  } else {
-    if (!ruri || !ruri->isSip()) {
-      reply(w, msg, src, 416, "Unsupported URI Scheme");
-      return;
-    }
-    if (isSelf(*ruri)) {
-      // Addressed to one of our own flow URIs (a strict router copied it here), or to us with
-      // nowhere to go: never send to ourselves.
-      auto flow = ruri->user.empty() ? std::nullopt : tokens_.decode(ruri->user);
-      if (!flow) {
-        WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);
-        reply(w, msg, src, 404, "Not Found");
-        return;
-      }
-      next = *flow;
-      toClient = true;
-    } else {
-      auto ep = transport::parseEndpoint(ruri->hostText, ruri->portOrDefault());
-      if (!ep) {
-        WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);
-        reply(w, msg, src, 503, "Cannot Resolve Request-URI");
-        return;
-      }
-      next = Destination{Protocol::kUdp, *ep, {}};
-      toClient = true;
-    }
-  }
-
-  // 6. Our branch: the same for retransmissions, ACK and CANCEL of the same request (RFC 3261
-  // 16.11); the loop part changes when the request changes (16.6 #8).
-  uint64_t txHash;
-  {
-    auto upstream = topVia->branch();
-    w.scratch.clear();
-    if (upstream && topVia->rfc3261Branch()) {
-      w.scratch.append(*upstream);
-    } else {  // RFC 2543 peer: identify the transaction by its fields
-      w.scratch.append(msg.requestUri());
-      w.scratch.append(callId);
-      if (auto f = msg.from(); f && f->tag()) {
-        w.scratch.append(*f->tag());
-      }
-      w.scratch.append(std::to_string(cseq->number));
-    }
-    w.scratch.append(topVia->hostText);
-    w.scratch.append(std::to_string(topVia->port));
-    txHash = hash64(w.scratch, 0x7478);
-  }
-  uint64_t loopHash;
-  {
-    w.scratch.clear();
-    w.scratch.append(msg.requestUri());
-    w.scratch.append(callId);
-    w.scratch.append(std::to_string(cseq->number));
-    if (auto f = msg.from(); f && f->tag()) {
-      w.scratch.append(*f->tag());
-    }
-    // No To tag: the ACK of a non-2xx final carries the callee's tag, and it must get the same
-    // branch as its INVITE (RFC 3261 16.11, 17.2.1) or the UAS never matches it.
-    w.scratch.append(route.nextText);
-    loopHash = hash64(w.scratch, 0x6c6f6f70) & 0xffffffffULL;
-  }
-  std::string& branch = w.branch;
-  branch.assign(kBranchPrefix);
-  appendHex(branch, txHash, 16);
-  appendHex(branch, loopHash, 8);
-  if (isLoop(msg, std::string_view(branch).substr(kBranchPrefix.size() + 16))) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kLoop)]);
-    reply(w, msg, src, 482, "Loop Detected");
-    return;
-  }
-
-  // 7. Rewrite: our Via first, then Record-Route/Path, then the rest as received.
+// Our Via first, then Record-Route/Path, then the rest as received.
+void EdgeProxy::rewrite(RequestContext& rq) {
+  const sip::Message& msg = rq.msg;
+  sip::MessageEditor& edit = rq.edit;
   const Destination clientFlow =
-      toClient ? next : Destination{src.protocol, src.remote, src.connection};
-  const Self& self = selfFor(next.remote.ip);
+      rq.toClient ? rq.next : Destination{rq.src.protocol, rq.src.remote, rq.src.connection};
+  const Self& self = selfFor(rq.next.remote.ip);
   // The callee of a stream flow answers over its connection with our Via on top: the
   // transport name follows the next hop.
-  std::string& via = w.via;
-  via.assign("SIP/2.0/").append(transport::viaTransportName(next.protocol));
+  std::string& via = rq.w.via;
+  via.assign("SIP/2.0/").append(transport::viaTransportName(rq.next.protocol)).append(" ");
   uint16_t egressPort = 0;
-  const int32_t egress = routerIndex != SIZE_MAX ? egressFor(callId, next.remote, egressPort) : -1;
-  if (egress >= 0) {
-    via.append(" ").append(self.host).append(":").append(std::to_string(egressPort));
+  rq.egress = rq.routerIndex != SIZE_MAX ? egressFor(rq.callId, rq.next.remote, egressPort) : -1;
+  if (rq.egress >= 0) {
+    via.append(self.host).append(":").append(std::to_string(egressPort));
   } else {
-    via.append(" ").append(self.hostPort);
+    via.append(self.hostPort);
   }
-  via.append(";branch=").append(branch);
-  if (!fromRouter && src.protocol != Protocol::kUdp) {
+  via.append(";branch=").append(rq.w.branch);
+  if (!rq.fromRouter && rq.src.protocol != Protocol::kUdp) {
     via.append(";ft=");
     tokens_.encode(clientFlow, via);
   }
-  edit.prependHeader("Via", via);
-
-  // The routers reach this edge at its address of their family, which need not be the client's
-  // (an IPv6 phone, IPv4 routers).
-  const Self& routerSelf = selfFor(toClient ? src.remote.ip : next.remote.ip);
-  const bool initial = !to->tag().has_value();
-  if (sip::createsDialog(msg.method()) && initial) {
-    // Client-facing entry with the flow token; a second, router-facing entry when the client's
-    // transport or address family differs from the routers' (RFC 5658 double Record-Route).
-    const Self& clientSelf = selfFor(clientFlow.remote.ip);
-    std::string outer = fmt::format("<sip:");
-    tokens_.encode(clientFlow, outer);
-    outer.append("@").append(clientSelf.hostPort);
-    if (clientFlow.protocol != Protocol::kUdp) {
-      outer.append(";transport=").append(transport::protocolName(clientFlow.protocol));
-    }
-    outer.append(";lr>");
-    std::string inner = fmt::format("<sip:{};lr>", routerSelf.hostPort);
-    const bool twoEntries =
-        clientFlow.protocol != Protocol::kUdp || routerSelf.hostPort != clientSelf.hostPort;
-    // The entry facing the next hop goes on top.
-    if (toClient) {
-      edit.prependHeader("Record-Route", outer);
-      if (twoEntries) {
-        edit.prependHeader("Record-Route", inner);
-      }
-    } else {
-      if (twoEntries) {
-        edit.prependHeader("Record-Route", inner);
-      }
-      edit.prependHeader("Record-Route", outer);
-    }
+  if (!rq.fromRouter &&
+      (msg.find(sip::HeaderId::kAuthorization) || msg.find(sip::HeaderId::kProxyAuthorization))) {
+    via.append(";").append(detail::kCredentialsParam);
   }
-  if (msg.method() == sip::Method::kRegister && !fromRouter) {
+  edit.prependHeader("Via", via);
+  if (sip::createsDialog(msg.method()) && rq.initial) {
+    addRecordRoute(rq, clientFlow);
+  }
+  if (msg.method() == sip::Method::kRegister && !rq.fromRouter) {
     // The routers use the Path: the edge's address of their family, the client's flow in the
     // token.
     std::string path = "<sip:";
     tokens_.encode(clientFlow, path);
-    path.append("@").append(routerSelf.hostPort).append(";lr>");
+    path.append("@").append(selfFor(rq.next.remote.ip).hostPort).append(";lr>");
     edit.prependHeader("Path", path);
   }
-
-  addReceivedRport(edit, msg, *topVia, src, w.scratch);
+  detail::addReceivedRport(edit, msg, rq.topVia, rq.src, rq.w.scratch);
+  // Max-Forwards: decremented, and never more than our cap (a client cannot buy a long loop).
+  const uint32_t cap = settings_.maxForwards;
   if (const auto* mf = msg.find(sip::HeaderId::kMaxForwards)) {
-    edit.replaceValue(*mf, std::to_string(*msg.maxForwards() - 1));
+    edit.replaceValue(*mf, std::to_string(std::min(*msg.maxForwards() - 1, cap)));
   } else {
-    edit.appendHeader("Max-Forwards", "69");
+    edit.appendHeader("Max-Forwards", std::to_string(cap));
   }
   for (const auto& h : msg.headers()) {
-    if (h.id == sip::HeaderId::kOther && isEvosipHeader(h.name)) {
+    if (h.id == sip::HeaderId::kOther && detail::isEvosipHeader(h.name)) {
       edit.removeHeader(h);
     }
   }
-  edit.writeTo(w.out);
-
-  // 8. Send; requests to a router are remembered until it answers (failover).
-  if (routerIndex != SIZE_MAX) {
-    const bool track = msg.method() != sip::Method::kAck;
-    uint64_t key = txHash ^ (msg.method() == sip::Method::kCancel ? 0x63616e63656cULL : 0);
-    sendToRouter(w, worker, key, callId, routerIndex, egress,
-                 Destination{src.protocol, src.remote, src.connection}, track);
-    return;
-  }
-  if (!send_(next, w.out)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kSendFailed)]);
-  }
+  edit.writeTo(rq.w.out);
 }
 
-void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::string_view callId,
-                             size_t router, int32_t egress, const Destination& client, bool track) {
-  RouterSet& routers = *w.routers;
-  RouterTarget& target = routers.at(router);
-  target.forwarded.fetch_add(1, std::memory_order_relaxed);
-  if (!send_(Destination{Protocol::kUdp, target.endpoint, {}, egress}, w.out)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kSendFailed)]);
+// Client-facing entry with the flow token; a second, router-facing entry when the client's
+// transport or address family differs from the routers' (RFC 5658 double Record-Route).
+void EdgeProxy::addRecordRoute(RequestContext& rq, const Destination& clientFlow) {
+  // The routers reach this edge at its address of their family, which need not be the client's
+  // (an IPv6 phone, IPv4 routers).
+  const Self& routerSelf = selfFor(rq.toClient ? rq.src.remote.ip : rq.next.remote.ip);
+  const Self& clientSelf = selfFor(clientFlow.remote.ip);
+  std::string outer = "<sip:";
+  tokens_.encode(clientFlow, outer);
+  outer.append("@").append(clientSelf.hostPort);
+  if (clientFlow.protocol != Protocol::kUdp) {
+    outer.append(";transport=").append(transport::protocolName(clientFlow.protocol));
   }
-  if (!track || settings_.routerTimeout.count() <= 0) {
-    return;
-  }
-  PendingRequest p;
-  p.bytes = w.out;
-  p.callId = std::string(callId);
-  p.router = router;
-  p.v6 = target.endpoint.ip.is_v6();
-  p.generation = w.routersGeneration;
-  p.sentNs = nowNs();
-  p.deadlineNs =
-      p.sentNs +
-      std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.routerTimeout).count();
-  p.client = client;
-  const size_t owner = key % workers_.size();
-  if (owner == worker) {
-    if (!w.pending.upsert(key, std::move(p))) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kPendingFull)]);
+  outer.append(";lr>");
+  const std::string inner = fmt::format("<sip:{};lr>", routerSelf.hostPort);
+  const bool twoEntries =
+      clientFlow.protocol != Protocol::kUdp || routerSelf.hostPort != clientSelf.hostPort;
+  // The entry facing the next hop goes on top.
+  if (rq.toClient) {
+    rq.edit.prependHeader("Record-Route", outer);
+    if (twoEntries) {
+      rq.edit.prependHeader("Record-Route", inner);
     }
-    return;
-  }
-  post_(owner, [this, owner, key, p = std::move(p)]() mutable {
-    WorkerState& o = *workers_[owner];
-    if (!o.pending.upsert(key, std::move(p))) {
-      WorkerCounters::bump(o.counters.drops[static_cast<size_t>(DropReason::kPendingFull)]);
-    }
-  });
-}
-
-void EdgeProxy::clearPending(size_t worker, uint64_t key) {
-  const size_t owner = key % workers_.size();
-  if (owner == worker) {
-    workers_[owner]->pending.erase(key);
-    return;
-  }
-  post_(owner, [this, owner, key] { workers_[owner]->pending.erase(key); });
-}
-
-void EdgeProxy::onTick(size_t worker) {
-  WorkerState& w = *workers_[worker];
-  refreshRouters(w);
-  const int64_t now = nowNs();
-  const int64_t holdNs =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.holdDown).count();
-  w.pending.expire(now, [&](uint64_t key, PendingRequest&& p) {
-    RouterSet& routers = *w.routers;
-    size_t failed = SIZE_MAX;
-    if (p.generation == w.routersGeneration && p.router < routers.size()) {
-      failed = p.router;
-      RouterTarget& t = routers.at(failed);
-      t.timeouts.fetch_add(1, std::memory_order_relaxed);
-      if (t.lastResponseNs.load(std::memory_order_relaxed) > p.sentNs) {
-        // It answered other requests meanwhile: alive, and it chose not to answer this one
-        // (a request it found invalid, say). Another router would do the same.
-        WorkerCounters::bump(w.counters.unanswered);
-        return;
-      }
-      t.downUntilNs.store(now + holdNs, std::memory_order_relaxed);
-    }
-    // A router of the same address family first: the kept copy's Via (and a router-facing
-    // Record-Route) name the edge's address and egress port of that family.
-    size_t nextRouter = routers.pick(p.callId, now, failed, p.v6);
-    if (nextRouter == SIZE_MAX) {
-      nextRouter = routers.pick(p.callId, now, failed);
-    }
-    if (nextRouter == SIZE_MAX || p.attempts >= routers.size() + 1) {
-      // Nobody left: tell the client, built from the request we kept.
-      if (auto req = sip::Message::parse(p.bytes, settings_.limits); req && req->isRequest()) {
-        // Our own Via is on top of the kept copy: answer with the client's Via stack.
-        sip::MessageEditor strip(*req);
-        strip.removeFirstValue(*req->find(sip::HeaderId::kVia));
-        std::string original = strip.str();
-        if (auto orig = sip::Message::parse(original, settings_.limits)) {
-          transport::Source src{p.client.protocol, p.client.remote, {}, p.client.connection};
-          reply(w, *orig, src, 503, "Service Unavailable",
-                fmt::format("Retry-After: {}\r\n", std::max<int64_t>(1, holdNs / 1000000000)));
-        }
-      }
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRouter)]);
-      return;
-    }
-    WorkerCounters::bump(w.counters.failovers);
-    RouterTarget& t = routers.at(nextRouter);
-    t.forwarded.fetch_add(1, std::memory_order_relaxed);
-    // The kept copy carries the Via port of the call's egress socket: the same one again.
-    uint16_t port = 0;
-    int32_t egress = egressFor(p.callId, t.endpoint, port);
-    if (t.endpoint.ip.is_v6() != p.v6) {
-      // No router of the first family is up: rewrite the copy for the other family.
-      readdress(p, egress >= 0 ? port : 0);
-    }
-    send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);
-    p.router = nextRouter;
-    p.generation = w.routersGeneration;
-    p.attempts += 1;
-    p.sentNs = now;
-    p.deadlineNs =
-        now + std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.routerTimeout).count();
-    w.pending.rearm(key, std::move(p));
-  });
-}
-
-void EdgeProxy::readdress(PendingRequest& p, uint16_t egressPort) const {
-  auto msg = sip::Message::parse(p.bytes, settings_.limits);
-  const auto* via = msg ? msg->find(sip::HeaderId::kVia) : nullptr;
-  if (via == nullptr) {
-    return;
-  }
-  const Self& from = p.v6 ? self6_ : self4_;
-  const Self& to = p.v6 ? self4_ : self6_;
-  // Our Via is a header of its own, "SIP/2.0/UDP host:port;branch=...": swap the sent-by and
-  // keep the branch, so the new router's answers still match the pending entry.
-  const std::string_view value = via->value;
-  const size_t space = value.find(' ');
-  const size_t params = value.find(';');
-  if (space == std::string_view::npos || params == std::string_view::npos || params < space) {
-    return;
-  }
-  std::string newVia(value.substr(0, space + 1));
-  newVia.append(to.host).append(":").append(std::to_string(egressPort != 0 ? egressPort : to.port));
-  newVia.append(value.substr(params));
-  sip::MessageEditor edit(*msg);
-  edit.replaceValue(*via, newVia);
-  // The router-facing Record-Route entry, present when the client is on another transport or
-  // family, names the first family's address too.
-  const std::string inner = fmt::format("<sip:{};lr>", from.hostPort);
-  for (const auto& h : msg->headers()) {
-    if (h.id == sip::HeaderId::kRecordRoute && h.value == inner) {
-      edit.replaceValue(h, fmt::format("<sip:{};lr>", to.hostPort));
-      break;
-    }
-  }
-  p.bytes = edit.str();
-  p.v6 = !p.v6;
-}
-
-void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,
-                               const transport::Source& src) {
-  const auto* viaHeader = msg.find(sip::HeaderId::kVia);
-  auto ours = msg.topVia();
-  if (!viaHeader || !ours || !isSelfVia(ours->host, ours->port)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNotOurVia)]);
-    return;
-  }
-  auto branch = ours->branch();
-  if (!branch || branch->size() != kBranchPrefix.size() + kBranchHexLen ||
-      branch->substr(0, kBranchPrefix.size()) != kBranchPrefix) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNotOurVia)]);
-    return;
-  }
-  auto txHash = parseHex(branch->substr(kBranchPrefix.size(), 16));
-  if (!txHash) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNotOurVia)]);
-    return;
-  }
-  const bool fromRouter = src.protocol == Protocol::kUdp && w.routers->find(src.remote) != SIZE_MAX;
-  if (fromRouter) {
-    auto cseq = msg.cseq();
-    const bool cancel = cseq && cseq->method == sip::Method::kCancel;
-    clearPending(worker, *txHash ^ (cancel ? 0x63616e63656cULL : 0));
-    RouterTarget& t = w.routers->at(w.routers->find(src.remote));
-    t.responses.fetch_add(1, std::memory_order_relaxed);
-    t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
-  }
-
-  // The next Via after ours, in the same header or a later one.
-  std::optional<sip::Via> next;
-  {
-    int index = 0;
-    for (const auto& h : msg.headers()) {
-      if (h.id != sip::HeaderId::kVia || index > 1) {
-        continue;
-      }
-      sip::ValueSplitter values(h.value);
-      while (auto v = values.next()) {
-        if (index++ == 1) {
-          if (auto parsed = sip::parseVia(*v)) {
-            next = *parsed;
-          }
-          break;
-        }
-      }
-    }
-  }
-  if (!next) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);
-    return;
-  }
-  Destination to;
-  if (auto ft = ours->params.get("ft"); ft) {
-    auto flow = tokens_.decode(*ft);
-    if (!flow) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kBadFlowToken)]);
-      return;
-    }
-    to = *flow;
   } else {
-    auto proto = transport::protocolFromName(next->transport);
-    if (!proto || *proto != Protocol::kUdp) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);
-      return;
+    if (twoEntries) {
+      rq.edit.prependHeader("Record-Route", inner);
     }
-    std::string_view host = next->received().value_or(next->host);
-    uint16_t port = next->port != 0 ? next->port : 5060;
-    if (auto rport = next->rport(); rport && !rport->empty()) {
-      if (auto p = parseDecimal(*rport, 65535); p && *p != 0) {
-        port = static_cast<uint16_t>(*p);
-      }
-    }
-    auto ip = parseIp(host);
-    if (!ip) {
-      WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kNoRoute)]);
-      return;
-    }
-    to = Destination{Protocol::kUdp, transport::Endpoint{*ip, port}, {}};
+    rq.edit.prependHeader("Record-Route", outer);
   }
+}
 
-  sip::MessageEditor edit(msg);
-  edit.removeFirstValue(*viaHeader);
-  const bool toRouter = to.protocol == Protocol::kUdp && w.routers->find(to.remote) != SIZE_MAX;
-  if (!toRouter) {
-    for (const auto& h : msg.headers()) {
-      if (h.id == sip::HeaderId::kOther && isEvosipHeader(h.name)) {
-        edit.removeHeader(h);
-      }
-    }
+// Requests to a router are remembered until it answers (failover); ACK is never answered.
+void EdgeProxy::forward(RequestContext& rq) {
+  if (rq.routerIndex != SIZE_MAX) {
+    const sip::Method m = rq.msg.method();
+    const uint64_t key = rq.txHash ^ (m == sip::Method::kCancel ? kCancelKey : 0);
+    sendToRouter(rq.w, rq.worker, key, rq.callId, rq.routerIndex, rq.egress,
+                 Destination{rq.src.protocol, rq.src.remote, rq.src.connection},
+                 m != sip::Method::kAck);
+    return;
   }
-  edit.writeTo(w.out);
-  if (!send_(to, w.out)) {
-    WorkerCounters::bump(w.counters.drops[static_cast<size_t>(DropReason::kSendFailed)]);
+  if (!send_(rq.next, rq.w.out)) {
+    drop(rq.w, DropReason::kSendFailed);
   }
 }
 

@@ -9,6 +9,18 @@ namespace evosip::edge {
 
 namespace json = boost::json;
 
+namespace {
+
+transport::NetworkList readNetworks(config::Document& doc, const std::string& key) {
+  auto list = transport::NetworkList::parse(doc.getList(key, {}));
+  if (!list) {
+    throw config::ConfigError(key + ": " + list.error().message);
+  }
+  return *list;
+}
+
+}  // namespace
+
 EdgeConfig readEdgeConfig(config::Document& doc) {
   EdgeConfig c;
   c.common = role::readCommon(doc, {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"}, "127.0.0.1:8060",
@@ -18,10 +30,21 @@ EdgeConfig readEdgeConfig(config::Document& doc) {
       std::chrono::milliseconds(doc.getInt("edge.router_timeout_ms", 500, 0, 60000));
   c.edge.holdDown =
       std::chrono::milliseconds(doc.getInt("edge.router_hold_down_ms", 10000, 100, 3600000));
-  c.edge.rateLimitPerSecond = doc.getDouble("edge.rate_limit.requests_per_second", 0, 0, 1e9);
-  c.edge.rateLimitBurst = doc.getDouble("edge.rate_limit.burst", 0, 0, 1e9);
+  c.edge.maxForwards = static_cast<uint32_t>(doc.getInt("edge.max_forwards", 20, 1, 255));
+  c.edge.rateLimitPerSecond = doc.getDouble("edge.rate_limit.requests_per_second", 30, 0, 1e9);
+  c.edge.rateLimitBurst = doc.getDouble("edge.rate_limit.burst", 90, 0, 1e9);
+  c.edge.rateLimitExempt = readNetworks(doc, "edge.rate_limit.exempt");
+  c.edge.authBan.failures =
+      static_cast<uint32_t>(doc.getInt("edge.auth_ban.failures", 10, 0, 1000000));
+  c.edge.authBan.window = std::chrono::seconds(doc.getInt("edge.auth_ban.window_s", 60, 1, 86400));
+  c.edge.authBan.banFor = std::chrono::seconds(doc.getInt("edge.auth_ban.ban_s", 300, 1, 604800));
+  c.edge.authBan.slots =
+      static_cast<size_t>(doc.getInt("edge.auth_ban.table_size", 8192, 64, 1 << 22));
+  c.edge.authBanExempt = readNetworks(doc, "edge.auth_ban.exempt");
   c.edge.maxPendingPerWorker =
       static_cast<size_t>(doc.getInt("edge.max_pending", 50000, 100, 10000000));
+  c.edge.maxPendingBytesPerWorker = static_cast<size_t>(
+      doc.getInt("edge.max_pending_bytes", int64_t{32} << 20, 1 << 20, int64_t{1} << 34));
   c.edge.flowSecret = config::readSecret(doc.getString("edge.flow_secret", ""));
   c.egressPerWorker = static_cast<size_t>(doc.getInt("edge.egress_sockets", 2, 0, 64));
   c.edge.advertiseHost = c.common.advertiseHost;
@@ -123,6 +146,17 @@ void EdgeService::Impl::registerMetrics() {
   auto& unanswered = metrics.counterFamily(
       "evosip_edge_unanswered_total",
       "Requests a live router left unanswered (not failed over: it answers other requests)");
+  auto& probes = metrics.counterFamily(
+      "evosip_edge_router_probes_total",
+      "OPTIONS probes sent to a router that left a request unanswered and answered nothing since");
+  auto& probeFailures =
+      metrics.counterFamily("evosip_edge_router_probe_failures_total",
+                            "Probes a router left unanswered too: the router was marked down");
+  auto& authFailures = metrics.counterFamily(
+      "evosip_edge_auth_failures_total",
+      "Router 401/407/403 answers to requests that carried credentials (stale nonces excluded)");
+  auto& bans = metrics.counterFamily(
+      "evosip_edge_bans_total", "Source addresses banned after repeated authentication failures");
   auto& forwarded = metrics.counterFamily("evosip_edge_router_forwarded_total",
                                           "Requests forwarded to each router");
   auto& timeouts = metrics.counterFamily("evosip_edge_router_timeouts_total",
@@ -133,7 +167,8 @@ void EdgeService::Impl::registerMetrics() {
 
   struct State {
     std::vector<role::CounterMirror> requests, responses, drops;
-    std::unique_ptr<role::CounterMirror> local, failovers, unanswered;
+    std::unique_ptr<role::CounterMirror> local, failovers, unanswered, probes, probeFailures,
+        authFailures, bans;
     std::map<std::string, prometheus::Counter*> routerForwarded, routerTimeouts;
     std::map<std::string, double> lastForwarded, lastTimeouts;
     std::map<std::string, prometheus::Gauge*> routerUp;
@@ -156,6 +191,10 @@ void EdgeService::Impl::registerMetrics() {
   st->local = std::make_unique<role::CounterMirror>(local.Add({}));
   st->failovers = std::make_unique<role::CounterMirror>(failovers.Add({}));
   st->unanswered = std::make_unique<role::CounterMirror>(unanswered.Add({}));
+  st->probes = std::make_unique<role::CounterMirror>(probes.Add({}));
+  st->probeFailures = std::make_unique<role::CounterMirror>(probeFailures.Add({}));
+  st->authFailures = std::make_unique<role::CounterMirror>(authFailures.Add({}));
+  st->bans = std::make_unique<role::CounterMirror>(bans.Add({}));
   st->pending = &pending.Add({});
 
   metrics.addCollectHook([this, st, &forwarded, &timeouts, &up] {
@@ -179,6 +218,10 @@ void EdgeService::Impl::registerMetrics() {
     st->local->set(sum([](const WorkerCounters& c) -> auto& { return c.localReplies; }));
     st->failovers->set(sum([](const WorkerCounters& c) -> auto& { return c.failovers; }));
     st->unanswered->set(sum([](const WorkerCounters& c) -> auto& { return c.unanswered; }));
+    st->probes->set(sum([](const WorkerCounters& c) -> auto& { return c.probesSent; }));
+    st->probeFailures->set(sum([](const WorkerCounters& c) -> auto& { return c.probesFailed; }));
+    st->authFailures->set(sum([](const WorkerCounters& c) -> auto& { return c.authFailures; }));
+    st->bans->set(sum([](const WorkerCounters& c) -> auto& { return c.bans; }));
     double pendingTotal = 0;
     for (size_t w = 0; w < n; ++w) {
       pendingTotal += static_cast<double>(proxy->pending(w));

@@ -8,6 +8,7 @@ bool PendingTable::upsert(uint64_t key, PendingRequest request) {
     // A retransmission keeps the original deadline: the router had its chance since then.
     request.deadlineNs = it->second.deadlineNs;
     request.attempts = it->second.attempts;
+    bytes_ = bytes_ - cost(it->second) + cost(request);
     it->second = std::move(request);
     return true;
   }
@@ -15,12 +16,19 @@ bool PendingTable::upsert(uint64_t key, PendingRequest request) {
     return false;
   }
   order_.push_back({key, request.deadlineNs});
+  bytes_ += cost(request);
   entries_.emplace(key, std::move(request));
   return true;
 }
 
 bool PendingTable::erase(uint64_t key) {
-  return entries_.erase(key) > 0;
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    return false;
+  }
+  bytes_ -= cost(it->second);
+  entries_.erase(it);
+  return true;
 }
 
 PendingRequest* PendingTable::find(uint64_t key) {
@@ -30,6 +38,11 @@ PendingRequest* PendingTable::find(uint64_t key) {
 
 void PendingTable::rearm(uint64_t key, PendingRequest request) {
   order_.push_back({key, request.deadlineNs});
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    bytes_ -= cost(it->second);
+  }
+  bytes_ += cost(request);
   entries_[key] = std::move(request);
 }
 

@@ -42,11 +42,16 @@ class EdgeProxyTest : public ::testing::Test {
     s.routerTimeout = 500ms;
     s.holdDown = 10s;
     s.rateLimitPerSecond = rate;
+    s.rateLimitBurst = 0;
     s.flowSecret = "test";
+    probes.clear();
     proxy = std::make_unique<EdgeProxy>(
         s, *RouterSet::build(routers), 2, clock,
         [this](const Destination& to, std::string_view bytes) {
-          sent.push_back({to, std::string(bytes)});
+          // Liveness probes are kept apart from the messages a test follows.
+          const bool probe = bytes.starts_with("OPTIONS ") &&
+                             bytes.find(";branch=z9hG4bK-p") != std::string_view::npos;
+          (probe ? probes : sent).push_back({to, std::string(bytes)});
           return true;
         },
         [](size_t, std::function<void()> fn) { fn(); });
@@ -92,8 +97,20 @@ class EdgeProxyTest : public ::testing::Test {
            extra + "Content-Length: 0\r\n\r\n";
   }
 
+  // Lets every worker run its timers at the manual clock's time.
+  int64_t nowNs() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock.now().time_since_epoch())
+        .count();
+  }
+
+  void tick() {
+    proxy->onTick(0);
+    proxy->onTick(1);
+  }
+
   test::ManualClock clock;
   std::vector<Sent> sent;
+  std::vector<Sent> probes;
   std::unique_ptr<EdgeProxy> proxy;
 };
 
@@ -111,7 +128,7 @@ TEST_F(EdgeProxyTest, ForwardsInviteToRouterWithViaRecordRouteAndNatFixes) {
   EXPECT_NE(sent[0].bytes.find("branch=z9hG4bK776asdhds;rport=5062;received=192.0.2.10"),
             std::string::npos)
       << sent[0].bytes;
-  EXPECT_NE(sent[0].bytes.find("Max-Forwards: 69\r\n"), std::string::npos);
+  EXPECT_NE(sent[0].bytes.find("Max-Forwards: 20\r\n"), std::string::npos);  // the cap
   EXPECT_EQ(sent[0].bytes.find("X-Evosip"), std::string::npos);
   EXPECT_EQ(sent[0].bytes.find("x-evosip"), std::string::npos);
   const auto* rr = m.find(sip::HeaderId::kRecordRoute);
@@ -343,15 +360,25 @@ TEST_F(EdgeProxyTest, TcpClientGetsResponsesOnItsConnection) {
 }
 
 TEST_F(EdgeProxyTest, AnswersOptionsForItself) {
-  receive(
+  const std::string options =
       "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKo1\r\n"
       "To: <sip:127.0.0.1>\r\nFrom: <sip:mon@10.1.1.1>;tag=1\r\nCall-ID: o1\r\n"
-      "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+      "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+  receive(options, ep("192.0.2.10", 5062), Protocol::kTcp, {1, 7});
   ASSERT_EQ(sent.size(), 1u);
   auto m = last();
   EXPECT_EQ(m.statusCode(), 200);
-  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_EQ(sent[0].to.connection, (transport::ConnectionId{1, 7}));
   EXPECT_NE(m.find("Allow"), nullptr);
+  // Over UDP (a source that may be spoofed) the answer is never much larger than the request:
+  // a small request gets the minimal header set.
+  sent.clear();
+  receive(options);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(last().statusCode(), 200);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_EQ(last().find("Allow"), nullptr);
+  EXPECT_LE(sent[0].bytes.size(), options.size() + 64);
 }
 
 TEST_F(EdgeProxyTest, SanityChecksAnswerWithTheRightCode) {
@@ -411,25 +438,36 @@ TEST_F(EdgeProxyTest, DetectsALoopButNotASpiral) {
   EXPECT_TRUE(last().isRequest());
 }
 
-TEST_F(EdgeProxyTest, FailsOverToTheNextRouterAndMarksTheFirstDown) {
+TEST_F(EdgeProxyTest, FailsOverAndMarksADeadRouterDownWhenItsProbeFails) {
   make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"});
   receive(invite());
   ASSERT_EQ(sent.size(), 1u);
   Endpoint first = sent[0].to.remote;
   clock.advance(400ms);
-  proxy->onTick(0);
-  proxy->onTick(1);
+  tick();
   EXPECT_EQ(sent.size(), 1u);  // not yet
   clock.advance(200ms);
-  proxy->onTick(0);
-  proxy->onTick(1);
+  tick();
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_NE(sent[1].to.remote, first);
   EXPECT_EQ(sent[1].bytes, sent[0].bytes);  // the same request, same branch
   auto routers = proxy->routers();
-  size_t down = routers->find(first);
-  EXPECT_GT(routers->at(down).timeouts.load(), 0u);
-  // New calls avoid the dead router during the hold-down.
+  size_t dead = routers->find(first);
+  EXPECT_GT(routers->at(dead).timeouts.load(), 0u);
+  // The silent router is asked directly: OPTIONS to itself, Max-Forwards 0.
+  ASSERT_EQ(probes.size(), 1u);
+  EXPECT_EQ(probes[0].to.remote, first);
+  auto probe = sip::Message::parse(probes[0].bytes);
+  ASSERT_TRUE(probe) << probes[0].bytes;
+  EXPECT_EQ(probe->requestUri(), "sip:" + first.str());
+  EXPECT_EQ(probe->maxForwards(), 0u);
+  // One unanswered request is not enough to take it out of the set.
+  EXPECT_TRUE(routers->at(dead).upAt(nowNs()));
+  // The probe is left unanswered too: down, and new calls avoid it during the hold-down.
+  clock.advance(600ms);
+  tick();
+  EXPECT_FALSE(routers->at(dead).upAt(nowNs()));
+  EXPECT_EQ(proxy->counters(0).probesFailed.load() + proxy->counters(1).probesFailed.load(), 1u);
   sent.clear();
   for (int i = 0; i < 20; ++i) {
     std::string text = invite();
@@ -513,15 +551,16 @@ TEST_F(EdgeProxyTest, FailoverToTheOtherFamilyRewritesOurVia) {
 TEST_F(EdgeProxyTest, NoRouterLeftGives503WithRetryAfter) {
   receive(invite());
   clock.advance(600ms);
-  proxy->onTick(0);
-  proxy->onTick(1);
+  tick();
   ASSERT_EQ(sent.size(), 2u);
   auto m = last();
   EXPECT_EQ(m.statusCode(), 503);
   EXPECT_EQ(sent[1].to.remote, ep("192.0.2.10", 5062));
   EXPECT_NE(m.find(sip::HeaderId::kRetryAfter), nullptr);
   EXPECT_EQ(m.count(sip::HeaderId::kVia), 1u);  // the client's own Via only
-  // While the only router is down, new requests get 503 at once.
+  // Once its probe went unanswered too, the only router is down: new requests get 503 at once.
+  clock.advance(600ms);
+  tick();
   sent.clear();
   receive(invite());
   ASSERT_EQ(sent.size(), 1u);

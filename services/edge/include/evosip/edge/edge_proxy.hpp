@@ -1,8 +1,9 @@
 #pragma once
 // The edge's message pipeline (transaction-stateless proxy, RFC 3261 16.11). One EdgeProxy
 // serves all workers; everything it changes per message lives in the worker's WorkerState, so the
-// packet path takes no lock. Each step of a request is a plain function, read top to bottom in
-// handleRequest().
+// packet path takes no lock. Each step of a request is a plain member function, read top to
+// bottom in handleRequest(): admission (ban, rate limit), sanity, header hygiene, route hygiene
+// (loose routing), in-dialog check, next hop, loop check, rewrite, forward.
 
 #include <array>
 #include <atomic>
@@ -11,16 +12,19 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <evosip/edge/auth_ban.hpp>
 #include <evosip/edge/flow_token.hpp>
 #include <evosip/edge/pending_table.hpp>
 #include <evosip/edge/rate_limiter.hpp>
 #include <evosip/edge/router_set.hpp>
 #include <evosip/runtime/clock.hpp>
 #include <evosip/sip/message.hpp>
+#include <evosip/transport/address.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
 namespace evosip::edge {
@@ -33,9 +37,15 @@ struct EdgeSettings {
   uint16_t advertisePort = 0;
   std::chrono::milliseconds routerTimeout{500};
   std::chrono::milliseconds holdDown{10000};
-  double rateLimitPerSecond = 0;  // per source IP; 0 = off
-  double rateLimitBurst = 0;      // 0 = one second's worth
+  // Max-Forwards of every forwarded request: min(received - 1, maxForwards); added when absent.
+  uint32_t maxForwards = 20;
+  double rateLimitPerSecond = 30;  // per source IP and worker; 0 = off
+  double rateLimitBurst = 90;      // 0 = one second's worth
+  transport::NetworkList rateLimitExempt;
+  AuthBanSettings authBan;
+  transport::NetworkList authBanExempt;
   size_t maxPendingPerWorker = 50000;
+  size_t maxPendingBytesPerWorker = size_t{32} << 20;
   std::string flowSecret;  // "" = random per process
   sip::ParseLimits limits;
   // The transport's egress sockets (SipTransport::egressPort of each index: v4, v6 port, 0 =
@@ -58,6 +68,10 @@ enum class DropReason : uint8_t {
   kTooManyHops,
   kInvalid,
   kPendingFull,
+  kBanned,         // the source is banned after repeated authentication failures
+  kNotOurDialog,   // a To-tagged request from outside without our Record-Route on top
+  kControlChar,    // a control character in the start line or a header field
+  kReplyTooLarge,  // a local reply to an unverified UDP source would amplify
   kCount
 };
 std::string_view dropReasonName(DropReason r);
@@ -76,7 +90,11 @@ struct WorkerCounters {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> drops{};
   std::atomic<uint64_t> localReplies{0};
   std::atomic<uint64_t> failovers{0};
-  std::atomic<uint64_t> unanswered{0};  // a live router left a request unanswered
+  std::atomic<uint64_t> unanswered{0};    // a live router left a request unanswered
+  std::atomic<uint64_t> probesSent{0};    // OPTIONS to a router after a timeout
+  std::atomic<uint64_t> probesFailed{0};  // ... left unanswered: the router was marked down
+  std::atomic<uint64_t> authFailures{0};  // router 401/407/403 to a request with credentials
+  std::atomic<uint64_t> bans{0};          // source addresses banned
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -105,13 +123,24 @@ class EdgeProxy {
   size_t pending(size_t worker) const { return workers_[worker]->pending.size(); }
 
  private:
+  // A liveness probe in flight: an OPTIONS sent to a router after a request to it timed out.
+  struct Probe {
+    size_t router = SIZE_MAX;
+    uint64_t generation = 0;
+    int64_t sentNs = 0;
+    int64_t deadlineNs = 0;
+  };
   struct WorkerState {
-    WorkerState(const EdgeSettings& s)
-        : pending(s.maxPendingPerWorker), limiter(s.rateLimitPerSecond, s.rateLimitBurst) {}
+    WorkerState(const EdgeSettings& s, uint64_t hashKey)
+        : pending(s.maxPendingPerWorker, s.maxPendingBytesPerWorker),
+          limiter(s.rateLimitPerSecond, s.rateLimitBurst),
+          bans(s.authBan, hashKey) {}
     std::shared_ptr<RouterSet> routers;
     uint64_t routersGeneration = 0;
     PendingTable pending;
     RateLimiter limiter;
+    AuthBanTable bans;  // every worker counts every failure (posted to all)
+    std::vector<Probe> probes;
     // Reused for every message (cleared, capacity kept): no allocation per forwarded request.
     std::string out;
     std::string scratch;
@@ -125,23 +154,60 @@ class EdgeProxy {
     std::string hostPort;  // "host:port"
   };
   struct RouteInfo;
+  struct RequestContext;
 
+  void onUnparsable(WorkerState& w, const transport::Packet& packet);
   void handleRequest(WorkerState& w, size_t worker, const sip::Message& msg,
                      const transport::Source& src);
   void handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,
                       const transport::Source& src);
 
-  // Request steps.
-  bool checkRequest(WorkerState& w, const sip::Message& msg, const transport::Source& src);
+  // Request steps, in the order handleRequest runs them. Each returns false when it answered or
+  // dropped the request (nothing more to do).
+  bool admit(RequestContext& rq);        // ban list, then rate limit
+  bool checkSanity(RequestContext& rq);  // mandatory headers, CSeq, Max-Forwards, URI
+  bool checkHeaderHygiene(RequestContext& rq);
+  bool answersLocally(RequestContext& rq);  // OPTIONS to the edge itself
+  bool applyRouteHygiene(RequestContext& rq);
+  bool checkInDialog(RequestContext& rq);
+  bool selectNextHop(RequestContext& rq);
+  bool checkLoop(RequestContext& rq);
+  void rewrite(RequestContext& rq);
+  void forward(RequestContext& rq);
+  // Helpers of the steps.
+  bool readRoutes(RequestContext& rq);  // loose routing (RFC 3261 16.4): our leading entries
+  bool nextHopFromRouter(RequestContext& rq);
+  void computeBranch(RequestContext& rq);
+  void addRecordRoute(RequestContext& rq, const transport::Destination& clientFlow);
   bool isLoop(const sip::Message& msg, std::string_view loopHash) const;
-  bool answersLocally(WorkerState& w, const sip::Message& msg, const transport::Source& src);
   void reply(WorkerState& w, const sip::Message& msg, const transport::Source& src, int code,
              std::string_view reason, std::string_view extraHeaders = {});
+  bool sendReply(WorkerState& w, const transport::Destination& to, size_t requestSize);
+  void drop(WorkerState& w, DropReason why) const;
+
+  // Why a source outside the platform is refused now (banned, over its rate), if it is.
+  std::optional<DropReason> refusal(WorkerState& w, const boost::asio::ip::address& ip,
+                                    int64_t now);
+
+  // Response steps.
+  std::optional<transport::Destination> responseDestination(WorkerState& w, const sip::Message& msg,
+                                                            const sip::Via& ours);
+  void countAuthFailure(WorkerState& w, size_t worker, const sip::Message& msg,
+                        const sip::Via& ours, const boost::asio::ip::address& client);
+
+  // Router liveness.
+  void onRequestTimeout(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now);
+  void failOver(WorkerState& w, uint64_t key, PendingRequest&& p, size_t failed, int64_t now);
+  void startProbe(WorkerState& w, size_t router, int64_t now);
+  void checkProbes(WorkerState& w, int64_t now);
+  bool onProbeResponse(WorkerState& w, std::string_view branch, const transport::Source& src);
 
   bool isSelf(const sip::Uri& uri) const;
   bool isSelfHostPort(std::string_view host, uint16_t port) const;
   // isSelfHostPort, or one of our egress ports (a Via we wrote).
   bool isSelfVia(std::string_view host, uint16_t port) const;
+  // A transport address of this edge (listen or egress socket): never a next hop.
+  bool isOwnEndpoint(const transport::Endpoint& ep) const;
   // The egress socket for a call's requests to a router at `router` (-1: the listen socket)
   // and its port.
   int32_t egressFor(std::string_view callId, const transport::Endpoint& router,
@@ -162,6 +228,7 @@ class EdgeProxy {
   SendFn send_;
   PostFn post_;
   FlowTokenCodec tokens_;
+  uint64_t secretKey_;  // random per process: probe branches, ban table hashing
   Self self4_;
   Self self6_;
   std::vector<std::string> selfHosts_;  // IPs and names that mean "this edge"

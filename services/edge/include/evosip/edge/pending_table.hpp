@@ -1,8 +1,10 @@
 #pragma once
 // What the edge remembers to fail over: for each request it forwarded to a router and that has
 // not seen a response yet, the router, the deadline and the bytes to resend. Keyed by the branch
-// of the edge's own Via; bounded; owned by one worker. The timeout is the same for every entry,
-// so a FIFO is ordered by deadline.
+// of the edge's own Via; bounded in entries and in bytes (a flood of large requests a router
+// leaves unanswered cannot grow it further: requests beyond the bounds are still forwarded, only
+// not failed over); owned by one worker. The timeout is the same for every entry, so a FIFO is
+// ordered by deadline.
 
 #include <cstdint>
 #include <deque>
@@ -28,10 +30,12 @@ struct PendingRequest {
 
 class PendingTable {
  public:
-  explicit PendingTable(size_t capacity) : capacity_(capacity) {}
+  explicit PendingTable(size_t capacity, size_t maxBytes = SIZE_MAX)
+      : capacity_(capacity), maxBytes_(maxBytes) {}
 
   size_t size() const { return entries_.size(); }
-  bool full() const { return entries_.size() >= capacity_; }
+  size_t bytes() const { return bytes_; }
+  bool full() const { return entries_.size() >= capacity_ || bytes_ >= maxBytes_; }
   // Inserts or refreshes (a client retransmission) the entry for key. Returns false when full.
   bool upsert(uint64_t key, PendingRequest request);
   // Removes the entry (a response arrived). Returns true when there was one.
@@ -50,7 +54,11 @@ class PendingTable {
     uint64_t key;
     int64_t deadlineNs;
   };
+  static size_t cost(const PendingRequest& r) { return r.bytes.size() + r.callId.size(); }
+
   size_t capacity_;
+  size_t maxBytes_;
+  size_t bytes_ = 0;
   std::unordered_map<uint64_t, PendingRequest> entries_;
   std::deque<Deadline> order_;
 };
@@ -66,6 +74,7 @@ void PendingTable::expire(int64_t nowNs, Fn&& fn) {
       continue;
     }
     PendingRequest req = std::move(it->second);
+    bytes_ -= cost(req);
     entries_.erase(it);
     fn(d.key, std::move(req));
   }

@@ -1,0 +1,179 @@
+#include <evosip/base/strings.hpp>
+#include <evosip/edge/edge_proxy.hpp>
+#include <evosip/edge/header_hygiene.hpp>
+#include <evosip/log/log.hpp>
+#include <evosip/sip/auth.hpp>
+#include <evosip/sip/editor.hpp>
+#include <evosip/sip/params.hpp>
+
+#include "edge_internal.hpp"
+
+namespace evosip::edge {
+
+using detail::kBranchHexLen;
+using detail::kBranchPrefix;
+using transport::Destination;
+using transport::Protocol;
+
+namespace {
+
+constexpr uint64_t kCancelKey = 0x63616e63656cULL;
+
+// The transaction hash in a branch of ours ("z9hG4bK-e" + 16 + 8 hex digits).
+std::optional<uint64_t> ourTransaction(std::string_view branch) {
+  if (branch.size() != kBranchPrefix.size() + kBranchHexLen ||
+      branch.substr(0, kBranchPrefix.size()) != kBranchPrefix) {
+    return std::nullopt;
+  }
+  return detail::parseHex(branch.substr(kBranchPrefix.size(), 16));
+}
+
+// The next Via after ours, in the same header or a later one.
+std::optional<sip::Via> secondVia(const sip::Message& msg) {
+  int index = 0;
+  for (const auto& h : msg.headers()) {
+    if (h.id != sip::HeaderId::kVia) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      if (index++ == 1) {
+        auto parsed = sip::parseVia(*v);
+        return parsed ? std::optional<sip::Via>(*parsed) : std::nullopt;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// A challenge with stale=true (RFC 7616 3.3) asks for a retry with a fresh nonce: the
+// credentials were right.
+bool staleChallenge(const sip::Message& msg) {
+  for (const auto& h : msg.headers()) {
+    if (h.id != sip::HeaderId::kWwwAuthenticate && h.id != sip::HeaderId::kProxyAuthenticate) {
+      continue;
+    }
+    if (auto d = sip::parseDigest(h.value); d && iequals(d->stale, "true")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// Responses: our Via must be on top (else dropped); it is removed and the response goes to the
+// next Via's received/rport (UDP) or to the connection named in our Via's flow token.
+void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,
+                               const transport::Source& src) {
+  const auto* viaHeader = msg.find(sip::HeaderId::kVia);
+  auto ours = msg.topVia();
+  if (!viaHeader || !ours || !isSelfVia(ours->host, ours->port)) {
+    drop(w, DropReason::kNotOurVia);
+    return;
+  }
+  const auto branch = ours->branch();
+  if (branch && onProbeResponse(w, *branch, src)) {
+    return;
+  }
+  const auto txHash = branch ? ourTransaction(*branch) : std::nullopt;
+  if (!txHash) {
+    drop(w, DropReason::kNotOurVia);
+    return;
+  }
+  const size_t router = src.protocol == Protocol::kUdp ? w.routers->find(src.remote) : SIZE_MAX;
+  if (router != SIZE_MAX) {
+    auto cseq = msg.cseq();
+    const bool cancel = cseq && cseq->method == sip::Method::kCancel;
+    clearPending(worker, *txHash ^ (cancel ? kCancelKey : 0));
+    RouterTarget& t = w.routers->at(router);
+    t.responses.fetch_add(1, std::memory_order_relaxed);
+    t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
+  } else if (findControlCharacter(msg)) {
+    drop(w, DropReason::kControlChar);  // a client's response is held to the request's rules
+    return;
+  }
+  auto to = responseDestination(w, msg, *ours);
+  if (!to) {
+    return;
+  }
+  if (router != SIZE_MAX) {
+    countAuthFailure(w, worker, msg, *ours, to->remote.ip);
+  }
+  sip::MessageEditor edit(msg);
+  edit.removeFirstValue(*viaHeader);
+  const bool toRouter = to->protocol == Protocol::kUdp && w.routers->find(to->remote) != SIZE_MAX;
+  if (!toRouter) {
+    for (const auto& h : msg.headers()) {
+      if (h.id == sip::HeaderId::kOther && detail::isEvosipHeader(h.name)) {
+        edit.removeHeader(h);
+      }
+    }
+  }
+  edit.writeTo(w.out);
+  if (!send_(*to, w.out)) {
+    drop(w, DropReason::kSendFailed);
+  }
+}
+
+std::optional<Destination> EdgeProxy::responseDestination(WorkerState& w, const sip::Message& msg,
+                                                          const sip::Via& ours) {
+  auto next = secondVia(msg);
+  if (!next) {
+    drop(w, DropReason::kNoRoute);
+    return std::nullopt;
+  }
+  if (auto ft = ours.params.get("ft"); ft) {
+    auto flow = tokens_.decode(*ft);
+    if (!flow) {
+      drop(w, DropReason::kBadFlowToken);
+    }
+    return flow;
+  }
+  auto proto = transport::protocolFromName(next->transport);
+  if (!proto || *proto != Protocol::kUdp) {
+    drop(w, DropReason::kNoRoute);
+    return std::nullopt;
+  }
+  std::string_view host = next->received().value_or(next->host);
+  uint16_t port = next->port != 0 ? next->port : 5060;
+  if (auto rport = next->rport(); rport && !rport->empty()) {
+    if (auto p = parseDecimal(*rport, 65535); p && *p != 0) {
+      port = static_cast<uint16_t>(*p);
+    }
+  }
+  auto ip = detail::parseIp(host);
+  if (!ip) {
+    drop(w, DropReason::kNoRoute);
+    return std::nullopt;
+  }
+  return Destination{Protocol::kUdp, transport::Endpoint{*ip, port}, {}};
+}
+
+// A router refused the credentials a client sent (401/407 that is not a stale nonce, or 403):
+// one failure of that client's address. Every worker keeps its own ban table and learns every
+// failure, so a ban holds whichever worker the kernel gives the source's next packet.
+void EdgeProxy::countAuthFailure(WorkerState& w, size_t worker, const sip::Message& msg,
+                                 const sip::Via& ours, const boost::asio::ip::address& client) {
+  const int code = msg.statusCode();
+  if ((code != 401 && code != 407 && code != 403) || !ours.params.has(detail::kCredentialsParam) ||
+      !w.bans.enabled() || settings_.authBanExempt.contains(client) || staleChallenge(msg)) {
+    return;
+  }
+  WorkerCounters::bump(w.counters.authFailures);
+  const int64_t now = nowNs();
+  if (w.bans.recordFailure(client, now)) {
+    WorkerCounters::bump(w.counters.bans);
+    log::get("edge")->warn("{} banned for {} s after {} authentication failures",
+                           client.to_string(), settings_.authBan.banFor.count(),
+                           settings_.authBan.failures);
+  }
+  for (size_t other = 0; other < workers_.size(); ++other) {
+    if (other != worker) {
+      post_(other,
+            [this, other, client, now] { workers_[other]->bans.recordFailure(client, now); });
+    }
+  }
+}
+
+}  // namespace evosip::edge

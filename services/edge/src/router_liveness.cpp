@@ -1,0 +1,260 @@
+// Requests in flight to routers, failover, and the liveness of routers. A router is marked down
+// only when it is dead: a request it left unanswered makes the edge ask it directly (an OPTIONS
+// probe addressed to the router itself); any response to that, or to anything else sent to it
+// since, proves it alive. Only a router silent to both is held out of selection. An outsider
+// can make a router ignore a request, never make it ignore the probe.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include <evosip/base/hash.hpp>
+#include <evosip/edge/edge_proxy.hpp>
+#include <evosip/log/log.hpp>
+#include <evosip/sip/editor.hpp>
+
+#include "edge_internal.hpp"
+
+namespace evosip::edge {
+
+using transport::Destination;
+using transport::Protocol;
+
+namespace {
+
+int64_t toNs(std::chrono::milliseconds d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+
+}  // namespace
+
+void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::string_view callId,
+                             size_t router, int32_t egress, const Destination& client, bool track) {
+  RouterSet& routers = *w.routers;
+  RouterTarget& target = routers.at(router);
+  target.forwarded.fetch_add(1, std::memory_order_relaxed);
+  if (!send_(Destination{Protocol::kUdp, target.endpoint, {}, egress}, w.out)) {
+    drop(w, DropReason::kSendFailed);
+  }
+  if (!track || settings_.routerTimeout.count() <= 0) {
+    return;
+  }
+  PendingRequest p;
+  p.bytes = w.out;
+  p.callId = std::string(callId);
+  p.router = router;
+  p.v6 = target.endpoint.ip.is_v6();
+  p.generation = w.routersGeneration;
+  p.sentNs = nowNs();
+  p.deadlineNs = p.sentNs + toNs(settings_.routerTimeout);
+  p.client = client;
+  const size_t owner = key % workers_.size();
+  if (owner == worker) {
+    if (!w.pending.upsert(key, std::move(p))) {
+      drop(w, DropReason::kPendingFull);
+    }
+    return;
+  }
+  post_(owner, [this, owner, key, p = std::move(p)]() mutable {
+    WorkerState& o = *workers_[owner];
+    if (!o.pending.upsert(key, std::move(p))) {
+      drop(o, DropReason::kPendingFull);
+    }
+  });
+}
+
+void EdgeProxy::clearPending(size_t worker, uint64_t key) {
+  const size_t owner = key % workers_.size();
+  if (owner == worker) {
+    workers_[owner]->pending.erase(key);
+    return;
+  }
+  post_(owner, [this, owner, key] { workers_[owner]->pending.erase(key); });
+}
+
+void EdgeProxy::onTick(size_t worker) {
+  WorkerState& w = *workers_[worker];
+  refreshRouters(w);
+  const int64_t now = nowNs();
+  // Probes first: a router found dead is not the next choice of a request timing out now.
+  checkProbes(w, now);
+  w.pending.expire(
+      now, [&](uint64_t key, PendingRequest&& p) { onRequestTimeout(w, key, std::move(p), now); });
+}
+
+// A router left a request unanswered. If it answered anything sent after that request, it is
+// alive and chose not to answer this one (a request it found invalid, say): another router
+// would do the same, so nothing more happens. Otherwise the router is probed, and the request
+// goes to the next router so that its sender gets an answer; the first router stays in the set
+// until the probe fails.
+void EdgeProxy::onRequestTimeout(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now) {
+  RouterSet& routers = *w.routers;
+  size_t failed = SIZE_MAX;
+  if (p.generation == w.routersGeneration && p.router < routers.size()) {
+    failed = p.router;
+    RouterTarget& t = routers.at(failed);
+    t.timeouts.fetch_add(1, std::memory_order_relaxed);
+    if (t.lastResponseNs.load(std::memory_order_relaxed) > p.sentNs) {
+      WorkerCounters::bump(w.counters.unanswered);
+      return;
+    }
+    startProbe(w, failed, now);
+  }
+  failOver(w, key, std::move(p), failed, now);
+}
+
+void EdgeProxy::failOver(WorkerState& w, uint64_t key, PendingRequest&& p, size_t failed,
+                         int64_t now) {
+  RouterSet& routers = *w.routers;
+  // A router of the same address family first: the kept copy's Via (and a router-facing
+  // Record-Route) name the edge's address and egress port of that family.
+  size_t nextRouter = routers.pick(p.callId, now, failed, p.v6);
+  if (nextRouter == SIZE_MAX) {
+    nextRouter = routers.pick(p.callId, now, failed);
+  }
+  if (nextRouter == SIZE_MAX || p.attempts >= routers.size() + 1) {
+    // Nobody left: tell this client, from the request we kept. Other callers are not affected.
+    if (auto req = sip::Message::parse(p.bytes, settings_.limits); req && req->isRequest()) {
+      // Our own Via is on top of the kept copy: answer with the client's Via stack.
+      sip::MessageEditor strip(*req);
+      strip.removeFirstValue(*req->find(sip::HeaderId::kVia));
+      std::string original = strip.str();
+      if (auto orig = sip::Message::parse(original, settings_.limits)) {
+        transport::Source src{p.client.protocol, p.client.remote, {}, p.client.connection};
+        reply(w, *orig, src, 503, "Service Unavailable",
+              fmt::format("Retry-After: {}\r\n",
+                          std::max<int64_t>(1, toNs(settings_.holdDown) / 1000000000)));
+      }
+    }
+    drop(w, DropReason::kNoRouter);
+    return;
+  }
+  WorkerCounters::bump(w.counters.failovers);
+  RouterTarget& t = routers.at(nextRouter);
+  t.forwarded.fetch_add(1, std::memory_order_relaxed);
+  // The kept copy carries the Via port of the call's egress socket: the same one again.
+  uint16_t port = 0;
+  int32_t egress = egressFor(p.callId, t.endpoint, port);
+  if (t.endpoint.ip.is_v6() != p.v6) {
+    // No router of the first family is up: rewrite the copy for the other family.
+    readdress(p, egress >= 0 ? port : 0);
+  }
+  send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);
+  p.router = nextRouter;
+  p.generation = w.routersGeneration;
+  p.attempts += 1;
+  p.sentNs = now;
+  p.deadlineNs = now + toNs(settings_.routerTimeout);
+  w.pending.rearm(key, std::move(p));
+}
+
+// OPTIONS addressed to the router itself, Max-Forwards 0: it cannot be forwarded anywhere, and
+// any response (200, 404, 483, ...) proves the router alive. One probe per router and worker at
+// a time.
+void EdgeProxy::startProbe(WorkerState& w, size_t router, int64_t now) {
+  for (const Probe& p : w.probes) {
+    if (p.router == router && p.generation == w.routersGeneration) {
+      return;
+    }
+  }
+  const RouterTarget& t = w.routers->at(router);
+  const Self& self = selfFor(t.endpoint.ip);
+  std::string branch(detail::kProbePrefix);
+  const auto seq = static_cast<uint64_t>(now);
+  detail::appendHex(branch, seq, 16);
+  detail::appendHex(branch, router, 8);
+  detail::appendHex(
+      branch, hash64(std::string_view(branch).substr(detail::kProbePrefix.size()), secretKey_), 16);
+  const std::string target = t.endpoint.str();
+  w.out = fmt::format(
+      "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch={2}\r\nMax-Forwards: 0\r\n"
+      "From: <sip:{1}>;tag={3}\r\nTo: <sip:{0}>\r\nCall-ID: {3}@{4}\r\nCSeq: 1 OPTIONS\r\n"
+      "Content-Length: 0\r\n\r\n",
+      target, self.hostPort, branch, std::string_view(branch).substr(9, 16), self.host);
+  WorkerCounters::bump(w.counters.probesSent);
+  if (!send_(Destination{Protocol::kUdp, t.endpoint, {}}, w.out)) {
+    drop(w, DropReason::kSendFailed);
+  }
+  w.probes.push_back(Probe{router, w.routersGeneration, now, now + toNs(settings_.routerTimeout)});
+}
+
+// A probe whose deadline passed: a router that answered nothing since the probe left is dead.
+void EdgeProxy::checkProbes(WorkerState& w, int64_t now) {
+  auto done = [&](const Probe& p) {
+    if (p.deadlineNs > now) {
+      return false;
+    }
+    if (p.generation != w.routersGeneration || p.router >= w.routers->size()) {
+      return true;  // the set changed meanwhile
+    }
+    RouterTarget& t = w.routers->at(p.router);
+    if (t.lastResponseNs.load(std::memory_order_relaxed) > p.sentNs) {
+      return true;
+    }
+    WorkerCounters::bump(w.counters.probesFailed);
+    const int64_t until = now + toNs(settings_.holdDown);
+    if (t.downUntilNs.load(std::memory_order_relaxed) < until) {
+      t.downUntilNs.store(until, std::memory_order_relaxed);
+      log::get("edge")->warn("router {} answers nothing, not even a probe: down for {} ms", t.uri,
+                             settings_.holdDown.count());
+    }
+    return true;
+  };
+  w.probes.erase(std::remove_if(w.probes.begin(), w.probes.end(), done), w.probes.end());
+}
+
+// True when `branch` is one of our probes' (the response is consumed here). The router it names
+// answered: alive, wherever the response arrived from, if the branch is one we made.
+bool EdgeProxy::onProbeResponse(WorkerState& w, std::string_view branch,
+                                const transport::Source& src) {
+  const auto& prefix = detail::kProbePrefix;
+  if (branch.size() != prefix.size() + detail::kProbeHexLen ||
+      branch.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  const auto fields = branch.substr(prefix.size(), 24);
+  const auto router = detail::parseHex(fields.substr(16, 8));
+  const auto mac = detail::parseHex(branch.substr(prefix.size() + 24));
+  if (router && mac && *mac == hash64(fields, secretKey_) && *router < w.routers->size()) {
+    RouterTarget& t = w.routers->at(*router);
+    if (t.endpoint.ip == src.remote.ip) {
+      t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
+    }
+  }
+  return true;
+}
+
+void EdgeProxy::readdress(PendingRequest& p, uint16_t egressPort) const {
+  auto msg = sip::Message::parse(p.bytes, settings_.limits);
+  const auto* via = msg ? msg->find(sip::HeaderId::kVia) : nullptr;
+  if (via == nullptr) {
+    return;
+  }
+  const Self& from = p.v6 ? self6_ : self4_;
+  const Self& to = p.v6 ? self4_ : self6_;
+  // Our Via is a header of its own, "SIP/2.0/UDP host:port;branch=...": swap the sent-by and
+  // keep the branch, so the new router's answers still match the pending entry.
+  const std::string_view value = via->value;
+  const size_t space = value.find(' ');
+  const size_t params = value.find(';');
+  if (space == std::string_view::npos || params == std::string_view::npos || params < space) {
+    return;
+  }
+  std::string newVia(value.substr(0, space + 1));
+  newVia.append(to.host).append(":").append(std::to_string(egressPort != 0 ? egressPort : to.port));
+  newVia.append(value.substr(params));
+  sip::MessageEditor edit(*msg);
+  edit.replaceValue(*via, newVia);
+  // The router-facing Record-Route entry, present when the client is on another transport or
+  // family, names the first family's address too.
+  const std::string inner = fmt::format("<sip:{};lr>", from.hostPort);
+  for (const auto& h : msg->headers()) {
+    if (h.id == sip::HeaderId::kRecordRoute && h.value == inner) {
+      edit.replaceValue(h, fmt::format("<sip:{};lr>", to.hostPort));
+      break;
+    }
+  }
+  p.bytes = edit.str();
+  p.v6 = !p.v6;
+}
+
+}  // namespace evosip::edge
