@@ -72,7 +72,10 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
   readControlWorkersLog(doc, defaultControl, s);
   s.maxMessageSize = static_cast<size_t>(doc.getInt("sip.max_message_size", 65535, 1024, 65535));
   s.maxConnections = static_cast<size_t>(doc.getInt("sip.tcp.max_connections", 10000, 1, 1000000));
+  s.maxConnectionsPerIp =
+      static_cast<size_t>(doc.getInt("sip.tcp.max_connections_per_ip", 32, 0, 1000000));
   s.tcpIdleTimeoutS = static_cast<int>(doc.getInt("sip.tcp.idle_timeout_s", 300, 1, 86400));
+  s.tcpMessageTimeoutS = static_cast<int>(doc.getInt("sip.tcp.message_timeout_s", 10, 1, 3600));
   const std::string scheduling = doc.getString("worker_scheduling", defaultScheduling);
   if (scheduling != "batch" && scheduling != "normal") {
     throw config::ConfigError(
@@ -93,7 +96,9 @@ transport::TransportSettings transportSettings(const CommonSettings& s) {
   t.listen = s.listen;
   t.maxMessageSize = s.maxMessageSize;
   t.maxConnections = s.maxConnections;
+  t.maxConnectionsPerIp = s.maxConnectionsPerIp;
   t.tcpIdleTimeout = std::chrono::seconds(s.tcpIdleTimeoutS);
+  t.tcpMessageTimeout = std::chrono::seconds(s.tcpMessageTimeoutS);
   return t;
 }
 
@@ -107,7 +112,7 @@ void exportTransportMetrics(metrics::Registry& registry, const transport::SipTra
   auto& open = registry.gaugeFamily("evosip_sip_tcp_connections", "Open TCP connections");
   struct Mirrors {
     CounterMirror udpIn, udpOut, tcpIn, tcpOut, udpSendErr, udpOversize, tcpLimit, tcpIdle,
-        tcpMisframed, tcpOversize, tcpNoConn, tcpAccepted, tcpKeepAlive;
+        tcpMisframed, tcpOversize, tcpNoConn, tcpAccepted, tcpKeepAlive, tcpPerIp, tcpSlow;
   };
   auto m = std::make_shared<Mirrors>(Mirrors{
       CounterMirror(received.Add({{"transport", "udp"}})),
@@ -128,6 +133,8 @@ void exportTransportMetrics(metrics::Registry& registry, const transport::SipTra
                         .counterFamily("evosip_sip_tcp_keepalives_total",
                                        "RFC 5626 CRLF keep-alives answered")
                         .Add({})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "per_ip_limit"}})),
+      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "message_timeout"}})),
   });
   auto& openGauge = open.Add({});
   registry.addCollectHook([m, &transport, &openGauge] {
@@ -145,6 +152,8 @@ void exportTransportMetrics(metrics::Registry& registry, const transport::SipTra
     m->tcpNoConn.set(static_cast<double>(s.tcpSendNoConnection.load()));
     m->tcpAccepted.set(static_cast<double>(s.tcpAccepted.load()));
     m->tcpKeepAlive.set(static_cast<double>(s.tcpKeepAlives.load()));
+    m->tcpPerIp.set(static_cast<double>(s.tcpRejectedPerIp.load()));
+    m->tcpSlow.set(static_cast<double>(s.tcpClosedMessageTimeout.load()));
     openGauge.Set(static_cast<double>(s.tcpOpen.load()));
   });
 }

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <exception>
 #include <future>
+#include <mutex>
 #include <netinet/in.h>
 #include <stdexcept>
 #include <string>
@@ -96,6 +97,36 @@ void setBigBuffers(int fd) {
 
 }  // namespace
 
+// Open TCP connections per source address, over all workers. Touched at accept and close only,
+// never per message: a mutex is fine here.
+class ConnectionsPerIp {
+ public:
+  // Counts one more connection of ip unless it already has `cap` (0 = no cap).
+  bool tryAdd(const asio::ip::address& ip, size_t cap) {
+    std::lock_guard lock(mutex_);
+    uint32_t& n = counts_[ip];
+    if (cap != 0 && n >= cap) {
+      if (n == 0) {
+        counts_.erase(ip);
+      }
+      return false;
+    }
+    ++n;
+    return true;
+  }
+  void remove(const asio::ip::address& ip) {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(ip);
+    if (it != counts_.end() && --it->second == 0) {
+      counts_.erase(it);
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<asio::ip::address, uint32_t> counts_;
+};
+
 struct WorkerState;
 
 struct UdpSocket {
@@ -134,7 +165,10 @@ struct TcpConnection {
   bool closing = false;    // a final reply is queued; read nothing more
   bool lingering = false;  // the reply is out; draining the peer until EOF or lingerUntil
   bool closed = false;
+  bool partial = false;  // bytes of an incomplete message are buffered, since partialSince
   steady_clock::time_point lastRead;
+  steady_clock::time_point partialSince;
+  steady_clock::time_point timerAt;  // when the armed timer fires
   steady_clock::time_point lingerUntil;
 };
 
@@ -142,11 +176,12 @@ struct TcpConnection {
 // no thread runs the worker).
 struct WorkerState {
   WorkerState(const SipTransport::Handler& h, TransportStats& st, runtime::Worker& w,
-              const TransportSettings& s);
+              const TransportSettings& s, ConnectionsPerIp& perIp);
 
-  const SipTransport::Handler& handler;  // these three are valid while !stopped
+  const SipTransport::Handler& handler;  // these four are valid while !stopped
   TransportStats& stats;
   const TransportSettings& settings;
+  ConnectionsPerIp& connectionsPerIp;
   runtime::Worker& worker;
   bool stopped = false;
 
@@ -197,6 +232,9 @@ struct WorkerState {
   void reject(const std::shared_ptr<TcpConnection>& c, size_t offset, Errc code);
   void armTimer(const std::shared_ptr<TcpConnection>& c, steady_clock::time_point at);
   void onTimer(const std::shared_ptr<TcpConnection>& c);
+  // The earlier of the idle deadline and, with an incomplete message buffered, its deadline.
+  steady_clock::time_point nextDeadline(const TcpConnection& c) const;
+  void notePartial(const std::shared_ptr<TcpConnection>& c, bool newMessage);
   bool queueWrite(const std::shared_ptr<TcpConnection>& c, std::string_view data);
   void startWrite(const std::shared_ptr<TcpConnection>& c);
   void startLinger(const std::shared_ptr<TcpConnection>& c);
@@ -223,6 +261,7 @@ struct SipTransport::Impl {
   TransportSettings settings;
   Handler handler;
   TransportStats stats;
+  ConnectionsPerIp connectionsPerIp;
   std::vector<ListenSpec> bound;
   std::vector<std::shared_ptr<WorkerState>> workers;  // never shrinks after start()
   // Egress sockets by index (worker * egressPerWorker + k) and family (v4, v6); fixed after
@@ -263,8 +302,8 @@ struct SipTransport::Impl {
 };
 
 WorkerState::WorkerState(const SipTransport::Handler& h, TransportStats& st, runtime::Worker& w,
-                         const TransportSettings& s)
-    : handler(h), stats(st), settings(s), worker(w) {
+                         const TransportSettings& s, ConnectionsPerIp& perIp)
+    : handler(h), stats(st), settings(s), connectionsPerIp(perIp), worker(w) {
   const size_t batch = s.udpBatch;
   const size_t size = s.maxMessageSize;
   recvMsgs.resize(batch);
@@ -480,6 +519,12 @@ void WorkerState::onAccepted(TcpListener& l, tcp::socket socket) {
     socket.close(ec);
     return;
   }
+  if (!connectionsPerIp.tryAdd(remote.address(), settings.maxConnectionsPerIp)) {
+    stats.tcpOpen.fetch_sub(1, std::memory_order_relaxed);
+    stats.tcpRejectedPerIp.fetch_add(1, std::memory_order_relaxed);
+    socket.close(ec);
+    return;
+  }
   stats.tcpAccepted.fetch_add(1, std::memory_order_relaxed);
   socket.set_option(tcp::no_delay(true), ec);
 
@@ -564,6 +609,7 @@ void WorkerState::processStream(const std::shared_ptr<TcpConnection>& c) {
     std::memmove(c->buffer.get(), c->buffer.get() + offset, c->used - offset);
     c->used -= offset;
   }
+  notePartial(c, offset > 0);
   if (c->used == c->capacity && c->capacity > settings.maxMessageSize) {
     reject(c, 0, Errc::kTooLarge);  // cannot happen with frameStream's limits; never spin
     return;
@@ -584,7 +630,29 @@ void WorkerState::reject(const std::shared_ptr<TcpConnection>& c, size_t offset,
   queueWrite(c, reply);
 }
 
+void WorkerState::notePartial(const std::shared_ptr<TcpConnection>& c, bool newMessage) {
+  if (c->used == 0) {
+    c->partial = false;
+    return;
+  }
+  if (c->partial && !newMessage) {
+    return;  // the same message goes on: its deadline stands
+  }
+  c->partial = true;
+  c->partialSince = steady_clock::now();
+  const auto deadline = c->partialSince + settings.tcpMessageTimeout;
+  if (deadline < c->timerAt) {
+    armTimer(c, deadline);
+  }
+}
+
+steady_clock::time_point WorkerState::nextDeadline(const TcpConnection& c) const {
+  const auto idle = c.lastRead + settings.tcpIdleTimeout;
+  return c.partial ? std::min(idle, c.partialSince + settings.tcpMessageTimeout) : idle;
+}
+
 void WorkerState::armTimer(const std::shared_ptr<TcpConnection>& c, steady_clock::time_point at) {
+  c->timerAt = at;
   c->timer.expires_at(at);
   c->timer.async_wait([c](const boost::system::error_code& ec) {
     if (c->closed || ec == asio::error::operation_aborted) {
@@ -604,13 +672,17 @@ void WorkerState::onTimer(const std::shared_ptr<TcpConnection>& c) {
     }
     return;
   }
-  auto deadline = c->lastRead + settings.tcpIdleTimeout;
-  if (now >= deadline) {
+  if (c->partial && now >= c->partialSince + settings.tcpMessageTimeout) {
+    stats.tcpClosedMessageTimeout.fetch_add(1, std::memory_order_relaxed);
+    closeConnection(c);
+    return;
+  }
+  if (now >= c->lastRead + settings.tcpIdleTimeout) {
     stats.tcpClosedIdle.fetch_add(1, std::memory_order_relaxed);
     closeConnection(c);
     return;
   }
-  armTimer(c, deadline);  // reads moved the deadline since the timer was set
+  armTimer(c, nextDeadline(*c));  // reads moved the deadline since the timer was set
 }
 
 bool WorkerState::queueWrite(const std::shared_ptr<TcpConnection>& c, std::string_view data) {
@@ -689,6 +761,7 @@ void WorkerState::closeConnection(std::shared_ptr<TcpConnection> c) {
   c->socket.close(ec);
   c->timer.cancel();
   connections.erase(c->source.connection.seq);
+  connectionsPerIp.remove(c->source.remote.ip);
   stats.tcpOpen.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -853,8 +926,8 @@ void SipTransport::start() {
   }
   m.workers.reserve(m.pool.size());
   for (size_t i = 0; i < m.pool.size(); ++i) {
-    m.workers.push_back(
-        std::make_shared<WorkerState>(m.handler, m.stats, m.pool.at(i), m.settings));
+    m.workers.push_back(std::make_shared<WorkerState>(m.handler, m.stats, m.pool.at(i), m.settings,
+                                                      m.connectionsPerIp));
   }
   bool egressFamily[2] = {false, false};
   for (const ListenSpec& spec : m.settings.listen) {

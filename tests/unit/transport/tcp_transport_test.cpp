@@ -189,6 +189,62 @@ TEST_F(TcpTransportTest, ConnectionLimitOverAllWorkers) {
   ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
 }
 
+// One address cannot take every connection slot: over its cap a new connection is closed at
+// accept, while other addresses still get in.
+TEST_F(TcpTransportTest, ConnectionsPerSourceAddressAreCapped) {
+  TransportSettings s;
+  s.maxConnectionsPerIp = 2;
+  start(s, 2);
+  auto a = std::make_unique<TcpPeer>(boundAt(0));
+  auto b = std::make_unique<TcpPeer>(boundAt(0));
+  ASSERT_TRUE(a->connected() && b->connected());
+  ASSERT_TRUE(waitUntil([&] { return stats().tcpAccepted.load() == 2; }));
+  TcpPeer c(boundAt(0));
+  std::string reply;
+  EXPECT_TRUE(c.readUntilClosed(reply));
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpRejectedPerIp.load() == 1u; }));
+  TcpPeer other(boundAt(0), "127.0.0.2");
+  ASSERT_TRUE(other.connected());
+  ASSERT_TRUE(other.write(sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  EXPECT_EQ(received()[0].source.remote.ip, boost::asio::ip::make_address("127.0.0.2"));
+  // A closed connection gives its slot back.
+  a.reset();
+  ASSERT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 2; }));
+  TcpPeer d(boundAt(0));
+  ASSERT_TRUE(d.write(sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 2; }));
+  EXPECT_EQ(stats().tcpRejectedPerIp.load(), 1u);
+}
+
+// A peer that keeps a message incomplete (slowloris: a byte now and then, never the end) is
+// closed once the message is older than the message timeout, although it is never idle.
+TEST_F(TcpTransportTest, IncompleteMessageIsClosedAtTheMessageDeadline) {
+  TransportSettings s;
+  s.tcpMessageTimeout = std::chrono::seconds(1);
+  s.tcpIdleTimeout = std::chrono::seconds(60);
+  start(s);
+  TcpPeer slow(boundAt(0));
+  TcpPeer quiet(boundAt(0));
+  ASSERT_TRUE(slow.connected() && quiet.connected());
+  // A complete message, then silence: nothing pending, only the idle timeout applies.
+  ASSERT_TRUE(quiet.write(sipRequest("OPTIONS", "", "")));
+  const std::string m = sipRequest("INVITE", "", "");
+  const auto begin = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (size_t i = 0; i < 12 && !closed; ++i) {
+    closed = !slow.write(m.substr(i, 1));
+    std::string got;
+    closed = closed || slow.readUntilClosed(got, 250ms);
+  }
+  EXPECT_TRUE(closed) << "a message trickled for 3 s was not cut";
+  EXPECT_GE(std::chrono::steady_clock::now() - begin, 900ms);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpClosedMessageTimeout.load() == 1u; }));
+  std::string got;
+  EXPECT_FALSE(quiet.readUntilClosed(got, 500ms)) << "a connection without a pending message";
+  EXPECT_EQ(stats().tcpClosedIdle.load(), 0u);
+}
+
 TEST_F(TcpTransportTest, ReplyFromTheHandlerOnTheSameConnection) {
   reply_ = [](SipTransport& t, const Packet& p) {
     EXPECT_TRUE(t.send(Destination{Protocol::kTcp, p.source.remote, p.source.connection},

@@ -136,10 +136,18 @@ class UdpPeer {
 
 class TcpPeer {
  public:
-  explicit TcpPeer(const Endpoint& to) {
+  // `from`: the local address to connect from (e.g. another loopback address); none = any.
+  explicit TcpPeer(const Endpoint& to, const char* from = nullptr) {
     fd_ = Fd(::socket(to.ip.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM, 0));
     int one = 1;
     ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (from != nullptr) {
+      sockaddr_storage local;
+      socklen_t localLen = toSockaddr(Endpoint{boost::asio::ip::make_address(from), 0}, local);
+      if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&local), localLen) != 0) {
+        return;
+      }
+    }
     sockaddr_storage ss;
     socklen_t len = toSockaddr(to, ss);
     connected_ = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0;

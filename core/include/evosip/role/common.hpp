@@ -26,7 +26,9 @@ struct CommonSettings {
   log::Settings log;
   size_t maxMessageSize = 65535;
   size_t maxConnections = 10000;
+  size_t maxConnectionsPerIp = 32;
   int tcpIdleTimeoutS = 300;
+  int tcpMessageTimeoutS = 10;
   // worker_scheduling: "batch" runs the workers SCHED_BATCH (runtime::WorkerPool).
   bool batchScheduling = false;
 };

@@ -54,7 +54,13 @@ struct TransportSettings {
   std::vector<ListenSpec> listen;
   size_t maxMessageSize = 65535;
   size_t maxConnections = 10000;  // TCP, over all workers
+  // TCP connections of one source address, over all workers (0 = no cap): one address cannot
+  // take every slot of maxConnections.
+  size_t maxConnectionsPerIp = 32;
   std::chrono::seconds tcpIdleTimeout{300};
+  // A connection that has held an incomplete message this long is closed (a peer that trickles
+  // a message byte by byte to hold the connection and its buffer: slowloris).
+  std::chrono::seconds tcpMessageTimeout{10};
   size_t udpBatch = 32;               // datagrams per recvmmsg
   size_t tcpMaxWriteQueue = 1 << 20;  // bytes waiting for a slow reader before it is closed
   // Egress sockets per worker and UDP address family: sockets on ephemeral ports of the first
@@ -69,7 +75,7 @@ struct TransportStats {
   std::atomic<uint64_t> udpReceived{0}, udpSent{0}, udpSendErrors{0}, udpDroppedOversize{0};
   std::atomic<uint64_t> tcpAccepted{0}, tcpRejectedLimit{0}, tcpClosedIdle{0}, tcpMisframed{0},
       tcpOversize{0}, tcpKeepAlives{0}, tcpReceived{0}, tcpSent{0}, tcpSendNoConnection{0},
-      tcpClosedWriteOverflow{0};
+      tcpClosedWriteOverflow{0}, tcpRejectedPerIp{0}, tcpClosedMessageTimeout{0};
   std::atomic<uint64_t> handlerExceptions{0};  // a Handler threw (a bug); the message is dropped
   std::atomic<int64_t> tcpOpen{0};
 };
