@@ -1,0 +1,43 @@
+#include <gtest/gtest.h>
+
+#include <evosip/edge/pending_table.hpp>
+
+namespace evosip::edge {
+namespace {
+
+PendingRequest request(size_t bytes, int64_t deadline) {
+  PendingRequest p;
+  p.bytes.assign(bytes, 'x');
+  p.callId = "c";
+  p.deadlineNs = deadline;
+  return p;
+}
+
+// A flood of large requests that no router answers cannot grow the table past its byte bound.
+TEST(PendingTableTest, BoundedInEntriesAndInBytes) {
+  PendingTable byCount(3, SIZE_MAX);
+  for (uint64_t k = 0; k < 3; ++k) {
+    EXPECT_TRUE(byCount.upsert(k, request(10, 100)));
+  }
+  EXPECT_FALSE(byCount.upsert(3, request(10, 100)));
+  EXPECT_TRUE(byCount.upsert(1, request(10, 100)));  // a retransmission refreshes its entry
+
+  PendingTable byBytes(1000, 10000);
+  uint64_t k = 0;
+  while (byBytes.upsert(k, request(3000, 100))) {
+    ++k;
+  }
+  EXPECT_EQ(k, 4u);  // 4 x 3001 crosses 10000: the fifth is refused
+  EXPECT_GE(byBytes.bytes(), 10000u);
+  EXPECT_TRUE(byBytes.erase(0));
+  EXPECT_EQ(byBytes.bytes(), 3u * 3001u);
+  EXPECT_TRUE(byBytes.upsert(99, request(3000, 100)));
+  size_t expired = 0;
+  byBytes.expire(100, [&](uint64_t, PendingRequest&&) { ++expired; });
+  EXPECT_EQ(expired, 4u);
+  EXPECT_EQ(byBytes.bytes(), 0u);
+  EXPECT_EQ(byBytes.size(), 0u);
+}
+
+}  // namespace
+}  // namespace evosip::edge
