@@ -132,10 +132,14 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   api::ApiService apiService(api::readApiConfig(apiDoc));
   apiService.start();
 
+  // Everything runs on loopback: softphones, tests and load generators on this host are
+  // trusted, so loopback is exempt from the per-source rate limit and the auth-failure ban.
   auto edgeDoc = config::Document::fromString(
       fmt::format("sip:\n  listen: [\"udp:127.0.0.1:{0}\", \"tcp:127.0.0.1:{0}\"]\n"
                   "control: {{ listen: \"127.0.0.1:0\" }}\n"
-                  "edge:\n  routers: [\"sip:127.0.0.1:{1}\"]\n",
+                  "edge:\n  routers: [\"sip:127.0.0.1:{1}\"]\n"
+                  "  rate_limit: {{ exempt: [\"127.0.0.0/8\", \"::1/128\"] }}\n"
+                  "  auth_ban: {{ exempt: [\"127.0.0.0/8\", \"::1/128\"] }}\n",
                   sipPort, routerPort));
   edge::EdgeService edgeService(edge::readEdgeConfig(edgeDoc));
   edgeService.start();
