@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the edge's request, response and liveness code. Private to evosip_edge.
+// Constants and functions shared by the edge's request, response and liveness code. Private to
+// evosip_edge.
 
 #include <cstdint>
 #include <optional>

@@ -174,7 +174,7 @@ class EdgeProxy {
   bool checkLoop(RequestContext& rq);
   void rewrite(RequestContext& rq);
   void forward(RequestContext& rq);
-  // Helpers of the steps.
+  // What the steps share.
   bool readRoutes(RequestContext& rq);  // loose routing (RFC 3261 16.4): our leading entries
   bool nextHopFromRouter(RequestContext& rq);
   void computeBranch(RequestContext& rq);
