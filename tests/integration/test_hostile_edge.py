@@ -6,6 +6,7 @@ real binary, asserting what a victim host, a legitimate caller and the routers s
 - a control character in a header gets 400 and is never forwarded;
 - Max-Forwards is capped (a client cannot buy a long loop);
 - a To-tagged request without our Record-Route gets 481, nothing is forwarded;
+- a made-up response carrying our Via is not relayed to the host named below it;
 - one request the only router leaves unanswered, or 20,000 garbage requests, cannot make the
   edge answer 503 to the callers that follow;
 - repeated authentication failures ban the source address, and only it;
@@ -190,6 +191,28 @@ class HostileEdge(ProxyTestCase):
         for inv in invites:
             for r in inv.all("Route"):
                 self.assertNotIn(str(vport), r, f"the router got the client's Route:\n{inv}")
+
+    def test_a_forged_response_is_not_reflected_to_a_victim(self):
+        victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        victim.bind((HOST, 0))
+        self.cleanup.callbacks.append(victim.close)
+        vport = victim.getsockname()[1]
+        router = self.router("R")
+        proxy = self.edge([router])
+        forged = (f"SIP/2.0 200 OK\r\n"
+                  f"Via: SIP/2.0/UDP {proxy.hostport};branch=z9hG4bK-e{'0' * 24}\r\n"
+                  f"Via: SIP/2.0/UDP {HOST}:{vport};branch=z9hG4bKvictim\r\n"
+                  "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: reflect\r\n"
+                  "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+        with SipClient("UDP", proxy.addr) as c:
+            for _ in range(5):
+                c.send(forged)
+        victim.settimeout(1.0)
+        try:
+            data, _ = victim.recvfrom(70000)
+            self.fail(f"the edge reflected a made-up response to the victim:\n{data!r}")
+        except socket.timeout:
+            pass
 
     def router_following_routes(self):
         r = ScriptedRouter("R", follow_route=True)

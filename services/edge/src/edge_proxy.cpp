@@ -167,6 +167,8 @@ std::string_view dropReasonName(DropReason r) {
       return "control_character";
     case DropReason::kReplyTooLarge:
       return "reply_too_large";
+    case DropReason::kForeignResponse:
+      return "foreign_response";
     case DropReason::kCount:
       break;
   }

@@ -97,12 +97,18 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
   if (!to) {
     return;
   }
+  const bool toRouter = to->protocol == Protocol::kUdp && w.routers->find(to->remote) != SIZE_MAX;
   if (router != SIZE_MAX) {
     countAuthFailure(w, worker, msg, *ours, to->remote.ip);
+  } else if (!toRouter) {
+    // The edge sends requests to clients only on behalf of a router: a client's response goes
+    // back to a router. One bound elsewhere is made up (our Via on top, a victim's below): the
+    // edge is no reflector.
+    drop(w, DropReason::kForeignResponse);
+    return;
   }
   sip::MessageEditor edit(msg);
   edit.removeFirstValue(*viaHeader);
-  const bool toRouter = to->protocol == Protocol::kUdp && w.routers->find(to->remote) != SIZE_MAX;
   if (!toRouter) {
     for (const auto& h : msg.headers()) {
       if (h.id == sip::HeaderId::kOther && detail::isEvosipHeader(h.name)) {

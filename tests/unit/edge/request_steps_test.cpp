@@ -323,6 +323,35 @@ TEST_F(RequestStepsTest, AForgedProbeResponseDoesNotKeepADeadRouterUp) {
   EXPECT_EQ(last().statusCode(), 503);  // down: refused at once
 }
 
+// A client's response goes back to the router whose request the edge brought it; one that names
+// any other next hop below our Via is made up, and the edge relays it nowhere.
+TEST_F(RequestStepsTest, AClientsResponseOnlyEverGoesBackToARouter) {
+  receive(
+      "INVITE sip:alice@10.1.1.1:5062 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrtr9\r\n"
+      "Max-Forwards: 20\r\nTo: <sip:alice@evosip.local>\r\n"
+      "From: <sip:bob@evosip.local>;tag=9\r\nCall-ID: to-client\r\nCSeq: 1 INVITE\r\n"
+      "Content-Length: 0\r\n\r\n",
+      kRouter);
+  ASSERT_EQ(sent.size(), 1u);
+  auto toClient = last();
+  const std::string tail =
+      "From: <sip:bob@evosip.local>;tag=9\r\nTo: <sip:alice@evosip.local>;tag=a\r\n"
+      "Call-ID: to-client\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+  sent.clear();
+  receive("SIP/2.0 180 Ringing\r\n" + viaLines(toClient) + tail, ep("10.1.1.1", 5062));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, kRouter);
+  // The same Via of ours over a victim's: dropped.
+  const std::string ours(toClient.find(sip::HeaderId::kVia)->value);
+  sent.clear();
+  receive("SIP/2.0 200 OK\r\nVia: " + ours +
+              "\r\nVia: SIP/2.0/UDP 198.51.100.99:7;branch=z9hG4bKv\r\n" + tail,
+          ep("10.1.1.1", 5062));
+  EXPECT_TRUE(sent.empty());
+  EXPECT_EQ(drops(DropReason::kForeignResponse), 1u);
+}
+
 // A local reply to a UDP source never costs much more than the request did: the minimal header
 // set, else nothing.
 TEST_F(RequestStepsTest, LocalRepliesToUdpSourcesDoNotAmplify) {

@@ -68,10 +68,11 @@ enum class DropReason : uint8_t {
   kTooManyHops,
   kInvalid,
   kPendingFull,
-  kBanned,         // the source is banned after repeated authentication failures
-  kNotOurDialog,   // a To-tagged request from outside without our Record-Route on top
-  kControlChar,    // a control character in the start line or a header field
-  kReplyTooLarge,  // a local reply to an unverified UDP source would amplify
+  kBanned,           // the source is banned after repeated authentication failures
+  kNotOurDialog,     // a To-tagged request from outside without our Record-Route on top
+  kControlChar,      // a control character in the start line or a header field
+  kReplyTooLarge,    // a local reply to an unverified UDP source would amplify
+  kForeignResponse,  // a response from outside that is not on its way back to a router
   kCount
 };
 std::string_view dropReasonName(DropReason r);
