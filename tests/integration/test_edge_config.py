@@ -51,7 +51,17 @@ class EdgeConfig(ProxyTestCase):
                                ({"sip": {"listen": ["carrier-pigeon:127.0.0.1:1"]}}, "listen"),
                                ({"log": {"format": "xml"}}, "format"),
                                ({"edge": {"rate_limit": {"requests_per_second": -3}}},
-                                "requests_per_second")):
+                                "requests_per_second"),
+                               ({"edge": {"rate_limit": {"exempt": ["10.0.0.1/8"]}}},
+                                "rate_limit.exempt"),
+                               ({"edge": {"auth_ban": {"exempt": ["not-a-network"]}}},
+                                "auth_ban.exempt"),
+                               ({"edge": {"auth_ban": {"window_s": 0}}}, "window_s"),
+                               ({"edge": {"max_forwards": 0}}, "max_forwards"),
+                               ({"sip": {"tcp": {"max_connections_per_ip": -1}}},
+                                "max_connections_per_ip"),
+                               ({"sip": {"tcp": {"message_timeout_s": 0}}},
+                                "message_timeout_s")):
             with self.subTest(key=key):
                 self.assertNamesKey(*self._run_bad(overrides), key)
 
