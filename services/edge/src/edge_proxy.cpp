@@ -443,6 +443,10 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
 }
 
 bool EdgeProxy::sendReply(WorkerState& w, const Destination& to, size_t requestSize) {
+  if (to.protocol == Protocol::kUdp && isOwnEndpoint(to.remote)) {
+    drop(w, DropReason::kLoop);  // a Via naming this edge: never send to ourselves
+    return false;
+  }
   // A UDP source has not proven its address: never send it much more than it sent (no
   // reflection amplification). Routers and connections are verified peers.
   if (to.protocol == Protocol::kUdp && w.out.size() > requestSize + detail::kUnverifiedReplySlack &&

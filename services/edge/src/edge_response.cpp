@@ -97,6 +97,10 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
   if (!to) {
     return;
   }
+  if (to->protocol == Protocol::kUdp && isOwnEndpoint(to->remote)) {
+    drop(w, DropReason::kLoop);  // a router's Via always lies between two of ours
+    return;
+  }
   const bool toRouter = to->protocol == Protocol::kUdp && w.routers->find(to->remote) != SIZE_MAX;
   if (router != SIZE_MAX) {
     countAuthFailure(w, worker, msg, *ours, to->remote.ip);
