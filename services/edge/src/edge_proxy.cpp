@@ -243,6 +243,7 @@ EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, 
       h = h.substr(1, h.size() - 2);
     }
     selfHosts_.emplace_back(h);
+    advertiseIp_ = detail::parseIp(h);
     selfPorts_.push_back(settings_.advertisePort != 0 ? settings_.advertisePort
                                                       : (self4_.port ? self4_.port : self6_.port));
   }
@@ -329,8 +330,12 @@ bool EdgeProxy::isOwnEndpoint(const transport::Endpoint& ep) const {
       return true;
     }
     return listenIp.is_unspecified() && listenIp.is_v6() == ep.ip.is_v6() &&
-           (ep.ip.is_loopback() || iequals(ep.ip.to_string(), settings_.advertiseHost));
+           (ep.ip.is_loopback() || (advertiseIp_ && *advertiseIp_ == ep.ip));
   };
+  if (advertiseIp_ && *advertiseIp_ == ep.ip &&
+      ep.port == (self4_.port ? self4_.port : self6_.port)) {
+    return true;
+  }
   for (const auto& spec : settings_.listen) {
     if (!ourIp(spec.endpoint.ip)) {
       continue;
@@ -344,7 +349,7 @@ bool EdgeProxy::isOwnEndpoint(const transport::Endpoint& ep) const {
       }
     }
   }
-  return isSelfHostPort(ep.ip.to_string(), ep.port);
+  return false;
 }
 
 int32_t EdgeProxy::egressFor(std::string_view callId, const transport::Endpoint& router,

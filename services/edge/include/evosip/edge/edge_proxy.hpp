@@ -234,6 +234,7 @@ class EdgeProxy {
   Self self6_;
   std::vector<std::string> selfHosts_;  // IPs and names that mean "this edge"
   std::vector<uint16_t> selfPorts_;
+  std::optional<boost::asio::ip::address> advertiseIp_;  // sip.advertise, when numeric
   mutable std::mutex routersMutex_;  // guards routers_/generation_ (control thread writes)
   std::shared_ptr<RouterSet> routers_;
   std::atomic<uint64_t> generation_{1};
