@@ -472,7 +472,7 @@ std::optional<DropReason> EdgeProxy::refusal(WorkerState& w, const boost::asio::
   if (w.bans.banned(ip, now)) {
     return DropReason::kBanned;
   }
-  if (w.limiter.enabled() && !w.limiter.allow(ip, now) && !settings_.rateLimitExempt.contains(ip)) {
+  if (w.limiter.enabled() && !settings_.rateLimitExempt.allows(ip) && !w.limiter.allow(ip, now)) {
     return DropReason::kRateLimit;
   }
   return std::nullopt;

@@ -167,7 +167,7 @@ void EdgeProxy::countAuthFailure(WorkerState& w, size_t worker, const sip::Messa
                                  const sip::Via& ours, const boost::asio::ip::address& client) {
   const int code = msg.statusCode();
   if ((code != 401 && code != 407 && code != 403) || !ours.params.has(detail::kCredentialsParam) ||
-      !w.bans.enabled() || settings_.authBanExempt.contains(client) || staleChallenge(msg)) {
+      !w.bans.enabled() || settings_.authBanExempt.allows(client) || staleChallenge(msg)) {
     return;
   }
   WorkerCounters::bump(w.counters.authFailures);

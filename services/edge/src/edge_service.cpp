@@ -11,8 +11,8 @@ namespace json = boost::json;
 
 namespace {
 
-transport::NetworkList readNetworks(config::Document& doc, const std::string& key) {
-  auto list = transport::NetworkList::parse(doc.getList(key, {}));
+transport::AddressAcl readNetworks(config::Document& doc, const std::string& key) {
+  auto list = transport::AddressAcl::parse(doc.getList(key, {}));
   if (!list) {
     throw config::ConfigError(key + ": " + list.error().message);
   }

@@ -200,7 +200,7 @@ TEST_F(RequestStepsTest, NeverForwardsToItself) {
 
 TEST_F(RequestStepsTest, RateLimitExemptsTrustedNetworks) {
   make({"sip:127.0.0.1:5070"}, 5, {}, {}, [](EdgeSettings& s) {
-    s.rateLimitExempt = *transport::NetworkList::parse({"192.0.2.0/24"});
+    s.rateLimitExempt = *transport::AddressAcl::parse({"192.0.2.0/24"});
   });
   for (int i = 0; i < 20; ++i) {
     receive(invite());

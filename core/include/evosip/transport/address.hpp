@@ -39,31 +39,4 @@ struct ListenSpec {
 };
 Result<ListenSpec> parseListenSpec(std::string_view text);
 
-// An address prefix (CIDR): "10.0.0.0/8", "2001:db8::/32", or one address ("192.0.2.7", "::1",
-// a full-length prefix). Bits after the prefix length must be zero.
-struct Network {
-  boost::asio::ip::address base;
-  uint8_t prefixLength = 0;
-
-  bool contains(const boost::asio::ip::address& ip) const;
-  std::string str() const;  // "10.0.0.0/8"
-};
-Result<Network> parseNetwork(std::string_view text);
-
-// A set of networks (an operator's list of trusted sources). Small: a linear scan.
-class NetworkList {
- public:
-  NetworkList() = default;
-  explicit NetworkList(std::vector<Network> networks) : networks_(std::move(networks)) {}
-  // Every entry must parse; the error names the bad entry.
-  static Result<NetworkList> parse(const std::vector<std::string>& texts);
-
-  bool empty() const { return networks_.empty(); }
-  bool contains(const boost::asio::ip::address& ip) const;
-  const std::vector<Network>& networks() const { return networks_; }
-
- private:
-  std::vector<Network> networks_;
-};
-
 }  // namespace evosip::transport

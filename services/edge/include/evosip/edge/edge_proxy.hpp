@@ -25,6 +25,7 @@
 #include <evosip/runtime/clock.hpp>
 #include <evosip/sip/message.hpp>
 #include <evosip/transport/address.hpp>
+#include <evosip/transport/address_acl.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
 namespace evosip::edge {
@@ -41,9 +42,9 @@ struct EdgeSettings {
   uint32_t maxForwards = 20;
   double rateLimitPerSecond = 30;  // per source IP and worker; 0 = off
   double rateLimitBurst = 90;      // 0 = one second's worth
-  transport::NetworkList rateLimitExempt;
+  transport::AddressAcl rateLimitExempt;
   AuthBanSettings authBan;
-  transport::NetworkList authBanExempt;
+  transport::AddressAcl authBanExempt;
   size_t maxPendingPerWorker = 50000;
   size_t maxPendingBytesPerWorker = size_t{32} << 20;
   std::string flowSecret;  // "" = random per process
