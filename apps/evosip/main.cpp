@@ -38,6 +38,19 @@ std::string demoPassword() {
   return out;
 }
 
+// A random bearer token: 32 hex digits (128 bits).
+std::string randomToken() {
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    throw std::runtime_error("evosip up: no random bytes for the internal token");
+  }
+  std::string out;
+  for (unsigned char c : raw) {
+    out += fmt::format("{:02x}", c);
+  }
+  return out;
+}
+
 // Creates the demo domain and subscribers through the API (a second `up` resets passwords).
 std::vector<std::pair<std::string, std::string>> createDemoSubscribers(const std::string& api) {
   using evosip::control::httpRequest;
@@ -78,6 +91,9 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
   const int routerPort = sipPort + 10;
   const int appPort = sipPort + 20;
   const int ngPort = sipPort + 30;
+  // The credentials endpoint serves HA1 values only with a token: the api and the router share
+  // one made for this run.
+  const std::string internalToken = randomToken();
 
   // The media relay and the app first: the router's sets name them.
   auto mediaDoc = config::Document::fromString(
@@ -112,6 +128,7 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
                   // does not know instead of ignoring that challenge (RFC 8760 section 2.4).
                   "  auth_algorithms: [MD5]\n"
                   "  api: \"127.0.0.1:{1}\"\n"
+                  "  api_token: \"{5}\"\n"
                   "  apps: [\"sip:127.0.0.1:{3}\"]\n"
                   "  media: {{ relays: [\"udp:127.0.0.1:{4}\"], mode: always }}\n"
                   "  dialplan:\n"
@@ -120,15 +137,15 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
                   "    \"102\": {{ action: Menu, sound: menu, "
                   "targets: \"1=sip:100@evosip.local,2=sip:101@evosip.local\" }}\n"
                   "    \"*97\": {{ action: Voicemail, mailbox: from-user }}\n",
-                  routerPort, apiPort, sipPort, appPort, ngPort));
+                  routerPort, apiPort, sipPort, appPort, ngPort, internalToken));
   router::RouterService routerService(router::readRouterConfig(routerDoc));
   routerService.start();
 
   auto apiDoc = config::Document::fromString(
       fmt::format("api:\n  listen: \"127.0.0.1:{0}\"\n  database: \"sqlite://{1}/evosip.db\"\n"
-                  "  routers: [\"127.0.0.1:{2}\"]\n"
+                  "  routers: [\"127.0.0.1:{2}\"]\n  internal_token: \"{3}\"\n"
                   "control: {{ listen: \"127.0.0.1:0\" }}\n",
-                  apiPort, data, routerService.controlPort()));
+                  apiPort, data, routerService.controlPort(), internalToken));
   api::ApiService apiService(api::readApiConfig(apiDoc));
   apiService.start();
 

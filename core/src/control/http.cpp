@@ -2,6 +2,7 @@
 // server and the `api` role are built on, and the HTTP client. Beast is slow to compile, so
 // keeping it in one translation unit keeps rebuilds short.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <exception>
@@ -9,7 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -68,24 +69,53 @@ HttpRequest fromBeast(Request& req) {
   return out;
 }
 
-// Holds one of the server's connection slots; released when the session's coroutine frame is
-// destroyed, however the session ends (including with the io_context at shutdown).
-class ConnectionSlot {
+// A connection the server holds: what admission and eviction look at. Touched on the server
+// thread only.
+struct Connection {
+  beast::tcp_stream* stream = nullptr;
+  asio::ip::address source;
+  bool probe = false;  // a reserve connection: health probes only
+  bool idle = true;    // waiting for the first byte of a request
+  std::chrono::steady_clock::time_point idleSince;
+};
+using ConnectionTable = std::unordered_map<uint64_t, Connection>;
+
+// Owns a session's stream and its entry in the table; the entry goes when the session's
+// coroutine frame is destroyed, however the session ends (including with the io_context at
+// shutdown), or earlier when the connection is evicted. The entry is erased before the stream
+// is destroyed.
+class ConnectionTicket {
  public:
-  explicit ConnectionSlot(std::size_t& connections) : connections_(&connections) {
-    ++*connections_;
+  ConnectionTicket(ConnectionTable& table, uint64_t id, std::unique_ptr<beast::tcp_stream> stream)
+      : table_(&table), id_(id), stream_(std::move(stream)) {}
+  ConnectionTicket(ConnectionTicket&& other) noexcept
+      : table_(std::exchange(other.table_, nullptr)),
+        id_(other.id_),
+        stream_(std::move(other.stream_)) {}
+  ConnectionTicket& operator=(ConnectionTicket&&) = delete;
+  ~ConnectionTicket() {
+    if (table_ != nullptr) {
+      table_->erase(id_);
+    }
   }
-  ConnectionSlot(ConnectionSlot&& other) noexcept
-      : connections_(std::exchange(other.connections_, nullptr)) {}
-  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
-  ~ConnectionSlot() {
-    if (connections_ != nullptr) {
-      --*connections_;
+
+  beast::tcp_stream& stream() { return *stream_; }
+  // The entry, or null once the connection was evicted.
+  Connection* entry() {
+    auto it = table_->find(id_);
+    return it == table_->end() ? nullptr : &it->second;
+  }
+  void setIdle(bool idle) {
+    if (Connection* c = entry()) {
+      c->idle = idle;
+      c->idleSince = std::chrono::steady_clock::now();
     }
   }
 
  private:
-  std::size_t* connections_;
+  ConnectionTable* table_;
+  uint64_t id_;
+  std::unique_ptr<beast::tcp_stream> stream_;
 };
 
 // After an error response the client may still be sending a body we refused. Closing at once
@@ -124,54 +154,21 @@ struct ServerGate {
 
 }  // namespace
 
-tl::expected<HostPort, std::string> splitHostPort(std::string_view text) {
-  HostPort result;
-  std::string_view rest;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) {
-      return tl::unexpected(std::string("missing ']'"));
-    }
-    result.host = std::string(text.substr(1, close - 1));
-    rest = text.substr(close + 1);
-    if (rest.empty() || rest.front() != ':') {
-      return tl::unexpected(std::string("expected ':port' after ']'"));
-    }
-    rest.remove_prefix(1);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return tl::unexpected(std::string("expected host:port"));
-    }
-    result.host = std::string(text.substr(0, colon));
-    if (result.host.find(':') != std::string::npos) {
-      return tl::unexpected(std::string("an IPv6 address must be written in brackets"));
-    }
-    rest = text.substr(colon + 1);
-  }
-  if (result.host.empty()) {
-    return tl::unexpected(std::string("missing host"));
-  }
-  if (!parseDecimal(rest, 65535)) {
-    return tl::unexpected(std::string("the port must be a number from 0 to 65535"));
-  }
-  result.port = std::string(rest);
-  return result;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Server
 
 struct HttpServer::Impl {
+  enum class Admission { kNormal, kProbe, kRefuse };
+
   HttpServerSettings settings;
   Handler handler;
-  std::function<void()> onRefused;
+  ConnectionObserver observer;
   std::shared_ptr<spdlog::logger> log;
   std::shared_ptr<ServerGate> gate = std::make_shared<ServerGate>();
 
   // Touched on the server thread only.
-  std::size_t connections = 0;
-  std::unordered_set<beast::tcp_stream*> streams;
+  ConnectionTable connections;
+  uint64_t nextConnectionId = 0;
 
   std::atomic<uint16_t> port{0};
   bool stopped = false;
@@ -182,18 +179,30 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{ioc};
   std::thread thread;
 
-  Impl(HttpServerSettings s, Handler h, std::function<void()> r)
+  Impl(HttpServerSettings s, Handler h, ConnectionObserver o)
       : settings(std::move(s)),
         handler(std::move(h)),
-        onRefused(std::move(r)),
+        observer(std::move(o)),
         log(log::get(settings.name)) {
     gate->ioc = &ioc;
   }
 
   asio::awaitable<void> acceptLoop();
-  asio::awaitable<void> session(beast::tcp_stream stream, ConnectionSlot slot);
-  asio::awaitable<Response> answer(Request& req);
+  Admission admit(const asio::ip::address& source);
+  bool evictOldestIdle(const asio::ip::address* source);
+  asio::awaitable<void> session(ConnectionTicket ticket, bool probe);
+  asio::awaitable<bool> awaitRequest(ConnectionTicket& ticket, beast::flat_buffer& buffer,
+                                     bool first, bool probe);
+  asio::awaitable<void> refuseMalformed(beast::tcp_stream& stream,
+                                        const boost::system::error_code& readError);
+  asio::awaitable<Response> answer(Request& req, bool probe);
   Respond makeRespond(const std::shared_ptr<PendingResponse>& pending);
+
+  void notify(ConnectionEvent event) const {
+    if (observer) {
+      observer(event);
+    }
+  }
 
   void logException(std::exception_ptr error) const {
     if (!error) {
@@ -222,19 +231,75 @@ asio::awaitable<void> HttpServer::Impl::acceptLoop() {
       co_await pause.async_wait(kAwaitTuple);
       continue;
     }
-    if (connections >= settings.maxConnections) {
-      if (onRefused) {
-        onRefused();
-      }
-      log->debug("{} server at its limit of {} connections; refusing one", settings.name,
-                 settings.maxConnections);
+    boost::system::error_code peerError;
+    const tcp::endpoint peer = socket.remote_endpoint(peerError);
+    const Admission admission = peerError ? Admission::kRefuse : admit(peer.address());
+    if (admission == Admission::kRefuse) {
+      notify(ConnectionEvent::kRefused);
+      log->debug("{} server at its connection limits; refusing one", settings.name);
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
-    asio::co_spawn(ioc, session(beast::tcp_stream(std::move(socket)), ConnectionSlot(connections)),
+    const uint64_t id = nextConnectionId++;
+    auto stream = std::make_unique<beast::tcp_stream>(std::move(socket));
+    connections.emplace(id, Connection{stream.get(), peer.address(), admission == Admission::kProbe,
+                                       true, std::chrono::steady_clock::now()});
+    asio::co_spawn(ioc,
+                   session(ConnectionTicket(connections, id, std::move(stream)),
+                           admission == Admission::kProbe),
                    [this](std::exception_ptr e) { logException(e); });
   }
+}
+
+// Whether a new connection from source gets a session, a probe-only session or nothing; makes
+// room by closing an idle connection when a limit is reached.
+HttpServer::Impl::Admission HttpServer::Impl::admit(const asio::ip::address& source) {
+  std::size_t total = 0;
+  std::size_t fromSource = 0;
+  std::size_t probes = 0;
+  for (const auto& [id, c] : connections) {
+    if (c.probe) {
+      ++probes;
+      continue;
+    }
+    ++total;
+    fromSource += c.source == source ? 1 : 0;
+  }
+  const bool sourceFull = fromSource >= settings.maxConnectionsPerSource;
+  if (!sourceFull && total < settings.maxConnections) {
+    return Admission::kNormal;
+  }
+  if (evictOldestIdle(sourceFull ? &source : nullptr)) {
+    return Admission::kNormal;
+  }
+  if (!settings.probePaths.empty() && probes < settings.probeReserve) {
+    return Admission::kProbe;
+  }
+  return Admission::kRefuse;
+}
+
+// Closes the connection that has waited longest for a request (from source only, when given).
+bool HttpServer::Impl::evictOldestIdle(const asio::ip::address* source) {
+  auto oldest = connections.end();
+  for (auto it = connections.begin(); it != connections.end(); ++it) {
+    const Connection& c = it->second;
+    if (c.probe || !c.idle || (source != nullptr && c.source != *source)) {
+      continue;
+    }
+    if (oldest == connections.end() ||
+        std::tie(c.idleSince, it->first) < std::tie(oldest->second.idleSince, oldest->first)) {
+      oldest = it;
+    }
+  }
+  if (oldest == connections.end()) {
+    return false;
+  }
+  boost::system::error_code ignored;
+  oldest->second.stream->socket().close(ignored);
+  connections.erase(oldest);  // the session ends at its next resumption
+  notify(ConnectionEvent::kEvicted);
+  return true;
 }
 
 HttpServer::Respond HttpServer::Impl::makeRespond(const std::shared_ptr<PendingResponse>& pending) {
@@ -262,8 +327,14 @@ HttpServer::Respond HttpServer::Impl::makeRespond(const std::shared_ptr<PendingR
   };
 }
 
-asio::awaitable<Response> HttpServer::Impl::answer(Request& req) {
+asio::awaitable<Response> HttpServer::Impl::answer(Request& req, bool probe) {
   const unsigned version = req.version();
+  if (probe && (req.method() != http::verb::get ||
+                std::find(settings.probePaths.begin(), settings.probePaths.end(),
+                          std::string_view(req.target()).substr(0, req.target().find('?'))) ==
+                    settings.probePaths.end())) {
+    co_return toBeast(makeHttpResponse(503, "server busy: connection limit reached\n"), version);
+  }
   auto pending = std::make_shared<PendingResponse>();
   asio::steady_timer wake(ioc);
   wake.expires_after(settings.requestTimeout);
@@ -293,22 +364,83 @@ asio::awaitable<Response> HttpServer::Impl::answer(Request& req) {
   co_return toBeast(std::move(*pending->response), version);
 }
 
-asio::awaitable<void> HttpServer::Impl::session(beast::tcp_stream stream, ConnectionSlot slot) {
-  // Registered so that stop() can close it; the frame keeps the stream at a fixed address.
-  streams.insert(&stream);
-  struct Untrack {
-    std::unordered_set<beast::tcp_stream*>& set;
-    beast::tcp_stream* stream;
-    ~Untrack() { set.erase(stream); }
-  } untrack{streams, &stream};
+// Waits until a request starts. A new connection's deadline for the whole request runs from
+// accept; a keep-alive connection may idle idleTimeout, then has readTimeout from the first
+// byte. Returns false when the connection is done.
+asio::awaitable<bool> HttpServer::Impl::awaitRequest(ConnectionTicket& ticket,
+                                                     beast::flat_buffer& buffer, bool first,
+                                                     bool probe) {
+  beast::tcp_stream& stream = ticket.stream();
+  const std::chrono::seconds readTimeout = probe ? kProbeReadTimeout : settings.readTimeout;
+  if (buffer.size() > 0) {  // a pipelined request already started
+    stream.expires_after(readTimeout);
+    co_return true;
+  }
+  if (first) {
+    stream.expires_after(readTimeout);
+  } else {
+    ticket.setIdle(true);
+    stream.expires_after(settings.idleTimeout);
+  }
+  auto [error, n] = co_await stream.async_read_some(buffer.prepare(4096), kAwaitTuple);
+  if (error) {
+    if (error == beast::error::timeout && first) {
+      notify(ConnectionEvent::kReadTimeout);
+    }
+    co_return false;
+  }
+  buffer.commit(n);
+  ticket.setIdle(false);
+  if (!first) {
+    stream.expires_after(readTimeout);
+  }
+  co_return true;
+}
 
+// Answers a request that could not be read (413, 431, 400) and closes; a connection closed by
+// the peer, timed out or stopped gets nothing.
+asio::awaitable<void> HttpServer::Impl::refuseMalformed(
+    beast::tcp_stream& stream, const boost::system::error_code& readError) {
+  std::optional<HttpResponse> refusal;
+  if (readError == http::error::body_limit) {
+    refusal = makeHttpResponse(
+        413, fmt::format("request body too large (limit {} bytes)\n", settings.maxBodyBytes));
+  } else if (readError == http::error::header_limit) {
+    refusal = makeHttpResponse(431, "request header too large\n");
+  } else if (readError.category() == http::make_error_code(http::error::bad_method).category() &&
+             readError != http::error::end_of_stream && readError != http::error::partial_message) {
+    refusal = makeHttpResponse(400, "malformed HTTP request\n");
+  }
+  if (!refusal) {
+    if (readError == beast::error::timeout) {
+      notify(ConnectionEvent::kReadTimeout);
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    co_return;
+  }
+  Response res = toBeast(std::move(*refusal), 11);
+  res.keep_alive(false);
+  res.prepare_payload();
+  stream.expires_after(settings.readTimeout);
+  auto [writeError, written] = co_await http::async_write(stream, res, kAwaitTuple);
+  if (!writeError) {
+    co_await lingeringClose(stream);
+  }
+}
+
+asio::awaitable<void> HttpServer::Impl::session(ConnectionTicket ticket, bool probe) {
+  beast::tcp_stream& stream = ticket.stream();
   beast::flat_buffer buffer;
-  for (;;) {
+  for (bool first = true;; first = false) {
+    if (!co_await awaitRequest(ticket, buffer, first, probe)) {
+      boost::system::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      co_return;
+    }
     http::request_parser<http::string_body> parser;
     parser.body_limit(settings.maxBodyBytes);
     parser.header_limit(kMaxHeaderBytes);
-
-    stream.expires_after(settings.requestTimeout);
     auto [readError, headerBytes] =
         co_await http::async_read_header(stream, buffer, parser, kAwaitTuple);
     if (!readError && !parser.is_done()) {
@@ -323,45 +455,19 @@ asio::awaitable<void> HttpServer::Impl::session(beast::tcp_stream stream, Connec
       std::tie(readError, headerBytes) =
           co_await http::async_read(stream, buffer, parser, kAwaitTuple);
     }
-
     if (readError) {
-      std::optional<HttpResponse> refusal;
-      if (readError == http::error::body_limit) {
-        refusal = makeHttpResponse(
-            413, fmt::format("request body too large (limit {} bytes)\n", settings.maxBodyBytes));
-      } else if (readError == http::error::header_limit) {
-        refusal = makeHttpResponse(431, "request header too large\n");
-      } else if (readError.category() ==
-                     http::make_error_code(http::error::bad_method).category() &&
-                 readError != http::error::end_of_stream &&
-                 readError != http::error::partial_message) {
-        refusal = makeHttpResponse(400, "malformed HTTP request\n");
-      }
-      if (!refusal) {
-        // Closed by the peer, timed out or stopped: nothing to answer.
-        boost::system::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        co_return;
-      }
-      Response res = toBeast(std::move(*refusal), 11);
-      res.keep_alive(false);
-      res.prepare_payload();
-      stream.expires_after(settings.requestTimeout);
-      auto [writeError, written] = co_await http::async_write(stream, res, kAwaitTuple);
-      if (!writeError) {
-        co_await lingeringClose(stream);
-      }
+      co_await refuseMalformed(stream, readError);
       co_return;
     }
 
     Request& req = parser.get();
-    const bool keepAlive = req.keep_alive();
+    const bool keepAlive = req.keep_alive() && !probe;
     // The handler may take its time (a database query): no read is pending meanwhile.
     stream.expires_never();
-    Response res = co_await answer(req);
+    Response res = co_await answer(req, probe);
     res.keep_alive(keepAlive);
     res.prepare_payload();
-    stream.expires_after(settings.requestTimeout);
+    stream.expires_after(settings.readTimeout);
     auto [writeError, written] = co_await http::async_write(stream, res, kAwaitTuple);
     if (writeError) {
       co_return;
@@ -374,10 +480,8 @@ asio::awaitable<void> HttpServer::Impl::session(beast::tcp_stream stream, Connec
   }
 }
 
-HttpServer::HttpServer(HttpServerSettings settings, Handler handler,
-                       std::function<void()> onRefused)
-    : impl_(std::make_shared<Impl>(std::move(settings), std::move(handler), std::move(onRefused))) {
-}
+HttpServer::HttpServer(HttpServerSettings settings, Handler handler, ConnectionObserver observer)
+    : impl_(std::make_shared<Impl>(std::move(settings), std::move(handler), std::move(observer))) {}
 
 HttpServer::~HttpServer() {
   stop();
@@ -458,8 +562,8 @@ void HttpServer::stop() {
   asio::post(s.ioc, [&s] {
     boost::system::error_code ignored;
     s.acceptor.close(ignored);
-    for (beast::tcp_stream* stream : s.streams) {
-      stream->socket().close(ignored);
+    for (auto& [id, connection] : s.connections) {
+      connection.stream->socket().close(ignored);
     }
     // Sessions still suspended are destroyed with the io_context.
     s.ioc.stop();

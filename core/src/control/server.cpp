@@ -17,7 +17,17 @@ struct ControlServer::Impl {
   prometheus::Counter& refused =
       metrics
           .counterFamily("evosip_control_connections_refused_total",
-                         "Control connections closed at once because the limit was reached")
+                         "Control connections closed at once because the limits were reached")
+          .Add({});
+  prometheus::Counter& evicted =
+      metrics
+          .counterFamily("evosip_control_connections_evicted_total",
+                         "Idle control connections closed to make room for a new one")
+          .Add({});
+  prometheus::Counter& readTimeouts =
+      metrics
+          .counterFamily("evosip_control_read_timeouts_total",
+                         "Control connections closed because a request did not arrive in time")
           .Add({});
   HttpServer http;
 
@@ -27,10 +37,37 @@ struct ControlServer::Impl {
         metrics(m),
         ready(std::move(f)),
         http(
-            HttpServerSettings{settings.listen, "control", "control.listen", kMaxBodyBytes,
-                               kMaxConnections, std::chrono::seconds(kRequestTimeoutSeconds)},
+            httpSettings(settings.listen),
             [this](const HttpRequest& req, HttpServer::Respond respond) { respond(route(req)); },
-            [this] { refused.Increment(); }) {}
+            [this](ConnectionEvent event) { count(event); }) {}
+
+  static HttpServerSettings httpSettings(const std::string& listen) {
+    HttpServerSettings h;
+    h.listen = listen;
+    h.name = "control";
+    h.listenKey = "control.listen";
+    h.maxBodyBytes = kMaxBodyBytes;
+    h.maxConnections = kMaxConnections;
+    h.requestTimeout = std::chrono::seconds(kRequestTimeoutSeconds);
+    h.maxConnectionsPerSource = kMaxConnectionsPerSource;
+    h.readTimeout = std::chrono::seconds(kReadTimeoutSeconds);
+    h.probePaths = {"/healthz", "/readyz"};
+    return h;
+  }
+
+  void count(ConnectionEvent event) {
+    switch (event) {
+      case ConnectionEvent::kRefused:
+        refused.Increment();
+        break;
+      case ConnectionEvent::kEvicted:
+        evicted.Increment();
+        break;
+      case ConnectionEvent::kReadTimeout:
+        readTimeouts.Increment();
+        break;
+    }
+  }
 
   HttpResponse route(const HttpRequest& req);
 };

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <evosip/control/client.hpp>
 #include <evosip/role/common.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
@@ -11,6 +12,10 @@ void readControlWorkersLog(config::Document& doc, const std::string& defaultCont
                            CommonSettings& s) {
   s.control.listen = doc.getString("control.listen", defaultControl);
   s.control.token = config::readSecret(doc.getString("control.token", ""));
+  if (s.control.token.empty() && !control::isLoopbackListen(s.control.listen)) {
+    throw config::ConfigError(fmt::format(
+        "control.token is required when control.listen is not loopback ('{}')", s.control.listen));
+  }
   s.workers = static_cast<size_t>(doc.getInt("workers", 0, 0, 256));
   if (s.workers == 0) {
     s.workers = runtime::defaultWorkerCount();

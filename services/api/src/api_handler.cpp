@@ -218,9 +218,12 @@ void ApiHandler::handle(const HttpRequest& req, Respond respond) {
     return;
   }
   if (segments[0] == "internal") {
-    const std::string& token =
-        settings_.internalToken.empty() ? settings_.token : settings_.internalToken;
-    if (!control::bearerTokenMatches(req, token)) {
+    // HA1 values are as good as passwords: never served without a token of their own.
+    if (settings_.internalToken.empty()) {
+      answer(errorResponse(403, "forbidden"));
+      return;
+    }
+    if (!control::bearerTokenMatches(req, settings_.internalToken)) {
       answer(control::unauthorizedResponse(req));
       return;
     }

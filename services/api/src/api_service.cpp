@@ -33,7 +33,14 @@ ApiConfig readApiConfig(config::Document& doc) {
                               "': use sqlite:///path/evosip.db or postgresql://user@host:port/db");
   }
   a.token = config::readSecret(doc.getString("api.token", ""));
+  if (a.token.empty() && !control::isLoopbackListen(a.listen)) {
+    throw config::ConfigError(
+        fmt::format("api.token is required when api.listen is not loopback ('{}')", a.listen));
+  }
   a.internalToken = config::readSecret(doc.getString("api.internal_token", ""));
+  a.maxConnectionsPerSource = static_cast<std::size_t>(
+      doc.getInt("api.max_connections_per_source", static_cast<int64_t>(a.maxConnectionsPerSource),
+                 1, 100000));
   a.routers = doc.getList("api.routers", {});
   for (const auto& router : a.routers) {
     if (auto ok = Invalidator::checkAddress(router); !ok) {
@@ -106,6 +113,52 @@ void ApiService::Impl::registerRpc() {
   });
 }
 
+namespace {
+
+control::HttpServerSettings httpSettings(const ApiSettings& a) {
+  control::HttpServerSettings h;
+  h.listen = a.listen;
+  h.name = "api";
+  h.listenKey = "api.listen";
+  h.maxBodyBytes = 1024 * 1024;
+  h.maxConnections = kMaxConnections;
+  h.maxConnectionsPerSource = a.maxConnectionsPerSource;
+  return h;
+}
+
+// evosip_api_connections_{refused,evicted}_total and evosip_api_read_timeouts_total.
+control::HttpServer::ConnectionObserver connectionCounter(metrics::Registry& metrics) {
+  auto& refused =
+      metrics
+          .counterFamily("evosip_api_connections_refused_total",
+                         "API connections closed at once because the limits were reached")
+          .Add({});
+  auto& evicted = metrics
+                      .counterFamily("evosip_api_connections_evicted_total",
+                                     "Idle API connections closed to make room for a new one")
+                      .Add({});
+  auto& timeouts =
+      metrics
+          .counterFamily("evosip_api_read_timeouts_total",
+                         "API connections closed because a request did not arrive in time")
+          .Add({});
+  return [&refused, &evicted, &timeouts](control::ConnectionEvent event) {
+    switch (event) {
+      case control::ConnectionEvent::kRefused:
+        refused.Increment();
+        break;
+      case control::ConnectionEvent::kEvicted:
+        evicted.Increment();
+        break;
+      case control::ConnectionEvent::kReadTimeout:
+        timeouts.Increment();
+        break;
+    }
+  };
+}
+
+}  // namespace
+
 ApiService::ApiService(ApiConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 ApiService::~ApiService() {
@@ -132,17 +185,12 @@ void ApiService::start() {
       [&d](const std::string& domain, const std::string& user) {
         d.invalidator->invalidate(domain, user);
       });
-  auto& refused = d.metrics
-                      .counterFamily("evosip_api_connections_refused_total",
-                                     "API connections closed at once because the limit was reached")
-                      .Add({});
   d.http = std::make_unique<control::HttpServer>(
-      control::HttpServerSettings{a.listen, "api", "api.listen", 1024 * 1024, 1024,
-                                  std::chrono::seconds(30)},
+      httpSettings(a),
       [&d](const control::HttpRequest& req, control::HttpServer::Respond respond) {
         d.handler->handle(req, std::move(respond));
       },
-      [&refused] { refused.Increment(); });
+      connectionCounter(d.metrics));
   d.registerRpc();
   d.control = std::make_unique<control::ControlServer>(
       d.config.common.control, d.rpc, d.metrics,
@@ -157,6 +205,10 @@ void ApiService::start() {
   if (a.token.empty()) {
     d.logger->warn("api.token is not set: the provisioning API is open to anyone who reaches {}",
                    a.listen);
+  }
+  if (a.internalToken.empty()) {
+    d.logger->warn(
+        "api.internal_token is not set: /internal/v1/credentials answers 403 to every request");
   }
   d.logger->info("api ready: http {} (port {}) control {} database {} routers {}", a.listen,
                  d.http->port(), d.config.common.control.listen, d.db->kind(), a.routers.size());

@@ -215,6 +215,12 @@ void AppService::Impl::registerRpc() {
     logger->info("draining: new calls get 503, {} calls go on", calls);
     return json::value(json::object{{"draining", true}, {"calls", calls}});
   });
+  rpc.add("instance.undrain", [this](const json::value&) -> control::RpcResult {
+    shared.draining = false;
+    ready = true;
+    logger->info("undrained: new calls accepted again");
+    return json::value(json::object{{"draining", false}, {"calls", shared.calls.load()}});
+  });
 }
 
 void AppService::Impl::registerMetrics() {

@@ -268,6 +268,12 @@ void MediaService::Impl::registerRpc() {
     logger->info("draining: new calls get an error reply, {} calls keep their media", sessions);
     return json::value(json::object{{"draining", true}, {"sessions", sessions}});
   });
+  rpc.add("instance.undrain", [this](const json::value&) -> control::RpcResult {
+    shared.draining = false;
+    ready = true;
+    logger->info("undrained: new calls accepted again");
+    return json::value(json::object{{"draining", false}, {"sessions", shared.sessions.load()}});
+  });
   rpc.add("media.list", [this](const json::value& params) -> control::RpcResult {
     int64_t limit = 1000;
     if (const auto* o = params.if_object()) {

@@ -488,6 +488,12 @@ void RouterService::Impl::registerRpc() {
                                     {"transactions", transactions},
                                     {"dialogs", std::max<int64_t>(0, dialogs)}});
   });
+  rpc.add("instance.undrain", [this](const json::value&) -> control::RpcResult {
+    shared->draining = false;
+    ready = true;
+    logger->info("undrained: new registrations and calls accepted again");
+    return json::value(json::object{{"draining", false}});
+  });
 }
 
 void RouterService::Impl::registerMetrics() {

@@ -17,6 +17,7 @@ namespace json = boost::json;
 using control::HttpRequest;
 using control::HttpResponse;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr const char* kToken = "public-token-0123456789";
 constexpr const char* kInternal = "internal-token-0123456789";
@@ -181,6 +182,21 @@ TEST_F(ApiHandlerTest, UnknownDomainIs404AndDuplicateSubscriberIs409) {
   auto duplicate = createSubscriber("example.com", "alice", "other-secret");
   EXPECT_EQ(duplicate.status, 409u);
   EXPECT_EQ(field(duplicate), "username");
+}
+
+TEST_F(ApiHandlerTest, WithoutAnInternalTokenTheCredentialsAreNeverServed) {
+  createDomain("example.com");
+  ASSERT_EQ(createSubscriber("example.com", "alice", "secret1").status, 201u);
+  // Neither an open api nor the public token opens the credentials endpoint.
+  for (const std::string& token : {std::string(""), std::string(kToken)}) {
+    handler_ = std::make_unique<ApiHandler>(ApiHandlerSettings{token, ""}, *store_, metrics_,
+                                            [](const std::string&, const std::string&) {});
+    for (const std::string& sent : {std::string(""), std::string(kToken), std::string("x")}) {
+      auto res = call("GET", "/internal/v1/credentials/example.com/alice", "", sent);
+      EXPECT_EQ(res.status, 403u) << "api token '" << token << "', sent '" << sent << "'";
+      EXPECT_THAT(res.body, Not(HasSubstr("ha1")));
+    }
+  }
 }
 
 TEST_F(ApiHandlerTest, TokensGuardThePublicAndInternalApis) {

@@ -176,7 +176,7 @@ TEST(HttpConnectionPoolTest, RequestsReuseOneConnection) {
 
 TEST(HttpConnectionPoolTest, AConnectionTheServerClosedIsReplacedTransparently) {
   HttpServerSettings settings{"127.0.0.1:0", "test", "test.listen"};
-  settings.requestTimeout = 1s;  // the server drops idle keep-alive connections after this
+  settings.idleTimeout = 1s;  // the server drops idle keep-alive connections after this
   HttpServer server(settings, [](const HttpRequest&, HttpServer::Respond respond) {
     respond(makeHttpResponse(200, "ok"));
   });
@@ -193,7 +193,7 @@ TEST(HttpConnectionPoolTest, AConnectionTheServerClosedIsReplacedTransparently) 
 
 TEST(HttpConnectionPoolTest, ManyConnectionsTheServerClosedAreAllReplaced) {
   HttpServerSettings settings{"127.0.0.1:0", "test", "test.listen"};
-  settings.requestTimeout = 1s;
+  settings.idleTimeout = 1s;
   HttpServer server(settings, [](const HttpRequest&, HttpServer::Respond respond) {
     respond(makeHttpResponse(200, "ok"));
   });

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,12 @@ struct HostPort {
 // "127.0.0.1:8060", "[::1]:8060", "localhost:8060" -> host and port. A bare IPv6 address needs
 // brackets. Returns what is wrong as one line.
 tl::expected<HostPort, std::string> splitHostPort(std::string_view text);
+
+// True for "localhost" and the loopback addresses (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104); false
+// for any other address, the wildcard addresses and host names, which may resolve to anything.
+bool isLoopbackHost(std::string_view host);
+// The same for a listen address "host:port" / "[v6]:port"; false when it cannot be parsed.
+bool isLoopbackListen(std::string_view listen);
 
 // Sends method (e.g. "GET") to http://hostPort/path with the body and, when token is not empty,
 // "Authorization: Bearer <token>". Any status is a successful exchange.

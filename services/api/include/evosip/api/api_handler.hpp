@@ -25,7 +25,7 @@ namespace evosip::api {
 
 struct ApiHandlerSettings {
   std::string token;          // "" -> the public API is open
-  std::string internalToken;  // "" -> the credentials endpoint takes `token` (open when both "")
+  std::string internalToken;  // "" -> the credentials endpoint answers 403 to everyone
 };
 
 class ApiHandler {

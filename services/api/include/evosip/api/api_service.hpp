@@ -17,12 +17,16 @@ namespace evosip::api {
 struct ApiSettings {
   std::string listen = "127.0.0.1:8080";
   std::string database = "sqlite://evosip.db";
-  std::string token;                 // public API bearer token; "" -> open
-  std::string internalToken;         // credentials endpoint; "" -> `token`
+  std::string token;          // public API bearer token; "" -> open (loopback only)
+  std::string internalToken;  // credentials endpoint; "" -> the endpoint answers 403
+  std::size_t maxConnectionsPerSource = 256;
   std::vector<std::string> routers;  // control addresses of the routers to invalidate
   std::string routerToken;           // bearer token of the routers' control RPC
   std::chrono::milliseconds routerTimeout{2000};
 };
+
+// Connections the REST server holds at most (HttpServerSettings::maxConnections).
+inline constexpr std::size_t kMaxConnections = 1024;
 
 struct ApiConfig {
   role::CommonSettings common;  // control, workers, log (no SIP)
