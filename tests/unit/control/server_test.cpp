@@ -22,6 +22,7 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr auto kTimeout = 5000ms;
@@ -262,21 +263,42 @@ TEST_F(ControlServerTest, MalformedHttpIs400AndTheServerKeepsServing) {
   ASSERT_TRUE(body) << body.error();
 }
 
-TEST_F(ControlServerTest, ConnectionsBeyondTheLimitAreRefused) {
+TEST_F(ControlServerTest, IdleConnectionsMakeRoomForNewOnes) {
   std::vector<std::unique_ptr<RawConnection>> held;
-  for (size_t i = 0; i < kMaxConnections; ++i) {
+  for (size_t i = 0; i < kMaxConnections + 44; ++i) {
     held.push_back(std::make_unique<RawConnection>(server_->port()));
     ASSERT_TRUE(held.back()->connected());
-    // A response proves the server accepted and counts this connection.
+    // A response proves the server accepted this connection; it idles afterwards.
     held.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_THAT(held.back()->readResponse(), StartsWith("HTTP/1.1 200")) << i;
   }
   RawConnection extra(server_->port());
-  ASSERT_TRUE(extra.connected());  // the kernel completes the handshake before accept
-  extra.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-  EXPECT_EQ(extra.readResponse(), "");
-  // The refusal happened before the close that readResponse() saw.
-  EXPECT_THAT(metrics_.render(), HasSubstr("evosip_control_connections_refused_total 1"));
+  ASSERT_TRUE(extra.connected());
+  extra.send("GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(extra.readResponse(), StartsWith("HTTP/1.1 200"));
+  // The oldest idle connection was closed to make room; nothing was refused.
+  EXPECT_EQ(held.front()->readResponse(), "");
+  const std::string text = metrics_.render();
+  EXPECT_THAT(text, HasSubstr("evosip_control_connections_refused_total 0"));
+  EXPECT_THAT(text, Not(HasSubstr("evosip_control_connections_evicted_total 0")));
+}
+
+TEST_F(ControlServerTest, ProbesAreAnsweredWhenOneSourceHoldsEverySlotMidRequest) {
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (size_t i = 0; i < kMaxConnectionsPerSource; ++i) {
+    held.push_back(std::make_unique<RawConnection>(server_->port()));
+    ASSERT_TRUE(held.back()->connected());
+    held.back()->send("POST /rpc HTTP/1.1\r\n");  // a request that never ends
+  }
+  // From the same address: a reserve connection, for the probes only.
+  RawConnection probe(server_->port());
+  probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(probe.readResponse(), StartsWith("HTTP/1.1 200"));
+  EXPECT_EQ(probe.readResponse(), "");  // closed after the answer
+  RawConnection rpc(server_->port());
+  rpc.send("POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  EXPECT_THAT(rpc.readResponse(), StartsWith("HTTP/1.1 503"));
+  EXPECT_THAT(metrics_.render(), HasSubstr("evosip_control_connections_refused_total 0"));
 }
 
 TEST_F(ControlServerTest, StopClosesTheListenerAndIsIdempotent) {

@@ -39,9 +39,9 @@ struct HttpServerSettings {
   std::size_t maxConnections = 256;
   std::chrono::seconds requestTimeout{30};  // the handler's answer; 504 beyond
   std::size_t maxConnectionsPerSource = 64;
-  std::chrono::seconds readTimeout{10};  // receiving one request, headers and body
-  std::chrono::seconds idleTimeout{30};  // a keep-alive connection waiting for its next request
-  std::vector<std::string> probePaths;   // served on reserve connections; none -> no reserve
+  std::chrono::seconds readTimeout{10};   // receiving one request, headers and body
+  std::chrono::seconds idleTimeout{30};   // a keep-alive connection waiting for its next request
+  std::vector<std::string> probePaths{};  // served on reserve connections; none -> no reserve
   std::size_t probeReserve = 16;
 };
 
