@@ -65,11 +65,7 @@ class ClosedByDefault(ProxyTestCase):
                 self.assertIn("control.token is required when control.listen is not loopback",
                               err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
-
-    def test_with_a_token_it_starts_and_the_control_port_answers_only_with_it(self):
-        for role in self.ROLES:
-            with self.subTest(role=role):
-                port = free_port()
+                # With a token it starts, and its control port answers only with that token.
                 token = f"control-token-{role}"
                 cfg = role_config(role, self.tmp,
                                   {"listen": f"{NOT_LOOPBACK}:{port}", "token": token})
@@ -127,7 +123,8 @@ class CredentialsNeedTheInternalToken(ProxyTestCase):
 
     CREDENTIALS = "/internal/v1/credentials/victim.example/alice"
 
-    def test_no_internal_token_means_no_credentials_for_anyone(self):
+    def test_the_credentials_need_the_internal_token(self):
+        # No internal token: no credentials for anyone, whatever is sent.
         for name, api in (("open-api", {}), ("public-token-only", {"token": API_TOKEN})):
             with self.subTest(api=name):
                 base = self.start_api(name, api)
@@ -135,8 +132,7 @@ class CredentialsNeedTheInternalToken(ProxyTestCase):
                     status, body = http_get(base + self.CREDENTIALS, token=sent)
                     self.assertEqual(status, 403, f"{name}, token {sent!r}: {body}")
                     self.assertNotIn("ha1", body)
-
-    def test_with_the_internal_token_only_that_token_gets_them(self):
+        # With one: only that token gets them, a wrong one learns nothing.
         base = self.start_api("internal", {"token": API_TOKEN,
                                            "internal_token": API_INTERNAL_TOKEN})
         status, body = http_get(base + self.CREDENTIALS, token=API_INTERNAL_TOKEN)
