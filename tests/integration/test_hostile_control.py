@@ -9,9 +9,9 @@ import time
 import unittest
 
 from harness import (API_INTERNAL_TOKEN, API_TOKEN, HOST, ROUTER_DOMAIN, Process,
-                     RawRegistration, RouterTestCase, SipClient, create_subscribers,
-                     edge_config, free_port, http_get, make_users, raw_invite, require_role,
-                     rpc, rpc_raw, wait_http_ok, wait_until, write_yaml, ProxyTestCase)
+                     ProxyTestCase, RawRegistration, RouterTestCase, SipClient,
+                     create_subscribers, edge_config, free_port, http_get, make_users,
+                     raw_invite, require_role, rpc, rpc_raw, wait_http_ok, write_yaml)
 
 NOT_LOOPBACK = "0.0.0.0"  # binds every address, loopback included: reachable from outside
 
