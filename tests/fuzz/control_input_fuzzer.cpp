@@ -39,8 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(matches);
   }
   control::HttpResponse denied = control::unauthorizedResponse(request);
-  check(denied.status == 401);
-  check(input.size() < 8 || denied.body.find(input) == std::string::npos);
+  check(denied.status == 401 && denied.body == "unauthorized\n");
+  const std::string challenge = denied.header("www-authenticate");
+  check(challenge == "Bearer realm=\"evosip\"" ||
+        challenge == "Bearer realm=\"evosip\", error=\"invalid_token\"");
 
   // JSON-RPC bodies: always a reply that is JSON (or nothing for notifications), never a throw.
   static const control::RpcRegistry* registry = [] {
