@@ -258,9 +258,11 @@ HttpServer::Impl::Admission HttpServer::Impl::admit(const asio::ip::address& sou
   std::size_t total = 0;
   std::size_t fromSource = 0;
   std::size_t probes = 0;
+  std::size_t probesFromSource = 0;
   for (const auto& [id, c] : connections) {
     if (c.probe) {
       ++probes;
+      probesFromSource += c.source == source ? 1 : 0;
       continue;
     }
     ++total;
@@ -273,7 +275,8 @@ HttpServer::Impl::Admission HttpServer::Impl::admit(const asio::ip::address& sou
   if (evictOldestIdle(sourceFull ? &source : nullptr)) {
     return Admission::kNormal;
   }
-  if (!settings.probePaths.empty() && probes < settings.probeReserve) {
+  if (!settings.probePaths.empty() && probes < settings.probeReserve &&
+      probesFromSource < kProbeReservePerSource) {
     return Admission::kProbe;
   }
   return Admission::kRefuse;

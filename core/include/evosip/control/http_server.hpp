@@ -14,7 +14,8 @@
 //   for a request, from the same address when that address is at its limit), which is closed;
 // - when no connection is idle, up to probeReserve more connections are accepted that may only
 //   GET one of probePaths (anything else gets 503), must send it within kProbeReadTimeout and
-//   are closed after the answer. Beyond that a connection is closed at once.
+//   are closed after the answer; one IP address may hold kProbeReservePerSource of them.
+//   Beyond that a connection is closed at once.
 
 #include <chrono>
 #include <cstdint>
@@ -30,6 +31,7 @@
 namespace evosip::control {
 
 inline constexpr std::chrono::seconds kProbeReadTimeout{2};
+inline constexpr std::size_t kProbeReservePerSource = 2;  // reserve connections one IP may hold
 
 struct HttpServerSettings {
   std::string listen = "127.0.0.1:0";        // "host:port" or "[v6]:port"; port 0 picks one
