@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <evosip/control/client.hpp>
 #include <evosip/control/http_server.hpp>
 #include <evosip/control/server.hpp>
 #include <evosip/log/log.hpp>
@@ -132,6 +133,11 @@ ControlServer::~ControlServer() {
 }
 
 void ControlServer::start() {
+  // The roles' configuration refuses this already; a server built some other way must too.
+  if (impl_->settings.token.empty() && !isLoopbackListen(impl_->settings.listen)) {
+    throw std::runtime_error("control.token is required when control.listen is not loopback ('" +
+                             impl_->settings.listen + "')");
+  }
   impl_->http.start();
 }
 

@@ -322,6 +322,19 @@ TEST(ControlServerStartTest, BadListenAddressIsNamed) {
   }
 }
 
+TEST(ControlServerStartTest, NoTokenBeyondLoopbackIsRefused) {
+  RpcRegistry rpc;
+  metrics::Registry metrics;
+  ControlServer open(ServerSettings{"0.0.0.0:0", ""}, rpc, metrics, nullptr);
+  try {
+    open.start();
+    ADD_FAILURE() << "started without a token on 0.0.0.0";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("control.token is required"));
+  }
+  EXPECT_EQ(open.port(), 0u);
+}
+
 TEST(ControlServerStartTest, PortInUseIsNamed) {
   RpcRegistry rpc;
   metrics::Registry metrics;
