@@ -87,15 +87,49 @@ ProxyCore::ProxyCore(ProxySettings settings, LayerSettings layerSettings,
       clock_(clock),
       send_(send),
       user_(user),
-      layer_(layerSettings, clock, std::move(send), *this) {}
+      layer_(layerSettings, clock, std::move(send), *this) {
+  for (const auto& [host, port] : settings_.self) {
+    if (auto ip = numericHost(host)) {
+      selfEndpoints_.push_back({*ip, port == 0 ? uint16_t{5060} : port});
+    }
+  }
+  if (auto ip = numericHost(settings_.viaHost)) {
+    std::vector<uint16_t> ports = settings_.alsoViaPorts;
+    ports.push_back(settings_.egressPort[0]);
+    ports.push_back(settings_.egressPort[1]);
+    for (uint16_t p : ports) {
+      if (p != 0) {
+        selfEndpoints_.push_back({*ip, p});
+      }
+    }
+  }
+}
 
 bool ProxyCore::isSelf(const sip::Uri& uri) const {
   if (!uri.isSip()) {
     return false;
   }
+  const uint16_t uriPort = uri.portOrDefault();
   for (const auto& [host, port] : settings_.self) {
     const uint16_t p = port == 0 ? 5060 : port;
-    if (iequals(uri.host, host) && uri.portOrDefault() == p) {
+    if (iequals(uri.host, host) && uriPort == p) {
+      return true;
+    }
+  }
+  // An egress port of ours (its answers come back there; a request sent there is for us too).
+  return iequals(uri.host, settings_.viaHost) &&
+         std::find(settings_.alsoViaPorts.begin(), settings_.alsoViaPorts.end(), uriPort) !=
+             settings_.alsoViaPorts.end();
+}
+
+bool ProxyCore::isSelfDestination(const Destination& to) const {
+  const auto& ip = to.remote.ip;
+  for (const auto& self : selfEndpoints_) {
+    if (self.port != to.remote.port) {
+      continue;
+    }
+    // A wildcard listen address is reached through any local address, loopback included.
+    if (self.ip == ip || ip.is_unspecified() || (self.ip.is_unspecified() && ip.is_loopback())) {
       return true;
     }
   }
@@ -120,27 +154,108 @@ void ProxyCore::onRequest(TransactionId server, const sip::Message& request, con
     respond(server, 481, "Call/Transaction Does Not Exist");
     return;
   }
+  if (request.method() == sip::Method::kInvite) {
+    layer_.respond(server, 100);  // at once: stops the upstream's Timer A (16.2)
+  }
+  user_.onRequest(server, request, src);
+}
+
+bool ProxyCore::checkRequest(TransactionId server, const sip::Message& request) {
   if (request.find(sip::HeaderId::kMaxForwards) != nullptr) {
     auto mf = request.maxForwards();
     if (!mf) {
       respond(server, 400, "Bad Max-Forwards");
-      return;
+      return false;
     }
     if (*mf == 0) {
+      ++stats_.tooManyHops;
       respond(server, 483, "Too Many Hops");
-      return;
+      return false;
     }
+  }
+  if (looped(request)) {
+    ++stats_.loops;
+    respond(server, 482, "Loop Detected");
+    return false;
   }
   if (const auto* pr = request.find(sip::HeaderId::kProxyRequire)) {
     out_.assign("Unsupported: ").append(pr->value).append("\r\n");
     std::string extra = std::move(out_);
     respond(server, 420, "Bad Extension", extra);
+    return false;
+  }
+  return true;
+}
+
+uint32_t ProxyCore::loopHash(const sip::Message& msg, std::string_view requestUri) {
+  uint64_t h = hash64(requestUri, 0x6c6f6f70);
+  h = hash64(msg.callId(), h);
+  h = hash64(wire::fromTag(msg), h);
+  h = hash64(wire::toTag(msg), h);
+  if (auto cseq = msg.cseq()) {
+    h = mix64(h ^ cseq->number);
+  }
+  for (const auto& hf : msg.headers()) {
+    if (hf.id == sip::HeaderId::kProxyRequire || hf.id == sip::HeaderId::kProxyAuthorization) {
+      h = hash64(hf.value, h);
+    }
+  }
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+bool ProxyCore::looped(const sip::Message& request) const {
+  std::optional<uint32_t> hash;
+  for (const auto& h : request.headers()) {
+    if (h.id != sip::HeaderId::kVia) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      auto via = sip::parseVia(*v);
+      if (!via || !isOurVia(*via)) {
+        continue;
+      }
+      auto branch = via->branch();
+      auto loop = branch ? TransactionLayer::loopOfBranch(*branch) : std::nullopt;
+      if (!loop) {
+        continue;
+      }
+      if (!hash) {
+        hash = loopHash(request, request.requestUri());
+      }
+      if (*loop == *hash) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+std::string ProxyCore::forwardedMaxForwards(const sip::Message& msg) const {
+  // 16.6 item 3, capped: a request received with 255 leaves with the cap.
+  const uint32_t cap = std::max<uint32_t>(settings_.maxForwards, 1);
+  const sip::HeaderField* h = msg.find(sip::HeaderId::kMaxForwards);
+  const uint32_t received = h != nullptr ? msg.maxForwards().value_or(70) : cap + 1;
+  return std::to_string(std::min(received == 0 ? 0 : received - 1, cap));
+}
+
+void ProxyCore::dropHeaders(const sip::Message& msg, const ForwardOptions& options,
+                            sip::MessageEditor& edit) const {
+  if (options.dropHeaderPrefix.empty()) {
     return;
   }
-  if (request.method() == sip::Method::kInvite) {
-    layer_.respond(server, 100);  // at once: stops the upstream's Timer A (16.2)
+  const std::string_view prefix = options.dropHeaderPrefix;
+  for (const auto& h : msg.headers()) {
+    if (h.id == sip::HeaderId::kOther && h.name.size() >= prefix.size() &&
+        iequals(h.name.substr(0, prefix.size()), prefix)) {
+      edit.removeHeader(h);
+    }
   }
-  user_.onRequest(server, request, src);
+}
+
+TransactionId ProxyCore::serverOf(TransactionId client) const {
+  auto it = branchOf_.find(client.value);
+  return it == branchOf_.end() ? TransactionId{} : TransactionId{it->second.first};
 }
 
 bool ProxyCore::respond(TransactionId server, int code, std::string_view reason,
@@ -275,12 +390,17 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
     respond(server, 480, "Temporarily Unavailable");
     return;
   }
-  ++stats_.forwarded;
   auto msg = sip::Message::parse(st->request());
   if (!msg) {
     respond(server, 500, "Server Internal Error");
     return;
   }
+  if (msg->find(sip::HeaderId::kMaxForwards) != nullptr && msg->maxForwards().value_or(0) == 0) {
+    ++stats_.tooManyHops;
+    respond(server, 483, "Too Many Hops");  // never a hop more than the request allows
+    return;
+  }
+  ++stats_.forwarded;
   std::stable_sort(targets.begin(), targets.end(),
                    [](const Target& a, const Target& b) { return a.q > b.q; });
   Context& ctx = contexts_[server.value];
@@ -291,7 +411,7 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
 
   const RoutePlan plan = planRoutes(*msg);
   const sip::HeaderField* mfHeader = msg->find(sip::HeaderId::kMaxForwards);
-  const std::string mf = std::to_string(mfHeader ? msg->maxForwards().value_or(70) - 1 : 70);
+  const std::string mf = forwardedMaxForwards(*msg);
   const bool recordRoute = !options.recordRoute.empty() && sip::createsDialog(msg->method());
 
   for (uint32_t i = 0; i < targets.size(); ++i) {
@@ -315,6 +435,11 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
       branchFinal(ctx, i, 503, nullptr);  // nowhere to send it (RFC 3261 16.7: as a 503)
       continue;
     }
+    if (isSelfDestination(*to)) {
+      ++stats_.selfBranches;  // a binding or route naming us: never a request to ourselves
+      branchFinal(ctx, i, 482, nullptr);
+      continue;
+    }
     sip::MessageEditor edit(*msg);
     if (!target.uri.empty() || plan.info.strictFixup) {
       edit.replaceRequestUri(ruri);
@@ -323,7 +448,7 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
     if (mfHeader != nullptr) {
       edit.replaceValue(*mfHeader, mf);
     }
-    const std::string branch = layer_.newBranch();
+    const std::string branch = layer_.newBranch(loopHash(*msg, ruri));
     edit.prependHeader("Via", viaValue(*to, branch, !routed));
     if (recordRoute) {
       edit.prependHeader("Record-Route", "<" + options.recordRoute + ">");
@@ -338,6 +463,7 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
     if (mfHeader == nullptr) {
       edit.prependHeader("Max-Forwards", mf);
     }
+    dropHeaders(*msg, options, edit);
     if (options.editBranch) {
       options.editBranch(i, target, edit);
     }
@@ -395,20 +521,26 @@ void ProxyCore::onCancel(TransactionId invite, const sip::Message&) {
   finishIfDone(ctx);
 }
 
-void ProxyCore::onAck(const sip::Message& ack, const Source&) {
+void ProxyCore::onAck(const sip::Message& ack, const Source& source) {
+  if (user_.onAck(ack, source)) {
+    forwardAck(ack);
+  }
+}
+
+bool ProxyCore::forwardAck(const sip::Message& ack, const ForwardOptions& options) {
   // The ACK of a 2xx: forwarded statelessly by its Route / Request-URI (16.11).
   auto mf = ack.maxForwards();
   if (mf && *mf == 0) {
-    return;
+    return false;
   }
   auto topVia = ack.topVia();
   if (!topVia) {
-    return;
+    return false;
   }
   const RoutePlan plan = planRoutes(ack);
   auto to = nextHopOf(plan.info.nextRoute.empty() ? plan.info.requestUri : plan.info.nextRoute);
-  if (!to) {
-    return;
+  if (!to || isSelfDestination(*to)) {
+    return false;
   }
   sip::MessageEditor edit(ack);
   if (plan.info.strictFixup) {
@@ -416,10 +548,11 @@ void ProxyCore::onAck(const sip::Message& ack, const Source&) {
   }
   applyRoutes(ack, plan, edit);
   if (const auto* h = ack.find(sip::HeaderId::kMaxForwards); h && mf) {
-    edit.replaceValue(*h, std::to_string(*mf - 1));
+    edit.replaceValue(*h, forwardedMaxForwards(ack));
   } else {
-    edit.prependHeader("Max-Forwards", "70");
+    edit.prependHeader("Max-Forwards", forwardedMaxForwards(ack));
   }
+  dropHeaders(ack, options, edit);
   // A stateless branch: the same for every retransmission of this ACK (16.11).
   std::string branch = "z9hG4bK";
   wire::appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
@@ -428,6 +561,7 @@ void ProxyCore::onAck(const sip::Message& ack, const Source&) {
   edit.writeTo(out_);
   ++stats_.statelessForwarded;
   send_(*to, out_);
+  return true;
 }
 
 // ---- responses ----

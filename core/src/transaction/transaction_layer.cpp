@@ -72,10 +72,14 @@ TransactionLayer::TransactionLayer(LayerSettings settings, const runtime::Clock&
 
 TransactionLayer::~TransactionLayer() = default;
 
-std::string TransactionLayer::newBranch() {
+std::string TransactionLayer::newBranch(std::optional<uint32_t> loop) {
   std::string b = "z9hG4bK";
   // mix64 is a bijection: distinct counters give distinct branches for one seed.
   wire::appendHex(b, mix64(settings_.branchSeed ^ mix64(++branchCounter_)));
+  if (loop) {
+    b.push_back('l');
+    wire::appendHex(b, *loop, 8);
+  }
   if (settings_.branchWorker >= 0) {
     b.push_back('w');
     b.append(std::to_string(settings_.branchWorker));
@@ -84,15 +88,41 @@ std::string TransactionLayer::newBranch() {
   return b;
 }
 
+namespace {
+
+// "z9hG4bK" + 16 hex digits, then "l" + 8 hex digits (optional), "w" + decimal (optional), "t".
+constexpr size_t kHexEnd = 7 + 16;
+constexpr size_t kLoopEnd = kHexEnd + 9;
+
+bool loopPart(std::string_view branch) {
+  return branch.size() > kLoopEnd && branch[kHexEnd] == 'l' && branch.back() == 't';
+}
+
+}  // namespace
+
+std::optional<uint32_t> TransactionLayer::loopOfBranch(std::string_view branch) {
+  if (!loopPart(branch) || !branch.starts_with("z9hG4bK")) {
+    return std::nullopt;
+  }
+  uint32_t v = 0;
+  for (char c : branch.substr(kHexEnd + 1, 8)) {
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) {
+      return std::nullopt;
+    }
+    v = (v << 4) | static_cast<uint32_t>(d);
+  }
+  return v;
+}
+
 std::optional<size_t> TransactionLayer::workerOfBranch(std::string_view branch) {
-  // "z9hG4bK" + 16 hex digits + "w" + decimal + "t"
-  constexpr size_t kHexEnd = 7 + 16;
-  if (branch.size() < kHexEnd + 3 || branch.back() != 't' || branch[kHexEnd] != 'w' ||
-      branch.size() > kHexEnd + 12) {
+  const size_t at = loopPart(branch) ? kLoopEnd : kHexEnd;
+  if (branch.size() < at + 3 || branch.back() != 't' || branch[at] != 'w' ||
+      branch.size() > at + 12) {
     return std::nullopt;
   }
   size_t worker = 0;
-  for (char c : branch.substr(kHexEnd + 1, branch.size() - kHexEnd - 2)) {
+  for (char c : branch.substr(at + 1, branch.size() - at - 2)) {
     if (c < '0' || c > '9') {
       return std::nullopt;
     }
@@ -114,6 +144,12 @@ const ServerTransaction* TransactionLayer::server(TransactionId id) const {
 const ClientTransaction* TransactionLayer::client(TransactionId id) const {
   Transaction* t = find(id.value);
   return t != nullptr && isClientKind(t->kind_) ? static_cast<ClientTransaction*>(t) : nullptr;
+}
+
+void TransactionLayer::account(Transaction& t) {
+  const size_t now = t.bytes();
+  bytes_ = bytes_ - t.accounted_ + now;
+  t.accounted_ = now;
 }
 
 bool TransactionLayer::transmit(const Destination& to, std::string_view bytes) {
@@ -212,7 +248,7 @@ void TransactionLayer::onRequest(const sip::Message& msg, const Source& source) 
       return;
     }
   }
-  if (serverCount_ >= settings_.maxServerTransactions) {
+  if (serverCount_ >= settings_.maxServerTransactions || bytes_ >= settings_.maxTransactionBytes) {
     rejectFull(msg, source);
     return;
   }
@@ -255,6 +291,7 @@ ServerTransaction* TransactionLayer::createServer(const sip::Message& msg, const
                   12);
   serverIndex_.emplace(st.indexKey_, st.id_.value);
   byId_.emplace(st.id_.value, std::move(owned));
+  account(st);
   ++serverCount_;
   ++stats_.serverCreated;
   return &st;
@@ -339,6 +376,7 @@ bool TransactionLayer::respond(TransactionId id, std::string_view response) {
   if (code < 200) {
     st.state_ = State::kProceeding;
     st.lastResponse_.assign(response);
+    account(st);
     return true;
   }
   if (st.kind_ == Kind::kServerInvite) {
@@ -348,6 +386,7 @@ bool TransactionLayer::respond(TransactionId id, std::string_view response) {
     }
     st.lastResponse_.assign(response);
     st.responseToTag_ = wire::toTag(*msg);
+    account(st);
     st.state_ = State::kCompleted;
     if (!st.reliable_) {
       st.interval_ = settings_.timers.t1;
@@ -361,6 +400,7 @@ bool TransactionLayer::respond(TransactionId id, std::string_view response) {
     terminate(st);  // Timer J = 0
   } else {
     st.lastResponse_.assign(response);
+    account(st);
     arm(st, TimerSlot::kLinger, 64 * settings_.timers.t1);  // Timer J
   }
   return true;
@@ -418,7 +458,8 @@ void TransactionLayer::abandon(TransactionId id) {
 // ---- client transactions ----
 
 Result<TransactionId> TransactionLayer::sendRequest(std::string request, const Destination& to) {
-  if (clientCount_ >= settings_.maxClientTransactions) {
+  if (clientCount_ >= settings_.maxClientTransactions ||
+      bytes_ >= 2 * settings_.maxTransactionBytes) {
     return makeError(Errc::kTooLarge, "too many client transactions");
   }
   auto owned = std::make_unique<ClientTransaction>();
@@ -452,6 +493,7 @@ Result<TransactionId> TransactionLayer::sendRequest(std::string request, const D
   clientIndex_.emplace(ct.indexKey_, ct.id_.value);
   const TransactionId id = ct.id_;
   byId_.emplace(id.value, std::move(owned));
+  account(ct);
   ++clientCount_;
   ++stats_.clientCreated;
   if (!ct.reliable_) {
@@ -527,6 +569,7 @@ void TransactionLayer::clientResponse(ClientTransaction& ct, const sip::Message&
       return;
     }
     ct.ack_ = buildAck(ct, msg);
+    account(ct);
     const bool sent = transmit(ct.destination_, ct.ack_);
     ct.state_ = State::kCompleted;
     if (!sent || ct.reliable_) {
@@ -709,6 +752,7 @@ void TransactionLayer::terminate(Transaction& t) {
     }
   }
   (isClient ? clientCount_ : serverCount_)--;
+  bytes_ -= t.accounted_;
   byId_.erase(t.id_.value);  // destroys t
 }
 

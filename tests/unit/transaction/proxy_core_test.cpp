@@ -18,10 +18,15 @@ using namespace txntest;
 
 class Router : public ProxyUser {
  public:
-  void onRequest(TransactionId server, const sip::Message&, const Source&) override {
+  // The request checks of RFC 3261 16.3 are a step of the user's; this one runs them first.
+  void onRequest(TransactionId server, const sip::Message& request, const Source&) override {
+    if (core != nullptr && !core->checkRequest(server, request)) {
+      return;
+    }
     last = server;
     ++requests;
   }
+  ProxyCore* core = nullptr;
   void onResponse(TransactionId, const sip::Message& response) override {
     upstreamFinals.push_back(response.statusCode());
   }
@@ -65,6 +70,7 @@ class ProxyCoreTest : public ::testing::Test {
           return true;
         },
         router);
+    router.core = proxy.get();
   }
 
   void receive(const std::string& text) {
@@ -488,6 +494,72 @@ TEST_F(ProxyCoreTest, NonInviteTimeoutSendsNo408) {
   EXPECT_TRUE(upstreamCodes().empty());
   EXPECT_EQ(proxy->contextCount(), 0u);
   EXPECT_EQ(proxy->layer().serverCount(), 0u);
+}
+
+}  // namespace
+}  // namespace evosip::transaction
+
+namespace evosip::transaction {
+namespace {
+
+TEST_F(ProxyCoreTest, RequestThatComesBackUnchangedIsALoopButASpiralIsNot) {
+  RequestSpec s;
+  s.method = "MESSAGE";
+  s.uri = "sip:bob@10.0.0.21";
+  receive(request(s));
+  proxy->forward(router.last, {Target{}});
+  const auto out = to("10.0.0.21");
+  ASSERT_EQ(out.size(), 1u);
+  // The element at 10.0.0.21 sends it straight back: our Via with the same loop hash.
+  sent.clear();
+  receive(out[0]);
+  EXPECT_EQ(router.requests, 1);
+  auto answer = parsed(sent.at(0).bytes);
+  EXPECT_EQ(answer.statusCode(), 482);
+  EXPECT_EQ(proxy->stats().loops, 1u);
+  // Back with another Request-URI (a spiral, RFC 3261 16.3 item 4): routed again.
+  std::string spiral = out[0];
+  spiral.replace(0, spiral.find(" SIP/2.0"), "MESSAGE sip:carol@10.0.0.22");
+  receive(spiral);
+  EXPECT_EQ(router.requests, 2);
+}
+
+TEST_F(ProxyCoreTest, MaxForwardsIsCappedAndABranchToOurselvesIsALoop) {
+  ProxySettings capped;
+  capped.maxForwards = 20;
+  make(capped);
+  RequestSpec s;
+  s.method = "MESSAGE";
+  std::string req = request(s);
+  req.replace(req.find("Max-Forwards: 70"), 16, "Max-Forwards: 255");
+  receive(req);
+  proxy->forward(router.last, {target("sip:bob@10.0.0.21"), target("sip:bob@10.0.0.1:5060")});
+  auto out = to("10.0.0.21");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(parsed(out[0]).maxForwards(), 20u);
+  EXPECT_TRUE(to("10.0.0.1").empty()) << "never a request to ourselves";
+  EXPECT_EQ(proxy->stats().selfBranches, 1u);
+  receive(responseTo(out[0], 404, "t1"));
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{404}));
+}
+
+TEST_F(ProxyCoreTest, HeadersWithTheDropPrefixNeverLeave) {
+  RequestSpec s;
+  s.method = "MESSAGE";
+  s.extra = "X-Evosip-Action: Voicemail\r\nx-evosip-mailbox: victim\r\nX-Other: kept\r\n";
+  receive(request(s));
+  ForwardOptions o;
+  o.dropHeaderPrefix = "X-Evosip-";
+  o.editBranch = [](size_t, const Target&, sip::MessageEditor& e) {
+    e.appendHeader("X-Evosip-Action", "Playback");
+  };
+  proxy->forward(router.last, {target("sip:bob@10.0.0.21")}, o);
+  auto out = to("10.0.0.21");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].find("Voicemail"), std::string::npos) << out[0];
+  EXPECT_EQ(out[0].find("victim"), std::string::npos) << out[0];
+  EXPECT_NE(out[0].find("X-Evosip-Action: Playback"), std::string::npos) << out[0];
+  EXPECT_NE(out[0].find("X-Other: kept"), std::string::npos) << out[0];
 }
 
 }  // namespace

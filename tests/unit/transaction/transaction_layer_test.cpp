@@ -665,6 +665,50 @@ TEST_F(TransactionLayerTest, FullLayerAnswers503) {
   EXPECT_EQ(layer->serverCount(), 2u);
 }
 
+TEST_F(TransactionLayerTest, TransactionMemoryIsBoundedInBytesAndGivenBackAtTheEnd) {
+  LayerSettings settings;
+  settings.maxTransactionBytes = 8 * 1024;
+  make(settings);
+  int admitted = 0;
+  for (int i = 0; i < 100; ++i) {
+    RequestSpec s;
+    s.method = "MESSAGE";
+    s.via = "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-m" + std::to_string(i);
+    s.extra = "Subject: " + std::string(200, 'x') + "\r\n";
+    receive(request(s));
+    admitted = static_cast<int>(count("request"));
+  }
+  EXPECT_GT(admitted, 3);
+  EXPECT_LT(admitted, 100);
+  EXPECT_LE(layer->bytes(), settings.maxTransactionBytes + 2048);
+  // Every refused request was answered 503, none silently dropped.
+  EXPECT_EQ(sent.size(), static_cast<size_t>(100 - admitted));
+  EXPECT_EQ(parsed(sent.back().bytes).statusCode(), 503);
+  EXPECT_EQ(layer->stats().rejectedFull, static_cast<uint64_t>(100 - admitted));
+  // Answered and expired: the bytes go back to zero, new requests are admitted again.
+  for (const auto& e : user.events) {
+    if (e.what == "request") {
+      layer->respond(e.id, 200);
+    }
+  }
+  advance(33s);  // Timer J
+  EXPECT_EQ(layer->serverCount(), 0u);
+  EXPECT_EQ(layer->bytes(), 0u);
+}
+
+TEST_F(TransactionLayerTest, BranchesCarryTheirLoopHashAndWorker) {
+  LayerSettings settings;
+  settings.branchWorker = 3;
+  make(settings);
+  const std::string b = layer->newBranch(0xdeadbeefu);
+  EXPECT_EQ(TransactionLayer::loopOfBranch(b), 0xdeadbeefu);
+  EXPECT_EQ(TransactionLayer::workerOfBranch(b), 3u);
+  const std::string plain = layer->newBranch();
+  EXPECT_EQ(TransactionLayer::loopOfBranch(plain), std::nullopt);
+  EXPECT_EQ(TransactionLayer::workerOfBranch(plain), 3u);
+  EXPECT_EQ(TransactionLayer::loopOfBranch("z9hG4bK-lzzzzzzzzt"), std::nullopt);
+}
+
 TEST_F(TransactionLayerTest, ConfigurableTimers) {
   LayerSettings settings;
   settings.timers.t1 = 100ms;

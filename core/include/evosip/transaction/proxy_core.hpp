@@ -1,8 +1,10 @@
 #pragma once
 // RFC 3261 section 16 stateful proxy core, the transaction user of one worker's
 // TransactionLayer. Its own user (the router role) decides the targets; the core does the
-// mechanics: Max-Forwards (483), Proxy-Require (420), loose routing with strict-route
-// compatibility (16.4), 100 Trying for INVITE at once, parallel forking, Record-Route, Via
+// mechanics: the request checks of 16.3 (checkRequest: Max-Forwards 483, loop detection 482
+// with a loop hash in its branches, Proxy-Require 420) that its user runs as a step of its own,
+// a cap on the Max-Forwards it sends, never a branch to itself (482), loose routing with
+// strict-route compatibility (16.4), 100 Trying for INVITE at once, parallel forking, Record-Route, Via
 // with a branch per client transaction, forwarding of provisionals (not 100), best-response
 // selection (16.7), Timer C (408), 480 without targets, 487 after a CANCEL, and stateless
 // forwarding of 2xx retransmissions and of the end-to-end ACK of a 2xx.
@@ -41,6 +43,9 @@ struct ProxySettings {
   uint16_t egressPort[2] = {0, 0};  // of that socket, v4 and v6; 0: none for the family
   // Further ports of viaHost that are ours in a response's Via (every worker's egress ports).
   std::vector<uint16_t> alsoViaPorts;
+  // The largest Max-Forwards a forwarded request carries (RFC 3261 16.6 item 3 decrements; a
+  // request received with 255 leaves with this): bounds what a loop elsewhere can cost.
+  uint32_t maxForwards = 70;
 };
 
 // One place to forward a request to (RFC 3261 16.5).
@@ -57,6 +62,9 @@ struct ForwardOptions {
   std::string recordRoute;
   // Called once per branch with the editor of that branch's copy, to add or remove headers.
   std::function<void(size_t branch, const Target&, sip::MessageEditor&)> editBranch;
+  // Headers whose name starts with this (case-insensitive) are removed from every branch before
+  // editBranch runs (the platform's own X-Evosip-* headers, which only this proxy may set).
+  std::string dropHeaderPrefix;
 };
 
 // What the core learns from the Request-URI and Route headers (16.4) before routing.
@@ -70,8 +78,9 @@ struct RouteInfo {
 class ProxyUser {
  public:
   virtual ~ProxyUser() = default;
-  // A request to route. Max-Forwards and Proxy-Require were checked; an INVITE was answered
-  // 100 Trying. Answer with ProxyCore::respond or ProxyCore::forward (now or later).
+  // A request to route; an INVITE was answered 100 Trying. The user runs ProxyCore::checkRequest
+  // (Max-Forwards, loops, Proxy-Require) before it forwards. Answer with ProxyCore::respond or
+  // ProxyCore::forward (now or later).
   virtual void onRequest(TransactionId server, const sip::Message& request,
                          const Source& source) = 0;
   // A response about to go upstream for a forwarded request: every 2xx, and the chosen final
@@ -90,6 +99,14 @@ class ProxyUser {
     (void)response;
     return false;
   }
+  // An ACK that matched no transaction (the ACK of a 2xx, or a stray one). Return true to have
+  // the core forward it statelessly now (16.11); false when the user takes it: it drops it, or
+  // forwards it later with ProxyCore::forwardAck.
+  virtual bool onAck(const sip::Message& ack, const Source& source) {
+    (void)ack;
+    (void)source;
+    return true;
+  }
   // The core is done with a forwarded request: every branch ended and the final went upstream.
   // `answered` is true when that final was a 2xx.
   virtual void onContextDone(TransactionId server, bool answered) {
@@ -103,7 +120,7 @@ class ProxyUser {
 
 struct ProxyStats {
   uint64_t forwarded = 0, branches = 0, localReplies = 0, statelessForwarded = 0, timerCExpired = 0,
-           cancelled = 0;
+           cancelled = 0, loops = 0, tooManyHops = 0, selfBranches = 0;
 };
 
 class ProxyCore final : public TransactionUser {
@@ -119,12 +136,28 @@ class ProxyCore final : public TransactionUser {
   // Answers the request locally (with the transaction's To tag except on 100).
   bool respond(TransactionId server, int code, std::string_view reason = {},
                std::string_view extraHeaders = {});
+  // RFC 3261 16.3: Max-Forwards (483, 400 when unreadable), loop detection (482: a Via of ours
+  // whose branch carries the loop hash this request has now), Proxy-Require (420). Answers and
+  // returns false when the request must not go on.
+  bool checkRequest(TransactionId server, const sip::Message& request);
+  // True when one of our Vias in the request carries the loop hash it has now (16.3 item 4):
+  // the same request came back unchanged. A spiral (changed Request-URI) is not a loop.
+  bool looped(const sip::Message& request) const;
   // Forwards to every target in parallel (16.5-16.7). No targets: 480.
   void forward(TransactionId server, std::vector<Target> targets, ForwardOptions options = {});
+  // Forwards an ACK of a 2xx statelessly by its Route / Request-URI (16.11); false when it
+  // went nowhere (Max-Forwards 0, no next hop, the next hop is this proxy).
+  bool forwardAck(const sip::Message& ack, const ForwardOptions& options = {});
+  // The server transaction a client transaction forwards (invalid when its context is gone).
+  TransactionId serverOf(TransactionId client) const;
   // Processes a response the user held (ProxyUser::holdResponse) as if it arrived now.
   void resumeResponse(TransactionId client, std::string_view bytes);
   RouteInfo routeInfo(const sip::Message& request) const;
+  // The URI names this proxy (a listen or advertised address, or an egress port of viaHost).
   bool isSelf(const sip::Uri& uri) const;
+  // The destination is one of this proxy's own sockets.
+  bool isSelfDestination(const Destination& to) const;
+  const ProxySettings& settings() const { return settings_; }
 
   TransactionLayer& layer() { return layer_; }
   size_t contextCount() const { return contexts_.size(); }
@@ -179,6 +212,12 @@ class ProxyCore final : public TransactionUser {
   // an egress socket for its family, also points `to` at that socket, whose port the Via names.
   std::string viaValue(Destination& to, std::string_view branch, bool egress) const;
   std::optional<Destination> nextHopOf(std::string_view uriOrRoute);
+  // RFC 3261 16.6 item 8: a hash of what identifies the request's pass through us (Request-URI,
+  // Call-ID, tags, CSeq, Proxy-Require, Proxy-Authorization), with `requestUri` as sent.
+  static uint32_t loopHash(const sip::Message& msg, std::string_view requestUri);
+  void dropHeaders(const sip::Message& msg, const ForwardOptions& options,
+                   sip::MessageEditor& edit) const;
+  std::string forwardedMaxForwards(const sip::Message& msg) const;
 
   void branchFinal(Context& ctx, uint32_t index, int code, const sip::Message* response);
   void sendUpstream(Context& ctx, const sip::Message& response, std::string_view extraLines);
@@ -192,6 +231,9 @@ class ProxyCore final : public TransactionUser {
   bool isOurVia(const sip::Via& via) const;
 
   ProxySettings settings_;
+  // settings_.self as addresses (numeric hosts only); an unspecified address matches any local
+  // one with that port.
+  std::vector<transport::Endpoint> selfEndpoints_;
   const runtime::Clock& clock_;
   TransactionLayer::SendFn send_;
   ProxyUser& user_;

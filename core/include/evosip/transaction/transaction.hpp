@@ -59,6 +59,10 @@ enum class TimerSlot : uint8_t {
   kCount,
 };
 
+// What a transaction costs in the layer's tables beyond the object: its node in the id map and
+// the index, its timer entries, the allocator's headers.
+inline constexpr size_t kTableCost = 160;
+
 // What client and server transactions have in common.
 class Transaction {
  public:
@@ -66,6 +70,8 @@ class Transaction {
   virtual ~Transaction() = default;
 
   TransactionId id() const { return id_; }
+  // The memory it holds: its copies of messages, plus what it costs in the layer's tables.
+  virtual size_t bytes() const = 0;
   Kind kind() const { return kind_; }
   State state() const { return state_; }
   bool isInvite() const { return kind_ == Kind::kClientInvite || kind_ == Kind::kServerInvite; }
@@ -85,6 +91,7 @@ class Transaction {
   std::string branch_;  // top Via branch (may be empty for an RFC 2543 peer)
   std::string callId_;
   uint64_t indexKey_ = 0;                  // key in the layer's index
+  size_t accounted_ = 0;                   // bytes counted for it in the layer's total
   std::chrono::milliseconds interval_{0};  // current retransmission interval (A, E, G)
   TimePoint deadlines_[static_cast<size_t>(TimerSlot::kCount)] = {};
   bool armed_[static_cast<size_t>(TimerSlot::kCount)] = {};
@@ -94,6 +101,10 @@ class Transaction {
 // of an INVITE itself (hop-by-hop ACK), absorbs retransmitted finals (D, K).
 class ClientTransaction : public Transaction {
  public:
+  size_t bytes() const override {
+    return sizeof(*this) + kTableCost + request_.capacity() + ack_.capacity() +
+           methodText_.capacity() + branch_.capacity() + callId_.capacity();
+  }
   const Destination& destination() const { return destination_; }
   std::string_view request() const { return request_; }
   // Status of the last response received (0 = none).
@@ -114,6 +125,13 @@ class ClientTransaction : public Transaction {
 // retransmissions (J).
 class ServerTransaction : public Transaction {
  public:
+  size_t bytes() const override {
+    return sizeof(*this) + kTableCost + request_.capacity() + lastResponse_.capacity() +
+           methodText_.capacity() + branch_.capacity() + callId_.capacity() +
+           localTag_.capacity() + sentByHost_.capacity() + requestUri_.capacity() +
+           fromTag_.capacity() + toTag_.capacity() + responseToTag_.capacity() +
+           topVia_.capacity();
+  }
   const Source& source() const { return source_; }
   // Where responses go (RFC 3261 18.2.2, RFC 3581): the connection, or the source address
   // with the sent-by port unless rport was asked for.

@@ -13,7 +13,9 @@
 // - acknowledges non-2xx finals to INVITEs it sent (hop-by-hop ACK) and absorbs the ACKs of
 //   the non-2xx finals it sent;
 // - answers a CANCEL that matches an INVITE server transaction with 200 and tells the TU;
-// - answers 503 to a new request when it holds maxServerTransactions.
+// - answers 503 to a new request when it holds maxServerTransactions, or when the bytes its
+//   transactions hold reach maxTransactionBytes (a flood of requests that never complete must
+//   not grow the process without bound).
 
 #include <cstddef>
 #include <functional>
@@ -35,6 +37,10 @@ struct LayerSettings {
   TimerSettings timers;
   size_t maxServerTransactions = 50000;
   size_t maxClientTransactions = 100000;
+  // Bytes held by all transactions (their copies of requests and responses plus a fixed cost
+  // per transaction) beyond which new requests get 503. Client transactions are refused at
+  // twice this: they only start for requests already admitted.
+  size_t maxTransactionBytes = 256u << 20;
   // Mixed into the branches this layer makes, so that two instances (and two workers) never
   // make the same one: the wiring layer passes a per-instance, per-worker value.
   uint64_t branchSeed = 0;
@@ -119,8 +125,11 @@ class TransactionLayer {
   // provisional was received, at the first provisional otherwise, never after a final. After
   // the CANCEL, an INVITE still unanswered after 64*T1 ends with kTimeout.
   void cancel(TransactionId inviteClient);
-  // A unique RFC 3261 branch ("z9hG4bK" + 16 hex digits + "t").
-  std::string newBranch();
+  // A unique RFC 3261 branch ("z9hG4bK" + 16 hex digits + "t"); with `loop`, its 8 hex digits
+  // follow an "l" (RFC 3261 16.6 item 8: the loop-detection part, see loopOfBranch).
+  std::string newBranch(std::optional<uint32_t> loop = std::nullopt);
+  // The loop-detection part of a branch this kind of layer made with one.
+  static std::optional<uint32_t> loopOfBranch(std::string_view branch);
 
   // Timers: fire everything due at `now`; nextDeadline() is the earliest armed deadline
   // (TimePoint::max() when none).
@@ -131,6 +140,8 @@ class TransactionLayer {
   const ClientTransaction* client(TransactionId id) const;
   size_t serverCount() const { return serverCount_; }
   size_t clientCount() const { return clientCount_; }
+  // Bytes held by every transaction (see LayerSettings::maxTransactionBytes).
+  size_t bytes() const { return bytes_; }
   const LayerStats& stats() const { return stats_; }
   const LayerSettings& settings() const { return settings_; }
   const runtime::Clock& clock() const { return clock_; }
@@ -166,6 +177,8 @@ class TransactionLayer {
   // Moves to kTerminated and frees the transaction (the object is gone after this call).
   void terminate(Transaction& t);
   bool transmit(const Destination& to, std::string_view bytes);
+  // Recounts the bytes `t` holds into bytes_ after its copies changed.
+  void account(Transaction& t);
   Transaction* find(uint64_t id) const;
 
   LayerSettings settings_;
@@ -176,6 +189,7 @@ class TransactionLayer {
   uint64_t branchCounter_ = 0;
   size_t serverCount_ = 0;
   size_t clientCount_ = 0;
+  size_t bytes_ = 0;
   std::unordered_map<uint64_t, std::unique_ptr<Transaction>> byId_;
   // Hash of the branch (or of Call-ID + CSeq for RFC 2543) -> transaction id.
   std::unordered_multimap<uint64_t, uint64_t> serverIndex_;
