@@ -35,7 +35,31 @@ std::optional<double> parseQ(std::string_view v) {
   return q;
 }
 
+size_t setBytes(const std::vector<store::Binding>& set, store::TimePoint now) {
+  size_t total = 0;
+  for (const auto& b : set) {
+    if (b.expires > now) {
+      total += bindingBytes(b);
+    }
+  }
+  return total;
+}
+
+size_t liveCount(const std::vector<store::Binding>& set, store::TimePoint now) {
+  return static_cast<size_t>(
+      std::count_if(set.begin(), set.end(), [now](const auto& b) { return b.expires > now; }));
+}
+
 }  // namespace
+
+size_t bindingBytes(const store::Binding& b) {
+  size_t n = 64 + b.aor.size() + b.contact.size() + b.callId.size() + b.instanceId.size() +
+             b.received.size() + b.userAgent.size() + b.router.size();
+  for (const auto& p : b.path) {
+    n += p.size() + 16;
+  }
+  return n;
+}
 
 RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
                           const std::vector<store::Binding>& current,
@@ -182,6 +206,20 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
     } else {
       result.push_back(std::move(b));
     }
+  }
+  // Limits (as Kamailio's registrar max_contacts): only a REGISTER that adds a contact or grows
+  // the set can exceed them, so phones that refresh their bindings keep working.
+  const size_t count = liveCount(result, now);
+  if (count > settings.maxContacts && count > liveCount(current, now)) {
+    RegisterPlan refused = fail(403, "Too Many Registered Contacts");
+    refused.limit = RegisterLimit::kContacts;
+    return refused;
+  }
+  const size_t bytes = setBytes(result, now);
+  if (bytes > settings.maxBindingBytes && bytes > setBytes(current, now)) {
+    RegisterPlan refused = fail(403, "Registered Contacts Too Large");
+    refused.limit = RegisterLimit::kBytes;
+    return refused;
   }
   plan.resulting = std::move(result);
   return plan;

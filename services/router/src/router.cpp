@@ -1,3 +1,5 @@
+#include <malloc.h>
+
 #include <boost/json.hpp>
 #include <fmt/format.h>
 #include <openssl/rand.h>
@@ -11,12 +13,14 @@
 #include <evosip/sip/auth.hpp>
 #include <evosip/sip/params.hpp>
 
+#include "router_util.hpp"
 #include "store_nonce_counts.hpp"
 
 namespace evosip::router {
 namespace {
 
 using transaction::TransactionId;
+using namespace detail;
 
 // Percent-encodes a path segment (RFC 3986 unreserved characters pass).
 std::string pathSegment(std::string_view s) {
@@ -46,84 +50,10 @@ transaction::LayerSettings withRandomSeed(transaction::LayerSettings s, int32_t 
   return s;
 }
 
-std::string tagOf(const Result<sip::NameAddr>& na) {
-  if (!na) {
-    return {};
-  }
-  auto t = na->tag();
-  return t ? std::string(*t) : std::string();
-}
-
-bool hasSdp(const sip::Message& m) {
-  if (m.body().empty()) {
-    return false;
-  }
-  const auto* ct = m.find(sip::HeaderId::kContentType);
-  return ct != nullptr && istartsWith(trim(ct->value), "application/sdp");
-}
-
-// The caller is behind a NAT when the edge saw its requests come from elsewhere than its own
-// Via says (received / rport on the UA's Via, the last one), or when its SDP names an address
-// other than the one the edge saw.
-bool natDetected(const sip::Message& m) {
-  std::string_view last;
-  for (const auto& h : m.headers()) {
-    if (h.id == sip::HeaderId::kVia) {
-      sip::ValueSplitter values(h.value);
-      while (auto v = values.next()) {
-        last = *v;
-      }
-    }
-  }
-  auto via = sip::parseVia(last);
-  if (!via) {
-    return false;
-  }
-  const auto received = via->received();
-  if (received && *received != via->host) {
-    return true;
-  }
-  if (auto rport = via->rport(); rport && !rport->empty()) {
-    const uint16_t sentBy = via->port != 0 ? via->port : 5060;
-    if (parseDecimal(*rport, 65535).value_or(sentBy) != sentBy) {
-      return true;
-    }
-  }
-  // c=IN IP4 <address> anywhere in the body, compared with what the edge saw.
-  const std::string_view seen = received.value_or(via->host);
-  const std::string_view body = m.body();
-  for (size_t pos = body.find("c=IN IP"); pos != std::string_view::npos;
-       pos = body.find("c=IN IP", pos + 1)) {
-    std::string_view rest = body.substr(pos + 8);  // after "c=IN IP4"
-    rest = trim(rest.substr(0, rest.find_first_of("\r\n")));
-    rest = rest.substr(0, rest.find('/'));
-    if (!rest.empty() && rest != seen && rest != "0.0.0.0" && rest != "::") {
-      return true;
-    }
-  }
-  return false;
-}
-
 int64_t steadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-// Offer/answer flags the router always sends: the relay's address in o= and c=, and no ICE
-// candidates that would let the phones bypass it.
-void addMediaFlags(bencode::Value& cmd) {
-  bencode::Value replace = bencode::Value::makeList();
-  replace.add("origin").add("session-connection");
-  cmd.set("replace", std::move(replace));
-  cmd.set("ICE", "remove");
-}
-
-Result<transport::Endpoint> relayEndpoint(std::string_view uri) {
-  if (uri.starts_with("udp:")) {
-    uri.remove_prefix(4);
-  }
-  return transport::parseEndpoint(uri, 2223);
 }
 
 }  // namespace
@@ -270,6 +200,30 @@ void Router::onTick() {
   counters_.serverTransactions.store(proxy_.layer().serverCount(), std::memory_order_relaxed);
   counters_.clientTransactions.store(proxy_.layer().clientCount(), std::memory_order_relaxed);
   counters_.proxyContexts.store(proxy_.contextCount(), std::memory_order_relaxed);
+  counters_.transactionBytes.store(proxy_.layer().bytes(), std::memory_order_relaxed);
+  const auto& ps = proxy_.stats();
+  counters_.rejected[static_cast<size_t>(Rejection::kLoop)].store(ps.loops + ps.selfBranches,
+                                                                  std::memory_order_relaxed);
+  counters_.rejected[static_cast<size_t>(Rejection::kTooManyHops)].store(ps.tooManyHops,
+                                                                         std::memory_order_relaxed);
+  counters_.rejected[static_cast<size_t>(Rejection::kTransactionMemory)].store(
+      proxy_.layer().stats().rejectedFull, std::memory_order_relaxed);
+  trimMemory(now);
+}
+
+void Router::trimMemory(runtime::Clock::time_point now) {
+  // After a flood, the transactions are freed but the allocator keeps the pages (the process
+  // raises M_TRIM_THRESHOLD for speed): hand them back once the table is well below its peak.
+  const size_t bytes = proxy_.layer().bytes();
+  bytesHighWater_ = std::max(bytesHighWater_, bytes);
+  constexpr size_t kWorthTrimming = 32u << 20;
+  if (now < nextTrim_ || bytesHighWater_ < kWorthTrimming + bytes || bytes > bytesHighWater_ / 4) {
+    return;
+  }
+  nextTrim_ = now + std::chrono::seconds(5);
+  bytesHighWater_ = bytes;
+  ::malloc_trim(0);
+  RouterCounters::bump(counters_.memoryTrims);
 }
 
 void Router::invalidate(std::string_view domain, std::string_view user) {
@@ -298,23 +252,109 @@ void Router::storeFailed(TransactionId id) {
   proxy_.respond(id, 503, "Store Unavailable", "Retry-After: 5\r\n");
 }
 
+// The request path: each step answers the request or passes it on, in this order.
 void Router::onRequest(TransactionId id, const sip::Message& req, const transport::Source& src) {
-  auto to = req.to();
-  const bool inDialog = to && to->tag().has_value();
-  if (inDialog) {
-    forwardInDialog(id, req);
+  if (answerForSelf(id, req)) {
+    return;  // 1. for the router itself
+  }
+  if (!proxy_.checkRequest(id, req)) {
+    return;  // 2. sanity: Max-Forwards, loops, Proxy-Require
+  }
+  if (auto to = req.to(); to && to->tag().has_value()) {
+    validateInDialog(id, req);  // 3. in-dialog: only along a dialog we know
     return;
   }
-  if (shared_.draining.load(std::memory_order_relaxed)) {
-    RouterCounters::bump(counters_.drainRejected);
-    proxy_.respond(id, 503, "Draining", "Retry-After: 0\r\n");
-    return;
+  if (rejectPreloadedRoute(id, req) || rejectWhileDraining(id)) {
+    return;  // 4. no preloaded Route, drain
   }
   if (req.method() == sip::Method::kRegister) {
-    handleRegister(id, req, src);
+    handleRegister(id, req, src);  // 5. registrar
     return;
   }
-  handleInitial(id, req);
+  handleInitial(id, req);  // 6. initial routing, 7. media anchoring, 8. forward
+}
+
+std::string_view Router::nextHopOf(const sip::Message& req) const {
+  const auto info = proxy_.routeInfo(req);
+  return info.nextRoute.empty() ? info.requestUri : info.nextRoute;
+}
+
+bool Router::namesSelf(std::string_view uriOrRoute) {
+  auto na = sip::parseNameAddr(uriOrRoute);
+  if (!na || !na->uri.isSip()) {
+    return false;
+  }
+  if (proxy_.isSelf(na->uri)) {
+    return true;
+  }
+  auto to = resolve(na->uri);
+  return to && proxy_.isSelfDestination(*to);
+}
+
+bool Router::answerForSelf(TransactionId id, const sip::Message& req) {
+  if (req.method() == sip::Method::kRegister) {
+    return false;  // the registrar's, whichever of our names it uses
+  }
+  const auto info = proxy_.routeInfo(req);
+  if (!info.nextRoute.empty()) {
+    return false;  // goes on to the next Route (one of ours under another name: a 482 branch)
+  }
+  auto ruri = sip::parseUri(info.requestUri);
+  if (!ruri || !ruri->isSip()) {
+    return false;
+  }
+  const bool self = namesSelf(info.requestUri);
+  if (req.method() == sip::Method::kOptions && ruri->user.empty() &&
+      (self || shared_.isLocal(*ruri))) {
+    // The edges' liveness probe (with any Max-Forwards, RFC 3261 11).
+    RouterCounters::bump(counters_.optionsAnswered);
+    proxy_.respond(id, 200, "OK",
+                   "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, "
+                   "PRACK, REFER, NOTIFY, SUBSCRIBE\r\nAccept: application/sdp\r\n");
+    return true;
+  }
+  auto to = req.to();
+  const bool initial = !to || !to->tag().has_value();
+  if (!self || (initial && !ruri->user.empty())) {
+    return false;  // a user at our address is a user of the domain (an alias): the dialplan's
+  }
+  if (proxy_.checkRequest(id, req)) {
+    counters_.reject(Rejection::kForSelf);
+    proxy_.respond(id, 404, "Not Found");
+  }
+  return true;
+}
+
+bool Router::rejectPreloadedRoute(TransactionId id, const sip::Message& req) {
+  // Our own entries were popped; any other Route on an initial request was written by the
+  // client: following it would send the request wherever the client likes.
+  if (proxy_.routeInfo(req).nextRoute.empty()) {
+    return false;
+  }
+  counters_.reject(Rejection::kForeignHop);
+  proxy_.respond(id, 403, "Preloaded Route Not Allowed");
+  return true;
+}
+
+bool Router::rejectWhileDraining(TransactionId id) {
+  if (!shared_.draining.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  RouterCounters::bump(counters_.drainRejected);
+  proxy_.respond(id, 503, "Draining", "Retry-After: 0\r\n");
+  return true;
+}
+
+transaction::ForwardOptions Router::forwardOptions() const {
+  transaction::ForwardOptions o;
+  o.recordRoute = shared_.settings().recordRoute;
+  o.dropHeaderPrefix = "X-Evosip-";  // only the router sets them (routeToApp adds its own)
+  return o;
+}
+
+void Router::forward(TransactionId id, std::vector<transaction::Target> targets,
+                     transaction::ForwardOptions options) {
+  proxy_.forward(id, std::move(targets), std::move(options));
 }
 
 void Router::handleRegister(TransactionId id, const sip::Message& req,
@@ -359,6 +399,10 @@ void Router::handleRegister(TransactionId id, const sip::Message& req,
       }
       if (plan.code != 200) {
         RouterCounters::bump(counters_.registrationFailures);
+        if (plan.limit != RegisterLimit::kNone) {
+          counters_.reject(plan.limit == RegisterLimit::kContacts ? Rejection::kTooManyContacts
+                                                                  : Rejection::kBindingBytes);
+        }
         proxy_.respond(id, plan.code, plan.reason, plan.extraHeaders);
         return;
       }
@@ -436,7 +480,7 @@ void Router::routeInitial(TransactionId id) {
     local = ruri && shared_.isLocal(*ruri);
     user = ruri ? std::string(ruri->user) : std::string();
   });
-  const transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
+  const transaction::ForwardOptions options = forwardOptions();
   if (!local) {
     // An authenticated subscriber calling out: the core routes by the Request-URI.
     forwardWithMedia(id, {transaction::Target{}}, options, shared_.settings().mediaMode);
@@ -485,7 +529,7 @@ void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip
   transaction::Target t;
   t.nextHop = transaction::Destination{transport::Protocol::kUdp, apps->at(pick).endpoint, {}};
   apps->at(pick).forwarded.fetch_add(1, std::memory_order_relaxed);
-  transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
+  transaction::ForwardOptions options = forwardOptions();
   options.editBranch = [headers](size_t, const transaction::Target&, sip::MessageEditor& edit) {
     // One edit of the whole block: the lines go in just before the blank line.
     std::string_view rest = headers;
@@ -501,80 +545,6 @@ void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip
                    number.media.value_or(shared_.settings().mediaMode));
 }
 
-void Router::removeDialog(const sip::Message& req) {
-  const std::string callId(req.callId());
-  const std::string a = tagOf(req.from());
-  const std::string b = tagOf(req.to());
-  // The BYE may come from either side: the record is keyed caller tag first.
-  store_->getDialogs(callId, [this, a, b](Result<std::vector<store::DialogRecord>> r) {
-    if (!r) {
-      RouterCounters::bump(counters_.storeErrors);
-      return;
-    }
-    for (const auto& d : *r) {
-      if ((d.id.fromTag == a && d.id.toTag == b) || (d.id.fromTag == b && d.id.toTag == a)) {
-        if (!d.mediaRelay.empty()) {
-          deleteMedia(d.mediaRelay, d.id.callId, d.id.fromTag);
-        }
-        store_->removeDialog(d.id, [this](Result<void> done) {
-          RouterCounters::bump(done ? counters_.dialogsRemoved : counters_.storeErrors);
-        });
-      }
-    }
-  });
-}
-
-void Router::onResponse(TransactionId server, const sip::Message& response) {
-  if (response.statusCode() < 200 || response.statusCode() >= 300) {
-    return;
-  }
-  auto cseq = response.cseq();
-  if (!cseq || cseq->method != sip::Method::kInvite) {
-    return;
-  }
-  store::DialogRecord rec;
-  bool initial = false;
-  withRequest(server, [&](const sip::Message& req) {
-    auto to = req.to();
-    initial = to && !to->tag().has_value();
-    if (auto c = req.find(sip::HeaderId::kContact)) {
-      if (auto na = sip::parseNameAddr(c->value)) {
-        rec.callerContact = std::string(na->uriText);
-      }
-    }
-  });
-  if (!initial) {
-    return;  // a re-INVITE: the dialog exists
-  }
-  rec.id.callId = std::string(response.callId());
-  rec.id.fromTag = tagOf(response.from());
-  rec.id.toTag = tagOf(response.to());
-  for (const auto& h : response.headers()) {
-    if (h.id == sip::HeaderId::kRecordRoute) {
-      sip::ValueSplitter values(h.value);
-      while (auto v = values.next()) {
-        rec.callerRouteSet.emplace_back(*v);
-      }
-    }
-    if (h.id == sip::HeaderId::kContact && rec.calleeContact.empty()) {
-      if (auto na = sip::parseNameAddr(h.value)) {
-        rec.calleeContact = std::string(na->uriText);
-      }
-    }
-  }
-  rec.calleeRouteSet.assign(rec.callerRouteSet.rbegin(), rec.callerRouteSet.rend());
-  rec.callerCseq = cseq->number;
-  rec.owner = shared_.settings().instanceId;
-  if (auto m = mediaCalls_.find(rec.id.callId); m != mediaCalls_.end()) {
-    rec.mediaRelay = m->second.relayUri;  // any router can send the delete on BYE
-  }
-  rec.created = store::systemNow();
-  rec.expires = rec.created + shared_.settings().dialogMaxDuration;
-  store_->putDialog(std::move(rec), [this](Result<void> r) {
-    RouterCounters::bump(r ? counters_.dialogsCreated : counters_.storeErrors);
-  });
-}
-
 // ---- media anchoring (rtpengine's ng protocol, to `evosip media` or rtpengine) ----
 
 void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target> targets,
@@ -583,7 +553,7 @@ void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target>
   // of the request on the way of every call.
   auto set = shared_.media();
   if (mode == MediaMode::kNever || (mode == MediaMode::kNat && set->size() == 0)) {
-    proxy_.forward(id, std::move(targets), std::move(options));
+    forward(id, std::move(targets), std::move(options));
     return;
   }
   bool want = false;
@@ -596,7 +566,7 @@ void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target>
     callId = std::string(m.callId());
   });
   if (!want) {
-    proxy_.forward(id, std::move(targets), std::move(options));
+    forward(id, std::move(targets), std::move(options));
     return;
   }
   const size_t pick = set->pick(callId, steadyNowNs());
@@ -607,7 +577,7 @@ void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target>
       if (set->size() != 0) {
         RouterCounters::bump(counters_.mediaFailures);
       }
-      proxy_.forward(id, std::move(targets), std::move(options));
+      forward(id, std::move(targets), std::move(options));
       return;
     }
     RouterCounters::bump(counters_.mediaFailures);
@@ -616,45 +586,6 @@ void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target>
   }
   sendOffer(id, std::move(targets), std::move(options), set->at(pick).uri, set->at(pick).endpoint,
             true, pick);
-}
-
-void Router::forwardInDialog(TransactionId id, const sip::Message& req) {
-  // The route set carries the way (the edge Record-Routes); any router serves the dialog.
-  transaction::ForwardOptions options{shared_.settings().recordRoute, {}};
-  if (req.method() == sip::Method::kBye) {
-    removeDialog(req);
-    mediaCalls_.erase(std::string(req.callId()));
-  }
-  if (req.method() != sip::Method::kInvite || !hasSdp(req)) {
-    proxy_.forward(id, {transaction::Target{}}, std::move(options));
-    return;
-  }
-  // A re-INVITE with an offer: through the relay of the dialog, if it has one.
-  const std::string callId(req.callId());
-  const std::string a = tagOf(req.from());
-  const std::string b = tagOf(req.to());
-  store_->getDialogs(callId, [this, id, a, b, options, alive = std::weak_ptr<char>(alive_)](
-                                 Result<std::vector<store::DialogRecord>> r) mutable {
-    if (alive.expired()) {
-      return;
-    }
-    std::string relayUri;
-    if (r) {
-      for (const auto& d : *r) {
-        if ((d.id.fromTag == a && d.id.toTag == b) || (d.id.fromTag == b && d.id.toTag == a)) {
-          relayUri = d.mediaRelay;
-        }
-      }
-    } else {
-      RouterCounters::bump(counters_.storeErrors);
-    }
-    auto relay = relayEndpoint(relayUri);
-    if (relayUri.empty() || !relay) {
-      proxy_.forward(id, {transaction::Target{}}, std::move(options));
-      return;
-    }
-    sendOffer(id, {transaction::Target{}}, std::move(options), relayUri, *relay, false, SIZE_MAX);
-  });
 }
 
 void Router::sendOffer(TransactionId id, std::vector<transaction::Target> targets,
@@ -674,7 +605,7 @@ void Router::sendOffer(TransactionId id, std::vector<transaction::Target> target
           cmd.set("via-branch", *via->branch());
         }
         cmd.set("sdp", m.body());
-        addMediaFlags(cmd);
+        addMediaFlags(cmd, natDetected(m) ? sourceAddress(m) : std::string_view{});
       })) {
     return;
   }
@@ -733,78 +664,8 @@ void Router::sendOffer(TransactionId id, std::vector<transaction::Target> target
           }
           e.replaceBody(body);
         };
-        proxy_.forward(id, std::move(targets), std::move(options));
+        forward(id, std::move(targets), std::move(options));
       });
-}
-
-bool Router::holdResponse(TransactionId client, const sip::Message& response) {
-  const int code = response.statusCode();
-  if (code <= 100 || code >= 300 || !hasSdp(response)) {
-    return false;
-  }
-  auto cseq = response.cseq();
-  if (!cseq || cseq->method != sip::Method::kInvite) {
-    return false;
-  }
-  auto it = mediaCalls_.find(std::string(response.callId()));
-  if (it == mediaCalls_.end()) {
-    return false;
-  }
-  bencode::Value cmd = bencode::Value::makeDict();
-  cmd.set("command", "answer")
-      .set("call-id", response.callId())
-      .set("from-tag", tagOf(response.from()))
-      .set("to-tag", tagOf(response.to()))
-      .set("sdp", response.body());
-  if (auto via = response.topVia(); via && via->branch()) {
-    cmd.set("via-branch", *via->branch());
-  }
-  addMediaFlags(cmd);
-  std::string text(
-      response.buffer().substr(response.startOffset(), response.size() - response.startOffset()));
-  ng_.request(it->second.relay, cmd,
-              [this, client, text = std::move(text),
-               alive = std::weak_ptr<char>(alive_)](Result<bencode::Value> r) {
-                if (alive.expired()) {
-                  return;
-                }
-                const auto sdp = r ? r->string("sdp") : std::nullopt;
-                auto m = sip::Message::parse(text);
-                if (!sdp || !m) {
-                  // The answer goes on as the callee wrote it: better one-way audio than none.
-                  RouterCounters::bump(counters_.mediaFailures);
-                  log::get("router")->warn("media relay refused an answer: {}",
-                                           r ? "no sdp in the reply" : r.error().message);
-                  proxy_.resumeResponse(client, text);
-                  return;
-                }
-                RouterCounters::bump(counters_.mediaAnswers);
-                sip::MessageEditor edit(*m);
-                edit.replaceBody(*sdp);
-                proxy_.resumeResponse(client, edit.str());
-              });
-  return true;
-}
-
-void Router::onContextDone(TransactionId server, bool answered) {
-  auto it = mediaByServer_.find(server.value);
-  if (it == mediaByServer_.end()) {
-    return;
-  }
-  const std::string callId = std::move(it->second);
-  mediaByServer_.erase(it);
-  auto call = mediaCalls_.find(callId);
-  if (call == mediaCalls_.end()) {
-    return;
-  }
-  if (!answered && call->second.initial) {
-    // Failed, cancelled or timed out: the relay's session has no use.
-    deleteMedia(call->second.relayUri, callId, call->second.fromTag);
-    mediaCalls_.erase(call);
-    return;
-  }
-  // Kept a while for retransmitted 2xx (Timer L, 64*T1), whose SDP is rewritten again.
-  call->second.forgetAt = clock_.now() + std::chrono::seconds(32);
 }
 
 void Router::deleteMedia(const std::string& relayUri, const std::string& callId,

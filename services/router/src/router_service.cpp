@@ -1,4 +1,7 @@
+#include <arpa/inet.h>
 #include <future>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -16,6 +19,33 @@
 namespace evosip::router {
 
 namespace json = boost::json;
+
+namespace {
+
+// The addresses of this host's interfaces, of one family.
+std::vector<std::string> localAddresses(bool v6) {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) {
+    return out;
+  }
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != (v6 ? AF_INET6 : AF_INET)) {
+      continue;
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* addr =
+        v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr)
+           : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr);
+    if (::inet_ntop(v6 ? AF_INET6 : AF_INET, addr, text, sizeof text) != nullptr) {
+      out.emplace_back(text);
+    }
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+}  // namespace
 
 RouterConfig readRouterConfig(config::Document& doc) {
   RouterConfig c;
@@ -61,6 +91,14 @@ RouterConfig readRouterConfig(config::Document& doc) {
   r.layer.maxServerTransactions =
       static_cast<size_t>(doc.getInt("router.max_transactions", 300000, 1000, 10000000));
   r.layer.maxClientTransactions = r.layer.maxServerTransactions;
+  // Bytes of transactions a worker holds before it answers 503: what bounds a flood of requests
+  // that never complete (a transaction of a forwarded INVITE holds ~3 KB for up to 3 minutes).
+  r.layer.maxTransactionBytes = static_cast<size_t>(
+      doc.getInt("router.max_transaction_bytes", 128ll << 20, 1ll << 20, 64ll << 30));
+  r.proxy.maxForwards = static_cast<uint32_t>(doc.getInt("router.max_forwards", 20, 1, 255));
+  r.registrar.maxContacts = static_cast<size_t>(doc.getInt("router.max_contacts", 10, 1, 1000));
+  r.registrar.maxBindingBytes =
+      static_cast<size_t>(doc.getInt("router.max_binding_bytes", 16384, 1024, 1 << 20));
 
   std::string secret = config::readSecret(doc.getString("router.nonce_secret", ""));
   if (secret.empty()) {
@@ -144,6 +182,12 @@ RouterConfig readRouterConfig(config::Document& doc) {
   r.proxy.viaPort = port;
   for (const auto& spec : c.common.listen) {
     r.proxy.self.emplace_back(spec.endpoint.ip.to_string(), spec.endpoint.port);
+    if (spec.endpoint.ip.is_unspecified()) {
+      // A wildcard listen address: every local address of its family names us.
+      for (const auto& ip : localAddresses(spec.endpoint.ip.is_v6())) {
+        r.proxy.self.emplace_back(ip, spec.endpoint.port);
+      }
+    }
   }
   if (!c.common.advertiseHost.empty()) {
     std::string h = c.common.advertiseHost;
@@ -525,7 +569,21 @@ void RouterService::Impl::registerMetrics() {
   auto& media = metrics.counterFamily(
       "evosip_router_media_commands_total",
       "ng commands to media relays: offers and answers rewritten, deletes, failures");
+  auto& rejected =
+      metrics.counterFamily("evosip_router_rejected_total",
+                            "Requests refused or dropped by the request path's checks, by reason");
+  auto& options = metrics.counterFamily("evosip_router_options_answered_total",
+                                        "OPTIONS addressed to the router answered 200 (probes)");
+  auto& trims = metrics.counterFamily(
+      "evosip_router_memory_trims_total",
+      "Times a worker returned freed memory to the system after its transactions shrank");
+  auto& txnBytes = metrics.gaugeFamily(
+      "evosip_router_transaction_bytes",
+      "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)");
   struct State {
+    std::unique_ptr<role::CounterMirror> options, trims;
+    std::vector<std::unique_ptr<role::CounterMirror>> rejected;
+    prometheus::Gauge* txnBytes = nullptr;
     std::unique_ptr<role::CounterMirror> ok, failed, challenges, created, removed, storeErrors,
         found, unknown, apiFailed, drain, parse, offers, answers, deletes, mediaFailed,
         serviceUnauthenticated, serviceNoMailbox;
@@ -558,6 +616,13 @@ void RouterService::Impl::registerMetrics() {
     st->failures.push_back(mirror(failures.Add(
         {{"reason", std::string(auth::verifyResultName(static_cast<auth::VerifyResult>(r)))}})));
   }
+  for (size_t r = 0; r < static_cast<size_t>(Rejection::kCount); ++r) {
+    st->rejected.push_back(
+        mirror(rejected.Add({{"reason", std::string(rejectionName(static_cast<Rejection>(r)))}})));
+  }
+  st->options = mirror(options.Add({}));
+  st->trims = mirror(trims.Add({}));
+  st->txnBytes = &txnBytes.Add({});
   st->active = &active.Add({});
   st->transactions = &transactions.Add({{"kind", "proxy"}});
   st->serverTxns = &transactions.Add({{"kind", "server"}});
@@ -599,6 +664,12 @@ void RouterService::Impl::registerMetrics() {
     st->serverTxns->Set(sum([](const RouterCounters& c) -> auto& { return c.serverTransactions; }));
     st->clientTxns->Set(sum([](const RouterCounters& c) -> auto& { return c.clientTransactions; }));
     st->transactions->Set(sum([](const RouterCounters& c) -> auto& { return c.proxyContexts; }));
+    st->txnBytes->Set(sum([](const RouterCounters& c) -> auto& { return c.transactionBytes; }));
+    st->options->set(sum([](const RouterCounters& c) -> auto& { return c.optionsAnswered; }));
+    st->trims->set(sum([](const RouterCounters& c) -> auto& { return c.memoryTrims; }));
+    for (size_t i = 0; i < st->rejected.size(); ++i) {
+      st->rejected[i]->set(sum([i](const RouterCounters& c) -> auto& { return c.rejected[i]; }));
+    }
   });
 }
 

@@ -517,9 +517,12 @@ TEST_F(ProxyCoreTest, RequestThatComesBackUnchangedIsALoopButASpiralIsNot) {
   auto answer = parsed(sent.at(0).bytes);
   EXPECT_EQ(answer.statusCode(), 482);
   EXPECT_EQ(proxy->stats().loops, 1u);
-  // Back with another Request-URI (a spiral, RFC 3261 16.3 item 4): routed again.
+  // Back with another Request-URI (a spiral, RFC 3261 16.3 item 4) through an element that
+  // added its own Via: routed again.
   std::string spiral = out[0];
-  spiral.replace(0, spiral.find(" SIP/2.0"), "MESSAGE sip:carol@10.0.0.22");
+  spiral.replace(0, spiral.find("\r\n") + 2,
+                 "MESSAGE sip:carol@10.0.0.22 SIP/2.0\r\n"
+                 "Via: SIP/2.0/UDP 10.0.0.21;branch=z9hG4bK-spiral\r\n");
   receive(spiral);
   EXPECT_EQ(router.requests, 2);
 }
@@ -539,8 +542,8 @@ TEST_F(ProxyCoreTest, MaxForwardsIsCappedAndABranchToOurselvesIsALoop) {
   EXPECT_EQ(parsed(out[0]).maxForwards(), 20u);
   EXPECT_TRUE(to("10.0.0.1").empty()) << "never a request to ourselves";
   EXPECT_EQ(proxy->stats().selfBranches, 1u);
-  receive(responseTo(out[0], 404, "t1"));
-  EXPECT_EQ(upstreamCodes(), (std::vector<int>{404}));
+  receive(responseTo(out[0], 200, "t1"));
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{200}));
 }
 
 TEST_F(ProxyCoreTest, HeadersWithTheDropPrefixNeverLeave) {

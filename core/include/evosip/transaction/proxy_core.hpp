@@ -4,8 +4,8 @@
 // mechanics: the request checks of 16.3 (checkRequest: Max-Forwards 483, loop detection 482
 // with a loop hash in its branches, Proxy-Require 420) that its user runs as a step of its own,
 // a cap on the Max-Forwards it sends, never a branch to itself (482), loose routing with
-// strict-route compatibility (16.4), 100 Trying for INVITE at once, parallel forking, Record-Route, Via
-// with a branch per client transaction, forwarding of provisionals (not 100), best-response
+// strict-route compatibility (16.4), 100 Trying for INVITE at once, parallel forking, Record-Route,
+// Via with a branch per client transaction, forwarding of provisionals (not 100), best-response
 // selection (16.7), Timer C (408), 480 without targets, 487 after a CANCEL, and stateless
 // forwarding of 2xx retransmissions and of the end-to-end ACK of a 2xx.
 //

@@ -127,10 +127,9 @@ class ServerTransaction : public Transaction {
  public:
   size_t bytes() const override {
     return sizeof(*this) + kTableCost + request_.capacity() + lastResponse_.capacity() +
-           methodText_.capacity() + branch_.capacity() + callId_.capacity() +
-           localTag_.capacity() + sentByHost_.capacity() + requestUri_.capacity() +
-           fromTag_.capacity() + toTag_.capacity() + responseToTag_.capacity() +
-           topVia_.capacity();
+           methodText_.capacity() + branch_.capacity() + callId_.capacity() + localTag_.capacity() +
+           sentByHost_.capacity() + requestUri_.capacity() + fromTag_.capacity() +
+           toTag_.capacity() + responseToTag_.capacity() + topVia_.capacity();
   }
   const Source& source() const { return source_; }
   // Where responses go (RFC 3261 18.2.2, RFC 3581): the connection, or the source address

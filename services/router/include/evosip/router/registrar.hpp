@@ -17,10 +17,24 @@ struct RegistrarSettings {
   uint32_t defaultExpires = 3600;
   uint32_t minExpires = 60;  // a non-zero expiry below it -> 423 Interval Too Brief
   uint32_t maxExpires = 7200;
+  // Contacts per address-of-record: a REGISTER that would hold more is refused (403) and
+  // changes nothing; one that only refreshes or removes contacts is always accepted. Bounds
+  // the fan-out of one INVITE to the AoR.
+  size_t maxContacts = 10;
+  // Bytes of the AoR's bindings (contacts, Path, user agent, ...): a REGISTER that would grow
+  // the set beyond it is refused (403).
+  size_t maxBindingBytes = 16384;
 };
+
+// What a binding costs in the store (its strings plus a fixed part), as the byte cap counts it.
+size_t bindingBytes(const store::Binding& b);
+
+// Which limit of RegistrarSettings refused a REGISTER.
+enum class RegisterLimit : uint8_t { kNone, kContacts, kBytes };
 
 struct RegisterPlan {
   int code = 200;  // != 200: answer this and change nothing
+  RegisterLimit limit = RegisterLimit::kNone;
   std::string reason;
   std::string extraHeaders;  // e.g. "Min-Expires: 60\r\n"
   std::vector<store::Binding> upserts;

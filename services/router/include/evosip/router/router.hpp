@@ -26,6 +26,7 @@
 #include <evosip/auth/verifier.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/role/target_set.hpp>
+#include <evosip/router/dialog_check.hpp>
 #include <evosip/router/dialplan.hpp>
 #include <evosip/router/ng_client.hpp>
 #include <evosip/router/registrar.hpp>
@@ -57,6 +58,8 @@ struct RouterSettings {
   // service numbers may say otherwise. Relays come from the `media` set.
   MediaMode mediaMode = MediaMode::kNat;
   NgClient::Settings ng;
+  // proxy.maxForwards caps what the router forwards (router.max_forwards);
+  // layer.maxTransactionBytes bounds its transaction memory per worker.
   transaction::ProxySettings proxy;
   transaction::LayerSettings layer;
 };
@@ -98,6 +101,21 @@ class RouterShared {
   std::shared_ptr<role::TargetSet> media_;
 };
 
+// Why the router refused or dropped a request (evosip_router_rejected_total{reason}).
+enum class Rejection : uint8_t {
+  kNoDialog,           // a To tag for no known dialog: 481
+  kForeignHop,         // a known dialog, towards a host that is not one of its elements: 403
+  kAckDropped,         // an ACK for no known dialog or transaction: dropped
+  kForSelf,            // addressed to the router itself (not OPTIONS): 404
+  kLoop,               // RFC 3261 16.3 loop (482), or a branch to the router itself
+  kTooManyHops,        // Max-Forwards 0: 483
+  kTooManyContacts,    // REGISTER beyond router.max_contacts: 403
+  kBindingBytes,       // REGISTER beyond router.max_binding_bytes: 403
+  kTransactionMemory,  // new request beyond max_transactions / max_transaction_bytes: 503
+  kCount,
+};
+std::string_view rejectionName(Rejection r);
+
 // Counters of one worker, written by it, read by the metrics collector.
 struct RouterCounters {
   std::atomic<uint64_t> registrations{0}, registrationFailures{0}, challenges{0}, dialogsCreated{0},
@@ -107,12 +125,16 @@ struct RouterCounters {
   // Calls to service numbers refused: a caller that cannot authenticate with us (403), a
   // mailbox that is no subscriber of the domain (404).
   std::atomic<uint64_t> serviceUnauthenticated{0}, serviceNoMailbox{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Rejection::kCount)> rejected{};
+  std::atomic<uint64_t> optionsAnswered{0}, memoryTrims{0};
   // Published by the worker at every tick, read by the control thread.
-  std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0};
+  std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0},
+      transactionBytes{0};
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  void reject(Rejection r) { bump(rejected[static_cast<size_t>(r)]); }
 };
 
 class Router final : public transaction::ProxyUser {
@@ -142,12 +164,50 @@ class Router final : public transaction::ProxyUser {
   // transaction::ProxyUser
   void onRequest(transaction::TransactionId server, const sip::Message& request,
                  const transport::Source& source) override;
-  void onResponse(transaction::TransactionId server, const sip::Message& response) override;
   bool holdResponse(transaction::TransactionId client, const sip::Message& response) override;
+  bool onAck(const sip::Message& ack, const transport::Source& source) override;
   void onContextDone(transaction::TransactionId server, bool answered) override;
 
  private:
   class StoreNonceCounts;
+
+  // ---- the request path, in the order onRequest runs it ----
+  // 1. Requests for the router itself (its listen/advertised addresses): OPTIONS -> 200,
+  //    anything else -> 404 (or 482/483); never forwarded.
+  bool answerForSelf(transaction::TransactionId id, const sip::Message& req);
+  // 2. Sanity: Max-Forwards, loop detection, Proxy-Require (transaction::ProxyCore).
+  // 3. In-dialog: a To tag must name a dialog we know, and go to one of its elements.
+  void validateInDialog(transaction::TransactionId id, const sip::Message& req);
+  void onDialogsLoaded(transaction::TransactionId id,
+                       const std::vector<store::DialogRecord>& dialogs);
+  // 4. An initial request with a Route we did not write (preloaded): 403. Drain: new
+  //    registrations and calls get 503.
+  bool rejectPreloadedRoute(transaction::TransactionId id, const sip::Message& req);
+  bool rejectWhileDraining(transaction::TransactionId id);
+  // 5. Registrar (handleRegister), 6. initial routing (handleInitial: relay check,
+  //    authentication, dialplan), 7. media anchoring (forwardWithMedia), 8. forward.
+  void forward(transaction::TransactionId id, std::vector<transaction::Target> targets,
+               transaction::ForwardOptions options);
+  transaction::ForwardOptions forwardOptions() const;
+
+  // The next hop of a request as the core would route it (first Route not ours, else the
+  // Request-URI), as written.
+  std::string_view nextHopOf(const sip::Message& req) const;
+  bool namesSelf(std::string_view uriOrRoute);
+  // An ACK of a 2xx, once its dialog was looked up.
+  void onAckDialogs(const std::string& ack, const std::vector<store::DialogRecord>& dialogs);
+  // Early dialogs (a 1xx with a To tag) of the INVITEs this worker forwards: their PRACK/UPDATE
+  // are validated against them until the INVITE ends.
+  void noteEarlyDialog(transaction::TransactionId server, const sip::Message& response);
+  const std::vector<store::DialogRecord>* earlyDialogs(std::string_view callId) const;
+  // The dialog record of a 2xx to the initial INVITE of `server` (nullopt: not an initial INVITE).
+  std::optional<store::DialogRecord> dialogRecordOf(transaction::TransactionId server,
+                                                    const sip::Message& response);
+  // Writes the record, then lets the 2xx go upstream: an ACK or BYE sent at once finds it.
+  void recordDialog(transaction::TransactionId client, store::DialogRecord rec, std::string text);
+  void answerMedia(transaction::TransactionId client, std::string text,
+                   std::optional<store::DialogRecord> rec);
+  void trimMemory(runtime::Clock::time_point now);
 
   void handleRegister(transaction::TransactionId id, const sip::Message& req,
                       const transport::Source& src);
@@ -155,12 +215,14 @@ class Router final : public transaction::ProxyUser {
   void routeInitial(transaction::TransactionId id);
   void routeToApp(transaction::TransactionId id, const ServiceNumber& number,
                   const sip::Message& req);
-  void removeDialog(const sip::Message& req);
+  void removeDialog(const store::DialogRecord& dialog);
   // Forwards, first having the call's relay rewrite the SDP offer when `mode` says so.
   void forwardWithMedia(transaction::TransactionId id, std::vector<transaction::Target> targets,
                         transaction::ForwardOptions options, MediaMode mode);
-  // An in-dialog request: a re-offer goes through the relay the dialog record names.
-  void forwardInDialog(transaction::TransactionId id, const sip::Message& req);
+  // An in-dialog request of a known dialog: a BYE removes the record, a re-offer goes through
+  // the relay the record names.
+  void forwardInDialog(transaction::TransactionId id, const sip::Message& req,
+                       const store::DialogRecord& dialog);
   void sendOffer(transaction::TransactionId id, std::vector<transaction::Target> targets,
                  transaction::ForwardOptions options, std::string relayUri,
                  transport::Endpoint relay, bool initial, size_t tried);
@@ -209,6 +271,15 @@ class Router final : public transaction::ProxyUser {
   std::unordered_map<std::string, MediaCall> mediaCalls_;
   std::unordered_map<uint64_t, std::string> mediaByServer_;  // server transaction -> Call-ID
   runtime::Clock::time_point nextMediaSweep_{};
+  // Early dialogs by Call-ID, and the INVITE server transaction they belong to.
+  struct EarlyDialogs {
+    uint64_t server = 0;
+    std::vector<store::DialogRecord> dialogs;
+  };
+  std::unordered_map<std::string, EarlyDialogs> early_;
+  std::unordered_map<uint64_t, std::string> earlyByServer_;
+  size_t bytesHighWater_ = 0;  // transaction memory since the last trim
+  runtime::Clock::time_point nextTrim_{};
   RouterCounters counters_;
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };

@@ -1,0 +1,123 @@
+#pragma once
+// Helpers of the router's source files (private): tags, SDP and NAT checks, ng flags.
+
+#include <string>
+#include <string_view>
+
+#include <evosip/base/result.hpp>
+#include <evosip/base/strings.hpp>
+#include <evosip/bencode/bencode.hpp>
+#include <evosip/sip/address.hpp>
+#include <evosip/sip/message.hpp>
+#include <evosip/sip/params.hpp>
+#include <evosip/transport/address.hpp>
+
+namespace evosip::router::detail {
+
+inline std::string tagOf(const Result<sip::NameAddr>& na) {
+  if (!na) {
+    return {};
+  }
+  auto t = na->tag();
+  return t ? std::string(*t) : std::string();
+}
+
+inline bool hasSdp(const sip::Message& m) {
+  if (m.body().empty()) {
+    return false;
+  }
+  const auto* ct = m.find(sip::HeaderId::kContentType);
+  return ct != nullptr && istartsWith(trim(ct->value), "application/sdp");
+}
+
+// The caller is behind a NAT when the edge saw its requests come from elsewhere than its own
+// Via says (received / rport on the UA's Via, the last one), or when its SDP names an address
+// other than the one the edge saw.
+inline bool natDetected(const sip::Message& m) {
+  std::string_view last;
+  for (const auto& h : m.headers()) {
+    if (h.id == sip::HeaderId::kVia) {
+      sip::ValueSplitter values(h.value);
+      while (auto v = values.next()) {
+        last = *v;
+      }
+    }
+  }
+  auto via = sip::parseVia(last);
+  if (!via) {
+    return false;
+  }
+  const auto received = via->received();
+  if (received && *received != via->host) {
+    return true;
+  }
+  if (auto rport = via->rport(); rport && !rport->empty()) {
+    const uint16_t sentBy = via->port != 0 ? via->port : 5060;
+    if (parseDecimal(*rport, 65535).value_or(sentBy) != sentBy) {
+      return true;
+    }
+  }
+  // c=IN IP4 <address> anywhere in the body, compared with what the edge saw.
+  const std::string_view seen = received.value_or(via->host);
+  const std::string_view body = m.body();
+  for (size_t pos = body.find("c=IN IP"); pos != std::string_view::npos;
+       pos = body.find("c=IN IP", pos + 1)) {
+    std::string_view rest = body.substr(pos + 8);  // after "c=IN IP4"
+    rest = trim(rest.substr(0, rest.find_first_of("\r\n")));
+    rest = rest.substr(0, rest.find('/'));
+    if (!rest.empty() && rest != seen && rest != "0.0.0.0" && rest != "::") {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The address the edge saw the UA's requests come from: received (else the host) of its Via,
+// the last one. Empty when it is not a numeric address.
+inline std::string_view sourceAddress(const sip::Message& m) {
+  std::string_view last;
+  for (const auto& h : m.headers()) {
+    if (h.id == sip::HeaderId::kVia) {
+      sip::ValueSplitter values(h.value);
+      while (auto v = values.next()) {
+        last = *v;
+      }
+    }
+  }
+  auto via = sip::parseVia(last);
+  if (!via) {
+    return {};
+  }
+  const std::string_view addr = via->received().value_or(via->host);
+  return sip::isIpv4(addr) || sip::isIpv6(addr) ? addr : std::string_view{};
+}
+
+// Offer/answer flags the router always sends: the relay's address in o= and c=, no ICE
+// candidates that would let the phones bypass it, and `strict source` (after the relay latched
+// to a peer, packets from any other source are dropped: no injection into the call). For a
+// NATed UA, `SIP source address` with the address the edge saw (`received-from`): the relay
+// ignores the private address of its SDP and accepts media from where its SIP came from.
+inline void addMediaFlags(bencode::Value& cmd, std::string_view natSource = {}) {
+  bencode::Value replace = bencode::Value::makeList();
+  replace.add("origin").add("session-connection");
+  cmd.set("replace", std::move(replace));
+  cmd.set("ICE", "remove");
+  bencode::Value flags = bencode::Value::makeList();
+  flags.add("strict source");
+  if (!natSource.empty()) {
+    flags.add("SIP source address");
+    bencode::Value from = bencode::Value::makeList();
+    from.add(sip::isIpv6(natSource) ? "IP6" : "IP4").add(natSource);
+    cmd.set("received-from", std::move(from));
+  }
+  cmd.set("flags", std::move(flags));
+}
+
+inline Result<transport::Endpoint> relayEndpoint(std::string_view uri) {
+  if (uri.starts_with("udp:")) {
+    uri.remove_prefix(4);
+  }
+  return transport::parseEndpoint(uri, 2223);
+}
+
+}  // namespace evosip::router::detail

@@ -1,0 +1,327 @@
+// The router's request path, step by step, as a peer sees it on the wire: a Router with the
+// memory store, a recording send callback and a manual clock. Requests arrive from an edge
+// (10.0.0.5:5060); the router is 10.0.0.1:5070; 192.0.2.99 is a victim no request may reach.
+#include <manual_clock.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <evosip/router/router.hpp>
+#include <evosip/store/memory_store.hpp>
+
+namespace evosip::router {
+namespace {
+
+using transport::Destination;
+using transport::Endpoint;
+using transport::Protocol;
+
+Endpoint ep(const char* ip, uint16_t port) {
+  return {boost::asio::ip::make_address(ip), port};
+}
+
+struct Sent {
+  Destination to;
+  std::string bytes;
+};
+
+struct Req {
+  std::string method = "INVITE";
+  std::string uri = "sip:bob@evosip.local";
+  std::string fromTag = "ft1";
+  std::string toTag;
+  std::string callId = "call-1@test";
+  std::string branch = "z9hG4bK-edge-1";
+  int maxForwards = 70;
+  std::string extra;  // complete lines
+  uint32_t cseq = 1;
+};
+
+std::string text(const Req& r) {
+  std::string to = "<sip:bob@evosip.local>";
+  if (!r.toTag.empty()) {
+    to += ";tag=" + r.toTag;
+  }
+  return r.method + " " + r.uri + " SIP/2.0\r\n" +
+         "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=" + r.branch + "\r\n" +
+         "Via: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK-ua;received=198.51.100.7\r\n" +
+         "Max-Forwards: " + std::to_string(r.maxForwards) + "\r\n" + "To: " + to + "\r\n" +
+         "From: <sip:alice@foreign.example>;tag=" + r.fromTag + "\r\n" + "Call-ID: " + r.callId +
+         "\r\n" + "CSeq: " + std::to_string(r.cseq) + " " + r.method + "\r\n" +
+         "Contact: <sip:alice@198.51.100.7:5062>\r\n" + r.extra + "Content-Length: 0\r\n\r\n";
+}
+
+class RouterRequestTest : public ::testing::Test {
+ protected:
+  RouterRequestTest() {
+    RouterSettings s;
+    s.domain = "evosip.local";
+    s.aliases = {"127.0.0.1"};
+    s.instanceId = "router-test";
+    s.proxy.viaHost = "10.0.0.1";
+    s.proxy.viaPort = 5070;
+    s.proxy.self = {{"10.0.0.1", 5070}};
+    s.proxy.maxForwards = 20;
+    s.registrar.maxContacts = 2;
+    s.mediaMode = MediaMode::kNever;
+    Dialplan plan;
+    ServiceNumber playback;
+    playback.number = "100";
+    playback.action = "Playback";
+    plan.add(playback);
+    auth::NonceCodec::Settings nonces;
+    nonces.secret = "0123456789abcdef0123";
+    shared_ = std::make_unique<RouterShared>(s, nonces, plan,
+                                             *role::TargetSet::build({"sip:10.0.0.8:5080"}));
+    db_ = std::make_shared<store::MemoryDatabase>();
+    router_ = std::make_unique<Router>(
+        *shared_, io_, std::make_unique<store::MemoryStore>(db_, io_.get_executor()), clock_,
+        [this](const Destination& to, std::string_view bytes) {
+          sent_.push_back({to, std::string(bytes)});
+          return true;
+        });
+  }
+  ~RouterRequestTest() override {
+    router_.reset();
+    io_.poll();
+  }
+
+  void receive(const std::string& bytes, Endpoint from = ep("10.0.0.5", 5060)) {
+    auto m = sip::Message::parse(bytes);
+    ASSERT_TRUE(m.has_value()) << bytes;
+    router_->onMessage(*m, transport::Source{Protocol::kUdp, from, ep("10.0.0.1", 5070), {}});
+    settle();
+  }
+  void settle() {
+    io_.restart();
+    io_.poll();
+  }
+
+  // Messages the router sent to `ip` (any port), in order.
+  std::vector<std::string> to(const char* ip) const {
+    std::vector<std::string> out;
+    for (const auto& s : sent_) {
+      if (s.to.remote.ip == boost::asio::ip::make_address(ip)) {
+        out.push_back(s.bytes);
+      }
+    }
+    return out;
+  }
+  // Status codes of the responses sent back to the edge.
+  std::vector<int> answers() const {
+    std::vector<int> out;
+    for (const auto& s : to("10.0.0.5")) {
+      auto m = sip::Message::parse(s);
+      if (m && m->isResponse()) {
+        out.push_back(m->statusCode());
+      }
+    }
+    return out;
+  }
+  uint64_t rejected(Rejection r) const {
+    return router_->counters().rejected[static_cast<size_t>(r)].load();
+  }
+
+  void storeDialog(const std::string& callId, const std::string& from, const std::string& to,
+                   std::vector<std::string> routes) {
+    store::DialogRecord d;
+    d.id = {callId, from, to};
+    d.callerContact = "sip:alice@198.51.100.7:5062";
+    d.calleeContact = "sip:bob@10.0.0.30:5090";
+    d.callerRouteSet = std::move(routes);
+    d.calleeRouteSet.assign(d.callerRouteSet.rbegin(), d.callerRouteSet.rend());
+    d.created = store::systemNow();
+    d.expires = d.created + std::chrono::hours(1);
+    ASSERT_TRUE(db_->putDialog(d).has_value());
+  }
+
+  boost::asio::io_context io_;
+  test::ManualClock clock_;
+  std::unique_ptr<RouterShared> shared_;
+  std::shared_ptr<store::MemoryDatabase> db_;
+  std::unique_ptr<Router> router_;
+  std::vector<Sent> sent_;
+};
+
+TEST_F(RouterRequestTest, MadeUpToTagIs481AndNothingReachesTheVictim) {
+  int n = 0;
+  for (const char* method : {"INVITE", "MESSAGE", "BYE", "INFO"}) {
+    for (const char* route : {"", "Route: <sip:192.0.2.99:5060;lr>\r\n"}) {
+      Req r;
+      r.method = method;
+      r.uri = "sip:victim@192.0.2.99:5060";
+      r.toTag = "made-up";
+      r.callId = "fraud-" + std::to_string(++n);
+      r.branch = "z9hG4bK-fraud-" + std::to_string(n);
+      r.extra = route;
+      receive(text(r));
+      EXPECT_EQ(answers().back(), 481) << method << " " << route;
+    }
+  }
+  EXPECT_TRUE(to("192.0.2.99").empty());
+  EXPECT_EQ(rejected(Rejection::kNoDialog), 8u);
+}
+
+TEST_F(RouterRequestTest, AckWithoutToTagOrDialogIsDroppedNeverRelayed) {
+  Req r;
+  r.method = "ACK";
+  r.uri = "sip:victim@192.0.2.99:5060";
+  receive(text(r));
+  r.toTag = "made-up";
+  r.branch = "z9hG4bK-edge-2";
+  receive(text(r));
+  EXPECT_TRUE(sent_.empty()) << sent_.front().bytes;  // an ACK is never answered either
+  EXPECT_EQ(rejected(Rejection::kAckDropped), 2u);
+}
+
+TEST_F(RouterRequestTest, KnownDialogGoesAlongItsRouteSetAndByeRemovesTheRecord) {
+  storeDialog("call-9", "ft1", "tt1", {"<sip:tok@10.0.0.5:5060;lr>"});
+  Req ack;
+  ack.method = "ACK";
+  ack.callId = "call-9";
+  ack.toTag = "tt1";
+  ack.uri = "sip:bob@10.0.0.30:5090";
+  ack.extra = "Route: <sip:tok@10.0.0.5:5060;lr>\r\n";
+  receive(text(ack));
+  ASSERT_EQ(to("10.0.0.5").size(), 1u);
+  EXPECT_TRUE(to("10.0.0.5")[0].starts_with("ACK sip:bob@10.0.0.30:5090 SIP/2.0"));
+
+  Req bye = ack;  // from the callee's side: tags swapped, towards the caller's contact
+  bye.method = "BYE";
+  bye.fromTag = "tt1";
+  bye.toTag = "ft1";
+  bye.uri = "sip:alice@198.51.100.7:5062";
+  bye.branch = "z9hG4bK-edge-bye";
+  receive(text(bye));
+  const auto out = to("10.0.0.5");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(out[1].starts_with("BYE sip:alice@198.51.100.7:5062 SIP/2.0")) << out[1];
+  EXPECT_FALSE(db_->getDialogs("call-9")->size() > 0) << "the BYE removes the record";
+}
+
+TEST_F(RouterRequestTest, KnownDialogTowardsAForeignHostIs403) {
+  storeDialog("call-7", "ft1", "tt1", {"<sip:tok@10.0.0.5:5060;lr>"});
+  Req r;
+  r.method = "MESSAGE";
+  r.callId = "call-7";
+  r.toTag = "tt1";
+  r.uri = "sip:victim@192.0.2.99:5060";
+  receive(text(r));
+  EXPECT_EQ(answers(), (std::vector<int>{403}));
+  EXPECT_TRUE(to("192.0.2.99").empty());
+  EXPECT_EQ(rejected(Rejection::kForeignHop), 1u);
+}
+
+TEST_F(RouterRequestTest, OptionsToTheRouterItselfIs200EvenWithMaxForwardsZero) {
+  for (int mf : {70, 0}) {
+    Req r;
+    r.method = "OPTIONS";
+    r.uri = "sip:10.0.0.1:5070";
+    r.maxForwards = mf;
+    r.branch = "z9hG4bK-probe-" + std::to_string(mf);
+    r.callId = "probe-" + std::to_string(mf);
+    receive(text(r));
+  }
+  EXPECT_EQ(answers(), (std::vector<int>{200, 200}));
+  EXPECT_EQ(sent_.size(), 2u);
+}
+
+TEST_F(RouterRequestTest, RequestForTheRouterItselfIsAnsweredNeverForwarded) {
+  Req r;
+  r.method = "BYE";
+  r.uri = "sip:10.0.0.1:5070";
+  r.toTag = "tt";
+  r.maxForwards = 255;
+  receive(text(r));
+  EXPECT_EQ(answers(), (std::vector<int>{404}));
+  EXPECT_EQ(sent_.size(), 1u) << "one answer, no message to ourselves";
+  EXPECT_EQ(rejected(Rejection::kForSelf), 1u);
+}
+
+TEST_F(RouterRequestTest, InitialRequestWithAPreloadedRouteIs403) {
+  Req r;
+  r.uri = "sip:100@evosip.local";
+  r.extra = "Route: <sip:192.0.2.99;lr>\r\n";
+  receive(text(r));
+  EXPECT_EQ(answers(), (std::vector<int>{100, 403}));
+  EXPECT_TRUE(to("192.0.2.99").empty());
+}
+
+TEST_F(RouterRequestTest, AppGetsOnlyTheRoutersXEvosipHeadersAndTheDialogBeforeThe2xx) {
+  Req r;
+  r.uri = "sip:100@evosip.local";
+  r.extra = "X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: victim\r\n";
+  receive(text(r));
+  auto app = to("10.0.0.8");
+  ASSERT_EQ(app.size(), 1u);
+  auto invite = sip::Message::parse(app[0]);
+  ASSERT_TRUE(invite.has_value());
+  std::vector<std::string> privateHeaders;
+  for (const auto& h : invite->headers()) {
+    if (h.name.starts_with("X-Evosip")) {
+      privateHeaders.push_back(std::string(h.name) + ": " + std::string(h.value));
+    }
+  }
+  EXPECT_EQ(privateHeaders, (std::vector<std::string>{"X-Evosip-Action: Playback"}));
+  EXPECT_EQ(invite->maxForwards(), 20u) << "capped";
+
+  // The app answers 200: it goes upstream only once the dialog record is written, so the
+  // caller's ACK (to any worker or router) finds it.
+  std::string ok = "SIP/2.0 200 OK\r\n";
+  for (const auto& h : invite->headers()) {
+    if (h.id == sip::HeaderId::kVia || h.id == sip::HeaderId::kFrom ||
+        h.id == sip::HeaderId::kCallId || h.id == sip::HeaderId::kCSeq) {
+      ok += std::string(h.name) + ": " + std::string(h.value) + "\r\n";
+    }
+  }
+  ok +=
+      "To: <sip:bob@evosip.local>;tag=app1\r\nContact: <sip:100@10.0.0.8:5080>\r\n"
+      "Content-Length: 0\r\n\r\n";
+  auto m = sip::Message::parse(ok);
+  ASSERT_TRUE(m.has_value());
+  router_->onMessage(
+      *m, transport::Source{Protocol::kUdp, ep("10.0.0.8", 5080), ep("10.0.0.1", 5070), {}});
+  EXPECT_EQ(answers(), (std::vector<int>{100})) << "held until the record is written";
+  settle();
+  EXPECT_EQ(answers(), (std::vector<int>{100, 200}));
+  ASSERT_EQ(db_->getDialogs("call-1@test")->size(), 1u);
+
+  Req ack = r;
+  ack.method = "ACK";
+  ack.toTag = "app1";
+  ack.uri = "sip:100@10.0.0.8:5080";
+  ack.extra = "X-Evosip-Action: Voicemail\r\n";
+  ack.branch = "z9hG4bK-edge-ack";
+  receive(text(ack));
+  app = to("10.0.0.8");
+  ASSERT_EQ(app.size(), 2u);
+  EXPECT_TRUE(app[1].starts_with("ACK ")) << app[1];
+  EXPECT_EQ(app[1].find("X-Evosip"), std::string::npos) << app[1];
+}
+
+TEST_F(RouterRequestTest, StrayByeGetsAnAnswer) {
+  Req r;
+  r.method = "BYE";
+  r.toTag = "gone";
+  r.uri = "sip:bob@10.0.0.30:5090";
+  receive(text(r));
+  EXPECT_EQ(answers(), (std::vector<int>{481}));
+}
+
+TEST_F(RouterRequestTest, BindingToTheRouterItselfIsALoopNotARequestToOurselves) {
+  store::Binding b;
+  b.aor = "bob@evosip.local";
+  b.contact = "sip:bob@10.0.0.1:5070";
+  b.expires = store::systemNow() + std::chrono::hours(1);
+  ASSERT_TRUE(db_->putBinding(b).has_value());
+  Req r;
+  r.method = "MESSAGE";
+  receive(text(r));
+  EXPECT_EQ(answers(), (std::vector<int>{482}));
+  EXPECT_TRUE(to("10.0.0.1").empty());
+}
+
+}  // namespace
+}  // namespace evosip::router
