@@ -216,7 +216,7 @@ void Router::trimMemory(runtime::Clock::time_point now) {
   // raises M_TRIM_THRESHOLD for speed): hand them back once the table is well below its peak.
   const size_t bytes = proxy_.layer().bytes();
   bytesHighWater_ = std::max(bytesHighWater_, bytes);
-  constexpr size_t kWorthTrimming = 32u << 20;
+  constexpr size_t kWorthTrimming = 4u << 20;
   if (now < nextTrim_ || bytesHighWater_ < kWorthTrimming + bytes || bytes > bytesHighWater_ / 4) {
     return;
   }
