@@ -216,7 +216,10 @@ def start_evosip(work, cleanup, users):
     router = h.start_router(work, cleanup, api.address, name="router", overrides={
         "workers": WORKERS, "log": {"level": "warn", "format": "text"},
         "router": {"record_route": True, "auth_algorithms": ["MD5"], "apps": [],
-                   "credential_ttl_s": 300}})
+                   "credential_ttl_s": 300,
+                   # 4,000 REGISTER/s from one sipp port reach one worker, whose transactions
+                   # (32 s each, Timer J) hold ~512 MiB: above the 128 MiB default cap.
+                   "max_transaction_bytes": 1 << 30}})
     side = Side("evosip", router.sip_port, {"router": router.proc, "api": aproc}, router.proc)
     side.metrics_url = router.control_url + "/metrics"
     return side, prov

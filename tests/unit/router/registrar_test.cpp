@@ -88,6 +88,36 @@ TEST(RegistrarTest, RefreshRemoveAndOrdering) {
   EXPECT_EQ(query.resulting.size(), 1u);
 }
 
+TEST(RegistrarTest, ContactsBeyondTheLimitAreRefusedButRefreshesPass) {
+  RegistrarSettings s;
+  s.maxContacts = 2;
+  auto run = [&](const std::string& contacts, const std::vector<store::Binding>& current,
+                 int cseq) {
+    auto msg = sip::Message::parse(registerText(contacts, "", cseq));
+    return planRegister(*msg, "alice@evosip.local", current, s, kNow, "r1", "udp:1.2.3.4:5060");
+  };
+  auto two = run("Contact: <sip:a@10.0.0.1>, <sip:b@10.0.0.1>\r\n", {}, 2);
+  ASSERT_EQ(two.code, 200);
+  auto three = run("Contact: <sip:c@10.0.0.1>\r\n", two.resulting, 3);
+  EXPECT_EQ(three.code, 403);
+  EXPECT_EQ(three.limit, RegisterLimit::kContacts);
+  EXPECT_TRUE(three.upserts.empty());
+  // Refreshing, replacing one by removing it first, or lowering the limit below what is
+  // registered never locks a phone out of refreshing.
+  EXPECT_EQ(run("Contact: <sip:a@10.0.0.1>, <sip:b@10.0.0.1>\r\n", two.resulting, 4).code, 200);
+  EXPECT_EQ(run("Contact: <sip:a@10.0.0.1>;expires=0, <sip:c@10.0.0.1>\r\n", two.resulting, 5)
+                .code,
+            200);
+  s.maxContacts = 1;
+  EXPECT_EQ(run("Contact: <sip:b@10.0.0.1>\r\n", two.resulting, 6).code, 200);
+  // Bytes: one huge contact is refused on its own.
+  s.maxContacts = 10;
+  s.maxBindingBytes = 2048;
+  auto huge = run("Contact: <sip:" + std::string(3000, 'x') + "@10.0.0.1>\r\n", {}, 7);
+  EXPECT_EQ(huge.code, 403);
+  EXPECT_EQ(huge.limit, RegisterLimit::kBytes);
+}
+
 TEST(DialplanTest, HeadersFromConfigKeys) {
   EXPECT_EQ(headerSuffix("sound_locale"), "SoundLocale");
   EXPECT_EQ(headerSuffix("mailbox"), "Mailbox");

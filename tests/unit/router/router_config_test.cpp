@@ -34,6 +34,22 @@ TEST(RouterConfigTest, EgressSocketsAndBatchSchedulingByDefault) {
               HasSubstr("worker_scheduling: 'fifo' is not batch or normal"));
 }
 
+TEST(RouterConfigTest, HardeningKeysAndTheirSafeDefaults) {
+  auto c = read("router: {}\n");
+  EXPECT_EQ(c.router.proxy.maxForwards, 20u);
+  EXPECT_EQ(c.router.registrar.maxContacts, 10u);
+  EXPECT_EQ(c.router.registrar.maxBindingBytes, 16384u);
+  EXPECT_EQ(c.router.layer.maxTransactionBytes, size_t{128} << 20);
+  c = read("router: {max_forwards: 70, max_contacts: 3, max_binding_bytes: 4096, "
+           "max_transaction_bytes: 1048576}\n");
+  EXPECT_EQ(c.router.proxy.maxForwards, 70u);
+  EXPECT_EQ(c.router.registrar.maxContacts, 3u);
+  EXPECT_EQ(c.router.registrar.maxBindingBytes, 4096u);
+  EXPECT_EQ(c.router.layer.maxTransactionBytes, size_t{1} << 20);
+  EXPECT_THAT(errorOf("router: {max_forwards: 0}\n"), HasSubstr("router.max_forwards"));
+  EXPECT_THAT(errorOf("router: {max_contacts: 0}\n"), HasSubstr("router.max_contacts"));
+}
+
 TEST(RouterConfigTest, MediaKeysAndTheirDefaults) {
   auto c = read("router: {}\n");
   EXPECT_EQ(c.router.mediaMode, MediaMode::kNat);

@@ -301,6 +301,47 @@ TEST_F(RouterRequestTest, AppGetsOnlyTheRoutersXEvosipHeadersAndTheDialogBeforeT
   EXPECT_EQ(app[1].find("X-Evosip"), std::string::npos) << app[1];
 }
 
+TEST_F(RouterRequestTest, PrackOfAnEarlyDialogGoesToTheCalleeOnly) {
+  store::Binding b;
+  b.aor = "bob@evosip.local";
+  b.contact = "sip:bob@10.0.0.30:5090";
+  b.expires = store::systemNow() + std::chrono::hours(1);
+  ASSERT_TRUE(db_->putBinding(b).has_value());
+  Req r;
+  r.callId = "early-1";
+  receive(text(r));
+  auto out = to("10.0.0.30");
+  ASSERT_EQ(out.size(), 1u);
+  auto invite = sip::Message::parse(out[0]);
+  std::string ringing = "SIP/2.0 183 Session Progress\r\n";
+  for (const auto& h : invite->headers()) {
+    if (h.id == sip::HeaderId::kVia || h.id == sip::HeaderId::kFrom ||
+        h.id == sip::HeaderId::kCallId || h.id == sip::HeaderId::kCSeq) {
+      ringing += std::string(h.name) + ": " + std::string(h.value) + "\r\n";
+    }
+  }
+  ringing += "To: <sip:bob@evosip.local>;tag=early-tag\r\nContact: <sip:bob@10.0.0.30:5090>\r\n"
+             "Require: 100rel\r\nRSeq: 1\r\nContent-Length: 0\r\n\r\n";
+  receive(ringing, ep("10.0.0.30", 5090));
+  Req prack = r;
+  prack.method = "PRACK";
+  prack.toTag = "early-tag";
+  prack.uri = "sip:bob@10.0.0.30:5090";
+  prack.branch = "z9hG4bK-prack";
+  prack.cseq = 2;
+  receive(text(prack));
+  out = to("10.0.0.30");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(out[1].starts_with("PRACK sip:bob@10.0.0.30:5090")) << out[1];
+  Req elsewhere = prack;  // the same early dialog, towards somebody else
+  elsewhere.uri = "sip:victim@192.0.2.99";
+  elsewhere.branch = "z9hG4bK-prack-2";
+  elsewhere.cseq = 3;
+  receive(text(elsewhere));
+  EXPECT_TRUE(to("192.0.2.99").empty());
+  EXPECT_EQ(answers().back(), 481);
+}
+
 TEST_F(RouterRequestTest, StrayByeGetsAnAnswer) {
   Req r;
   r.method = "BYE";
