@@ -105,8 +105,7 @@ TEST(RegistrarTest, ContactsBeyondTheLimitAreRefusedButRefreshesPass) {
   // Refreshing, replacing one by removing it first, or lowering the limit below what is
   // registered never locks a phone out of refreshing.
   EXPECT_EQ(run("Contact: <sip:a@10.0.0.1>, <sip:b@10.0.0.1>\r\n", two.resulting, 4).code, 200);
-  EXPECT_EQ(run("Contact: <sip:a@10.0.0.1>;expires=0, <sip:c@10.0.0.1>\r\n", two.resulting, 5)
-                .code,
+  EXPECT_EQ(run("Contact: <sip:a@10.0.0.1>;expires=0, <sip:c@10.0.0.1>\r\n", two.resulting, 5).code,
             200);
   s.maxContacts = 1;
   EXPECT_EQ(run("Contact: <sip:b@10.0.0.1>\r\n", two.resulting, 6).code, 200);

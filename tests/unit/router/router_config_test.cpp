@@ -40,8 +40,9 @@ TEST(RouterConfigTest, HardeningKeysAndTheirSafeDefaults) {
   EXPECT_EQ(c.router.registrar.maxContacts, 10u);
   EXPECT_EQ(c.router.registrar.maxBindingBytes, 16384u);
   EXPECT_EQ(c.router.layer.maxTransactionBytes, size_t{128} << 20);
-  c = read("router: {max_forwards: 70, max_contacts: 3, max_binding_bytes: 4096, "
-           "max_transaction_bytes: 1048576}\n");
+  c = read(
+      "router: {max_forwards: 70, max_contacts: 3, max_binding_bytes: 4096, "
+      "max_transaction_bytes: 1048576}\n");
   EXPECT_EQ(c.router.proxy.maxForwards, 70u);
   EXPECT_EQ(c.router.registrar.maxContacts, 3u);
   EXPECT_EQ(c.router.registrar.maxBindingBytes, 4096u);

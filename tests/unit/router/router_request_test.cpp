@@ -37,6 +37,7 @@ struct Req {
   int maxForwards = 70;
   std::string extra;  // complete lines
   uint32_t cseq = 1;
+  std::string sdp;
 };
 
 std::string text(const Req& r) {
@@ -50,12 +51,17 @@ std::string text(const Req& r) {
          "Max-Forwards: " + std::to_string(r.maxForwards) + "\r\n" + "To: " + to + "\r\n" +
          "From: <sip:alice@foreign.example>;tag=" + r.fromTag + "\r\n" + "Call-ID: " + r.callId +
          "\r\n" + "CSeq: " + std::to_string(r.cseq) + " " + r.method + "\r\n" +
-         "Contact: <sip:alice@198.51.100.7:5062>\r\n" + r.extra + "Content-Length: 0\r\n\r\n";
+         "Contact: <sip:alice@198.51.100.7:5062>\r\n" + r.extra +
+         (r.sdp.empty() ? "" : "Content-Type: application/sdp\r\n") +
+         "Content-Length: " + std::to_string(r.sdp.size()) + "\r\n\r\n" + r.sdp;
 }
 
 class RouterRequestTest : public ::testing::Test {
  protected:
-  RouterRequestTest() {
+  RouterRequestTest() { make(MediaMode::kNever); }
+
+  void make(MediaMode mode) {
+    router_.reset();
     RouterSettings s;
     s.domain = "evosip.local";
     s.aliases = {"127.0.0.1"};
@@ -65,7 +71,7 @@ class RouterRequestTest : public ::testing::Test {
     s.proxy.self = {{"10.0.0.1", 5070}};
     s.proxy.maxForwards = 20;
     s.registrar.maxContacts = 2;
-    s.mediaMode = MediaMode::kNever;
+    s.mediaMode = mode;
     Dialplan plan;
     ServiceNumber playback;
     playback.number = "100";
@@ -83,7 +89,8 @@ class RouterRequestTest : public ::testing::Test {
           return true;
         });
   }
-  ~RouterRequestTest() override {
+  ~RouterRequestTest() override { teardown(); }
+  void teardown() {
     router_.reset();
     io_.poll();
   }
@@ -320,8 +327,9 @@ TEST_F(RouterRequestTest, PrackOfAnEarlyDialogGoesToTheCalleeOnly) {
       ringing += std::string(h.name) + ": " + std::string(h.value) + "\r\n";
     }
   }
-  ringing += "To: <sip:bob@evosip.local>;tag=early-tag\r\nContact: <sip:bob@10.0.0.30:5090>\r\n"
-             "Require: 100rel\r\nRSeq: 1\r\nContent-Length: 0\r\n\r\n";
+  ringing +=
+      "To: <sip:bob@evosip.local>;tag=early-tag\r\nContact: <sip:bob@10.0.0.30:5090>\r\n"
+      "Require: 100rel\r\nRSeq: 1\r\nContent-Length: 0\r\n\r\n";
   receive(ringing, ep("10.0.0.30", 5090));
   Req prack = r;
   prack.method = "PRACK";
@@ -340,6 +348,34 @@ TEST_F(RouterRequestTest, PrackOfAnEarlyDialogGoesToTheCalleeOnly) {
   receive(text(elsewhere));
   EXPECT_TRUE(to("192.0.2.99").empty());
   EXPECT_EQ(answers().back(), 481);
+}
+
+TEST_F(RouterRequestTest, OfferAsksTheRelayForStrictSourceAndTheNatedCallersRealAddress) {
+  boost::asio::ip::udp::socket relay(io_, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  make(MediaMode::kNat);
+  shared_->setMedia(*role::TargetSet::buildAddresses(
+      {"udp:127.0.0.1:" + std::to_string(relay.local_endpoint().port())}, 2223));
+  Req r;
+  r.uri = "sip:100@evosip.local";
+  // Behind a NAT: the SDP names a private address, the edge saw 198.51.100.7.
+  r.sdp =
+      "v=0\r\no=- 1 1 IN IP4 192.168.1.20\r\ns=-\r\nc=IN IP4 192.168.1.20\r\nt=0 0\r\n"
+      "m=audio 4000 RTP/AVP 0\r\n";
+  receive(text(r));
+  std::array<char, 4096> buf{};
+  boost::asio::ip::udp::endpoint from;
+  size_t n = 0;
+  for (int i = 0; i < 200 && n == 0; ++i) {
+    settle();
+    if (relay.available() > 0) {
+      n = relay.receive_from(boost::asio::buffer(buf), from);
+    }
+  }
+  const std::string offer(buf.data(), n);
+  ASSERT_NE(offer.find("5:offer"), std::string::npos) << offer;
+  EXPECT_NE(offer.find("13:strict source"), std::string::npos) << offer;
+  EXPECT_NE(offer.find("18:SIP source address"), std::string::npos) << offer;
+  EXPECT_NE(offer.find("13:received-froml3:IP412:198.51.100.7e"), std::string::npos) << offer;
 }
 
 TEST_F(RouterRequestTest, StrayByeGetsAnAnswer) {
