@@ -254,17 +254,18 @@ void Router::storeFailed(TransactionId id) {
 
 // The request path: each step answers the request or passes it on, in this order.
 void Router::onRequest(TransactionId id, const sip::Message& req, const transport::Source& src) {
-  if (answerForSelf(id, req)) {
+  const transaction::RouteInfo route = proxy_.routeInfo(req);  // 16.4, once for every step
+  if (answerForSelf(id, req, route)) {
     return;  // 1. for the router itself
   }
   if (!proxy_.checkRequest(id, req)) {
     return;  // 2. sanity: Max-Forwards, loops, Proxy-Require
   }
   if (auto to = req.to(); to && to->tag().has_value()) {
-    validateInDialog(id, req);  // 3. in-dialog: only along a dialog we know
+    validateInDialog(id, req, route);  // 3. in-dialog: only along a dialog we know
     return;
   }
-  if (rejectPreloadedRoute(id, req) || rejectWhileDraining(id)) {
+  if (rejectPreloadedRoute(id, route) || rejectWhileDraining(id)) {
     return;  // 4. no preloaded Route, drain
   }
   if (req.method() == sip::Method::kRegister) {
@@ -274,9 +275,8 @@ void Router::onRequest(TransactionId id, const sip::Message& req, const transpor
   handleInitial(id, req);  // 6. initial routing, 7. media anchoring, 8. forward
 }
 
-std::string_view Router::nextHopOf(const sip::Message& req) const {
-  const auto info = proxy_.routeInfo(req);
-  return info.nextRoute.empty() ? info.requestUri : info.nextRoute;
+std::string_view Router::nextHopOf(const transaction::RouteInfo& route) {
+  return route.nextRoute.empty() ? route.requestUri : route.nextRoute;
 }
 
 bool Router::namesSelf(std::string_view uriOrRoute) {
@@ -291,21 +291,25 @@ bool Router::namesSelf(std::string_view uriOrRoute) {
   return to && proxy_.isSelfDestination(*to);
 }
 
-bool Router::answerForSelf(TransactionId id, const sip::Message& req) {
-  if (req.method() == sip::Method::kRegister) {
-    return false;  // the registrar's, whichever of our names it uses
+bool Router::answerForSelf(TransactionId id, const sip::Message& req,
+                           const transaction::RouteInfo& route) {
+  if (req.method() == sip::Method::kRegister || !route.nextRoute.empty()) {
+    // The registrar's, whichever of our names it uses; or on to the next Route (one of ours
+    // under another name ends as a 482 branch).
+    return false;
   }
-  const auto info = proxy_.routeInfo(req);
-  if (!info.nextRoute.empty()) {
-    return false;  // goes on to the next Route (one of ours under another name: a 482 branch)
-  }
-  auto ruri = sip::parseUri(info.requestUri);
+  auto ruri = sip::parseUri(route.requestUri);
   if (!ruri || !ruri->isSip()) {
     return false;
   }
-  const bool self = namesSelf(info.requestUri);
-  if (req.method() == sip::Method::kOptions && ruri->user.empty() &&
-      (self || shared_.isLocal(*ruri))) {
+  auto to = req.to();
+  const bool initial = !to || !to->tag().has_value();
+  const bool options = req.method() == sip::Method::kOptions;
+  if (initial && !options && !ruri->user.empty()) {
+    return false;  // a user at our address is a user of the domain (an alias): the dialplan's
+  }
+  const bool self = namesSelf(route.requestUri);
+  if (options && ruri->user.empty() && (self || shared_.isLocal(*ruri))) {
     // The edges' liveness probe (with any Max-Forwards, RFC 3261 11).
     RouterCounters::bump(counters_.optionsAnswered);
     proxy_.respond(id, 200, "OK",
@@ -313,10 +317,8 @@ bool Router::answerForSelf(TransactionId id, const sip::Message& req) {
                    "PRACK, REFER, NOTIFY, SUBSCRIBE\r\nAccept: application/sdp\r\n");
     return true;
   }
-  auto to = req.to();
-  const bool initial = !to || !to->tag().has_value();
   if (!self || (initial && !ruri->user.empty())) {
-    return false;  // a user at our address is a user of the domain (an alias): the dialplan's
+    return false;
   }
   if (proxy_.checkRequest(id, req)) {
     counters_.reject(Rejection::kForSelf);
@@ -325,10 +327,10 @@ bool Router::answerForSelf(TransactionId id, const sip::Message& req) {
   return true;
 }
 
-bool Router::rejectPreloadedRoute(TransactionId id, const sip::Message& req) {
+bool Router::rejectPreloadedRoute(TransactionId id, const transaction::RouteInfo& route) {
   // Our own entries were popped; any other Route on an initial request was written by the
   // client: following it would send the request wherever the client likes.
-  if (proxy_.routeInfo(req).nextRoute.empty()) {
+  if (route.nextRoute.empty()) {
     return false;
   }
   counters_.reject(Rejection::kForeignHop);

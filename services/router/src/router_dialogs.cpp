@@ -23,10 +23,11 @@ std::string_view rejectionName(Rejection r) {
 
 // ---- 3. in-dialog validation ----
 
-void Router::validateInDialog(TransactionId id, const sip::Message& req) {
+void Router::validateInDialog(TransactionId id, const sip::Message& req,
+                              const transaction::RouteInfo& route) {
   // A PRACK or UPDATE of an early dialog of this worker: no store read.
   if (const auto* early = earlyDialogs(req.callId())) {
-    const auto check = checkInDialog(req, nextHopOf(req), *early);
+    const auto check = checkInDialog(req, nextHopOf(route), *early);
     if (check.verdict == InDialogVerdict::kForward) {
       forward(id, {transaction::Target{}}, forwardOptions());
       return;
@@ -48,7 +49,7 @@ void Router::validateInDialog(TransactionId id, const sip::Message& req) {
 
 void Router::onDialogsLoaded(TransactionId id, const std::vector<store::DialogRecord>& dialogs) {
   withRequest(id, [&](const sip::Message& req) {
-    const auto check = checkInDialog(req, nextHopOf(req), dialogs);
+    const auto check = checkInDialog(req, nextHopOf(proxy_.routeInfo(req)), dialogs);
     switch (check.verdict) {
       case InDialogVerdict::kForward:
         forwardInDialog(id, req, *check.dialog);
@@ -126,7 +127,7 @@ void Router::onAckDialogs(const std::string& text,
   if (!ack) {
     return;
   }
-  const auto check = checkInDialog(*ack, nextHopOf(*ack), dialogs);
+  const auto check = checkInDialog(*ack, nextHopOf(proxy_.routeInfo(*ack)), dialogs);
   if (check.verdict != InDialogVerdict::kForward || !proxy_.forwardAck(*ack, forwardOptions())) {
     counters_.reject(Rejection::kAckDropped);
   }

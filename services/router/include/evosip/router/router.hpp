@@ -174,15 +174,17 @@ class Router final : public transaction::ProxyUser {
   // ---- the request path, in the order onRequest runs it ----
   // 1. Requests for the router itself (its listen/advertised addresses): OPTIONS -> 200,
   //    anything else -> 404 (or 482/483); never forwarded.
-  bool answerForSelf(transaction::TransactionId id, const sip::Message& req);
+  bool answerForSelf(transaction::TransactionId id, const sip::Message& req,
+                     const transaction::RouteInfo& route);
   // 2. Sanity: Max-Forwards, loop detection, Proxy-Require (transaction::ProxyCore).
   // 3. In-dialog: a To tag must name a dialog we know, and go to one of its elements.
-  void validateInDialog(transaction::TransactionId id, const sip::Message& req);
+  void validateInDialog(transaction::TransactionId id, const sip::Message& req,
+                        const transaction::RouteInfo& route);
   void onDialogsLoaded(transaction::TransactionId id,
                        const std::vector<store::DialogRecord>& dialogs);
   // 4. An initial request with a Route we did not write (preloaded): 403. Drain: new
   //    registrations and calls get 503.
-  bool rejectPreloadedRoute(transaction::TransactionId id, const sip::Message& req);
+  bool rejectPreloadedRoute(transaction::TransactionId id, const transaction::RouteInfo& route);
   bool rejectWhileDraining(transaction::TransactionId id);
   // 5. Registrar (handleRegister), 6. initial routing (handleInitial: relay check,
   //    authentication, dialplan), 7. media anchoring (forwardWithMedia), 8. forward.
@@ -192,7 +194,7 @@ class Router final : public transaction::ProxyUser {
 
   // The next hop of a request as the core would route it (first Route not ours, else the
   // Request-URI), as written.
-  std::string_view nextHopOf(const sip::Message& req) const;
+  static std::string_view nextHopOf(const transaction::RouteInfo& route);
   bool namesSelf(std::string_view uriOrRoute);
   // An ACK of a 2xx, once its dialog was looked up.
   void onAckDialogs(const std::string& ack, const std::vector<store::DialogRecord>& dialogs);
