@@ -381,6 +381,60 @@ std::optional<Destination> ProxyCore::nextHopOf(std::string_view uriOrRoute) {
   return user_.resolve(*uri);
 }
 
+std::optional<Destination> ProxyCore::branchDestination(const Target& target, const RoutePlan& plan,
+                                                        bool& routed) {
+  // 16.6: the next hop is the first Route (ours first, then the request's), else the URI.
+  routed = false;
+  if (target.nextHop) {
+    return target.nextHop;
+  }
+  if (!target.routeSet.empty()) {
+    routed = true;
+    return nextHopOf(target.routeSet.front());
+  }
+  if (!plan.info.nextRoute.empty()) {
+    routed = true;
+    return nextHopOf(plan.info.nextRoute);
+  }
+  return nextHopOf(target.uri.empty() ? plan.info.requestUri : target.uri);
+}
+
+std::string ProxyCore::branchRequest(const sip::Message& msg, const RoutePlan& plan,
+                                     const Target& target, size_t index, Destination& to,
+                                     bool routed, const ForwardOptions& options) {
+  const std::string_view ruri = target.uri.empty() ? plan.info.requestUri : target.uri;
+  sip::MessageEditor edit(msg);
+  if (!target.uri.empty() || plan.info.strictFixup) {
+    edit.replaceRequestUri(ruri);
+  }
+  applyRoutes(msg, plan, edit);
+  const std::string mf = forwardedMaxForwards(msg);
+  const sip::HeaderField* mfHeader = msg.find(sip::HeaderId::kMaxForwards);
+  if (mfHeader != nullptr) {
+    edit.replaceValue(*mfHeader, mf);
+  }
+  const std::string branch = layer_.newBranch(loopHash(msg, ruri));
+  edit.prependHeader("Via", viaValue(to, branch, !routed));
+  if (!options.recordRoute.empty() && sip::createsDialog(msg.method())) {
+    edit.prependHeader("Record-Route", "<" + options.recordRoute + ">");
+  }
+  if (!target.routeSet.empty()) {
+    std::string routes;
+    for (const auto& r : target.routeSet) {
+      routes.append(routes.empty() ? "" : ", ").append(r);
+    }
+    edit.prependHeader("Route", routes);
+  }
+  if (mfHeader == nullptr) {
+    edit.prependHeader("Max-Forwards", mf);
+  }
+  dropHeaders(msg, options, edit);
+  if (options.editBranch) {
+    options.editBranch(index, target, edit);
+  }
+  return edit.str();
+}
+
 void ProxyCore::forward(TransactionId server, std::vector<Target> targets, ForwardOptions options) {
   const ServerTransaction* st = layer_.server(server);
   if (st == nullptr || st->lastStatus() >= 200 || contexts_.count(server.value) != 0) {
@@ -410,27 +464,10 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
   ctx.branches.resize(targets.size());
 
   const RoutePlan plan = planRoutes(*msg);
-  const sip::HeaderField* mfHeader = msg->find(sip::HeaderId::kMaxForwards);
-  const std::string mf = forwardedMaxForwards(*msg);
-  const bool recordRoute = !options.recordRoute.empty() && sip::createsDialog(msg->method());
-
   for (uint32_t i = 0; i < targets.size(); ++i) {
     const Target& target = targets[i];
-    // 16.6: the next hop is the first Route (ours first, then the request's), else the URI.
-    std::optional<Destination> to = target.nextHop;
-    const std::string_view ruri = target.uri.empty() ? plan.info.requestUri : target.uri;
     bool routed = false;
-    if (!to) {
-      if (!target.routeSet.empty()) {
-        to = nextHopOf(target.routeSet.front());
-        routed = true;
-      } else if (!plan.info.nextRoute.empty()) {
-        to = nextHopOf(plan.info.nextRoute);
-        routed = true;
-      } else {
-        to = nextHopOf(ruri);
-      }
-    }
+    std::optional<Destination> to = branchDestination(target, plan, routed);
     if (!to) {
       branchFinal(ctx, i, 503, nullptr);  // nowhere to send it (RFC 3261 16.7: as a 503)
       continue;
@@ -440,34 +477,7 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
       branchFinal(ctx, i, 482, nullptr);
       continue;
     }
-    sip::MessageEditor edit(*msg);
-    if (!target.uri.empty() || plan.info.strictFixup) {
-      edit.replaceRequestUri(ruri);
-    }
-    applyRoutes(*msg, plan, edit);
-    if (mfHeader != nullptr) {
-      edit.replaceValue(*mfHeader, mf);
-    }
-    const std::string branch = layer_.newBranch(loopHash(*msg, ruri));
-    edit.prependHeader("Via", viaValue(*to, branch, !routed));
-    if (recordRoute) {
-      edit.prependHeader("Record-Route", "<" + options.recordRoute + ">");
-    }
-    if (!target.routeSet.empty()) {
-      std::string routes;
-      for (const auto& r : target.routeSet) {
-        routes.append(routes.empty() ? "" : ", ").append(r);
-      }
-      edit.prependHeader("Route", routes);
-    }
-    if (mfHeader == nullptr) {
-      edit.prependHeader("Max-Forwards", mf);
-    }
-    dropHeaders(*msg, options, edit);
-    if (options.editBranch) {
-      options.editBranch(i, target, edit);
-    }
-    auto id = layer_.sendRequest(edit.str(), *to);
+    auto id = layer_.sendRequest(branchRequest(*msg, plan, target, i, *to, routed, options), *to);
     if (!id) {
       branchFinal(ctx, i, 503, nullptr);  // transport error (16.7: as a 503)
       continue;

@@ -408,42 +408,47 @@ void Router::handleRegister(TransactionId id, const sip::Message& req,
         proxy_.respond(id, plan.code, plan.reason, plan.extraHeaders);
         return;
       }
-      // Run the writes, then answer with every current binding (RFC 3261 10.3 step 8).
-      struct Pending {
-        size_t left = 0;
-        bool failed = false;
-      };
-      auto pending = std::make_shared<Pending>();
-      pending->left = plan.upserts.size() + plan.removals.size();
-      auto answer = [this, id, now, pathLines,
-                     resulting = plan.resulting](const std::shared_ptr<Pending>& p) {
-        if (p->failed) {
-          storeFailed(id);
-          return;
-        }
-        RouterCounters::bump(counters_.registrations);
-        proxy_.respond(id, 200, "OK", pathLines + contactLines(resulting, now));
-      };
-      if (pending->left == 0) {
-        answer(pending);
-        return;
-      }
-      auto done = [pending, answer](Result<void> r) {
-        if (!r) {
-          pending->failed = true;
-        }
-        if (--pending->left == 0) {
-          answer(pending);
-        }
-      };
-      for (auto& b : plan.upserts) {
-        store_->putBinding(std::move(b), done);
-      }
-      for (auto& c : plan.removals) {
-        store_->removeBinding(aor, c, done);
-      }
+      applyRegisterPlan(id, aor, std::move(plan), std::move(pathLines), now);
     });
   });
+}
+
+void Router::applyRegisterPlan(TransactionId id, const std::string& aor, RegisterPlan plan,
+                               std::string pathLines, store::TimePoint now) {
+  // Run the writes, then answer with every current binding (RFC 3261 10.3 step 8).
+  struct Pending {
+    size_t left = 0;
+    bool failed = false;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = plan.upserts.size() + plan.removals.size();
+  auto answer = [this, id, now, pathLines = std::move(pathLines),
+                 resulting = std::move(plan.resulting)](const std::shared_ptr<Pending>& p) {
+    if (p->failed) {
+      storeFailed(id);
+      return;
+    }
+    RouterCounters::bump(counters_.registrations);
+    proxy_.respond(id, 200, "OK", pathLines + contactLines(resulting, now));
+  };
+  if (pending->left == 0) {
+    answer(pending);
+    return;
+  }
+  auto done = [pending, answer](Result<void> r) {
+    if (!r) {
+      pending->failed = true;
+    }
+    if (--pending->left == 0) {
+      answer(pending);
+    }
+  };
+  for (auto& b : plan.upserts) {
+    store_->putBinding(std::move(b), done);
+  }
+  for (auto& c : plan.removals) {
+    store_->removeBinding(aor, c, done);
+  }
 }
 
 void Router::handleInitial(TransactionId id, const sip::Message& req) {

@@ -218,6 +218,13 @@ class ProxyCore final : public TransactionUser {
   void dropHeaders(const sip::Message& msg, const ForwardOptions& options,
                    sip::MessageEditor& edit) const;
   std::string forwardedMaxForwards(const sip::Message& msg) const;
+  // Where a branch goes (16.6 items 6-7); `routed`: by a Route rather than the Request-URI.
+  std::optional<Destination> branchDestination(const Target& target, const RoutePlan& plan,
+                                               bool& routed);
+  // The request of one branch (16.6): Request-URI, Route, Max-Forwards, Via, Record-Route.
+  std::string branchRequest(const sip::Message& msg, const RoutePlan& plan, const Target& target,
+                            size_t index, Destination& to, bool routed,
+                            const ForwardOptions& options);
 
   void branchFinal(Context& ctx, uint32_t index, int code, const sip::Message* response);
   void sendUpstream(Context& ctx, const sip::Message& response, std::string_view extraLines);

@@ -213,6 +213,9 @@ class Router final : public transaction::ProxyUser {
 
   void handleRegister(transaction::TransactionId id, const sip::Message& req,
                       const transport::Source& src);
+  // Stores a registration's bindings and answers with all of them.
+  void applyRegisterPlan(transaction::TransactionId id, const std::string& aor, RegisterPlan plan,
+                         std::string pathLines, store::TimePoint now);
   void handleInitial(transaction::TransactionId id, const sip::Message& req);
   void routeInitial(transaction::TransactionId id);
   void routeToApp(transaction::TransactionId id, const ServiceNumber& number,
