@@ -35,6 +35,61 @@ std::optional<double> parseQ(std::string_view v) {
   return q;
 }
 
+// The Contact values of a REGISTER (RFC 3261 10.3 steps 5-7); a failure plan when one is bad.
+std::optional<RegisterPlan> readContacts(const sip::Message& request, uint64_t defaultExpires,
+                                         std::vector<ContactEntry>& contacts, bool& star) {
+  for (const auto& h : request.headers()) {
+    if (h.id != sip::HeaderId::kContact) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      auto na = sip::parseNameAddr(*v);
+      if (!na) {
+        return fail(400, "Bad Contact");
+      }
+      if (na->star) {
+        star = true;
+        continue;
+      }
+      if (!na->uri.isSip() && na->uri.scheme != sip::UriScheme::kTel) {
+        return fail(400, "Bad Contact URI");
+      }
+      ContactEntry e;
+      e.uri = std::string(na->uriText);
+      uint64_t expires = defaultExpires;
+      if (auto ep = na->params.get("expires")) {
+        auto v = parseDecimal(*ep, UINT32_MAX);
+        if (!v) {
+          return fail(400, "Bad Contact expires");
+        }
+        expires = *v;
+      }
+      e.expires = static_cast<uint32_t>(expires);
+      if (auto q = na->params.get("q")) {
+        auto parsed = parseQ(*q);
+        if (!parsed) {
+          return fail(400, "Bad Contact q");
+        }
+        e.q = *parsed;
+      }
+      if (auto inst = na->params.get("+sip.instance")) {
+        e.instance = std::string(sip::stripQuotes(*inst));
+      }
+      if (auto rid = na->params.get("reg-id")) {
+        if (auto v = parseDecimal(*rid, UINT32_MAX)) {
+          e.regId = static_cast<uint32_t>(*v);
+        }
+      }
+      contacts.push_back(std::move(e));
+    }
+    if (!values.ok()) {
+      return fail(400, "Bad Contact");
+    }
+  }
+  return std::nullopt;
+}
+
 size_t setBytes(const std::vector<store::Binding>& set, store::TimePoint now) {
   size_t total = 0;
   for (const auto& b : set) {
@@ -81,54 +136,9 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
   }
   std::vector<ContactEntry> contacts;
   bool star = false;
-  for (const auto& h : request.headers()) {
-    if (h.id != sip::HeaderId::kContact) {
-      continue;
-    }
-    sip::ValueSplitter values(h.value);
-    while (auto v = values.next()) {
-      auto na = sip::parseNameAddr(*v);
-      if (!na) {
-        return fail(400, "Bad Contact");
-      }
-      if (na->star) {
-        star = true;
-        continue;
-      }
-      if (!na->uri.isSip() && na->uri.scheme != sip::UriScheme::kTel) {
-        return fail(400, "Bad Contact URI");
-      }
-      ContactEntry e;
-      e.uri = std::string(na->uriText);
-      uint64_t expires = headerExpires.value_or(settings.defaultExpires);
-      if (auto ep = na->params.get("expires")) {
-        auto v = parseDecimal(*ep, UINT32_MAX);
-        if (!v) {
-          return fail(400, "Bad Contact expires");
-        }
-        expires = *v;
-      }
-      e.expires = static_cast<uint32_t>(expires);
-      if (auto q = na->params.get("q")) {
-        auto parsed = parseQ(*q);
-        if (!parsed) {
-          return fail(400, "Bad Contact q");
-        }
-        e.q = *parsed;
-      }
-      if (auto inst = na->params.get("+sip.instance")) {
-        e.instance = std::string(sip::stripQuotes(*inst));
-      }
-      if (auto rid = na->params.get("reg-id")) {
-        if (auto v = parseDecimal(*rid, UINT32_MAX)) {
-          e.regId = static_cast<uint32_t>(*v);
-        }
-      }
-      contacts.push_back(std::move(e));
-    }
-    if (!values.ok()) {
-      return fail(400, "Bad Contact");
-    }
+  if (auto failed =
+          readContacts(request, headerExpires.value_or(settings.defaultExpires), contacts, star)) {
+    return *failed;
   }
 
   RegisterPlan plan;
