@@ -105,6 +105,41 @@ size_t liveCount(const std::vector<store::Binding>& set, store::TimePoint now) {
       std::count_if(set.begin(), set.end(), [now](const auto& b) { return b.expires > now; }));
 }
 
+// Limits (as Kamailio's registrar max_contacts): only a REGISTER that adds a contact or grows
+// the set can exceed them, so phones that refresh their bindings keep working.
+std::optional<RegisterPlan> checkLimits(const std::vector<store::Binding>& result,
+                                        const std::vector<store::Binding>& current,
+                                        const RegistrarSettings& settings, store::TimePoint now) {
+  const size_t count = liveCount(result, now);
+  if (count > settings.maxContacts && count > liveCount(current, now)) {
+    RegisterPlan refused = fail(403, "Too Many Registered Contacts");
+    refused.limit = RegisterLimit::kContacts;
+    return refused;
+  }
+  const size_t bytes = setBytes(result, now);
+  if (bytes > settings.maxBindingBytes && bytes > setBytes(current, now)) {
+    RegisterPlan refused = fail(403, "Registered Contacts Too Large");
+    refused.limit = RegisterLimit::kBytes;
+    return refused;
+  }
+  return std::nullopt;
+}
+
+// Path (RFC 3327): the route set towards the UA, stored with each binding.
+store::RouteSet pathOf(const sip::Message& request) {
+  store::RouteSet path;
+  for (const auto& h : request.headers()) {
+    if (h.id != sip::HeaderId::kPath) {
+      continue;
+    }
+    sip::ValueSplitter values(h.value);
+    while (auto v = values.next()) {
+      path.emplace_back(*v);
+    }
+  }
+  return path;
+}
+
 }  // namespace
 
 size_t bindingBytes(const store::Binding& b) {
@@ -167,17 +202,7 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
                   fmt::format("Min-Expires: {}\r\n", settings.minExpires));
     }
   }
-  // Path (RFC 3327): the route set towards the UA, stored with each binding.
-  store::RouteSet path;
-  for (const auto& h : request.headers()) {
-    if (h.id != sip::HeaderId::kPath) {
-      continue;
-    }
-    sip::ValueSplitter values(h.value);
-    while (auto v = values.next()) {
-      path.emplace_back(*v);
-    }
-  }
+  const store::RouteSet path = pathOf(request);
   std::string userAgent;
   if (const auto* ua = request.find("User-Agent")) {
     userAgent = std::string(ua->value.substr(0, 200));
@@ -217,19 +242,8 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
       result.push_back(std::move(b));
     }
   }
-  // Limits (as Kamailio's registrar max_contacts): only a REGISTER that adds a contact or grows
-  // the set can exceed them, so phones that refresh their bindings keep working.
-  const size_t count = liveCount(result, now);
-  if (count > settings.maxContacts && count > liveCount(current, now)) {
-    RegisterPlan refused = fail(403, "Too Many Registered Contacts");
-    refused.limit = RegisterLimit::kContacts;
-    return refused;
-  }
-  const size_t bytes = setBytes(result, now);
-  if (bytes > settings.maxBindingBytes && bytes > setBytes(current, now)) {
-    RegisterPlan refused = fail(403, "Registered Contacts Too Large");
-    refused.limit = RegisterLimit::kBytes;
-    return refused;
+  if (auto refused = checkLimits(result, current, settings, now)) {
+    return *refused;
   }
   plan.resulting = std::move(result);
   return plan;
