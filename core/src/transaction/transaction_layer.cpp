@@ -440,6 +440,7 @@ bool TransactionLayer::respondOnce(TransactionId id, int code, std::string_view 
   disarm(st, TimerSlot::kRetransmit);  // no Timer G
   disarm(st, TimerSlot::kTimeout);     // no Timer H: a missing ACK is nobody's error here
   std::string().swap(st.request_);
+  account(st);
   if (st.reliable_ && st.kind_ != Kind::kServerInvite) {
     terminate(st);
     return true;
