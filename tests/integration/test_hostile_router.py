@@ -20,7 +20,8 @@ import unittest
 from unittest import mock
 
 from harness import (HOST, ROUTER_DOMAIN, RawRegistration, RouterTestCase, SipClient,
-                     SipMessage, create_subscribers, make_users, wait_until)
+                     SipMessage, create_subscribers, credentials_header_name,
+                     digest_authorization, make_users, new_call_id, pick_challenge, wait_until)
 
 
 def rss_kb(pid: int) -> int:
@@ -162,16 +163,31 @@ class HostileRouter(RouterTestCase):
         self.assertEqual(len(self.lookup(self.p.router, user[0])), 10)
 
     def test_x_evosip_headers_from_outside_do_not_reach_the_app(self):
+        (alice,) = make_users(1, prefix="xev")
+        create_subscribers(self.p.api, [alice])
         c = self.client()
         self.app.settimeout(5)
-        req = c.request("INVITE", f"sip:100@{ROUTER_DOMAIN}", from_uri="sip:caller@foreign.test",
-                        extra_headers=["X-Evosip-Action: Voicemail", "X-Evosip-Mailbox: victim",
-                                       "x-evosip-sound: /etc/passwd"])
-        c.send(req)
+        call_id = new_call_id()
+        forged = ["X-Evosip-Action: Voicemail", "X-Evosip-Mailbox: victim",
+                  "x-evosip-sound: /etc/passwd"]
+        ruri = f"sip:100@{ROUTER_DOMAIN}"
+
+        def invite(cseq, extra):
+            return c.request("INVITE", ruri, call_id=call_id, cseq=cseq, from_tag="xev1",
+                             from_uri=f"sip:{alice[0]}@{ROUTER_DOMAIN}",
+                             extra_headers=forged + extra)
+
+        first = c.transact(invite(1, []), timeout=3)
+        self.assertIsNotNone(first, "no challenge")
+        self.assertIn(first.status, (401, 407), str(first))
+        auth = digest_authorization(pick_challenge(first, "MD5"), alice[0], alice[1], "INVITE",
+                                    ruri)
+        c.send(invite(2, [f"{credentials_header_name(first.status)}: {auth}"]))
         data, _src = self.app.recvfrom(70000)
-        invite = SipMessage.parse(data)
-        private = [(n, v) for n, v in invite.headers if n.lower().startswith("x-evosip-")]
-        self.assertIn(("X-Evosip-Action", "Playback"), private, str(invite))
+        invite_at_app = SipMessage.parse(data)
+        private = [(n, v) for n, v in invite_at_app.headers
+                   if n.lower().startswith("x-evosip-")]
+        self.assertIn(("X-Evosip-Action", "Playback"), private, str(invite_at_app))
         self.assertNotIn("victim", str(private))
         self.assertNotIn("Voicemail", str(private))
         self.assertNotIn("/etc/passwd", str(private))

@@ -76,6 +76,7 @@ class RouterRequestTest : public ::testing::Test {
     ServiceNumber playback;
     playback.number = "100";
     playback.action = "Playback";
+    playback.isPublic = true;  // callers of other domains reach it
     plan.add(playback);
     auth::NonceCodec::Settings nonces;
     nonces.secret = "0123456789abcdef0123";
