@@ -1,5 +1,5 @@
 #pragma once
-// Helpers of the router's source files (private): tags, SDP and NAT checks, ng flags.
+// Shared by the router's source files (private): tags, SDP and NAT checks, ng flags.
 
 #include <string>
 #include <string_view>
