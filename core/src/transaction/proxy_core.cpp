@@ -154,10 +154,15 @@ void ProxyCore::onRequest(TransactionId server, const sip::Message& request, con
     respond(server, 481, "Call/Transaction Does Not Exist");
     return;
   }
-  if (request.method() == sip::Method::kInvite) {
-    layer_.respond(server, 100);  // at once: stops the upstream's Timer A (16.2)
-  }
   user_.onRequest(server, request, src);
+  // 100 at once stops the upstream's Timer A (16.2), unless the user already answered in this
+  // pass (a challenge, a refusal): then a 100 would only double the bytes that go back to a
+  // source nobody has verified.
+  if (request.method() == sip::Method::kInvite) {
+    if (const auto* st = layer_.server(server); st != nullptr && st->lastStatus() == 0) {
+      layer_.respond(server, 100);
+    }
+  }
 }
 
 bool ProxyCore::checkRequest(TransactionId server, const sip::Message& request) {

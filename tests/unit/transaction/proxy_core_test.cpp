@@ -25,8 +25,12 @@ class Router : public ProxyUser {
     }
     last = server;
     ++requests;
+    if (answerAtOnce != 0) {
+      core->respond(server, answerAtOnce, "Proxy Authentication Required");
+    }
   }
   ProxyCore* core = nullptr;
+  int answerAtOnce = 0;  // a final response sent from inside onRequest
   void onResponse(TransactionId, const sip::Message& response) override {
     upstreamFinals.push_back(response.statusCode());
   }
@@ -143,6 +147,13 @@ TEST_F(ProxyCoreTest, InviteGets100AtOnceAndIsForwardedWithViaRecordRouteMaxForw
   EXPECT_EQ(m.count(sip::HeaderId::kVia), 2u);
   EXPECT_EQ(m.maxForwards(), 69u);
   EXPECT_EQ(header(out[0], sip::HeaderId::kRecordRoute), "<sip:10.0.0.1;lr>");
+}
+
+TEST_F(ProxyCoreTest, InviteAnsweredInTheSamePassGetsNo100) {
+  router.answerAtOnce = 407;
+  RequestSpec s;
+  receive(request(s));
+  EXPECT_EQ(upstreamCodes(), (std::vector<int>{407}));
 }
 
 TEST_F(ProxyCoreTest, MaxForwardsZeroIs483AndNoTargetsIs480) {
