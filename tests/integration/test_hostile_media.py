@@ -8,14 +8,12 @@ environment, so that a relay without the key still starts) to take ng commands f
 only. Each test asserts what the attacker, a legitimate proxy or a phone sees.
 """
 
-import os
 import socket
 import unittest
 
-from harness import (HOST, Process, ProxyTestCase, free_port, require_role, scrape, wait_http_ok,
-                     write_yaml)
-from ngclient import NgClient, bencode
-from test_media_ng import Phone, make_sdp, media_ports, rtp_packet
+from harness import HOST, scrape
+from ngclient import bencode
+from test_media_ng import MediaTestCase, Phone, make_sdp, media_ports, rtp_packet
 
 OUTSIDER = "127.0.0.2"
 
@@ -35,39 +33,11 @@ def recv(sock: socket.socket, timeout: float):
         return None
 
 
-class HostileMedia(ProxyTestCase):
-    def setUp(self):
-        super().setUp()
-        self.bin = require_role("media")
-        self.phones = []
-
-    def tearDown(self):
-        for p in self.phones:
-            p.close()
-        super().tearDown()
-
-    def phone(self) -> Phone:
-        p = Phone()
-        self.phones.append(p)
-        return p
-
+class HostileMedia(MediaTestCase):
     def start_media(self, ports: int = 400, workers: int = 1, env=None, **media_over):
-        self.ng_port = free_port()
-        control_port = free_port()
-        self.port_min = 20000 + (free_port() % 1000) * 20
-        media = {"ng_listen": f"{HOST}:{self.ng_port}", "address": HOST,
-                 "port_min": self.port_min, "port_max": self.port_min + ports - 1,
-                 "timeout_s": 60}
-        media.update(media_over)
-        cfg = {"media": media, "control": {"listen": f"{HOST}:{control_port}"},
-               "workers": workers, "log": {"level": "info"}}
-        path = write_yaml(os.path.join(self.tmp, "media.yaml"), cfg)
-        self.proc = self.cleanup.add(Process("media", [self.bin, "media", "--config", path],
-                                             self.tmp, env=env))
-        self.control_url = f"http://{HOST}:{control_port}"
-        wait_http_ok(self.control_url + "/readyz", timeout=15, proc=self.proc)
-        self.ng = NgClient((HOST, self.ng_port))
-        self.cleanup.callbacks.append(self.ng.close)
+        # The relay's own session limit (max_sessions left to its default).
+        media_over.setdefault("max_sessions", None)
+        return super().start_media(ports=ports, workers=workers, env=env, **media_over)
 
     def offer(self, call_id: str, port: int, m_lines: int = 1, **extra) -> dict:
         sdp = make_sdp(port)

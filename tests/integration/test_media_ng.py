@@ -96,21 +96,23 @@ class MediaTestCase(ProxyTestCase):
         self.phones.append(p)
         return p
 
-    def start_media(self, **media_over):
+    def start_media(self, ports: int = 200, workers: int = 2, env=None, **media_over):
+        """A relay with `ports` RTP ports; media_over sets media.* keys (None leaves a key out,
+        so the relay's own default applies)."""
         self.ng_port = free_port()
         self.control_port = free_port()
-        base = free_port()
         # A port range of our own, well away from the ephemeral range the test sockets use.
-        self.port_min = 20000 + (base % 2000) * 10
+        self.port_min = 20000 + (free_port() % 100) * 400
         media = {"ng_listen": f"{HOST}:{self.ng_port}", "address": HOST,
-                 "port_min": self.port_min, "port_max": self.port_min + 199, "timeout_s": 60,
-                 "max_sessions": 0}
+                 "port_min": self.port_min, "port_max": self.port_min + ports - 1,
+                 "timeout_s": 60, "max_sessions": 0}
         media.update(media_over)
+        media = {k: v for k, v in media.items() if v is not None}
         cfg = {"media": media, "control": {"listen": f"{HOST}:{self.control_port}"},
-               "workers": 2, "log": {"level": "info"}}
+               "workers": workers, "log": {"level": "info"}}
         path = write_yaml(os.path.join(self.tmp, "media.yaml"), cfg)
         self.proc = self.cleanup.add(Process("media", [self.bin, "media", "--config", path],
-                                             self.tmp))
+                                             self.tmp, env=env))
         self.control_url = f"http://{HOST}:{self.control_port}"
         wait_http_ok(self.control_url + "/readyz", timeout=15, proc=self.proc)
         self.ng = NgClient((HOST, self.ng_port))

@@ -30,10 +30,8 @@ inline bool hasSdp(const sip::Message& m) {
   return ct != nullptr && istartsWith(trim(ct->value), "application/sdp");
 }
 
-// The caller is behind a NAT when the edge saw its requests come from elsewhere than its own
-// Via says (received / rport on the UA's Via, the last one), or when its SDP names an address
-// other than the one the edge saw.
-inline bool natDetected(const sip::Message& m) {
+// The UA's own Via: the last value of the last Via header (the edge wrote received/rport on it).
+inline Result<sip::Via> uaVia(const sip::Message& m) {
   std::string_view last;
   for (const auto& h : m.headers()) {
     if (h.id == sip::HeaderId::kVia) {
@@ -43,7 +41,14 @@ inline bool natDetected(const sip::Message& m) {
       }
     }
   }
-  auto via = sip::parseVia(last);
+  return sip::parseVia(last);
+}
+
+// The caller is behind a NAT when the edge saw its requests come from elsewhere than its own
+// Via says (received / rport on the UA's Via, the last one), or when its SDP names an address
+// other than the one the edge saw.
+inline bool natDetected(const sip::Message& m) {
+  auto via = uaVia(m);
   if (!via) {
     return false;
   }
@@ -75,16 +80,7 @@ inline bool natDetected(const sip::Message& m) {
 // The address the edge saw the UA's requests come from: received (else the host) of its Via,
 // the last one. Empty when it is not a numeric address.
 inline std::string_view sourceAddress(const sip::Message& m) {
-  std::string_view last;
-  for (const auto& h : m.headers()) {
-    if (h.id == sip::HeaderId::kVia) {
-      sip::ValueSplitter values(h.value);
-      while (auto v = values.next()) {
-        last = *v;
-      }
-    }
-  }
-  auto via = sip::parseVia(last);
+  auto via = uaVia(m);
   if (!via) {
     return {};
   }
