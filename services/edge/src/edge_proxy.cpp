@@ -485,7 +485,7 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
   const bool fromRouter = src.protocol == Protocol::kUdp && w.routers->find(src.remote) != SIZE_MAX;
   RequestContext rq(w, worker, msg, src, nowNs(), fromRouter);
   // Each step answers or drops the request and returns false, or lets it through.
-  const bool forwardable = admit(rq) && checkSanity(rq) && checkHeaderHygiene(rq) &&
+  const bool forwardable = admit(rq) && checkHeaderHygiene(rq) && checkSanity(rq) &&
                            !answersLocally(rq) && applyRouteHygiene(rq) && checkInDialog(rq) &&
                            selectNextHop(rq) && checkLoop(rq);
   if (forwardable) {

@@ -82,6 +82,13 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
     return;
   }
   const size_t router = src.protocol == Protocol::kUdp ? w.routers->find(src.remote) : SIZE_MAX;
+  if (router == SIZE_MAX) {
+    // A client's response is held to its address's ban and rate like its requests.
+    if (const auto why = refusal(w, src.remote.ip, nowNs())) {
+      drop(w, *why);
+      return;
+    }
+  }
   if (router != SIZE_MAX) {
     auto cseq = msg.cseq();
     const bool cancel = cseq && cseq->method == sip::Method::kCancel;
@@ -160,13 +167,15 @@ std::optional<Destination> EdgeProxy::responseDestination(WorkerState& w, const 
   return Destination{Protocol::kUdp, transport::Endpoint{*ip, port}, {}};
 }
 
-// A router refused the credentials a client sent (401/407 that is not a stale nonce, or 403):
-// one failure of that client's address. Every worker keeps its own ban table and learns every
-// failure, so a ban holds whichever worker the kernel gives the source's next packet.
+// A router refused the credentials a client sent (a 401/407 that is not a stale nonce): one
+// failure of that client's address. A 403 is not counted: the router also sends it to
+// authenticated subscribers for other reasons (too many contacts, a service refused). Every worker
+// keeps its own ban table and learns every failure, so a ban holds whichever worker the kernel
+// gives the source's next packet.
 void EdgeProxy::countAuthFailure(WorkerState& w, size_t worker, const sip::Message& msg,
                                  const sip::Via& ours, const boost::asio::ip::address& client) {
   const int code = msg.statusCode();
-  if ((code != 401 && code != 407 && code != 403) || !ours.params.has(detail::kCredentialsParam) ||
+  if ((code != 401 && code != 407) || !ours.params.has(detail::kCredentialsParam) ||
       !w.bans.enabled() || settings_.authBanExempt.allows(client) || staleChallenge(msg)) {
     return;
   }

@@ -8,6 +8,9 @@ bool PendingTable::upsert(uint64_t key, PendingRequest request) {
     // A retransmission keeps the original deadline: the router had its chance since then.
     request.deadlineNs = it->second.deadlineNs;
     request.attempts = it->second.attempts;
+    if (cost(request) > cost(it->second) && bytes_ - cost(it->second) + cost(request) > maxBytes_) {
+      return true;  // a "retransmission" that grew: the copy already kept stays (byte bound)
+    }
     bytes_ = bytes_ - cost(it->second) + cost(request);
     it->second = std::move(request);
     return true;

@@ -39,5 +39,18 @@ TEST(PendingTableTest, BoundedInEntriesAndInBytes) {
   EXPECT_EQ(byBytes.size(), 0u);
 }
 
+// A "retransmission" under the same key that grew cannot carry the table past its byte bound.
+TEST(PendingTableTest, AGrownRetransmissionKeepsTheFirstCopy) {
+  PendingTable t(100, 5000);
+  EXPECT_TRUE(t.upsert(1, request(100, 100)));
+  const size_t before = t.bytes();
+  EXPECT_TRUE(t.upsert(1, request(60000, 100)));
+  EXPECT_EQ(t.bytes(), before);
+  ASSERT_NE(t.find(1), nullptr);
+  EXPECT_EQ(t.find(1)->bytes.size(), 100u);
+  EXPECT_TRUE(t.upsert(1, request(120, 100)));  // within the bound it is refreshed
+  EXPECT_EQ(t.find(1)->bytes.size(), 120u);
+}
+
 }  // namespace
 }  // namespace evosip::edge

@@ -246,10 +246,17 @@ TEST_F(RequestStepsTest, RepeatedAuthenticationFailuresBanTheSource) {
     ASSERT_TRUE(
         attempt(creds, 401, "WWW-Authenticate: Digest realm=\"r\", nonce=\"y\", stale=true\r\n"));
   }
-  // Refused credentials: the third bans the source.
-  for (int i = 0; i < 3; ++i) {
+  // A 403 to credentials is not a failed login (too many contacts, a refused service).
+  for (int i = 0; i < 5; ++i) {
     clock.advance(1ms);
     ASSERT_TRUE(attempt(creds, 403)) << i;
+  }
+  EXPECT_EQ(proxy->counters(0).bans.load() + proxy->counters(1).bans.load(), 0u);
+  // Refused credentials (a fresh challenge, not stale): the third bans the source.
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(1ms);
+    ASSERT_TRUE(attempt(creds, 407, "Proxy-Authenticate: Digest realm=\"r\", nonce=\"z\"\r\n"))
+        << i;
   }
   EXPECT_EQ(proxy->counters(0).bans.load() + proxy->counters(1).bans.load(), 1u);
   clock.advance(1ms);
