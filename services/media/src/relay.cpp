@@ -571,6 +571,8 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
     const bool held = c != nullptr && c->isHoldAddress();
     allHeld = allHeld && sdp::isOnHold(*sd, m) && !m.direction && !sd->direction;
     std::string addr;
+    // Only an address that did not come from the SDP may restrict who latches (strict source).
+    const bool fromSip = !opts->mediaAddress.empty() || opts->sipSourceAddress;
     if (!opts->mediaAddress.empty()) {
       addr = opts->mediaAddress;
     } else if (opts->sipSourceAddress || c == nullptr) {
@@ -603,6 +605,7 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
           stream->latch.destination = ep;
           stream->latch.latched = false;
         }
+        stream->latch.signalledFromSip = fromSip;
       }
     }
     if (s.rtp && r.rtp) {

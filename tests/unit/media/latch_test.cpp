@@ -45,10 +45,11 @@ TEST(Latch, StrictSourceDropsOtherSourcesAfterLatching) {
 }
 
 TEST(Latch, StrictSourceLearnsOnlyFromTheSignalledAddress) {
-  // The SDP (or received-from with SIP-source-address) named 203.0.113.9: an injected packet
+  // Received-from with SIP-source-address (or media-address) named 203.0.113.9: an injected packet
   // from elsewhere that arrives first does not take the stream over.
   LatchState s = fromSdp("203.0.113.9", 4000);
   s.signalled = s.destination;
+  s.signalledFromSip = true;
   LatchPolicy p;
   p.strictSource = true;
   const Endpoint attacker = ep("198.51.100.66", 4000), nat = ep("203.0.113.9", 61000);
@@ -63,6 +64,21 @@ TEST(Latch, StrictSourceLearnsOnlyFromTheSignalledAddress) {
   LatchState loose = fromSdp("203.0.113.9", 4000);
   loose.signalled = loose.destination;
   EXPECT_EQ(latchOnPacket(loose, {}, attacker.addr(), attacker.len), LatchVerdict::kLatched);
+}
+
+TEST(Latch, StrictSourceWithAnSdpAddressLatchesTheFirstPacketFromAnywhere) {
+  // A callee behind NAT names its private address in the SDP and sends from its public one: the
+  // first packet latches, and only then are other sources dropped.
+  LatchState s = fromSdp("10.0.0.5", 4000);
+  s.signalled = s.destination;
+  LatchPolicy p;
+  p.strictSource = true;
+  const Endpoint nat = ep("203.0.113.9", 61000), other = ep("198.51.100.66", 4000);
+  EXPECT_EQ(latchOnPacket(s, p, nat.addr(), nat.len), LatchVerdict::kLatched);
+  EXPECT_EQ(s.destination, nat);
+  EXPECT_EQ(latchOnPacket(s, p, nat.addr(), nat.len), LatchVerdict::kForward);
+  EXPECT_EQ(latchOnPacket(s, p, other.addr(), other.len), LatchVerdict::kDropStrict);
+  EXPECT_EQ(s.destination, nat);
 }
 
 TEST(Latch, StrictSourceWithoutANamedAddressLatchesTheFirstPacket) {

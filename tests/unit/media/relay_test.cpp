@@ -283,9 +283,15 @@ TEST_P(RelayTest, NewTagsCannotGrowACallWithoutEnd) {
 
 TEST_P(RelayTest, StrictSourceKeepsAnInjectorFromTakingTheStream) {
   // An attacker on another address sends to the relay port toward the caller before the caller
-  // does: with strict-source it is dropped and the caller latches; without, it would latch.
+  // does: with strict-source and the SIP source address (127.0.0.1) it is dropped and the caller
+  // latches; without, it would latch.
   Phone a, b;
-  Value o = offer("strict", "ta", sdpFor(a.port), {Value("strict source")});
+  Value req = Value::makeDict();
+  req.set("command", "offer").set("call-id", "strict").set("from-tag", "ta");
+  req.set("sdp", sdpFor(a.port, "192.168.1.20"));
+  req.set("received-from", Value(Value::List{Value("IP4"), Value("127.0.0.1")}));
+  req.set("flags", Value(Value::List{Value("SIP source address"), Value("strict source")}));
+  Value o = relay->offer(req);
   Value an = answer("strict", "ta", "tb", sdpFor(b.port));
   const uint16_t towardA = mPort(*an.string("sdp"));
   int attacker = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -308,6 +314,33 @@ TEST_P(RelayTest, StrictSourceKeepsAnInjectorFromTakingTheStream) {
   EXPECT_EQ(b.receive(), "");
   EXPECT_TRUE(relays(a, towardA, b, "from-a"));  // the caller latches
   EXPECT_TRUE(relays(b, mPort(*o.string("sdp")), a, "to-a"));
+}
+
+TEST_P(RelayTest, StrictSourceLatchesACalleeBehindNat) {
+  // The callee's SDP names a private address it does not send from (NAT): with strict-source its
+  // first packet still latches, and afterwards packets from other sources are dropped.
+  Phone a, b;
+  Value o = offer("nat", "ta", sdpFor(a.port), {Value("strict source")});
+  Value req = Value::makeDict();
+  req.set("command", "answer").set("call-id", "nat").set("from-tag", "ta").set("to-tag", "tb");
+  req.set("sdp", sdpFor(b.port, "10.0.0.5"));
+  req.set("flags", Value(Value::List{Value("strict source")}));
+  Value an = relay->answer(req);
+  ASSERT_EQ(an.string("result"), "ok");
+  const uint16_t fromB = mPort(*o.string("sdp")), fromA = mPort(*an.string("sdp"));
+  EXPECT_TRUE(relays(b, fromB, a, "from-b"));  // the callee latches from its real address
+  EXPECT_TRUE(relays(a, fromA, b, "to-b"));
+  EXPECT_EQ(relay->counters().drops[size_t(DropReason::kStrictSource)].load(), 0u);
+  // Another source on the callee's port, after the latch: dropped.
+  Phone c;
+  c.sendTo(fromB, "inject");
+  for (int i = 0; i < 200 && relay->counters().drops[size_t(DropReason::kStrictSource)] == 0; ++i) {
+    io.poll();
+    io.restart();
+    ::usleep(1000);
+  }
+  EXPECT_EQ(relay->counters().drops[size_t(DropReason::kStrictSource)].load(), 1u);
+  EXPECT_EQ(a.receive(), "");
 }
 
 TEST_P(RelayTest, IdleTimeout) {

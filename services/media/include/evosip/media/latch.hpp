@@ -11,11 +11,15 @@
 //   - packets from any other address are still forwarded (the source is ignored, the destination
 //     stays) - unless `strict-source` is set (dropped, counted as drop reason strict_source) or
 //     `media-handover` is set (the destination moves to the new source);
-// With `strict-source`, learning is strict too (rtpengine's heuristic endpoint learning, without
-// its fallback to other addresses): while signalling has named an address, only a packet from
-// that address (any port: NAT) may latch; packets from other addresses are dropped before the
-// latch as after it. So whoever sends first cannot take the stream over. Without a named address
-// (c=0.0.0.0, an ICE placeholder, no SDP address) the first packet latches, as without the flag.
+// With `strict-source`, learning is strict too when the address is one signalling vouches for
+// (received-from with SIP-source-address, or media-address; rtpengine's heuristic endpoint
+// learning, without its fallback to other addresses): only a packet from that address (any port:
+// NAT) may latch; packets from other addresses are dropped before the latch as after it. So
+// whoever sends first cannot take the stream over. An address taken from the SDP restricts
+// nothing before the latch: a phone behind NAT names its private address there and sends from
+// its public one, so the first packet latches from any source and strict source applies after
+// it. Without a named address (c=0.0.0.0, an ICE placeholder, no SDP address) the first packet
+// latches too.
 // `asymmetric` never latches and never checks sources: the destination stays the SDP address.
 // A new SDP address for the leg (re-offer) un-latches the stream.
 
@@ -30,9 +34,10 @@ struct LatchPolicy {
 };
 
 struct LatchState {
-  Endpoint destination;  // where packets for this leg go
-  Endpoint signalled;    // the address signalling named (unknown or 0.0.0.0: none)
-  bool latched = false;  // learned from a packet ("confirmed" in rtpengine's query)
+  Endpoint destination;           // where packets for this leg go
+  Endpoint signalled;             // the address signalling named (unknown or 0.0.0.0: none)
+  bool signalledFromSip = false;  // `signalled` is received-from or media-address, not the SDP's
+  bool latched = false;           // learned from a packet ("confirmed" in rtpengine's query)
 };
 
 enum class LatchVerdict { kForward, kLatched, kMoved, kDropStrict };
@@ -43,8 +48,8 @@ inline LatchVerdict latchOnPacket(LatchState& s, const LatchPolicy& p, const soc
     return LatchVerdict::kForward;
   }
   if (!s.latched) {
-    if (p.strictSource && s.signalled.known() && !s.signalled.isUnspecified() &&
-        !s.signalled.sameAddressAs(src, srcLen)) {
+    if (p.strictSource && s.signalledFromSip && s.signalled.known() &&
+        !s.signalled.isUnspecified() && !s.signalled.sameAddressAs(src, srcLen)) {
       return LatchVerdict::kDropStrict;
     }
     s.destination.assign(src, srcLen);
