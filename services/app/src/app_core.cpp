@@ -87,6 +87,26 @@ bool toSockaddr(const std::string& ip, uint16_t port, sockaddr_storage& sa, sock
   return false;
 }
 
+// Whether a packet's source is the address and port a call latched to.
+bool sameSource(const sockaddr_storage& a, socklen_t aLen, const sockaddr_storage& b,
+                socklen_t bLen) {
+  if (aLen != bLen || a.ss_family != b.ss_family) {
+    return false;
+  }
+  if (a.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  if (a.ss_family == AF_INET6) {
+    const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+    return x.sin6_port == y.sin6_port &&
+           std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+  }
+  return false;
+}
+
 std::string tagOf(const Result<sip::NameAddr>& na) {
   if (!na) {
     return {};
@@ -1264,13 +1284,19 @@ void AppCore::onReadable(Call& call) {
     if (!rtp::looksLikeRtcp(datagram) && !rtp::parseRtp(datagram)) {
       continue;  // not RTP: neither a sign of life nor an address to send to
     }
-    call.heard = true;
-    if (!call.latched && call.mediaStarted) {
+    if (call.latched) {
+      if (!sameSource(from, fromLen, call.dest, call.destLen)) {
+        continue;  // not the peer: no digits, no voicemail audio, no sign of life
+      }
+    } else if (call.mediaStarted) {
       // Symmetric RTP: answer where the packets come from (a NATed phone, a relay), and only
       // there from now on.
       std::memcpy(&call.dest, &from, fromLen);
       call.destLen = fromLen;
       call.latched = true;
+    }
+    if (call.latched) {
+      call.heard = true;
     }
     onRtp(call, datagram);
   }

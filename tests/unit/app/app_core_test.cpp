@@ -297,6 +297,43 @@ TEST_F(AppCoreTest, MenuRedirectsOnRfc4733Digit) {
   EXPECT_EQ(core_->counters().redirects.load(), 1u);
 }
 
+TEST_F(AppCoreTest, DigitsFromAnotherSourceThanTheLatchedPeerAreIgnored) {
+  deliver(
+      invite("X-Evosip-Action: Menu\r\nX-Evosip-Sound: tone\r\n"
+             "X-Evosip-Targets: 1=sip:100@evosip.local,2=sip:101@evosip.local\r\n"));
+  ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 183").empty(); }));
+  const std::string progress = find("SIP/2.0 183");
+  const auto m = progress.find("m=audio ");
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(progress.substr(m + 8))));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  uint8_t buf[64];
+  uint16_t seq = 100;
+  // The peer's first packet latches the call to it.
+  auto n = rtp::writeRtp({false, 0, seq++, 8000, 0x55}, std::vector<uint8_t>(20, 0xff), buf);
+  ::sendto(rtp_, buf, *n, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  runUntil([] { return false; }, 100ms);
+  // A digit from another port of the same host: not the peer's.
+  const int other = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  auto packets = rtp::encodeDtmf('2');
+  ASSERT_TRUE(packets.has_value());
+  auto sendDigit = [&](int fd) {
+    for (const auto& p : *packets) {
+      auto len = rtp::writeRtp({p.marker, 101, seq++, 8000, 0x55}, p.payload, buf);
+      ::sendto(fd, buf, *len, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    }
+  };
+  sendDigit(other);
+  EXPECT_FALSE(runUntil([&] { return !find("SIP/2.0 302").empty(); }, 500ms));
+  ::close(other);
+  EXPECT_EQ(core_->counters().redirects.load(), 0u);
+  // The same digit from the peer redirects.
+  sendDigit(rtp_);
+  ASSERT_TRUE(runUntil([&] { return !find("SIP/2.0 302").empty(); }));
+  EXPECT_NE(find("SIP/2.0 302").find("Contact: <sip:101@evosip.local>\r\n"), std::string::npos);
+}
+
 TEST_F(AppCoreTest, AnsweredCallWhosePeerNeverSendsIsHungUp) {
   std::vector<int16_t> pcm(8000 * 5);  // 5 s
   audio::SineGenerator(1000, 8000, 8000).fill(pcm);
