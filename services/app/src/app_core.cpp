@@ -837,16 +837,19 @@ void AppCore::checkMailbox(const CallPtr& call) {
   std::weak_ptr<char> alive = alive_;
   AppShared* shared = &shared_;
   const uint64_t maxSamples = static_cast<uint64_t>(settings_.voicemailMax.count()) * 8000;
-  shared_.runBlocking([this, weak, alive, shared, maxSamples, dir = settings_.voicemailDir,
+  // The blocking thread touches nothing of this core: the worker's io_context outlives it, and
+  // whether the core still exists is asked on the worker, where it would be destroyed.
+  asio::io_context& io = io_;
+  shared_.runBlocking([this, &io, weak, alive, shared, maxSamples, dir = settings_.voicemailDir,
                        quota = settings_.voicemailQuota,
                        mailbox = call->request.paramOr("Mailbox", "")] {
     auto box = mailboxUsage(dir, mailbox);
     const VoicemailUsage total{shared->voicemailMessages.load(), shared->voicemailBytes.load()};
     const uint64_t room = box ? voicemailRoom(quota, *box, total, maxSamples) : 0;
-    if (alive.expired()) {
-      return;
-    }
-    asio::post(io_, [this, weak, room] {
+    asio::post(io, [this, weak, alive, room] {
+      if (alive.expired()) {
+        return;
+      }
       auto c = weak.lock();
       if (!c || c->closed) {
         return;
