@@ -137,8 +137,14 @@ struct AppService::Impl {
     }
     std::string reply;
     if (sip::buildResponse(*msg, 403, "Forbidden", {}, {}, reply)) {
-      transport->send({transport::Protocol::kUdp, packet.source.remote, {}}, reply);
+      transport->send(replyTo(packet.source), reply);
     }
+  }
+
+  // Where a stateless reply to a packet goes: back over the packet's own transport and
+  // connection (a TCP or TLS peer does not read UDP).
+  static transport::Destination replyTo(const transport::Source& source) {
+    return {source.protocol, source.remote, source.connection};
   }
 
   void onPacket(runtime::Worker& worker, const transport::Packet& packet) {
@@ -151,7 +157,7 @@ struct AppService::Impl {
       parseDrops.fetch_add(1, std::memory_order_relaxed);
       std::string reply = sip::buildUnframedResponse(packet.data, 400);
       if (!reply.empty()) {
-        transport->send({transport::Protocol::kUdp, packet.source.remote, {}}, reply);
+        transport->send(replyTo(packet.source), reply);
       }
       return;
     }
