@@ -169,24 +169,24 @@ bool ProxyCore::checkRequest(TransactionId server, const sip::Message& request) 
   if (request.find(sip::HeaderId::kMaxForwards) != nullptr) {
     auto mf = request.maxForwards();
     if (!mf) {
-      respond(server, 400, "Bad Max-Forwards");
+      refuse(server, 400, "Bad Max-Forwards");
       return false;
     }
     if (*mf == 0) {
       ++stats_.tooManyHops;
-      respond(server, 483, "Too Many Hops");
+      refuse(server, 483, "Too Many Hops");
       return false;
     }
   }
   if (looped(request)) {
     ++stats_.loops;
-    respond(server, 482, "Loop Detected");
+    refuse(server, 482, "Loop Detected");
     return false;
   }
   if (const auto* pr = request.find(sip::HeaderId::kProxyRequire)) {
     out_.assign("Unsupported: ").append(pr->value).append("\r\n");
     std::string extra = std::move(out_);
-    respond(server, 420, "Bad Extension", extra);
+    refuse(server, 420, "Bad Extension", extra);
     return false;
   }
   return true;
@@ -267,6 +267,12 @@ bool ProxyCore::respond(TransactionId server, int code, std::string_view reason,
                         std::string_view extraHeaders) {
   ++stats_.localReplies;
   return layer_.respond(server, code, reason, extraHeaders);
+}
+
+bool ProxyCore::refuse(TransactionId server, int code, std::string_view reason,
+                       std::string_view extraHeaders) {
+  ++stats_.localReplies;
+  return layer_.respondOnce(server, code, reason, extraHeaders);
 }
 
 ProxyCore::RoutePlan ProxyCore::planRoutes(const sip::Message& msg) const {

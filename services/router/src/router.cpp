@@ -322,7 +322,7 @@ bool Router::answerForSelf(TransactionId id, const sip::Message& req,
   }
   if (proxy_.checkRequest(id, req)) {
     counters_.reject(Rejection::kForSelf);
-    proxy_.respond(id, 404, "Not Found");
+    refuse(id, 404, "Not Found");
   }
   return true;
 }
@@ -334,7 +334,7 @@ bool Router::rejectPreloadedRoute(TransactionId id, const transaction::RouteInfo
     return false;
   }
   counters_.reject(Rejection::kForeignHop);
-  proxy_.respond(id, 403, "Preloaded Route Not Allowed");
+  refuse(id, 403, "Preloaded Route Not Allowed");
   return true;
 }
 
@@ -343,7 +343,7 @@ bool Router::rejectWhileDraining(TransactionId id) {
     return false;
   }
   RouterCounters::bump(counters_.drainRejected);
-  proxy_.respond(id, 503, "Draining", "Retry-After: 0\r\n");
+  refuse(id, 503, "Draining", "Retry-After: 0\r\n");
   return true;
 }
 

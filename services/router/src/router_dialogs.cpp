@@ -56,14 +56,14 @@ void Router::onDialogsLoaded(TransactionId id, const std::vector<store::DialogRe
         return;
       case InDialogVerdict::kForeignHop:
         counters_.reject(Rejection::kForeignHop);
-        proxy_.respond(id, 403, "Not Along The Dialog");
+        refuse(id, 403, "Not Along The Dialog");
         return;
       case InDialogVerdict::kMalformed:
-        proxy_.respond(id, 400, "Bad Dialog Identifiers");
+        refuse(id, 400, "Bad Dialog Identifiers");
         return;
       case InDialogVerdict::kNoDialog:
         counters_.reject(Rejection::kNoDialog);
-        proxy_.respond(id, 481, "Call/Transaction Does Not Exist");
+        refuse(id, 481, "Call/Transaction Does Not Exist");
         return;
     }
   });

@@ -1,6 +1,8 @@
 // The router's request path, step by step, as a peer sees it on the wire: a Router with the
 // memory store, a recording send callback and a manual clock. Requests arrive from an edge
 // (10.0.0.5:5060); the router is 10.0.0.1:5070; 192.0.2.99 is a victim no request may reach.
+#include <algorithm>
+#include <chrono>
 #include <manual_clock.hpp>
 #include <memory>
 #include <string>
@@ -106,6 +108,14 @@ class RouterRequestTest : public ::testing::Test {
     io_.restart();
     io_.poll();
   }
+  // Moves the clock by `d` in 100 ms steps, running the router's timers at each.
+  void pass(std::chrono::milliseconds d) {
+    for (auto left = d; left.count() > 0; left -= std::chrono::milliseconds(100)) {
+      clock_.advance(std::min(left, std::chrono::milliseconds(100)));
+      router_->onTick();
+      settle();
+    }
+  }
 
   // Messages the router sent to `ip` (any port), in order.
   std::vector<std::string> to(const char* ip) const {
@@ -124,6 +134,16 @@ class RouterRequestTest : public ::testing::Test {
       auto m = sip::Message::parse(s);
       if (m && m->isResponse()) {
         out.push_back(m->statusCode());
+      }
+    }
+    return out;
+  }
+  // Final status codes of the responses sent back to the edge.
+  std::vector<int> finals() const {
+    std::vector<int> out;
+    for (int code : answers()) {
+      if (code >= 200) {
+        out.push_back(code);
       }
     }
     return out;
@@ -254,6 +274,52 @@ TEST_F(RouterRequestTest, InitialRequestWithAPreloadedRouteIs403) {
   r.extra = "Route: <sip:192.0.2.99;lr>\r\n";
   receive(text(r));
   EXPECT_EQ(answers(), (std::vector<int>{403}));  // refused in the same pass: no 100 first
+  EXPECT_TRUE(to("192.0.2.99").empty());
+}
+
+TEST_F(RouterRequestTest, RefusalsBeforeAuthenticationAreSentOnceNeverRetransmitted) {
+  // Every INVITE here comes over UDP from a source nobody has verified: a refusal that Timer G
+  // retransmitted would send ~10 answers for one spoofed request.
+  storeDialog("call-known", "ft1", "tt1", {});
+  struct Case {
+    const char* what;
+    Req req;
+    int code;
+    bool draining = false;
+  };
+  std::vector<Case> cases;
+  auto add = [&](const char* what, int code, auto&& edit, bool draining = false) {
+    Req r;
+    r.callId = std::string("once-") + what;
+    r.branch = std::string("z9hG4bK-once-") + what;
+    edit(r);
+    cases.push_back({what, r, code, draining});
+  };
+  add("no-dialog", 481, [](Req& r) { r.toTag = "made-up"; });
+  add("foreign-hop", 403, [](Req& r) {
+    r.callId = "call-known";
+    r.toTag = "tt1";
+    r.uri = "sip:victim@192.0.2.99:5060";
+  });
+  add("for-self", 404, [](Req& r) {
+    r.uri = "sip:10.0.0.1:5070";
+    r.toTag = "tt";
+  });
+  add("preloaded-route", 403, [](Req& r) {
+    r.uri = "sip:100@evosip.local";
+    r.extra = "Route: <sip:192.0.2.99;lr>\r\n";
+  });
+  add("max-forwards", 483, [](Req& r) { r.maxForwards = 0; });
+  add("proxy-require", 420, [](Req& r) { r.extra = "Proxy-Require: x-made-up\r\n"; });
+  add(
+      "draining", 503, [](Req&) {}, true);
+  for (const auto& c : cases) {
+    sent_.clear();
+    shared_->draining = c.draining;
+    receive(text(c.req));
+    pass(std::chrono::seconds(33));
+    EXPECT_EQ(finals(), (std::vector<int>{c.code})) << c.what;
+  }
   EXPECT_TRUE(to("192.0.2.99").empty());
 }
 

@@ -137,8 +137,9 @@ class ProxyCore final : public TransactionUser {
   bool respond(TransactionId server, int code, std::string_view reason = {},
                std::string_view extraHeaders = {});
   // RFC 3261 16.3: Max-Forwards (483, 400 when unreadable), loop detection (482: a Via of ours
-  // whose branch carries the loop hash this request has now), Proxy-Require (420). Answers and
-  // returns false when the request must not go on.
+  // whose branch carries the loop hash this request has now), Proxy-Require (420). Answers once
+  // (TransactionLayer::respondOnce: the source is not verified yet, so no Timer G) and returns
+  // false when the request must not go on.
   bool checkRequest(TransactionId server, const sip::Message& request);
   // True when one of our Vias in the request carries the loop hash it has now (16.3 item 4):
   // the same request came back unchanged. A spiral (changed Request-URI) is not a loop.
@@ -180,6 +181,9 @@ class ProxyCore final : public TransactionUser {
     bool timerCArmed = false;
     TimePoint timerC{};
   };
+  // respond, but sent once (TransactionLayer::respondOnce): a refusal to an unverified source.
+  bool refuse(TransactionId server, int code, std::string_view reason,
+              std::string_view extraHeaders = {});
   struct Context {
     TransactionId server;
     bool invite = false;
