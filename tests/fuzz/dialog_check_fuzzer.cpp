@@ -42,11 +42,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto check = evosip::router::checkInDialog(*msg, parts[1], dialogs);
   using evosip::router::InDialogVerdict;
   if (check.verdict == InDialogVerdict::kForward || check.verdict == InDialogVerdict::kForeignHop) {
-    // Only the record with the request's Call-ID and tags, and a forward only to one of its hops.
+    // Only the record with the request's Call-ID and tags, and a forward only to one of its hops
+    // a request in this direction may go to.
     evosip::fuzz::check(check.dialog == &dialogs[0]);
     evosip::fuzz::check(d.id.callId == msg->callId());
+    // The direction is the record's: the caller's From tag, or the callee's.
+    const auto from = msg->from();
+    const std::string_view fromTag =
+        from ? from->tag().value_or(std::string_view{}) : std::string_view{};
+    evosip::fuzz::check(check.fromCaller == (fromTag == d.id.fromTag));
     evosip::fuzz::check((check.verdict == InDialogVerdict::kForward) ==
-                        evosip::router::hopOfDialog(d, parts[1]));
+                        evosip::router::hopOfDialog(d, parts[1], check.fromCaller));
   } else {
     evosip::fuzz::check(check.dialog == nullptr);
   }

@@ -33,7 +33,7 @@ std::string_view tagOf(const Result<sip::NameAddr>& na) {
 
 }  // namespace
 
-bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop) {
+bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop, bool fromCaller) {
   auto hop = hostPortOf(nextHop);
   if (!hop) {
     return false;
@@ -45,7 +45,9 @@ bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop) {
       }
     }
   }
-  return sameHop(*hop, dialog.callerContact) || sameHop(*hop, dialog.calleeContact);
+  // The remote target of the other party only: a party's own Contact is where it is, never a
+  // destination it may send its requests to through us.
+  return sameHop(*hop, fromCaller ? dialog.calleeContact : dialog.callerContact);
 }
 
 InDialogCheck checkInDialog(const sip::Message& request, std::string_view nextHop,
@@ -68,7 +70,7 @@ InDialogCheck checkInDialog(const sip::Message& request, std::string_view nextHo
     out.dialog = &d;
     out.fromCaller = forward;
     out.verdict =
-        hopOfDialog(d, nextHop) ? InDialogVerdict::kForward : InDialogVerdict::kForeignHop;
+        hopOfDialog(d, nextHop, forward) ? InDialogVerdict::kForward : InDialogVerdict::kForeignHop;
     if (out.verdict == InDialogVerdict::kForward) {
       return out;
     }

@@ -242,6 +242,49 @@ TEST_F(RouterRequestTest, KnownDialogTowardsAForeignHostIs403) {
   EXPECT_EQ(rejected(Rejection::kForeignHop), 1u);
 }
 
+TEST_F(RouterRequestTest, InDialogRequestGoesOnlyToTheOtherPartysContact) {
+  // No route set: the next hop is the Request-URI. The caller wrote 198.51.100.7:5062 in its
+  // Contact (say, a carrier gateway) and asks the router to send its own requests there.
+  storeDialog("call-dir", "ft1", "tt1", {});
+  struct Case {
+    const char* what;
+    const char* fromTag;
+    const char* toTag;
+    const char* uri;
+    const char* host;
+    bool relayed;
+  };
+  const Case cases[] = {
+      {"caller to its own contact", "ft1", "tt1", "sip:gw@198.51.100.7:5062", "198.51.100.7",
+       false},
+      {"callee to its own contact", "tt1", "ft1", "sip:gw@10.0.0.30:5090", "10.0.0.30", false},
+      {"caller to the callee", "ft1", "tt1", "sip:bob@10.0.0.30:5090", "10.0.0.30", true},
+      {"callee to the caller", "tt1", "ft1", "sip:alice@198.51.100.7:5062", "198.51.100.7", true},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    sent_.clear();
+    Req r;
+    r.method = "MESSAGE";
+    r.callId = "call-dir";
+    r.fromTag = c.fromTag;
+    r.toTag = c.toTag;
+    r.uri = c.uri;
+    r.cseq = static_cast<uint32_t>(++n + 1);
+    r.branch = "z9hG4bK-dir-" + std::to_string(n);
+    receive(text(r));
+    if (c.relayed) {
+      ASSERT_EQ(to(c.host).size(), 1u) << c.what;
+      EXPECT_TRUE(to(c.host)[0].starts_with(std::string("MESSAGE ") + c.uri)) << c.what;
+      EXPECT_TRUE(answers().empty()) << c.what;
+    } else {
+      EXPECT_TRUE(to(c.host).empty()) << c.what;
+      EXPECT_EQ(answers(), (std::vector<int>{403})) << c.what;
+    }
+  }
+  EXPECT_EQ(rejected(Rejection::kForeignHop), 2u);
+}
+
 TEST_F(RouterRequestTest, OptionsToTheRouterItselfIs200EvenWithMaxForwardsZero) {
   for (int mf : {70, 0}) {
     Req r;

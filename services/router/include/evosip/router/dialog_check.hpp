@@ -1,9 +1,11 @@
 #pragma once
 // In-dialog validation (the router's in-dialog step): a request with a To tag is forwarded only
 // for a dialog the platform knows (its record in the store, or an early dialog of a pending
-// INVITE), and only towards an element of that dialog: a hop of its route set or one of its two
-// remote targets. Anything else is a made-up dialog, the open-relay and toll-fraud path.
-// Pure functions over outside input: fuzzed by tests/fuzz/dialog_check_fuzzer.cpp.
+// INVITE), and only towards an element of that dialog: a hop of its route set or the remote
+// target of the other party (a request of the caller goes to the callee's contact, one of the
+// callee to the caller's; never to the sender's own contact). Anything else is a made-up dialog,
+// the open-relay and toll-fraud path. Pure functions over outside input: fuzzed by
+// tests/fuzz/dialog_check_fuzzer.cpp.
 
 #include <string_view>
 #include <vector>
@@ -32,8 +34,10 @@ struct InDialogCheck {
 InDialogCheck checkInDialog(const sip::Message& request, std::string_view nextHop,
                             const std::vector<store::DialogRecord>& dialogs);
 
-// The next hop names an element of the dialog: same host (case-insensitive) and port (5060 when
-// absent) as a route-set entry or a remote target of the record.
-bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop);
+// The next hop names an element of the dialog a request in this direction may go to: same host
+// (case-insensitive) and port (5060 when absent) as a route-set entry, or as the callee's
+// contact when `fromCaller` (the request's From tag is the record's caller tag), else the
+// caller's contact.
+bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop, bool fromCaller);
 
 }  // namespace evosip::router
