@@ -782,8 +782,11 @@ void AppCore::storeMessage(Call& call, bool now) {
   auto* counters = &counters_;
   AppShared* shared = &shared_;
   std::weak_ptr<char> alive = alive_;
+  // On the blocking pool nothing of this core is touched: the outcome is counted on the worker,
+  // where the core would be destroyed, and only if it still exists.
+  asio::io_context& io = io_;
   auto store = [dir = settings_.voicemailDir, quota = settings_.voicemailQuota, m = std::move(m),
-                samples = std::move(samples), counters, shared, alive] {
+                samples = std::move(samples), counters, shared, alive, &io, now] {
     // The quotas again, now that the message's length is known: messages deposited meanwhile
     // (other calls, other instances on the same volume) may have filled the mailbox.
     auto box = mailboxUsage(dir, m.mailbox);
@@ -794,19 +797,26 @@ void AppCore::storeMessage(Call& call, bool now) {
       shared->voicemailMessages.fetch_add(1);
       shared->voicemailBytes.fetch_add(voicemailMessageBytes(samples.size()));
     }
-    if (alive.expired()) {
-      return;
-    }
-    if (!fits) {
-      counters->recordingsOverQuota.fetch_add(1, std::memory_order_relaxed);
-      logger()->warn("call {}: voicemail for {} not stored: over quota", m.callId, m.mailbox);
-    } else if (r) {
-      counters->recordingsWritten.fetch_add(1, std::memory_order_relaxed);
-      logger()->info("call {}: voicemail {} for {} ({:.1f} s)", m.callId, m.id, m.mailbox,
-                     m.durationS);
+    auto report = [counters, alive, fits, r, callId = m.callId, id = m.id, mailbox = m.mailbox,
+                   durationS = m.durationS] {
+      if (alive.expired()) {
+        return;
+      }
+      if (!fits) {
+        counters->recordingsOverQuota.fetch_add(1, std::memory_order_relaxed);
+        logger()->warn("call {}: voicemail for {} not stored: over quota", callId, mailbox);
+      } else if (r) {
+        counters->recordingsWritten.fetch_add(1, std::memory_order_relaxed);
+        logger()->info("call {}: voicemail {} for {} ({:.1f} s)", callId, id, mailbox, durationS);
+      } else {
+        counters->recordingsFailed.fetch_add(1, std::memory_order_relaxed);
+        logger()->error("call {}: voicemail not stored: {}", callId, r.error().message);
+      }
+    };
+    if (now) {
+      report();  // on the worker already (a shutdown stores inline)
     } else {
-      counters->recordingsFailed.fetch_add(1, std::memory_order_relaxed);
-      logger()->error("call {}: voicemail not stored: {}", m.callId, r.error().message);
+      asio::post(io, std::move(report));
     }
   };
   if (now) {
