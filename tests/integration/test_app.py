@@ -1,4 +1,4 @@
-"""The app role over the wire (issue 5, "The `app` role"): `evosip app` alone with a temporary
+"""The app role over the wire: `evosip app` alone with a temporary
 sounds directory (WAVs made here: tones whose frequency the test knows) and a voicemail
 directory. A raw SIP UAC (this test's UDP socket) sends INVITEs with X-Evosip-* headers as the
 router would, with an SDP offer that points at a Python RTP socket, and asserts what a caller

@@ -1,6 +1,6 @@
 """The whole platform as a user runs it: `evosip up` (edge, router, api, media, app on loopback)
-with real headless baresip softphones registering as the demo subscribers it prints (issue 5,
-"Tests and measurements"). Every call's audio goes through `evosip media` (the up config
+with real headless baresip softphones registering as the demo subscribers it prints. Every
+call's audio goes through `evosip media` (the up config
 anchors all calls), so each test also proves the relay on the way.
 
 - alice calls bob: each hears the other's tone (alice 440 Hz, bob 1000 Hz; Goertzel).

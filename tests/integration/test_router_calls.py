@@ -1,4 +1,4 @@
-"""Calls through edge -> router -> edge between registered sipp user agents (issue 3):
+"""Calls through edge -> router -> edge between registered sipp user agents:
 alice calls bob (0 failed); callee not registered -> 480; unknown user -> 404; foreign
 domain from an unauthenticated source -> 403; service number 100 -> the app set with
 X-Evosip-Action: Playback / X-Evosip-Sound: welcome, and no X-Evosip-* back to the caller.

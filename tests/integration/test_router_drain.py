@@ -1,4 +1,4 @@
-"""instance.drain (issue 3): readyz -> 503 at once, a new INVITE -> 503, a call already
+"""instance.drain: readyz -> 503 at once, a new INVITE -> 503, a call already
 established still ends with its BYE. Skips until `evosip router` exists."""
 
 import time

@@ -1,4 +1,4 @@
-"""The router anchors media in a relay over the ng protocol (issue 4, "Router integration"):
+"""The router anchors media in a relay over the ng protocol:
 raw SIP phones alice and bob (this test's sockets) call through edge -> router -> edge, with
 router.media.mode always. The INVITE's SDP offer and the 200's answer must reach the other phone
 rewritten to the relay's address and ports, RTP must flow both ways through the relay, and the

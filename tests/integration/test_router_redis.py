@@ -1,4 +1,4 @@
-"""Two routers sharing a real redis-server (issue 3): a binding registered through router A
+"""Two routers sharing a real redis-server: a binding registered through router A
 is found by a call through router B; router A killed after the 200 OK -> the BYE goes
 through router B (which loads the dialog from the store) and completes; Redis restarted
 mid-test -> 5xx while it is down (never a hang or a crash), service back afterwards.

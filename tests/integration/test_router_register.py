@@ -1,5 +1,5 @@
-"""REGISTER through edge -> router with credentials from the api (issue 3, "Tests and
-measurements"): 1,000 subscribers created through the REST API, 200 of them registered
+"""REGISTER through edge -> router with credentials from the api: 1,000 subscribers created
+through the REST API, 200 of them registered
 by sipp with digest auth; Path stored; wrong password re-challenged; stale nonce;
 nonce-count replay; password change through the API (auth.invalidate); API down -> 503;
 Expires below min -> 423; Contact: * removes all bindings. Skips until `evosip router`

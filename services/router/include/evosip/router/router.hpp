@@ -54,7 +54,7 @@ struct RouterSettings {
                                                          auth::DigestAlgorithm::kSha256};
   // Refuse qop-less (RFC 2069) answers, which carry no nonce count and so can be replayed.
   bool requireQop = true;
-  // Media anchoring (issue 4): the default for calls to subscribers and out of the platform;
+  // Media anchoring: the default for calls to subscribers and out of the platform;
   // service numbers may say otherwise. Relays come from the `media` set.
   MediaMode mediaMode = MediaMode::kNat;
   NgClient::Settings ng;
