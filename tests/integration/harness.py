@@ -969,19 +969,28 @@ class FakeRouter:
             if not data.strip():
                 continue
             try:
-                msg = SipMessage.parse(data, src)
+                msg = self._parse(data, src)
             except Exception:  # noqa: BLE001 - record nothing for garbage
                 continue
-            if msg.is_response:
+            if msg is None or msg.is_response:
                 continue
             with self._lock:
                 self.requests.append(msg)
-            if self.mute or msg.method == "ACK":
-                continue
-            resp = build_response(msg, 200, "OK", to_tag=f"r{self.name}",
-                                  contact=f"<sip:{HOST}:{self.port}>",
-                                  extra_headers=[f"X-Router: {self.name}"])
-            self.sock.sendto(resp, self._reply_address(msg, src))
+            self._answer(msg, data, src)
+
+    @staticmethod
+    def _parse(data: bytes, src) -> Optional[SipMessage]:
+        """The request to record, or None to ignore the datagram (subclasses may filter)."""
+        return SipMessage.parse(data, src)
+
+    def _answer(self, msg: SipMessage, data: bytes, src) -> None:
+        """Answers a recorded request: 200 OK unless mute; never an ACK."""
+        if self.mute or msg.method == "ACK":
+            return
+        resp = build_response(msg, 200, "OK", to_tag=f"r{self.name}",
+                              contact=f"<sip:{HOST}:{self.port}>",
+                              extra_headers=[f"X-Router: {self.name}"])
+        self.sock.sendto(resp, self._reply_address(msg, src))
 
     @staticmethod
     def _reply_address(msg: SipMessage, src) -> Tuple[str, int]:

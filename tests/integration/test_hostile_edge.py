@@ -51,38 +51,21 @@ class ScriptedRouter(FakeRouter):
         self.follow_route = follow_route
         super().__init__(name)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, src = self.sock.recvfrom(70000)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not data.strip():
-                continue
-            try:
-                msg = self._parse(data, src)
-            except Exception:  # noqa: BLE001 - garbage is not recorded
-                continue
-            if msg is None or msg.is_response:
-                continue
-            with self._lock:
-                self.requests.append(msg)
-            route = msg.get("Route")
-            if self.follow_route and route:
-                m = re.search(r"sip:(?:[^@>;]*@)?([0-9.]+)(?::(\d+))?", route)
-                if m:
-                    self.sock.sendto(data, (m.group(1), int(m.group(2) or 5060)))
-            if msg.method == "ACK":
-                continue
-            verdict = self.decide(msg)
-            if verdict is None:
-                continue
-            code, reason, extra = verdict
-            resp = build_response(msg, code, reason, to_tag=f"r{self.name}",
-                                  contact=f"<sip:{HOST}:{self.port}>", extra_headers=extra)
-            self.sock.sendto(resp, self._reply_address(msg, src))
+    def _answer(self, msg, data, src) -> None:
+        route = msg.get("Route")
+        if self.follow_route and route:
+            m = re.search(r"sip:(?:[^@>;]*@)?([0-9.]+)(?::(\d+))?", route)
+            if m:
+                self.sock.sendto(data, (m.group(1), int(m.group(2) or 5060)))
+        if msg.method == "ACK":
+            return
+        verdict = self.decide(msg)
+        if verdict is None:
+            return
+        code, reason, extra = verdict
+        resp = build_response(msg, code, reason, to_tag=f"r{self.name}",
+                              contact=f"<sip:{HOST}:{self.port}>", extra_headers=extra)
+        self.sock.sendto(resp, self._reply_address(msg, src))
 
     @staticmethod
     def _parse(data, src):
