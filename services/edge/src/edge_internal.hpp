@@ -22,7 +22,7 @@ constexpr size_t kBranchHexLen = 16 + 8;                 // transaction hash + l
 constexpr std::string_view kProbePrefix = "z9hG4bK-p";
 constexpr size_t kProbeHexLen = 16 + 8 + 16;
 // Our Via carries this parameter when the request from outside had credentials: the router's
-// 401/407/403 to it is an authentication failure of its source.
+// 401/407 to it is an authentication failure of its source.
 constexpr std::string_view kCredentialsParam = "cr";
 // A local reply to a UDP source (which may be spoofed) is at most this many bytes larger than
 // the request it answers: the edge never amplifies.

@@ -154,7 +154,7 @@ void EdgeService::Impl::registerMetrics() {
                             "Probes a router left unanswered too: the router was marked down");
   auto& authFailures = metrics.counterFamily(
       "evosip_edge_auth_failures_total",
-      "Router 401/407/403 answers to requests that carried credentials (stale nonces excluded)");
+      "Router 401/407 answers to requests that carried credentials (stale nonces excluded)");
   auto& bans = metrics.counterFamily(
       "evosip_edge_bans_total", "Source addresses banned after repeated authentication failures");
   auto& forwarded = metrics.counterFamily("evosip_edge_router_forwarded_total",

@@ -1,6 +1,6 @@
 #pragma once
 // Bans source addresses that keep failing authentication (the fail2ban / pike idea). A failure
-// is a 401/407/403 answer of a router to a request that carried credentials; a first challenge
+// is a 401/407 answer of a router to a request that carried credentials; a first challenge
 // (a request without credentials) is the normal start of digest authentication and is not one.
 // `failures` failures within `window` ban the address for `banFor`.
 //

@@ -95,7 +95,7 @@ struct WorkerCounters {
   std::atomic<uint64_t> unanswered{0};    // a live router left a request unanswered
   std::atomic<uint64_t> probesSent{0};    // OPTIONS to a router after a timeout
   std::atomic<uint64_t> probesFailed{0};  // ... left unanswered: the router was marked down
-  std::atomic<uint64_t> authFailures{0};  // router 401/407/403 to a request with credentials
+  std::atomic<uint64_t> authFailures{0};  // router 401/407 to a request with credentials
   std::atomic<uint64_t> bans{0};          // source addresses banned
 
   static void bump(std::atomic<uint64_t>& c) {
