@@ -8,12 +8,15 @@ export CCACHE_DIR ?= $(HOME)/.cache/evosip-ccache
 # Paths relative to the checkout: another clone or worktree reuses the same cache entries.
 export CCACHE_BASEDIR ?= $(CURDIR)
 
-.PHONY: all deps configure build run test test-asan unit integration fuzz format clean
+.PHONY: all deps configure build run test test-asan unit integration fuzz format clean image
 
 all: build
 
+# Debian packages, then helm + kubernetes-models for the chart's offline validation (npm, into
+# ~/.cache/evosip-k8s-tools, shared by every checkout).
 deps:
 	@scripts/install-deps
+	@deploy/helm/test/install-tools
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) \
@@ -48,6 +51,12 @@ integration: build
 fuzz: deps
 	cmake --preset fuzz
 	cmake --build build-fuzz -j $(JOBS) --target fuzzers
+
+# The container image for every role, built offline (FROM scratch + the assembled filesystem):
+# $(BUILD)/image/evosip-<version>.tar (OCI archive); podman and buildah come from Debian.
+image: build
+	@EVOSIP_WITH_IMAGE_TOOLS=1 scripts/install-deps
+	deploy/image/build-image.sh $(BUILD)
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

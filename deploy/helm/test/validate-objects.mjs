@@ -1,5 +1,5 @@
 // Validates rendered Kubernetes objects offline:
-//   node validate-objects.mjs RENDERED.yaml
+//   node validate-objects.mjs RENDERED.yaml [OBJECTS.json]
 // 1. every object against its Kubernetes schema (kubernetes-models: types, required fields,
 //    formats), and strictly: a field its type does not declare is an error (the API server would
 //    drop or refuse it; kubernetes-models alone lets it through);
@@ -7,6 +7,7 @@
 // 3. the references between objects: ConfigMaps, Secrets, ServiceAccounts, networks, scale
 //    targets and selectors name objects and pods of the same render; probes, preStop and the
 //    grace period fit the drain.
+// With OBJECTS.json, the parsed objects are written there as a JSON array (for other checks).
 // Tools come from EVOSIP_K8S_TOOLS (default ~/.cache/evosip-k8s-tools; deploy/helm/test/install-tools).
 import fs from "node:fs";
 import os from "node:os";
@@ -198,7 +199,7 @@ function checkEvosipContainer(w, pod, c) {
 // --- main ------------------------------------------------------------------------------------
 const file = process.argv[2];
 if (!file) {
-  console.error("usage: node validate-objects.mjs RENDERED.yaml");
+  console.error("usage: node validate-objects.mjs RENDERED.yaml [OBJECTS.json]");
   process.exit(2);
 }
 const objects = YAML.parseAllDocuments(fs.readFileSync(file, "utf8"))
@@ -207,6 +208,7 @@ const objects = YAML.parseAllDocuments(fs.readFileSync(file, "utf8"))
     return d.toJS();
   })
   .filter((o) => o !== null);
+if (process.argv[3]) fs.writeFileSync(process.argv[3], JSON.stringify(objects, null, 1));
 const counts = {};
 for (const obj of objects) {
   if (!obj.apiVersion || !obj.kind) {

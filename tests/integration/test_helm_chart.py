@@ -1,0 +1,240 @@
+"""The Helm chart (deploy/helm/evosip) validated offline: `helm lint --strict`, `helm template`
+with the default values and every examples/*.yaml, each rendered object against the Kubernetes
+schemas with unknown fields refused, NetworkAttachmentDefinitions by their CNI shape, the
+references between objects and the drain timing (deploy/helm/test/validate.sh). Broken charts
+fail it. Then every role's rendered ConfigMap, with the environment its Deployment sets, starts
+the real binary on 127.0.0.1 and turns ready: every rendered key is one the role knows."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+from harness import (HOST, Cleanup, Process, free_port, http_get, make_tmpdir, require_evosip,
+                     start_redis, wait_http_ok)
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CHART = os.path.join(REPO, "deploy", "helm", "evosip")
+VALIDATE = os.path.join(REPO, "deploy", "helm", "test", "validate.sh")
+SECRETS_MOUNT = "/run/secrets/evosip/"
+SECRET_KEYS = ("control_token", "nonce_secret", "flow_secret", "api_token", "api_internal_token",
+               "redis_password")
+
+
+def run_validate(chart, render_dir=None):
+    env = dict(os.environ)
+    if render_dir:
+        env["EVOSIP_RENDER_DIR"] = render_dir
+    return subprocess.run([VALIDATE, chart], capture_output=True, text=True, timeout=300, env=env)
+
+
+class HelmChart(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = make_tmpdir("evosip-helm-")
+        cls.rendered = os.path.join(cls.tmp, "rendered")
+        cls.result = run_validate(CHART, cls.rendered)
+        if cls.result.returncode == 2:
+            raise AssertionError(cls.result.stderr)  # tools missing: `make deps` installs them
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_chart_and_examples_are_valid(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stdout + self.result.stderr)
+        names = sorted(f[:-5] for f in os.listdir(self.rendered) if f.endswith(".yaml"))
+        examples = sorted(f[:-5] for f in os.listdir(os.path.join(CHART, "examples")))
+        self.assertEqual(names, sorted(["default"] + examples))
+        print("\n" + self.result.stdout.strip())
+
+    def broken_copy(self, name, edit):
+        copy = os.path.join(self.tmp, name)
+        # The default values only: one broken render is enough, and each takes seconds.
+        shutil.copytree(CHART, copy, ignore=shutil.ignore_patterns("examples"))
+        os.makedirs(os.path.join(copy, "examples"))
+        edit(copy)
+        return run_validate(copy)
+
+    def assertBroken(self, result, message):
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn(message, result.stderr)
+
+    def test_unknown_field_fails(self):
+        def edit(copy):
+            path = os.path.join(copy, "templates", "deployments.yaml")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("readinessProbe:", "readinesProbe:", 1))
+        self.assertBroken(self.broken_copy("typo", edit),
+                          "unknown field .spec.template.spec.containers[0].readinesProbe")
+
+    def test_wrong_type_fails(self):
+        def edit(copy):
+            path = os.path.join(copy, "templates", "hpa.yaml")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("minReplicas: {{ $a.minReplicas }}",
+                                     "minReplicas: {{ $a.minReplicas | quote }}"))
+        self.assertBroken(self.broken_copy("type", edit), "spec/minReplicas must be integer")
+
+    def test_grace_period_shorter_than_drain_fails(self):
+        def edit(copy):
+            path = os.path.join(copy, "templates", "_helpers.tpl")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace(
+                    "add .Values.drain.preStopSleepSeconds .Values.drain.timeoutSeconds "
+                    ".Values.drain.extraGraceSeconds", ".Values.drain.timeoutSeconds"))
+        self.assertBroken(self.broken_copy("grace", edit),
+                          "terminationGracePeriodSeconds 30 does not exceed preStop 5 s + drain 30 s")
+
+    def test_bad_network_attachment_fails(self):
+        def edit(copy):
+            path = os.path.join(copy, "templates", "networkattachment.yaml")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace('"master" $n.master', '"master" ""'))
+        self.assertBroken(self.broken_copy("nad", edit), "spec.config.master must name an interface")
+
+    def test_values_outside_the_schema_fail(self):
+        def edit(copy):
+            with open(os.path.join(copy, "examples", "typo.yaml"), "w") as f:
+                f.write("edge:\n  replicaz: 3\n")
+        self.assertBroken(self.broken_copy("values", edit), "FAIL typo: helm lint --strict")
+
+
+class RenderedConfigs(unittest.TestCase):
+    """Each rendered ConfigMap started by the real role, with its Deployment's environment."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.bin = require_evosip()
+        cls.tmp = make_tmpdir("evosip-helm-configs-")
+        cls.rendered = os.path.join(cls.tmp, "rendered")
+        result = run_validate(CHART, cls.rendered)
+        if result.returncode != 0:
+            raise AssertionError(result.stdout + result.stderr)
+        cls.secrets = os.path.join(cls.tmp, "secrets")
+        os.makedirs(cls.secrets)
+        for key in SECRET_KEYS:
+            with open(os.path.join(cls.secrets, key), "w") as f:
+                f.write(f"{key}-0123456789abcdef\n")
+        with open(os.path.join(cls.secrets, "database_url"), "w") as f:
+            f.write(f"sqlite://{cls.tmp}/api.db\n")
+        cls.sounds = os.path.join(os.path.dirname(os.path.abspath(cls.bin)), "sounds")
+        if not os.path.isdir(cls.sounds):
+            cls.sounds = os.path.join(REPO, "build", "sounds")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.cleanup = Cleanup()
+        self.addCleanup(self.cleanup.stop_all)
+
+    def has_role(self, role):
+        out = subprocess.run([self.bin, "--help"], capture_output=True, text=True, timeout=10)
+        return re.search(rf"^\s+{role}\s", out.stdout, re.MULTILINE) is not None
+
+    def objects(self, name):
+        with open(os.path.join(self.rendered, f"{name}.json")) as f:
+            return json.load(f)
+
+    def pod_env(self, deployment):
+        """The literal environment the Deployment gives its evosip container, as on a pod."""
+        env = {}
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            if c["name"] != "evosip":
+                continue
+            for e in c.get("env", []):
+                if "value" in e:
+                    env[e["name"]] = re.sub(r"\$\(POD_IP\)", HOST, e["value"])
+        return env
+
+    def local_addresses(self, role, redis):
+        """Loopback ports instead of the pod's wildcard addresses, and the test's own folders."""
+        port = free_port()
+        env = {"EVOSIP_CONTROL_LISTEN": f"{HOST}:{free_port()}"}
+        if role == "edge":
+            env["EVOSIP_SIP_LISTEN"] = f"udp:{HOST}:{port},tcp:{HOST}:{port}"
+        elif role in ("router", "app"):
+            env["EVOSIP_SIP_LISTEN"] = f"udp:{HOST}:{port}"
+        elif role == "media":
+            env["EVOSIP_MEDIA_NG_LISTEN"] = f"{HOST}:{port}"
+        elif role == "api":
+            env["EVOSIP_API_LISTEN"] = f"{HOST}:{port}"
+        if role == "router":
+            env["EVOSIP_STORE_REDIS_HOST"] = HOST
+            env["EVOSIP_STORE_REDIS_PORT"] = str(redis.port)
+        if role == "app":
+            env["EVOSIP_APP_SOUNDS_DIR"] = self.sounds
+            voicemail = os.path.join(self.tmp, "voicemail")
+            os.makedirs(voicemail, exist_ok=True)
+            env["EVOSIP_APP_VOICEMAIL_DIR"] = voicemail
+        return env
+
+    def start_config(self, values_name, role, text, pod_env, redis):
+        path = os.path.join(self.tmp, f"{values_name}-{role}.yaml")
+        with open(path, "w") as f:
+            f.write(text.replace(SECRETS_MOUNT, self.secrets + "/"))
+        env = dict(pod_env, **self.local_addresses(role, redis))
+        proc = self.cleanup.add(Process(f"{values_name}-{role}", [self.bin, role, "--config", path],
+                                        self.tmp, env=env))
+        control = env["EVOSIP_CONTROL_LISTEN"]
+        try:
+            wait_http_ok(f"http://{control}/readyz", timeout=15, proc=proc)
+        except Exception as e:  # the role exited or never turned ready: show why
+            self.fail(f"{values_name}: {role} did not start with its rendered config: {e}\n"
+                      f"{proc.tail()}")
+        status, _ = http_get(f"http://{control}/healthz")
+        self.assertEqual(status, 200)
+        self.assertEqual(proc.stop(timeout=10), 0, proc.tail())
+
+    def test_a_key_the_role_does_not_know_is_refused(self):
+        edge = next(o for o in self.objects("default") if o["kind"] == "ConfigMap"
+                    and o["metadata"]["labels"]["app.kubernetes.io/component"] == "edge")
+        text = edge["data"]["edge.yaml"].replace("\nedge:\n", "\nedge:\n  rooters: []\n", 1)
+        path = os.path.join(self.tmp, "typo-edge.yaml")
+        with open(path, "w") as f:
+            f.write(text.replace(SECRETS_MOUNT, self.secrets + "/"))
+        env = dict(os.environ, **self.local_addresses("edge", None))
+        out = subprocess.run([self.bin, "edge", "--config", path], capture_output=True,
+                             text=True, timeout=15, env=env)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("unknown configuration key 'edge.rooters'", out.stderr)
+
+    def test_every_rendered_config_starts_its_role(self):
+        redis = start_redis(self.tmp, self.cleanup)
+        password = "redis_password-0123456789abcdef"
+        self.assertEqual(redis.cli("config", "set", "requirepass", password)[0], 0)
+        started = 0
+        for name in sorted(f[:-5] for f in os.listdir(self.rendered) if f.endswith(".yaml")):
+            objects = self.objects(name)
+            deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o
+                           for o in objects if o["kind"] == "Deployment"}
+            for cm in (o for o in objects if o["kind"] == "ConfigMap"
+                       and o["metadata"]["labels"].get("app.kubernetes.io/component") in deployments):
+                role = cm["metadata"]["labels"]["app.kubernetes.io/component"]
+                key = f"{role}.yaml"
+                if key not in cm.get("data", {}):
+                    continue
+                with self.subTest(values=name, role=role):
+                    if not self.has_role(role):
+                        self.skipTest(f"this evosip has no `{role}` role")
+                    self.start_config(name, role, cm["data"][key],
+                                      self.pod_env(deployments[role]), redis)
+                    started += 1
+        # default, minimal, production, controller: five roles each at least
+        self.assertGreaterEqual(started, 20)
+
+
+if __name__ == "__main__":
+    unittest.main()
