@@ -7,7 +7,7 @@
 #include <evosip/sip/params.hpp>
 #include <evosip/transaction/proxy_core.hpp>
 
-#include "wire.hpp"
+#include "message_text.hpp"
 
 namespace evosip::transaction {
 namespace {
@@ -195,8 +195,8 @@ bool ProxyCore::checkRequest(TransactionId server, const sip::Message& request) 
 uint32_t ProxyCore::loopHash(const sip::Message& msg, std::string_view requestUri) {
   uint64_t h = hash64(requestUri, 0x6c6f6f70);
   h = hash64(msg.callId(), h);
-  h = hash64(wire::fromTag(msg), h);
-  h = hash64(wire::toTag(msg), h);
+  h = hash64(text::fromTag(msg), h);
+  h = hash64(text::toTag(msg), h);
   if (auto cseq = msg.cseq()) {
     h = mix64(h ^ cseq->number);
   }
@@ -576,7 +576,7 @@ bool ProxyCore::forwardAck(const sip::Message& ack, const ForwardOptions& option
   dropHeaders(ack, options, edit);
   // A stateless branch: the same for every retransmission of this ACK (16.11).
   std::string branch = "z9hG4bK";
-  wire::appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
+  text::appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
   branch.push_back('s');
   edit.prependHeader("Via", viaValue(*to, branch, plan.info.nextRoute.empty()));
   edit.writeTo(out_);
@@ -766,7 +766,7 @@ void ProxyCore::branchFinal(Context& ctx, uint32_t index, int code, const sip::M
     std::string lines;
     for (const auto& h : response->headers()) {
       if (h.id == sip::HeaderId::kWwwAuthenticate || h.id == sip::HeaderId::kProxyAuthenticate) {
-        lines.append(wire::lineOf(*response, h));
+        lines.append(text::lineOf(*response, h));
       }
     }
     ctx.challenges.emplace_back(index, std::move(lines));
@@ -775,7 +775,7 @@ void ProxyCore::branchFinal(Context& ctx, uint32_t index, int code, const sip::M
     ctx.bestCode = code;
     ctx.bestBranch = index;
     if (response != nullptr) {
-      ctx.best.assign(wire::wholeMessage(*response));
+      ctx.best.assign(text::wholeMessage(*response));
     } else {
       ctx.best.clear();
     }

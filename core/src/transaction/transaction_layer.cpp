@@ -6,7 +6,8 @@
 #include <evosip/sip/response.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
 
-#include "wire.hpp"
+#include "message_text.hpp"
+#include "response_destination.hpp"
 
 namespace evosip::transaction {
 namespace {
@@ -29,7 +30,7 @@ bool isClientKind(Kind k) {
 void appendAll(std::string& out, const sip::Message& msg, sip::HeaderId id) {
   for (const auto& h : msg.headers()) {
     if (h.id == id) {
-      out.append(wire::lineOf(msg, h));
+      out.append(text::lineOf(msg, h));
     }
   }
 }
@@ -39,11 +40,11 @@ void appendAll(std::string& out, const sip::Message& msg, sip::HeaderId id) {
 void appendDerivedHead(std::string& out, std::string_view method, const sip::Message& invite,
                        const sip::Via& via) {
   out.append(method).append(" ").append(invite.requestUri()).append(" SIP/2.0\r\n");
-  wire::appendLine(out, "Via", via.text);
+  text::appendLine(out, "Via", via.text);
   appendAll(out, invite, sip::HeaderId::kRoute);
   out.append("Max-Forwards: 70\r\n");
   appendAll(out, invite, sip::HeaderId::kFrom);
-  wire::appendLine(out, "Call-ID", invite.callId());
+  text::appendLine(out, "Call-ID", invite.callId());
 }
 
 }  // namespace
@@ -75,10 +76,10 @@ TransactionLayer::~TransactionLayer() = default;
 std::string TransactionLayer::newBranch(std::optional<uint32_t> loop) {
   std::string b = "z9hG4bK";
   // mix64 is a bijection: distinct counters give distinct branches for one seed.
-  wire::appendHex(b, mix64(settings_.branchSeed ^ mix64(++branchCounter_)));
+  text::appendHex(b, mix64(settings_.branchSeed ^ mix64(++branchCounter_)));
   if (loop) {
     b.push_back('l');
-    wire::appendHex(b, *loop, 8);
+    text::appendHex(b, *loop, 8);
   }
   if (settings_.branchWorker >= 0) {
     b.push_back('w');
@@ -199,8 +200,8 @@ ServerTransaction* TransactionLayer::matchServer(const sip::Message& msg, const 
     return nullptr;
   }
   const std::string_view callId = msg.callId();
-  const std::string_view toTag = wire::toTag(msg);
-  const std::string_view fromTag = wire::fromTag(msg);
+  const std::string_view toTag = text::toTag(msg);
+  const std::string_view fromTag = text::fromTag(msg);
   auto [it, end] = serverIndex_.equal_range(rfc2543Key(callId, cseq->number));
   for (; it != end; ++it) {
     auto* st = static_cast<ServerTransaction*>(find(it->second));
@@ -269,8 +270,8 @@ ServerTransaction* TransactionLayer::createServer(const sip::Message& msg, const
   st.methodText_ = msg.methodText();
   st.callId_ = msg.callId();
   st.source_ = source;
-  st.responseTo_ = wire::responseDestination(source, via);
-  st.request_ = wire::wholeMessage(msg);
+  st.responseTo_ = responseDestination(source, via);
+  st.request_ = text::wholeMessage(msg);
   st.sentByHost_ = via.host;
   st.sentByPort_ = via.port;
   st.rfc3261_ = via.rfc3261Branch();
@@ -282,12 +283,12 @@ ServerTransaction* TransactionLayer::createServer(const sip::Message& msg, const
   } else {
     st.branch_ = via.branch().value_or(std::string_view{});
     st.requestUri_ = msg.requestUri();
-    st.fromTag_ = wire::fromTag(msg);
-    st.toTag_ = wire::toTag(msg);
+    st.fromTag_ = text::fromTag(msg);
+    st.toTag_ = text::toTag(msg);
     st.topVia_ = via.text;
     st.indexKey_ = rfc2543Key(st.callId_, st.cseq_);
   }
-  wire::appendHex(st.localTag_, mix64(hash64(st.callId_) ^ settings_.branchSeed ^ st.id_.value),
+  text::appendHex(st.localTag_, mix64(hash64(st.callId_) ^ settings_.branchSeed ^ st.id_.value),
                   12);
   serverIndex_.emplace(st.indexKey_, st.id_.value);
   byId_.emplace(st.id_.value, std::move(owned));
@@ -301,10 +302,10 @@ void TransactionLayer::rejectFull(const sip::Message& msg, const Source& source)
   ++stats_.rejectedFull;
   auto via = msg.topVia();
   std::string tag;
-  wire::appendHex(tag, hash64(msg.callId(), settings_.branchSeed), 12);
+  text::appendHex(tag, hash64(msg.callId(), settings_.branchSeed), 12);
   std::string out;
   if (via && sip::buildResponse(msg, 503, "Service Unavailable", tag, "Retry-After: 5\r\n", out)) {
-    transmit(wire::responseDestination(source, *via), out);
+    transmit(responseDestination(source, *via), out);
   }
 }
 
@@ -385,7 +386,7 @@ bool TransactionLayer::respond(TransactionId id, std::string_view response) {
       return true;
     }
     st.lastResponse_.assign(response);
-    st.responseToTag_ = wire::toTag(*msg);
+    st.responseToTag_ = text::toTag(*msg);
     account(st);
     st.state_ = State::kCompleted;
     if (!st.reliable_) {

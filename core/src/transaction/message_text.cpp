@@ -1,6 +1,6 @@
-#include "wire.hpp"
+#include "message_text.hpp"
 
-namespace evosip::transaction::wire {
+namespace evosip::transaction::text {
 
 void appendHex(std::string& out, uint64_t v, int digits) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -25,12 +25,4 @@ std::string_view fromTag(const sip::Message& msg) {
   return from->tag().value_or(std::string_view{});
 }
 
-transport::Destination responseDestination(const transport::Source& src, const sip::Via& via) {
-  transport::Destination to{src.protocol, src.remote, src.connection};
-  if (src.protocol == transport::Protocol::kUdp && !via.rport()) {
-    to.remote.port = via.port != 0 ? via.port : 5060;
-  }
-  return to;
-}
-
-}  // namespace evosip::transaction::wire
+}  // namespace evosip::transaction::text

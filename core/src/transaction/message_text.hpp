@@ -1,5 +1,6 @@
 #pragma once
-// Small text helpers shared by the transaction layer and the proxy core (private).
+// Reading and writing the raw text of a message: header lines, the whole message, tags, hex
+// tokens for branches and tags (private to the transaction layer and the proxy core).
 
 #include <cstdint>
 #include <string>
@@ -7,9 +8,8 @@
 
 #include <evosip/sip/address.hpp>
 #include <evosip/sip/message.hpp>
-#include <evosip/transport/sip_transport.hpp>
 
-namespace evosip::transaction::wire {
+namespace evosip::transaction::text {
 
 void appendHex(std::string& out, uint64_t v, int digits = 16);
 
@@ -28,17 +28,8 @@ inline std::string_view wholeMessage(const sip::Message& msg) {
   return msg.buffer().substr(msg.startOffset(), msg.size() - msg.startOffset());
 }
 
-inline uint32_t offsetOf(const sip::Message& msg, std::string_view part) {
-  return static_cast<uint32_t>(part.data() - msg.buffer().data());
-}
-
 // The To tag of a message ("" when none or unreadable).
 std::string_view toTag(const sip::Message& msg);
 std::string_view fromTag(const sip::Message& msg);
 
-// Where the responses to a request received from `src` with top Via `via` go (RFC 3261 18.2.2,
-// RFC 3581): the connection of a stream; over UDP the source address, with the sent-by port
-// (5060 when absent) unless rport was asked for.
-transport::Destination responseDestination(const transport::Source& src, const sip::Via& via);
-
-}  // namespace evosip::transaction::wire
+}  // namespace evosip::transaction::text
