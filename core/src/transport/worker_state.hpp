@@ -1,0 +1,156 @@
+#pragma once
+// The sockets and connections one worker owns, and the steps that run on them. Touched only on
+// that worker's thread. UDP steps are in udp_transport.cpp, TCP steps in tcp_transport.cpp, the
+// cutting of a TCP byte stream into messages in stream_framing.cpp.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <sys/socket.h>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <evosip/base/result.hpp>
+#include <evosip/transport/sip_transport.hpp>
+
+#include "connections_per_ip.hpp"
+
+namespace evosip::transport {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+using std::chrono::steady_clock;
+
+struct WorkerState;
+
+struct UdpSocket {
+  UdpSocket(WorkerState& o, asio::io_context& io, const Endpoint& l)
+      : owner(&o), socket(io), local(l) {}
+  WorkerState* owner;  // valid while !closed
+  udp::socket socket;
+  Endpoint local;
+  bool closed = false;
+  bool egress = false;  // other workers send from it too (SipTransport::Impl::egress)
+};
+
+struct TcpListener {
+  TcpListener(WorkerState& o, asio::io_context& io, const Endpoint& l)
+      : owner(&o), acceptor(io), retry(io), local(l) {}
+  WorkerState* owner;  // valid while !closed
+  tcp::acceptor acceptor;
+  asio::steady_timer retry;
+  Endpoint local;
+  bool closed = false;
+};
+
+struct TcpConnection {
+  TcpConnection(WorkerState& o, tcp::socket s)
+      : owner(&o), socket(std::move(s)), timer(socket.get_executor()) {}
+  WorkerState* owner;  // valid while !closed
+  tcp::socket socket;
+  asio::steady_timer timer;
+  Source source;
+  std::unique_ptr<char[]> buffer;
+  size_t capacity = 0;
+  size_t used = 0;
+  std::string pending;  // queued while a write is in flight
+  std::string writing;  // the bytes of the write in flight
+  bool writeInFlight = false;
+  bool closing = false;    // a final reply is queued; read nothing more
+  bool lingering = false;  // the reply is out; draining the peer until EOF or lingerUntil
+  bool closed = false;
+  bool partial = false;  // bytes of an incomplete message are buffered, since partialSince
+  steady_clock::time_point lastRead;
+  steady_clock::time_point partialSince;
+  steady_clock::time_point timerAt;  // when the armed timer fires
+  steady_clock::time_point lingerUntil;
+};
+
+// Everything one worker owns. Touched only on that worker's thread (or by start()/stop() while
+// no thread runs the worker).
+struct WorkerState {
+  WorkerState(const SipTransport::Handler& h, TransportStats& st, runtime::Worker& w,
+              const TransportSettings& s, ConnectionsPerIp& perIp);
+
+  const SipTransport::Handler& handler;  // these four are valid while !stopped
+  TransportStats& stats;
+  const TransportSettings& settings;
+  ConnectionsPerIp& connectionsPerIp;
+  runtime::Worker& worker;
+  bool stopped = false;
+
+  std::vector<std::shared_ptr<UdpSocket>> udp;
+  // Egress sockets after closeAll(): receiving stopped, the fd still open until closeEgress(),
+  // once no worker can be in the middle of a send from it.
+  std::vector<std::shared_ptr<UdpSocket>> retiredEgress;
+  UdpSocket* udpByFamily[2] = {nullptr, nullptr};  // first socket of each family: v4, v6
+  std::vector<std::shared_ptr<TcpListener>> tcp;
+  std::unordered_map<uint32_t, std::shared_ptr<TcpConnection>> connections;
+  uint32_t nextSeq = 1;
+
+  // recvmmsg batch: preallocated, reused for every socket of this worker.
+  std::vector<mmsghdr> recvMsgs;
+  std::vector<iovec> recvIov;
+  std::vector<sockaddr_storage> recvAddrs;
+  std::unique_ptr<char[]> recvBuffer;
+
+  // sendmmsg batch, filled while a receive batch runs (batchDepth > 0).
+  int batchDepth = 0;
+  std::vector<mmsghdr> sendMsgs;
+  std::vector<iovec> sendIov;
+  std::vector<sockaddr_storage> sendAddrs;
+  std::vector<int> sendFds;
+  std::unique_ptr<char[]> sendBuffer;
+  size_t sendCapacity = 0;
+  size_t sendUsed = 0;
+  size_t sendCount = 0;
+
+  // Hands one message to the role's handler; a handler that throws is counted, not fatal.
+  void deliver(const Packet& packet);
+
+  // UDP (udp_transport.cpp).
+  void allocateUdpBatches();
+  void armUdp(const std::shared_ptr<UdpSocket>& s);
+  void drainUdp(const std::shared_ptr<UdpSocket>& s);
+  // Delivers the n datagrams of the last recvmmsg; false when s was closed meanwhile.
+  bool deliverDatagrams(const std::shared_ptr<UdpSocket>& s, int n);
+  // fd < 0: this worker's listen socket of the family.
+  bool sendUdp(const Endpoint& to, std::string_view data, int fd = -1);
+  void flushSends();
+  void beginBatch() { ++batchDepth; }
+  void endBatch() {
+    if (--batchDepth == 0 && sendCount > 0) {
+      flushSends();
+    }
+  }
+
+  // TCP (tcp_transport.cpp); processStream, reject and notePartial in stream_framing.cpp.
+  void armAccept(const std::shared_ptr<TcpListener>& l);
+  void onAccepted(TcpListener& l, tcp::socket socket);
+  void armRead(const std::shared_ptr<TcpConnection>& c);
+  void processStream(const std::shared_ptr<TcpConnection>& c);
+  void reject(const std::shared_ptr<TcpConnection>& c, size_t offset, Errc code);
+  void armTimer(const std::shared_ptr<TcpConnection>& c, steady_clock::time_point at);
+  void onTimer(const std::shared_ptr<TcpConnection>& c);
+  // The earlier of the idle deadline and, with an incomplete message buffered, its deadline.
+  steady_clock::time_point nextDeadline(const TcpConnection& c) const;
+  void notePartial(const std::shared_ptr<TcpConnection>& c, bool newMessage);
+  bool queueWrite(const std::shared_ptr<TcpConnection>& c, std::string_view data);
+  void startWrite(const std::shared_ptr<TcpConnection>& c);
+  void startLinger(const std::shared_ptr<TcpConnection>& c);
+  void armLingerRead(const std::shared_ptr<TcpConnection>& c);
+  void closeConnection(std::shared_ptr<TcpConnection> c);
+  bool sendTcp(uint32_t seq, std::string_view data);
+
+  // Shutdown, in two phases (SipTransport::stop).
+  void closeAll();
+  void closeEgress();
+};
+
+}  // namespace evosip::transport
