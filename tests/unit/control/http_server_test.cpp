@@ -1,5 +1,9 @@
 #include <chrono>
+#include <fstream>
+#include <functional>
 #include <future>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +20,40 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
 constexpr auto kTimeout = 5000ms;
+
+// Established TCP connections whose local port is `port` (the server's side of its accepted
+// connections), read from /proc/net/tcp and /proc/net/tcp6.
+size_t establishedOnLocalPort(uint16_t port) {
+  size_t n = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the column names
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      const auto colon = local.rfind(':');
+      if (colon != std::string::npos && std::stoul(local.substr(colon + 1), nullptr, 16) == port &&
+          state == "01") {
+        ++n;
+      }
+    }
+  }
+  return n;
+}
+
+// Polls `done` until it holds or `limit` passes.
+bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
 
 TEST(HttpServerTest, AnswersFromAnotherThreadLater) {
   std::vector<std::thread> workers;
@@ -184,7 +222,8 @@ TEST(HttpConnectionPoolTest, AConnectionTheServerClosedIsReplacedTransparently) 
   boost::asio::io_context io{1};
   HttpConnectionPool pool(io, "127.0.0.1:" + std::to_string(server.port()));
   ASSERT_TRUE(sequential(io, pool, 1).at(0));
-  std::this_thread::sleep_for(1300ms);  // the server's idle timeout, not a race being waited out
+  EXPECT_TRUE(waitUntil([&] { return establishedOnLocalPort(server.port()) == 0; }))
+      << "the server did not close the idle connection";
   auto again = sequential(io, pool, 1);
   ASSERT_TRUE(again.at(0)) << again.at(0).error();
   EXPECT_EQ(again.at(0)->body, "ok");
@@ -212,10 +251,12 @@ TEST(HttpConnectionPoolTest, ManyConnectionsTheServerClosedAreAllReplaced) {
   io.run();
   ASSERT_EQ(answered, 5);
   ASSERT_EQ(pool.idle(), 5u);
-  std::this_thread::sleep_for(1300ms);  // the server closes all five
+  EXPECT_TRUE(waitUntil([&] { return establishedOnLocalPort(server.port()) == 0; }))
+      << "the server did not close the five idle connections";
   auto again = sequential(io, pool, 1);
   ASSERT_TRUE(again.at(0)) << again.at(0).error();
   EXPECT_EQ(again.at(0)->body, "ok");
+  EXPECT_EQ(pool.connectionsOpened(), 6u) << "the answer came on a connection the server closed";
 }
 
 TEST(HttpConnectionPoolTest, NoServerIsAnErrorLineNotAHang) {

@@ -171,8 +171,9 @@ TEST_F(UdpTransportTest, EgressSocketsSendFromTheirPortAndDeliverToTheirWorker) 
 }
 
 namespace {
-// The fd of this process's UDP socket bound to 127.0.0.1:port, or -1.
-int udpFdOnPort(uint16_t port) {
+// This process's UDP sockets bound to 127.0.0.1:port.
+std::vector<int> udpFdsOnPort(uint16_t port) {
+  std::vector<int> fds;
   for (int fd = 0; fd < 4096; ++fd) {
     sockaddr_in a{};
     socklen_t len = sizeof a;
@@ -181,10 +182,16 @@ int udpFdOnPort(uint16_t port) {
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && a.sin_family == AF_INET &&
         ntohs(a.sin_port) == port && ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
         type == SOCK_DGRAM) {
-      return fd;
+      fds.push_back(fd);
     }
   }
-  return -1;
+  return fds;
+}
+
+// The fd of this process's UDP socket bound to 127.0.0.1:port, or -1.
+int udpFdOnPort(uint16_t port) {
+  auto fds = udpFdsOnPort(port);
+  return fds.empty() ? -1 : fds.front();
 }
 }  // namespace
 
@@ -206,8 +213,12 @@ TEST_F(UdpTransportTest, StopClosesEgressSocketsOnlyOnceEveryWorkerHasStopped) {
     released.wait();
   });
   busy.get_future().wait();
+  const uint16_t listenPort = boundAt(0).port;
+  ASSERT_EQ(udpFdsOnPort(listenPort).size(), 2u) << "one listen socket per worker";
   std::thread stopper([this] { transport_->stop(); });
-  std::this_thread::sleep_for(300ms);  // worker 1 is idle: its close has run by now
+  // Worker 1 is idle: it runs its close, which takes its listen socket with it.
+  EXPECT_TRUE(waitUntil([&] { return udpFdsOnPort(listenPort).size() == 1u; }))
+      << "worker 1 did not close its listen socket";
   EXPECT_GE(udpFdOnPort(port1), 0) << "worker 1's egress socket closed while worker 0 runs";
   release.set_value();
   stopper.join();
