@@ -1,7 +1,9 @@
 #pragma once
-// Shared by the transaction and proxy tests: message builders, a recording send callback.
+// Shared by the transaction and proxy tests: the request and response shapes they use (on the
+// shared SipMessageBuilder), a recording send callback.
 
 #include <manual_clock.hpp>
+#include <sip_message_builder.hpp>
 #include <string>
 #include <vector>
 
@@ -57,38 +59,29 @@ struct RequestSpec {
 };
 
 inline std::string request(const RequestSpec& s) {
-  std::string to = "Bob <sip:bob@evosip.local>";
+  auto b = test::SipMessageBuilder::request(s.method, s.uri)
+               .via(s.via)
+               .from("Alice <sip:alice@evosip.local>")
+               .fromTag(s.fromTag)
+               .to("Bob <sip:bob@evosip.local>")
+               .callId(s.callId)
+               .cseq(s.cseq, s.cseqMethod)
+               .lines(s.extra);
   if (!s.toTag.empty()) {
-    to += ";tag=" + s.toTag;
+    b.toTag(s.toTag);
   }
-  return s.method + " " + s.uri + " SIP/2.0\r\n" + "Via: " + s.via + "\r\n" +
-         "Max-Forwards: 70\r\n" + "To: " + to + "\r\n" +
-         "From: Alice <sip:alice@evosip.local>;tag=" + s.fromTag + "\r\n" + "Call-ID: " + s.callId +
-         "\r\n" + "CSeq: " + std::to_string(s.cseq) + " " +
-         (s.cseqMethod.empty() ? s.method : s.cseqMethod) + "\r\n" + s.extra +
-         "Content-Length: 0\r\n\r\n";
+  return b.str();
 }
 
-// A response to `req` (its Vias, From, To with `toTag`, Call-ID, CSeq) with extra lines.
+// A response to `req` (its Vias, Record-Routes, From, To with `toTag` unless it has one,
+// Call-ID, CSeq) with extra lines.
 inline std::string responseTo(const std::string& req, int code, const std::string& toTag,
                               const std::string& extra = "") {
-  auto m = sip::Message::parse(req);
-  EXPECT_TRUE(m.has_value());
-  std::string out = "SIP/2.0 " + std::to_string(code) + " Reason\r\n";
-  for (const auto& h : m->headers()) {
-    if (h.id == sip::HeaderId::kVia || h.id == sip::HeaderId::kFrom ||
-        h.id == sip::HeaderId::kCallId || h.id == sip::HeaderId::kCSeq ||
-        h.id == sip::HeaderId::kRecordRoute) {
-      out += std::string(h.name) + ": " + std::string(h.value) + "\r\n";
-    } else if (h.id == sip::HeaderId::kTo) {
-      out += "To: " + std::string(h.value);
-      if (!toTag.empty() && std::string(h.value).find(";tag=") == std::string::npos) {
-        out += ";tag=" + toTag;
-      }
-      out += "\r\n";
-    }
+  auto b = test::SipMessageBuilder::responseTo(req, code, "Reason").lines(extra);
+  if (!toTag.empty() && wireTag(parsed(req)).empty()) {
+    b.toTag(toTag);
   }
-  return out + extra + "Content-Length: 0\r\n\r\n";
+  return b.str();
 }
 
 }  // namespace evosip::transaction::txntest
