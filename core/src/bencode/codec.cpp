@@ -228,6 +228,11 @@ Result<Value> decode(std::string_view text, const Limits& limits) {
   return decodeAt(text, limits, 0, true, consumed);
 }
 
+Result<Value> decodeFrom(std::string_view input, size_t start, const Limits& limits) {
+  size_t consumed = 0;
+  return decodeAt(input.substr(std::min(start, input.size())), limits, start, true, consumed);
+}
+
 Result<Value> decodePrefix(std::string_view text, size_t& consumed, const Limits& limits) {
   consumed = 0;
   return decodeAt(text, limits, 0, false, consumed);
@@ -275,39 +280,6 @@ void encodeTo(const Value& value, std::string& out) {
 std::string encode(const Value& value) {
   std::string out;
   encodeTo(value, out);
-  return out;
-}
-
-Result<NgMessage> parseNgDatagram(std::string_view datagram, const Limits& limits) {
-  const size_t space = datagram.find(' ');
-  if (space == std::string_view::npos) {
-    return makeError(Errc::kParse, "ng: no space after the cookie");
-  }
-  if (space == 0) {
-    return makeError(Errc::kParse, "ng: empty cookie");
-  }
-  if (space > kMaxCookie) {
-    return makeError(Errc::kParse,
-                     "ng: cookie longer than " + std::to_string(kMaxCookie) + " bytes");
-  }
-  const size_t bodyStart = space + 1;
-  size_t consumed = 0;
-  auto body = decodeAt(datagram.substr(bodyStart), limits, bodyStart, true, consumed);
-  if (!body) {
-    return tl::unexpected(body.error());
-  }
-  if (!body->isDict()) {
-    return makeError(Errc::kInvalid, "ng: the message body is not a dictionary");
-  }
-  return NgMessage{datagram.substr(0, space), std::move(*body)};
-}
-
-std::string formatNgReply(std::string_view cookie, const Value& reply) {
-  std::string out;
-  out.reserve(cookie.size() + 64);
-  out += cookie;
-  out += ' ';
-  encodeTo(reply, out);
   return out;
 }
 

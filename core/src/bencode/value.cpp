@@ -142,14 +142,4 @@ bool operator==(const Value& a, const Value& b) {
   return a.v_ == b.v_;
 }
 
-Value ngOk() {
-  return Value::makeDict().set("result", "ok");
-}
-Value ngPong() {
-  return Value::makeDict().set("result", "pong");
-}
-Value ngError(std::string_view reason) {
-  return Value::makeDict().set("result", "error").set("error-reason", reason);
-}
-
 }  // namespace evosip::bencode

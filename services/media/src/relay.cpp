@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <evosip/bencode/ng_frame.hpp>
 #include <evosip/log/log.hpp>
 #include <evosip/media/relay.hpp>
 #include <evosip/sdp/sdp.hpp>

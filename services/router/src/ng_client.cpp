@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <evosip/bencode/ng_frame.hpp>
 #include <evosip/router/ng_client.hpp>
 
 namespace evosip::router {

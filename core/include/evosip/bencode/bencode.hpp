@@ -1,18 +1,17 @@
 #pragma once
-// Bencode (BitTorrent BEP 3) values, decoder and encoder, and the framing of rtpengine's ng
-// control protocol: every UDP datagram is "<cookie> <bencoded dictionary>" and the reply is
-// "<same cookie> <bencoded dictionary>".
+// Bencode (BitTorrent BEP 3) values, decoder and encoder. The framing of rtpengine's ng control
+// protocol around a bencoded dictionary is in ng_frame.hpp.
 //
 // Decoding never throws and never crashes on any input; every error names the byte offset.
-// Values own their bytes (a decoded Value outlives the datagram it came from).
+// Values own their bytes (a decoded Value outlives the input it came from).
 //
-//   auto msg = bencode::parseNgDatagram(datagram);
-//   if (!msg) { ... msg.error().message ... }
-//   auto command = msg->body.string("command");          // optional<string_view>
-//   auto flags = msg->body.stringList("flags");          // list or single string
+//   auto v = bencode::decode(text);
+//   if (!v) { ... v.error().message ... }
+//   auto command = v->string("command");          // optional<string_view>
+//   auto flags = v->stringList("flags");          // list or single string
 //   bencode::Value reply = bencode::Value::makeDict();
 //   reply.set("result", "ok").set("sdp", rewrittenSdp);
-//   send(bencode::formatNgReply(msg->cookie, reply));
+//   std::string bytes = bencode::encode(reply);
 
 #include <cstddef>
 #include <cstdint>
@@ -128,34 +127,16 @@ struct Limits {
 // than the input, unterminated lists/dicts, non-string dict keys, trailing bytes.
 Result<Value> decode(std::string_view text, const Limits& limits = {});
 
+// Decodes exactly one value that spans input[start..], as decode() does, for a value framed
+// inside a larger input (an ng datagram): error offsets count from the start of `input`.
+Result<Value> decodeFrom(std::string_view input, size_t start, const Limits& limits = {});
+
 // Decodes one value at the start of `text` and reports how many bytes it used (trailing bytes
-// are allowed). The ng datagram parser uses decode(); this is for streams.
+// are allowed). This is for streams.
 Result<Value> decodePrefix(std::string_view text, size_t& consumed, const Limits& limits = {});
 
 // Canonical encoding (dictionary keys sorted bytewise). encodeTo appends to `out`.
 std::string encode(const Value& value);
 void encodeTo(const Value& value, std::string& out);
-
-// --- rtpengine ng protocol framing. ---
-
-struct NgMessage {
-  std::string_view cookie;  // points into the datagram
-  Value body;               // always a dictionary
-};
-
-// "<cookie> <dict>": cookie is 1..kMaxCookie bytes without spaces, one space, then a bencoded
-// dictionary and nothing after it. Errors: empty/missing cookie or space (kParse), bad bencode
-// (kParse, offset relative to the datagram), body not a dictionary (kInvalid).
-inline constexpr size_t kMaxCookie = 128;
-Result<NgMessage> parseNgDatagram(std::string_view datagram, const Limits& limits = {});
-
-// "<cookie> " followed by encode(reply).
-std::string formatNgReply(std::string_view cookie, const Value& reply);
-
-// Reply bodies every ng command shares: {"result":"ok"}, {"result":"pong"} and
-// {"result":"error","error-reason":reason}.
-Value ngOk();
-Value ngPong();
-Value ngError(std::string_view reason);
 
 }  // namespace evosip::bencode

@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include <evosip/bencode/bencode.hpp>
+#include <evosip/bencode/ng_frame.hpp>
 #include <evosip/transport/address_acl.hpp>
 
 namespace evosip::media {
