@@ -3,7 +3,9 @@ with the default values and every examples/*.yaml, each rendered object against 
 schemas with unknown fields refused, NetworkAttachmentDefinitions by their CNI shape, the
 references between objects and the drain timing (deploy/helm/test/validate.sh). Broken charts
 fail it. Then every role's rendered ConfigMap, with the environment its Deployment sets, starts
-the real binary on 127.0.0.1 and turns ready: every rendered key is one the role knows."""
+the real binary on 127.0.0.1 and turns ready: every rendered key is one the role knows. The
+edges' FRR configuration parses (vtysh -C), and its announcer puts the anycast address on the
+loopback of a network namespace exactly while the edge's /readyz answers 200."""
 
 import json
 import os
@@ -13,7 +15,7 @@ import subprocess
 import unittest
 
 from harness import (HOST, Cleanup, Process, free_port, http_get, make_tmpdir, require_evosip,
-                     start_redis, wait_http_ok)
+                     start_redis, wait_http_ok, wait_until)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CHART = os.path.join(REPO, "deploy", "helm", "evosip")
@@ -99,6 +101,112 @@ class HelmChart(unittest.TestCase):
         self.assertBroken(
             self.broken_copy("values", "examples/typo.yaml", "", "edge:\n  replicaz: 3\n"),
             "FAIL typo: helm lint --strict")
+
+
+def frr_configmaps(rendered):
+    """(values name, ConfigMap data) of every rendered FRR ConfigMap."""
+    out = []
+    for name in sorted(f[:-5] for f in os.listdir(rendered) if f.endswith(".json")):
+        with open(os.path.join(rendered, f"{name}.json")) as f:
+            for o in json.load(f):
+                if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-frr"):
+                    out.append((name, o["data"]))
+    return out
+
+
+READYZ_SERVER = """
+import http.server, sys
+port, status_file = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(status_file) as f:
+            code = int(f.read().strip())
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+class EdgeAnycast(unittest.TestCase):
+    """The FRR container's configuration and announcer, rendered from examples with edge.frr."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = make_tmpdir("evosip-helm-frr-")
+        cls.rendered = os.path.join(cls.tmp, "rendered")
+        result = run_validate(CHART, cls.rendered)
+        if result.returncode != 0:
+            raise AssertionError(result.stdout + result.stderr)
+        cls.frr = frr_configmaps(cls.rendered)
+        if not cls.frr:
+            raise AssertionError("no example renders edge.frr")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_frr_configuration_parses(self):
+        vtysh = shutil.which("vtysh")
+        if not vtysh:
+            self.skipTest("vtysh (Debian frr) is not installed")
+        protocols = set()
+        for name, data in self.frr:
+            path = os.path.join(self.tmp, f"{name}-frr.conf")
+            with open(path, "w") as f:
+                f.write(data["frr.conf"])
+            out = subprocess.run([vtysh, "-C", "-f", path], capture_output=True, text=True,
+                                 timeout=30)
+            self.assertEqual(out.returncode, 0, f"{name}: {out.stdout}{out.stderr}")
+            protocols |= {p for p in ("bgp", "ospf") if f"router {p}" in data["frr.conf"]}
+        self.assertEqual(protocols, {"bgp", "ospf"})
+
+    def lo_has(self, ns, address):
+        out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show", "dev", "lo"],
+                             capture_output=True, text=True, timeout=5)
+        return f" {address}/32 " in out.stdout
+
+    def test_anycast_address_follows_readiness(self):
+        if os.geteuid() != 0:
+            self.skipTest("network namespaces need root (CI runs as root)")
+        name, data = self.frr[0]
+        address = re.search(r"^addr=([0-9.]+)/32$", data["announce.sh"], re.M).group(1)
+        port = int(re.search(r"^ready=http://127.0.0.1:(\d+)/readyz$", data["announce.sh"],
+                             re.M).group(1))
+        ns = f"evosip-frr-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", ns], timeout=10)
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=10)
+        cleanup = Cleanup()
+        self.addCleanup(cleanup.stop_all)
+        status = os.path.join(self.tmp, "status")
+        server = os.path.join(self.tmp, "readyz.py")
+        announce = os.path.join(self.tmp, "announce.sh")
+        with open(server, "w") as f:
+            f.write(READYZ_SERVER)
+        with open(announce, "w") as f:
+            f.write(data["announce.sh"])
+        with open(status, "w") as f:
+            f.write("503")
+        cleanup.add(Process("readyz", ["ip", "netns", "exec", ns, "python3", server, str(port),
+                                       status], self.tmp))
+        # FRR itself is the image's; here a process that lives as long as it would.
+        frr = cleanup.add(Process("announce", ["ip", "netns", "exec", ns, "sh", announce],
+                                  self.tmp, env={"FRR_START": "sleep 600"}))
+
+        def set_ready(code, present, what):
+            with open(status, "w") as f:
+                f.write(str(code))
+            wait_until(lambda: self.lo_has(ns, address) == present, 5, what)
+
+        set_ready(503, False, "no anycast address while the edge is not ready")
+        set_ready(200, True, "the anycast address once the edge is ready")
+        set_ready(503, False, "the address withdrawn when the edge stops being ready")
+        set_ready(200, True, "the address back when the edge is ready again")
+        self.assertEqual(frr.stop(timeout=5), 0, frr.tail())
+        self.assertFalse(self.lo_has(ns, address), "the address outlived SIGTERM")
 
 
 class RenderedConfigs(unittest.TestCase):
