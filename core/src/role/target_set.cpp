@@ -65,20 +65,27 @@ Result<std::shared_ptr<TargetSet>> TargetSet::buildAddresses(const std::vector<s
 size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude,
                        std::optional<bool> v6) const {
   const uint64_t keyHash = hash64(key);
-  size_t best = SIZE_MAX;
+  size_t best = SIZE_MAX;  // takes new work
   uint64_t bestWeight = 0;
+  size_t bestDraining = SIZE_MAX;
+  uint64_t bestDrainingWeight = 0;
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (i == exclude || !targets_[i]->upAt(nowNs) ||
         (v6 && targets_[i]->endpoint.ip.is_v6() != *v6)) {
       continue;
     }
-    uint64_t w = rendezvousWeight(keyHash, targets_[i]->nameHash);
-    if (best == SIZE_MAX || w > bestWeight) {
+    const uint64_t w = rendezvousWeight(keyHash, targets_[i]->nameHash);
+    if (targets_[i]->drainingAt(nowNs)) {
+      if (bestDraining == SIZE_MAX || w > bestDrainingWeight) {
+        bestDraining = i;
+        bestDrainingWeight = w;
+      }
+    } else if (best == SIZE_MAX || w > bestWeight) {
       best = i;
       bestWeight = w;
     }
   }
-  return best;
+  return best != SIZE_MAX ? best : bestDraining;
 }
 
 size_t TargetSet::find(const transport::Endpoint& ep) const {
@@ -107,6 +114,7 @@ void TargetSet::inheritFrom(const TargetSet& old) {
     }
     const Target& o = old.at(i);
     t->downUntilNs.store(o.downUntilNs.load());
+    t->drainingUntilNs.store(o.drainingUntilNs.load());
     t->forwarded.store(o.forwarded.load());
     t->timeouts.store(o.timeouts.load());
     t->responses.store(o.responses.load());

@@ -343,7 +343,9 @@ bool Router::rejectWhileDraining(TransactionId id) {
     return false;
   }
   RouterCounters::bump(counters_.drainRejected);
-  refuse(id, 503, "Draining", "Retry-After: 0\r\n");
+  // The edge tries the next router at once on this header (role::kDrainingHeader) and never
+  // shows it to the caller.
+  refuse(id, 503, "Draining", "Retry-After: 0\r\nX-Evosip-Draining: 1\r\n");
   return true;
 }
 

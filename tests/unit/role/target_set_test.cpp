@@ -79,6 +79,25 @@ TEST(TargetSetTest, DownRouterIsSkippedUntilHoldDownEnds) {
   EXPECT_EQ(set->pick(callId, 500), SIZE_MAX);
 }
 
+TEST(TargetSetTest, DrainingRouterTakesNewWorkOnlyWhenEveryOtherOneDrainsToo) {
+  auto set = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060", "sip:10.0.0.3:5060"});
+  const std::string callId = "fixed-call-id";
+  const size_t first = set->pick(callId, 0);
+  set->at(first).drainingUntilNs = 1000;
+  EXPECT_TRUE(set->at(first).upAt(500));
+  const size_t second = set->pick(callId, 500);
+  ASSERT_NE(second, SIZE_MAX);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(set->pick(callId, 1000), first);  // the hold ended
+  for (size_t i = 0; i < set->size(); ++i) {
+    set->at(i).drainingUntilNs = 1000;
+  }
+  EXPECT_EQ(set->pick(callId, 500), first);  // all drain: the rendezvous order again
+  EXPECT_EQ(set->pick(callId, 500, first), second);
+  set->at(first).downUntilNs = 1000;  // a dead one is never chosen
+  EXPECT_EQ(set->pick(callId, 500), second);
+}
+
 TEST(TargetSetTest, PickCanKeepToOneAddressFamily) {
   auto set = *TargetSet::build({"sip:10.0.0.1", "sip:[2001:db8::1]", "sip:10.0.0.2"});
   for (int i = 0; i < 50; ++i) {
@@ -95,10 +114,12 @@ TEST(TargetSetTest, InheritKeepsStateOfRoutersThatStay) {
   auto old = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.2:5060"});
   old->at(0).forwarded = 42;
   old->at(0).downUntilNs = 99;
+  old->at(0).drainingUntilNs = 77;
   auto fresh = makeSet({"sip:10.0.0.1:5060", "sip:10.0.0.3:5060"});
   fresh->inheritFrom(*old);
   EXPECT_EQ(fresh->at(0).forwarded.load(), 42u);
   EXPECT_EQ(fresh->at(0).downUntilNs.load(), 99);
+  EXPECT_EQ(fresh->at(0).drainingUntilNs.load(), 77);
   EXPECT_EQ(fresh->at(1).forwarded.load(), 0u);
 }
 

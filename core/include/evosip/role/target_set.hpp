@@ -24,6 +24,10 @@ struct Target {
   uint64_t nameHash = 0;
   // Steady-clock nanoseconds until which the target is considered down (0 = up).
   std::atomic<int64_t> downUntilNs{0};
+  // Steady-clock nanoseconds until which the target is held out of new work because it refused
+  // new work while draining (0 = takes new work). It is alive: the requests of its existing
+  // dialogs still go to it.
+  std::atomic<int64_t> drainingUntilNs{0};
   // Steady-clock nanoseconds of the last response from this peer: a peer that answers other
   // requests is alive, and one request it leaves unanswered does not take it out of the set.
   std::atomic<int64_t> lastResponseNs{0};
@@ -32,7 +36,15 @@ struct Target {
   std::atomic<uint64_t> responses{0};
 
   bool upAt(int64_t nowNs) const { return downUntilNs.load(std::memory_order_relaxed) <= nowNs; }
+  bool drainingAt(int64_t nowNs) const {
+    return drainingUntilNs.load(std::memory_order_relaxed) > nowNs;
+  }
 };
+
+// A peer that refuses new work because it drains answers 503 with this header (any value). The
+// tier in front sends the request to the next peer at once and holds the refusing one out of new
+// work (Target::drainingUntilNs); the header never leaves the platform.
+inline constexpr std::string_view kDrainingHeader = "X-Evosip-Draining";
 
 class TargetSet {
  public:
@@ -47,8 +59,9 @@ class TargetSet {
   Target& at(size_t i) const { return *targets_[i]; }
 
   // The target for a key: the highest-weight one that is up at nowNs, skipping `exclude`
-  // (SIZE_MAX = none) and, with `v6` given, the targets of the other address family. SIZE_MAX
-  // when no such target is up.
+  // (SIZE_MAX = none) and, with `v6` given, the targets of the other address family. A draining
+  // target is chosen only when every other candidate drains too (it may have stopped draining
+  // since). SIZE_MAX when no such target is up.
   size_t pick(std::string_view key, int64_t nowNs, size_t exclude = SIZE_MAX,
               std::optional<bool> v6 = std::nullopt) const;
   // Index of the target at this endpoint, SIZE_MAX if none.
