@@ -15,6 +15,7 @@ from harness import HOST, Process, free_port, http_get, make_tmpdir, require_evo
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD_ROOTFS = os.path.join(REPO, "deploy", "image", "build-rootfs.sh")
+BUILD_IMAGE = os.path.join(REPO, "deploy", "image", "build-image.sh")
 CONTAINERFILE = os.path.join(REPO, "deploy", "image", "Containerfile")
 MAX_BYTES = 80 * 1000 * 1000
 UID = 10001
@@ -114,6 +115,35 @@ class ImageRootfs(unittest.TestCase):
         db = os.path.join(self.rootfs, "var", "lib", "evosip", "evosip.db")
         self.assertEqual(os.stat(db).st_uid, UID)
         self.stop_role(proc)
+
+    def test_oci_image_builds_offline(self):
+        podman = shutil.which("podman")
+        if not podman:
+            self.skipTest("podman is not installed (make image installs it)")
+        # A build folder of links: build-image.sh writes its image/ folder there.
+        build = os.path.join(self.tmp, "build")
+        os.makedirs(build)
+        os.symlink(os.path.abspath(self.bin), os.path.join(build, "evosip"))
+        os.symlink(os.path.join(self.rootfs, "usr", "share", "evosip", "sounds"),
+                   os.path.join(build, "sounds"))
+        tag = f"localhost/evosip-test:{os.getpid()}"
+        self.addCleanup(subprocess.run, [podman, "rmi", "-f", tag], capture_output=True,
+                        timeout=60)
+        out = subprocess.run([BUILD_IMAGE, build, tag], capture_output=True, text=True,
+                             timeout=300, env=dict(os.environ, EVOSIP_BIN=self.bin))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        archive = os.path.join(build, "image", f"evosip-{os.getpid()}.tar")
+        self.assertTrue(os.path.isfile(archive), out.stdout)
+        inspect = subprocess.run([podman, "image", "inspect", tag], capture_output=True,
+                                 text=True, timeout=60)
+        self.assertEqual(inspect.returncode, 0, inspect.stderr)
+        image = json.loads(inspect.stdout)[0]
+        self.assertEqual(image["Config"]["User"], f"{UID}:{UID}")
+        self.assertEqual(image["Config"]["Entrypoint"], ["/usr/bin/evosip"])
+        self.assertEqual(len(image["RootFS"]["Layers"]), 1)  # FROM scratch: one layer, ours
+        print(f"\nimage {tag}: {image['Size'] / 1e6:.1f} MB, archive "
+              f"{os.path.getsize(archive) / 1e6:.1f} MB")
+        self.assertLess(image["Size"], MAX_BYTES)
 
 
 if __name__ == "__main__":
