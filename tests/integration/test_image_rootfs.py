@@ -140,6 +140,8 @@ class ImageRootfs(unittest.TestCase):
         image = json.loads(inspect.stdout)[0]
         self.assertEqual(image["Config"]["User"], f"{UID}:{UID}")
         self.assertEqual(image["Config"]["Entrypoint"], ["/usr/bin/evosip"])
+        # `kubectl exec POD -- evosip ctl ...` finds the binary.
+        self.assertIn("PATH=/usr/bin", image["Config"]["Env"])
         self.assertEqual(len(image["RootFS"]["Layers"]), 1)  # FROM scratch: one layer, ours
         print(f"\nimage {tag}: {image['Size'] / 1e6:.1f} MB, archive "
               f"{os.path.getsize(archive) / 1e6:.1f} MB")
