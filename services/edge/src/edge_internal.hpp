@@ -17,6 +17,8 @@ namespace evosip::edge::detail {
 
 constexpr std::string_view kBranchPrefix = "z9hG4bK-e";  // RFC 3261 cookie + our marker
 constexpr size_t kBranchHexLen = 16 + 8;                 // transaction hash + loop hash
+// CANCEL shares its INVITE's branch; its failover entry is kept apart from the INVITE's.
+constexpr uint64_t kCancelKey = 0x63616e63656cULL;
 // Branch of a liveness probe: cookie + marker, then a sequence number, the router's index and a
 // keyed hash of both (a response that did not see our probe cannot forge it).
 constexpr std::string_view kProbePrefix = "z9hG4bK-p";

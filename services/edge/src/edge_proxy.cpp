@@ -16,14 +16,12 @@ namespace evosip::edge {
 
 using detail::kBranchHexLen;
 using detail::kBranchPrefix;
+using detail::kCancelKey;
 using detail::offsetOf;
 using transport::Destination;
 using transport::Protocol;
 
 namespace {
-
-// CANCEL shares its INVITE's branch; its failover entry is kept apart from the INVITE's.
-constexpr uint64_t kCancelKey = 0x63616e63656cULL;
 
 size_t methodSlot(sip::Method m) {
   switch (m) {
@@ -711,7 +709,7 @@ bool EdgeProxy::checkInDialog(RequestContext& rq) {
 
 // Everything from outside goes to a router: the one named by the next Route (the router's own
 // Record-Route of the dialog) when it is a live member of the set, otherwise the rendezvous
-// choice for the Call-ID.
+// choice for the Call-ID (for new work, among the routers that do not drain).
 bool EdgeProxy::selectNextHop(RequestContext& rq) {
   if (rq.fromRouter) {
     return nextHopFromRouter(rq);
@@ -727,7 +725,11 @@ bool EdgeProxy::selectNextHop(RequestContext& rq) {
     }
   }
   if (rq.routerIndex == SIZE_MAX) {
-    rq.routerIndex = routers.pick(rq.callId, rq.now);
+    // New work (an initial request, the ACK of a non-2xx final, which goes where its INVITE
+    // went) avoids a router that drains; a request of a dialog goes where its dialog is.
+    const bool newWork = rq.initial || (rq.msg.method() == sip::Method::kAck && !rq.route.flow);
+    rq.routerIndex =
+        newWork ? routers.pick(rq.callId, rq.now) : routers.pickForDialog(rq.callId, rq.now);
   }
   if (rq.routerIndex == SIZE_MAX) {
     drop(rq.w, DropReason::kNoRouter);
@@ -955,7 +957,7 @@ void EdgeProxy::forward(RequestContext& rq) {
     const uint64_t key = rq.txHash ^ (m == sip::Method::kCancel ? kCancelKey : 0);
     sendToRouter(rq.w, rq.worker, key, rq.callId, rq.routerIndex, rq.egress,
                  Destination{rq.src.protocol, rq.src.remote, rq.src.connection},
-                 m != sip::Method::kAck);
+                 m != sip::Method::kAck, m == sip::Method::kInvite);
     return;
   }
   if (!send_(rq.next, rq.w.out)) {

@@ -12,12 +12,11 @@ namespace evosip::edge {
 
 using detail::kBranchHexLen;
 using detail::kBranchPrefix;
+using detail::kCancelKey;
 using transport::Destination;
 using transport::Protocol;
 
 namespace {
-
-constexpr uint64_t kCancelKey = 0x63616e63656cULL;
 
 // The transaction hash in a branch of ours ("z9hG4bK-e" + 16 + 8 hex digits).
 std::optional<uint64_t> ourTransaction(std::string_view branch) {
@@ -60,15 +59,26 @@ bool staleChallenge(const sip::Message& msg) {
   return false;
 }
 
+// A router's 503 that says it drains (role::kDrainingHeader). A stateful router never passes a
+// 503 from further down upstream (RFC 3261 16.7 item 6: it becomes 500), so the header is the
+// router's own.
+bool drainRefusal(const sip::Message& msg) {
+  for (const auto& h : msg.headers()) {
+    if (h.id == sip::HeaderId::kOther && iequals(h.name, role::kDrainingHeader)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 // Responses: our Via must be on top (else dropped); it is removed and the response goes to the
 // next Via's received/rport (UDP) or to the connection named in our Via's flow token.
 void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,
                                const transport::Source& src) {
-  const auto* viaHeader = msg.find(sip::HeaderId::kVia);
   auto ours = msg.topVia();
-  if (!viaHeader || !ours || !isSelfVia(ours->host, ours->port)) {
+  if (!msg.find(sip::HeaderId::kVia) || !ours || !isSelfVia(ours->host, ours->port)) {
     drop(w, DropReason::kNotOurVia);
     return;
   }
@@ -82,25 +92,42 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
     return;
   }
   const size_t router = src.protocol == Protocol::kUdp ? w.routers->find(src.remote) : SIZE_MAX;
-  if (router == SIZE_MAX) {
-    // A client's response is held to its address's ban and rate like its requests.
-    if (const auto why = refusal(w, src.remote.ip, nowNs())) {
-      drop(w, *why);
+  if (router != SIZE_MAX) {
+    if (fromRouter(w, worker, msg, *txHash, router)) {
       return;
     }
-  }
-  if (router != SIZE_MAX) {
-    auto cseq = msg.cseq();
-    const bool cancel = cseq && cseq->method == sip::Method::kCancel;
-    clearPending(worker, *txHash ^ (cancel ? kCancelKey : 0));
-    RouterTarget& t = w.routers->at(router);
-    t.responses.fetch_add(1, std::memory_order_relaxed);
-    t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
+  } else if (const auto why = refusal(w, src.remote.ip, nowNs())) {
+    drop(w, *why);  // a client's response is held to its address's ban and rate like its requests
+    return;
   } else if (findControlCharacter(msg)) {
-    drop(w, DropReason::kControlChar);  // a client's response is held to the request's rules
+    drop(w, DropReason::kControlChar);  // ... and to the request's rules
     return;
   }
-  auto to = responseDestination(w, msg, *ours);
+  relay(w, worker, msg, *ours, router);
+}
+
+// A router's response: the router is alive; the request it answers is settled, or, refused by a
+// router that drains, sent to the next router (true: the response goes no further).
+bool EdgeProxy::fromRouter(WorkerState& w, size_t worker, const sip::Message& msg, uint64_t txHash,
+                           size_t router) {
+  auto cseq = msg.cseq();
+  const bool cancel = cseq && cseq->method == sip::Method::kCancel;
+  const uint64_t key = txHash ^ (cancel ? kCancelKey : 0);
+  RouterTarget& t = w.routers->at(router);
+  t.responses.fetch_add(1, std::memory_order_relaxed);
+  t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
+  if (msg.statusCode() == 503 && drainRefusal(msg)) {
+    onDrainRefusal(w, worker, key, router, msg);
+    return true;
+  }
+  settlePending(worker, key, msg.statusCode(), cseq && cseq->method == sip::Method::kInvite);
+  return false;
+}
+
+// Sends a response on to the next Via. `router`: the router it came from, SIZE_MAX for a client.
+void EdgeProxy::relay(WorkerState& w, size_t worker, const sip::Message& msg, const sip::Via& ours,
+                      size_t router) {
+  auto to = responseDestination(w, msg, ours);
   if (!to) {
     return;
   }
@@ -110,7 +137,7 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
   }
   const bool toRouter = to->protocol == Protocol::kUdp && w.routers->find(to->remote) != SIZE_MAX;
   if (router != SIZE_MAX) {
-    countAuthFailure(w, worker, msg, *ours, to->remote.ip);
+    countAuthFailure(w, worker, msg, ours, to->remote.ip);
   } else if (!toRouter) {
     // The edge sends requests to clients only on behalf of a router: a client's response goes
     // back to a router. One bound elsewhere is made up (our Via on top, a victim's below): the
@@ -119,7 +146,7 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
     return;
   }
   sip::MessageEditor edit(msg);
-  edit.removeFirstValue(*viaHeader);
+  edit.removeFirstValue(*msg.find(sip::HeaderId::kVia));
   if (!toRouter) {
     for (const auto& h : msg.headers()) {
       if (h.id == sip::HeaderId::kOther && detail::isEvosipHeader(h.name)) {

@@ -30,6 +30,8 @@ EdgeConfig readEdgeConfig(config::Document& doc) {
       std::chrono::milliseconds(doc.getInt("edge.router_timeout_ms", 500, 0, 60000));
   c.edge.holdDown =
       std::chrono::milliseconds(doc.getInt("edge.router_hold_down_ms", 10000, 100, 3600000));
+  c.edge.setupCheck =
+      std::chrono::milliseconds(doc.getInt("edge.setup_check_ms", 1000, 100, 60000));
   c.edge.maxForwards = static_cast<uint32_t>(doc.getInt("edge.max_forwards", 20, 1, 255));
   c.edge.rateLimitPerSecond = doc.getDouble("edge.rate_limit.requests_per_second", 30, 0, 1e9);
   c.edge.rateLimitBurst = doc.getDouble("edge.rate_limit.burst", 90, 0, 1e9);
@@ -89,7 +91,7 @@ void EdgeService::Impl::registerRpc() {
       json::object o;
       o["uri"] = t.uri;
       o["address"] = t.endpoint.str();
-      o["state"] = t.upAt(now) ? "up" : "down";
+      o["state"] = !t.upAt(now) ? "down" : t.drainingAt(now) ? "draining" : "up";
       o["forwarded"] = t.forwarded.load();
       o["responses"] = t.responses.load();
       o["timeouts"] = t.timeouts.load();
@@ -157,6 +159,12 @@ void EdgeService::Impl::registerMetrics() {
       "Router 401/407 answers to requests that carried credentials (stale nonces excluded)");
   auto& bans = metrics.counterFamily(
       "evosip_edge_bans_total", "Source addresses banned after repeated authentication failures");
+  auto& drainRetries = metrics.counterFamily(
+      "evosip_edge_drain_retries_total",
+      "Requests a draining router refused, sent on to the next router at once");
+  auto& setupLost = metrics.counterFamily(
+      "evosip_edge_setup_router_lost_total",
+      "Calls in setup whose router died after a provisional response (moved, or answered 408)");
   auto& forwarded = metrics.counterFamily("evosip_edge_router_forwarded_total",
                                           "Requests forwarded to each router");
   auto& timeouts = metrics.counterFamily("evosip_edge_router_timeouts_total",
@@ -168,7 +176,7 @@ void EdgeService::Impl::registerMetrics() {
   struct State {
     std::vector<role::CounterMirror> requests, responses, drops;
     std::unique_ptr<role::CounterMirror> local, failovers, unanswered, probes, probeFailures,
-        authFailures, bans;
+        authFailures, bans, drainRetries, setupLost;
     std::map<std::string, prometheus::Counter*> routerForwarded, routerTimeouts;
     std::map<std::string, double> lastForwarded, lastTimeouts;
     std::map<std::string, prometheus::Gauge*> routerUp;
@@ -195,6 +203,8 @@ void EdgeService::Impl::registerMetrics() {
   st->probeFailures = std::make_unique<role::CounterMirror>(probeFailures.Add({}));
   st->authFailures = std::make_unique<role::CounterMirror>(authFailures.Add({}));
   st->bans = std::make_unique<role::CounterMirror>(bans.Add({}));
+  st->drainRetries = std::make_unique<role::CounterMirror>(drainRetries.Add({}));
+  st->setupLost = std::make_unique<role::CounterMirror>(setupLost.Add({}));
   st->pending = &pending.Add({});
 
   metrics.addCollectHook([this, st, &forwarded, &timeouts, &up] {
@@ -222,6 +232,8 @@ void EdgeService::Impl::registerMetrics() {
     st->probeFailures->set(sum([](const WorkerCounters& c) -> auto& { return c.probesFailed; }));
     st->authFailures->set(sum([](const WorkerCounters& c) -> auto& { return c.authFailures; }));
     st->bans->set(sum([](const WorkerCounters& c) -> auto& { return c.bans; }));
+    st->drainRetries->set(sum([](const WorkerCounters& c) -> auto& { return c.drainRetries; }));
+    st->setupLost->set(sum([](const WorkerCounters& c) -> auto& { return c.setupRouterLost; }));
     double pendingTotal = 0;
     for (size_t w = 0; w < n; ++w) {
       pendingTotal += static_cast<double>(proxy->pending(w));

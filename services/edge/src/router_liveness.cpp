@@ -3,6 +3,12 @@
 // probe addressed to the router itself); any response to that, or to anything else sent to it
 // since, proves it alive. Only a router silent to both is held out of selection. An outsider
 // can make a router ignore a request, never make it ignore the probe.
+//
+// A router that drains refuses new requests with a 503 that carries role::kDrainingHeader: the
+// request goes to the next router at once and the refusing one is held out of new work (its
+// dialogs' requests still reach it). An INVITE stays in the table after a provisional response
+// until its final one, watching its router (checkSetup): a call in setup whose router dies moves
+// to another router, or its caller gets 408; it never waits in silence.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -25,10 +31,39 @@ int64_t toNs(std::chrono::milliseconds d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
 }
 
+// A call in setup is watched at most this long after its first provisional response: longer
+// than any router's Timer C (3 minutes by default, RFC 3261 16.6 item 11), which ends the call
+// on the router's side.
+constexpr int64_t kSetupWatchLimitNs = int64_t{200} * 1000 * 1000 * 1000;
+
+// A CANCEL for a request the edge forwarded (RFC 3261 9.1): the same Request-URI, Call-ID, From,
+// To, CSeq number and Route set, and only our Via, whose branch matches it to the INVITE.
+std::string cancelFor(const sip::Message& invite, uint32_t maxForwards) {
+  std::string out = "CANCEL ";
+  out.append(invite.requestUri()).append(" SIP/2.0\r\n");
+  bool via = false;
+  for (const auto& h : invite.headers()) {
+    const bool copied = h.id == sip::HeaderId::kRoute || h.id == sip::HeaderId::kFrom ||
+                        h.id == sip::HeaderId::kTo || h.id == sip::HeaderId::kCallId;
+    if (h.id == sip::HeaderId::kVia && !via) {
+      sip::ValueSplitter values(h.value);
+      out.append("Via: ").append(values.next().value_or(h.value)).append("\r\n");
+      via = true;
+    } else if (copied) {
+      out.append(h.name).append(": ").append(h.value).append("\r\n");
+    }
+  }
+  out.append("CSeq: ").append(std::to_string(invite.cseq() ? invite.cseq()->number : 0));
+  out.append(" CANCEL\r\nMax-Forwards: ").append(std::to_string(maxForwards));
+  out.append("\r\nContent-Length: 0\r\n\r\n");
+  return out;
+}
+
 }  // namespace
 
 void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::string_view callId,
-                             size_t router, int32_t egress, const Destination& client, bool track) {
+                             size_t router, int32_t egress, const Destination& client, bool track,
+                             bool invite) {
   RouterSet& routers = *w.routers;
   RouterTarget& target = routers.at(router);
   target.forwarded.fetch_add(1, std::memory_order_relaxed);
@@ -42,6 +77,8 @@ void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::s
   p.bytes = w.out;
   p.callId = std::string(callId);
   p.router = router;
+  p.routerEndpoint = target.endpoint;
+  p.invite = invite;
   p.v6 = target.endpoint.ip.is_v6();
   p.generation = w.routersGeneration;
   p.sentNs = nowNs();
@@ -62,15 +99,6 @@ void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::s
   });
 }
 
-void EdgeProxy::clearPending(size_t worker, uint64_t key) {
-  const size_t owner = key % workers_.size();
-  if (owner == worker) {
-    workers_[owner]->pending.erase(key);
-    return;
-  }
-  post_(owner, [this, owner, key] { workers_[owner]->pending.erase(key); });
-}
-
 void EdgeProxy::onTick(size_t worker) {
   WorkerState& w = *workers_[worker];
   refreshRouters(w);
@@ -81,12 +109,101 @@ void EdgeProxy::onTick(size_t worker) {
       now, [&](uint64_t key, PendingRequest&& p) { onRequestTimeout(w, key, std::move(p), now); });
 }
 
+// What a router's response means for the request it answers: a final answer ends the entry;
+// a provisional one to an INVITE keeps it, which from then on watches the router (checkSetup);
+// a provisional one to another request ends it (the router is alive and working on it).
+void EdgeProxy::settlePending(size_t worker, uint64_t key, int code, bool invite) {
+  const size_t owner = key % workers_.size();
+  auto settle = [this, owner, key, code, invite] {
+    WorkerState& o = *workers_[owner];
+    PendingRequest* p = o.pending.find(key);
+    if (p == nullptr) {
+      return;
+    }
+    if (code >= 200 || !invite || !p->invite) {
+      o.pending.erase(key);
+      return;
+    }
+    p->relayedProvisional = p->relayedProvisional || code > 100;
+    if (!p->proceeding) {
+      const int64_t now = nowNs();
+      p->proceeding = true;
+      p->proceedingSinceNs = now;
+      p->watchSinceNs = now;
+      o.pending.reschedule(key, now + toNs(settings_.setupCheck));
+    }
+  };
+  if (owner == worker) {
+    settle();
+  } else {
+    post_(owner, std::move(settle));
+  }
+}
+
+// A router that drains refused a new request: it is held out of new work on every worker, and
+// the worker that keeps the request sends it on (retryAfterDrain).
+void EdgeProxy::onDrainRefusal(WorkerState& w, size_t worker, uint64_t key, size_t router,
+                               const sip::Message& response) {
+  RouterTarget& t = w.routers->at(router);
+  const int64_t now = nowNs();
+  if (!t.drainingAt(now)) {
+    log::get("edge")->info("router {} drains: out of new calls for {} ms", t.uri,
+                           settings_.holdDown.count());
+  }
+  t.drainingUntilNs.store(now + toNs(settings_.holdDown), std::memory_order_relaxed);
+  const size_t owner = key % workers_.size();
+  if (owner == worker) {
+    retryAfterDrain(w, worker, key, t.endpoint, response);
+    return;
+  }
+  post_(owner, [this, owner, key, from = t.endpoint, bytes = std::string(response.buffer())] {
+    if (auto msg = sip::Message::parse(bytes, settings_.limits)) {
+      retryAfterDrain(*workers_[owner], owner, key, from, *msg);
+    }
+  });
+}
+
+// The refused request goes to the next router that takes new work, with the same bytes and
+// branch (the caller's CANCEL and ACK, forwarded statelessly, compute the same branch and reach
+// the same router: the draining one is out of the rendezvous choice). The 503 goes on to the
+// caller, without the header, only when the request was not kept (the table was full) or every
+// other router drains too.
+void EdgeProxy::retryAfterDrain(WorkerState& w, size_t worker, uint64_t key,
+                                const transport::Endpoint& from, const sip::Message& response) {
+  PendingRequest* kept = w.pending.find(key);
+  const size_t router = w.routers->find(from);
+  if (kept != nullptr && (kept->router != router || kept->generation != w.routersGeneration)) {
+    return;  // the request is at another router already: a late copy of the refusal
+  }
+  const int64_t now = nowNs();
+  PendingRequest p;
+  size_t next = SIZE_MAX;
+  if (kept != nullptr) {
+    p = std::move(*kept);
+    w.pending.erase(key);
+    next = nextRouter(w, p, router, now);
+  }
+  if (next == SIZE_MAX || w.routers->at(next).drainingAt(now)) {
+    auto ours = response.topVia();
+    if (ours) {
+      relay(w, worker, response, *ours, router);
+    }
+    return;
+  }
+  WorkerCounters::bump(w.counters.drainRetries);
+  resend(w, key, std::move(p), next, now);
+}
+
 // A router left a request unanswered. If it answered anything sent after that request, it is
 // alive and chose not to answer this one (a request it found invalid, say): another router
 // would do the same, so nothing more happens. Otherwise the router is probed, and the request
 // goes to the next router so that its sender gets an answer; the first router stays in the set
 // until the probe fails.
 void EdgeProxy::onRequestTimeout(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now) {
+  if (p.proceeding) {
+    checkSetup(w, key, std::move(p), now);
+    return;
+  }
   RouterSet& routers = *w.routers;
   size_t failed = SIZE_MAX;
   if (p.generation == w.routersGeneration && p.router < routers.size()) {
@@ -102,34 +219,79 @@ void EdgeProxy::onRequestTimeout(WorkerState& w, uint64_t key, PendingRequest&& 
   failOver(w, key, std::move(p), failed, now);
 }
 
-void EdgeProxy::failOver(WorkerState& w, uint64_t key, PendingRequest&& p, size_t failed,
-                         int64_t now) {
+// An INVITE in setup: its router sent a provisional response and owes the final one, which may
+// take minutes (ringing), so the entry has no timeout of its own. Every setup_check_ms it looks
+// at the router: one that answered anything since the last look is alive (its own Timer C ends
+// the call); one that answered nothing is probed. When the probe fails too (the router is
+// marked down), the call moves to the next router if its caller heard nothing but 100 Trying;
+// otherwise the caller gets 408 (RFC 3261 16.8: Timer C fired on a branch with a provisional
+// response) and the router a CANCEL, in case it is only cut off from this edge.
+void EdgeProxy::checkSetup(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now) {
   RouterSet& routers = *w.routers;
+  if (p.generation != w.routersGeneration) {  // the set changed: the router's index may have
+    p.router = routers.find(p.routerEndpoint);
+    p.generation = w.routersGeneration;
+  }
+  if (p.router >= routers.size() || now - p.proceedingSinceNs > kSetupWatchLimitNs) {
+    return;  // the router left the set, or the setup outlived any Timer C: stop watching
+  }
+  RouterTarget& t = routers.at(p.router);
+  if (t.upAt(now)) {
+    if (t.lastResponseNs.load(std::memory_order_relaxed) > p.watchSinceNs) {
+      p.watchSinceNs = now;
+      p.deadlineNs = now + toNs(settings_.setupCheck);
+    } else {
+      startProbe(w, p.router, now);
+      p.deadlineNs = now + toNs(settings_.routerTimeout);  // the probe's verdict is in by then
+    }
+    w.pending.rearm(key, std::move(p));
+    return;
+  }
+  WorkerCounters::bump(w.counters.setupRouterLost);
+  if (!p.relayedProvisional) {
+    const size_t failed = p.router;
+    p.proceeding = false;
+    failOver(w, key, std::move(p), failed, now);
+    return;
+  }
+  if (auto invite = sip::Message::parse(p.bytes, settings_.limits)) {
+    w.out = cancelFor(*invite, settings_.maxForwards);
+    uint16_t port = 0;
+    const int32_t egress = egressFor(p.callId, t.endpoint, port);
+    send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, w.out);
+  }
+  answerFromKept(w, p, 408, "Request Timeout", {});
+}
+
+size_t EdgeProxy::nextRouter(WorkerState& w, const PendingRequest& p, size_t failed,
+                             int64_t now) const {
+  RouterSet& routers = *w.routers;
+  if (p.attempts >= routers.size() + 1) {
+    return SIZE_MAX;
+  }
   // A router of the same address family first: the kept copy's Via (and a router-facing
   // Record-Route) name the edge's address and egress port of that family.
-  size_t nextRouter = routers.pick(p.callId, now, failed, p.v6);
-  if (nextRouter == SIZE_MAX) {
-    nextRouter = routers.pick(p.callId, now, failed);
-  }
-  if (nextRouter == SIZE_MAX || p.attempts >= routers.size() + 1) {
+  const size_t next = routers.pick(p.callId, now, failed, p.v6);
+  return next != SIZE_MAX ? next : routers.pick(p.callId, now, failed);
+}
+
+void EdgeProxy::failOver(WorkerState& w, uint64_t key, PendingRequest&& p, size_t failed,
+                         int64_t now) {
+  const size_t next = nextRouter(w, p, failed, now);
+  if (next == SIZE_MAX) {
     // Nobody left: tell this client, from the request we kept. Other callers are not affected.
-    if (auto req = sip::Message::parse(p.bytes, settings_.limits); req && req->isRequest()) {
-      // Our own Via is on top of the kept copy: answer with the client's Via stack.
-      sip::MessageEditor strip(*req);
-      strip.removeFirstValue(*req->find(sip::HeaderId::kVia));
-      std::string original = strip.str();
-      if (auto orig = sip::Message::parse(original, settings_.limits)) {
-        transport::Source src{p.client.protocol, p.client.remote, {}, p.client.connection};
-        reply(w, *orig, src, 503, "Service Unavailable",
-              fmt::format("Retry-After: {}\r\n",
-                          std::max<int64_t>(1, toNs(settings_.holdDown) / 1000000000)));
-      }
-    }
+    answerFromKept(w, p, 503, "Service Unavailable",
+                   fmt::format("Retry-After: {}\r\n",
+                               std::max<int64_t>(1, toNs(settings_.holdDown) / 1000000000)));
     drop(w, DropReason::kNoRouter);
     return;
   }
   WorkerCounters::bump(w.counters.failovers);
-  RouterTarget& t = routers.at(nextRouter);
+  resend(w, key, std::move(p), next, now);
+}
+
+void EdgeProxy::resend(WorkerState& w, uint64_t key, PendingRequest&& p, size_t next, int64_t now) {
+  RouterTarget& t = w.routers->at(next);
   t.forwarded.fetch_add(1, std::memory_order_relaxed);
   // The kept copy carries the Via port of the call's egress socket: the same one again.
   uint16_t port = 0;
@@ -139,12 +301,30 @@ void EdgeProxy::failOver(WorkerState& w, uint64_t key, PendingRequest&& p, size_
     readdress(p, egress >= 0 ? port : 0);
   }
   send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, p.bytes);
-  p.router = nextRouter;
+  p.router = next;
+  p.routerEndpoint = t.endpoint;
   p.generation = w.routersGeneration;
   p.attempts += 1;
   p.sentNs = now;
   p.deadlineNs = now + toNs(settings_.routerTimeout);
   w.pending.rearm(key, std::move(p));
+}
+
+// The edge's own final answer to a request it kept, sent to the request's client.
+void EdgeProxy::answerFromKept(WorkerState& w, const PendingRequest& p, int code,
+                               std::string_view reason, std::string_view extraHeaders) {
+  auto req = sip::Message::parse(p.bytes, settings_.limits);
+  if (!req || !req->isRequest()) {
+    return;
+  }
+  // Our own Via is on top of the kept copy: answer with the client's Via stack.
+  sip::MessageEditor strip(*req);
+  strip.removeFirstValue(*req->find(sip::HeaderId::kVia));
+  const std::string original = strip.str();
+  if (auto orig = sip::Message::parse(original, settings_.limits)) {
+    transport::Source src{p.client.protocol, p.client.remote, {}, p.client.connection};
+    reply(w, *orig, src, code, reason, extraHeaders);
+  }
 }
 
 // OPTIONS addressed to the router itself, Max-Forwards 0: it cannot be forwarded anywhere, and

@@ -70,6 +70,11 @@ TEST_F(EdgeProxyTest, ResponseFromRouterGoesBackToTheClientByVia) {
   EXPECT_EQ(m.count(sip::HeaderId::kVia), 1u);
   EXPECT_EQ(m.topVia()->host, "10.1.1.1");
   EXPECT_EQ(sent[0].bytes.find("X-Evosip"), std::string::npos);
+  // A provisional answer keeps the INVITE (a call in setup) until the final one.
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 1u);
+  std::string ok = ringing;
+  ok.replace(0, ok.find("\r\n"), "SIP/2.0 200 OK");
+  receive(ok, ep("127.0.0.1", 5070));
   EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);  // answered: nothing to fail over
 }
 

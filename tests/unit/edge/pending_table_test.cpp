@@ -1,3 +1,5 @@
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include <evosip/edge/pending_table.hpp>
@@ -50,6 +52,44 @@ TEST(PendingTableTest, AGrownRetransmissionKeepsTheFirstCopy) {
   EXPECT_EQ(t.find(1)->bytes.size(), 100u);
   EXPECT_TRUE(t.upsert(1, request(120, 100)));  // within the bound it is refreshed
   EXPECT_EQ(t.find(1)->bytes.size(), 120u);
+}
+
+// A request waits router_timeout_ms, an INVITE in setup setup_check_ms: entries expire in
+// deadline order whatever order they came in, and a rescheduled entry only at its new deadline.
+TEST(PendingTableTest, ExpiresInDeadlineOrderAcrossDifferentTimeouts) {
+  PendingTable t(100);
+  EXPECT_TRUE(t.upsert(1, request(10, 1000)));
+  EXPECT_TRUE(t.upsert(2, request(10, 300)));
+  EXPECT_TRUE(t.upsert(3, request(10, 500)));
+  t.reschedule(2, 2000);  // a call in setup: checked later
+  std::vector<uint64_t> order;
+  auto collect = [&](uint64_t key, PendingRequest&&) { order.push_back(key); };
+  t.expire(600, collect);
+  EXPECT_EQ(order, (std::vector<uint64_t>{3}));
+  t.expire(1500, collect);
+  EXPECT_EQ(order, (std::vector<uint64_t>{3, 1}));
+  EXPECT_EQ(t.size(), 1u);
+  t.expire(2000, collect);
+  EXPECT_EQ(order, (std::vector<uint64_t>{3, 1, 2}));
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.bytes(), 0u);
+}
+
+// A client's retransmission refreshes the bytes but keeps what the router's answers taught the
+// entry (a call in setup stays one).
+TEST(PendingTableTest, ARetransmissionKeepsTheSetupState) {
+  PendingTable t(100);
+  PendingRequest p = request(10, 100);
+  p.proceeding = true;
+  p.relayedProvisional = true;
+  p.watchSinceNs = 42;
+  EXPECT_TRUE(t.upsert(1, std::move(p)));
+  EXPECT_TRUE(t.upsert(1, request(12, 900)));
+  ASSERT_NE(t.find(1), nullptr);
+  EXPECT_TRUE(t.find(1)->proceeding);
+  EXPECT_TRUE(t.find(1)->relayedProvisional);
+  EXPECT_EQ(t.find(1)->watchSinceNs, 42);
+  EXPECT_EQ(t.find(1)->deadlineNs, 100);
 }
 
 }  // namespace

@@ -42,11 +42,17 @@ TEST(RateLimiterTest, SourcesHaveTheirOwnBuckets) {
 
 TEST(RateLimiterTest, MemoryIsBoundedByTheSlotTable) {
   RateLimiter limiter(1, 1, 64);
-  // 10,000 sources through 64 slots: no growth, and a source seen again later starts full.
+  EXPECT_TRUE(limiter.allow(kA, 0));
+  EXPECT_FALSE(limiter.allow(kA, 0));  // its one token is spent
+  // 10,000 other sources pass through the 64 slots: each takes a slot over with a full bucket.
+  int allowed = 0;
   for (uint32_t i = 0; i < 10000; ++i) {
-    limiter.allow(boost::asio::ip::address_v4(0x0a000000 + i), 0);
+    allowed += limiter.allow(boost::asio::ip::address_v4(0x0a000000 + i), 0) ? 1 : 0;
   }
-  SUCCEED();
+  EXPECT_EQ(allowed, 10000);
+  // kA's slot was taken over: the table forgot kA rather than grow, so kA starts full again.
+  EXPECT_TRUE(limiter.allow(kA, 0));
+  EXPECT_FALSE(limiter.allow(kA, 0));
 }
 
 }  // namespace

@@ -21,7 +21,7 @@
 #include <evosip/edge/flow_token.hpp>
 #include <evosip/edge/pending_table.hpp>
 #include <evosip/edge/rate_limiter.hpp>
-#include <evosip/edge/router_set.hpp>
+#include <evosip/role/target_set.hpp>
 #include <evosip/runtime/clock.hpp>
 #include <evosip/sip/message.hpp>
 #include <evosip/transport/address.hpp>
@@ -30,6 +30,10 @@
 
 namespace evosip::edge {
 
+// The edge's routers: a role::TargetSet (rendezvous choice per Call-ID, up/down and drain state).
+using RouterSet = role::TargetSet;
+using RouterTarget = role::Target;
+
 struct EdgeSettings {
   // Our own SIP addresses (bound listen specs). The first UDP one of each family is the address
   // we put in Via/Record-Route/Path unless `advertise` is set.
@@ -37,7 +41,12 @@ struct EdgeSettings {
   std::string advertiseHost;  // "" = the listen address; host or IP as written into SIP
   uint16_t advertisePort = 0;
   std::chrono::milliseconds routerTimeout{500};
+  // How long a router is held out: of all selection when it answered neither a request nor its
+  // probe; of new calls when it refused one because it drains.
   std::chrono::milliseconds holdDown{10000};
+  // A call in setup (its router sent a provisional response) checks its router this often; a
+  // router that answered nothing since is probed.
+  std::chrono::milliseconds setupCheck{1000};
   // Max-Forwards of every forwarded request: min(received - 1, maxForwards); added when absent.
   uint32_t maxForwards = 20;
   double rateLimitPerSecond = 30;  // per source IP and worker; 0 = off
@@ -92,11 +101,13 @@ struct WorkerCounters {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> drops{};
   std::atomic<uint64_t> localReplies{0};
   std::atomic<uint64_t> failovers{0};
-  std::atomic<uint64_t> unanswered{0};    // a live router left a request unanswered
-  std::atomic<uint64_t> probesSent{0};    // OPTIONS to a router after a timeout
-  std::atomic<uint64_t> probesFailed{0};  // ... left unanswered: the router was marked down
-  std::atomic<uint64_t> authFailures{0};  // router 401/407 to a request with credentials
-  std::atomic<uint64_t> bans{0};          // source addresses banned
+  std::atomic<uint64_t> unanswered{0};       // a live router left a request unanswered
+  std::atomic<uint64_t> probesSent{0};       // OPTIONS to a router after a timeout
+  std::atomic<uint64_t> probesFailed{0};     // ... left unanswered: the router was marked down
+  std::atomic<uint64_t> authFailures{0};     // router 401/407 to a request with credentials
+  std::atomic<uint64_t> bans{0};             // source addresses banned
+  std::atomic<uint64_t> drainRetries{0};     // requests moved at once off a router that drains
+  std::atomic<uint64_t> setupRouterLost{0};  // calls in setup whose router died
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -192,14 +203,28 @@ class EdgeProxy {
                                     int64_t now);
 
   // Response steps.
+  bool fromRouter(WorkerState& w, size_t worker, const sip::Message& msg, uint64_t txHash,
+                  size_t router);
+  void relay(WorkerState& w, size_t worker, const sip::Message& msg, const sip::Via& ours,
+             size_t router);
   std::optional<transport::Destination> responseDestination(WorkerState& w, const sip::Message& msg,
                                                             const sip::Via& ours);
   void countAuthFailure(WorkerState& w, size_t worker, const sip::Message& msg,
                         const sip::Via& ours, const boost::asio::ip::address& client);
 
-  // Router liveness.
+  // Router liveness, drain and failover.
+  void settlePending(size_t worker, uint64_t key, int code, bool invite);
+  void onDrainRefusal(WorkerState& w, size_t worker, uint64_t key, size_t router,
+                      const sip::Message& response);
+  void retryAfterDrain(WorkerState& w, size_t worker, uint64_t key, const transport::Endpoint& from,
+                       const sip::Message& response);
   void onRequestTimeout(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now);
+  void checkSetup(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now);
+  size_t nextRouter(WorkerState& w, const PendingRequest& p, size_t failed, int64_t now) const;
   void failOver(WorkerState& w, uint64_t key, PendingRequest&& p, size_t failed, int64_t now);
+  void resend(WorkerState& w, uint64_t key, PendingRequest&& p, size_t next, int64_t now);
+  void answerFromKept(WorkerState& w, const PendingRequest& p, int code, std::string_view reason,
+                      std::string_view extraHeaders);
   void startProbe(WorkerState& w, size_t router, int64_t now);
   void checkProbes(WorkerState& w, int64_t now);
   bool onProbeResponse(WorkerState& w, std::string_view branch, const transport::Source& src);
@@ -218,9 +243,8 @@ class EdgeProxy {
   void refreshRouters(WorkerState& w);
   int64_t nowNs() const;
   void sendToRouter(WorkerState& w, size_t worker, uint64_t branchKey, std::string_view callId,
-                    size_t router, int32_t egress, const transport::Destination& client,
-                    bool track);
-  void clearPending(size_t worker, uint64_t branchKey);
+                    size_t router, int32_t egress, const transport::Destination& client, bool track,
+                    bool invite);
   // Rewrites a kept request for a router of the other address family: our Via's sent-by (that
   // family's address and `egressPort`, 0 = the listen port) and a router-facing Record-Route.
   void readdress(PendingRequest& p, uint16_t egressPort) const;

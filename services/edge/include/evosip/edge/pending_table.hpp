@@ -1,31 +1,43 @@
 #pragma once
 // What the edge remembers to fail over: for each request it forwarded to a router and that has
-// not seen a response yet, the router, the deadline and the bytes to resend. Keyed by the branch
-// of the edge's own Via; bounded in entries and in bytes (a flood of large requests a router
-// leaves unanswered cannot grow it further: requests beyond the bounds are still forwarded, only
-// not failed over); owned by one worker. The timeout is the same for every entry, so a FIFO is
-// ordered by deadline.
+// not seen a final response yet, the router, the deadline and the bytes to resend. Keyed by the
+// branch of the edge's own Via; bounded in entries and in bytes (a flood of large requests a
+// router leaves unanswered cannot grow it further: requests beyond the bounds are still
+// forwarded, only not failed over); owned by one worker. Deadlines differ (a request waits
+// router_timeout_ms for its first answer, an INVITE in setup is checked every setup_check_ms), so
+// they are kept in a min-heap; a slot whose entry was answered or rescheduled is skipped when it
+// comes up.
 
 #include <cstdint>
-#include <deque>
+#include <functional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include <evosip/transport/sip_transport.hpp>
 
 namespace evosip::edge {
 
 struct PendingRequest {
-  std::string bytes;         // the forwarded message, ready to resend
-  std::string callId;        // rendezvous key for the next router
-  size_t router = SIZE_MAX;  // index in the router set of `generation`
-  uint64_t generation = 0;   // router set generation the index refers to
+  std::string bytes;                   // the forwarded message, ready to resend
+  std::string callId;                  // rendezvous key for the next router
+  size_t router = SIZE_MAX;            // index in the router set of `generation`
+  transport::Endpoint routerEndpoint;  // the same router, whatever the set's generation
+  uint64_t generation = 0;             // router set generation the index refers to
   int64_t sentNs = 0;
   int64_t deadlineNs = 0;
-  transport::Destination client;  // where a 503 goes when no router is left
+  transport::Destination client;  // where the edge's own final answer goes
   uint32_t attempts = 1;
-  bool v6 = false;  // the address family its Via (our address, egress port) was written for
+  bool v6 = false;      // the address family its Via (our address, egress port) was written for
+  bool invite = false;  // an INVITE: kept after a provisional response, until the final one
+  // INVITE in setup: the router sent a provisional response. From then on the entry has no
+  // timeout of its own; it watches the router (see EdgeProxy::checkSetup).
+  bool proceeding = false;
+  bool relayedProvisional = false;  // a provisional beyond 100 reached the caller: no failover
+  int64_t proceedingSinceNs = 0;    // when the first provisional arrived (age limit)
+  int64_t watchSinceNs = 0;         // the router must have answered something after this
 };
 
 class PendingTable {
@@ -48,11 +60,14 @@ class PendingTable {
 
   // Puts an entry back with a new deadline (after a resend).
   void rearm(uint64_t key, PendingRequest request);
+  // Moves the deadline of an entry that stays (an INVITE in setup).
+  void reschedule(uint64_t key, int64_t deadlineNs);
 
  private:
   struct Deadline {
-    uint64_t key;
     int64_t deadlineNs;
+    uint64_t key;
+    bool operator>(const Deadline& o) const { return deadlineNs > o.deadlineNs; }
   };
   static size_t cost(const PendingRequest& r) { return r.bytes.size() + r.callId.size(); }
 
@@ -60,16 +75,16 @@ class PendingTable {
   size_t maxBytes_;
   size_t bytes_ = 0;
   std::unordered_map<uint64_t, PendingRequest> entries_;
-  std::deque<Deadline> order_;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> order_;
 };
 
 template <typename Fn>
 void PendingTable::expire(int64_t nowNs, Fn&& fn) {
-  while (!order_.empty() && order_.front().deadlineNs <= nowNs) {
-    Deadline d = order_.front();
-    order_.pop_front();
+  while (!order_.empty() && order_.top().deadlineNs <= nowNs) {
+    const Deadline d = order_.top();
+    order_.pop();
     auto it = entries_.find(d.key);
-    // Stale FIFO slot: the entry was answered, or refreshed with a later deadline.
+    // Stale slot: the entry was answered, or rescheduled with another deadline.
     if (it == entries_.end() || it->second.deadlineNs != d.deadlineNs) {
       continue;
     }

@@ -1,0 +1,234 @@
+// A router that drains or dies while the edge has a request of a caller's at it: the request
+// moves to the next router, or the caller gets a final answer from the edge; never silence.
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "edge_proxy_fixture.hpp"
+
+namespace evosip::edge {
+namespace {
+
+using namespace edgetest;
+
+class EdgeFailoverTest : public EdgeProxyTest {
+ protected:
+  void SetUp() override { make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"}); }
+
+  // The router's answer to the request it got as `forwarded`, sent from `router`.
+  void answer(const Sent& forwarded, int code, const std::string& reason,
+              const std::string& extra = "") {
+    auto req = sip::Message::parse(forwarded.bytes);
+    ASSERT_TRUE(req) << forwarded.bytes;
+    const std::string tag = code > 100 ? ";tag=r1" : "";
+    receive("SIP/2.0 " + std::to_string(code) + " " + reason + "\r\n" + viaLines(*req) +
+                "To: <sip:bob@evosip.local>" + tag +
+                "\r\nFrom: Alice <sip:alice@evosip.local>;tag=1928301774\r\n"
+                "Call-ID: " +
+                std::string(req->callId()) + "\r\nCSeq: " + std::to_string(req->cseq()->number) +
+                " " + std::string(req->cseq()->methodText) + "\r\n" + extra +
+                "Content-Length: 0\r\n\r\n",
+            forwarded.to.remote);
+  }
+
+  // Another call: its own Call-ID and branch.
+  static std::string withCallId(std::string text, const std::string& callId) {
+    text.replace(text.find("a84b4c76e66710@pc33.atlanta.com"), 31, callId);
+    text.replace(text.find("z9hG4bK776asdhds"), 16, "z9hG4bK-" + callId);
+    return text;
+  }
+
+  // Every probe this far gets an answer, a moment later: the router is alive.
+  void answerProbes() {
+    clock.advance(10ms);
+    for (const auto& p : probes) {
+      answer(p, 200, "OK");
+    }
+    probes.clear();
+  }
+
+  size_t routerIndex(const Endpoint& e) { return proxy->routers()->find(e); }
+  const role::Target& target(const Endpoint& e) { return proxy->routers()->at(routerIndex(e)); }
+};
+
+TEST_F(EdgeFailoverTest, ADrainingRoutersRefusalGoesToTheNextRouterNotToTheCaller) {
+  receive(invite());
+  ASSERT_EQ(sent.size(), 1u);
+  const Sent first = sent[0];
+  answer(first, 503, "Draining", "Retry-After: 0\r\nX-Evosip-Draining: 1\r\n");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_NE(sent[1].to.remote, first.to.remote);
+  EXPECT_EQ(sent[1].bytes, first.bytes);  // the same request and branch
+  EXPECT_TRUE(target(first.to.remote).drainingAt(nowNs()));
+  EXPECT_TRUE(target(first.to.remote).upAt(nowNs()));
+  EXPECT_EQ(proxy->counters(0).drainRetries + proxy->counters(1).drainRetries, 1u);
+  // The other router's answer reaches the caller, and it is the only thing the caller sees.
+  const Sent second = sent[1];
+  answer(second, 180, "Ringing");
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[2].to.remote, ep("192.0.2.10", 5062));
+  // New calls avoid the draining router while it is held out...
+  sent.clear();
+  for (int i = 0; i < 20; ++i) {
+    receive(withCallId(invite(), "new-" + std::to_string(i)));
+  }
+  ASSERT_EQ(sent.size(), 20u);
+  for (const auto& s : sent) {
+    EXPECT_NE(s.to.remote, first.to.remote);
+  }
+  // ... but a request of one of its dialogs (its Record-Route, behind ours) still reaches it.
+  auto atRouter = sip::Message::parse(first.bytes);
+  const std::string ours(
+      sip::parseNameAddr(atRouter->find(sip::HeaderId::kRecordRoute)->value)->uriText);
+  sent.clear();
+  receive(
+      "BYE sip:bob@10.2.2.2:5060 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye1;rport\r\n"
+      "Route: <" +
+      ours + ">, <sip:" + first.to.remote.str() +
+      ";lr>\r\n"
+      "Max-Forwards: 70\r\nTo: <sip:bob@evosip.local>;tag=b\r\n"
+      "From: <sip:alice@evosip.local>;tag=1928301774\r\n"
+      "Call-ID: old-call\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, first.to.remote);
+  // Without a router Record-Route (the routers' default), the Call-ID's rendezvous choice
+  // among the live routers, draining ones included, finds it too.
+  sent.clear();
+  receive(
+      "BYE sip:bob@10.2.2.2:5060 SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye2;rport\r\n"
+      "Route: <" +
+      ours +
+      ">\r\n"
+      "Max-Forwards: 70\r\nTo: <sip:bob@evosip.local>;tag=b\r\n"
+      "From: <sip:alice@evosip.local>;tag=1928301774\r\n"
+      "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\nCSeq: 2 BYE\r\n"
+      "Content-Length: 0\r\n\r\n");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, first.to.remote);
+  // The hold ends: the router gets new calls again (and says again if it still drains).
+  clock.advance(11s);
+  sent.clear();
+  for (int i = 0; i < 20; ++i) {
+    receive(withCallId(invite(), "later-" + std::to_string(i)));
+  }
+  size_t toFirst = 0;
+  for (const auto& s : sent) {
+    toFirst += s.to.remote == first.to.remote ? 1 : 0;
+  }
+  EXPECT_GT(toFirst, 0u);
+}
+
+TEST_F(EdgeFailoverTest, WhenEveryRouterDrainsTheCallerGetsThe503WithoutTheHeader) {
+  make({"sip:127.0.0.1:5070"});
+  receive(invite());
+  ASSERT_EQ(sent.size(), 1u);
+  answer(sent[0], 503, "Draining", "Retry-After: 0\r\nX-Evosip-Draining: 1\r\n");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].to.remote, ep("192.0.2.10", 5062));
+  auto m = last();
+  EXPECT_EQ(m.statusCode(), 503);
+  EXPECT_EQ(m.buffer().find("X-Evosip"), std::string_view::npos) << m.buffer();
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
+}
+
+TEST_F(EdgeFailoverTest, AnOrdinary503GoesToTheCallerAndHoldsNobodyOut) {
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 503, "Service Unavailable");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_FALSE(target(first.to.remote).drainingAt(nowNs()));
+}
+
+TEST_F(EdgeFailoverTest, RouterDeadAfter100TryingTheInviteMovesToTheNextRouter) {
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 100, "Trying");
+  ASSERT_EQ(sent.size(), 2u);  // the 100 went to the caller
+  // Past router_timeout_ms: the router is working on it, nothing moves.
+  clock.advance(600ms);
+  tick();
+  EXPECT_EQ(sent.size(), 2u);
+  EXPECT_TRUE(probes.empty());
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 1u);
+  // setup_check_ms without a word from the router: it is probed.
+  clock.advance(500ms);
+  tick();
+  ASSERT_EQ(probes.size(), 1u);
+  EXPECT_EQ(probes[0].to.remote, first.to.remote);
+  EXPECT_EQ(sent.size(), 2u);
+  // The probe goes unanswered: the router is down, and the INVITE goes to the other one.
+  clock.advance(600ms);
+  tick();
+  EXPECT_FALSE(target(first.to.remote).upAt(nowNs()));
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_NE(sent[2].to.remote, first.to.remote);
+  EXPECT_EQ(sent[2].bytes, first.bytes);
+  EXPECT_EQ(proxy->counters(0).setupRouterLost + proxy->counters(1).setupRouterLost, 1u);
+}
+
+TEST_F(EdgeFailoverTest, RouterDeadAfterRingingTheCallerGets408AndTheRouterACancel) {
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 180, "Ringing");
+  clock.advance(1100ms);
+  tick();
+  ASSERT_EQ(probes.size(), 1u);
+  clock.advance(600ms);
+  tick();
+  // The caller heard ringing: no second setup elsewhere, a final answer instead.
+  ASSERT_EQ(sent.size(), 4u);
+  auto cancel = sip::Message::parse(sent[2].bytes);
+  ASSERT_TRUE(cancel) << sent[2].bytes;
+  EXPECT_EQ(sent[2].to.remote, first.to.remote);
+  EXPECT_EQ(cancel->methodText(), "CANCEL");
+  auto invite = sip::Message::parse(first.bytes);
+  EXPECT_EQ(cancel->topVia()->branch(), invite->topVia()->branch());
+  EXPECT_EQ(cancel->count(sip::HeaderId::kVia), 1u);
+  EXPECT_EQ(cancel->cseq()->number, invite->cseq()->number);
+  EXPECT_EQ(cancel->requestUri(), invite->requestUri());
+  EXPECT_EQ(sent[3].to.remote, ep("192.0.2.10", 5062));
+  auto m = last();
+  EXPECT_EQ(m.statusCode(), 408);
+  EXPECT_EQ(m.count(sip::HeaderId::kVia), 1u);
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
+}
+
+TEST_F(EdgeFailoverTest, ALiveRouterKeepsItsCallInSetupUntilTheFinalAnswer) {
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 180, "Ringing");
+  // A minute of ringing; the router answers its probes.
+  for (int i = 0; i < 60; ++i) {
+    clock.advance(1s);
+    tick();
+    answerProbes();
+  }
+  EXPECT_TRUE(target(first.to.remote).upAt(nowNs()));
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 1u);
+  EXPECT_EQ(sent.size(), 2u);
+  answer(first, 200, "OK");
+  EXPECT_EQ(sent.size(), 3u);
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
+}
+
+TEST_F(EdgeFailoverTest, ARouterBusyWithOtherCallsIsNotProbed) {
+  make({"sip:127.0.0.1:5070"});
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 180, "Ringing");
+  for (int i = 0; i < 10; ++i) {
+    clock.advance(500ms);
+    // Some other response from the same router: it is alive.
+    receive(withCallId(invite(), "busy-" + std::to_string(i)));
+    answer(sent.back(), 404, "Not Found");
+    tick();
+  }
+  EXPECT_TRUE(probes.empty());
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 1u);
+}
+
+}  // namespace
+}  // namespace evosip::edge
