@@ -147,7 +147,7 @@ void EdgeProxy::relay(WorkerState& w, size_t worker, const sip::Message& msg, co
   }
   sip::MessageEditor edit(msg);
   edit.removeFirstValue(*msg.find(sip::HeaderId::kVia));
-  if (!toRouter) {
+  if (!toRouter || router == SIZE_MAX) {  // crossing the platform's border, either way
     for (const auto& h : msg.headers()) {
       if (h.id == sip::HeaderId::kOther && detail::isEvosipHeader(h.name)) {
         edit.removeHeader(h);

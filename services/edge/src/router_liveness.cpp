@@ -140,34 +140,29 @@ void EdgeProxy::settlePending(size_t worker, uint64_t key, int code, bool invite
   }
 }
 
-// A router that drains refused a new request: it is held out of new work on every worker, and
-// the worker that keeps the request sends it on (retryAfterDrain).
+// A router that drains refused a new request: the worker that keeps the request sends it on
+// (retryAfterDrain).
 void EdgeProxy::onDrainRefusal(WorkerState& w, size_t worker, uint64_t key, size_t router,
                                const sip::Message& response) {
-  RouterTarget& t = w.routers->at(router);
-  const int64_t now = nowNs();
-  if (!t.drainingAt(now)) {
-    log::get("edge")->info("router {} drains: out of new calls for {} ms", t.uri,
-                           settings_.holdDown.count());
-  }
-  t.drainingUntilNs.store(now + toNs(settings_.holdDown), std::memory_order_relaxed);
+  const transport::Endpoint from = w.routers->at(router).endpoint;
   const size_t owner = key % workers_.size();
   if (owner == worker) {
-    retryAfterDrain(w, worker, key, t.endpoint, response);
+    retryAfterDrain(w, worker, key, from, response);
     return;
   }
-  post_(owner, [this, owner, key, from = t.endpoint, bytes = std::string(response.buffer())] {
+  post_(owner, [this, owner, key, from, bytes = std::string(response.buffer())] {
     if (auto msg = sip::Message::parse(bytes, settings_.limits)) {
       retryAfterDrain(*workers_[owner], owner, key, from, *msg);
     }
   });
 }
 
-// The refused request goes to the next router that takes new work, with the same bytes and
-// branch (the caller's CANCEL and ACK, forwarded statelessly, compute the same branch and reach
-// the same router: the draining one is out of the rendezvous choice). The 503 goes on to the
-// caller, without the header, only when the request was not kept (the table was full) or every
-// other router drains too.
+// The router is held out of new work on every worker (only for a request it was working on: a
+// stray 503 marks nothing). The refused request goes to the next router that takes new work,
+// with the same bytes and branch (the caller's CANCEL and ACK, forwarded statelessly, compute
+// the same branch and reach the same router: the draining one is out of the rendezvous choice).
+// The 503 goes on to the caller, without the header, only when the request was not kept (the
+// table was full) or every other router drains too.
 void EdgeProxy::retryAfterDrain(WorkerState& w, size_t worker, uint64_t key,
                                 const transport::Endpoint& from, const sip::Message& response) {
   PendingRequest* kept = w.pending.find(key);
@@ -176,22 +171,30 @@ void EdgeProxy::retryAfterDrain(WorkerState& w, size_t worker, uint64_t key,
     return;  // the request is at another router already: a late copy of the refusal
   }
   const int64_t now = nowNs();
-  PendingRequest p;
   size_t next = SIZE_MAX;
+  PendingRequest p;
   if (kept != nullptr) {
+    holdForDrain(w.routers->at(router), now);
     p = std::move(*kept);
     w.pending.erase(key);
     next = nextRouter(w, p, router, now);
   }
   if (next == SIZE_MAX || w.routers->at(next).drainingAt(now)) {
-    auto ours = response.topVia();
-    if (ours) {
+    if (auto ours = response.topVia()) {
       relay(w, worker, response, *ours, router);
     }
     return;
   }
   WorkerCounters::bump(w.counters.drainRetries);
   resend(w, key, std::move(p), next, now);
+}
+
+void EdgeProxy::holdForDrain(RouterTarget& t, int64_t now) const {
+  if (!t.drainingAt(now)) {
+    log::get("edge")->info("router {} drains: out of new calls for {} ms", t.uri,
+                           settings_.holdDown.count());
+  }
+  t.drainingUntilNs.store(now + toNs(settings_.holdDown), std::memory_order_relaxed);
 }
 
 // A router left a request unanswered. If it answered anything sent after that request, it is

@@ -1,5 +1,6 @@
 // A router that drains or dies while the edge has a request of a caller's at it: the request
 // moves to the next router, or the caller gets a final answer from the edge; never silence.
+#include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -36,6 +37,15 @@ class EdgeFailoverTest : public EdgeProxyTest {
     text.replace(text.find("a84b4c76e66710@pc33.atlanta.com"), 31, callId);
     text.replace(text.find("z9hG4bK776asdhds"), 16, "z9hG4bK-" + callId);
     return text;
+  }
+
+  // The caller's BYE of a call, along `routes`.
+  static std::string bye(const std::string& callId, const std::string& routes) {
+    return "BYE sip:bob@10.2.2.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye" +
+           std::to_string(std::hash<std::string>{}(callId)) + ";rport\r\nRoute: " + routes +
+           "\r\nMax-Forwards: 70\r\nTo: <sip:bob@evosip.local>;tag=b\r\n"
+           "From: <sip:alice@evosip.local>;tag=1928301774\r\nCall-ID: " +
+           callId + "\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
   }
 
   // Every probe this far gets an answer, a moment later: the router is alive.
@@ -81,30 +91,13 @@ TEST_F(EdgeFailoverTest, ADrainingRoutersRefusalGoesToTheNextRouterNotToTheCalle
   const std::string ours(
       sip::parseNameAddr(atRouter->find(sip::HeaderId::kRecordRoute)->value)->uriText);
   sent.clear();
-  receive(
-      "BYE sip:bob@10.2.2.2:5060 SIP/2.0\r\n"
-      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye1;rport\r\n"
-      "Route: <" +
-      ours + ">, <sip:" + first.to.remote.str() +
-      ";lr>\r\n"
-      "Max-Forwards: 70\r\nTo: <sip:bob@evosip.local>;tag=b\r\n"
-      "From: <sip:alice@evosip.local>;tag=1928301774\r\n"
-      "Call-ID: old-call\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
+  receive(bye("old-call", "<" + ours + ">, <sip:" + first.to.remote.str() + ";lr>"));
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].to.remote, first.to.remote);
   // Without a router Record-Route (the routers' default), the Call-ID's rendezvous choice
   // among the live routers, draining ones included, finds it too.
   sent.clear();
-  receive(
-      "BYE sip:bob@10.2.2.2:5060 SIP/2.0\r\n"
-      "Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye2;rport\r\n"
-      "Route: <" +
-      ours +
-      ">\r\n"
-      "Max-Forwards: 70\r\nTo: <sip:bob@evosip.local>;tag=b\r\n"
-      "From: <sip:alice@evosip.local>;tag=1928301774\r\n"
-      "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\nCSeq: 2 BYE\r\n"
-      "Content-Length: 0\r\n\r\n");
+  receive(bye("a84b4c76e66710@pc33.atlanta.com", "<" + ours + ">"));
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].to.remote, first.to.remote);
   // The hold ends: the router gets new calls again (and says again if it still drains).
@@ -131,6 +124,32 @@ TEST_F(EdgeFailoverTest, WhenEveryRouterDrainsTheCallerGetsThe503WithoutTheHeade
   EXPECT_EQ(m.statusCode(), 503);
   EXPECT_EQ(m.buffer().find("X-Evosip"), std::string_view::npos) << m.buffer();
   EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
+}
+
+// Only a router working on the request can say it drains: a stray refusal (no request of ours
+// at that router) goes on to the caller and holds nobody out, and a callee's response never
+// carries the header into the platform.
+TEST_F(EdgeFailoverTest, AStrayOrForeignDrainHeaderHoldsNobodyOut) {
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 200, "OK");
+  sent.clear();
+  answer(first, 503, "Draining", "X-Evosip-Draining: 1\r\n");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
+  EXPECT_FALSE(target(first.to.remote).drainingAt(nowNs()));
+  // A callee answers a request a router sent through the edge, with the header.
+  sent.clear();
+  receive("SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-e" +
+              std::string(24, 'a') +
+              "\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKr\r\n"
+              "To: <sip:bob@evosip.local>;tag=c\r\nFrom: <sip:carol@evosip.local>;tag=1\r\n"
+              "Call-ID: callee-side\r\nCSeq: 1 INVITE\r\nX-Evosip-Draining: 1\r\n"
+              "Content-Length: 0\r\n\r\n",
+          ep("203.0.113.9", 5060));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("127.0.0.1", 5070));
+  EXPECT_EQ(sent[0].bytes.find("X-Evosip"), std::string::npos) << sent[0].bytes;
 }
 
 TEST_F(EdgeFailoverTest, AnOrdinary503GoesToTheCallerAndHoldsNobodyOut) {

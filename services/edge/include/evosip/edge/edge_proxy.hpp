@@ -218,6 +218,7 @@ class EdgeProxy {
                       const sip::Message& response);
   void retryAfterDrain(WorkerState& w, size_t worker, uint64_t key, const transport::Endpoint& from,
                        const sip::Message& response);
+  void holdForDrain(RouterTarget& t, int64_t now) const;
   void onRequestTimeout(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now);
   void checkSetup(WorkerState& w, uint64_t key, PendingRequest&& p, int64_t now);
   size_t nextRouter(WorkerState& w, const PendingRequest& p, size_t failed, int64_t now) const;
