@@ -325,7 +325,7 @@ ProxyCore::RoutePlan ProxyCore::planRoutes(const sip::Message& msg) const {
   return plan;
 }
 
-RouteInfo ProxyCore::routeInfo(const sip::Message& request) const {
+PreprocessedRoute ProxyCore::preprocessedRoute(const sip::Message& request) const {
   return planRoutes(request).info;
 }
 
@@ -473,35 +473,46 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
   ctx.invite = msg->method() == sip::Method::kInvite;
   ctx.upstream = st->responseDestination();
   ctx.branches.resize(targets.size());
+  ctx.targets = std::move(targets);
+  ctx.options = std::move(options);
 
   const RoutePlan plan = planRoutes(*msg);
-  for (uint32_t i = 0; i < targets.size(); ++i) {
-    const Target& target = targets[i];
-    bool routed = false;
-    std::optional<Destination> to = branchDestination(target, plan, routed);
-    if (!to) {
-      branchFinal(ctx, i, 503, nullptr);  // nowhere to send it (RFC 3261 16.7: as a 503)
-      continue;
-    }
-    if (isSelfDestination(*to)) {
-      ++stats_.selfBranches;  // a binding or route naming us: never a request to ourselves
-      branchFinal(ctx, i, 482, nullptr);
-      continue;
-    }
-    auto id = layer_.sendRequest(branchRequest(*msg, plan, target, i, *to, routed, options), *to);
-    if (!id) {
-      branchFinal(ctx, i, 503, nullptr);  // transport error (16.7: as a 503)
-      continue;
-    }
-    ++stats_.branches;
-    ctx.branches[i].client = *id;
-    branchOf_[id->value] = {server.value, i};
-    if (ctx.invite) {
-      armTimerC(ctx, i);
-    }
+  const auto count = static_cast<uint32_t>(ctx.branches.size());
+  for (uint32_t i = 0; i < count; ++i) {
+    startBranch(ctx, *msg, plan, i);  // a branch that fails at once may add one (retarget)
   }
   if (auto it = contexts_.find(server.value); it != contexts_.end()) {
     finishIfDone(it->second);  // every branch may have failed at once
+  }
+}
+
+void ProxyCore::startBranch(Context& ctx, const sip::Message& msg, const RoutePlan& plan,
+                            uint32_t index) {
+  bool routed = false;
+  std::optional<Destination> to = branchDestination(ctx.targets[index], plan, routed);
+  if (!to) {
+    branchFinal(ctx, index, 503, nullptr);  // nowhere to send it (RFC 3261 16.7: as a 503)
+    return;
+  }
+  if (isSelfDestination(*to)) {
+    ++stats_.selfBranches;  // a binding or route naming us: never a request to ourselves
+    branchFinal(ctx, index, 482, nullptr);
+    return;
+  }
+  auto id = layer_.sendRequest(
+      branchRequest(msg, plan, ctx.targets[index], index, *to, routed, ctx.options), *to);
+  if (!id) {
+    branchFinal(ctx, index, 503, nullptr);  // transport error (16.7: as a 503)
+    return;
+  }
+  ++stats_.branches;
+  ctx.branches[index].client = *id;
+  branchOf_[id->value] = {ctx.server.value, index};
+  if (ctx.invite) {
+    armTimerC(ctx, index);
+  }
+  if (const auto silence = ctx.targets[index].silenceTimeout; silence.count() > 0) {
+    timers_.push(TimerEntry{clock_.now() + silence, ctx.server.value, index, true});
   }
 }
 
@@ -618,6 +629,7 @@ void ProxyCore::onResponse(TransactionId client, const sip::Message& response) {
   auto [serverId, index] = where->second;
   Context& ctx = contexts_.at(serverId);
   Branch& br = ctx.branches[index];
+  br.heard = true;
   const int code = response.statusCode();
   if (code < 200) {
     if (br.done) {
@@ -748,6 +760,9 @@ void ProxyCore::branchFinal(Context& ctx, uint32_t index, int code, const sip::M
   Branch& br = ctx.branches[index];
   br.done = true;
   br.timerCArmed = false;
+  if (retarget(ctx, index, code)) {
+    return;  // ctx may be gone: the new branch may have ended the request at once
+  }
   const int cls = code / 100;
   if (cls == 2 || cls == 6) {
     // 16.7 item 5 and 10: a 2xx is forwarded at once, a 6xx ends the search; either way the
@@ -781,6 +796,29 @@ void ProxyCore::branchFinal(Context& ctx, uint32_t index, int code, const sip::M
     }
   }
   finishIfDone(ctx);
+}
+
+bool ProxyCore::retarget(Context& ctx, uint32_t index, int code) {
+  const bool failed = code == 503 || (code == 408 && !ctx.branches[index].heard);
+  if (!failed || ctx.cancelled || ctx.finalSent) {
+    return false;
+  }
+  std::optional<Target> next = user_.retarget(ctx.server, ctx.targets[index], code);
+  if (!next) {
+    return false;
+  }
+  const ServerTransaction* st = layer_.server(ctx.server);
+  auto msg = st != nullptr ? sip::Message::parse(st->request())
+                           : Result<sip::Message>(makeError(Errc::kInvalid, "gone"));
+  if (!msg) {
+    return false;
+  }
+  ++stats_.retargeted;
+  const auto at = static_cast<uint32_t>(ctx.branches.size());
+  ctx.branches.emplace_back();
+  ctx.targets.push_back(std::move(*next));
+  startBranch(ctx, *msg, planRoutes(*msg), at);
+  return true;
 }
 
 void ProxyCore::sendBest(Context& ctx) {
@@ -868,21 +906,36 @@ void ProxyCore::onTick(TimePoint now) {
   while (!timers_.empty() && timers_.top().when <= now) {
     const TimerEntry e = timers_.top();
     timers_.pop();
-    auto it = contexts_.find(e.server);
-    if (it == contexts_.end()) {
-      continue;
+    onTimer(e);
+  }
+}
+
+void ProxyCore::onTimer(const TimerEntry& e) {
+  auto it = contexts_.find(e.server);
+  if (it == contexts_.end()) {
+    return;
+  }
+  Context& ctx = it->second;
+  Branch& br = ctx.branches[e.branch];
+  if (e.silence) {
+    if (br.done || br.heard) {
+      return;
     }
-    Context& ctx = it->second;
-    Branch& br = ctx.branches[e.branch];
-    if (br.done || !br.timerCArmed || br.timerC != e.when) {
-      continue;
-    }
-    // 16.8: CANCEL a branch that answered provisionally (the layer waits for one otherwise)
-    // and count it as a 408.
-    ++stats_.timerCExpired;
+    // Nothing came back, not even a 100: the next hop is taken for absent (a CANCEL follows
+    // should it answer after all).
+    ++stats_.silentBranches;
     layer_.cancel(br.client);
     branchFinal(ctx, e.branch, 408, nullptr);
+    return;
   }
+  if (br.done || !br.timerCArmed || br.timerC != e.when) {
+    return;
+  }
+  // 16.8: CANCEL a branch that answered provisionally (the layer waits for one otherwise)
+  // and count it as a 408.
+  ++stats_.timerCExpired;
+  layer_.cancel(br.client);
+  branchFinal(ctx, e.branch, 408, nullptr);
 }
 
 }  // namespace evosip::transaction

@@ -176,8 +176,8 @@ TEST_F(ProxyCoreTest, LooseRoutePopsOwnEntryAndForwardsToTheNextRoute) {
   s.uri = "sip:bob@10.0.0.30:5090";
   s.extra = "Route: <sip:10.0.0.1;lr>, <sip:10.0.0.40;lr>\r\n";
   receive(request(s));
-  const std::string text = request(s);  // RouteInfo views into it
-  auto info = proxy->routeInfo(parsed(text));
+  const std::string text = request(s);  // PreprocessedRoute views into it
+  auto info = proxy->preprocessedRoute(parsed(text));
   EXPECT_TRUE(info.poppedOwnRoute);
   EXPECT_EQ(info.nextRoute, "<sip:10.0.0.40;lr>");
   proxy->forward(router.last, {Target{}});

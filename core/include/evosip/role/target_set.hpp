@@ -39,6 +39,34 @@ struct Target {
   bool drainingAt(int64_t nowNs) const {
     return drainingUntilNs.load(std::memory_order_relaxed) > nowNs;
   }
+
+  // Liveness, the same rule for every tier (edge -> router, router -> app, router -> relay):
+  // a peer that answered anything sent after a request it left unanswered is alive and chose
+  // not to answer that one; only a peer silent to everything is held down for a while, and one
+  // that refuses new work (drain) is chosen only when every other one refuses too.
+  void noteResponse(int64_t nowNs) {
+    lastResponseNs.store(nowNs, std::memory_order_relaxed);
+    responses.fetch_add(1, std::memory_order_relaxed);
+  }
+  bool answeredSince(int64_t sentNs) const {
+    return lastResponseNs.load(std::memory_order_relaxed) > sentNs;
+  }
+  // Out of selection until nowNs + forNs; never shortens a longer hold-down. True when this
+  // extended it (worth a log line).
+  bool holdDown(int64_t nowNs, int64_t forNs) { return extend(downUntilNs, nowNs + forNs); }
+  // Out of new work until nowNs + forNs unless every other target drains too.
+  bool markDraining(int64_t nowNs, int64_t forNs) {
+    return extend(drainingUntilNs, nowNs + forNs);
+  }
+
+ private:
+  static bool extend(std::atomic<int64_t>& until, int64_t to) {
+    if (until.load(std::memory_order_relaxed) >= to) {
+      return false;
+    }
+    until.store(to, std::memory_order_relaxed);
+    return true;
+  }
 };
 
 // A peer that refuses new work because it drains answers 503 with this header (any value). The

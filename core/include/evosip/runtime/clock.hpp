@@ -10,6 +10,10 @@ class Clock {
   using time_point = std::chrono::steady_clock::time_point;
   virtual ~Clock() = default;
   virtual time_point now() const = 0;
+  // Wall-clock time, for what other hosts must read the same way (nonce timestamps, records).
+  virtual std::chrono::system_clock::time_point wallNow() const {
+    return std::chrono::system_clock::now();
+  }
 };
 
 class SteadyClock final : public Clock {

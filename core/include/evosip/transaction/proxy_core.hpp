@@ -10,7 +10,9 @@
 // forwarding of 2xx retransmissions and of the end-to-end ACK of a 2xx.
 //
 // Forking: every target is tried at once, in parallel; q-values only order the branches
-// (highest first). There is no sequential search by q-value group.
+// (highest first). There is no sequential search by q-value group. A branch whose next hop
+// refuses (503) or is never heard from can be replaced by another target its user names
+// (ProxyUser::retarget): failover between equivalent next hops, such as the apps of a set.
 
 #include <chrono>
 #include <functional>
@@ -54,6 +56,10 @@ struct Target {
   std::optional<Destination> nextHop;  // empty: from the first Route, else the Request-URI
   std::vector<std::string> routeSet;   // Route values pushed in front (e.g. a binding's Path)
   double q = 1.0;
+  // A branch that heard nothing at all (not even a 100) this long after it was sent ends as a
+  // 408 (0: only the transaction timers end it); with ProxyUser::retarget, a silent next hop is
+  // left after this long rather than after Timer B or F.
+  std::chrono::milliseconds silenceTimeout{0};
 };
 
 struct ForwardOptions {
@@ -67,8 +73,9 @@ struct ForwardOptions {
   std::string dropHeaderPrefix;
 };
 
-// What the core learns from the Request-URI and Route headers (16.4) before routing.
-struct RouteInfo {
+// RFC 3261 16.4 (Route Information Preprocessing): what the core learns from the Request-URI and
+// the Route headers before routing.
+struct PreprocessedRoute {
   std::string_view requestUri;  // after the strict-route fix-up
   bool strictFixup = false;     // the Request-URI was our Record-Route URI
   bool poppedOwnRoute = false;  // a Route entry named this proxy
@@ -113,6 +120,17 @@ class ProxyUser {
     (void)server;
     (void)answered;
   }
+  // A branch ended in a 503 (from its next hop, or a transport error) or in silence (a 408
+  // without any response from it: Target::silenceTimeout or a transaction timeout). Return a
+  // target to send the request to instead, as a new branch of the same request (16.7 lets a
+  // proxy add branches until it sent a final); nullopt keeps the branch's result. Not asked
+  // after a CANCEL from upstream or once a final went upstream.
+  virtual std::optional<Target> retarget(TransactionId server, const Target& failed, int code) {
+    (void)server;
+    (void)failed;
+    (void)code;
+    return std::nullopt;
+  }
   // The destination of a next hop given by URI; the default takes numeric hosts (IPv4, IPv6)
   // with the URI's port and transport parameter, and refuses names (no DNS in the core).
   virtual std::optional<Destination> resolve(const sip::Uri& uri);
@@ -120,7 +138,8 @@ class ProxyUser {
 
 struct ProxyStats {
   uint64_t forwarded = 0, branches = 0, localReplies = 0, statelessForwarded = 0, timerCExpired = 0,
-           cancelled = 0, loops = 0, tooManyHops = 0, selfBranches = 0;
+           cancelled = 0, loops = 0, tooManyHops = 0, selfBranches = 0, silentBranches = 0,
+           retargeted = 0;
 };
 
 class ProxyCore final : public TransactionUser {
@@ -153,7 +172,7 @@ class ProxyCore final : public TransactionUser {
   TransactionId serverOf(TransactionId client) const;
   // Processes a response the user held (ProxyUser::holdResponse) as if it arrived now.
   void resumeResponse(TransactionId client, std::string_view bytes);
-  RouteInfo routeInfo(const sip::Message& request) const;
+  PreprocessedRoute preprocessedRoute(const sip::Message& request) const;
   // The URI names this proxy (a listen or advertised address, or an egress port of viaHost).
   bool isSelf(const sip::Uri& uri) const;
   // The destination is one of this proxy's own sockets.
@@ -177,7 +196,8 @@ class ProxyCore final : public TransactionUser {
   struct Branch {
     TransactionId client;
     bool provisional = false;
-    bool done = false;  // final received, synthesized, or cancelled
+    bool done = false;   // final received, synthesized, or cancelled
+    bool heard = false;  // any response came back on it
     bool timerCArmed = false;
     TimePoint timerC{};
   };
@@ -191,6 +211,8 @@ class ProxyCore final : public TransactionUser {
     bool answered = false;   // a 2xx went upstream
     bool cancelled = false;  // the upstream client sent a CANCEL
     std::vector<Branch> branches;
+    std::vector<Target> targets;  // by branch
+    ForwardOptions options;
     Destination upstream;
     int bestCode = 0;
     uint32_t bestBranch = 0;
@@ -202,12 +224,13 @@ class ProxyCore final : public TransactionUser {
     TimePoint when;
     uint64_t server;
     uint32_t branch;
+    bool silence = false;  // Target::silenceTimeout, else Timer C
     bool operator>(const TimerEntry& o) const { return when > o.when; }
   };
 
   // Route entries to drop and the Request-URI to use (16.4).
   struct RoutePlan {
-    RouteInfo info;
+    PreprocessedRoute info;
     std::string_view strictLastRoute;  // the Route value moved into the Request-URI
   };
   RoutePlan planRoutes(const sip::Message& msg) const;
@@ -230,13 +253,18 @@ class ProxyCore final : public TransactionUser {
                             size_t index, Destination& to, bool routed,
                             const ForwardOptions& options);
 
+  // Sends branch `index` (its target is ctx.targets[index]); one that cannot leave ends at once.
+  void startBranch(Context& ctx, const sip::Message& msg, const RoutePlan& plan, uint32_t index);
   void branchFinal(Context& ctx, uint32_t index, int code, const sip::Message* response);
+  // A failed branch replaced by the target ProxyUser::retarget names; false when it is not.
+  bool retarget(Context& ctx, uint32_t index, int code);
   void sendUpstream(Context& ctx, const sip::Message& response, std::string_view extraLines);
   void sendBest(Context& ctx);
   void sendBestResponse(Context& ctx);
   void cancelPending(Context& ctx);
   void finishIfDone(Context& ctx);
   void armTimerC(Context& ctx, uint32_t index);
+  void onTimer(const TimerEntry& e);
   void forwardResponseStateless(const sip::Message& response,
                                 const std::optional<Destination>& upstream);
   bool isOurVia(const sip::Via& via) const;
