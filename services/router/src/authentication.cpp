@@ -1,6 +1,6 @@
 // Authentication before resources: who must prove what before a request is routed, digest
 // authentication of requests (auth::Authenticator: nonce and shape before any credential
-// lookup), challenges and refusals sent once, and the mailbox check of service numbers.
+// lookup), challenges and refusals sent once.
 #include <evosip/auth/challenge.hpp>
 #include <evosip/router/router.hpp>
 #include <evosip/sip/auth.hpp>
@@ -29,10 +29,6 @@ std::string credentialsFor(const sip::Message& m, auth::ChallengeKind kind,
     }
   }
   return {};
-}
-
-std::string userOf(const Result<sip::NameAddr>& na) {
-  return na ? std::string(na->uri.user) : std::string();
 }
 
 }  // namespace
@@ -71,8 +67,8 @@ void Router::refuse(TransactionId id, int code, std::string_view reason,
 void Router::challenge(TransactionId id, sip::Method method, bool stale) {
   const auto kind = auth::challengeKindFor(method);
   std::string lines;
-  for (const auto& value : shared_.verifier().challenge(shared_.settings().domain, stale,
-                                                        std::chrono::system_clock::now())) {
+  for (const auto& value :
+       shared_.verifier().challenge(shared_.settings().domain, stale, clock_.wallNow())) {
     lines.append(auth::challengeHeaderName(kind)).append(": ").append(value).append("\r\n");
   }
   RouterCounters::bump(counters_.challenges);
@@ -88,108 +84,43 @@ void Router::authenticate(TransactionId id, const sip::Message& req, std::string
       .credentials = credentialsFor(req, auth::challengeKindFor(method), shared_.settings().domain),
       .identity = std::move(user),
   };
-  authenticator_.authenticate(
-      std::move(attempt), std::chrono::system_clock::now(),
-      [this, id, method, onOk = std::move(onOk),
-       alive = std::weak_ptr<char>(alive_)](const auth::AuthOutcome& o) {
-        if (alive.expired()) {
-          return;
-        }
-        if (const auto* st = proxy_.layer().server(id); st == nullptr || st->lastStatus() >= 200) {
-          return;  // answered (CANCEL) or gone during the credential lookup
-        }
-        if (o.failure) {
-          RouterCounters::bump(counters_.authFailures[static_cast<size_t>(*o.failure)]);
-        }
-        switch (o.decision) {
-          case auth::AuthDecision::kProceed:
-            onOk();
-            return;
-          case auth::AuthDecision::kChallenge:
-            challenge(id, method, o.stale);
-            return;
-          case auth::AuthDecision::kBadRequest:
-            refuse(id, 400, o.reason);
-            return;
-          case auth::AuthDecision::kForbidden:
-            refuse(id, 403, "Identity Mismatch");
-            return;
-          case auth::AuthDecision::kCredentialsUnavailable:
-            refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
-            return;
-          case auth::AuthDecision::kStoreUnavailable:
-            storeFailed(id);
-            return;
-        }
-      });
+  authenticator_.authenticate(std::move(attempt), clock_.wallNow(),
+                              [this, id, method, onOk = std::move(onOk),
+                               alive = std::weak_ptr<char>(alive_)](const auth::AuthOutcome& o) {
+                                if (!alive.expired()) {
+                                  applyAuthOutcome(id, method, o, onOk);
+                                }
+                              });
 }
 
-void Router::routeToService(TransactionId id, const ServiceNumber& number) {
-  std::string fromUser;
-  std::string toUser;
-  withRequest(id, [&](const sip::Message& m) {
-    fromUser = userOf(m.from());
-    toUser = userOf(m.to());
-  });
-  const auto mailbox = Dialplan::mailboxOf(number, fromUser, toUser);
-  if (!mailbox) {
-    withRequest(id, [&](const sip::Message& m) { routeToApp(id, number, m); });
-    return;
+void Router::applyAuthOutcome(TransactionId id, sip::Method method, const auth::AuthOutcome& o,
+                              const std::function<void()>& onOk) {
+  if (const auto* st = proxy_.layer().server(id); st == nullptr || st->lastStatus() >= 200) {
+    return;  // answered (CANCEL) or gone during the credential lookup
   }
-  if (!isSafeMailbox(*mailbox)) {
-    RouterCounters::bump(counters_.serviceNoMailbox);
-    refuse(id, 404, "No Such Mailbox");
-    return;
+  if (o.failure) {
+    RouterCounters::bump(counters_.authFailures[static_cast<size_t>(*o.failure)]);
   }
-  // A mailbox is a subscriber's: the credential lookup says whether it exists (for a caller
-  // depositing into its own mailbox, a hit of the cache its authentication filled).
-  credentials_.get(shared_.settings().domain, *mailbox,
-                   [this, id, number = &number,
-                    alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
-                     if (alive.expired()) {
-                       return;
-                     }
-                     switch (lookup.status) {
-                       case auth::CredentialStatus::kFound:
-                         withRequest(id,
-                                     [&](const sip::Message& m) { routeToApp(id, *number, m); });
-                         return;
-                       case auth::CredentialStatus::kUnknownUser:
-                         RouterCounters::bump(counters_.serviceNoMailbox);
-                         refuse(id, 404, "No Such Mailbox");
-                         return;
-                       case auth::CredentialStatus::kUnavailable:
-                         refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
-                         return;
-                     }
-                   });
-}
-
-void Router::answerUnreachable(TransactionId id, const std::string& user) {
-  // Authenticated: a local From on anything but OPTIONS (initialAccess). Anyone else learns
-  // nothing about who is a subscriber, and costs no credential lookup.
-  bool authenticated = false;
-  withRequest(id, [&](const sip::Message& m) {
-    auto from = m.from();
-    authenticated = m.method() != sip::Method::kOptions && from && from->uri.isSip() &&
-                    shared_.isLocal(from->uri);
-  });
-  if (!authenticated) {
-    refuse(id, 480, "Temporarily Unavailable");
-    return;
+  switch (o.decision) {
+    case auth::AuthDecision::kProceed:
+      onOk();
+      return;
+    case auth::AuthDecision::kChallenge:
+      challenge(id, method, o.stale);
+      return;
+    case auth::AuthDecision::kBadRequest:
+      refuse(id, 400, o.reason);
+      return;
+    case auth::AuthDecision::kForbidden:
+      refuse(id, 403, "Identity Mismatch");
+      return;
+    case auth::AuthDecision::kCredentialsUnavailable:
+      refuse(id, 503, "Credentials Unavailable", "Retry-After: 5\r\n");
+      return;
+    case auth::AuthDecision::kStoreUnavailable:
+      storeFailed(id);
+      return;
   }
-  credentials_.get(
-      shared_.settings().domain, user,
-      [this, id, alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
-        if (alive.expired()) {
-          return;
-        }
-        if (lookup.status == auth::CredentialStatus::kUnknownUser) {
-          refuse(id, 404, "Not Found");
-        } else {
-          refuse(id, 480, "Temporarily Unavailable");
-        }
-      });
 }
 
 }  // namespace evosip::router

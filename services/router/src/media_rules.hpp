@@ -1,5 +1,7 @@
 #pragma once
-// Shared by the router's source files (private): tags, SDP and NAT checks, ng flags.
+// What media anchoring decides from a message (private to the router): whether it carries SDP,
+// where its caller is (NAT), the ng flags of an offer or answer, a relay's address; and the tag
+// of a From or To.
 
 #include <string>
 #include <string_view>
@@ -44,27 +46,18 @@ inline Result<sip::Via> uaVia(const sip::Message& m) {
   return sip::parseVia(last);
 }
 
-// The caller is behind a NAT when the edge saw its requests come from elsewhere than its own
-// Via says (received / rport on the UA's Via, the last one), or when its SDP names an address
-// other than the one the edge saw.
-inline bool natDetected(const sip::Message& m) {
-  auto via = uaVia(m);
-  if (!via) {
-    return false;
-  }
-  const auto received = via->received();
-  if (received && *received != via->host) {
-    return true;
-  }
-  if (auto rport = via->rport(); rport && !rport->empty()) {
-    const uint16_t sentBy = via->port != 0 ? via->port : 5060;
-    if (parseDecimal(*rport, 65535).value_or(sentBy) != sentBy) {
-      return true;
-    }
-  }
-  // c=IN IP4 <address> anywhere in the body, compared with what the edge saw.
-  const std::string_view seen = received.value_or(via->host);
-  const std::string_view body = m.body();
+// Where a caller's requests come from, read once from the UA's Via (the last one, where the edge
+// wrote received/rport) and from the SDP.
+struct CallerAddress {
+  // The edge saw the requests come from elsewhere than the Via says (received / rport), or the
+  // SDP names an address other than the one the edge saw.
+  bool behindNat = false;
+  // received (else the host) of the UA's Via; empty when it is not a numeric address.
+  std::string_view source;
+};
+
+// Whether the SDP's c= lines (anywhere in the body) name an address other than `seen`.
+inline bool sdpElsewhere(std::string_view body, std::string_view seen) {
   for (size_t pos = body.find("c=IN IP"); pos != std::string_view::npos;
        pos = body.find("c=IN IP", pos + 1)) {
     std::string_view rest = body.substr(pos + 8);  // after "c=IN IP4"
@@ -77,15 +70,30 @@ inline bool natDetected(const sip::Message& m) {
   return false;
 }
 
-// The address the edge saw the UA's requests come from: received (else the host) of its Via,
-// the last one. Empty when it is not a numeric address.
-inline std::string_view sourceAddress(const sip::Message& m) {
+inline CallerAddress callerAddress(const sip::Message& m) {
+  CallerAddress out;
   auto via = uaVia(m);
   if (!via) {
-    return {};
+    return out;
   }
-  const std::string_view addr = via->received().value_or(via->host);
-  return sip::isIpv4(addr) || sip::isIpv6(addr) ? addr : std::string_view{};
+  const auto received = via->received();
+  const std::string_view seen = received.value_or(via->host);
+  if (sip::isIpv4(seen) || sip::isIpv6(seen)) {
+    out.source = seen;
+  }
+  if (received && *received != via->host) {
+    out.behindNat = true;
+    return out;
+  }
+  if (auto rport = via->rport(); rport && !rport->empty()) {
+    const uint16_t sentBy = via->port != 0 ? via->port : 5060;
+    if (parseDecimal(*rport, 65535).value_or(sentBy) != sentBy) {
+      out.behindNat = true;
+      return out;
+    }
+  }
+  out.behindNat = sdpElsewhere(m.body(), seen);
+  return out;
 }
 
 // Offer/answer flags the router always sends: the relay's address in o= and c=, no ICE

@@ -140,6 +140,94 @@ store::RouteSet pathOf(const sip::Message& request) {
   return path;
 }
 
+// The Expires header, which applies to contacts without their own expires parameter.
+std::optional<RegisterPlan> readExpiresHeader(const sip::Message& request,
+                                              std::optional<uint32_t>& expires) {
+  if (const auto* h = request.find(sip::HeaderId::kExpires)) {
+    auto v = parseDecimal(trim(h->value), UINT32_MAX);
+    if (!v) {
+      return fail(400, "Bad Expires");
+    }
+    expires = static_cast<uint32_t>(*v);
+  }
+  return std::nullopt;
+}
+
+// Contact: * with Expires: 0 removes every binding (10.3 step 6), unless a binding was set by
+// a later request of the same Call-ID.
+RegisterPlan planRemoveAll(const std::vector<store::Binding>& current, bool otherContacts,
+                           std::optional<uint32_t> headerExpires, const std::string& callId,
+                           uint32_t cseq) {
+  if (otherContacts || !headerExpires || *headerExpires != 0) {
+    return fail(400, "Invalid Contact: *");
+  }
+  RegisterPlan plan;
+  for (const auto& b : current) {
+    if (b.callId == callId && b.cseq >= cseq) {
+      return fail(500, "Out of Order REGISTER");
+    }
+    plan.removals.push_back(b.contact);
+  }
+  return plan;
+}
+
+// The binding a REGISTER writes for each contact, but its contact, expiry, q and instance.
+store::Binding bindingTemplate(const sip::Message& request, std::string_view aor,
+                               const std::string& callId, uint32_t cseq, std::string_view routerId,
+                               std::string_view received) {
+  store::Binding b;
+  b.aor = std::string(aor);
+  b.path = pathOf(request);
+  b.callId = callId;
+  b.cseq = cseq;
+  b.received = std::string(received);
+  if (const auto* ua = request.find("User-Agent")) {
+    b.userAgent = std::string(ua->value.substr(0, 200));
+  }
+  b.router = std::string(routerId);
+  return b;
+}
+
+// Applies each contact to the current bindings (10.3 steps 7-8): a new or refreshed binding,
+// or a removal (expires 0); then the limits.
+RegisterPlan planContacts(const std::vector<ContactEntry>& contacts,
+                          const std::vector<store::Binding>& current, const store::Binding& base,
+                          const RegistrarSettings& settings, store::TimePoint now) {
+  RegisterPlan plan;
+  std::vector<store::Binding> result = current;
+  for (const auto& c : contacts) {
+    auto it = std::find_if(result.begin(), result.end(),
+                           [&](const store::Binding& b) { return b.contact == c.uri; });
+    if (it != result.end() && it->callId == base.callId && it->cseq >= base.cseq) {
+      return fail(500, "Out of Order REGISTER");
+    }
+    if (c.expires == 0) {
+      if (it != result.end()) {
+        plan.removals.push_back(c.uri);
+        result.erase(it);
+      }
+      continue;
+    }
+    store::Binding b = base;
+    b.contact = c.uri;
+    b.expires = now + std::chrono::seconds(std::min(c.expires, settings.maxExpires));
+    b.q = c.q;
+    b.instanceId = c.instance;
+    b.regId = c.regId;
+    plan.upserts.push_back(b);
+    if (it != result.end()) {
+      *it = std::move(b);
+    } else {
+      result.push_back(std::move(b));
+    }
+  }
+  if (auto refused = checkLimits(result, current, settings, now)) {
+    return *refused;
+  }
+  plan.resulting = std::move(result);
+  return plan;
+}
+
 }  // namespace
 
 size_t bindingBytes(const store::Binding& b) {
@@ -160,14 +248,9 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
   if (!cseq || callId.empty()) {
     return fail(400, "Bad CSeq or Call-ID");
   }
-  // The Expires header applies to contacts without their own expires parameter.
   std::optional<uint32_t> headerExpires;
-  if (const auto* h = request.find(sip::HeaderId::kExpires)) {
-    auto v = parseDecimal(trim(h->value), UINT32_MAX);
-    if (!v) {
-      return fail(400, "Bad Expires");
-    }
-    headerExpires = static_cast<uint32_t>(*v);
+  if (auto bad = readExpiresHeader(request, headerExpires)) {
+    return *bad;
   }
   std::vector<ContactEntry> contacts;
   bool star = false;
@@ -175,23 +258,11 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
           readContacts(request, headerExpires.value_or(settings.defaultExpires), contacts, star)) {
     return *failed;
   }
-
-  RegisterPlan plan;
-  // Contact: * with Expires: 0 removes every binding (10.3 step 6), unless a binding was set by
-  // a later request of the same Call-ID.
   if (star) {
-    if (!contacts.empty() || !headerExpires || *headerExpires != 0) {
-      return fail(400, "Invalid Contact: *");
-    }
-    for (const auto& b : current) {
-      if (b.callId == callId && b.cseq >= cseq->number) {
-        return fail(500, "Out of Order REGISTER");
-      }
-      plan.removals.push_back(b.contact);
-    }
-    return plan;
+    return planRemoveAll(current, !contacts.empty(), headerExpires, callId, cseq->number);
   }
   if (contacts.empty()) {
+    RegisterPlan plan;
     plan.fetchOnly = true;
     plan.resulting = current;
     return plan;
@@ -202,51 +273,9 @@ RegisterPlan planRegister(const sip::Message& request, std::string_view aor,
                   fmt::format("Min-Expires: {}\r\n", settings.minExpires));
     }
   }
-  const store::RouteSet path = pathOf(request);
-  std::string userAgent;
-  if (const auto* ua = request.find("User-Agent")) {
-    userAgent = std::string(ua->value.substr(0, 200));
-  }
-
-  std::vector<store::Binding> result = current;
-  for (const auto& c : contacts) {
-    auto it = std::find_if(result.begin(), result.end(),
-                           [&](const store::Binding& b) { return b.contact == c.uri; });
-    if (it != result.end() && it->callId == callId && it->cseq >= cseq->number) {
-      return fail(500, "Out of Order REGISTER");
-    }
-    if (c.expires == 0) {
-      if (it != result.end()) {
-        plan.removals.push_back(c.uri);
-        result.erase(it);
-      }
-      continue;
-    }
-    store::Binding b;
-    b.aor = std::string(aor);
-    b.contact = c.uri;
-    b.path = path;
-    b.expires = now + std::chrono::seconds(std::min(c.expires, settings.maxExpires));
-    b.q = c.q;
-    b.callId = callId;
-    b.cseq = cseq->number;
-    b.instanceId = c.instance;
-    b.regId = c.regId;
-    b.received = std::string(received);
-    b.userAgent = userAgent;
-    b.router = std::string(routerId);
-    plan.upserts.push_back(b);
-    if (it != result.end()) {
-      *it = std::move(b);
-    } else {
-      result.push_back(std::move(b));
-    }
-  }
-  if (auto refused = checkLimits(result, current, settings, now)) {
-    return *refused;
-  }
-  plan.resulting = std::move(result);
-  return plan;
+  return planContacts(contacts, current,
+                      bindingTemplate(request, aor, callId, cseq->number, routerId, received),
+                      settings, now);
 }
 
 std::string contactLines(const std::vector<store::Binding>& bindings, store::TimePoint now) {

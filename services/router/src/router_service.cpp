@@ -123,6 +123,9 @@ RouterConfig readRouterConfig(config::Document& doc) {
   }
   r.ng.timeout = std::chrono::milliseconds(doc.getInt("router.media.timeout_ms", 1000, 50, 30000));
   r.ng.retries = static_cast<int>(doc.getInt("router.media.retries", 2, 0, 10));
+  r.relayHoldDown = std::chrono::seconds(doc.getInt("router.media.hold_down_s", 10, 0, 3600));
+  r.appTimeout = std::chrono::milliseconds(doc.getInt("router.app_timeout_ms", 2000, 0, 60000));
+  r.appHoldDown = std::chrono::seconds(doc.getInt("router.app_hold_down_s", 10, 0, 3600));
   for (const auto& number : doc.childKeys("router.dialplan")) {
     ServiceNumber n;
     n.number = number;
@@ -212,6 +215,7 @@ struct RouterService::Impl {
       : config(std::move(c)), pool(config.common.workers), logger(log::get("router")) {}
 
   RouterConfig config;
+  const runtime::Clock& clock = runtime::SteadyClock::instance();
   runtime::WorkerPool pool;
   std::shared_ptr<spdlog::logger> logger;
   metrics::Registry metrics;
@@ -470,9 +474,7 @@ void RouterService::Impl::registerRpc() {
     return json::value(json::object{{"invalidated", domain.empty() ? "all" : user + "@" + domain}});
   });
   rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
-    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
+    const int64_t now = clock.now().time_since_epoch().count();
     auto list = [now](const role::TargetSet& set) {
       json::array out;
       for (size_t i = 0; i < set.size(); ++i) {
@@ -577,11 +579,14 @@ void RouterService::Impl::registerMetrics() {
   auto& trims = metrics.counterFamily(
       "evosip_router_memory_trims_total",
       "Times a worker returned freed memory to the system after its transactions shrank");
+  auto& failovers = metrics.counterFamily(
+      "evosip_router_failovers_total",
+      "Requests sent to the next app, offers to the next relay, after one failed");
   auto& txnBytes = metrics.gaugeFamily(
       "evosip_router_transaction_bytes",
       "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)");
   struct State {
-    std::unique_ptr<role::CounterMirror> options, trims;
+    std::unique_ptr<role::CounterMirror> options, trims, appFailovers, relayFailovers;
     std::vector<std::unique_ptr<role::CounterMirror>> rejected;
     prometheus::Gauge* txnBytes = nullptr;
     std::unique_ptr<role::CounterMirror> ok, failed, challenges, created, removed, storeErrors,
@@ -622,6 +627,8 @@ void RouterService::Impl::registerMetrics() {
   }
   st->options = mirror(options.Add({}));
   st->trims = mirror(trims.Add({}));
+  st->appFailovers = mirror(failovers.Add({{"to", "app"}}));
+  st->relayFailovers = mirror(failovers.Add({{"to", "relay"}}));
   st->txnBytes = &txnBytes.Add({});
   st->active = &active.Add({});
   st->transactions = &transactions.Add({{"kind", "proxy"}});
@@ -667,6 +674,8 @@ void RouterService::Impl::registerMetrics() {
     st->txnBytes->Set(sum([](const RouterCounters& c) -> auto& { return c.transactionBytes; }));
     st->options->set(sum([](const RouterCounters& c) -> auto& { return c.optionsAnswered; }));
     st->trims->set(sum([](const RouterCounters& c) -> auto& { return c.memoryTrims; }));
+    st->appFailovers->set(sum([](const RouterCounters& c) -> auto& { return c.appFailovers; }));
+    st->relayFailovers->set(sum([](const RouterCounters& c) -> auto& { return c.relayFailovers; }));
     for (size_t i = 0; i < st->rejected.size(); ++i) {
       st->rejected[i]->set(sum([i](const RouterCounters& c) -> auto& { return c.rejected[i]; }));
     }
@@ -686,8 +695,8 @@ void RouterService::start() {
   if (!apps) {
     throw config::ConfigError("router.apps: " + apps.error().message);
   }
-  d.shared =
-      std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan, *apps);
+  d.shared = std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan,
+                                            *apps, d.clock);
   d.shared->setMedia(*role::TargetSet::buildAddresses(d.config.mediaRelays, 2223));
   d.storeFactory = store::makeStoreFactory(d.config.store);
   auto transportSettings = role::transportSettings(d.config.common);
@@ -726,7 +735,7 @@ void RouterService::start() {
         *d.shared, d.pool.at(w).io(),
         std::make_unique<TimedStore>(d.storeFactory->open(d.pool.at(w).io().get_executor()),
                                      histograms),
-        runtime::SteadyClock::instance(),
+        d.clock,
         [&d](const transport::Destination& to, std::string_view bytes) {
           return d.transport->send(to, bytes);
         },

@@ -18,6 +18,20 @@ ServiceNumber voicemail(std::string mailbox) {
   return n;
 }
 
+TEST(DialplanTest, HeadersFromConfigKeys) {
+  EXPECT_EQ(headerSuffix("sound_locale"), "SoundLocale");
+  EXPECT_EQ(headerSuffix("mailbox"), "Mailbox");
+  Dialplan plan;
+  plan.add({"*97", "Voicemail", {{"Mailbox", "from-user"}}});
+  plan.add({"100", "Playback", {{"Sound", "welcome"}, {"SoundLocale", "en"}}});
+  ASSERT_NE(plan.find("*97"), nullptr);
+  EXPECT_EQ(plan.find("101"), nullptr);
+  EXPECT_EQ(Dialplan::headerLines(*plan.find("*97"), "alice"),
+            "X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: alice\r\n");
+  EXPECT_EQ(Dialplan::headerLines(*plan.find("100"), "bob"),
+            "X-Evosip-Action: Playback\r\nX-Evosip-Sound: welcome\r\nX-Evosip-SoundLocale: en\r\n");
+}
+
 TEST(DialplanTest, MailboxResolvesFromUserToUserOrFixed) {
   EXPECT_EQ(Dialplan::mailboxOf(voicemail("from-user"), "alice", "*97"), "alice");
   EXPECT_EQ(Dialplan::mailboxOf(voicemail("to-user"), "alice", "bob"), "bob");

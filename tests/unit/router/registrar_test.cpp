@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <evosip/router/dialplan.hpp>
 #include <evosip/router/registrar.hpp>
 
 namespace evosip::router {
@@ -115,20 +114,6 @@ TEST(RegistrarTest, ContactsBeyondTheLimitAreRefusedButRefreshesPass) {
   auto huge = run("Contact: <sip:" + std::string(3000, 'x') + "@10.0.0.1>\r\n", {}, 7);
   EXPECT_EQ(huge.code, 403);
   EXPECT_EQ(huge.limit, RegisterLimit::kBytes);
-}
-
-TEST(DialplanTest, HeadersFromConfigKeys) {
-  EXPECT_EQ(headerSuffix("sound_locale"), "SoundLocale");
-  EXPECT_EQ(headerSuffix("mailbox"), "Mailbox");
-  Dialplan plan;
-  plan.add({"*97", "Voicemail", {{"Mailbox", "from-user"}}});
-  plan.add({"100", "Playback", {{"Sound", "welcome"}, {"SoundLocale", "en"}}});
-  ASSERT_NE(plan.find("*97"), nullptr);
-  EXPECT_EQ(plan.find("101"), nullptr);
-  EXPECT_EQ(Dialplan::headerLines(*plan.find("*97"), "alice"),
-            "X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: alice\r\n");
-  EXPECT_EQ(Dialplan::headerLines(*plan.find("100"), "bob"),
-            "X-Evosip-Action: Playback\r\nX-Evosip-Sound: welcome\r\nX-Evosip-SoundLocale: en\r\n");
 }
 
 }  // namespace

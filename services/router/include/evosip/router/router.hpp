@@ -24,6 +24,7 @@
 #include <evosip/auth/nonce_count_store.hpp>
 #include <evosip/auth/shared_credentials.hpp>
 #include <evosip/auth/verifier.hpp>
+#include <evosip/bencode/bencode.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/role/target_set.hpp>
 #include <evosip/router/dialog_check.hpp>
@@ -58,6 +59,14 @@ struct RouterSettings {
   // service numbers may say otherwise. Relays come from the `media` set.
   MediaMode mediaMode = MediaMode::kNat;
   NgClient::Settings ng;
+  // A relay that is silent or refuses new sessions (drain, session limit) is left out of new
+  // calls this long; the call's offer goes to the next relay in its rendezvous order.
+  std::chrono::milliseconds relayHoldDown{10000};
+  // An app that answers nothing (not even a 100) this long after a request is left for the
+  // next app in the call's rendezvous order, as is one that answers 503; it is then held out of
+  // new calls for appHoldDown (a silent app only when it answered nothing else meanwhile).
+  std::chrono::milliseconds appTimeout{2000};
+  std::chrono::milliseconds appHoldDown{10000};
   // proxy.maxForwards caps what the router forwards (router.max_forwards);
   // layer.maxTransactionBytes bounds its transaction memory per worker.
   transaction::ProxySettings proxy;
@@ -127,6 +136,9 @@ struct RouterCounters {
   std::atomic<uint64_t> serviceUnauthenticated{0}, serviceNoMailbox{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Rejection::kCount)> rejected{};
   std::atomic<uint64_t> optionsAnswered{0}, memoryTrims{0};
+  // Requests sent to another app after one refused (503) or was silent; media offers sent to
+  // another relay after one was silent or refused new sessions.
+  std::atomic<uint64_t> appFailovers{0}, relayFailovers{0};
   // Published by the worker at every tick, read by the control thread.
   std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0},
       transactionBytes{0};
@@ -167,37 +179,80 @@ class Router final : public transaction::ProxyUser {
   bool holdResponse(transaction::TransactionId client, const sip::Message& response) override;
   bool onAck(const sip::Message& ack, const transport::Source& source) override;
   void onContextDone(transaction::TransactionId server, bool answered) override;
+  std::optional<transaction::Target> retarget(transaction::TransactionId server,
+                                              const transaction::Target& failed, int code) override;
 
  private:
   class StoreNonceCounts;
+  // An SDP offer for a relay, built once from the request: the ng command and what the
+  // answer and a delete need.
+  struct MediaOffer {
+    bencode::Value command;
+    std::string callId;
+    std::string fromTag;
+    bool initial = true;  // an initial INVITE (a failure deletes the relay session)
+  };
+  // Where a request goes once its offer came back rewritten.
+  struct PendingForward {
+    std::vector<transaction::Target> targets;
+    transaction::ForwardOptions options;
+  };
+  // The relay an offer went to: index in the media set (SIZE_MAX: named by a dialog record)
+  // and how many relays the offer tried, this one included.
+  struct RelayChoice {
+    std::string uri;
+    transport::Endpoint endpoint;
+    size_t index = SIZE_MAX;
+    size_t attempt = 1;
+  };
 
-  // ---- the request path, in the order onRequest runs it ----
+  // ---- the request path, in the order onRequest runs it (router.cpp) ----
   // 1. Requests for the router itself (its listen/advertised addresses): OPTIONS -> 200,
   //    anything else -> 404 (or 482/483); never forwarded.
   bool answerForSelf(transaction::TransactionId id, const sip::Message& req,
-                     const transaction::RouteInfo& route);
+                     const transaction::PreprocessedRoute& route);
   // 2. Sanity: Max-Forwards, loop detection, Proxy-Require (transaction::ProxyCore).
-  // 3. In-dialog: a To tag must name a dialog we know, and go to one of its elements.
+  // 3. In-dialog (in_dialog.cpp): a To tag must name a dialog we know, and go to one of its
+  //    elements.
   void validateInDialog(transaction::TransactionId id, const sip::Message& req,
-                        const transaction::RouteInfo& route);
-  void onDialogsLoaded(transaction::TransactionId id,
-                       const std::vector<store::DialogRecord>& dialogs);
+                        const transaction::PreprocessedRoute& route);
   // 4. An initial request with a Route we did not write (preloaded): 403. Drain: new
   //    registrations and calls get 503.
-  bool rejectPreloadedRoute(transaction::TransactionId id, const transaction::RouteInfo& route);
+  bool rejectPreloadedRoute(transaction::TransactionId id,
+                            const transaction::PreprocessedRoute& route);
   bool rejectWhileDraining(transaction::TransactionId id);
-  // 5. Registrar (handleRegister), 6. initial routing (handleInitial: relay check,
-  //    authentication, dialplan), 7. media anchoring (forwardWithMedia), 8. forward.
+  // 5. Registrar (registration.cpp), 6. initial routing (initial_routing.cpp: relay check,
+  //    authentication, dialplan), 7. media anchoring (media_anchoring.cpp), 8. forward.
   void forward(transaction::TransactionId id, std::vector<transaction::Target> targets,
                transaction::ForwardOptions options);
   transaction::ForwardOptions forwardOptions() const;
-
   // The next hop of a request as the core would route it (first Route not ours, else the
   // Request-URI), as written.
-  static std::string_view nextHopOf(const transaction::RouteInfo& route);
+  static std::string_view nextHopOf(const transaction::PreprocessedRoute& route);
   bool namesSelf(std::string_view uriOrRoute);
+  void trimMemory(runtime::Clock::time_point now);
+  // The injected clock in the nanoseconds role::TargetSet counts hold-downs in.
+  int64_t nowNs() const { return clock_.now().time_since_epoch().count(); }
+  static int64_t toNs(std::chrono::milliseconds d) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  }
+  void storeFailed(transaction::TransactionId id);
+  // Runs fn with the request of a live server transaction (parsed again from its copy).
+  bool withRequest(transaction::TransactionId id,
+                   const std::function<void(const sip::Message&)>& fn);
+
+  // ---- in-dialog requests (in_dialog.cpp) ----
+  void onDialogsLoaded(transaction::TransactionId id,
+                       const std::vector<store::DialogRecord>& dialogs);
+  // A request of a known dialog: a BYE removes the record, a re-offer goes through the relay
+  // the record names.
+  void forwardInDialog(transaction::TransactionId id, const sip::Message& req,
+                       const store::DialogRecord& dialog);
+  void removeDialog(const store::DialogRecord& dialog);
   // An ACK of a 2xx, once its dialog was looked up.
   void onAckDialogs(const std::string& ack, const std::vector<store::DialogRecord>& dialogs);
+
+  // ---- dialog recording (dialog_records.cpp) ----
   // Early dialogs (a 1xx with a To tag) of the INVITEs this worker forwards: their PRACK/UPDATE
   // are validated against them until the INVITE ends.
   void noteEarlyDialog(transaction::TransactionId server, const sip::Message& response);
@@ -207,52 +262,75 @@ class Router final : public transaction::ProxyUser {
                                                     const sip::Message& response);
   // Writes the record, then lets the 2xx go upstream: an ACK or BYE sent at once finds it.
   void recordDialog(transaction::TransactionId client, store::DialogRecord rec, std::string text);
-  void answerMedia(transaction::TransactionId client, std::string text,
-                   std::optional<store::DialogRecord> rec);
-  void trimMemory(runtime::Clock::time_point now);
 
+  // ---- the registrar (registration.cpp) ----
   void handleRegister(transaction::TransactionId id, const sip::Message& req,
                       const transport::Source& src);
+  // The registrar's rules over the AOR's current bindings: a refusal, or the writes.
+  void planRegistration(transaction::TransactionId id, const std::string& aor,
+                        const std::string& received, const std::vector<store::Binding>& current);
   // Stores a registration's bindings and answers with all of them.
   void applyRegisterPlan(transaction::TransactionId id, const std::string& aor, RegisterPlan plan,
                          std::string pathLines, store::TimePoint now);
+
+  // ---- initial requests (initial_routing.cpp) ----
   void handleInitial(transaction::TransactionId id, const sip::Message& req);
   void routeInitial(transaction::TransactionId id);
+  // A service number: its mailbox (if it names one) must be a subscriber, then the app.
+  void routeToService(transaction::TransactionId id, const ServiceNumber& number);
   void routeToApp(transaction::TransactionId id, const ServiceNumber& number,
                   const sip::Message& req);
-  void removeDialog(const store::DialogRecord& dialog);
-  // Forwards, first having the call's relay rewrite the SDP offer when `mode` says so.
-  void forwardWithMedia(transaction::TransactionId id, std::vector<transaction::Target> targets,
-                        transaction::ForwardOptions options, MediaMode mode);
-  // An in-dialog request of a known dialog: a BYE removes the record, a re-offer goes through
-  // the relay the record names.
-  void forwardInDialog(transaction::TransactionId id, const sip::Message& req,
-                       const store::DialogRecord& dialog);
-  void sendOffer(transaction::TransactionId id, std::vector<transaction::Target> targets,
-                 transaction::ForwardOptions options, std::string relayUri,
-                 transport::Endpoint relay, bool initial, size_t tried);
-  void deleteMedia(const std::string& relayUri, const std::string& callId,
-                   const std::string& fromTag);
-  // Who must prove what before an initial request is routed (router_auth.cpp).
+  // ---- failover between apps (app_failover.cpp; retarget above) ----
+  // alternatives: other apps could take the request (it may fail over after appTimeout).
+  transaction::Target appTarget(role::Target& app, bool alternatives) const;
+  // A response on a branch towards an app: the app is alive.
+  void noteAppResponse(transaction::TransactionId client);
+  // A local user without bindings: 480 (a subscriber) or 404 (nobody) to an authenticated
+  // caller; 480 without a credential lookup to anyone else.
+  void answerUnreachable(transaction::TransactionId id, const std::string& user);
+
+  // ---- authentication (authentication.cpp) ----
+  // Who must prove what before an initial request is routed.
   enum class InitialAccess { kOpen, kAuthenticate, kRelayDenied, kServiceDenied };
   InitialAccess initialAccess(const sip::Message& req, const sip::Uri& ruri,
                               const sip::Uri& from) const;
   // Verifies the request's credentials for `user`; challenges, refuses or calls onOk.
   void authenticate(transaction::TransactionId id, const sip::Message& req, std::string user,
                     std::function<void()> onOk);
+  void applyAuthOutcome(transaction::TransactionId id, sip::Method method,
+                        const auth::AuthOutcome& outcome, const std::function<void()>& onOk);
   void challenge(transaction::TransactionId id, sip::Method method, bool stale);
   // A final answer to a source that has proven nothing: sent once, never retransmitted.
   void refuse(transaction::TransactionId id, int code, std::string_view reason,
               std::string_view extraHeaders = {});
-  // A service number: its mailbox (if it names one) must be a subscriber, then the app.
-  void routeToService(transaction::TransactionId id, const ServiceNumber& number);
-  // A local user without bindings: 480 (a subscriber) or 404 (nobody) to an authenticated
-  // caller; 480 without a credential lookup to anyone else.
-  void answerUnreachable(transaction::TransactionId id, const std::string& user);
-  void storeFailed(transaction::TransactionId id);
-  // Runs fn with the request of a live server transaction (parsed again from its copy).
-  bool withRequest(transaction::TransactionId id,
-                   const std::function<void(const sip::Message&)>& fn);
+
+  // ---- credentials from the api (credential_fetch.cpp) ----
+  void fetchCredentials(const std::string& domain, const std::string& user,
+                        std::function<void(auth::CredentialLookup)> done);
+  auth::CredentialLookup credentialsOf(const tl::expected<control::HttpResponse, std::string>& r);
+
+  // ---- media anchoring (media_anchoring.cpp) ----
+  // Forwards, first having the call's relay rewrite the SDP offer when `mode` says so.
+  void forwardWithMedia(transaction::TransactionId id, std::vector<transaction::Target> targets,
+                        transaction::ForwardOptions options, MediaMode mode);
+  // No relay up for an offer that wants one: `nat` goes on unanchored, `always` gets 503.
+  void forwardWithoutRelay(transaction::TransactionId id, PendingForward fwd, MediaMode mode,
+                           bool relaysConfigured);
+  // The offer of `m`; natSource: the NATed caller's address the edge saw (empty: not NATed).
+  static MediaOffer offerOf(const sip::Message& m, bool initial, std::string_view natSource);
+  void sendOffer(transaction::TransactionId id, PendingForward fwd, MediaOffer offer,
+                 RelayChoice relay);
+  void onOfferReply(transaction::TransactionId id, PendingForward fwd, MediaOffer offer,
+                    RelayChoice relay, const Result<bencode::Value>& reply);
+  // Holds the failed relay down and sends the offer to the next one; false when none is left.
+  bool offerElsewhere(transaction::TransactionId id, PendingForward& fwd, MediaOffer& offer,
+                      const RelayChoice& failed, bool silent);
+  void answerMedia(transaction::TransactionId client, std::string text,
+                   std::optional<store::DialogRecord> rec);
+  void onAnswerReply(transaction::TransactionId client, std::string text,
+                     std::optional<store::DialogRecord> rec, const Result<bencode::Value>& reply);
+  void deleteMedia(const std::string& relayUri, const std::string& callId,
+                   const std::string& fromTag);
 
   RouterShared& shared_;
   boost::asio::io_context& io_;
@@ -283,6 +361,16 @@ class Router final : public transaction::ProxyUser {
   };
   std::unordered_map<std::string, EarlyDialogs> early_;
   std::unordered_map<uint64_t, std::string> earlyByServer_;
+  // Requests forwarded to an app, by server transaction, while they may fail over: the app
+  // they went to and when, and how many apps they tried.
+  struct AppRequest {
+    std::string callId;
+    size_t app = SIZE_MAX;  // index in the app set
+    std::string uri;        // of that app (the set may be replaced meanwhile)
+    int64_t sentNs = 0;
+    size_t attempt = 1;
+  };
+  std::unordered_map<uint64_t, AppRequest> appRequests_;
   size_t bytesHighWater_ = 0;  // transaction memory since the last trim
   runtime::Clock::time_point nextTrim_{};
   RouterCounters counters_;
