@@ -111,7 +111,7 @@ class TestAppFailover(h.RouterTestCase):
         apps.rpc(0, "instance.drain")
         self.calls_answered_by_the_live_app(p, apps, caller, live=1)
         state = {a["address"]: a["state"] for a in p.router.rpc("dispatcher.list")["apps"]}
-        self.assertEqual(state[f"{h.HOST}:{apps.ports[0]}"], "down", state)
+        self.assertEqual(state[f"{h.HOST}:{apps.ports[0]}"], "draining", state)
 
 
 def start_media(work: str, cleanup: h.Cleanup, name: str, avoid: Tuple[int, int] = (0, 0)):

@@ -1,8 +1,9 @@
 // Failover between the apps of the app set: a request to an app that answers 503 or nothing
 // at all (router.app_timeout_ms) goes to the next app in the call's rendezvous order, each app
-// at most once. The failed app is held out of new calls (router.app_hold_down_s): one that
-// refused at once, or one that answered nothing else since the request left (an app that
-// answers other requests is alive and chose to ignore this one).
+// at most once. For router.app_hold_down_s, an app that refused is chosen for new calls only
+// when every other app refuses too (it drains), and one that answered nothing else since the
+// request left is out of the set (an app that answers other requests is alive and chose to
+// ignore this one).
 #include <evosip/log/log.hpp>
 #include <evosip/router/router.hpp>
 
@@ -35,14 +36,19 @@ std::optional<transaction::Target> Router::retarget(TransactionId server,
     role::Target& app = apps->at(request.app);
     exclude = request.app;
     const bool silent = code != 503;
-    if (silent) {
+    const auto hold = toNs(shared_.settings().appHoldDown);
+    if (!silent) {
+      // A refusal (its drain, overload): alive, and chosen again only if every app refuses.
+      if (app.markDraining(now, hold)) {
+        log::get("router")->warn("app {} refuses calls (503): others first for {} ms", app.uri,
+                                 shared_.settings().appHoldDown.count());
+      }
+    } else {
       app.timeouts.fetch_add(1, std::memory_order_relaxed);
-    }
-    if ((!silent || !app.answeredSince(request.sentNs)) &&
-        app.holdDown(now, toNs(shared_.settings().appHoldDown))) {
-      log::get("router")->warn("app {} {}: out of new calls for {} ms", app.uri,
-                               silent ? "answers nothing" : "refuses calls (503)",
-                               shared_.settings().appHoldDown.count());
+      if (!app.answeredSince(request.sentNs) && app.holdDown(now, hold)) {
+        log::get("router")->warn("app {} answers nothing: out of new calls for {} ms", app.uri,
+                                 shared_.settings().appHoldDown.count());
+      }
     }
   }
   if (request.attempt >= apps->size()) {

@@ -158,12 +158,16 @@ bool Router::offerElsewhere(TransactionId id, PendingForward& fwd, MediaOffer& o
   size_t exclude = SIZE_MAX;
   if (failed.index < set->size() && set->at(failed.index).uri == failed.uri) {
     role::Target& t = set->at(failed.index);
+    const auto hold = toNs(shared_.settings().relayHoldDown);
     if (silent) {
       t.timeouts.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (t.holdDown(now, toNs(shared_.settings().relayHoldDown))) {
-      log::get("router")->warn("media relay {} out of new calls for {} ms", t.uri,
-                               shared_.settings().relayHoldDown.count());
+      if (t.holdDown(now, hold)) {
+        log::get("router")->warn("media relay {} answers nothing: out of new calls for {} ms",
+                                 t.uri, shared_.settings().relayHoldDown.count());
+      }
+    } else if (t.markDraining(now, hold)) {
+      log::get("router")->warn("media relay {} takes no new sessions: others first for {} ms",
+                               t.uri, shared_.settings().relayHoldDown.count());
     }
     exclude = failed.index;
   }

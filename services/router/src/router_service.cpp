@@ -481,7 +481,9 @@ void RouterService::Impl::registerRpc() {
         const auto& t = set.at(i);
         out.push_back(json::object{{"uri", t.uri},
                                    {"address", t.endpoint.str()},
-                                   {"state", t.upAt(now) ? "up" : "down"},
+                                   {"state", !t.upAt(now)        ? "down"
+                                             : t.drainingAt(now) ? "draining"
+                                                                 : "up"},
                                    {"forwarded", t.forwarded.load()},
                                    {"timeouts", t.timeouts.load()}});
       }

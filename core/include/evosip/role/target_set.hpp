@@ -55,9 +55,7 @@ struct Target {
   // extended it (worth a log line).
   bool holdDown(int64_t nowNs, int64_t forNs) { return extend(downUntilNs, nowNs + forNs); }
   // Out of new work until nowNs + forNs unless every other target drains too.
-  bool markDraining(int64_t nowNs, int64_t forNs) {
-    return extend(drainingUntilNs, nowNs + forNs);
-  }
+  bool markDraining(int64_t nowNs, int64_t forNs) { return extend(drainingUntilNs, nowNs + forNs); }
 
  private:
   static bool extend(std::atomic<int64_t>& until, int64_t to) {
