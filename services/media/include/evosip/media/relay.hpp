@@ -31,9 +31,13 @@
 #include <evosip/media/endpoint.hpp>
 #include <evosip/media/latch.hpp>
 #include <evosip/media/ng_options.hpp>
-#include <evosip/media/port_allocator.hpp>
+#include <evosip/rtp/port_allocator.hpp>
 
 namespace evosip::media {
+
+using rtp::PortAllocator;
+using rtp::PortRange;
+using rtp::splitPortRange;
 
 // Why a packet was not relayed (label reason of evosip_media_drops_total).
 enum class DropReason : uint8_t {

@@ -3,9 +3,9 @@
 
 #include <gtest/gtest.h>
 
-#include <evosip/media/port_allocator.hpp>
+#include <evosip/rtp/port_allocator.hpp>
 
-namespace evosip::media {
+namespace evosip::rtp {
 namespace {
 
 TEST(SplitPortRange, DisjointEvenAlignedSubRangesCoverTheRange) {
@@ -104,4 +104,4 @@ TEST(PortAllocator, ReleaseIgnoresForeignAndOddPorts) {
 }
 
 }  // namespace
-}  // namespace evosip::media
+}  // namespace evosip::rtp

@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <evosip/media/port_allocator.hpp>
+#include <evosip/rtp/port_allocator.hpp>
 
-namespace evosip::media {
+namespace evosip::rtp {
 
 Result<std::vector<PortRange>> splitPortRange(uint16_t min, uint16_t max, size_t workers) {
   if (workers == 0) {
@@ -69,4 +69,4 @@ void PortAllocator::release(uint16_t rtpPort) {
   }
 }
 
-}  // namespace evosip::media
+}  // namespace evosip::rtp

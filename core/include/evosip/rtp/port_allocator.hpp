@@ -1,10 +1,10 @@
 #pragma once
-// RTP/RTCP port pairs of one worker (docs/architecture.md "media"). The configured range
-// media.port_min..port_max is split into disjoint per-worker sub-ranges, so each worker allocates
-// from its own allocator without locks. A pair is an even RTP port and the RTCP port after it.
-// Pairs are handed out at random (arc4random: unpredictable), so that the ports of the next
-// call cannot be guessed from the last one and media cannot be injected into a call before
-// its parties have sent anything.
+// RTP/RTCP port pairs of one worker, for the media relay and the app (docs/architecture.md). The
+// configured range (media.port_min..port_max, app.rtp_port_min..max) is split into disjoint
+// per-worker sub-ranges, so each worker allocates from its own allocator without locks. A pair is
+// an even RTP port and the RTCP port after it. Pairs are handed out at random (arc4random:
+// unpredictable), so that the ports of the next call cannot be guessed from the last one and
+// media cannot be injected into a call before its parties have sent anything.
 
 #include <cstddef>
 #include <cstdint>
@@ -13,7 +13,7 @@
 
 #include <evosip/base/result.hpp>
 
-namespace evosip::media {
+namespace evosip::rtp {
 
 struct PortRange {
   uint16_t first = 0;  // even: the first RTP port
@@ -45,4 +45,4 @@ class PortAllocator {
   std::vector<uint32_t> free_;  // indexes of the free pairs, in no particular order
 };
 
-}  // namespace evosip::media
+}  // namespace evosip::rtp
