@@ -25,7 +25,6 @@ namespace evosip::app {
 
 namespace asio = boost::asio;
 using transaction::TransactionId;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -116,26 +115,6 @@ std::string tagOf(const Result<sip::NameAddr>& na) {
 }
 
 }  // namespace
-
-Result<std::vector<RtpPortRange>> splitRtpPorts(uint16_t min, uint16_t max, size_t workers) {
-  const uint32_t first = (min + 1u) & ~1u;
-  if (max < first || workers == 0) {
-    return makeError(Errc::kInvalid, fmt::format("no even port in {}..{}", min, max));
-  }
-  const uint32_t count = (max - first) / 2 + 1;  // even ports
-  if (count < workers) {
-    return makeError(Errc::kInvalid, fmt::format("{} even ports in {}..{} for {} workers", count,
-                                                 min, max, workers));
-  }
-  std::vector<RtpPortRange> out;
-  const uint32_t per = count / static_cast<uint32_t>(workers);
-  for (size_t w = 0; w < workers; ++w) {
-    const uint32_t a = first + 2 * per * static_cast<uint32_t>(w);
-    const uint32_t b = a + 2 * (per - 1);
-    out.push_back({static_cast<uint16_t>(a), static_cast<uint16_t>(b)});
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -236,31 +215,32 @@ struct AppCore::Call {
   TimePoint peerSince = TimePoint::max();  // answered (or moved): the peer must send from here
 };
 
-AppCore::AppCore(AppShared& shared, asio::io_context& io, size_t worker, RtpPortRange ports,
-                 SendFn send)
+AppCore::AppCore(AppShared& shared, asio::io_context& io, size_t worker, rtp::PortRange ports,
+                 SendFn send, const runtime::Clock& clock)
     : shared_(shared),
       settings_(shared.settings),
       io_(io),
       worker_(worker),
       send_(send),
+      clock_(clock),
       layer_(
           [&] {
             auto s = shared.settings.layer;
             s.branchSeed = (s.branchSeed << 8) ^ (worker + 1) ^ (uint64_t(randomU32()) << 20);
             return s;
           }(),
-          runtime::SteadyClock::instance(), send, *this),
+          clock, send, *this),
       ports_(ports),
-      grid_(kPacing, Clock::now()),
+      grid_(kPacing, clock_.now()),
       paceTimer_(io) {
   contact_ = fmt::format("Contact: <sip:app@{}:{}>\r\n", settings_.viaHost, settings_.viaPort);
   ipv6_ = settings_.rtpAddress.find(':') != std::string::npos;
-  portUsed_.assign(ports_.last >= ports_.first ? (ports_.last - ports_.first) / 2 + 1 : 0, false);
   slots_.resize(grid_.settings().slots);
   PacedSender::Settings ps;
+  ps.thread = settings_.pacingThread;
   ps.ioUring = settings_.ioUring;
   ps.realtimePriority = settings_.realtimePriority;
-  sender_ = std::make_unique<PacedSender>(ps);
+  sender_ = std::make_unique<PacedSender>(ps, clock_);
   std::string error;
   sender_->start(&error);
   if (!error.empty()) {
@@ -278,7 +258,7 @@ void AppCore::closeAll() {
   sender_->stop();  // nothing is sent any more: every socket may close
   auto calls = calls_;
   for (auto& [id, call] : calls) {
-    endCall(*call, "shutdown");
+    endCall(*call, EndReason::kShutdown);
   }
   pendingDone_.clear();
   reapSent();
@@ -408,7 +388,7 @@ void AppCore::newInvite(TransactionId id, const sip::Message& req, const transpo
   call->okTo = st->responseDestination();
   call->media = *negotiated;
   call->sessionId = randomU32();
-  call->created = Clock::now();
+  call->created = clock_.now();
   call->lastRtp = call->created;
   call->deadline = call->created + settings_.maxCall;
   if (const auto* f = req.find(sip::HeaderId::kFrom)) {
@@ -529,7 +509,7 @@ void AppCore::answer(Call& call) {
     return;
   }
   call.dialog = DialogState::kAnswered;
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   if (!call.heard) {
     call.peerSince = now;
   }
@@ -582,7 +562,7 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
       setDestination(call);
     }
     if (!call.heard) {
-      call.peerSince = Clock::now();  // (also after a hold: the peer's time starts again)
+      call.peerSince = clock_.now();  // (also after a hold: the peer's time starts again)
     }
     ++call.sdpVersion;
     call.marker = true;
@@ -605,7 +585,7 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
   call.okBytes = respondWithSdp(call, id, req, 200, "OK");
   call.recordRoute = saved;
   call.okCseq = cseq->number;
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   call.okInterval = kT1;
   call.okNext = now + kT1;
   call.okGiveUp = now + 64 * kT1;
@@ -624,7 +604,7 @@ void AppCore::onBye(TransactionId id, const sip::Message& req) {
     sendFinal(*call, 487, "Request Terminated");
   }
   call->dialog = DialogState::kEnded;
-  endCall(*call, "bye");
+  endCall(*call, EndReason::kBye);
 }
 
 void AppCore::onCancel(TransactionId invite, const sip::Message&) {
@@ -636,7 +616,7 @@ void AppCore::onCancel(TransactionId invite, const sip::Message&) {
   Call& call = *it->second;
   counters_.bump(counters_.cancelled);
   sendFinal(call, 487, "Request Terminated");
-  endCall(call, "cancel");
+  endCall(call, EndReason::kCancel);
 }
 
 void AppCore::onAck(const sip::Message& ack, const transport::Source&) {
@@ -654,7 +634,7 @@ void AppCore::onAck(const sip::Message& ack, const transport::Source&) {
   call->dialog = DialogState::kConfirmed;
   if (call->byeAfterAck) {
     sendBye(*call);
-    endCall(*call, "hangup");
+    endCall(*call, EndReason::kHangup);
   }
 }
 
@@ -667,7 +647,7 @@ void AppCore::onServerError(TransactionId server, transaction::TransactionError)
   if (it != byInvite_.end()) {
     Call& call = *it->second;
     call.finalSent = true;
-    endCall(call, "transport error");
+    endCall(call, EndReason::kTransportError);
   }
 }
 
@@ -707,7 +687,7 @@ void AppCore::sendBye(Call& call) {
 void AppCore::hangup(Call& call, int earlyCode, std::string_view earlyReason) {
   if (!call.finalSent) {
     sendFinal(call, earlyCode, earlyReason);
-    endCall(call, "hangup");
+    endCall(call, EndReason::kHangup);
     return;
   }
   if (call.dialog == DialogState::kAnswered) {
@@ -717,10 +697,38 @@ void AppCore::hangup(Call& call, int earlyCode, std::string_view earlyReason) {
     return;
   }
   sendBye(call);
-  endCall(call, "hangup");
+  endCall(call, EndReason::kHangup);
 }
 
-void AppCore::endCall(Call& call, std::string_view why) {
+std::string_view AppCore::endReasonName(EndReason why) {
+  switch (why) {
+    case EndReason::kBye:
+      return "bye";
+    case EndReason::kCancel:
+      return "cancel";
+    case EndReason::kHangup:
+      return "hangup";
+    case EndReason::kPlayed:
+      return "played";
+    case EndReason::kRedirected:
+      return "redirected";
+    case EndReason::kSoundNotFound:
+      return "sound not found";
+    case EndReason::kMailboxFull:
+      return "mailbox full";
+    case EndReason::kNoAck:
+      return "no ACK";
+    case EndReason::kTransportError:
+      return "transport error";
+    case EndReason::kTransactionGone:
+      return "transaction gone";
+    case EndReason::kShutdown:
+      return "shutdown";
+  }
+  return "?";
+}
+
+void AppCore::endCall(Call& call, EndReason why) {
   auto it = calls_.find(call.callId);
   if (it == calls_.end() || it->second.get() != &call) {
     return;
@@ -746,23 +754,23 @@ void AppCore::endCall(Call& call, std::string_view why) {
         closing_.push_back({fd, call.port, call.sentBelow});
       } else {
         call.sock.close(ec);
-        releasePort(call.port);
+        ports_.release(call.port);
       }
     } else {
       call.sock.close(ec);
-      releasePort(call.port);
+      ports_.release(call.port);
     }
   } else {
-    releasePort(call.port);
+    ports_.release(call.port);
   }
   counters_.active.fetch_sub(1, std::memory_order_relaxed);
   shared_.calls.fetch_sub(1, std::memory_order_relaxed);
 
   if (call.recorder && !call.recorder->samples().empty()) {
     // The blocking pool drops queued work when it stops: at shutdown, store it here.
-    storeMessage(call, why == "shutdown");
+    storeMessage(call, why == EndReason::kShutdown);
   }
-  logger()->debug("call {}: ended ({})", call.callId, why);
+  logger()->debug("call {}: ended ({})", call.callId, endReasonName(why));
 }
 
 void AppCore::storeMessage(Call& call, bool now) {
@@ -938,7 +946,7 @@ void AppCore::onPromptsDone(Call& call) {
     logger()->info("call {}: {}", call.callId, call.loadError);
     counters_.bump(counters_.rejected);
     sendFinal(call, 404, "Sound Not Found");
-    endCall(call, "sound not found");
+    endCall(call, EndReason::kSoundNotFound);
     return;
   }
   if (call.action == Action::kVoicemail && call.recordRoom == 0) {
@@ -947,7 +955,7 @@ void AppCore::onPromptsDone(Call& call) {
     counters_.bump(counters_.mailboxFull);
     counters_.bump(counters_.rejected);
     sendFinal(call, 486, "Mailbox Full");
-    endCall(call, "mailbox full");
+    endCall(call, EndReason::kMailboxFull);
     return;
   }
   start(call);
@@ -956,7 +964,7 @@ void AppCore::onPromptsDone(Call& call) {
 void AppCore::start(Call& call) {
   const auto* st = layer_.server(call.inviteTx);
   if (st == nullptr) {
-    endCall(call, "transaction gone");
+    endCall(call, EndReason::kTransactionGone);
     return;
   }
   auto req = sip::Message::parse(st->request());
@@ -965,7 +973,7 @@ void AppCore::start(Call& call) {
   }
   call.packetizer.emplace(rtp::PacketizerSettings{call.media.payloadType});
   call.mediaStarted = true;
-  call.lastRtp = Clock::now();
+  call.lastRtp = clock_.now();
   setDestination(call);
   switch (call.action) {
     case Action::kPlayback:
@@ -1012,13 +1020,13 @@ void AppCore::start(Call& call) {
 
 // The current prompt (and its queue) ended.
 void AppCore::onPromptDone(Call& call) {
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   switch (call.phase) {
     case Phase::kPlaying:
       if (call.earlyMedia) {
         const auto st = readFinalStatus(call.request, 480);
         sendFinal(call, st.code, st.reason);
-        endCall(call, "played");
+        endCall(call, EndReason::kPlayed);
       } else {
         hangup(call, 480, "Played");
       }
@@ -1054,7 +1062,7 @@ void AppCore::onDigit(Call& call, char digit) {
   call.playing.reset();  // a digit interrupts the prompt (or the error prompt)
   call.queue.clear();
   call.phase = Phase::kMenuWait;
-  call.menuSince = Clock::now();
+  call.menuSince = clock_.now();
   call.digits.push_back(digit);
   call.pendingTarget.clear();
   const auto r = matchDigits(call.targets, call.digits);
@@ -1094,7 +1102,7 @@ void AppCore::menuRedirect(Call& call, const std::string& target) {
   counters_.bump(counters_.redirects);
   logger()->info("call {}: menu digits {} -> {}", call.callId, call.digits, target);
   sendFinal(call, 302, "Moved Temporarily", "Contact: <" + target + ">\r\n");
-  endCall(call, "redirected");
+  endCall(call, EndReason::kRedirected);
 }
 
 void AppCore::checkDeadline(Call& call, TimePoint now) {
@@ -1160,7 +1168,7 @@ void AppCore::resend2xx(Call& call) {
 }
 
 void AppCore::onTick() {
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   layer_.onTick(now);
   // 2xx retransmissions until the ACK (RFC 3261 13.3.1.4).
   std::vector<Call*> giveUp;
@@ -1178,7 +1186,7 @@ void AppCore::onTick() {
     c->dialog = DialogState::kConfirmed;  // no ACK: confirmed, then torn down (13.3.1.4)
     logger()->info("call {}: no ACK for the 2xx: BYE", c->callId);
     sendBye(*c);
-    endCall(*c, "no ACK");
+    endCall(*c, EndReason::kNoAck);
   }
   // The deadlines, a tenth of the calls at a time (held: hanging up changes roster_).
   sweep_.next(roster_.size(), [this](size_t i) { sweepShare_.push_back(roster_[i]); });
@@ -1188,6 +1196,9 @@ void AppCore::onTick() {
   sweepShare_.clear();
   if (worker_ == 0 && ticks_ % 6000 == 0) {
     countVoicemail();  // at the first tick, then every minute
+  }
+  if (!settings_.pacingThread) {
+    onPacing();
   }
   if (++ticks_ % 100 == 0) {
     counters_.serverTransactions.store(layer_.serverCount(), std::memory_order_relaxed);
@@ -1199,40 +1210,29 @@ void AppCore::onTick() {
 
 // ---- media ----------------------------------------------------------------------------------
 
-std::optional<uint16_t> AppCore::allocatePort() {
-  const size_t n = portUsed_.size();
-  for (size_t i = 0; i < n; ++i) {
-    const size_t k = (portNext_ + i) % n;
-    if (!portUsed_[k]) {
-      portUsed_[k] = true;
-      portNext_ = (k + 1) % n;
-      return static_cast<uint16_t>(ports_.first + 2 * k);
-    }
-  }
-  return std::nullopt;
-}
-
-void AppCore::releasePort(uint16_t port) {
-  if (port < ports_.first || port > ports_.last) {
-    return;
-  }
-  portUsed_[(port - ports_.first) / 2] = false;
-}
-
 Result<void> AppCore::openMedia(Call& call) {
   sockaddr_storage local{};
   socklen_t len = 0;
   if (!toSockaddr(settings_.rtpAddress, 0, local, len)) {
     return makeError(Errc::kInvalid, "app.rtp_address: not an IP address");
   }
-  for (size_t attempt = 0; attempt < portUsed_.size(); ++attempt) {
-    auto port = allocatePort();
+  // Ports another process holds stay taken until a free one is found, so none is tried twice.
+  std::vector<uint16_t> busy;
+  auto giveBack = [&] {
+    for (uint16_t p : busy) {
+      ports_.release(p);
+    }
+  };
+  for (;;) {
+    auto port = ports_.allocate();
     if (!port) {
-      break;
+      giveBack();
+      return makeError(Errc::kUnavailable, "out of RTP ports");
     }
     const int fd = ::socket(local.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      releasePort(*port);
+      busy.push_back(*port);
+      giveBack();
       return makeError(Errc::kIo, fmt::format("socket: {}", std::strerror(errno)));
     }
     if (local.ss_family == AF_INET6) {
@@ -1244,22 +1244,22 @@ Result<void> AppCore::openMedia(Call& call) {
     }
     if (::bind(fd, reinterpret_cast<sockaddr*>(&local), len) != 0) {
       ::close(fd);
-      releasePort(*port);  // taken by another process: try the next one
+      busy.push_back(*port);  // taken by another process: try another one
       continue;
     }
+    giveBack();
     boost::system::error_code ec;
     call.sock.assign(local.ss_family == AF_INET6 ? asio::ip::udp::v6() : asio::ip::udp::v4(), fd,
                      ec);
     if (ec) {
       ::close(fd);
-      releasePort(*port);
+      ports_.release(*port);
       return makeError(Errc::kIo, "assign: " + ec.message());
     }
     call.fd = fd;
     call.port = *port;
     return {};
   }
-  return makeError(Errc::kUnavailable, "out of RTP ports");
 }
 
 void AppCore::setDestination(Call& call) {
@@ -1325,7 +1325,7 @@ void AppCore::onRtp(Call& call, std::span<const uint8_t> datagram) {
     return;
   }
   counters_.bump(counters_.rtpReceived);
-  call.lastRtp = Clock::now();
+  call.lastRtp = clock_.now();
   if (call.media.telephoneEvent && pkt->header.payloadType == *call.media.telephoneEvent) {
     if (auto d = call.dtmf.onPacket(*pkt)) {
       onDigit(call, d->digit);
@@ -1413,7 +1413,7 @@ void AppCore::startSending(Call& call) {
   call.slotPos = list.size();
   list.push_back(&call);
   if (!paceArmed_) {
-    grid_.resync(Clock::now());
+    grid_.resync(clock_.now());
   }
   call.nextCycle = grid_.nextCycleOf(call.slot);
   armPacing();
@@ -1433,7 +1433,7 @@ void AppCore::stopSending(Call& call) {
 }
 
 void AppCore::armPacing() {
-  if (paceArmed_ || grid_.active() == 0) {
+  if (!settings_.pacingThread || paceArmed_ || grid_.active() == 0) {
     return;
   }
   paceArmed_ = true;
@@ -1450,7 +1450,9 @@ void AppCore::armPacing() {
 }
 
 void AppCore::onPacing() {
-  grid_.poll(Clock::now() + kHorizon, [this](const PacingGrid::Tick& t) { paceSlot(t); });
+  const auto now = clock_.now();
+  grid_.poll(now + kHorizon, [this](const PacingGrid::Tick& t) { paceSlot(t); });
+  sender_->sendDue(now);  // without the pacing thread: the ticks due now
   reapSent();
   armPacing();
 }
@@ -1477,7 +1479,7 @@ void AppCore::reapSent() {
   for (size_t i = 0; i < closing_.size();) {
     if (closing_[i].sentBelow <= sent) {
       ::close(closing_[i].fd);
-      releasePort(closing_[i].port);
+      ports_.release(closing_[i].port);
       closing_[i] = closing_.back();
       closing_.pop_back();
     } else {

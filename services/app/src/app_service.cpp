@@ -87,7 +87,7 @@ AppConfig readAppConfig(config::Document& doc) {
     throw config::ConfigError(fmt::format("app.rtp_port_max: {} is below app.rtp_port_min {}",
                                           c.rtpPortMax, c.rtpPortMin));
   }
-  if (auto split = splitRtpPorts(c.rtpPortMin, c.rtpPortMax, c.common.workers); !split) {
+  if (auto split = rtp::splitPortRange(c.rtpPortMin, c.rtpPortMax, c.common.workers); !split) {
     throw config::ConfigError("app.rtp_port_min/app.rtp_port_max: " + split.error().message);
   }
   a.rtpTimeout = std::chrono::seconds(doc.getInt("app.rtp_timeout_s", 30, 0, 3600));
@@ -379,7 +379,7 @@ AppService::~AppService() {
 void AppService::start() {
   Impl& d = *impl_;
   raiseFileLimit();
-  auto ranges = splitRtpPorts(d.config.rtpPortMin, d.config.rtpPortMax, d.pool.size());
+  auto ranges = rtp::splitPortRange(d.config.rtpPortMin, d.config.rtpPortMax, d.pool.size());
   if (!ranges) {
     throw config::ConfigError("app.rtp_port_min/app.rtp_port_max: " + ranges.error().message);
   }
@@ -396,11 +396,12 @@ void AppService::start() {
       d.pool, role::transportSettings(d.config.common),
       [&d](runtime::Worker& w, const transport::Packet& p) { d.onPacket(w, p); });
   for (size_t w = 0; w < d.pool.size(); ++w) {
-    d.cores.push_back(
-        std::make_unique<AppCore>(d.shared, d.pool.at(w).io(), w, (*ranges)[w],
-                                  [&d](const transport::Destination& to, std::string_view bytes) {
-                                    return d.transport->send(to, bytes);
-                                  }));
+    d.cores.push_back(std::make_unique<AppCore>(
+        d.shared, d.pool.at(w).io(), w, (*ranges)[w],
+        [&d](const transport::Destination& to, std::string_view bytes) {
+          return d.transport->send(to, bytes);
+        },
+        runtime::SteadyClock::instance()));
   }
   d.transport->start();
   d.registerRpc();

@@ -31,7 +31,8 @@ void bump(std::atomic<uint64_t>& c, uint64_t n) {
 
 }  // namespace
 
-PacedSender::PacedSender(const Settings& settings) : settings_(settings) {
+PacedSender::PacedSender(const Settings& settings, const runtime::Clock& clock)
+    : settings_(settings), clock_(clock) {
   settings_.ring = std::max<size_t>(settings_.ring, 2);
   settings_.submitChunk = std::max<size_t>(settings_.submitChunk, 1);
   ring_.resize(settings_.ring);
@@ -57,6 +58,10 @@ void PacedSender::start(std::string* error) {
   }
   started_ = true;
   stop_ = false;
+  windowStart_ = clock_.now();
+  if (!settings_.thread) {
+    return;
+  }
   thread_ = std::thread([this] { run(); });
   pthread_setname_np(thread_.native_handle(), "evosip-pacing");  // as `top -H` shows it
   if (settings_.realtimePriority > 0) {
@@ -118,34 +123,46 @@ void PacedSender::publish() {
   }
 }
 
+void PacedSender::sendDue(TimePoint now) {
+  if (settings_.thread) {
+    return;  // the thread sends them
+  }
+  while (started_ && published_.load(std::memory_order_acquire) != next_ &&
+         ring_[next_ % ring_.size()].due <= now) {
+    sendNext();
+  }
+}
+
+void PacedSender::sendNext() {
+  Tick& t = ring_[next_ % ring_.size()];
+  send(t);
+  sentBelow_.store(t.index + 1, std::memory_order_release);
+  consumed_.store(++next_, std::memory_order_release);
+}
+
 void PacedSender::run() {
-  windowStart_ = Clock::now();
-  uint64_t next = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
     const uint32_t seen = publishedLow_.load(std::memory_order_seq_cst);
-    if (published_.load(std::memory_order_acquire) == next) {
+    if (published_.load(std::memory_order_acquire) == next_) {
       // Nothing to send: sleep until the worker publishes (Dekker with publish()).
       idle_.store(true, std::memory_order_seq_cst);
-      if (published_.load(std::memory_order_seq_cst) == next &&
+      if (published_.load(std::memory_order_seq_cst) == next_ &&
           !stop_.load(std::memory_order_seq_cst)) {
         publishedLow_.wait(seen, std::memory_order_seq_cst);
       }
       idle_.store(false, std::memory_order_relaxed);
       continue;
     }
-    Tick& t = ring_[next % ring_.size()];
+    const TimePoint due = ring_[next_ % ring_.size()].due;
     // Ticks come 6-10 ms ahead: one sleep. A far one is slept in steps, so stop() is heard.
-    for (auto now = Clock::now(); now < t.due && !stop_.load(std::memory_order_relaxed);
-         now = Clock::now()) {
-      sleepUntil(std::min(t.due, now + std::chrono::milliseconds(50)));
+    for (auto now = clock_.now(); now < due && !stop_.load(std::memory_order_relaxed);
+         now = clock_.now()) {
+      sleepUntil(std::min(due, now + std::chrono::milliseconds(50)));
     }
     if (stop_.load(std::memory_order_relaxed)) {
       break;
     }
-    send(t);
-    const uint64_t index = t.index;
-    sentBelow_.store(index + 1, std::memory_order_release);
-    consumed_.store(++next, std::memory_order_release);
+    sendNext();
   }
 }
 
@@ -163,12 +180,12 @@ void PacedSender::send(Tick& t) {
     const ssize_t r = ::sendto(p.fd, p.data, p.size, MSG_DONTWAIT,
                                reinterpret_cast<const sockaddr*>(&p.to), p.toLen);
     bump(r < 0 ? stats_.failed : stats_.sent, 1);
-    window_.record(Clock::now() - t.due);
+    window_.record(clock_.now() - t.due);
   }
   if (queued > 0) {
     sendChunk(t, queued);
   }
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   if (now - windowStart_ >= settings_.jitterWindow) {
     stats_.jitterP50Ns.store(window_.p50().count() * 1000, std::memory_order_relaxed);
     stats_.jitterP99Ns.store(window_.p99().count() * 1000, std::memory_order_relaxed);
@@ -182,7 +199,7 @@ void PacedSender::send(Tick& t) {
 void PacedSender::sendChunk(const Tick& t, size_t queued) {
   // UDP sends are done when the submission returns: their lateness is now's.
   const uint64_t failed = batch_->flush();
-  const auto late = Clock::now() - t.due;
+  const auto late = clock_.now() - t.due;
   for (size_t i = 0; i < queued; ++i) {
     window_.record(late);
   }

@@ -1,6 +1,7 @@
 // The pacing thread against a real socket, on the real clock (its sleeps are the point): every
 // wait is bounded.
 #include <arpa/inet.h>
+#include <manual_clock.hpp>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,7 +14,7 @@ namespace evosip::app {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = PacedSender::Clock;
+using Clock = std::chrono::steady_clock;
 
 class PacedSenderTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -60,7 +61,7 @@ TEST_P(PacedSenderTest, SendsEachTickAtItsDueTimeInOrder) {
   PacedSender::Settings s;
   s.ioUring = GetParam();
   s.submitChunk = 2;  // several submissions in one tick
-  PacedSender sender(s);
+  PacedSender sender(s, runtime::SteadyClock::instance());
   sender.start();
   const auto t0 = Clock::now() + 20ms;
   for (uint64_t i = 0; i < 3; ++i) {
@@ -85,7 +86,7 @@ TEST_P(PacedSenderTest, SendsEachTickAtItsDueTimeInOrder) {
 TEST_P(PacedSenderTest, IdleSenderWakesForTheNextPublishedTick) {
   PacedSender::Settings s;
   s.ioUring = GetParam();
-  PacedSender sender(s);
+  PacedSender sender(s, runtime::SteadyClock::instance());
   sender.start();
   std::this_thread::sleep_for(5ms);  // let it go idle (blocked on the futex)
   auto* t = sender.prepare(1, Clock::now());
@@ -100,7 +101,7 @@ TEST_P(PacedSenderTest, AFullRingRefusesAndStopReleasesEverything) {
   PacedSender::Settings s;
   s.ioUring = GetParam();
   s.ring = 4;
-  PacedSender sender(s);  // not started: nothing is consumed
+  PacedSender sender(s, runtime::SteadyClock::instance());  // not started: nothing is consumed
   for (uint64_t i = 0; i < 4; ++i) {
     auto* t = sender.prepare(i, Clock::now() + 1h);
     ASSERT_NE(t, nullptr);
@@ -113,6 +114,32 @@ TEST_P(PacedSenderTest, AFullRingRefusesAndStopReleasesEverything) {
   sender.stop();  // the ticks an hour away are dropped, not waited for
   EXPECT_EQ(sender.sentBelow(), UINT64_MAX);
   EXPECT_TRUE(received().empty());
+}
+
+TEST_P(PacedSenderTest, WithoutTheThreadSendDueSendsWhatIsDueOnTheCallersClock) {
+  evosip::test::ManualClock clock;
+  PacedSender::Settings s;
+  s.thread = false;
+  s.ioUring = GetParam();
+  PacedSender sender(s, clock);
+  sender.start();
+  for (uint64_t i = 0; i < 3; ++i) {
+    auto* t = sender.prepare(i, clock.now() + std::chrono::milliseconds(10 * (i + 1)));
+    ASSERT_NE(t, nullptr);
+    add(*t, static_cast<uint8_t>(i));
+    sender.publish();
+  }
+  sender.sendDue(clock.now());
+  EXPECT_TRUE(received().empty());
+  EXPECT_EQ(sender.sentBelow(), 0u);
+  clock.advance(20ms);
+  sender.sendDue(clock.now());
+  EXPECT_EQ(received(), (std::vector<uint8_t>{0, 1}));
+  EXPECT_EQ(sender.sentBelow(), 2u);
+  clock.advance(10ms);
+  sender.sendDue(clock.now());
+  EXPECT_EQ(received(), (std::vector<uint8_t>{2}));
+  EXPECT_EQ(sender.stats().sent.load(), 3u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sends, PacedSenderTest, ::testing::Values(true, false),

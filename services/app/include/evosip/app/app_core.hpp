@@ -29,6 +29,8 @@
 #include <evosip/app/sweep.hpp>
 #include <evosip/app/voicemail.hpp>
 #include <evosip/rtp/pacer.hpp>
+#include <evosip/rtp/port_allocator.hpp>
+#include <evosip/runtime/clock.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
 
 namespace evosip::app {
@@ -55,16 +57,12 @@ struct AppSettings {
   bool ioUring = true;
   // SCHED_FIFO priority of the pacing threads (PacedSender); 0: normal scheduling.
   int realtimePriority = 0;
+  // true: each worker's paced ticks are sent by its pacing thread, on the steady clock. false:
+  // onTick() prepares and sends the ticks that are due on the core's clock (no thread, no
+  // timer: a manual clock drives every packet).
+  bool pacingThread = true;
   transaction::LayerSettings layer;
 };
-
-// The RTP ports of one worker: even ports first..last (RTCP, never bound, would be +1).
-struct RtpPortRange {
-  uint16_t first = 0;
-  uint16_t last = 0;
-};
-// Splits min..max into `workers` disjoint sub-ranges of even ports. Fails when too small.
-Result<std::vector<RtpPortRange>> splitRtpPorts(uint16_t min, uint16_t max, size_t workers);
 
 inline constexpr size_t kActionCount = 7;  // Action values
 
@@ -106,8 +104,10 @@ class AppCore final : public transaction::TransactionUser {
  public:
   using SendFn = transaction::TransactionLayer::SendFn;
 
-  AppCore(AppShared& shared, boost::asio::io_context& io, size_t worker, RtpPortRange ports,
-          SendFn send);
+  // `ports`: this worker's share of app.rtp_port_min..max (rtp::splitPortRange); every time
+  // the core reads (timers, deadlines, pacing) comes from `clock`.
+  AppCore(AppShared& shared, boost::asio::io_context& io, size_t worker, rtp::PortRange ports,
+          SendFn send, const runtime::Clock& clock);
   ~AppCore() override;
   AppCore(const AppCore&) = delete;
   AppCore& operator=(const AppCore&) = delete;
@@ -116,7 +116,8 @@ class AppCore final : public transaction::TransactionUser {
     layer_.onMessage(msg, source);
   }
   // Every 10 ms: transaction timers, 2xx retransmissions and a tenth of the calls' deadlines
-  // (each call's every 100 ms); every second the pacing figures.
+  // (each call's every 100 ms); every second the pacing figures. Without the pacing thread
+  // (AppSettings::pacingThread) also the paced sends that are due.
   void onTick();
   // Ends every call without signalling and closes the sockets (shutdown, on the worker).
   void closeAll();
@@ -144,7 +145,22 @@ class AppCore final : public transaction::TransactionUser {
 
  private:
   using CallPtr = std::shared_ptr<Call>;
-  using TimePoint = std::chrono::steady_clock::time_point;
+  using TimePoint = runtime::Clock::time_point;
+  // Why a call ends (its log line; a shutdown also stores a recording inline).
+  enum class EndReason : uint8_t {
+    kBye,             // the caller's BYE
+    kCancel,          // the caller's CANCEL
+    kHangup,          // the application's end (final response or BYE)
+    kPlayed,          // a noanswer Playback ended with its final status
+    kRedirected,      // a Menu's 302
+    kSoundNotFound,   // 404 before any media
+    kMailboxFull,     // 486 before any media
+    kNoAck,           // our 2xx was never acknowledged: BYE
+    kTransportError,  // the INVITE's response could not be sent
+    kTransactionGone,
+    kShutdown,  // closeAll(): no signalling, the blocking pool may be gone
+  };
+  static std::string_view endReasonName(EndReason why);
 
   // SIP
   void newInvite(transaction::TransactionId id, const sip::Message& req,
@@ -162,7 +178,7 @@ class AppCore final : public transaction::TransactionUser {
   // Hangs up by whatever the call's state allows: a final response before the answer, a BYE
   // after it (once the ACK came), then ends the call.
   void hangup(Call& call, int earlyCode, std::string_view earlyReason);
-  void endCall(Call& call, std::string_view why);
+  void endCall(Call& call, EndReason why);
 
   // Applications
   void loadPrompts(const CallPtr& call);
@@ -199,14 +215,13 @@ class AppCore final : public transaction::TransactionUser {
   // paced: into that prepared tick (sent by the pacing thread when due); else sent now.
   void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples,
                  PacedSender::Tick* paced = nullptr);
-  std::optional<uint16_t> allocatePort();
-  void releasePort(uint16_t port);
 
   AppShared& shared_;
   const AppSettings& settings_;
   boost::asio::io_context& io_;
   size_t worker_;
   SendFn send_;
+  const runtime::Clock& clock_;
   transaction::TransactionLayer layer_;
   AppCounters counters_;
   std::unordered_map<std::string, CallPtr> calls_;  // by Call-ID
@@ -219,10 +234,7 @@ class AppCore final : public transaction::TransactionUser {
   std::string contact_;              // "Contact: <sip:app@host:port>\r\n"
   bool ipv6_ = false;
 
-  // Ports: one flag per even port of the range, handed out round robin.
-  RtpPortRange ports_;
-  std::vector<bool> portUsed_;
-  size_t portNext_ = 0;
+  rtp::PortAllocator ports_;  // RTP ports; RTCP (+1) is never bound
 
   // Pacing
   PacingGrid grid_;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <evosip/rtp/pacer.hpp>
+#include <evosip/runtime/clock.hpp>
 
 namespace evosip::app {
 
@@ -31,10 +32,13 @@ class SendBatch;
 
 class PacedSender {
  public:
-  using Clock = std::chrono::steady_clock;
-  using TimePoint = Clock::time_point;
+  using TimePoint = runtime::Clock::time_point;
 
   struct Settings {
+    // true: the thread sends each tick when due, sleeping on the steady clock. false: no thread;
+    // sendDue() sends the ticks due at the caller's time, on the caller's thread (a manual
+    // clock drives every send).
+    bool thread = true;
     size_t ring = 64;          // tick buffers (at 1 ms ticks: 64 ms the worker may be ahead)
     bool ioUring = true;       // else one sendto per packet
     int realtimePriority = 0;  // SCHED_FIFO priority of the thread; 0: normal scheduling
@@ -63,7 +67,8 @@ class PacedSender {
     std::vector<Packet> packets;
   };
 
-  explicit PacedSender(const Settings& settings);
+  // `clock` times the lateness of each send (and, without the thread, decides what is due).
+  PacedSender(const Settings& settings, const runtime::Clock& clock);
   ~PacedSender();  // stops the thread; ticks not yet due are dropped
   PacedSender(const PacedSender&) = delete;
   PacedSender& operator=(const PacedSender&) = delete;
@@ -82,6 +87,9 @@ class PacedSender {
                   std::span<const uint8_t> packet);
   // Hands the prepared tick to the sender.
   void publish();
+  // Without the thread: sends every published tick due at `now`, oldest first (with the
+  // thread: nothing, the thread sends them).
+  void sendDue(TimePoint now);
   // Every tick with an index below this has been sent (or dropped at stop).
   uint64_t sentBelow() const { return sentBelow_.load(std::memory_order_acquire); }
   // Ticks published and not yet sent.
@@ -93,15 +101,19 @@ class PacedSender {
 
  private:
   void run();
+  // Sends the oldest published tick and gives its buffer back.
+  void sendNext();
   void send(Tick& tick);
   void sendChunk(const Tick& tick, size_t queued);
 
   Settings settings_;
+  const runtime::Clock& clock_;
   std::vector<Tick> ring_;
   std::unique_ptr<SendBatch> batch_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   bool started_ = false;
+  uint64_t next_ = 0;  // the oldest published tick not yet sent (sender side)
   // Ticks published by the worker / sent by the sender, counted since the start (ring position
   // = count % ring size). published_ is also the futex the idle sender sleeps on.
   std::atomic<uint32_t> publishedLow_{0};
