@@ -82,16 +82,8 @@ TEST_F(AppCoreTest, VoicemailSilenceEndsTheRecordingWithABye) {
     caller_.sendAudio(port, true);
     advance(20ms);
   }
-  bool bye = false;
-  for (int i = 0; i < 100 && !bye; ++i) {
-    caller_.sendAudio(port, false);
-    advance(20ms);
-    bye = !find("BYE ").empty();
-  }
-  ASSERT_TRUE(bye);
-  auto box = listMailbox(shared_.settings.voicemailDir, "bob");
-  ASSERT_TRUE(box.has_value() && box->size() == 1u);
-  EXPECT_NEAR((*box)[0].durationS, 1.0, 0.1);  // 0.5 s of sound, 0.5 s of silence kept
+  ASSERT_TRUE(talkUntilBye(port, false, 100));
+  EXPECT_NEAR(onlyMessage("bob").durationS, 1.0, 0.1);  // 0.5 s of sound, 0.5 s of silence kept
 }
 
 TEST_F(AppCoreTest, VoicemailStopsAtItsMaximumLength) {
@@ -99,16 +91,8 @@ TEST_F(AppCoreTest, VoicemailStopsAtItsMaximumLength) {
   const std::string ok = answered("X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: bob\r\n");
   const uint16_t port = sdpPort(ok);
   advance(400ms);
-  bool bye = false;
-  for (int i = 0; i < 150 && !bye; ++i) {
-    caller_.sendAudio(port, true);
-    advance(20ms);
-    bye = !find("BYE ").empty();
-  }
-  ASSERT_TRUE(bye);
-  auto box = listMailbox(shared_.settings.voicemailDir, "bob");
-  ASSERT_TRUE(box.has_value() && box->size() == 1u);
-  EXPECT_NEAR((*box)[0].durationS, 1.0, 0.05);
+  ASSERT_TRUE(talkUntilBye(port, true, 150));
+  EXPECT_NEAR(onlyMessage("bob").durationS, 1.0, 0.05);
 }
 
 TEST_F(AppCoreTest, VoicemailIsCutAtWhatTheMailboxQuotaStillHolds) {
@@ -117,17 +101,10 @@ TEST_F(AppCoreTest, VoicemailIsCutAtWhatTheMailboxQuotaStillHolds) {
   const std::string ok = answered("X-Evosip-Action: Voicemail\r\nX-Evosip-Mailbox: bob\r\n");
   const uint16_t port = sdpPort(ok);
   advance(400ms);
-  bool bye = false;
-  for (int i = 0; i < 250 && !bye; ++i) {
-    caller_.sendAudio(port, true);
-    advance(20ms);
-    bye = !find("BYE ").empty();
-  }
-  ASSERT_TRUE(bye);
-  auto box = listMailbox(shared_.settings.voicemailDir, "bob");
-  ASSERT_TRUE(box.has_value() && box->size() == 1u);
-  EXPECT_LE((*box)[0].samples, 2u * 8000);
-  EXPECT_GE((*box)[0].durationS, 1.5);
+  ASSERT_TRUE(talkUntilBye(port, true, 250));
+  const auto m = onlyMessage("bob");
+  EXPECT_LE(m.samples, 2u * 8000);
+  EXPECT_GE(m.durationS, 1.5);
 }
 
 TEST_F(AppCoreTest, FullMailboxIsRefusedBeforeAnyMedia) {

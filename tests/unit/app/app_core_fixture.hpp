@@ -313,6 +313,24 @@ class AppCoreTest : public ::testing::Test {
     deliver(inDialog("ACK", 1, toTag(ok), callId));
     return ok;
   }
+  // The caller talks (20 ms frames of a tone, or silence) until the app's BYE: false when none
+  // came within `frames`.
+  bool talkUntilBye(uint16_t appPort, bool loud, int frames) {
+    for (int i = 0; i < frames; ++i) {
+      caller_.sendAudio(appPort, loud);
+      advance(20ms);
+      if (!find("BYE ").empty()) {
+        return true;
+      }
+    }
+    return false;
+  }
+  // The only message of a mailbox.
+  VoicemailMessage onlyMessage(const std::string& mailbox) {
+    auto box = listMailbox(shared_.settings.voicemailDir, mailbox);
+    EXPECT_TRUE(box.has_value() && box->size() == 1u);
+    return box && box->size() == 1u ? box->front() : VoicemailMessage{};
+  }
   // Whether a UDP port of 127.0.0.1 can be bound (nothing holds it).
   static bool bindable(uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);

@@ -1,11 +1,12 @@
 #pragma once
 // The app's user agent for ONE worker (docs/architecture.md "app"): the UA core on top of the
-// RFC 3261 transaction layer (a TransactionUser), the calls whose Call-ID hashes to this
-// worker, their RTP sockets (from this worker's own port sub-range), the pacing of all of them
-// on one schedule (PacingGrid) and the applications (Playback, Voicemail, Echo, Menu, Hangup).
-// Everything runs on the worker's thread, except the paced sends themselves: the worker
-// prepares each tick's packets 6-10 ms ahead and its PacedSender thread sends them when due.
-// Counters are relaxed atomics read by the metrics scrape.
+// RFC 3261 transaction layer (a TransactionUser) for the calls whose Call-ID hashes to this
+// worker. A request goes through a chain of steps read top to bottom (newInvite); each call has
+// its dialog (uas_dialog.hpp), its media session on a port of this worker's own range
+// (media_session.hpp), its application (call_action.hpp: Playback, Voicemail, Echo, Menu) and
+// its place in the worker's playout (playout.hpp). Everything runs on the worker's thread,
+// except the paced sends themselves (the worker's PacingThread). Counters are relaxed atomics
+// read by the metrics scrape.
 
 #include <array>
 #include <atomic>
@@ -14,21 +15,19 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <sys/socket.h>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
+#include <evosip/app/call.hpp>
+#include <evosip/app/call_action.hpp>
 #include <evosip/app/call_request.hpp>
-#include <evosip/app/paced_sender.hpp>
-#include <evosip/app/pacing.hpp>
+#include <evosip/app/playout.hpp>
 #include <evosip/app/prompts.hpp>
 #include <evosip/app/sweep.hpp>
 #include <evosip/app/voicemail.hpp>
-#include <evosip/rtp/pacer.hpp>
 #include <evosip/rtp/port_allocator.hpp>
 #include <evosip/runtime/clock.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
@@ -55,7 +54,7 @@ struct AppSettings {
   uint16_t viaPort = 5080;
   // Paced sends of a tick in one io_uring submission (when liburing and the kernel allow it).
   bool ioUring = true;
-  // SCHED_FIFO priority of the pacing threads (PacedSender); 0: normal scheduling.
+  // SCHED_FIFO priority of the pacing threads (PacingThread); 0: normal scheduling.
   int realtimePriority = 0;
   // true: each worker's paced ticks are sent by its pacing thread, on the steady clock. false:
   // onTick() prepares and sends the ticks that are due on the core's clock (no thread, no
@@ -78,7 +77,7 @@ struct AppCounters {
   std::atomic<uint64_t> rejected{0};     // INVITEs answered with an error before any media
   std::atomic<uint64_t> byesSent{0}, byesReceived{0}, cancelled{0};
   // Pacing: packets prepared for the sender, ticks dropped (the lateness of the sends is in the
-  // PacedSender's stats).
+  // PacingThread's stats).
   std::atomic<uint64_t> pacedPackets{0}, skippedTicks{0};
   std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0};
 
@@ -100,7 +99,7 @@ struct AppShared {
   std::atomic<bool> voicemailCounting{false};
 };
 
-class AppCore final : public transaction::TransactionUser {
+class AppCore final : public transaction::TransactionUser, private CallControl {
  public:
   using SendFn = transaction::TransactionLayer::SendFn;
 
@@ -125,9 +124,9 @@ class AppCore final : public transaction::TransactionUser {
   const AppCounters& counters() const { return counters_; }
   size_t calls() const { return calls_.size(); }
   // True when paced sends go through io_uring.
-  bool batchedSends() const { return sender_->batched(); }
+  bool batchedSends() const { return playout_.batched(); }
   // The pacing thread's figures: packets sent and failed, lateness behind the schedule.
-  const PacedSender::Stats& pacingStats() const { return sender_->stats(); }
+  const PacingThread::Stats& pacingStats() const { return playout_.stats(); }
 
   // transaction::TransactionUser
   void onRequest(transaction::TransactionId server, const sip::Message& request,
@@ -141,80 +140,71 @@ class AppCore final : public transaction::TransactionUser {
   void onServerError(transaction::TransactionId server,
                      transaction::TransactionError error) override;
 
-  struct Call;
-
  private:
-  using CallPtr = std::shared_ptr<Call>;
   using TimePoint = runtime::Clock::time_point;
-  // Why a call ends (its log line; a shutdown also stores a recording inline).
-  enum class EndReason : uint8_t {
-    kBye,             // the caller's BYE
-    kCancel,          // the caller's CANCEL
-    kHangup,          // the application's end (final response or BYE)
-    kPlayed,          // a noanswer Playback ended with its final status
-    kRedirected,      // a Menu's 302
-    kSoundNotFound,   // 404 before any media
-    kMailboxFull,     // 486 before any media
-    kNoAck,           // our 2xx was never acknowledged: BYE
-    kTransportError,  // the INVITE's response could not be sent
-    kTransactionGone,
-    kShutdown,  // closeAll(): no signalling, the blocking pool may be gone
-  };
-  static std::string_view endReasonName(EndReason why);
+  using TransactionId = transaction::TransactionId;
 
-  // SIP
-  void newInvite(transaction::TransactionId id, const sip::Message& req,
-                 const transport::Source& src);
-  void reInvite(Call& call, transaction::TransactionId id, const sip::Message& req);
-  void onBye(transaction::TransactionId id, const sip::Message& req);
+  // ---- an initial INVITE, step by step (app_core.cpp) ----
+  void newInvite(TransactionId id, const sip::Message& req, const transport::Source& src);
+  // The INVITE of a call we have: our 2xx again (13.3.1.4), else 482.
+  bool answerKnownCall(TransactionId id, const sip::Message& req);
+  // Drain (503) and required extensions (420).
+  bool refuseBeforeReading(TransactionId id, const sip::Message& req);
+  // Missing (400) or unknown (501) actions, and Hangup: answered without a call.
+  bool answerWithoutCall(TransactionId id, const CallRequest& request);
+  // The offer: PCMU/PCMA in the address family of app.rtp_address, else 488.
+  std::optional<Negotiated> negotiateOffer(TransactionId id, const sip::Message& req);
+  // The call: its application (refused 400/500 by its parameters) and its RTP port (503).
+  CallPtr createCall(TransactionId id, const sip::Message& req, const transport::Source& src,
+                     CallRequest request, const Negotiated& offer);
+  // The call is ours: 100 Trying, its RTP read, its application loading.
+  void admit(const CallPtr& call, TransactionId id);
+
+  // ---- in-dialog requests ----
+  void reInvite(Call& call, TransactionId id, const sip::Message& req);
+  void onBye(TransactionId id, const sip::Message& req);
   Call* findDialog(const sip::Message& req);
-  void reject(transaction::TransactionId id, int code, std::string_view reason);
+  void reject(TransactionId id, int code, std::string_view reason);
+
+  // ---- our responses and requests ----
   // Sends a response with our SDP (183 / 200) to the call's INVITE; returns the bytes.
-  std::string respondWithSdp(Call& call, transaction::TransactionId id, const sip::Message& req,
-                             int code, std::string_view reason);
+  std::string respondWithSdp(Call& call, TransactionId id, const sip::Message& req, int code,
+                             std::string_view reason, bool withRecordRoute = true);
   void answer(Call& call);
   void sendFinal(Call& call, int code, std::string_view reason, std::string_view extra = {});
   void sendBye(Call& call);
-  // Hangs up by whatever the call's state allows: a final response before the answer, a BYE
-  // after it (once the ACK came), then ends the call.
-  void hangup(Call& call, int earlyCode, std::string_view earlyReason);
+  // The 2xx until its ACK; without one after 64*T1 the dialog is confirmed and torn down.
+  void retransmitOks(TimePoint now);
   void endCall(Call& call, EndReason why);
 
-  // Applications
-  void loadPrompts(const CallPtr& call);
+  // ---- the application ----
+  void loaded(Call& call);
   void start(Call& call);
-  void onPromptsDone(Call& call);
   void onPromptDone(Call& call);
-  void resend2xx(Call& call);
   void onDigit(Call& call, char digit);
-  void menuInvalid(Call& call, bool timeout);
-  void menuRedirect(Call& call, const std::string& target);
+  // Maximum duration, the application's limits, the peer and RTP timeouts, its timers.
   void checkDeadline(Call& call, TimePoint now);
-  // Voicemail: how long a message the mailbox still has room for (blocking pool), then
-  // onPromptsDone. A full mailbox is refused before any media.
-  void checkMailbox(const CallPtr& call);
-  void storeMessage(Call& call, bool now);
   // Every minute (worker 0): counts what app.voicemail_dir holds, on the blocking pool.
   void countVoicemail();
 
-  // Media
-  Result<void> openMedia(Call& call);
+  // ---- media ----
   void armRead(const CallPtr& call);
   void onReadable(Call& call);
   void onRtp(Call& call, std::span<const uint8_t> datagram);
-  void setDestination(Call& call);
-  void startSending(Call& call);
-  void stopSending(Call& call);
-  void play(Call& call, PromptPtr prompt);
-  void armPacing();
-  void onPacing();
-  void paceSlot(const PacingGrid::Tick& tick);
-  // What waited for the sender to pass a tick: prompts that ended (reported once their last
-  // packet is out), sockets of ended calls (closed once nothing queued can use them).
-  void reapSent();
-  // paced: into that prepared tick (sent by the pacing thread when due); else sent now.
-  void sendFrame(Call& call, std::span<const uint8_t> payload, uint32_t samples,
-                 PacedSender::Tick* paced = nullptr);
+
+  // CallControl
+  TimePoint now() const override { return clock_.now(); }
+  const AppSettings& settings() const override { return settings_; }
+  AppCounters& callCounters() override { return counters_; }
+  AppShared* shared() override { return &shared_; }
+  void loadPrompt(Call& call, std::string sound, PromptPtr* into, bool required) override;
+  void loadBlocking(Call& call, std::function<std::function<void()>()> work) override;
+  void blocking(std::function<std::function<void()>()> work, bool now) override;
+  void play(Call& call, PromptPtr prompt) override { playout_.play(call, std::move(prompt)); }
+  void sendNow(Call& call, std::span<const uint8_t> payload) override;
+  void hangup(Call& call, int earlyCode, std::string_view earlyReason) override;
+  void finish(Call& call, int code, std::string_view reason, std::string_view headers,
+              EndReason why) override;
 
   AppShared& shared_;
   const AppSettings& settings_;
@@ -224,6 +214,8 @@ class AppCore final : public transaction::TransactionUser {
   const runtime::Clock& clock_;
   transaction::TransactionLayer layer_;
   AppCounters counters_;
+  rtp::PortAllocator ports_;  // RTP ports; RTCP (+1) is never bound
+  Playout playout_;
   std::unordered_map<std::string, CallPtr> calls_;  // by Call-ID
   std::unordered_map<uint64_t, Call*> byInvite_;    // INVITE server transaction -> call
   std::unordered_set<Call*> awaitingAck_;           // 2xx being retransmitted
@@ -233,27 +225,6 @@ class AppCore final : public transaction::TransactionUser {
   std::vector<CallPtr> sweepShare_;  // this tick's share (kept: no allocation per tick)
   std::string contact_;              // "Contact: <sip:app@host:port>\r\n"
   bool ipv6_ = false;
-
-  rtp::PortAllocator ports_;  // RTP ports; RTCP (+1) is never bound
-
-  // Pacing
-  PacingGrid grid_;
-  std::vector<std::vector<Call*>> slots_;
-  boost::asio::steady_timer paceTimer_;
-  bool paceArmed_ = false;
-  std::unique_ptr<PacedSender> sender_;
-  struct PendingDone {
-    CallPtr call;
-    uint64_t sentBelow;  // reported once the sender has sent every tick below this
-  };
-  std::vector<PendingDone> pendingDone_;
-  struct Closing {
-    int fd;
-    uint16_t port;
-    uint64_t sentBelow;
-  };
-  std::vector<Closing> closing_;
-
   uint64_t ticks_ = 0;
   std::array<uint8_t, 2048> packet_{};
   std::shared_ptr<char> alive_ = std::make_shared<char>();

@@ -14,12 +14,12 @@
 
 namespace evosip::app {
 
-class SendBatch {
+class UringSendBatch {
  public:
-  SendBatch();
-  ~SendBatch();
-  SendBatch(const SendBatch&) = delete;
-  SendBatch& operator=(const SendBatch&) = delete;
+  UringSendBatch();
+  ~UringSendBatch();
+  UringSendBatch(const UringSendBatch&) = delete;
+  UringSendBatch& operator=(const UringSendBatch&) = delete;
 
   bool available() const;
   // Queues one datagram from fd to `to`. False when no slot is free (the caller sends it

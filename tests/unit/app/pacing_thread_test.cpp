@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include <evosip/app/paced_sender.hpp>
+#include <evosip/app/pacing_thread.hpp>
 
 namespace evosip::app {
 namespace {
@@ -16,7 +16,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-class PacedSenderTest : public ::testing::TestWithParam<bool> {
+class PacingThreadTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     rx_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -31,10 +31,10 @@ class PacedSenderTest : public ::testing::TestWithParam<bool> {
     ::close(rx_);
     ::close(tx_);
   }
-  void add(PacedSender::Tick& t, uint8_t tag) {
+  void add(PacingThread::Tick& t, uint8_t tag) {
     const uint8_t data[3] = {tag, tag, tag};
-    ASSERT_TRUE(PacedSender::add(t, tx_, reinterpret_cast<const sockaddr*>(&to_), sizeof to_,
-                                 std::span<const uint8_t>(data, 3)));
+    ASSERT_TRUE(PacingThread::add(t, tx_, reinterpret_cast<const sockaddr*>(&to_), sizeof to_,
+                                  std::span<const uint8_t>(data, 3)));
   }
   // The first byte of every datagram received so far.
   std::vector<uint8_t> received() {
@@ -57,11 +57,11 @@ class PacedSenderTest : public ::testing::TestWithParam<bool> {
   sockaddr_in to_{};
 };
 
-TEST_P(PacedSenderTest, SendsEachTickAtItsDueTimeInOrder) {
-  PacedSender::Settings s;
+TEST_P(PacingThreadTest, SendsEachTickAtItsDueTimeInOrder) {
+  PacingThread::Settings s;
   s.ioUring = GetParam();
   s.submitChunk = 2;  // several submissions in one tick
-  PacedSender sender(s, runtime::SteadyClock::instance());
+  PacingThread sender(s, runtime::SteadyClock::instance());
   sender.start();
   const auto t0 = Clock::now() + 20ms;
   for (uint64_t i = 0; i < 3; ++i) {
@@ -83,10 +83,10 @@ TEST_P(PacedSenderTest, SendsEachTickAtItsDueTimeInOrder) {
   EXPECT_EQ(sender.backlog(), 0u);
 }
 
-TEST_P(PacedSenderTest, IdleSenderWakesForTheNextPublishedTick) {
-  PacedSender::Settings s;
+TEST_P(PacingThreadTest, IdleSenderWakesForTheNextPublishedTick) {
+  PacingThread::Settings s;
   s.ioUring = GetParam();
-  PacedSender sender(s, runtime::SteadyClock::instance());
+  PacingThread sender(s, runtime::SteadyClock::instance());
   sender.start();
   std::this_thread::sleep_for(5ms);  // let it go idle (blocked on the futex)
   auto* t = sender.prepare(1, Clock::now());
@@ -97,11 +97,11 @@ TEST_P(PacedSenderTest, IdleSenderWakesForTheNextPublishedTick) {
   EXPECT_EQ(received(), std::vector<uint8_t>{7});
 }
 
-TEST_P(PacedSenderTest, AFullRingRefusesAndStopReleasesEverything) {
-  PacedSender::Settings s;
+TEST_P(PacingThreadTest, AFullRingRefusesAndStopReleasesEverything) {
+  PacingThread::Settings s;
   s.ioUring = GetParam();
   s.ring = 4;
-  PacedSender sender(s, runtime::SteadyClock::instance());  // not started: nothing is consumed
+  PacingThread sender(s, runtime::SteadyClock::instance());  // not started: nothing is consumed
   for (uint64_t i = 0; i < 4; ++i) {
     auto* t = sender.prepare(i, Clock::now() + 1h);
     ASSERT_NE(t, nullptr);
@@ -116,12 +116,12 @@ TEST_P(PacedSenderTest, AFullRingRefusesAndStopReleasesEverything) {
   EXPECT_TRUE(received().empty());
 }
 
-TEST_P(PacedSenderTest, WithoutTheThreadSendDueSendsWhatIsDueOnTheCallersClock) {
+TEST_P(PacingThreadTest, WithoutTheThreadSendDueSendsWhatIsDueOnTheCallersClock) {
   evosip::test::ManualClock clock;
-  PacedSender::Settings s;
+  PacingThread::Settings s;
   s.thread = false;
   s.ioUring = GetParam();
-  PacedSender sender(s, clock);
+  PacingThread sender(s, clock);
   sender.start();
   for (uint64_t i = 0; i < 3; ++i) {
     auto* t = sender.prepare(i, clock.now() + std::chrono::milliseconds(10 * (i + 1)));
@@ -142,7 +142,7 @@ TEST_P(PacedSenderTest, WithoutTheThreadSendDueSendsWhatIsDueOnTheCallersClock) 
   EXPECT_EQ(sender.stats().sent.load(), 3u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Sends, PacedSenderTest, ::testing::Values(true, false),
+INSTANTIATE_TEST_SUITE_P(Sends, PacingThreadTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "io_uring" : "sendto"; });
 
 }  // namespace

@@ -1,6 +1,6 @@
 #include <algorithm>
 
-#include <evosip/app/pacing.hpp>
+#include <evosip/app/pacing_grid.hpp>
 
 namespace evosip::app {
 

@@ -2,7 +2,7 @@
 // The sending half of a worker's pacing (PacingGrid, docs/architecture.md "app"): one thread per
 // worker that does nothing but sleep until each tick is due (clock_nanosleep on the
 // absolute schedule) and hand the packets of that tick to the kernel, in io_uring submissions of
-// 32 (else one sendto each). The worker prepares its ticks 6-10 ms ahead (AppCore), so neither
+// 32 (else one sendto each). The worker prepares its ticks 6-10 ms ahead (Playout), so neither
 // its SIP work, its deadline sweep nor its own late wake-ups delay a send: only this thread's
 // wake-up does, and it alone may run SCHED_FIFO (app.realtime_priority) - bounded work that
 // cannot let a burst of call set-ups outrank the rest of the machine.
@@ -28,9 +28,9 @@
 
 namespace evosip::app {
 
-class SendBatch;
+class UringSendBatch;
 
-class PacedSender {
+class PacingThread {
  public:
   using TimePoint = runtime::Clock::time_point;
 
@@ -68,10 +68,10 @@ class PacedSender {
   };
 
   // `clock` times the lateness of each send (and, without the thread, decides what is due).
-  PacedSender(const Settings& settings, const runtime::Clock& clock);
-  ~PacedSender();  // stops the thread; ticks not yet due are dropped
-  PacedSender(const PacedSender&) = delete;
-  PacedSender& operator=(const PacedSender&) = delete;
+  PacingThread(const Settings& settings, const runtime::Clock& clock);
+  ~PacingThread();  // stops the thread; ticks not yet due are dropped
+  PacingThread(const PacingThread&) = delete;
+  PacingThread& operator=(const PacingThread&) = delete;
 
   // Starts the thread (a warning line in `error` when SCHED_FIFO was refused; sends go on).
   void start(std::string* error = nullptr);
@@ -109,7 +109,7 @@ class PacedSender {
   Settings settings_;
   const runtime::Clock& clock_;
   std::vector<Tick> ring_;
-  std::unique_ptr<SendBatch> batch_;
+  std::unique_ptr<UringSendBatch> batch_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   bool started_ = false;

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include <evosip/app/pacing.hpp>
+#include <evosip/app/pacing_grid.hpp>
 
 namespace evosip::app {
 namespace {

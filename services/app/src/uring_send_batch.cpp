@@ -1,4 +1,4 @@
-#include "send_batch.hpp"
+#include "uring_send_batch.hpp"
 
 #include <cstring>
 #include <vector>
@@ -17,7 +17,7 @@ constexpr size_t kSlots = 8192;      // packets in flight at most
 constexpr size_t kMaxPacket = 256;
 }  // namespace
 
-struct SendBatch::Ring {
+struct UringSendBatch::Ring {
   io_uring ring{};
   bool ok = false;
   struct Slot {
@@ -51,11 +51,11 @@ struct SendBatch::Ring {
   }
 };
 
-SendBatch::SendBatch() : ring_(std::make_unique<Ring>()) {
+UringSendBatch::UringSendBatch() : ring_(std::make_unique<Ring>()) {
   ring_->ok = io_uring_queue_init(kEntries, &ring_->ring, 0) == 0;
 }
 
-SendBatch::~SendBatch() {
+UringSendBatch::~UringSendBatch() {
   if (ring_->ok) {
     // Sends still in the kernel read the slots: wait for them before the memory goes.
     io_uring_submit(&ring_->ring);
@@ -70,16 +70,16 @@ SendBatch::~SendBatch() {
   }
 }
 
-bool SendBatch::available() const {
+bool UringSendBatch::available() const {
   return ring_->ok;
 }
 
-size_t SendBatch::pending() const {
+size_t UringSendBatch::pending() const {
   return ring_->inFlight;
 }
 
-bool SendBatch::queue(int fd, const sockaddr* to, socklen_t toLen,
-                      std::span<const uint8_t> packet) {
+bool UringSendBatch::queue(int fd, const sockaddr* to, socklen_t toLen,
+                           std::span<const uint8_t> packet) {
   Ring& r = *ring_;
   if (!r.ok || packet.size() > kMaxPacket || toLen > sizeof(sockaddr_storage)) {
     return false;
@@ -117,7 +117,7 @@ bool SendBatch::queue(int fd, const sockaddr* to, socklen_t toLen,
   return true;
 }
 
-uint64_t SendBatch::flush() {
+uint64_t UringSendBatch::flush() {
   Ring& r = *ring_;
   if (!r.ok) {
     return 0;
@@ -131,19 +131,19 @@ uint64_t SendBatch::flush() {
 
 #else  // no liburing: every send goes through sendto()
 
-struct SendBatch::Ring {};
-SendBatch::SendBatch() : ring_(std::make_unique<Ring>()) {}
-SendBatch::~SendBatch() = default;
-bool SendBatch::available() const {
+struct UringSendBatch::Ring {};
+UringSendBatch::UringSendBatch() : ring_(std::make_unique<Ring>()) {}
+UringSendBatch::~UringSendBatch() = default;
+bool UringSendBatch::available() const {
   return false;
 }
-bool SendBatch::queue(int, const sockaddr*, socklen_t, std::span<const uint8_t>) {
+bool UringSendBatch::queue(int, const sockaddr*, socklen_t, std::span<const uint8_t>) {
   return false;
 }
-uint64_t SendBatch::flush() {
+uint64_t UringSendBatch::flush() {
   return 0;
 }
-size_t SendBatch::pending() const {
+size_t UringSendBatch::pending() const {
   return 0;
 }
 

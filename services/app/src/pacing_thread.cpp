@@ -5,10 +5,10 @@
 #include <time.h>
 #include <utility>
 
-#include <evosip/app/paced_sender.hpp>
+#include <evosip/app/pacing_thread.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
-#include "send_batch.hpp"
+#include "uring_send_batch.hpp"
 
 namespace evosip::app {
 
@@ -16,7 +16,7 @@ namespace {
 
 // steady_clock is CLOCK_MONOTONIC (libstdc++): sleep on the absolute due time, so a late
 // wake-up never shifts the schedule.
-void sleepUntil(PacedSender::TimePoint t) {
+void sleepUntil(PacingThread::TimePoint t) {
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
@@ -31,28 +31,28 @@ void bump(std::atomic<uint64_t>& c, uint64_t n) {
 
 }  // namespace
 
-PacedSender::PacedSender(const Settings& settings, const runtime::Clock& clock)
+PacingThread::PacingThread(const Settings& settings, const runtime::Clock& clock)
     : settings_(settings), clock_(clock) {
   settings_.ring = std::max<size_t>(settings_.ring, 2);
   settings_.submitChunk = std::max<size_t>(settings_.submitChunk, 1);
   ring_.resize(settings_.ring);
   if (settings_.ioUring) {
-    batch_ = std::make_unique<SendBatch>();
+    batch_ = std::make_unique<UringSendBatch>();
     if (!batch_->available()) {
       batch_.reset();
     }
   }
 }
 
-PacedSender::~PacedSender() {
+PacingThread::~PacingThread() {
   stop();
 }
 
-bool PacedSender::batched() const {
+bool PacingThread::batched() const {
   return batch_ != nullptr;
 }
 
-void PacedSender::start(std::string* error) {
+void PacingThread::start(std::string* error) {
   if (started_) {
     return;
   }
@@ -73,7 +73,7 @@ void PacedSender::start(std::string* error) {
   }
 }
 
-void PacedSender::stop() {
+void PacingThread::stop() {
   if (!started_) {
     return;
   }
@@ -89,7 +89,7 @@ void PacedSender::stop() {
   sentBelow_.store(UINT64_MAX, std::memory_order_release);
 }
 
-PacedSender::Tick* PacedSender::prepare(uint64_t index, TimePoint due) {
+PacingThread::Tick* PacingThread::prepare(uint64_t index, TimePoint due) {
   const uint64_t p = published_.load(std::memory_order_relaxed);
   if (p - consumed_.load(std::memory_order_acquire) >= ring_.size()) {
     return nullptr;
@@ -101,8 +101,8 @@ PacedSender::Tick* PacedSender::prepare(uint64_t index, TimePoint due) {
   return &t;
 }
 
-bool PacedSender::add(Tick& tick, int fd, const sockaddr* to, socklen_t toLen,
-                      std::span<const uint8_t> packet) {
+bool PacingThread::add(Tick& tick, int fd, const sockaddr* to, socklen_t toLen,
+                       std::span<const uint8_t> packet) {
   if (packet.size() > sizeof(Packet::data) || toLen > sizeof(sockaddr_storage)) {
     return false;
   }
@@ -115,7 +115,7 @@ bool PacedSender::add(Tick& tick, int fd, const sockaddr* to, socklen_t toLen,
   return true;
 }
 
-void PacedSender::publish() {
+void PacingThread::publish() {
   published_.fetch_add(1, std::memory_order_seq_cst);
   publishedLow_.fetch_add(1, std::memory_order_seq_cst);
   if (idle_.load(std::memory_order_seq_cst)) {
@@ -123,7 +123,7 @@ void PacedSender::publish() {
   }
 }
 
-void PacedSender::sendDue(TimePoint now) {
+void PacingThread::sendDue(TimePoint now) {
   if (settings_.thread) {
     return;  // the thread sends them
   }
@@ -133,14 +133,14 @@ void PacedSender::sendDue(TimePoint now) {
   }
 }
 
-void PacedSender::sendNext() {
+void PacingThread::sendNext() {
   Tick& t = ring_[next_ % ring_.size()];
   send(t);
   sentBelow_.store(t.index + 1, std::memory_order_release);
   consumed_.store(++next_, std::memory_order_release);
 }
 
-void PacedSender::run() {
+void PacingThread::run() {
   while (!stop_.load(std::memory_order_relaxed)) {
     const uint32_t seen = publishedLow_.load(std::memory_order_seq_cst);
     if (published_.load(std::memory_order_acquire) == next_) {
@@ -166,7 +166,7 @@ void PacedSender::run() {
   }
 }
 
-void PacedSender::send(Tick& t) {
+void PacingThread::send(Tick& t) {
   size_t queued = 0;
   for (const Packet& p : t.packets) {
     if (batch_ && batch_->queue(p.fd, reinterpret_cast<const sockaddr*>(&p.to), p.toLen,
@@ -196,7 +196,7 @@ void PacedSender::send(Tick& t) {
   }
 }
 
-void PacedSender::sendChunk(const Tick& t, size_t queued) {
+void PacingThread::sendChunk(const Tick& t, size_t queued) {
   // UDP sends are done when the submission returns: their lateness is now's.
   const uint64_t failed = batch_->flush();
   const auto late = clock_.now() - t.due;
