@@ -21,8 +21,8 @@ class TcpTransportTest : public TransportFixture {
 
 TEST_F(TcpTransportTest, TwoMessagesInOneWrite) {
   start();
-  std::string a = sipRequest("OPTIONS", "", "");
-  std::string b = sipRequest("MESSAGE", "Content-Type: text/plain\r\n", "hi there");
+  std::string a = tcpRequest("OPTIONS").str();
+  std::string b = tcpRequest("MESSAGE").body("hi there", "text/plain").str();
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
   ASSERT_TRUE(peer.write(a + b));
@@ -42,8 +42,7 @@ TEST_F(TcpTransportTest, TwoMessagesInOneWrite) {
 
 TEST_F(TcpTransportTest, OneMessageSplitOverSeveralWrites) {
   start();
-  std::string m =
-      sipRequest("INVITE", "Content-Type: application/sdp\r\n", "v=0\r\no=- 1 1 IN\r\n");
+  std::string m = tcpRequest("INVITE").body("v=0\r\no=- 1 1 IN\r\n").str();
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
   // Header block cut mid-line and mid-CRLFCRLF, body cut in two.
@@ -63,8 +62,8 @@ TEST_F(TcpTransportTest, OneMessageSplitOverSeveralWrites) {
 
 TEST_F(TcpTransportTest, BodySplitAcrossWritesAndMessagesBackToBack) {
   start();
-  std::string a = sipRequest("MESSAGE", "", std::string(3000, 'a'));
-  std::string b = sipRequest("MESSAGE", "", std::string(5000, 'b'));
+  std::string a = tcpRequest("MESSAGE").body(std::string(3000, 'a'), "text/plain").str();
+  std::string b = tcpRequest("MESSAGE").body(std::string(5000, 'b'), "text/plain").str();
   std::string all = a + b;
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
@@ -88,7 +87,7 @@ TEST_F(TcpTransportTest, KeepAlivePingGetsAPong) {
   EXPECT_EQ(peer.read(2), "\r\n");
   EXPECT_TRUE(waitUntil([&] { return stats().tcpKeepAlives.load() == 1u; })) << "tcpKeepAlives";
   // A stray CRLF gets no answer; the connection keeps working.
-  std::string m = sipRequest("OPTIONS", "", "");
+  std::string m = tcpRequest("OPTIONS").str();
   ASSERT_TRUE(peer.write("\r\n" + m));
   ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
   EXPECT_EQ(received()[0].data, m);
@@ -99,7 +98,7 @@ TEST_F(TcpTransportTest, MissingContentLengthGets400AndClose) {
   start();
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
-  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "", false)));
+  ASSERT_TRUE(peer.write(tcpRequest("OPTIONS").contentLength(std::nullopt).str()));
   std::string reply;
   ASSERT_TRUE(peer.readUntilClosed(reply));
   EXPECT_EQ(reply.rfind("SIP/2.0 400 ", 0), 0u) << reply;
@@ -127,7 +126,7 @@ TEST_F(TcpTransportTest, OversizeGets413AndClose) {
   start(s);
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
-  std::string m = sipRequest("MESSAGE", "", "");
+  std::string m = tcpRequest("MESSAGE").str();
   m.replace(m.find("Content-Length: 0"), 17, "Content-Length: 5000");
   ASSERT_TRUE(peer.write(m));
   std::string reply;
@@ -184,7 +183,7 @@ TEST_F(TcpTransportTest, ConnectionLimitOverAllWorkers) {
   TcpPeer d(boundAt(0));
   ASSERT_TRUE(d.connected());
   ASSERT_TRUE(waitUntil([&] { return stats().tcpAccepted.load() == 3; }));
-  std::string m = sipRequest("OPTIONS", "", "");
+  std::string m = tcpRequest("OPTIONS").str();
   ASSERT_TRUE(d.write(m));
   ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
 }
@@ -205,14 +204,14 @@ TEST_F(TcpTransportTest, ConnectionsPerSourceAddressAreCapped) {
   EXPECT_TRUE(waitUntil([&] { return stats().tcpRejectedPerIp.load() == 1u; }));
   TcpPeer other(boundAt(0), "127.0.0.2");
   ASSERT_TRUE(other.connected());
-  ASSERT_TRUE(other.write(sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(other.write(tcpRequest("OPTIONS").str()));
   ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
   EXPECT_EQ(received()[0].source.remote.ip, boost::asio::ip::make_address("127.0.0.2"));
   // A closed connection gives its slot back.
   a.reset();
   ASSERT_TRUE(waitUntil([&] { return stats().tcpOpen.load() == 2; }));
   TcpPeer d(boundAt(0));
-  ASSERT_TRUE(d.write(sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(d.write(tcpRequest("OPTIONS").str()));
   ASSERT_TRUE(waitUntil([&] { return receivedCount() == 2; }));
   EXPECT_EQ(stats().tcpRejectedPerIp.load(), 1u);
 }
@@ -228,8 +227,8 @@ TEST_F(TcpTransportTest, IncompleteMessageIsClosedAtTheMessageDeadline) {
   TcpPeer quiet(boundAt(0));
   ASSERT_TRUE(slow.connected() && quiet.connected());
   // A complete message, then silence: nothing pending, only the idle timeout applies.
-  ASSERT_TRUE(quiet.write(sipRequest("OPTIONS", "", "")));
-  const std::string m = sipRequest("INVITE", "", "");
+  ASSERT_TRUE(quiet.write(tcpRequest("OPTIONS").str()));
+  const std::string m = tcpRequest("INVITE").str();
   const auto begin = std::chrono::steady_clock::now();
   bool closed = false;
   for (size_t i = 0; i < 12 && !closed; ++i) {
@@ -253,7 +252,7 @@ TEST_F(TcpTransportTest, ReplyFromTheHandlerOnTheSameConnection) {
   start();
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
-  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "") + sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(peer.write(tcpRequest("OPTIONS").str() + tcpRequest("OPTIONS").str()));
   std::string expected = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
   EXPECT_EQ(peer.read(2 * expected.size()), expected + expected);
   EXPECT_TRUE(waitUntil([&] { return stats().tcpSent.load() == 2u; })) << "tcpSent";
@@ -270,7 +269,7 @@ TEST_F(TcpTransportTest, SendToAConnectionFromAnotherThread) {
   start();
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
-  ASSERT_TRUE(peer.write(sipRequest("REGISTER", "", "")));
+  ASSERT_TRUE(peer.write(tcpRequest("REGISTER").str()));
   auto future = firstSource.get_future();
   ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
   Source src = future.get();
@@ -300,7 +299,7 @@ TEST_F(TcpTransportTest, UnknownConnectionOnTheOwnerReturnsFalse) {
   };
   start();
   TcpPeer peer(boundAt(0));
-  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(peer.write(tcpRequest("OPTIONS").str()));
   auto future = result.get_future();
   ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
   EXPECT_FALSE(future.get());
@@ -327,7 +326,7 @@ TEST_F(TcpTransportTest, Ipv6Loopback) {
   EXPECT_TRUE(boundAt(0).ip.is_v6());
   TcpPeer peer(boundAt(0));
   ASSERT_TRUE(peer.connected());
-  ASSERT_TRUE(peer.write(sipRequest("OPTIONS", "", "")));
+  ASSERT_TRUE(peer.write(tcpRequest("OPTIONS").str()));
   EXPECT_EQ(peer.read(2), "ok");
   EXPECT_TRUE(received()[0].source.remote.ip.is_v6());
 }

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <optional>
 #include <poll.h>
+#include <sip_message_builder.hpp>
 #include <string>
 #include <sys/socket.h>
 #include <thread>
@@ -257,22 +258,12 @@ inline ListenSpec listen(std::string_view text) {
   return *spec;
 }
 
-inline std::string sipRequest(std::string_view method, std::string_view extraHeaders,
-                              std::string_view body, bool withLength = true) {
-  std::string m = std::string(method) + " sip:bob@example.com SIP/2.0\r\n";
-  m += "Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bK74bf9\r\n";
-  m += "Max-Forwards: 70\r\n";
-  m += "From: Alice <sip:alice@example.com>;tag=9fxced76sl\r\n";
-  m += "To: Bob <sip:bob@example.com>\r\n";
-  m += "Call-ID: 3848276298220188511@example.com\r\n";
-  m += "CSeq: 1 " + std::string(method) + "\r\n";
-  m += extraHeaders;
-  if (withLength) {
-    m += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  }
-  m += "\r\n";
-  m += body;
-  return m;
+// A request as the TCP peer of these tests sends it; replies quote its Call-ID and branch.
+inline test::SipMessageBuilder tcpRequest(std::string method) {
+  return test::SipMessageBuilder::request(std::move(method))
+      .via("SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bK74bf9")
+      .fromTag("9fxced76sl")
+      .callId("3848276298220188511@example.com");
 }
 
 }  // namespace evosip::transport::testing
