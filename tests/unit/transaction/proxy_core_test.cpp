@@ -542,11 +542,10 @@ TEST_F(ProxyCoreTest, MaxForwardsIsCappedAndABranchToOurselvesIsALoop) {
   ProxySettings capped;
   capped.maxForwards = 20;
   make(capped);
-  RequestSpec s;
-  s.method = "MESSAGE";
-  std::string req = request(s);
-  req.replace(req.find("Max-Forwards: 70"), 16, "Max-Forwards: 255");
-  receive(req);
+  receive(test::SipMessageBuilder::request("MESSAGE", RequestSpec{}.uri)
+              .via(RequestSpec{}.via)
+              .maxForwards(255)
+              .str());
   proxy->forward(router.last, {target("sip:bob@10.0.0.21"), target("sip:bob@10.0.0.1:5060")});
   auto out = to("10.0.0.21");
   ASSERT_EQ(out.size(), 1u);
