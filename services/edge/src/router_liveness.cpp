@@ -239,8 +239,11 @@ void EdgeProxy::checkSetup(WorkerState& w, uint64_t key, PendingRequest&& p, int
     return;  // the router left the set, or the setup outlived any Timer C: stop watching
   }
   RouterTarget& t = routers.at(p.router);
-  if (t.upAt(now)) {
-    if (t.lastResponseNs.load(std::memory_order_relaxed) > p.watchSinceNs) {
+  // Anything from the router since the last look, even a late answer to a probe it failed,
+  // proves it alive: a slow router does not lose its calls in setup.
+  const bool answered = t.lastResponseNs.load(std::memory_order_relaxed) > p.watchSinceNs;
+  if (answered || t.upAt(now)) {
+    if (answered) {
       p.watchSinceNs = now;
       p.deadlineNs = now + toNs(settings_.setupCheck);
     } else {

@@ -233,6 +233,24 @@ TEST_F(EdgeFailoverTest, ALiveRouterKeepsItsCallInSetupUntilTheFinalAnswer) {
   EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
 }
 
+// A router held down (a probe of another worker failed in a moment of overload) that has
+// answered something since the last look is alive: its ringing calls stay.
+TEST_F(EdgeFailoverTest, ARouterThatAnsweredSinceKeepsItsCallsInSetupEvenWhenHeldDown) {
+  make({"sip:127.0.0.1:5070"});
+  receive(invite());
+  const Sent first = sent[0];
+  answer(first, 180, "Ringing");
+  clock.advance(500ms);
+  receive(withCallId(invite(), "other"));
+  answer(sent.back(), 404, "Not Found");
+  proxy->routers()->at(0).downUntilNs = nowNs() + 10'000'000'000;
+  const size_t before = sent.size();
+  clock.advance(600ms);
+  tick();
+  EXPECT_EQ(sent.size(), before);  // no 408, no CANCEL
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 1u);
+}
+
 TEST_F(EdgeFailoverTest, ARouterBusyWithOtherCallsIsNotProbed) {
   make({"sip:127.0.0.1:5070"});
   receive(invite());
