@@ -2,6 +2,7 @@
 #include <openssl/evp.h>
 
 #include <evosip/auth/digest.hpp>
+#include <evosip/base/hex.hpp>
 #include <evosip/base/strings.hpp>
 
 namespace evosip::auth {
@@ -25,13 +26,7 @@ std::string hexDigest(DigestAlgorithm a, std::string_view data) {
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md, &len,
              a == DigestAlgorithm::kMd5 ? EVP_md5() : EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 0xf]);
-  }
+  std::string out = hexEncode(std::span(md, len));
   OPENSSL_cleanse(md, sizeof(md));
   return out;
 }

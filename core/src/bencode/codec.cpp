@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <limits>
 
+#include <evosip/base/hex.hpp>
 #include <evosip/bencode/bencode.hpp>
 
 namespace evosip::bencode {
@@ -55,9 +56,7 @@ class Decoder {
     if (c >= 0x20 && c < 0x7f) {
       return std::string(1, c);
     }
-    static const char* kHex = "0123456789abcdef";
-    const auto u = static_cast<unsigned char>(c);
-    return std::string("\\x") + kHex[u >> 4] + kHex[u & 15];
+    return hexEscape(static_cast<unsigned char>(c));
   }
 
   tl::unexpected<Error> fail(Errc code, const std::string& what) const {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <evosip/base/hex.hpp>
 #include <evosip/log/log.hpp>
 
 namespace evosip::log {
@@ -77,7 +78,6 @@ size_t utf8SequenceLength(std::string_view s, size_t i) {
 
 template <typename Out>
 void escapeJson(Out& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -116,7 +116,7 @@ void escapeJson(Out& out, std::string_view s) {
         break;
       default:
         if (c < 0x20) {
-          const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+          const char escaped[] = {'\\', 'u', '0', '0', hexDigit(c >> 4), hexDigit(c)};
           put(out, std::string_view(escaped, sizeof escaped));
         } else {
           out.push_back(static_cast<char>(c));
@@ -128,7 +128,6 @@ void escapeJson(Out& out, std::string_view s) {
 
 // Text lines keep printable bytes (UTF-8 included) and show control characters as escapes.
 void escapeText(spdlog::memory_buf_t& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     if (c == '\n') {
@@ -136,7 +135,7 @@ void escapeText(spdlog::memory_buf_t& out, std::string_view s) {
     } else if (c == '\r') {
       put(out, "\\r");
     } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
-      const char escaped[] = {'\\', 'x', kHex[c >> 4], kHex[c & 0xF]};
+      const char escaped[] = {'\\', 'x', hexDigit(c >> 4), hexDigit(c)};
       put(out, std::string_view(escaped, sizeof escaped));
     } else {
       out.push_back(ch);

@@ -1,5 +1,6 @@
 #include <string>
 
+#include <evosip/base/hex.hpp>
 #include <evosip/sdp/attributes.hpp>
 #include <evosip/sdp/session_description.hpp>
 
@@ -200,9 +201,7 @@ class Parser {
     if (c >= 0x21 && c < 0x7f) {
       return std::string(1, c);
     }
-    static const char* kHex = "0123456789abcdef";
-    const auto u = static_cast<unsigned char>(c);
-    return std::string("\\x") + kHex[u >> 4] + kHex[u & 15];
+    return hexEscape(static_cast<unsigned char>(c));
   }
 
   Result<void> onOrigin(std::string_view value) {
