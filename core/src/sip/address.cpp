@@ -116,6 +116,13 @@ Result<NameAddr> parseNameAddr(std::string_view text) {
   return na;
 }
 
+std::string_view tagOf(const Result<NameAddr>& na) {
+  if (!na) {
+    return {};
+  }
+  return na->tag().value_or(std::string_view{});
+}
+
 bool Via::rfc3261Branch() const {
   auto b = branch();
   return b && b->size() > 7 && b->substr(0, 7) == "z9hG4bK";

@@ -3,9 +3,12 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <evosip/base/hash.hpp>
+#include <evosip/base/hex.hpp>
 #include <evosip/base/strings.hpp>
 #include <evosip/sip/params.hpp>
 #include <evosip/transaction/proxy_core.hpp>
+#include <evosip/transport/address.hpp>
+#include <evosip/transport/response_destination.hpp>
 
 #include "message_text.hpp"
 
@@ -33,18 +36,6 @@ std::optional<Protocol> protocolOf(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<boost::asio::ip::address> numericHost(std::string_view host) {
-  if (!sip::isIpv4(host) && !sip::isIpv6(host)) {
-    return std::nullopt;
-  }
-  boost::system::error_code ec;
-  auto ip = boost::asio::ip::make_address(std::string(host), ec);
-  if (ec) {
-    return std::nullopt;
-  }
-  return ip;
-}
-
 // The URI of a Route value or a bare URI.
 std::optional<sip::Uri> uriOf(std::string_view text) {
   if (auto na = sip::parseNameAddr(text)) {
@@ -70,7 +61,7 @@ std::optional<Destination> ProxyUser::resolve(const sip::Uri& uri) {
   if (!uri.isSip()) {
     return std::nullopt;
   }
-  auto ip = numericHost(uri.host);
+  auto ip = transport::parseNumericHost(uri.host);
   auto proto =
       protocolOf(uri.params.get("transport")
                      .value_or(uri.scheme == sip::UriScheme::kSips ? std::string_view("tls")
@@ -89,11 +80,11 @@ ProxyCore::ProxyCore(ProxySettings settings, LayerSettings layerSettings,
       user_(user),
       layer_(layerSettings, clock, std::move(send), *this) {
   for (const auto& [host, port] : settings_.self) {
-    if (auto ip = numericHost(host)) {
+    if (auto ip = transport::parseNumericHost(host)) {
       selfEndpoints_.push_back({*ip, port == 0 ? uint16_t{5060} : port});
     }
   }
-  if (auto ip = numericHost(settings_.viaHost)) {
+  if (auto ip = transport::parseNumericHost(settings_.viaHost)) {
     std::vector<uint16_t> ports = settings_.alsoViaPorts;
     ports.push_back(settings_.egressPort[0]);
     ports.push_back(settings_.egressPort[1]);
@@ -195,8 +186,8 @@ bool ProxyCore::checkRequest(TransactionId server, const sip::Message& request) 
 uint32_t ProxyCore::loopHash(const sip::Message& msg, std::string_view requestUri) {
   uint64_t h = hash64(requestUri, 0x6c6f6f70);
   h = hash64(msg.callId(), h);
-  h = hash64(text::fromTag(msg), h);
-  h = hash64(text::toTag(msg), h);
+  h = hash64(sip::tagOf(msg.from()), h);
+  h = hash64(sip::tagOf(msg.to()), h);
   if (auto cseq = msg.cseq()) {
     h = mix64(h ^ cseq->number);
   }
@@ -587,7 +578,7 @@ bool ProxyCore::forwardAck(const sip::Message& ack, const ForwardOptions& option
   dropHeaders(ack, options, edit);
   // A stateless branch: the same for every retransmission of this ACK (16.11).
   std::string branch = "z9hG4bK";
-  text::appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
+  appendHex(branch, hash64(topVia->branch().value_or(topVia->text), 0xac));
   branch.push_back('s');
   edit.prependHeader("Via", viaValue(*to, branch, plan.info.nextRoute.empty()));
   edit.writeTo(out_);
@@ -710,22 +701,16 @@ void ProxyCore::forwardResponseStateless(const sip::Message& response,
   edit.writeTo(out_);
   std::optional<Destination> to = upstream;
   if (!to) {
-    // The next Via: received / rport / sent-by (18.2.2), numeric addresses only.
     auto next = sip::Message::parse(out_);
     auto via = next ? next->topVia() : Result<sip::Via>(makeError(Errc::kParse, "no Via"));
     if (!via) {
       return;
     }
-    auto ip = numericHost(via->received().value_or(via->host));
-    auto proto = protocolOf(via->transport);
-    if (!ip || !proto) {
+    auto nextHop = transport::nextViaDestination(*via);  // 18.2.2: received / rport / sent-by
+    if (!nextHop) {
       return;
     }
-    uint16_t port = via->port != 0 ? via->port : 5060;
-    if (auto rport = via->rport(); rport && !rport->empty()) {
-      port = static_cast<uint16_t>(parseDecimal(*rport, 65535).value_or(port));
-    }
-    to = Destination{*proto, {*ip, port}, {}};
+    to = *nextHop;
   }
   ++stats_.statelessForwarded;
   send_(*to, out_);

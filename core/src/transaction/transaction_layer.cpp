@@ -2,12 +2,14 @@
 
 #include <evosip/base/assert.hpp>
 #include <evosip/base/hash.hpp>
+#include <evosip/base/hex.hpp>
 #include <evosip/base/strings.hpp>
+#include <evosip/sip/address.hpp>
 #include <evosip/sip/response.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
+#include <evosip/transport/response_destination.hpp>
 
 #include "message_text.hpp"
-#include "response_destination.hpp"
 
 namespace evosip::transaction {
 namespace {
@@ -76,10 +78,10 @@ TransactionLayer::~TransactionLayer() = default;
 std::string TransactionLayer::newBranch(std::optional<uint32_t> loop) {
   std::string b = "z9hG4bK";
   // mix64 is a bijection: distinct counters give distinct branches for one seed.
-  text::appendHex(b, mix64(settings_.branchSeed ^ mix64(++branchCounter_)));
+  appendHex(b, mix64(settings_.branchSeed ^ mix64(++branchCounter_)));
   if (loop) {
     b.push_back('l');
-    text::appendHex(b, *loop, 8);
+    appendHex(b, *loop, 8);
   }
   if (settings_.branchWorker >= 0) {
     b.push_back('w');
@@ -105,15 +107,11 @@ std::optional<uint32_t> TransactionLayer::loopOfBranch(std::string_view branch) 
   if (!loopPart(branch) || !branch.starts_with("z9hG4bK")) {
     return std::nullopt;
   }
-  uint32_t v = 0;
-  for (char c : branch.substr(kHexEnd + 1, 8)) {
-    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) {
-      return std::nullopt;
-    }
-    v = (v << 4) | static_cast<uint32_t>(d);
+  auto v = parseHex(branch.substr(kHexEnd + 1, 8));
+  if (!v) {
+    return std::nullopt;
   }
-  return v;
+  return static_cast<uint32_t>(*v);
 }
 
 std::optional<size_t> TransactionLayer::workerOfBranch(std::string_view branch) {
@@ -200,8 +198,8 @@ ServerTransaction* TransactionLayer::matchServer(const sip::Message& msg, const 
     return nullptr;
   }
   const std::string_view callId = msg.callId();
-  const std::string_view toTag = text::toTag(msg);
-  const std::string_view fromTag = text::fromTag(msg);
+  const std::string_view toTag = sip::tagOf(msg.to());
+  const std::string_view fromTag = sip::tagOf(msg.from());
   auto [it, end] = serverIndex_.equal_range(rfc2543Key(callId, cseq->number));
   for (; it != end; ++it) {
     auto* st = static_cast<ServerTransaction*>(find(it->second));
@@ -270,7 +268,7 @@ ServerTransaction* TransactionLayer::createServer(const sip::Message& msg, const
   st.methodText_ = msg.methodText();
   st.callId_ = msg.callId();
   st.source_ = source;
-  st.responseTo_ = responseDestination(source, via);
+  st.responseTo_ = transport::responseDestination(source, via);
   st.request_ = text::wholeMessage(msg);
   st.sentByHost_ = via.host;
   st.sentByPort_ = via.port;
@@ -283,13 +281,12 @@ ServerTransaction* TransactionLayer::createServer(const sip::Message& msg, const
   } else {
     st.branch_ = via.branch().value_or(std::string_view{});
     st.requestUri_ = msg.requestUri();
-    st.fromTag_ = text::fromTag(msg);
-    st.toTag_ = text::toTag(msg);
+    st.fromTag_ = sip::tagOf(msg.from());
+    st.toTag_ = sip::tagOf(msg.to());
     st.topVia_ = via.text;
     st.indexKey_ = rfc2543Key(st.callId_, st.cseq_);
   }
-  text::appendHex(st.localTag_, mix64(hash64(st.callId_) ^ settings_.branchSeed ^ st.id_.value),
-                  12);
+  appendHex(st.localTag_, mix64(hash64(st.callId_) ^ settings_.branchSeed ^ st.id_.value), 12);
   serverIndex_.emplace(st.indexKey_, st.id_.value);
   byId_.emplace(st.id_.value, std::move(owned));
   account(st);
@@ -302,10 +299,10 @@ void TransactionLayer::rejectFull(const sip::Message& msg, const Source& source)
   ++stats_.rejectedFull;
   auto via = msg.topVia();
   std::string tag;
-  text::appendHex(tag, hash64(msg.callId(), settings_.branchSeed), 12);
+  appendHex(tag, hash64(msg.callId(), settings_.branchSeed), 12);
   std::string out;
   if (via && sip::buildResponse(msg, 503, "Service Unavailable", tag, "Retry-After: 5\r\n", out)) {
-    transmit(responseDestination(source, *via), out);
+    transmit(transport::responseDestination(source, *via), out);
   }
 }
 
@@ -386,7 +383,7 @@ bool TransactionLayer::respond(TransactionId id, std::string_view response) {
       return true;
     }
     st.lastResponse_.assign(response);
-    st.responseToTag_ = text::toTag(*msg);
+    st.responseToTag_ = sip::tagOf(msg->to());
     account(st);
     st.state_ = State::kCompleted;
     if (!st.reliable_) {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include <evosip/base/strings.hpp>
+#include <evosip/sip/uri.hpp>
 #include <evosip/transport/address.hpp>
 
 namespace evosip::transport {
@@ -72,6 +73,23 @@ Result<Protocol> protocolFromName(std::string_view name) {
     }
   }
   return makeError(Errc::kParse, "unknown transport '" + std::string(name) + "'");
+}
+
+Result<boost::asio::ip::address> parseNumericHost(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    if (!sip::isIpv6(host)) {
+      return makeError(Errc::kParse, "not an IPv6 address in brackets");
+    }
+  } else if (!sip::isIpv4(host) && !sip::isIpv6(host)) {
+    return makeError(Errc::kParse, "not a numeric host");
+  }
+  boost::system::error_code ec;
+  auto ip = boost::asio::ip::make_address(std::string(host), ec);
+  if (ec) {
+    return makeError(Errc::kParse, "not a numeric host");
+  }
+  return ip;
 }
 
 std::string Endpoint::hostForUri() const {

@@ -38,14 +38,6 @@ std::string firstContact(const sip::Message& request) {
 
 }  // namespace
 
-std::string tagOf(const Result<sip::NameAddr>& nameAddr) {
-  if (!nameAddr) {
-    return {};
-  }
-  auto t = nameAddr->tag();
-  return t ? std::string(*t) : std::string();
-}
-
 UasDialog UasDialog::fromInvite(const sip::Message& invite, std::string localTag,
                                 const transport::Source& source) {
   UasDialog d;

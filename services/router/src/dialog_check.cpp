@@ -24,13 +24,6 @@ bool sameHop(const HostPort& a, std::string_view text) {
   return b && b->port == a.port && iequals(b->host, a.host);
 }
 
-std::string_view tagOf(const Result<sip::NameAddr>& na) {
-  if (!na) {
-    return {};
-  }
-  return na->tag().value_or(std::string_view{});
-}
-
 }  // namespace
 
 bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop, bool fromCaller) {

@@ -16,13 +16,7 @@
 
 namespace evosip::router::detail {
 
-inline std::string tagOf(const Result<sip::NameAddr>& na) {
-  if (!na) {
-    return {};
-  }
-  auto t = na->tag();
-  return t ? std::string(*t) : std::string();
-}
+using sip::tagOf;
 
 inline bool hasSdp(const sip::Message& m) {
   if (m.body().empty()) {

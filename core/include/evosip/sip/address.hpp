@@ -19,16 +19,20 @@ struct NameAddr {
   std::string_view displayName;  // trimmed, quotes kept as written
   std::string_view uriText;      // inside <> or the addr-spec
   Uri uri;
-  ParamList params;              // header params (tag, expires, q, ...)
+  ParamList params;  // header params (tag, expires, q, ...)
   bool angleBrackets = false;
-  bool star = false;             // Contact: *
-  std::string_view text;         // the whole element
+  bool star = false;      // Contact: *
+  std::string_view text;  // the whole element
 
   std::optional<std::string_view> tag() const { return params.get("tag"); }
 };
 
 // Parses one element (already split by ValueSplitter for list headers). "*" gives star=true.
 Result<NameAddr> parseNameAddr(std::string_view text);
+
+// The tag of a From or To value (Message::from(), Message::to()); "" when the header is missing,
+// unreadable or has no tag (RFC 3261 19.3: a tag is never empty).
+std::string_view tagOf(const Result<NameAddr>& na);
 
 // One Via value (RFC 3261 20.42, RFC 3581 rport).
 struct Via {
@@ -38,9 +42,9 @@ struct Via {
   std::string_view host;             // IPv6 without brackets
   std::string_view hostText;         // as written
   HostType hostType = HostType::kNone;
-  uint16_t port = 0;                 // 0 = not given
+  uint16_t port = 0;  // 0 = not given
   ParamList params;
-  std::string_view text;             // the whole value
+  std::string_view text;  // the whole value
 
   std::optional<std::string_view> branch() const { return params.get("branch"); }
   std::optional<std::string_view> received() const { return params.get("received"); }

@@ -29,6 +29,10 @@ struct Endpoint {
   std::string hostForUri() const;
 };
 
+// A numeric host as SIP writes it (RFC 3261 25.1): an IPv4 address, or an IPv6 address with or
+// without brackets. Names, scope ids, ports and anything else are errors.
+Result<boost::asio::ip::address> parseNumericHost(std::string_view host);
+
 // "1.2.3.4:5060", "[::1]:5060", "1.2.3.4" (port = defaultPort). Numeric addresses only.
 Result<Endpoint> parseEndpoint(std::string_view text, uint16_t defaultPort = 5060);
 

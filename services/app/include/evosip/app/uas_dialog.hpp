@@ -52,9 +52,6 @@ struct UasDialog {
   Request bye(std::string_view viaHost, uint16_t viaPort, std::string_view branch);
 };
 
-// The From or To tag of a request, "" without one.
-std::string tagOf(const Result<sip::NameAddr>& nameAddr);
-
 // Our 2xx to an INVITE (or re-INVITE) until its ACK: sent again at T1, doubling up to T2, given
 // up 64*T1 after it was first sent (RFC 3261 13.3.1.4).
 struct OkRetransmission {

@@ -1,0 +1,123 @@
+// Where responses go on the wire: a server answering a request, a proxy forwarding a response
+// to the next Via (RFC 3261 18.2.2, RFC 3581 section 4).
+#include <gtest/gtest.h>
+
+#include <evosip/transport/response_destination.hpp>
+
+namespace evosip::transport {
+namespace {
+
+sip::Via via(std::string_view text) {
+  auto v = sip::parseVia(text);
+  EXPECT_TRUE(v) << text;
+  return v ? *v : sip::Via{};
+}
+
+Endpoint ep(const char* ip, uint16_t port) {
+  return Endpoint{boost::asio::ip::make_address(ip), port};
+}
+
+Source udpFrom(const char* ip, uint16_t port) {
+  Source s;
+  s.protocol = Protocol::kUdp;
+  s.remote = ep(ip, port);
+  return s;
+}
+
+TEST(ResponseDestinationTest, UdpWithoutRportGoesToTheSourceIpAndTheSentByPort) {
+  const Source src = udpFrom("192.0.2.10", 40000);
+  const Destination to = responseDestination(src, via("SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK1"));
+  EXPECT_EQ(to.protocol, Protocol::kUdp);
+  EXPECT_EQ(to.remote, ep("192.0.2.10", 5062));  // received: the host of the Via is not used
+  EXPECT_EQ(responseDestination(src, via("SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK1")).remote,
+            ep("192.0.2.10", 5060));
+  // Over UDP the UDP default applies whatever transport the Via names.
+  EXPECT_EQ(responseDestination(src, via("SIP/2.0/TLS 10.1.1.1;branch=z9hG4bK1")).remote,
+            ep("192.0.2.10", 5060));
+}
+
+TEST(ResponseDestinationTest, UdpWithRportGoesBackToTheSourcePort) {
+  const Source src = udpFrom("192.0.2.10", 40000);
+  EXPECT_EQ(responseDestination(src, via("SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK1;rport")).remote,
+            ep("192.0.2.10", 40000));
+  EXPECT_EQ(
+      responseDestination(src, via("SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK1;rport=5")).remote,
+      ep("192.0.2.10", 40000));
+}
+
+TEST(ResponseDestinationTest, StreamsUseTheirConnection) {
+  Source src;
+  src.protocol = Protocol::kTcp;
+  src.remote = ep("192.0.2.10", 40000);
+  src.connection = ConnectionId{1, 7};
+  const Destination to = responseDestination(src, via("SIP/2.0/TCP 10.1.1.1:5062;branch=z9hG4bK1"));
+  EXPECT_EQ(to.protocol, Protocol::kTcp);
+  EXPECT_EQ(to.remote, ep("192.0.2.10", 40000));
+  EXPECT_EQ(to.connection, (ConnectionId{1, 7}));
+  EXPECT_EQ(responseDestination(src).connection, (ConnectionId{1, 7}));
+}
+
+TEST(ResponseDestinationTest, MaddrDoesNotRedirectAServersResponse) {
+  const Destination to = responseDestination(
+      udpFrom("192.0.2.10", 40000), via("SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK1;maddr=224.2.0.1"));
+  EXPECT_EQ(to.remote, ep("192.0.2.10", 5060));
+}
+
+TEST(NextViaDestinationTest, ReceivedRportAndSentBy) {
+  auto to = nextViaDestination(
+      via("SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK1;received=192.0.2.1;rport=9988"));
+  ASSERT_TRUE(to);
+  EXPECT_EQ(to->protocol, Protocol::kUdp);
+  EXPECT_EQ(to->remote, ep("192.0.2.1", 9988));
+  EXPECT_FALSE(to->connection.valid());
+  EXPECT_EQ(nextViaDestination(via("SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK1"))->remote,
+            ep("10.1.1.1", 5062));
+  EXPECT_EQ(nextViaDestination(via("SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK1;rport"))->remote,
+            ep("10.1.1.1", 5060));
+  EXPECT_EQ(nextViaDestination(via("SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bK1;rport=0"))->remote,
+            ep("10.1.1.1", 5062));
+}
+
+TEST(NextViaDestinationTest, TransportAndItsDefaultPort) {
+  auto tcp = nextViaDestination(via("SIP/2.0/TCP 10.1.1.1;branch=z9hG4bK1"));
+  ASSERT_TRUE(tcp);
+  EXPECT_EQ(tcp->protocol, Protocol::kTcp);
+  EXPECT_EQ(tcp->remote.port, 5060);
+  auto tls = nextViaDestination(via("SIP/2.0/TLS 10.1.1.1;branch=z9hG4bK1"));
+  ASSERT_TRUE(tls);
+  EXPECT_EQ(tls->protocol, Protocol::kTls);
+  EXPECT_EQ(tls->remote.port, 5061);
+  EXPECT_FALSE(nextViaDestination(via("SIP/2.0/SCTP 10.1.1.1;branch=z9hG4bK1")));
+}
+
+TEST(NextViaDestinationTest, Ipv6InBrackets) {
+  auto to = nextViaDestination(via("SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bK1"));
+  ASSERT_TRUE(to);
+  EXPECT_EQ(to->remote, ep("2001:db8::10", 5062));
+  auto received = nextViaDestination(
+      via("SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bK1;received=[2001:db8::99];rport=7000"));
+  ASSERT_TRUE(received);
+  EXPECT_EQ(received->remote, ep("2001:db8::99", 7000));
+}
+
+TEST(NextViaDestinationTest, NamesAreRefused) {
+  EXPECT_FALSE(nextViaDestination(via("SIP/2.0/UDP pc33.atlanta.com:5062;branch=z9hG4bK1")));
+  auto received = nextViaDestination(
+      via("SIP/2.0/UDP pc33.atlanta.com:5062;branch=z9hG4bK1;received=192.0.2.4"));
+  ASSERT_TRUE(received);
+  EXPECT_EQ(received->remote, ep("192.0.2.4", 5062));
+}
+
+TEST(NumericHostTest, Ipv4AndIpv6WithOrWithoutBrackets) {
+  EXPECT_EQ(parseNumericHost("192.0.2.1")->to_string(), "192.0.2.1");
+  EXPECT_EQ(parseNumericHost("2001:db8::1")->to_string(), "2001:db8::1");
+  EXPECT_EQ(parseNumericHost("[2001:db8::1]")->to_string(), "2001:db8::1");
+  EXPECT_EQ(parseNumericHost("::ffff:10.0.0.1")->to_string(), "::ffff:10.0.0.1");
+  for (const char* bad : {"", "[]", "example.com", "192.0.2.1:5060", "[192.0.2.1]", "[::1", "::1]",
+                          "fe80::1%eth0", "256.1.1.1", "0001.2.3.4", "[[::1]]", " 1.2.3.4"}) {
+    EXPECT_FALSE(parseNumericHost(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace evosip::transport
