@@ -32,6 +32,7 @@
 #include <evosip/media/latch.hpp>
 #include <evosip/media/ng_options.hpp>
 #include <evosip/rtp/port_allocator.hpp>
+#include <evosip/runtime/clock.hpp>
 
 namespace evosip::media {
 
@@ -64,6 +65,9 @@ struct RelaySettings {
   // that runs nothing but this relay and whose posters call wake() (MediaService); false: the ring
   // signals an eventfd that the io_context waits on (tests that drive the io_context by poll()).
   bool waitInRing = false;
+  // waitInRing: the longest the worker waits inside io_uring without a packet or a wake() before
+  // it returns to its io_context (its timers run then).
+  std::chrono::nanoseconds ringIdleWait = std::chrono::seconds(1);
 };
 
 // Shared by every worker and the ng thread.
@@ -88,14 +92,18 @@ struct RelayCounters {
 };
 
 struct Stream;
+struct MediaSlot;
 struct Leg;
 struct Call;
-class PacketRing;
+struct Negotiation;
+class IoUringRing;
 
 class Relay {
  public:
+  // `clock` times idle calls (media.timeout_s) and the streams' last packets; tests pass a
+  // ManualClock.
   Relay(boost::asio::io_context& io, const RelaySettings& settings, PortRange ports,
-        RelayShared& shared);
+        RelayShared& shared, const runtime::Clock& clock = runtime::SteadyClock::instance());
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -109,7 +117,8 @@ class Relay {
   // Call-IDs of this worker's calls (at most limit).
   std::vector<std::string> callIds(size_t limit) const;
 
-  // Periodic work (every second): deletes calls idle for longer than timeout_s.
+  // Periodic work (every second): deletes calls without a packet or an offer/answer for longer
+  // than timeout_s on the clock.
   void onTick();
   // Closes every socket (at shutdown, on the worker thread).
   void closeAll();
@@ -128,22 +137,32 @@ class Relay {
   // is running).
   bool waitsInRing() const { return ringLoopRunning_; }
 
-  // For tests: the steady clock is read through this (nanoseconds).
-  void setClockForTest(std::function<int64_t()> now) { now_ = std::move(now); }
-
  private:
-  friend struct Stream;
+  // Offer and answer, one step each (relay_offer_answer.cpp).
   bencode::Value offerOrAnswer(const bencode::Value& body, bool isAnswer);
+  Result<void> readOfferAnswer(const bencode::Value& body, Negotiation& n) const;
+  Result<void> findOrCreateCall(Negotiation& n, int64_t wall);
+  Result<bencode::Value> negotiate(Negotiation& n, int64_t wall);
   // The leg whose SDP this is and the leg that receives the rewritten SDP (created as needed).
   Result<std::pair<Leg*, Leg*>> pickLegs(Call& call, const NgOptions& opts, bool isAnswer,
                                          int64_t wall);
+  Result<void> setUpMedia(Negotiation& n);
+  Result<void> allocateSlots(Negotiation& n, size_t index);
+
+  // Stream sockets and their port pairs (relay_streams.cpp).
   Result<std::shared_ptr<Stream>> openStream(uint16_t port, bool rtcp);
   Result<void> ensureSlot(Call& call, Leg& leg, size_t index);
+  void closeStream(Stream& s);
+
+  // The epoll packet path (relay_epoll.cpp).
   void armEpoll();
   void pollStreams();
-  void closeStream(Stream& s);
   void onReadable(Stream& s);
-  // io_uring path (packet_ring.cpp).
+  int receiveBatch(Stream& s);
+  size_t queueForPeer(Stream& s, size_t received);  // returns the packets queued
+  void sendBatch(Stream& out, size_t queued);
+
+  // The io_uring packet path (relay_io_uring.cpp).
   struct RingStats {
     uint64_t received = 0, relayed = 0, bytes = 0, failed = 0, failedBytes = 0;
     std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
@@ -156,24 +175,26 @@ class Relay {
   unsigned reapRing(RingStats& stats, int64_t now, bool* woken);
   void addRingStats(RingStats& stats);
   void ringLoop();  // settings.waitInRing: the worker's packet loop, blocking in io_uring_enter
-  // ringLoop returns to the io_context (its timers: the 1 s tick) after this long without a
-  // packet, and after kRingBusyNs of relaying.
-  static constexpr int64_t kRingIdleWaitNs = 1'000'000'000;
+  // ringLoop also returns to the io_context after this much relaying (CLOCK_MONOTONIC: a budget
+  // of the thread's real time, whatever clock the relay's timers use).
   static constexpr int64_t kRingBusyNs = 100'000'000;
   void relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, RingStats& st);
+
+  // Calls: deletion and report (relay.cpp).
   void deleteCall(const std::string& callId);
   bencode::Value callStats(const Call& call) const;
-  int64_t nowNs() const;
-  static int64_t steadyNs();  // CLOCK_MONOTONIC, never the test clock
+  int64_t nowNs() const;      // the injected clock, in nanoseconds
+  static int64_t steadyNs();  // CLOCK_MONOTONIC, never the injected clock
+  static int64_t wallS();     // the system clock in seconds (rtpengine's "created" times)
 
   boost::asio::io_context& io_;
   RelaySettings settings_;
   Endpoint bindAddress_;
   RelayShared& shared_;
   PortAllocator ports_;
+  const runtime::Clock& clock_;
   RelayCounters counters_;
   std::unordered_map<std::string, std::unique_ptr<Call>> calls_;
-  std::function<int64_t()> now_;
 
   // Packet buffers, reused for every batch (no allocation on the packet path).
   static constexpr size_t kBatch = 32;
@@ -192,12 +213,12 @@ class Relay {
   // epoll entry, not one Asio operation.
   int epoll_ = -1;
   boost::asio::posix::stream_descriptor epollDescriptor_;
-  // With io_uring (packet_ring.hpp) the reactor waits on the ring's eventfd instead, and the
+  // With io_uring (io_uring_ring.hpp) the reactor waits on the ring's eventfd instead, and the
   // epoll set stays empty.
   bool ringTried_ = false;
   bool ringLoopRunning_ = false;
   int wakeFd_ = -1;  // eventfd read by the ring (settings.waitInRing), written by wake()
-  std::unique_ptr<PacketRing> ring_;
+  std::unique_ptr<IoUringRing> ring_;
   boost::asio::posix::stream_descriptor ringEvent_;
 };
 

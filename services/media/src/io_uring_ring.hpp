@@ -1,5 +1,6 @@
 #pragma once
-// Private to the relay: the io_uring packet path of one worker (docs/architecture.md "media").
+// Private to the relay: the io_uring instance of one worker's packet path (docs/architecture.md
+// "media"); what the relay does with its completions is relay_io_uring.cpp.
 //
 // Every stream socket has one multishot recvmsg outstanding that takes its buffers from one
 // provided-buffer ring; the ring runs with DEFER_TASKRUN, so the kernel queues receives as task
@@ -13,7 +14,7 @@
 // ends the wait when work is posted to the worker's io_context. Without it (tests that poll the
 // io_context) the ring signals an eventfd that the Asio reactor waits on (Relay::pollRing).
 
-// Built only with liburing (EVOSIP_MEDIA_HAVE_URING); PacketRing::open() returns nullptr when
+// Built only with liburing (EVOSIP_MEDIA_HAVE_URING); IoUringRing::open() returns nullptr when
 // the kernel or a seccomp profile refuses io_uring, and the relay keeps its epoll path.
 
 #include <cstdint>
@@ -26,19 +27,19 @@
 #include <liburing.h>
 #endif
 
-#include "stream.hpp"
+#include "call.hpp"
 
 namespace evosip::media {
 
-class PacketRing {
+class IoUringRing {
  public:
   // A new ring whose completions are signalled on `eventFd` (-1: none, the worker waits inside
   // the ring); nullptr when io_uring is not available (the reason is written to `why`).
   // At most maxStreams sockets are watched at once (the size of the registered file table).
-  static std::unique_ptr<PacketRing> open(int eventFd, unsigned maxStreams, std::string* why);
-  ~PacketRing();
-  PacketRing(const PacketRing&) = delete;
-  PacketRing& operator=(const PacketRing&) = delete;
+  static std::unique_ptr<IoUringRing> open(int eventFd, unsigned maxStreams, std::string* why);
+  ~IoUringRing();
+  IoUringRing(const IoUringRing&) = delete;
+  IoUringRing& operator=(const IoUringRing&) = delete;
 
   // A stream's socket starts (watch) and stops (unwatch, before its fd is closed) receiving.
   void watch(Stream& s);
@@ -94,7 +95,7 @@ class PacketRing {
   msghdr recvTemplate_{};  // name room for sockaddr_in6, no control data
 
  private:
-  PacketRing() = default;
+  IoUringRing() = default;
   io_uring_buf_ring* bufRing_ = nullptr;
   char* buffers_ = nullptr;
   unsigned flushSq();

@@ -1,10 +1,12 @@
 #pragma once
-// Private to the relay: a leg, its media slots and their streams (the model in relay.hpp), shared
-// by the two packet paths (relay.cpp: epoll + recvmmsg/sendmmsg; packet_ring.cpp: io_uring).
+// Private to the relay: a call, its legs, their media slots and the slots' streams (the model in
+// relay.hpp). Built by the offer/answer steps (relay_offer_answer.cpp), read by the two packet
+// paths (relay_epoll.cpp, relay_io_uring.cpp), reported by query and delete (relay.cpp).
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <evosip/media/endpoint.hpp>
@@ -26,14 +28,15 @@ struct Stream {
   Endpoint advertised;    // the leg's address and port from its SDP
   Stream* out = nullptr;  // packets arriving here leave from out's socket to out's destination
   uint64_t packets = 0, bytes = 0, errors = 0;
-  int64_t lastPacketNs = 0;
-  // io_uring path: this stream's entry in PacketRing's table (completions name it by index and
+  int64_t lastPacketNs = 0;  // the relay's clock at the last packet received here (0: none)
+  // io_uring path: this stream's entry in IoUringRing's table (completions name it by index and
   // generation, so a completion for a closed stream is recognised and ignored).
   uint32_t ringSlot = 0;
   uint16_t ringGen = 0;
   bool ringFixed = false;  // the socket is in the ring's registered file table at ringSlot
 };
 
+// One m= line of one leg: its RTP and RTCP streams.
 struct MediaSlot {
   std::string type, protocol;
   std::shared_ptr<Stream> rtp, rtcp;
@@ -41,12 +44,37 @@ struct MediaSlot {
   bool rejected = false;
 };
 
+// One SIP tag (rtpengine's monologue).
 struct Leg {
   std::string tag, label, viaBranch;
   LatchPolicy policy;
   Leg* peer = nullptr;
   std::vector<MediaSlot> media;
   int64_t createdWall = 0;
+};
+
+struct Call {
+  std::string callId;
+  std::vector<std::unique_ptr<Leg>> legs;
+  size_t pairs = 0;  // port pairs held by every leg
+  int64_t createdWall = 0;
+  int64_t lastSignalWall = 0;
+  int64_t lastSignalNs = 0;  // the relay's clock at the last offer or answer
+
+  Leg* findLeg(std::string_view tag) const {
+    for (const auto& l : legs) {
+      if (l->tag == tag) {
+        return l.get();
+      }
+    }
+    return nullptr;
+  }
+  Leg* newLeg(std::string tag, int64_t wall) {
+    legs.push_back(std::make_unique<Leg>());
+    legs.back()->tag = std::move(tag);
+    legs.back()->createdWall = wall;
+    return legs.back().get();
+  }
 };
 
 }  // namespace evosip::media
