@@ -58,12 +58,14 @@ std::string cacheKey(const udp::endpoint& peer, std::string_view cookie) {
 }  // namespace
 
 struct NgServer::Impl : std::enable_shared_from_this<NgServer::Impl> {
-  Impl(std::string l, transport::AddressAcl a, Handler h)
-      : listen(std::move(l)), allow(std::move(a)), handler(std::move(h)), socket(io) {}
+  using TimePoint = runtime::Clock::time_point;
+  Impl(std::string l, transport::AddressAcl a, Handler h, const runtime::Clock& c)
+      : listen(std::move(l)), allow(std::move(a)), handler(std::move(h)), clock(c), socket(io) {}
 
   std::string listen;
   transport::AddressAcl allow;
   Handler handler;
+  const runtime::Clock& clock;
   asio::io_context io{1};
   udp::socket socket;
   std::thread thread;
@@ -73,17 +75,17 @@ struct NgServer::Impl : std::enable_shared_from_this<NgServer::Impl> {
 
   struct Cached {
     std::string reply;  // "" while the command is being handled
-    std::chrono::steady_clock::time_point at;
+    TimePoint at;
   };
   // Keyed by cacheKey(): the source address and port, then the cookie.
   std::unordered_map<std::string, Cached> cache;
-  std::deque<std::pair<std::string, std::chrono::steady_clock::time_point>> order;
+  std::deque<std::pair<std::string, TimePoint>> order;
 
   void receive();
   void onDatagram(std::string_view data, const udp::endpoint& peer);
   void finish(const std::string& key, const std::string& cookie, NgCommand command,
               const udp::endpoint& peer, const bencode::Value& reply);
-  void expire(std::chrono::steady_clock::time_point now);
+  void expire(TimePoint now);
 };
 
 void NgServer::Impl::receive() {
@@ -100,7 +102,7 @@ void NgServer::Impl::receive() {
       });
 }
 
-void NgServer::Impl::expire(std::chrono::steady_clock::time_point now) {
+void NgServer::Impl::expire(TimePoint now) {
   while (!order.empty() && (now - order.front().second > kCacheTtl || order.size() > kMaxCached)) {
     auto it = cache.find(order.front().first);
     if (it != cache.end() && it->second.at == order.front().second && !it->second.reply.empty()) {
@@ -116,7 +118,7 @@ void NgServer::Impl::onDatagram(std::string_view data, const udp::endpoint& peer
     counters.refused.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock.now();
   expire(now);
   const size_t space = data.find(' ');
   if (space == std::string_view::npos || space == 0 || space > bencode::kMaxCookie) {
@@ -175,18 +177,19 @@ void NgServer::Impl::finish(const std::string& key, const std::string& cookie, N
                      : result == "pong" ? NgResult::kPong
                                         : NgResult::kError;
   counters.commands[size_t(command)][size_t(r)].fetch_add(1, std::memory_order_relaxed);
-  std::string bytes = bencode::formatNgReply(cookie, reply);
-  boost::system::error_code ec;
-  socket.send_to(asio::buffer(bytes), peer, 0, ec);
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock.now();
   auto& entry = cache[key];
-  entry.reply = std::move(bytes);
+  entry.reply = bencode::formatNgReply(cookie, reply);
   entry.at = now;
   order.emplace_back(key, now);  // the entry expires kCacheTtl after its reply
+  boost::system::error_code ec;
+  socket.send_to(asio::buffer(entry.reply), peer, 0, ec);
 }
 
-NgServer::NgServer(std::string listen, transport::AddressAcl allow, Handler handler)
-    : impl_(std::make_shared<Impl>(std::move(listen), std::move(allow), std::move(handler))) {}
+NgServer::NgServer(std::string listen, transport::AddressAcl allow, Handler handler,
+                   const runtime::Clock& clock)
+    : impl_(
+          std::make_shared<Impl>(std::move(listen), std::move(allow), std::move(handler), clock)) {}
 
 NgServer::~NgServer() {
   stop();

@@ -1,7 +1,8 @@
 // The ng socket in process: who gets an answer (media.ng_allow) and what the reply cache gives
-// back (only to the source that sent the cookie).
+// back (only to the source that sent the cookie, and only for 30 s on the server's clock).
 #include <arpa/inet.h>
 #include <atomic>
+#include <chrono>
 #include <netinet/in.h>
 #include <string>
 #include <sys/socket.h>
@@ -42,6 +43,16 @@ struct Client {
   bool bound = false;
 };
 
+// A manual clock the test thread moves while the ng thread reads it.
+class SharedManualClock final : public runtime::Clock {
+ public:
+  time_point now() const override { return time_point(std::chrono::nanoseconds(nowNs_.load())); }
+  void advance(std::chrono::nanoseconds d) { nowNs_ += d.count(); }
+
+ private:
+  std::atomic<int64_t> nowNs_{1'000'000'000'000};
+};
+
 class NgServerTest : public ::testing::Test {
  protected:
   void start(const std::vector<std::string>& allow) {
@@ -52,11 +63,13 @@ class NgServerTest : public ::testing::Test {
           bencode::Value r = bencode::ngOk();
           r.set("n", static_cast<int64_t>(n)).set("padding", std::string(1500, 'x'));
           reply(std::move(r));
-        });
+        },
+        clock);
     server->start();
   }
   void TearDown() override { server.reset(); }
 
+  SharedManualClock clock;
   std::unique_ptr<NgServer> server;
   std::atomic<int> handled{0};
 };
@@ -94,6 +107,23 @@ TEST_F(NgServerTest, CachedRepliesGoOnlyToTheSourceOfTheCookie) {
   EXPECT_NE(guess.find("error"), std::string::npos) << guess;
   EXPECT_LT(guess.size(), 200u) << "a 10-byte datagram got the 1.5 KB reply of another source";
   EXPECT_EQ(handled.load(), 2);
+}
+
+TEST_F(NgServerTest, CachedRepliesExpireThirtySecondsAfterTheReply) {
+  start({"127.0.0.1/32"});
+  Client client("127.0.0.1");
+  const std::string cmd = "cookie-2 d7:command4:pinge";
+  const std::string reply = client.ask(server->port(), cmd);
+  ASSERT_NE(reply.find("1:ni1e"), std::string::npos) << reply;
+  clock.advance(std::chrono::seconds(30));  // 30 s after the reply: still a retransmission
+  EXPECT_EQ(client.ask(server->port(), cmd), reply);
+  EXPECT_EQ(handled.load(), 1);
+  EXPECT_EQ(server->counters().retransmissions.load(), 1u);
+  clock.advance(std::chrono::seconds(1));  // later: the cookie is a new command
+  const std::string again = client.ask(server->port(), cmd);
+  EXPECT_NE(again.find("1:ni2e"), std::string::npos) << again;
+  EXPECT_EQ(handled.load(), 2);
+  EXPECT_EQ(server->counters().retransmissions.load(), 1u);
 }
 
 TEST(MediaConfigTest, MaxSessionsFollowsThePortRangeAndNgAllowDefaultsToLoopback) {

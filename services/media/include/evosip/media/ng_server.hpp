@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include <evosip/bencode/ng_frame.hpp>
+#include <evosip/runtime/clock.hpp>
 #include <evosip/transport/address_acl.hpp>
 
 namespace evosip::media {
@@ -52,7 +53,10 @@ class NgServer {
   // exactly once (from any thread).
   using Handler = std::function<void(std::string_view command, bencode::Value body, Reply reply)>;
 
-  NgServer(std::string listen, transport::AddressAcl allow, Handler handler);
+  // `clock` ages the reply cache (a retransmission is answered from it for 30 s); tests pass a
+  // manual clock.
+  NgServer(std::string listen, transport::AddressAcl allow, Handler handler,
+           const runtime::Clock& clock = runtime::SteadyClock::instance());
   ~NgServer();
   NgServer(const NgServer&) = delete;
   NgServer& operator=(const NgServer&) = delete;
