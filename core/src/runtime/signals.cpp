@@ -43,4 +43,23 @@ int waitForStopSignal() {
   }
 }
 
+std::optional<int> waitForStopSignal(std::chrono::milliseconds timeout) {
+  sigset_t set = stopSignals();
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  const timespec wait{static_cast<time_t>(s.count()),
+                      static_cast<long>(std::chrono::nanoseconds(timeout - s).count())};
+  while (true) {
+    const int sig = sigtimedwait(&set, nullptr, &wait);
+    if (sig > 0) {
+      return sig;
+    }
+    if (errno == EAGAIN) {
+      return std::nullopt;
+    }
+    if (errno != EINTR) {
+      throw std::runtime_error(std::string("sigtimedwait: ") + std::strerror(errno));
+    }
+  }
+}
+
 }  // namespace evosip::runtime

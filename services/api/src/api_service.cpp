@@ -8,7 +8,6 @@
 #include <evosip/api/provisioning_store.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/control/http_server.hpp>
-#include <evosip/runtime/signals.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
 namespace evosip::api {
@@ -54,25 +53,53 @@ ApiConfig readApiConfig(config::Document& doc) {
 }
 
 struct ApiService::Impl {
-  explicit Impl(ApiConfig c) : config(std::move(c)), pool(1, 2), logger(log::get("api")) {}
+  // Worker 0 runs the PostgreSQL connection and the router calls; the blocking pool runs SQLite.
+  explicit Impl(ApiConfig c)
+      : config(std::move(c)),
+        host("api", config.common, 1, 2),
+        pool(host.pool()),
+        logger(host.logger()),
+        metrics(host.metrics()),
+        rpc(host.rpc()) {}
 
   ApiConfig config;
-  // Worker 0 runs the PostgreSQL connection and the router calls; the blocking pool runs SQLite.
-  runtime::WorkerPool pool;
+  role::Host host;
+  runtime::WorkerPool& pool;
   std::shared_ptr<spdlog::logger> logger;
-  metrics::Registry metrics;
-  control::RpcRegistry rpc;
+  metrics::Registry& metrics;
+  control::RpcRegistry& rpc;
   std::unique_ptr<Database> db;
   std::unique_ptr<ProvisioningStore> store;
   std::unique_ptr<Invalidator> invalidator;
   std::unique_ptr<ApiHandler> handler;
   std::unique_ptr<control::HttpServer> http;
-  std::unique_ptr<control::ControlServer> control;
-  std::atomic<bool> ready{false};
-  bool started = false;
+  // REST requests received, and those not answered yet (the drain waits for them).
+  std::atomic<uint64_t> requests{0};
+  std::shared_ptr<std::atomic<int64_t>> inFlight = std::make_shared<std::atomic<int64_t>>(0);
+
+  // Hands one REST request to the handler, counting it until its answer.
+  void handle(const control::HttpRequest& req, control::HttpServer::Respond respond) {
+    requests.fetch_add(1, std::memory_order_relaxed);
+    inFlight->fetch_add(1);
+    handler->handle(
+        req, [respond = std::move(respond), inFlight = inFlight](control::HttpResponse answer) {
+          inFlight->fetch_sub(1);
+          respond(std::move(answer));
+        });
+  }
 
   void registerRpc();
+  void setWork();
 };
+
+void ApiService::Impl::setWork() {
+  // The api keeps answering while the tier in front stops sending (REST clients and routers
+  // follow readiness) and leaves once requests stop arriving.
+  role::WorkHooks work;
+  work.inProgress = [this] { return static_cast<uint64_t>(std::max<int64_t>(0, *inFlight)); };
+  work.arrivals = [this] { return requests.load(std::memory_order_relaxed); };
+  host.setWork(std::move(work));
+}
 
 void ApiService::Impl::registerRpc() {
   rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
@@ -188,20 +215,16 @@ void ApiService::start() {
   d.http = std::make_unique<control::HttpServer>(
       httpSettings(a),
       [&d](const control::HttpRequest& req, control::HttpServer::Respond respond) {
-        d.handler->handle(req, std::move(respond));
+        d.handle(req, std::move(respond));
       },
       connectionCounter(d.metrics));
   d.registerRpc();
-  d.control = std::make_unique<control::ControlServer>(
-      d.config.common.control, d.rpc, d.metrics,
-      [&d] { return d.ready.load() && d.db->connected(); });
-
-  d.pool.start();
-  d.started = true;
+  d.setWork();
+  d.host.setReadyCheck([&d] { return d.db->connected(); });
+  d.host.start();
   d.db->start();
   d.http->start();
-  d.control->start();
-  d.ready = true;
+  d.host.markReady();
   if (a.token.empty()) {
     d.logger->warn("api.token is not set: the provisioning API is open to anyone who reaches {}",
                    a.listen);
@@ -216,14 +239,12 @@ void ApiService::start() {
 
 void ApiService::stop() {
   Impl& d = *impl_;
-  if (!d.started) {
+  if (!d.host.started()) {
     return;
   }
-  d.started = false;
-  d.ready = false;
-  d.control->stop();
+  d.host.stopServing();
   d.http->stop();
-  d.pool.stop();
+  d.host.stopWorkers();
   d.db.reset();  // after the pool: no statement or callback runs any more
 }
 
@@ -232,11 +253,15 @@ uint16_t ApiService::apiPort() const {
 }
 
 uint16_t ApiService::controlPort() const {
-  return impl_->control ? impl_->control->port() : 0;
+  return impl_->host.controlPort();
+}
+
+role::Host& ApiService::host() {
+  return impl_->host;
 }
 
 int runApi(const std::string& configPath) {
-  return role::runUntilStopped<ApiService>("api", configPath, &readApiConfig);
+  return role::run<ApiService>(configPath, &readApiConfig);
 }
 
 }  // namespace evosip::api

@@ -9,7 +9,8 @@
 #include <evosip/app/app_service.hpp>
 #include <evosip/app/voicemail.hpp>
 #include <evosip/base/hash.hpp>
-#include <evosip/role/worker_ticks.hpp>
+#include <evosip/metrics/stats.hpp>
+#include <evosip/role/transport_metrics.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 #include <evosip/sip/response.hpp>
 
@@ -110,20 +111,23 @@ AppConfig readAppConfig(config::Document& doc) {
 
 struct AppService::Impl {
   explicit Impl(AppConfig c)
-      : config(std::move(c)), pool(config.common.workers), logger(log::get("app")) {}
+      : config(std::move(c)),
+        host("app", config.common, config.common.workers),
+        pool(host.pool()),
+        logger(host.logger()),
+        metrics(host.metrics()),
+        rpc(host.rpc()) {}
 
   AppConfig config;
-  runtime::WorkerPool pool;
+  role::Host host;
+  runtime::WorkerPool& pool;
   std::shared_ptr<spdlog::logger> logger;
+  metrics::Registry& metrics;
+  control::RpcRegistry& rpc;
   AppShared shared;
   std::unique_ptr<PromptCache> prompts;
   std::vector<std::unique_ptr<AppCore>> cores;
   std::unique_ptr<transport::SipTransport> transport;
-  metrics::Registry metrics;
-  control::RpcRegistry rpc;
-  std::unique_ptr<control::ControlServer> control;
-  std::unique_ptr<role::WorkerTicks> ticks;
-  std::atomic<bool> ready{false};
   std::atomic<uint64_t> parseDrops{0};
   std::atomic<uint64_t> forbidden{0};
 
@@ -175,6 +179,8 @@ struct AppService::Impl {
 
   void registerRpc();
   void registerMetrics();
+  void registerPacingMetrics();
+  void setWork();
 };
 
 void AppService::Impl::registerRpc() {
@@ -214,145 +220,89 @@ void AppService::Impl::registerRpc() {
                                     {"per_worker", std::move(workers)},
                                     {"draining", shared.draining.load()}});
   });
-  rpc.add("instance.drain", [this](const json::value&) -> control::RpcResult {
-    shared.draining = true;
-    ready = false;
-    const int64_t calls = shared.calls.load();
-    logger->info("draining: new calls get 503, {} calls go on", calls);
-    return json::value(json::object{{"draining", true}, {"calls", calls}});
-  });
-  rpc.add("instance.undrain", [this](const json::value&) -> control::RpcResult {
-    shared.draining = false;
-    ready = true;
-    logger->info("undrained: new calls accepted again");
-    return json::value(json::object{{"draining", false}, {"calls", shared.calls.load()}});
-  });
 }
 
+void AppService::Impl::setWork() {
+  role::WorkHooks work;
+  // New INVITEs get 503; calls up go on to their end.
+  work.refuseNew = [this](bool draining) { shared.draining = draining; };
+  work.inProgress = [this] { return static_cast<uint64_t>(std::max<int64_t>(0, shared.calls)); };
+  work.describe = [this](json::object& o) { o["calls"] = shared.calls.load(); };
+  host.setWork(std::move(work));
+}
+
+namespace {
+
+std::string_view actionLabel(size_t i) {
+  return actionName(static_cast<Action>(i));
+}
+
+metrics::StatTable<AppCounters> appStats() {
+  metrics::StatTable<AppCounters> t;
+  EVOSIP_APP_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
+  return t;
+}
+
+}  // namespace
+
 void AppService::Impl::registerMetrics() {
-  auto& calls = metrics.counterFamily("evosip_app_calls_total",
-                                      "INVITEs that started an application, by action");
-  auto& active = metrics.gaugeFamily("evosip_app_calls_active", "Calls in progress");
-  auto& rtp = metrics.counterFamily("evosip_app_rtp_packets_total",
-                                    "RTP packets sent and received (RTCP counted apart)");
-  auto& rtpErrors =
-      metrics.counterFamily("evosip_app_rtp_send_errors_total", "RTP sends the kernel refused");
-  auto& recordings = metrics.counterFamily("evosip_app_recordings_total",
-                                           "Voicemail recordings stored (or failed)");
-  auto& events = metrics.counterFamily(
-      "evosip_app_events_total",
-      "Call events: rejected INVITEs, BYEs, CANCELs, DTMF digits, redirects, timeouts");
+  metrics::exposeStats<AppCounters>(metrics, appStats(), [this](const auto& visit) {
+    for (const auto& c : cores) {
+      visit(c->counters());
+    }
+  });
+  auto& forbiddenSource =
+      metrics.counterFamily("evosip_app_events_total", "").Add({{"event", "forbidden_source"}});
+  auto& parse =
+      metrics.counterFamily("evosip_app_parse_drops_total", "SIP messages that could not be parsed")
+          .Add({});
+  auto& prompt =
+      metrics.gaugeFamily("evosip_app_prompts_cached", "Prompts loaded in memory").Add({});
+  metrics.addCollectHook([this, forbiddenMirror = metrics::CounterMirror(forbiddenSource),
+                          parseMirror = metrics::CounterMirror(parse), &prompt]() mutable {
+    forbiddenMirror.set(static_cast<double>(forbidden.load(std::memory_order_relaxed)));
+    parseMirror.set(static_cast<double>(parseDrops.load()));
+    prompt.Set(static_cast<double>(prompts->size()));
+  });
+  registerPacingMetrics();
+}
+
+// Packets sent and send errors count the workers' sends and the pacing threads'; the pacing
+// jitter is per worker.
+void AppService::Impl::registerPacingMetrics() {
+  auto& sent =
+      metrics.counterFamily("evosip_app_rtp_packets_total", "").Add({{"direction", "sent"}});
+  auto& errors =
+      metrics.counterFamily("evosip_app_rtp_send_errors_total", "RTP sends the kernel refused")
+          .Add({});
   auto& jitter = metrics.gaugeFamily(
       "evosip_app_pacing_jitter_seconds",
       "Lateness of paced RTP packets behind their 20 ms schedule over the last 5 s, per worker");
-  auto& paced = metrics.counterFamily("evosip_app_paced_packets_total",
-                                      "RTP packets prepared for the pacing threads");
-  auto& skipped =
-      metrics.counterFamily("evosip_app_pacing_skipped_ticks_total",
-                            "Pacing ticks dropped after a stall of more than two frame periods");
-  auto& txns = metrics.gaugeFamily("evosip_app_transactions", "RFC 3261 transactions alive");
-  auto& parse = metrics.counterFamily("evosip_app_parse_drops_total",
-                                      "SIP messages that could not be parsed");
-  auto& prompt = metrics.gaugeFamily("evosip_app_prompts_cached", "Prompts loaded in memory");
-
-  struct State {
-    std::vector<std::unique_ptr<role::CounterMirror>> calls;
-    std::unique_ptr<role::CounterMirror> sent, received, rtcp, sendErrors, written, failed, parse,
-        paced, skipped, overQuota, forbidden;
-    std::vector<
-        std::pair<std::unique_ptr<role::CounterMirror>, std::atomic<uint64_t> AppCounters::*>>
-        events;
-    prometheus::Gauge* active = nullptr;
-    prometheus::Gauge* server = nullptr;
-    prometheus::Gauge* client = nullptr;
-    prometheus::Gauge* prompts = nullptr;
-    std::vector<std::array<prometheus::Gauge*, 3>> jitter;
-  };
-  auto st = std::make_shared<State>();
-  auto mirror = [](prometheus::Counter& c) { return std::make_unique<role::CounterMirror>(c); };
-  for (size_t a = 0; a < kActionCount; ++a) {
-    st->calls.push_back(
-        mirror(calls.Add({{"action", std::string(actionName(static_cast<Action>(a)))}})));
-  }
-  st->sent = mirror(rtp.Add({{"direction", "sent"}}));
-  st->received = mirror(rtp.Add({{"direction", "received"}}));
-  st->rtcp = mirror(rtp.Add({{"direction", "received_rtcp"}}));
-  st->sendErrors = mirror(rtpErrors.Add({}));
-  st->written = mirror(recordings.Add({{"result", "written"}}));
-  st->failed = mirror(recordings.Add({{"result", "failed"}}));
-  st->overQuota = mirror(recordings.Add({{"result", "over_quota"}}));
-  st->forbidden = mirror(events.Add({{"event", "forbidden_source"}}));
-  st->parse = mirror(parse.Add({}));
-  st->paced = mirror(paced.Add({}));
-  st->skipped = mirror(skipped.Add({}));
-  const std::pair<const char*, std::atomic<uint64_t> AppCounters::*> eventList[] = {
-      {"rejected", &AppCounters::rejected},         {"bye_sent", &AppCounters::byesSent},
-      {"bye_received", &AppCounters::byesReceived}, {"cancelled", &AppCounters::cancelled},
-      {"dtmf_digit", &AppCounters::dtmfDigits},     {"redirect", &AppCounters::redirects},
-      {"rtp_timeout", &AppCounters::rtpTimeouts},   {"max_duration", &AppCounters::maxDurationEnds},
-      {"mailbox_full", &AppCounters::mailboxFull},
-  };
-  for (const auto& [name, member] : eventList) {
-    st->events.emplace_back(mirror(events.Add({{"event", name}})), member);
-  }
-  st->active = &active.Add({});
-  st->server = &txns.Add({{"kind", "server"}});
-  st->client = &txns.Add({{"kind", "client"}});
-  st->prompts = &prompt.Add({});
+  std::vector<std::array<prometheus::Gauge*, 3>> gauges;
   for (size_t w = 0; w < cores.size(); ++w) {
     const std::string ws = std::to_string(w);
-    st->jitter.push_back({&jitter.Add({{"worker", ws}, {"quantile", "0.5"}}),
-                          &jitter.Add({{"worker", ws}, {"quantile", "0.99"}}),
-                          &jitter.Add({{"worker", ws}, {"quantile", "1"}})});
+    gauges.push_back({&jitter.Add({{"worker", ws}, {"quantile", "0.5"}}),
+                      &jitter.Add({{"worker", ws}, {"quantile", "0.99"}}),
+                      &jitter.Add({{"worker", ws}, {"quantile", "1"}})});
   }
-  metrics.addCollectHook([this, st] {
-    auto sum = [&](std::atomic<uint64_t> AppCounters::*m) {
-      double total = 0;
-      for (const auto& c : cores) {
-        total += static_cast<double>((c->counters().*m).load(std::memory_order_relaxed));
-      }
-      return total;
-    };
-    for (size_t a = 0; a < kActionCount; ++a) {
-      double total = 0;
-      for (const auto& c : cores) {
-        total += static_cast<double>(c->counters().calls[a].load(std::memory_order_relaxed));
-      }
-      st->calls[a]->set(total);
-    }
-    double act = 0;
+  metrics.addCollectHook([this, sentMirror = metrics::CounterMirror(sent),
+                          errorMirror = metrics::CounterMirror(errors),
+                          gauges = std::move(gauges)]() mutable {
+    double total = 0;
+    double failed = 0;
     for (const auto& c : cores) {
-      act += static_cast<double>(c->counters().active.load(std::memory_order_relaxed));
+      total +=
+          metrics::statValue(c->counters().rtpSent) + metrics::statValue(c->pacingStats().sent);
+      failed += metrics::statValue(c->counters().rtpSendErrors) +
+                metrics::statValue(c->pacingStats().failed);
     }
-    st->active->Set(act);
-    double pacedSent = 0;
-    double pacedFailed = 0;
-    for (const auto& c : cores) {
-      pacedSent += static_cast<double>(c->pacingStats().sent.load(std::memory_order_relaxed));
-      pacedFailed += static_cast<double>(c->pacingStats().failed.load(std::memory_order_relaxed));
-    }
-    st->sent->set(sum(&AppCounters::rtpSent) + pacedSent);
-    st->received->set(sum(&AppCounters::rtpReceived));
-    st->rtcp->set(sum(&AppCounters::rtcpReceived));
-    st->sendErrors->set(sum(&AppCounters::rtpSendErrors) + pacedFailed);
-    st->written->set(sum(&AppCounters::recordingsWritten));
-    st->failed->set(sum(&AppCounters::recordingsFailed));
-    st->overQuota->set(sum(&AppCounters::recordingsOverQuota));
-    st->forbidden->set(static_cast<double>(forbidden.load(std::memory_order_relaxed)));
-    st->paced->set(sum(&AppCounters::pacedPackets));
-    st->skipped->set(sum(&AppCounters::skippedTicks));
-    st->parse->set(static_cast<double>(parseDrops.load()));
-    for (auto& [m, member] : st->events) {
-      m->set(sum(member));
-    }
-    st->server->Set(sum(&AppCounters::serverTransactions));
-    st->client->Set(sum(&AppCounters::clientTransactions));
-    st->prompts->Set(static_cast<double>(prompts->size()));
+    sentMirror.set(total);
+    errorMirror.set(failed);
     for (size_t w = 0; w < cores.size(); ++w) {
       const auto& c = cores[w]->pacingStats();
-      st->jitter[w][0]->Set(static_cast<double>(c.jitterP50Ns.load()) / 1e9);
-      st->jitter[w][1]->Set(static_cast<double>(c.jitterP99Ns.load()) / 1e9);
-      st->jitter[w][2]->Set(static_cast<double>(c.jitterMaxNs.load()) / 1e9);
+      gauges[w][0]->Set(static_cast<double>(c.jitterP50Ns.load()) / 1e9);
+      gauges[w][1]->Set(static_cast<double>(c.jitterP99Ns.load()) / 1e9);
+      gauges[w][2]->Set(static_cast<double>(c.jitterMaxNs.load()) / 1e9);
     }
   });
 }
@@ -406,15 +356,11 @@ void AppService::start() {
   d.transport->start();
   d.registerRpc();
   d.registerMetrics();
+  d.setWork();
   role::exportTransportMetrics(d.metrics, *d.transport);
-  d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
-                                                       [&d] { return d.ready.load(); });
-  d.control->start();
-  d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(10),
-                                                [&d](size_t w) { d.cores[w]->onTick(); });
-  d.pool.start();
-  d.ticks->start();
-  d.ready = true;
+  d.host.tickEvery(std::chrono::milliseconds(10), [&d](size_t w) { d.cores[w]->onTick(); });
+  d.host.start();
+  d.host.markReady();
   std::string addrs;
   for (const auto& spec : d.transport->bound()) {
     addrs += (addrs.empty() ? "" : ", ") + spec.str();
@@ -441,13 +387,7 @@ void AppService::stop() {
   if (!d.transport) {
     return;
   }
-  d.ready = false;
-  if (d.control) {
-    d.control->stop();
-  }
-  if (d.ticks) {
-    d.ticks->stop();
-  }
+  d.host.stopServing();
   // Calls end on their own worker (sockets are closed by their owner).
   for (size_t w = 0; d.pool.running() && w < d.cores.size(); ++w) {
     auto done = std::make_shared<std::promise<void>>();
@@ -459,9 +399,8 @@ void AppService::stop() {
     f.wait_for(std::chrono::seconds(2));
   }
   d.transport->stop();
-  d.pool.stop();
+  d.host.stopWorkers();
   d.cores.clear();
-  d.ticks.reset();
   d.transport.reset();
 }
 
@@ -470,11 +409,15 @@ const std::vector<transport::ListenSpec>& AppService::sipAddresses() const {
 }
 
 uint16_t AppService::controlPort() const {
-  return impl_->control->port();
+  return impl_->host.controlPort();
+}
+
+role::Host& AppService::host() {
+  return impl_->host;
 }
 
 int runApp(const std::string& configPath) {
-  return role::runUntilStopped<AppService>("app", configPath, &readAppConfig);
+  return role::run<AppService>(configPath, &readAppConfig);
 }
 
 }  // namespace evosip::app

@@ -9,7 +9,7 @@
 #include <evosip/base/strings.hpp>
 #include <evosip/media/media_service.hpp>
 #include <evosip/media/ng_server.hpp>
-#include <evosip/role/worker_ticks.hpp>
+#include <evosip/metrics/stats.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
 namespace evosip::media {
@@ -101,19 +101,22 @@ MediaConfig readMediaConfig(config::Document& doc) {
 
 struct MediaService::Impl {
   explicit Impl(MediaConfig c)
-      : config(std::move(c)), pool(config.common.workers), logger(log::get("media")) {}
+      : config(std::move(c)),
+        host("media", config.common, config.common.workers),
+        pool(host.pool()),
+        logger(host.logger()),
+        metrics(host.metrics()),
+        rpc(host.rpc()) {}
 
   MediaConfig config;
-  runtime::WorkerPool pool;
+  role::Host host;
+  runtime::WorkerPool& pool;
   std::shared_ptr<spdlog::logger> logger;
+  metrics::Registry& metrics;
+  control::RpcRegistry& rpc;
   RelayShared shared;
   std::vector<std::unique_ptr<Relay>> relays;
-  metrics::Registry metrics;
-  control::RpcRegistry rpc;
   std::unique_ptr<NgServer> ng;
-  std::unique_ptr<control::ControlServer> control;
-  std::unique_ptr<role::WorkerTicks> ticks;
-  std::atomic<bool> ready{false};
 
   size_t ownerOf(std::string_view callId) const { return hash64(callId) % relays.size(); }
   // Every post to a worker goes through here: a worker may be waiting inside its io_uring
@@ -128,6 +131,7 @@ struct MediaService::Impl {
   Value statistics() const;
   void registerRpc();
   void registerMetrics();
+  void setWork();
 };
 
 void MediaService::Impl::list(int64_t limit, std::function<void(std::vector<std::string>)> done) {
@@ -261,19 +265,6 @@ void MediaService::Impl::handle(std::string_view command, Value body, NgServer::
 }
 
 void MediaService::Impl::registerRpc() {
-  rpc.add("instance.drain", [this](const json::value&) -> control::RpcResult {
-    shared.draining = true;
-    ready = false;
-    const int64_t sessions = shared.sessions.load();
-    logger->info("draining: new calls get an error reply, {} calls keep their media", sessions);
-    return json::value(json::object{{"draining", true}, {"sessions", sessions}});
-  });
-  rpc.add("instance.undrain", [this](const json::value&) -> control::RpcResult {
-    shared.draining = false;
-    ready = true;
-    logger->info("undrained: new calls accepted again");
-    return json::value(json::object{{"draining", false}, {"sessions", shared.sessions.load()}});
-  });
   rpc.add("media.list", [this](const json::value& params) -> control::RpcResult {
     int64_t limit = 1000;
     if (const auto* o = params.if_object()) {
@@ -298,89 +289,65 @@ void MediaService::Impl::registerRpc() {
   });
 }
 
+void MediaService::Impl::setWork() {
+  role::WorkHooks work;
+  // New offers get the error "draining"; the calls up keep their media until they are deleted
+  // or time out.
+  work.refuseNew = [this](bool draining) { shared.draining = draining; };
+  work.inProgress = [this] { return static_cast<uint64_t>(std::max<int64_t>(0, shared.sessions)); };
+  work.describe = [this](json::object& o) { o["sessions"] = shared.sessions.load(); };
+  host.setWork(std::move(work));
+}
+
+namespace {
+
+std::string_view dropLabel(size_t i) {
+  return dropReasonName(static_cast<DropReason>(i));
+}
+
+metrics::StatTable<RelayCounters> relayStats() {
+  metrics::StatTable<RelayCounters> t;
+  EVOSIP_RELAY_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
+  return t;
+}
+
+metrics::StatTable<NgCounters> ngStats() {
+  metrics::StatTable<NgCounters> t;
+  EVOSIP_NG_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
+  return t;
+}
+
+}  // namespace
+
 void MediaService::Impl::registerMetrics() {
-  auto& sessions = metrics.gaugeFamily("evosip_media_sessions", "Calls with media relayed now");
-  auto& streams = metrics.gaugeFamily("evosip_media_streams",
-                                      "Open RTP and RTCP sockets (two per leg and m= line)");
-  auto& packets = metrics.counterFamily("evosip_media_packets_relayed_total",
-                                        "RTP/RTCP packets sent on to the other party");
-  auto& bytes = metrics.counterFamily("evosip_media_bytes_relayed_total",
-                                      "UDP payload bytes sent on to the other party");
-  auto& drops = metrics.counterFamily("evosip_media_drops_total", "Packets not relayed, by reason");
-  auto& commands = metrics.counterFamily("evosip_media_ng_commands_total",
-                                         "ng control commands answered, by command and result");
-  auto& timeouts = metrics.counterFamily("evosip_media_timeouts_total",
-                                         "Calls deleted after media.timeout_s without packets");
-  auto& rejected =
-      metrics.counterFamily("evosip_media_rejected_sessions_total",
-                            "New calls refused (media.max_sessions reached or draining)");
-  auto& refused = metrics.counterFamily(
-      "evosip_media_ng_refused_total",
-      "ng datagrams from sources media.ng_allow does not name (dropped, never answered)");
-  auto& retransmissions = metrics.counterFamily(
-      "evosip_media_ng_retransmissions_total",
-      "ng commands answered from the reply cache (same cookie from the same source)");
-  struct State {
-    prometheus::Gauge* sessions = nullptr;
-    prometheus::Gauge* streams = nullptr;
-    std::unique_ptr<role::CounterMirror> packets, bytes, timeouts, rejected, refused,
-        retransmissions;
-    std::vector<role::CounterMirror> drops;
-    std::vector<role::CounterMirror> commands;  // command-major
-  };
-  auto st = std::make_shared<State>();
-  st->sessions = &sessions.Add({});
-  st->streams = &streams.Add({});
-  st->packets = std::make_unique<role::CounterMirror>(packets.Add({}));
-  st->bytes = std::make_unique<role::CounterMirror>(bytes.Add({}));
-  st->timeouts = std::make_unique<role::CounterMirror>(timeouts.Add({}));
-  st->rejected = std::make_unique<role::CounterMirror>(rejected.Add({}));
-  st->refused = std::make_unique<role::CounterMirror>(refused.Add({}));
-  st->retransmissions = std::make_unique<role::CounterMirror>(retransmissions.Add({}));
-  for (size_t r = 0; r < size_t(DropReason::kCount); ++r) {
-    st->drops.emplace_back(drops.Add({{"reason", dropReasonName(DropReason(r))}}));
-  }
+  metrics::exposeStats<RelayCounters>(metrics, relayStats(), [this](const auto& visit) {
+    for (const auto& relay : relays) {
+      visit(relay->counters());
+    }
+  });
+  metrics::exposeStats<NgCounters>(metrics, ngStats(), [this](const auto& visit) {
+    if (ng) {
+      visit(ng->counters());
+    }
+  });
+  auto& family = metrics.counterFamily("evosip_media_ng_commands_total",
+                                       "ng control commands answered, by command and result");
+  auto commands = std::make_shared<std::vector<metrics::CounterMirror>>();  // command-major
   for (size_t c = 0; c < size_t(NgCommand::kCount); ++c) {
     for (size_t r = 0; r < size_t(NgResult::kCount); ++r) {
-      st->commands.emplace_back(commands.Add(
+      commands->emplace_back(family.Add(
           {{"command", ngCommandName(NgCommand(c))}, {"result", ngResultName(NgResult(r))}}));
     }
   }
-  metrics.addCollectHook([this, st] {
-    double s = 0, str = 0, p = 0, b = 0, t = 0, rej = 0;
-    std::vector<double> d(size_t(DropReason::kCount), 0);
-    for (const auto& relay : relays) {
-      const auto& c = relay->counters();
-      s += static_cast<double>(c.sessions.load(std::memory_order_relaxed));
-      str += static_cast<double>(c.streams.load(std::memory_order_relaxed));
-      p += static_cast<double>(c.packetsRelayed.load(std::memory_order_relaxed));
-      b += static_cast<double>(c.bytesRelayed.load(std::memory_order_relaxed));
-      t += static_cast<double>(c.timeoutSessions.load(std::memory_order_relaxed));
-      rej += static_cast<double>(c.rejectedSessions.load(std::memory_order_relaxed));
-      for (size_t r = 0; r < d.size(); ++r) {
-        d[r] += static_cast<double>(c.drops[r].load(std::memory_order_relaxed));
-      }
+  metrics.addCollectHook([this, commands] {
+    if (!ng) {
+      return;
     }
-    st->sessions->Set(s);
-    st->streams->Set(str);
-    st->packets->set(p);
-    st->bytes->set(b);
-    st->timeouts->set(t);
-    st->rejected->set(rej);
-    for (size_t r = 0; r < d.size(); ++r) {
-      st->drops[r].set(d[r]);
-    }
-    if (ng) {
-      const auto& nc = ng->counters();
-      st->refused->set(static_cast<double>(nc.refused.load(std::memory_order_relaxed)));
-      st->retransmissions->set(
-          static_cast<double>(nc.retransmissions.load(std::memory_order_relaxed)));
-      size_t i = 0;
-      for (size_t c = 0; c < size_t(NgCommand::kCount); ++c) {
-        for (size_t r = 0; r < size_t(NgResult::kCount); ++r) {
-          st->commands[i++].set(
-              static_cast<double>(nc.commands[c][r].load(std::memory_order_relaxed)));
-        }
+    const auto& nc = ng->counters();
+    size_t i = 0;
+    for (size_t c = 0; c < size_t(NgCommand::kCount); ++c) {
+      for (size_t r = 0; r < size_t(NgResult::kCount); ++r) {
+        (*commands)[i++].set(metrics::statValue(nc.commands[c][r]));
       }
     }
   });
@@ -415,15 +382,11 @@ void MediaService::start() {
   d.ng->start();
   d.registerRpc();
   d.registerMetrics();
-  d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
-                                                       [&d] { return d.ready.load(); });
-  d.control->start();
-  d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(1000),
-                                                [&d](size_t w) { d.relays[w]->onTick(); });
+  d.setWork();
+  d.host.tickEvery(std::chrono::milliseconds(1000), [&d](size_t w) { d.relays[w]->onTick(); });
   d.pool.setRealtimePriority(d.config.realtimePriority);
-  d.pool.start();
-  d.ticks->start();
-  d.ready = true;
+  d.host.start();
+  d.host.markReady();
   if (auto ng = transport::parseEndpoint(d.config.ngListen, 2223);
       ng && !ng->ip.is_loopback() && d.config.ngAllow.onlyLoopback()) {
     d.logger->warn(
@@ -446,23 +409,16 @@ void MediaService::stop() {
   if (!d.ng) {
     return;
   }
-  d.ready = false;
-  if (d.control) {
-    d.control->stop();
-  }
+  d.host.stopServing();
   d.ng->stop();
-  if (d.ticks) {  // absent when start() failed before arming them
-    d.ticks->stop();
-  }
   for (size_t w = 0; w < d.relays.size(); ++w) {
     d.pool.at(w).io().stop();
     d.relays[w]->wake();  // out of its io_uring wait, to see the stop
   }
-  d.pool.stop();
+  d.host.stopWorkers();
   for (auto& r : d.relays) {
     r->closeAll();
   }
-  d.ticks.reset();
   d.ng.reset();
 }
 
@@ -471,11 +427,15 @@ uint16_t MediaService::ngPort() const {
 }
 
 uint16_t MediaService::controlPort() const {
-  return impl_->control->port();
+  return impl_->host.controlPort();
+}
+
+role::Host& MediaService::host() {
+  return impl_->host;
 }
 
 int runMedia(const std::string& configPath) {
-  return role::runUntilStopped<MediaService>("media", configPath, &readMediaConfig);
+  return role::run<MediaService>(configPath, &readMediaConfig);
 }
 
 }  // namespace evosip::media

@@ -10,7 +10,8 @@
 #include <openssl/rand.h>
 
 #include <evosip/base/hash.hpp>
-#include <evosip/role/worker_ticks.hpp>
+#include <evosip/metrics/stats.hpp>
+#include <evosip/role/transport_metrics.hpp>
 #include <evosip/router/router_service.hpp>
 #include <evosip/router/timed_store.hpp>
 #include <evosip/runtime/worker_pool.hpp>
@@ -212,21 +213,24 @@ RouterConfig readRouterConfig(config::Document& doc) {
 
 struct RouterService::Impl {
   explicit Impl(RouterConfig c)
-      : config(std::move(c)), pool(config.common.workers), logger(log::get("router")) {}
+      : config(std::move(c)),
+        host("router", config.common, config.common.workers),
+        pool(host.pool()),
+        logger(host.logger()),
+        metrics(host.metrics()),
+        rpc(host.rpc()) {}
 
   RouterConfig config;
   const runtime::Clock& clock = runtime::SteadyClock::instance();
-  runtime::WorkerPool pool;
+  role::Host host;
+  runtime::WorkerPool& pool;
   std::shared_ptr<spdlog::logger> logger;
-  metrics::Registry metrics;
-  control::RpcRegistry rpc;
+  metrics::Registry& metrics;
+  control::RpcRegistry& rpc;
   std::unique_ptr<RouterShared> shared;
   std::shared_ptr<store::StoreFactory> storeFactory;
   std::vector<std::unique_ptr<Router>> routers;
   std::unique_ptr<transport::SipTransport> transport;
-  std::unique_ptr<control::ControlServer> control;
-  std::unique_ptr<role::WorkerTicks> ticks;
-  std::atomic<bool> ready{false};
   std::atomic<uint64_t> parseDrops{0};
   // Egress port -> the worker that owns it (router.egress_sockets); empty: Call-ID ownership.
   std::unordered_map<uint16_t, size_t> egressPorts;
@@ -322,6 +326,7 @@ struct RouterService::Impl {
 
   void registerRpc();
   void registerMetrics();
+  void setWork();
 };
 
 namespace {
@@ -521,166 +526,74 @@ void RouterService::Impl::registerRpc() {
     }
     return json::value(json::object{{"set", set}, {"targets", uris.size()}});
   });
-  rpc.add("instance.drain", [this](const json::value&) -> control::RpcResult {
-    shared->draining = true;
-    ready = false;
+}
+
+void RouterService::Impl::setWork() {
+  role::WorkHooks work;
+  // New registrations and calls get 503.
+  work.refuseNew = [this](bool draining) { shared->draining = draining; };
+  // The router keeps no dialog state of its own (dialogs are in the store): what it must finish
+  // is its proxy transactions.
+  work.inProgress = [this] {
     uint64_t transactions = 0;
+    for (const auto& r : routers) {
+      transactions += static_cast<uint64_t>(r->counters().proxyContexts.load());
+    }
+    return transactions;
+  };
+  work.describe = [this](json::object& o) {
     int64_t dialogs = 0;
     for (const auto& r : routers) {
-      transactions += r->counters().proxyContexts.load();
       dialogs += static_cast<int64_t>(r->counters().dialogsCreated.load()) -
                  static_cast<int64_t>(r->counters().dialogsRemoved.load());
     }
-    logger->info("draining: new registrations and calls get 503");
-    return json::value(json::object{{"draining", true},
-                                    {"transactions", transactions},
-                                    {"dialogs", std::max<int64_t>(0, dialogs)}});
-  });
-  rpc.add("instance.undrain", [this](const json::value&) -> control::RpcResult {
-    shared->draining = false;
-    ready = true;
-    logger->info("undrained: new registrations and calls accepted again");
-    return json::value(json::object{{"draining", false}});
-  });
+    o["transactions"] = o["in_progress"];
+    o["dialogs"] = std::max<int64_t>(0, dialogs);
+  };
+  host.setWork(std::move(work));
 }
 
+namespace {
+
+std::string_view verifyResultLabel(size_t i) {
+  return auth::verifyResultName(static_cast<auth::VerifyResult>(i));
+}
+
+std::string_view rejectionLabel(size_t i) {
+  return rejectionName(static_cast<Rejection>(i));
+}
+
+metrics::StatTable<RouterCounters> routerStats() {
+  metrics::StatTable<RouterCounters> t;
+  EVOSIP_ROUTER_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
+  return t;
+}
+
+}  // namespace
+
 void RouterService::Impl::registerMetrics() {
-  auto& regs = metrics.counterFamily("evosip_router_registrations_total",
-                                     "REGISTER requests answered, by result");
-  auto& challenges =
-      metrics.counterFamily("evosip_router_auth_challenges_total", "401/407 challenges sent");
-  auto& failures =
-      metrics.counterFamily("evosip_router_auth_failures_total", "Credentials refused, by reason");
-  auto& dialogs = metrics.counterFamily("evosip_router_dialogs_total",
-                                        "Dialog records written and removed by this instance");
-  auto& active = metrics.gaugeFamily(
-      "evosip_router_dialogs_active",
-      "Dialogs this instance created minus those it removed (others may remove them)");
-  auto& storeErrors =
-      metrics.counterFamily("evosip_router_store_errors_total", "Store operations that failed");
-  auto& fetches = metrics.counterFamily("evosip_router_api_fetches_total",
-                                        "Credential fetches from the api role, by result");
-  auto& transactions = metrics.gaugeFamily(
-      "evosip_router_transactions",
-      "RFC 3261 transactions alive (server, client) and proxy contexts in progress (proxy)");
-  auto& drain = metrics.counterFamily("evosip_router_drain_rejected_total",
-                                      "New requests refused with 503 while draining");
+  metrics::exposeStats<RouterCounters>(metrics, routerStats(), [this](const auto& visit) {
+    for (const auto& r : routers) {
+      visit(r->counters());
+    }
+  });
+  auto& active = metrics
+                     .gaugeFamily("evosip_router_dialogs_active",
+                                  "Dialogs this instance created minus those it removed (others "
+                                  "may remove them)")
+                     .Add({});
   auto& parse =
-      metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed");
-  auto& service = metrics.counterFamily(
-      "evosip_router_service_refused_total",
-      "Calls to service numbers refused: caller not authenticated, mailbox not a subscriber");
-  auto& media = metrics.counterFamily(
-      "evosip_router_media_commands_total",
-      "ng commands to media relays: offers and answers rewritten, deletes, failures");
-  auto& rejected =
-      metrics.counterFamily("evosip_router_rejected_total",
-                            "Requests refused or dropped by the request path's checks, by reason");
-  auto& options = metrics.counterFamily("evosip_router_options_answered_total",
-                                        "OPTIONS addressed to the router answered 200 (probes)");
-  auto& trims = metrics.counterFamily(
-      "evosip_router_memory_trims_total",
-      "Times a worker returned freed memory to the system after its transactions shrank");
-  auto& failovers = metrics.counterFamily(
-      "evosip_router_failovers_total",
-      "Requests sent to the next app, offers to the next relay, after one failed");
-  auto& txnBytes = metrics.gaugeFamily(
-      "evosip_router_transaction_bytes",
-      "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)");
-  struct State {
-    std::unique_ptr<role::CounterMirror> options, trims, appFailovers, relayFailovers;
-    std::vector<std::unique_ptr<role::CounterMirror>> rejected;
-    prometheus::Gauge* txnBytes = nullptr;
-    std::unique_ptr<role::CounterMirror> ok, failed, challenges, created, removed, storeErrors,
-        found, unknown, apiFailed, drain, parse, offers, answers, deletes, mediaFailed,
-        serviceUnauthenticated, serviceNoMailbox;
-    std::vector<std::unique_ptr<role::CounterMirror>> failures;
-    prometheus::Gauge* active = nullptr;
-    prometheus::Gauge* transactions = nullptr;
-    prometheus::Gauge* serverTxns = nullptr;
-    prometheus::Gauge* clientTxns = nullptr;
-  };
-  auto st = std::make_shared<State>();
-  auto mirror = [](prometheus::Counter& c) { return std::make_unique<role::CounterMirror>(c); };
-  st->ok = mirror(regs.Add({{"result", "ok"}}));
-  st->failed = mirror(regs.Add({{"result", "refused"}}));
-  st->challenges = mirror(challenges.Add({}));
-  st->created = mirror(dialogs.Add({{"event", "created"}}));
-  st->removed = mirror(dialogs.Add({{"event", "removed"}}));
-  st->storeErrors = mirror(storeErrors.Add({}));
-  st->found = mirror(fetches.Add({{"result", "found"}}));
-  st->unknown = mirror(fetches.Add({{"result", "unknown_user"}}));
-  st->apiFailed = mirror(fetches.Add({{"result", "failed"}}));
-  st->drain = mirror(drain.Add({}));
-  st->parse = mirror(parse.Add({}));
-  st->offers = mirror(media.Add({{"command", "offer"}, {"result", "ok"}}));
-  st->answers = mirror(media.Add({{"command", "answer"}, {"result", "ok"}}));
-  st->deletes = mirror(media.Add({{"command", "delete"}, {"result", "ok"}}));
-  st->mediaFailed = mirror(media.Add({{"command", "any"}, {"result", "failed"}}));
-  st->serviceUnauthenticated = mirror(service.Add({{"reason", "unauthenticated"}}));
-  st->serviceNoMailbox = mirror(service.Add({{"reason", "mailbox"}}));
-  for (size_t r = 0; r < auth::kVerifyResultCount; ++r) {
-    st->failures.push_back(mirror(failures.Add(
-        {{"reason", std::string(auth::verifyResultName(static_cast<auth::VerifyResult>(r)))}})));
-  }
-  for (size_t r = 0; r < static_cast<size_t>(Rejection::kCount); ++r) {
-    st->rejected.push_back(
-        mirror(rejected.Add({{"reason", std::string(rejectionName(static_cast<Rejection>(r)))}})));
-  }
-  st->options = mirror(options.Add({}));
-  st->trims = mirror(trims.Add({}));
-  st->appFailovers = mirror(failovers.Add({{"to", "app"}}));
-  st->relayFailovers = mirror(failovers.Add({{"to", "relay"}}));
-  st->txnBytes = &txnBytes.Add({});
-  st->active = &active.Add({});
-  st->transactions = &transactions.Add({{"kind", "proxy"}});
-  st->serverTxns = &transactions.Add({{"kind", "server"}});
-  st->clientTxns = &transactions.Add({{"kind", "client"}});
-  metrics.addCollectHook([this, st] {
-    auto sum = [&](auto get) {
-      double total = 0;
-      for (const auto& r : routers) {
-        total += static_cast<double>(get(r->counters()).load(std::memory_order_relaxed));
-      }
-      return total;
-    };
-    st->ok->set(sum([](const RouterCounters& c) -> auto& { return c.registrations; }));
-    st->failed->set(sum([](const RouterCounters& c) -> auto& { return c.registrationFailures; }));
-    st->challenges->set(sum([](const RouterCounters& c) -> auto& { return c.challenges; }));
-    const double created = sum([](const RouterCounters& c) -> auto& { return c.dialogsCreated; });
-    const double removed = sum([](const RouterCounters& c) -> auto& { return c.dialogsRemoved; });
-    st->created->set(created);
-    st->removed->set(removed);
-    st->active->Set(std::max(0.0, created - removed));
-    st->storeErrors->set(sum([](const RouterCounters& c) -> auto& { return c.storeErrors; }));
-    st->found->set(sum([](const RouterCounters& c) -> auto& { return c.apiFound; }));
-    st->unknown->set(sum([](const RouterCounters& c) -> auto& { return c.apiUnknown; }));
-    st->apiFailed->set(sum([](const RouterCounters& c) -> auto& { return c.apiFailed; }));
-    st->offers->set(sum([](const RouterCounters& c) -> auto& { return c.mediaOffers; }));
-    st->answers->set(sum([](const RouterCounters& c) -> auto& { return c.mediaAnswers; }));
-    st->deletes->set(sum([](const RouterCounters& c) -> auto& { return c.mediaDeletes; }));
-    st->mediaFailed->set(sum([](const RouterCounters& c) -> auto& { return c.mediaFailures; }));
-    st->drain->set(sum([](const RouterCounters& c) -> auto& { return c.drainRejected; }));
-    st->serviceUnauthenticated->set(
-        sum([](const RouterCounters& c) -> auto& { return c.serviceUnauthenticated; }));
-    st->serviceNoMailbox->set(
-        sum([](const RouterCounters& c) -> auto& { return c.serviceNoMailbox; }));
-    st->parse->set(static_cast<double>(parseDrops.load()));
-    for (size_t i = 0; i < st->failures.size(); ++i) {
-      st->failures[i]->set(
-          sum([i](const RouterCounters& c) -> auto& { return c.authFailures[i]; }));
+      metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed")
+          .Add({});
+  metrics.addCollectHook([this, &active, parse = metrics::CounterMirror(parse)]() mutable {
+    double created = 0;
+    double removed = 0;
+    for (const auto& r : routers) {
+      created += metrics::statValue(r->counters().dialogsCreated);
+      removed += metrics::statValue(r->counters().dialogsRemoved);
     }
-    st->serverTxns->Set(sum([](const RouterCounters& c) -> auto& { return c.serverTransactions; }));
-    st->clientTxns->Set(sum([](const RouterCounters& c) -> auto& { return c.clientTransactions; }));
-    st->transactions->Set(sum([](const RouterCounters& c) -> auto& { return c.proxyContexts; }));
-    st->txnBytes->Set(sum([](const RouterCounters& c) -> auto& { return c.transactionBytes; }));
-    st->options->set(sum([](const RouterCounters& c) -> auto& { return c.optionsAnswered; }));
-    st->trims->set(sum([](const RouterCounters& c) -> auto& { return c.memoryTrims; }));
-    st->appFailovers->set(sum([](const RouterCounters& c) -> auto& { return c.appFailovers; }));
-    st->relayFailovers->set(sum([](const RouterCounters& c) -> auto& { return c.relayFailovers; }));
-    for (size_t i = 0; i < st->rejected.size(); ++i) {
-      st->rejected[i]->set(sum([i](const RouterCounters& c) -> auto& { return c.rejected[i]; }));
-    }
+    active.Set(std::max(0.0, created - removed));
+    parse.set(static_cast<double>(parseDrops.load()));
   });
 }
 
@@ -745,17 +658,13 @@ void RouterService::start() {
   }
   d.registerRpc();
   d.registerMetrics();
+  d.setWork();
   role::exportTransportMetrics(d.metrics, *d.transport);
-  d.control = std::make_unique<control::ControlServer>(d.config.common.control, d.rpc, d.metrics,
-                                                       [&d] { return d.ready.load(); });
-  d.control->start();
   // RFC 3261 timers: T1 is 500 ms, a 10 ms tick is well inside every deadline's tolerance.
-  d.ticks = std::make_unique<role::WorkerTicks>(d.pool, std::chrono::milliseconds(10),
-                                                [&d](size_t w) { d.routers[w]->onTick(); });
+  d.host.tickEvery(std::chrono::milliseconds(10), [&d](size_t w) { d.routers[w]->onTick(); });
   d.pool.setBatchScheduling(d.config.common.batchScheduling);
-  d.pool.start();
-  d.ticks->start();
-  d.ready = true;
+  d.host.start();
+  d.host.markReady();
   std::string addrs;
   for (const auto& spec : d.transport->bound()) {
     addrs += (addrs.empty() ? "" : ", ") + spec.str();
@@ -783,17 +692,10 @@ void RouterService::stop() {
   if (!d.transport) {
     return;
   }
-  d.ready = false;
-  if (d.control) {
-    d.control->stop();
-  }
-  if (d.ticks) {  // absent when start() failed before arming them
-    d.ticks->stop();
-  }
+  d.host.stopServing();
   d.transport->stop();
-  d.pool.stop();
+  d.host.stopWorkers();
   d.routers.clear();
-  d.ticks.reset();
   d.transport.reset();
 }
 
@@ -802,11 +704,15 @@ const std::vector<transport::ListenSpec>& RouterService::sipAddresses() const {
 }
 
 uint16_t RouterService::controlPort() const {
-  return impl_->control->port();
+  return impl_->host.controlPort();
+}
+
+role::Host& RouterService::host() {
+  return impl_->host;
 }
 
 int runRouter(const std::string& configPath) {
-  return role::runUntilStopped<RouterService>("router", configPath, &readRouterConfig);
+  return role::run<RouterService>(configPath, &readRouterConfig);
 }
 
 }  // namespace evosip::router

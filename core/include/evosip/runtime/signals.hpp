@@ -1,6 +1,7 @@
 #pragma once
 
-#include <functional>
+#include <chrono>
+#include <optional>
 
 namespace evosip::runtime {
 
@@ -8,5 +9,7 @@ namespace evosip::runtime {
 // thread started afterwards, so call blockStopSignals() before starting any thread).
 void blockStopSignals();
 int waitForStopSignal();
+// The same, for at most timeout: the signal, or nullopt when none arrived.
+std::optional<int> waitForStopSignal(std::chrono::milliseconds timeout);
 
 }  // namespace evosip::runtime

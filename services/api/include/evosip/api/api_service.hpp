@@ -10,7 +10,8 @@
 #include <vector>
 
 #include <evosip/config/config.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/host.hpp>
+#include <evosip/role/settings.hpp>
 
 namespace evosip::api {
 
@@ -51,6 +52,7 @@ class ApiService {
 
   uint16_t apiPort() const;
   uint16_t controlPort() const;
+  role::Host& host();
 
  private:
   struct Impl;

@@ -28,6 +28,7 @@
 #include <evosip/app/prompts.hpp>
 #include <evosip/app/sweep.hpp>
 #include <evosip/app/voicemail.hpp>
+#include <evosip/metrics/stats.hpp>
 #include <evosip/rtp/port_allocator.hpp>
 #include <evosip/runtime/clock.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
@@ -67,19 +68,45 @@ inline constexpr size_t kActionCount = 7;  // Action values
 
 // Per-worker totals; written by the worker (or a blocking thread for recordings), read at
 // scrape time.
+// Every statistic of an app worker, declared once: the fields below and their /metrics
+// exposition (metrics/stats.hpp). Packets sent and send errors are exposed with the pacing
+// threads' own (AppService). mailboxFull: Voicemail INVITEs refused before recording (486);
+// rejected: INVITEs answered with an error before any media; pacedPackets / skippedTicks: packets
+// prepared for the sender and ticks dropped (the lateness of the sends is in the PacedSender's
+// stats).
+#define EVOSIP_APP_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                                     \
+  COUNTER_ARRAY(calls, kActionCount, "evosip_app_calls_total",                              \
+                "INVITEs that started an application, by action", "action", actionLabel)    \
+  GAUGE(active, "evosip_app_calls_active", "Calls in progress", "")                         \
+  COUNTER(rtpReceived, "evosip_app_rtp_packets_total",                                      \
+          "RTP packets sent and received (RTCP counted apart)", "direction=received")       \
+  COUNTER(rtcpReceived, "evosip_app_rtp_packets_total", "", "direction=received_rtcp")      \
+  COUNTER(recordingsWritten, "evosip_app_recordings_total",                                 \
+          "Voicemail recordings stored (or failed)", "result=written")                      \
+  COUNTER(recordingsFailed, "evosip_app_recordings_total", "", "result=failed")             \
+  COUNTER(recordingsOverQuota, "evosip_app_recordings_total", "", "result=over_quota")      \
+  COUNTER(rejected, "evosip_app_events_total",                                              \
+          "Call events: rejected INVITEs, BYEs, CANCELs, DTMF digits, redirects, timeouts", \
+          "event=rejected")                                                                 \
+  COUNTER(byesSent, "evosip_app_events_total", "", "event=bye_sent")                        \
+  COUNTER(byesReceived, "evosip_app_events_total", "", "event=bye_received")                \
+  COUNTER(cancelled, "evosip_app_events_total", "", "event=cancelled")                      \
+  COUNTER(dtmfDigits, "evosip_app_events_total", "", "event=dtmf_digit")                    \
+  COUNTER(redirects, "evosip_app_events_total", "", "event=redirect")                       \
+  COUNTER(rtpTimeouts, "evosip_app_events_total", "", "event=rtp_timeout")                  \
+  COUNTER(maxDurationEnds, "evosip_app_events_total", "", "event=max_duration")             \
+  COUNTER(mailboxFull, "evosip_app_events_total", "", "event=mailbox_full")                 \
+  COUNTER(pacedPackets, "evosip_app_paced_packets_total",                                   \
+          "RTP packets prepared for the pacing threads", "")                                \
+  COUNTER(skippedTicks, "evosip_app_pacing_skipped_ticks_total",                            \
+          "Pacing ticks dropped after a stall of more than two frame periods", "")          \
+  GAUGE(serverTransactions, "evosip_app_transactions", "RFC 3261 transactions alive",       \
+        "kind=server")                                                                      \
+  GAUGE(clientTransactions, "evosip_app_transactions", "", "kind=client")
+
 struct AppCounters {
-  std::array<std::atomic<uint64_t>, kActionCount> calls{};  // INVITEs that started a call
-  std::atomic<int64_t> active{0};
-  std::atomic<uint64_t> rtpSent{0}, rtpReceived{0}, rtpSendErrors{0}, rtcpReceived{0};
-  std::atomic<uint64_t> dtmfDigits{0}, redirects{0}, rtpTimeouts{0}, maxDurationEnds{0};
-  std::atomic<uint64_t> recordingsWritten{0}, recordingsFailed{0}, recordingsOverQuota{0};
-  std::atomic<uint64_t> mailboxFull{0};  // Voicemail INVITEs refused before recording (486)
-  std::atomic<uint64_t> rejected{0};     // INVITEs answered with an error before any media
-  std::atomic<uint64_t> byesSent{0}, byesReceived{0}, cancelled{0};
-  // Pacing: packets prepared for the sender, ticks dropped (the lateness of the sends is in the
-  // PacingThread's stats).
-  std::atomic<uint64_t> pacedPackets{0}, skippedTicks{0};
-  std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0};
+  EVOSIP_APP_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  std::atomic<uint64_t> rtpSent{0}, rtpSendErrors{0};
 
   static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);

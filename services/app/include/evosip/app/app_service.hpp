@@ -10,7 +10,8 @@
 
 #include <evosip/app/app_core.hpp>
 #include <evosip/config/config.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/host.hpp>
+#include <evosip/role/settings.hpp>
 #include <evosip/transport/address_acl.hpp>
 
 namespace evosip::app {
@@ -45,6 +46,7 @@ class AppService {
 
   const std::vector<transport::ListenSpec>& sipAddresses() const;
   uint16_t controlPort() const;
+  role::Host& host();
 
  private:
   struct Impl;

@@ -8,7 +8,8 @@
 
 #include <evosip/config/config.hpp>
 #include <evosip/edge/edge_proxy.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/host.hpp>
+#include <evosip/role/settings.hpp>
 
 namespace evosip::edge {
 
@@ -37,6 +38,7 @@ class EdgeService {
 
   const std::vector<transport::ListenSpec>& sipAddresses() const;
   uint16_t controlPort() const;
+  role::Host& host();
 
  private:
   struct Impl;

@@ -9,7 +9,8 @@
 
 #include <evosip/config/config.hpp>
 #include <evosip/media/relay.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/host.hpp>
+#include <evosip/role/settings.hpp>
 #include <evosip/transport/address_acl.hpp>
 
 namespace evosip::media {
@@ -49,6 +50,7 @@ class MediaService {
 
   uint16_t ngPort() const;
   uint16_t controlPort() const;
+  role::Host& host();
 
  private:
   struct Impl;

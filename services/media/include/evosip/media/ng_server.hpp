@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include <evosip/bencode/ng_frame.hpp>
+#include <evosip/metrics/stats.hpp>
 #include <evosip/runtime/clock.hpp>
 #include <evosip/transport/address_acl.hpp>
 
@@ -38,12 +39,21 @@ const char* ngCommandName(NgCommand c);
 const char* ngResultName(NgResult r);
 NgCommand ngCommandFromName(std::string_view name);
 
+// The ng server's statistics that /metrics shows as plain counters (metrics/stats.hpp); the
+// commands by command and result are exposed apart.
+#define EVOSIP_NG_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                                            \
+  COUNTER(refused, "evosip_media_ng_refused_total",                                               \
+          "ng datagrams from sources media.ng_allow does not name (dropped, never answered)", "") \
+  COUNTER(retransmissions, "evosip_media_ng_retransmissions_total",                               \
+          "ng commands answered from the reply cache (same cookie from the same source)", "")
+
 struct NgCounters {
   std::array<std::array<std::atomic<uint64_t>, size_t(NgResult::kCount)>, size_t(NgCommand::kCount)>
       commands{};
-  std::atomic<uint64_t> malformed{0};        // datagrams without a cookie: not answered
-  std::atomic<uint64_t> retransmissions{0};  // answered from the reply cache
-  std::atomic<uint64_t> refused{0};          // from a source media.ng_allow does not name
+  std::atomic<uint64_t> malformed{0};  // datagrams without a cookie: not answered
+  // retransmissions: answered from the reply cache; refused: from a source media.ng_allow does
+  // not name.
+  EVOSIP_NG_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
 };
 
 class NgServer {

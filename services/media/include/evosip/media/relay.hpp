@@ -31,6 +31,7 @@
 #include <evosip/media/endpoint.hpp>
 #include <evosip/media/latch.hpp>
 #include <evosip/media/ng_options.hpp>
+#include <evosip/metrics/stats.hpp>
 #include <evosip/rtp/port_allocator.hpp>
 #include <evosip/runtime/clock.hpp>
 
@@ -77,16 +78,27 @@ struct RelayShared {
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };
 
+// Every statistic of a relay worker that /metrics shows, declared once: the fields below and
+// their exposition (metrics/stats.hpp).
+#define EVOSIP_RELAY_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                                       \
+  GAUGE(sessions, "evosip_media_sessions", "Calls with media relayed now", "")                  \
+  GAUGE(streams, "evosip_media_streams", "Open RTP and RTCP sockets (two per leg and m= line)", \
+        "")                                                                                     \
+  COUNTER(packetsRelayed, "evosip_media_packets_relayed_total",                                 \
+          "RTP/RTCP packets sent on to the other party", "")                                    \
+  COUNTER(bytesRelayed, "evosip_media_bytes_relayed_total",                                     \
+          "UDP payload bytes sent on to the other party", "")                                   \
+  COUNTER_ARRAY(drops, static_cast<size_t>(DropReason::kCount), "evosip_media_drops_total",     \
+                "Packets not relayed, by reason", "reason", dropLabel)                          \
+  COUNTER(timeoutSessions, "evosip_media_timeouts_total",                                       \
+          "Calls deleted after media.timeout_s without packets", "")                            \
+  COUNTER(rejectedSessions, "evosip_media_rejected_sessions_total",                             \
+          "New calls refused (media.max_sessions reached or draining)", "")
+
 // Per-worker totals; written by the worker only (relaxed), read at scrape.
 struct RelayCounters {
-  std::atomic<uint64_t> packetsRelayed{0};
-  std::atomic<uint64_t> bytesRelayed{0};
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)> drops{};
-  std::atomic<int64_t> sessions{0};
-  std::atomic<int64_t> streams{0};
-  std::atomic<uint64_t> managedSessions{0};   // calls created
-  std::atomic<uint64_t> rejectedSessions{0};  // offers refused (max sessions, draining)
-  std::atomic<uint64_t> timeoutSessions{0};
+  EVOSIP_RELAY_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  std::atomic<uint64_t> managedSessions{0};  // calls created
   std::atomic<uint64_t> deletedSessions{0};  // by a delete command
   std::atomic<uint64_t> packetErrors{0};
 };

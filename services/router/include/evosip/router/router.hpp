@@ -26,6 +26,7 @@
 #include <evosip/auth/verifier.hpp>
 #include <evosip/bencode/bencode.hpp>
 #include <evosip/control/client.hpp>
+#include <evosip/metrics/stats.hpp>
 #include <evosip/role/target_set.hpp>
 #include <evosip/router/dialog_check.hpp>
 #include <evosip/router/dialplan.hpp>
@@ -126,22 +127,57 @@ enum class Rejection : uint8_t {
 std::string_view rejectionName(Rejection r);
 
 // Counters of one worker, written by it, read by the metrics collector.
+// Every statistic of a router worker, declared once: the fields below and their /metrics
+// exposition (metrics/stats.hpp). Service-number refusals: a caller that cannot authenticate
+// with us (403), a mailbox that is no subscriber of the domain (404). The gauges are published
+// by the worker at every tick.
+#define EVOSIP_ROUTER_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                                        \
+  COUNTER(registrations, "evosip_router_registrations_total",                                     \
+          "REGISTER requests answered, by result", "result=ok")                                   \
+  COUNTER(registrationFailures, "evosip_router_registrations_total", "", "result=refused")        \
+  COUNTER(challenges, "evosip_router_auth_challenges_total", "401/407 challenges sent", "")       \
+  COUNTER(dialogsCreated, "evosip_router_dialogs_total",                                          \
+          "Dialog records written and removed by this instance", "event=created")                 \
+  COUNTER(dialogsRemoved, "evosip_router_dialogs_total", "", "event=removed")                     \
+  COUNTER(storeErrors, "evosip_router_store_errors_total", "Store operations that failed", "")    \
+  COUNTER(apiFound, "evosip_router_api_fetches_total",                                            \
+          "Credential fetches from the api role, by result", "result=found")                      \
+  COUNTER(apiUnknown, "evosip_router_api_fetches_total", "", "result=unknown_user")               \
+  COUNTER(apiFailed, "evosip_router_api_fetches_total", "", "result=failed")                      \
+  COUNTER(drainRejected, "evosip_router_drain_rejected_total",                                    \
+          "New requests refused with 503 while draining", "")                                     \
+  COUNTER(mediaOffers, "evosip_router_media_commands_total",                                      \
+          "ng commands to media relays: offers and answers rewritten, deletes, failures",         \
+          "command=offer,result=ok")                                                              \
+  COUNTER(mediaAnswers, "evosip_router_media_commands_total", "", "command=answer,result=ok")     \
+  COUNTER(mediaDeletes, "evosip_router_media_commands_total", "", "command=delete,result=ok")     \
+  COUNTER(mediaFailures, "evosip_router_media_commands_total", "", "command=any,result=failed")   \
+  COUNTER_ARRAY(authFailures, auth::kVerifyResultCount, "evosip_router_auth_failures_total",      \
+                "Credentials refused, by reason", "reason", verifyResultLabel)                    \
+  COUNTER(serviceUnauthenticated, "evosip_router_service_refused_total",                          \
+          "Calls to service numbers refused: caller not authenticated, mailbox not a subscriber", \
+          "reason=unauthenticated")                                                               \
+  COUNTER(serviceNoMailbox, "evosip_router_service_refused_total", "", "reason=mailbox")          \
+  COUNTER_ARRAY(rejected, static_cast<size_t>(Rejection::kCount), "evosip_router_rejected_total", \
+                "Requests refused or dropped by the request path's checks, by reason", "reason",  \
+                rejectionLabel)                                                                   \
+  COUNTER(optionsAnswered, "evosip_router_options_answered_total",                                \
+          "OPTIONS addressed to the router answered 200 (probes)", "")                            \
+  COUNTER(appFailovers, "evosip_router_failovers_total",                                          \
+          "Requests sent to the next app, offers to the next relay, after one failed", "to=app")  \
+  COUNTER(relayFailovers, "evosip_router_failovers_total", "", "to=relay")                        \
+  COUNTER(memoryTrims, "evosip_router_memory_trims_total",                                        \
+          "Times a worker returned freed memory to the system after its transactions shrank", "") \
+  GAUGE(serverTransactions, "evosip_router_transactions",                                         \
+        "RFC 3261 transactions alive (server, client) and proxy contexts in progress (proxy)",    \
+        "kind=server")                                                                            \
+  GAUGE(clientTransactions, "evosip_router_transactions", "", "kind=client")                      \
+  GAUGE(proxyContexts, "evosip_router_transactions", "", "kind=proxy")                            \
+  GAUGE(transactionBytes, "evosip_router_transaction_bytes",                                      \
+        "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)", "")
+
 struct RouterCounters {
-  std::atomic<uint64_t> registrations{0}, registrationFailures{0}, challenges{0}, dialogsCreated{0},
-      dialogsRemoved{0}, storeErrors{0}, apiFound{0}, apiUnknown{0}, apiFailed{0}, drainRejected{0},
-      mediaOffers{0}, mediaAnswers{0}, mediaDeletes{0}, mediaFailures{0};
-  std::array<std::atomic<uint64_t>, auth::kVerifyResultCount> authFailures{};  // by VerifyResult
-  // Calls to service numbers refused: a caller that cannot authenticate with us (403), a
-  // mailbox that is no subscriber of the domain (404).
-  std::atomic<uint64_t> serviceUnauthenticated{0}, serviceNoMailbox{0};
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(Rejection::kCount)> rejected{};
-  std::atomic<uint64_t> optionsAnswered{0}, memoryTrims{0};
-  // Requests sent to another app after one refused (503) or was silent; media offers sent to
-  // another relay after one was silent or refused new sessions.
-  std::atomic<uint64_t> appFailovers{0}, relayFailovers{0};
-  // Published by the worker at every tick, read by the control thread.
-  std::atomic<uint64_t> serverTransactions{0}, clientTransactions{0}, proxyContexts{0},
-      transactionBytes{0};
+  EVOSIP_ROUTER_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -7,7 +7,8 @@
 #include <vector>
 
 #include <evosip/config/config.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/host.hpp>
+#include <evosip/role/settings.hpp>
 #include <evosip/router/router.hpp>
 #include <evosip/store/store.hpp>
 
@@ -41,6 +42,7 @@ class RouterService {
 
   const std::vector<transport::ListenSpec>& sipAddresses() const;
   uint16_t controlPort() const;
+  role::Host& host();
 
  private:
   struct Impl;

@@ -1,7 +1,7 @@
 #include <fmt/format.h>
 
 #include <evosip/control/client.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/settings.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
 namespace evosip::role {
@@ -105,62 +105,6 @@ transport::TransportSettings transportSettings(const CommonSettings& s) {
   t.tcpIdleTimeout = std::chrono::seconds(s.tcpIdleTimeoutS);
   t.tcpMessageTimeout = std::chrono::seconds(s.tcpMessageTimeoutS);
   return t;
-}
-
-void exportTransportMetrics(metrics::Registry& registry, const transport::SipTransport& transport) {
-  auto& received =
-      registry.counterFamily("evosip_sip_received_total", "SIP messages received, by transport");
-  auto& sent = registry.counterFamily("evosip_sip_sent_total", "SIP messages sent, by transport");
-  auto& errors =
-      registry.counterFamily("evosip_sip_transport_errors_total",
-                             "Transport-level drops and errors, by transport and reason");
-  auto& open = registry.gaugeFamily("evosip_sip_tcp_connections", "Open TCP connections");
-  struct Mirrors {
-    CounterMirror udpIn, udpOut, tcpIn, tcpOut, udpSendErr, udpOversize, tcpLimit, tcpIdle,
-        tcpMisframed, tcpOversize, tcpNoConn, tcpAccepted, tcpKeepAlive, tcpPerIp, tcpSlow;
-  };
-  auto m = std::make_shared<Mirrors>(Mirrors{
-      CounterMirror(received.Add({{"transport", "udp"}})),
-      CounterMirror(sent.Add({{"transport", "udp"}})),
-      CounterMirror(received.Add({{"transport", "tcp"}})),
-      CounterMirror(sent.Add({{"transport", "tcp"}})),
-      CounterMirror(errors.Add({{"transport", "udp"}, {"reason", "send_error"}})),
-      CounterMirror(errors.Add({{"transport", "udp"}, {"reason", "oversize"}})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "connection_limit"}})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "idle_timeout"}})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "misframed"}})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "oversize"}})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "no_connection"}})),
-      CounterMirror(
-          registry.counterFamily("evosip_sip_tcp_accepted_total", "TCP connections accepted")
-              .Add({})),
-      CounterMirror(registry
-                        .counterFamily("evosip_sip_tcp_keepalives_total",
-                                       "RFC 5626 CRLF keep-alives answered")
-                        .Add({})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "per_ip_limit"}})),
-      CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "message_timeout"}})),
-  });
-  auto& openGauge = open.Add({});
-  registry.addCollectHook([m, &transport, &openGauge] {
-    const auto& s = transport.stats();
-    m->udpIn.set(static_cast<double>(s.udpReceived.load()));
-    m->udpOut.set(static_cast<double>(s.udpSent.load()));
-    m->tcpIn.set(static_cast<double>(s.tcpReceived.load()));
-    m->tcpOut.set(static_cast<double>(s.tcpSent.load()));
-    m->udpSendErr.set(static_cast<double>(s.udpSendErrors.load()));
-    m->udpOversize.set(static_cast<double>(s.udpDroppedOversize.load()));
-    m->tcpLimit.set(static_cast<double>(s.tcpRejectedLimit.load()));
-    m->tcpIdle.set(static_cast<double>(s.tcpClosedIdle.load()));
-    m->tcpMisframed.set(static_cast<double>(s.tcpMisframed.load()));
-    m->tcpOversize.set(static_cast<double>(s.tcpOversize.load()));
-    m->tcpNoConn.set(static_cast<double>(s.tcpSendNoConnection.load()));
-    m->tcpAccepted.set(static_cast<double>(s.tcpAccepted.load()));
-    m->tcpKeepAlive.set(static_cast<double>(s.tcpKeepAlives.load()));
-    m->tcpPerIp.set(static_cast<double>(s.tcpRejectedPerIp.load()));
-    m->tcpSlow.set(static_cast<double>(s.tcpClosedMessageTimeout.load()));
-    openGauge.Set(static_cast<double>(s.tcpOpen.load()));
-  });
 }
 
 }  // namespace evosip::role

@@ -1,17 +1,15 @@
 #pragma once
-// The configuration keys and start-up steps shared by every role (DESIGN.md section 5):
-// sip.listen / sip.advertise, control.listen / control.token, workers, log.*.
+// The configuration keys every role reads the same way (DESIGN.md section 5): sip.listen /
+// sip.advertise, sip.tcp.*, control.listen / control.token, workers, worker_scheduling, log.*,
+// drain_timeout_s and drain_idle_s.
 
-#include <memory>
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include <evosip/config/config.hpp>
-#include <evosip/control/rpc.hpp>
 #include <evosip/control/server.hpp>
 #include <evosip/log/log.hpp>
-#include <evosip/metrics/metrics.hpp>
-#include <evosip/runtime/signals.hpp>
 #include <evosip/transport/address.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
@@ -31,6 +29,11 @@ struct CommonSettings {
   int tcpMessageTimeoutS = 10;
   // worker_scheduling: "batch" runs the workers SCHED_BATCH (runtime::WorkerPool).
   bool batchScheduling = false;
+  // drain_timeout_s: the longest a SIGTERM drain waits for work in progress before the exit.
+  std::chrono::seconds drainTimeout{30};
+  // drain_idle_s: how long nothing may be in progress (and, where the role counts arrivals,
+  // nothing may arrive) after a drain began before a SIGTERM drain exits.
+  std::chrono::milliseconds drainIdle{0};
 };
 
 // Reads the shared keys. defaultListen / defaultControl differ per role. Throws
@@ -45,42 +48,5 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
 CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl);
 
 transport::TransportSettings transportSettings(const CommonSettings& s);
-
-// Exposes the transport counters as evosip_sip_* metrics (refreshed at every scrape).
-void exportTransportMetrics(metrics::Registry& registry, const transport::SipTransport& transport);
-
-// Keeps a Prometheus counter equal to a running total read at scrape time.
-class CounterMirror {
- public:
-  explicit CounterMirror(prometheus::Counter& counter) : counter_(&counter) {}
-  void set(double total) {
-    if (total > last_) {
-      counter_->Increment(total - last_);
-      last_ = total;
-    }
-  }
-
- private:
-  prometheus::Counter* counter_;
-  double last_ = 0;
-};
-
-// `evosip <role> --config FILE`: reads the configuration, starts the service, waits for SIGTERM
-// or SIGINT, stops it. Config is a role's config struct with a `common` member; Service has
-// start() and stop().
-template <typename Service, typename Config>
-int runUntilStopped(const std::string& role, const std::string& configPath,
-                    Config (*readConfig)(config::Document&)) {
-  runtime::blockStopSignals();
-  auto doc = config::Document::loadFile(configPath);
-  Config config = readConfig(doc);
-  log::init(config.common.log);
-  Service service(std::move(config));
-  service.start();
-  int sig = runtime::waitForStopSignal();
-  log::get(role)->info("signal {}: stopping", sig);
-  service.stop();
-  return 0;
-}
 
 }  // namespace evosip::role

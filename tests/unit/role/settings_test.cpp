@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <evosip/control/client.hpp>
-#include <evosip/role/common.hpp>
+#include <evosip/role/settings.hpp>
 
 namespace evosip::role {
 namespace {
