@@ -278,7 +278,7 @@ class Cleanup:
                 pass
         for p in reversed(self.procs):
             try:
-                p.stop()
+                p.stop(sig=signal.SIGINT)  # at once: SIGTERM would drain first
             except Exception:  # noqa: BLE001
                 pass
         if os.environ.get("EVOSIP_ITEST_KEEP", "") != "1":

@@ -369,6 +369,9 @@ class MediaNg(MediaTestCase):
         self.assertEqual(m.get("evosip_media_ng_commands_total", command="offer", result="error"),
                          1)
         self.assertTrue(m.has("evosip_media_drops_total"))
+        # SIGTERM waits for the calls up (test_drain_signal): with none left it exits at once.
+        self.assertEqual(self.ng.request("delete", call_id=self.call_id, from_tag="tag-a")["result"],
+                         "ok")
         self.assertEqual(self.proc.stop(timeout=5), 0, "SIGTERM should exit 0")
 
 

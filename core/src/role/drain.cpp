@@ -25,6 +25,7 @@ bool Drain::begin() {
   state_ = DrainState::kDraining;
   quietSince_ = clock_.now();
   lastActivity_.reset();
+  busy_ = false;
   return true;
 }
 
@@ -38,6 +39,7 @@ bool Drain::beginStop() {
     // A drain an RPC began keeps its quiet time: arrivals stopped when it began.
     quietSince_ = now;
     lastActivity_.reset();
+    busy_ = false;
   }
   state_ = DrainState::kStopping;
   deadline_ = now + settings_.timeout;
@@ -64,9 +66,12 @@ bool Drain::poll(uint64_t inProgress, uint64_t activity) {
     return false;
   }
   const auto now = clock_.now();
-  if (inProgress > 0 || (lastActivity_ && *lastActivity_ != activity)) {
+  // Quiet from the first poll that sees no work (the work ended between two polls) or from
+  // the poll that saw the latest arrival.
+  if (inProgress > 0 || busy_ || (lastActivity_ && *lastActivity_ != activity)) {
     quietSince_ = now;
   }
+  busy_ = inProgress > 0;
   lastActivity_ = activity;
   if (state_ != DrainState::kStopping) {
     return false;

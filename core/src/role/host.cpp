@@ -123,9 +123,30 @@ void Host::registerRpc() {
 }
 
 int Host::serveUntilStopped() {
-  const int sig = runtime::waitForStopSignal();
-  logger_->info("signal {}: stopping", sig);
-  return 0;
+  // How often the drain looks at the work in progress.
+  constexpr std::chrono::milliseconds kPollPeriod(100);
+  while (true) {
+    if (auto sig = runtime::waitForStopSignal(kPollPeriod)) {
+      if (*sig != SIGTERM || !drain_.beginStop()) {
+        logger_->info("signal {}: stopping now", *sig);
+        return 0;
+      }
+      if (work_.refuseNew) {
+        work_.refuseNew(true);
+      }
+      logger_->info(
+          "SIGTERM: draining (not ready, no new work), {} in progress; exit when done or in {} s",
+          inProgress(), common_.drainTimeout.count());
+    }
+    if (drain_.draining() && drain_.poll(inProgress(), arrivals())) {
+      if (drain_.timedOut()) {
+        logger_->warn("drain_timeout_s passed with {} in progress: stopping", inProgress());
+      } else {
+        logger_->info("drained: stopping");
+      }
+      return 0;
+    }
+  }
 }
 
 }  // namespace evosip::role

@@ -9,7 +9,7 @@ namespace evosip::role {
 namespace {
 
 void readControlWorkersLog(config::Document& doc, const std::string& defaultControl,
-                           CommonSettings& s) {
+                           int defaultDrainIdleS, CommonSettings& s) {
   s.control.listen = doc.getString("control.listen", defaultControl);
   s.control.token = config::readSecret(doc.getString("control.token", ""));
   if (s.control.token.empty() && !control::isLoopbackListen(s.control.listen)) {
@@ -22,12 +22,15 @@ void readControlWorkersLog(config::Document& doc, const std::string& defaultCont
   }
   s.log.level = doc.getString("log.level", "info");
   s.log.format = doc.getString("log.format", "text");
+  s.drainTimeout = std::chrono::seconds(doc.getInt("drain_timeout_s", 30, 1, 86400));
+  s.drainIdle = std::chrono::seconds(doc.getInt("drain_idle_s", defaultDrainIdleS, 0, 3600));
 }
 
 }  // namespace
 
 CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
-                          const std::string& defaultControl, const std::string& defaultScheduling) {
+                          const std::string& defaultControl, const std::string& defaultScheduling,
+                          int defaultDrainIdleS) {
   CommonSettings s;
   for (const auto& text : doc.getList("sip.listen", defaultListen)) {
     auto spec = transport::parseListenSpec(text);
@@ -74,7 +77,7 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
       }
     }
   }
-  readControlWorkersLog(doc, defaultControl, s);
+  readControlWorkersLog(doc, defaultControl, defaultDrainIdleS, s);
   s.maxMessageSize = static_cast<size_t>(doc.getInt("sip.max_message_size", 65535, 1024, 65535));
   s.maxConnections = static_cast<size_t>(doc.getInt("sip.tcp.max_connections", 10000, 1, 1000000));
   s.maxConnectionsPerIp =
@@ -90,9 +93,10 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
   return s;
 }
 
-CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl) {
+CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl,
+                                    int defaultDrainIdleS) {
   CommonSettings s;
-  readControlWorkersLog(doc, defaultControl, s);
+  readControlWorkersLog(doc, defaultControl, defaultDrainIdleS, s);
   return s;
 }
 

@@ -16,7 +16,7 @@ namespace json = boost::json;
 
 ApiConfig readApiConfig(config::Document& doc) {
   ApiConfig c;
-  c.common = role::readCommonWithoutSip(doc, "127.0.0.1:8081");
+  c.common = role::readCommonWithoutSip(doc, "127.0.0.1:8081", kDrainIdleS);
   ApiSettings& a = c.api;
   a.listen = doc.getString("api.listen", a.listen);
   if (auto address = control::splitHostPort(a.listen); !address) {

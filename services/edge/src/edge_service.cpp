@@ -25,7 +25,7 @@ transport::AddressAcl readNetworks(config::Document& doc, const std::string& key
 EdgeConfig readEdgeConfig(config::Document& doc) {
   EdgeConfig c;
   c.common = role::readCommon(doc, {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"}, "127.0.0.1:8060",
-                              "batch");
+                              "batch", kDrainIdleS);
   c.routers = doc.getList("edge.routers", {"sip:127.0.0.1:5070"});
   c.edge.routerTimeout =
       std::chrono::milliseconds(doc.getInt("edge.router_timeout_ms", 500, 0, 60000));

@@ -50,7 +50,7 @@ std::vector<std::string> localAddresses(bool v6) {
 
 RouterConfig readRouterConfig(config::Document& doc) {
   RouterConfig c;
-  c.common = role::readCommon(doc, {"udp:127.0.0.1:5070"}, "127.0.0.1:8070", "batch");
+  c.common = role::readCommon(doc, {"udp:127.0.0.1:5070"}, "127.0.0.1:8070", "batch", kDrainIdleS);
   auto& r = c.router;
   r.domain = doc.getString("router.domain", "evosip.local");
   if (r.domain.empty()) {

@@ -59,6 +59,7 @@ class Drain {
   runtime::Clock::time_point quietSince_{};
   runtime::Clock::time_point deadline_{};
   std::optional<uint64_t> lastActivity_;
+  bool busy_ = false;  // the last poll saw work in progress
   bool timedOut_ = false;
 };
 

@@ -39,13 +39,16 @@ struct CommonSettings {
 // Reads the shared keys. defaultListen / defaultControl differ per role. Throws
 // config::ConfigError naming the key.
 // defaultScheduling: "batch" or "normal", the role's default for worker_scheduling.
+// defaultDrainIdleS: the role's default for drain_idle_s.
 CommonSettings readCommon(config::Document& doc, const std::vector<std::string>& defaultListen,
                           const std::string& defaultControl,
-                          const std::string& defaultScheduling = "normal");
+                          const std::string& defaultScheduling = "normal",
+                          int defaultDrainIdleS = 0);
 
 // The same for a role that speaks no SIP (api): control.*, workers and log.* only; the sip.* keys
 // are not read (so they are unknown keys in its file) and listen stays empty.
-CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl);
+CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& defaultControl,
+                                    int defaultDrainIdleS = 0);
 
 transport::TransportSettings transportSettings(const CommonSettings& s);
 

@@ -29,6 +29,10 @@ struct ApiSettings {
 // Connections the REST server holds at most (HttpServerSettings::maxConnections).
 inline constexpr std::size_t kMaxConnections = 1024;
 
+// drain_idle_s default: after SIGTERM the api answers every request until none has been in
+// progress or arrived for this long, or until drain_timeout_s.
+inline constexpr int kDrainIdleS = 1;
+
 struct ApiConfig {
   role::CommonSettings common;  // control, workers, log (no SIP)
   ApiSettings api;

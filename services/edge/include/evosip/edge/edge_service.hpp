@@ -13,6 +13,11 @@
 
 namespace evosip::edge {
 
+// drain_idle_s default: after SIGTERM the edge forwards everything until no request has arrived
+// for this long (the anycast route or the Service endpoint is withdrawn by then), or until
+// drain_timeout_s.
+inline constexpr int kDrainIdleS = 2;
+
 struct EdgeConfig {
   role::CommonSettings common;
   EdgeSettings edge;

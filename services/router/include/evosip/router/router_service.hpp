@@ -14,6 +14,11 @@
 
 namespace evosip::router {
 
+// drain_idle_s default: after SIGTERM the router exits once no proxy transaction has been in
+// progress for this long (dialogs live in the store: in-dialog requests of the calls up reach
+// another router), or at drain_timeout_s.
+inline constexpr int kDrainIdleS = 2;
+
 struct RouterConfig {
   role::CommonSettings common;
   RouterSettings router;
