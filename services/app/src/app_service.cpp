@@ -237,20 +237,15 @@ std::string_view actionLabel(size_t i) {
   return actionName(static_cast<Action>(i));
 }
 
-metrics::StatTable<AppCounters> appStats() {
-  metrics::StatTable<AppCounters> t;
-  EVOSIP_APP_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-  return t;
-}
-
 }  // namespace
 
 void AppService::Impl::registerMetrics() {
-  metrics::exposeStats<AppCounters>(metrics, appStats(), [this](const auto& visit) {
-    for (const auto& c : cores) {
-      visit(c->counters());
-    }
-  });
+  metrics::exposeStats<AppCounters>(metrics, EVOSIP_STAT_TABLE(AppCounters, EVOSIP_APP_STATS),
+                                    [this](const auto& visit) {
+                                      for (const auto& c : cores) {
+                                        visit(c->counters());
+                                      }
+                                    });
   auto& forbiddenSource =
       metrics.counterFamily("evosip_app_events_total", "").Add({{"event", "forbidden_source"}});
   auto& parse =

@@ -165,20 +165,15 @@ std::string_view dropLabel(size_t i) {
   return dropReasonName(static_cast<DropReason>(i));
 }
 
-metrics::StatTable<WorkerCounters> edgeStats() {
-  metrics::StatTable<WorkerCounters> t;
-  EVOSIP_EDGE_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-  return t;
-}
-
 }  // namespace
 
 void EdgeService::Impl::registerMetrics() {
-  metrics::exposeStats<WorkerCounters>(metrics, edgeStats(), [this](const auto& visit) {
-    for (size_t w = 0; w < proxy->workers(); ++w) {
-      visit(proxy->counters(w));
-    }
-  });
+  metrics::exposeStats<WorkerCounters>(
+      metrics, EVOSIP_STAT_TABLE(WorkerCounters, EVOSIP_EDGE_STATS), [this](const auto& visit) {
+        for (size_t w = 0; w < proxy->workers(); ++w) {
+          visit(proxy->counters(w));
+        }
+      });
   auto& pending = metrics
                       .gaugeFamily("evosip_edge_pending_requests",
                                    "Requests forwarded to routers and not answered yet")

@@ -305,31 +305,21 @@ std::string_view dropLabel(size_t i) {
   return dropReasonName(static_cast<DropReason>(i));
 }
 
-metrics::StatTable<RelayCounters> relayStats() {
-  metrics::StatTable<RelayCounters> t;
-  EVOSIP_RELAY_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-  return t;
-}
-
-metrics::StatTable<NgCounters> ngStats() {
-  metrics::StatTable<NgCounters> t;
-  EVOSIP_NG_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-  return t;
-}
-
 }  // namespace
 
 void MediaService::Impl::registerMetrics() {
-  metrics::exposeStats<RelayCounters>(metrics, relayStats(), [this](const auto& visit) {
-    for (const auto& relay : relays) {
-      visit(relay->counters());
-    }
-  });
-  metrics::exposeStats<NgCounters>(metrics, ngStats(), [this](const auto& visit) {
-    if (ng) {
-      visit(ng->counters());
-    }
-  });
+  metrics::exposeStats<RelayCounters>(metrics, EVOSIP_STAT_TABLE(RelayCounters, EVOSIP_RELAY_STATS),
+                                      [this](const auto& visit) {
+                                        for (const auto& relay : relays) {
+                                          visit(relay->counters());
+                                        }
+                                      });
+  metrics::exposeStats<NgCounters>(metrics, EVOSIP_STAT_TABLE(NgCounters, EVOSIP_NG_STATS),
+                                   [this](const auto& visit) {
+                                     if (ng) {
+                                       visit(ng->counters());
+                                     }
+                                   });
   auto& family = metrics.counterFamily("evosip_media_ng_commands_total",
                                        "ng control commands answered, by command and result");
   auto commands = std::make_shared<std::vector<metrics::CounterMirror>>();  // command-major

@@ -563,20 +563,15 @@ std::string_view rejectionLabel(size_t i) {
   return rejectionName(static_cast<Rejection>(i));
 }
 
-metrics::StatTable<RouterCounters> routerStats() {
-  metrics::StatTable<RouterCounters> t;
-  EVOSIP_ROUTER_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-  return t;
-}
-
 }  // namespace
 
 void RouterService::Impl::registerMetrics() {
-  metrics::exposeStats<RouterCounters>(metrics, routerStats(), [this](const auto& visit) {
-    for (const auto& r : routers) {
-      visit(r->counters());
-    }
-  });
+  metrics::exposeStats<RouterCounters>(
+      metrics, EVOSIP_STAT_TABLE(RouterCounters, EVOSIP_ROUTER_STATS), [this](const auto& visit) {
+        for (const auto& r : routers) {
+          visit(r->counters());
+        }
+      });
   auto& active = metrics
                      .gaugeFamily("evosip_router_dialogs_active",
                                   "Dialogs this instance created minus those it removed (others "

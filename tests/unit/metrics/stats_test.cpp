@@ -22,13 +22,11 @@ std::string colorLabel(size_t i) {
   COUNTER_ARRAY(colors, 2, "evosip_widget_colors_total", "By color", "color", colorLabel)
 
 struct WidgetCounters {
-  EVOSIP_WIDGET_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  EVOSIP_STAT_FIELDS(EVOSIP_WIDGET_STATS)
 };
 
 StatTable<WidgetCounters> widgetStats() {
-  StatTable<WidgetCounters> t;
-  EVOSIP_WIDGET_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-  return t;
+  return EVOSIP_STAT_TABLE(WidgetCounters, EVOSIP_WIDGET_STATS);
 }
 
 TEST(StatsTest, OneListYieldsTheFieldsAndTheirExpositionSummedOverTheSources) {

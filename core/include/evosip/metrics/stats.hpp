@@ -10,14 +10,11 @@
 //     COUNTER_ARRAY(drops, kDropCount, "evosip_widget_drops_total", "Drops", "reason", dropName)
 //
 //   struct WidgetCounters {
-//     EVOSIP_WIDGET_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+//     EVOSIP_STAT_FIELDS(EVOSIP_WIDGET_STATS)
 //   };
-//   metrics::StatTable<WidgetCounters> widgetStats() {
-//     metrics::StatTable<WidgetCounters> t;
-//     EVOSIP_WIDGET_STATS(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW)
-//     return t;
-//   }
-//   metrics::exposeStats(registry, widgetStats(), [&](auto visit) { for (w : workers) visit(w); });
+//   metrics::exposeStats<WidgetCounters>(registry,
+//                                        EVOSIP_STAT_TABLE(WidgetCounters, EVOSIP_WIDGET_STATS),
+//                                        [&](const auto& visit) { for (w...) visit(w); });
 //
 // A row's help may be "" when an earlier row of the same name gave it (one family, several
 // label values). Labels are written "key=value,key=value" ("" for none). An array's label value
@@ -169,3 +166,14 @@ void exposeStats(Registry& registry, const StatTable<Counters>& table,
 #define EVOSIP_STAT_ARRAY_ROW(field, size, name, help, key, labelOf) \
   t.addArray(name, help, key, size, labelOf,                         \
              [](const auto& c, size_t i) { return ::evosip::metrics::statValue(c.field[i]); });
+
+// The fields of a list, inside its counter struct.
+#define EVOSIP_STAT_FIELDS(LIST) \
+  LIST(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+// The StatTable of a list (an expression).
+#define EVOSIP_STAT_TABLE(Counters, LIST)                               \
+  ([] {                                                                 \
+    ::evosip::metrics::StatTable<Counters> t;                           \
+    LIST(EVOSIP_STAT_ROW, EVOSIP_STAT_GAUGE_ROW, EVOSIP_STAT_ARRAY_ROW) \
+    return t;                                                           \
+  }())

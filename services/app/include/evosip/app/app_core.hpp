@@ -105,7 +105,7 @@ inline constexpr size_t kActionCount = 7;  // Action values
   GAUGE(clientTransactions, "evosip_app_transactions", "", "kind=client")
 
 struct AppCounters {
-  EVOSIP_APP_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  EVOSIP_STAT_FIELDS(EVOSIP_APP_STATS)
   std::atomic<uint64_t> rtpSent{0}, rtpSendErrors{0};
 
   static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {

@@ -132,7 +132,7 @@ inline constexpr std::array<int, 14> kCountedCodes = {100, 180, 183, 200, 202, 4
           "")
 
 struct WorkerCounters {
-  EVOSIP_EDGE_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  EVOSIP_STAT_FIELDS(EVOSIP_EDGE_STATS)
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -53,7 +53,7 @@ struct NgCounters {
   std::atomic<uint64_t> malformed{0};  // datagrams without a cookie: not answered
   // retransmissions: answered from the reply cache; refused: from a source media.ng_allow does
   // not name.
-  EVOSIP_NG_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  EVOSIP_STAT_FIELDS(EVOSIP_NG_STATS)
 };
 
 class NgServer {

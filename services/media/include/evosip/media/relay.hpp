@@ -97,7 +97,7 @@ struct RelayShared {
 
 // Per-worker totals; written by the worker only (relaxed), read at scrape.
 struct RelayCounters {
-  EVOSIP_RELAY_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  EVOSIP_STAT_FIELDS(EVOSIP_RELAY_STATS)
   std::atomic<uint64_t> managedSessions{0};  // calls created
   std::atomic<uint64_t> deletedSessions{0};  // by a delete command
   std::atomic<uint64_t> packetErrors{0};

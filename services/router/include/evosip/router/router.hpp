@@ -177,7 +177,7 @@ std::string_view rejectionName(Rejection r);
         "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)", "")
 
 struct RouterCounters {
-  EVOSIP_ROUTER_STATS(EVOSIP_STAT_FIELD, EVOSIP_STAT_GAUGE_FIELD, EVOSIP_STAT_ARRAY_FIELD)
+  EVOSIP_STAT_FIELDS(EVOSIP_ROUTER_STATS)
 
   static void bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
