@@ -1,12 +1,12 @@
 #pragma once
 // Statistics declared once (Envoy's stats X-macros): a component lists its statistics in one
 // macro, and that one list yields both the plain atomic fields its workers bump and their
-// Prometheus exposition (name, help, type, label).
+// Prometheus exposition (name, help, type, labels).
 //
-//   #define EVOSIP_WIDGET_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                             \
-//     COUNTER(sent, "evosip_widget_total", "Widgets, by result", "result=sent")            \
-//     COUNTER(lost, "evosip_widget_total", "", "result=lost")                              \
-//     GAUGE(open, "evosip_widget_open", "Widgets open now", "")                             \
+//   #define EVOSIP_WIDGET_STATS(COUNTER, GAUGE, COUNTER_ARRAY)
+//     COUNTER(sent, "evosip_widget_total", "Widgets, by result", "result=sent")
+//     COUNTER(lost, "evosip_widget_total", "", "result=lost")
+//     GAUGE(open, "evosip_widget_open", "Widgets open now", "")
 //     COUNTER_ARRAY(drops, kDropCount, "evosip_widget_drops_total", "Drops", "reason", dropName)
 //
 //   struct WidgetCounters {
