@@ -84,6 +84,7 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
       static_cast<size_t>(doc.getInt("sip.tcp.max_connections_per_ip", 32, 0, 1000000));
   s.tcpIdleTimeoutS = static_cast<int>(doc.getInt("sip.tcp.idle_timeout_s", 300, 1, 86400));
   s.tcpMessageTimeoutS = static_cast<int>(doc.getInt("sip.tcp.message_timeout_s", 10, 1, 3600));
+  s.freeBind = doc.getBool("sip.free_bind", false);
   const std::string scheduling = doc.getString("worker_scheduling", defaultScheduling);
   if (scheduling != "batch" && scheduling != "normal") {
     throw config::ConfigError(
@@ -108,6 +109,7 @@ transport::TransportSettings transportSettings(const CommonSettings& s) {
   t.maxConnectionsPerIp = s.maxConnectionsPerIp;
   t.tcpIdleTimeout = std::chrono::seconds(s.tcpIdleTimeoutS);
   t.tcpMessageTimeout = std::chrono::seconds(s.tcpMessageTimeoutS);
+  t.freeBind = s.freeBind;
   return t;
 }
 

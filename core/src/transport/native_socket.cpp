@@ -62,6 +62,14 @@ void setReusePort(int fd, const ListenSpec& spec) {
   }
 }
 
+void setFreeBind(int fd, const ListenSpec& spec) {
+  int one = 1;
+  // IP_FREEBIND sets the socket's flag for IPv6 sockets too (the flag is shared by both).
+  if (::setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) != 0) {
+    throwBindError(spec, boost::system::error_code(errno, boost::system::system_category()));
+  }
+}
+
 // Large buffers absorb bursts; the kernel caps them at net.core.[rw]mem_max without CAP_NET_ADMIN.
 void setBigBuffers(int fd) {
   int size = kSocketBufferBytes;

@@ -17,6 +17,8 @@ socklen_t toSockaddr(const Endpoint& ep, sockaddr_storage& ss);
 // Start-up errors: "cannot listen on <spec>: <reason>".
 [[noreturn]] void throwBindError(const ListenSpec& spec, const boost::system::error_code& ec);
 void setReusePort(int fd, const ListenSpec& spec);
+// IP_FREEBIND: the bind succeeds while the address is not (yet) on an interface.
+void setFreeBind(int fd, const ListenSpec& spec);
 void setBigBuffers(int fd);
 
 }  // namespace evosip::transport

@@ -255,6 +255,9 @@ void SipTransport::Impl::bindTcp(const ListenSpec& spec) {
     w->tcp.push_back(l);
     l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
     setReusePort(l->acceptor.native_handle(), spec);
+    if (settings.freeBind) {
+      setFreeBind(l->acceptor.native_handle(), spec);
+    }
     if (spec.endpoint.ip.is_v6()) {
       l->acceptor.set_option(asio::ip::v6_only(true), ec);
     }

@@ -206,6 +206,9 @@ std::shared_ptr<UdpSocket> SipTransport::Impl::openUdp(WorkerState& w, const Lis
   if (listen) {        // every worker binds the listen port (SO_REUSEPORT spreads the flows)
     s->socket.set_option(udp::socket::reuse_address(true), ec);
     setReusePort(s->socket.native_handle(), spec);
+    if (settings.freeBind) {
+      setFreeBind(s->socket.native_handle(), spec);
+    }
   }
   if (spec.endpoint.ip.is_v6()) {
     s->socket.set_option(asio::ip::v6_only(true), ec);
@@ -236,8 +239,15 @@ void SipTransport::Impl::bindUdp(const ListenSpec& spec) {
   bound.push_back(ListenSpec{Protocol::kUdp, Endpoint{spec.endpoint.ip, port}});
 }
 
-void SipTransport::Impl::bindEgress(const ListenSpec& spec) {
-  const int family = spec.endpoint.ip.is_v6() ? 1 : 0;
+void SipTransport::Impl::bindEgress(const ListenSpec& listen) {
+  const int family = listen.endpoint.ip.is_v6() ? 1 : 0;
+  ListenSpec spec = listen;
+  for (const auto& ip : settings.egressAddresses) {
+    if (ip.is_v6() == listen.endpoint.ip.is_v6()) {
+      spec.endpoint.ip = ip;
+      break;
+    }
+  }
   const size_t per = settings.egressPerWorker;
   egress.resize(workers.size() * per);
   for (size_t wi = 0; wi < workers.size(); ++wi) {

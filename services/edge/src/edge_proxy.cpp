@@ -334,17 +334,22 @@ bool EdgeProxy::isOwnEndpoint(const transport::Endpoint& ep) const {
       ep.port == (self4_.port ? self4_.port : self6_.port)) {
     return true;
   }
-  for (const auto& spec : settings_.listen) {
-    if (!ourIp(spec.endpoint.ip)) {
-      continue;
-    }
-    if (spec.endpoint.port == ep.port) {
-      return true;
-    }
+  auto egressPort = [&] {
     for (const auto& e : settings_.egressPorts) {
       if (e[0] == ep.port || e[1] == ep.port) {
         return true;
       }
+    }
+    return false;
+  };
+  for (const auto& spec : settings_.listen) {
+    if (ourIp(spec.endpoint.ip) && (spec.endpoint.port == ep.port || egressPort())) {
+      return true;
+    }
+  }
+  for (const auto& ip : settings_.egressAddresses) {
+    if (ip == ep.ip && egressPort()) {
+      return true;
     }
   }
   return false;

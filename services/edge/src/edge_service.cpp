@@ -20,6 +20,26 @@ transport::AddressAcl readNetworks(config::Document& doc, const std::string& key
   return *list;
 }
 
+// edge.egress_addresses: at most one unicast IP per family.
+std::vector<boost::asio::ip::address> readEgressAddresses(config::Document& doc) {
+  const std::string key = "edge.egress_addresses";
+  std::vector<boost::asio::ip::address> out;
+  for (const auto& text : doc.getList(key, {})) {
+    boost::system::error_code ec;
+    auto ip = boost::asio::ip::make_address(text, ec);
+    if (ec || ip.is_unspecified() || ip.is_multicast()) {
+      throw config::ConfigError(key + ": '" + text + "' is not a unicast IP address");
+    }
+    for (const auto& other : out) {
+      if (other.is_v6() == ip.is_v6()) {
+        throw config::ConfigError(key + ": more than one address of the same family");
+      }
+    }
+    out.push_back(ip);
+  }
+  return out;
+}
+
 }  // namespace
 
 EdgeConfig readEdgeConfig(config::Document& doc) {
@@ -50,6 +70,7 @@ EdgeConfig readEdgeConfig(config::Document& doc) {
       doc.getInt("edge.max_pending_bytes", int64_t{32} << 20, 1 << 20, int64_t{1} << 34));
   c.edge.flowSecret = config::readSecret(doc.getString("edge.flow_secret", ""));
   c.egressPerWorker = static_cast<size_t>(doc.getInt("edge.egress_sockets", 2, 0, 64));
+  c.edge.egressAddresses = readEgressAddresses(doc);
   c.edge.advertiseHost = c.common.advertiseHost;
   c.edge.advertisePort = c.common.advertisePort;
   c.edge.limits.maxSize = c.common.maxMessageSize;
@@ -281,6 +302,7 @@ void EdgeService::start() {
   }
   auto transportSettings = role::transportSettings(d.config.common);
   transportSettings.egressPerWorker = d.config.egressPerWorker;
+  transportSettings.egressAddresses = d.config.edge.egressAddresses;
   d.transport = std::make_unique<transport::SipTransport>(
       d.pool, std::move(transportSettings),
       [&d](runtime::Worker& worker, const transport::Packet& packet) {

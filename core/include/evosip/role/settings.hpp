@@ -27,6 +27,7 @@ struct CommonSettings {
   size_t maxConnectionsPerIp = 32;
   int tcpIdleTimeoutS = 300;
   int tcpMessageTimeoutS = 10;
+  bool freeBind = false;  // sip.free_bind: listen on an address not (yet) on this host
   // worker_scheduling: "batch" runs the workers SCHED_BATCH (runtime::WorkerPool).
   bool batchScheduling = false;
   // drain_timeout_s: the longest a SIGTERM drain waits for work in progress before the exit.

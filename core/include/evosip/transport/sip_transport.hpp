@@ -68,6 +68,13 @@ struct TransportSettings {
   // (with that port in its Via) has its responses delivered to that worker, whatever the
   // SO_REUSEPORT hash of the peer's address would pick. 0: none.
   size_t egressPerWorker = 0;
+  // Where the egress sockets of a family are bound instead of the first listen address of that
+  // family: a unicast address of this host when the listen address is shared (anycast), so that
+  // the answers to what leaves from them come back to this host, not to another announcer.
+  std::vector<boost::asio::ip::address> egressAddresses;
+  // Listen sockets bind even while their address is not on an interface (IP_FREEBIND): an
+  // anycast address that is put on the host only while the instance is ready.
+  bool freeBind = false;
 };
 
 // Counters an operator watches (exposed as metrics by the role).

@@ -64,6 +64,9 @@ struct EdgeSettings {
   // our Via: a router receives one edge over several flows, which SO_REUSEPORT spreads over its
   // workers, and every message of a call over the same flow. Empty: from the listen socket.
   std::vector<std::array<uint16_t, 2>> egressPorts;
+  // edge.egress_addresses: where the egress sockets are bound when not on the listen address
+  // (an anycast listen address; see TransportSettings::egressAddresses).
+  std::vector<boost::asio::ip::address> egressAddresses;
 };
 
 // Why a message was not forwarded (labels of evosip_edge_drops_total).
