@@ -8,7 +8,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/evosip-ccache
 # Paths relative to the checkout: another clone or worktree reuses the same cache entries.
 export CCACHE_BASEDIR ?= $(CURDIR)
 
-.PHONY: all deps configure build run test test-asan unit integration fuzz format clean image
+.PHONY: all deps configure build run test test-asan unit integration fuzz format clean image chaos
 
 all: build
 
@@ -46,6 +46,11 @@ unit: build
 
 integration: build
 	ctest --test-dir $(BUILD) --output-on-failure -L integration
+
+# Churn under load on the namespace cluster (tests/cluster; minutes; root and FRR): rolling
+# restarts and kills of every tier while calls run, and what callers saw.
+chaos: build
+	EVOSIP_BIN=$(CURDIR)/$(BUILD)/evosip python3 tests/cluster/chaos.py $(CHAOS_ARGS)
 
 # libFuzzer binaries (clang-14): make fuzz, then build-fuzz/tests/fuzz/<name>_fuzzer CORPUS_DIR
 fuzz: deps

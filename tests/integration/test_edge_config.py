@@ -61,7 +61,12 @@ class EdgeConfig(ProxyTestCase):
                                ({"sip": {"tcp": {"max_connections_per_ip": -1}}},
                                 "max_connections_per_ip"),
                                ({"sip": {"tcp": {"message_timeout_s": 0}}},
-                                "message_timeout_s")):
+                                "message_timeout_s"),
+                               ({"edge": {"egress_addresses": ["edge.example"]}},
+                                "egress_addresses"),
+                               ({"edge": {"egress_addresses": ["10.0.0.1", "10.0.0.2"]}},
+                                "egress_addresses"),
+                               ({"sip": {"free_bind": "sometimes"}}, "free_bind")):
             with self.subTest(key=key):
                 self.assertNamesKey(*self._run_bad(overrides), key)
 

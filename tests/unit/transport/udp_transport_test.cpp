@@ -170,6 +170,40 @@ TEST_F(UdpTransportTest, EgressSocketsSendFromTheirPortAndDeliverToTheirWorker) 
   EXPECT_EQ(transport_->stats().udpSendErrors.load(), 1u);
 }
 
+// Behind a shared (anycast) listen address the egress sockets sit on a unicast address, so that
+// what answers them reaches this host: they receive there and not on the listen address.
+TEST_F(UdpTransportTest, EgressSocketsBindTheEgressAddressWhenOneIsGiven) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  s.egressPerWorker = 1;
+  s.egressAddresses = {boost::asio::ip::make_address("127.0.0.2")};
+  startTransport(s, 1);
+  const uint16_t port = *transport_->egressPort(0, false);
+  UdpPeer peer;
+  ASSERT_TRUE(peer.sendTo(Endpoint{boost::asio::ip::make_address("127.0.0.2"), port}, "a"));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  EXPECT_EQ(received()[0].source.local.ip.to_string(), "127.0.0.2");
+  ASSERT_TRUE(peer.sendTo(Endpoint{boundAt(0).ip, port}, "b"));
+  ASSERT_TRUE(peer.sendTo(boundAt(0), "c"));  // the listen socket still receives
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 2; }));
+  for (const auto& r : received()) {
+    EXPECT_NE(r.data, "b") << "an egress socket received on the listen address";
+  }
+}
+
+// sip.free_bind: a listen address that is not (yet) on this host binds only with it.
+TEST_F(UdpTransportTest, FreeBindListensOnAnAddressNotOnThisHost) {
+  TransportSettings s;
+  s.listen = {listen("udp:192.0.2.77:0")};  // TEST-NET-1: on no interface here
+  pool_ = std::make_unique<runtime::WorkerPool>(1, 1);
+  transport_ = std::make_unique<SipTransport>(*pool_, s, [](runtime::Worker&, const Packet&) {});
+  EXPECT_THROW(transport_->start(), std::runtime_error);
+  transport_.reset();
+  s.freeBind = true;
+  startTransport(s, 1);
+  EXPECT_EQ(boundAt(0).ip.to_string(), "192.0.2.77");
+}
+
 namespace {
 // This process's UDP sockets bound to 127.0.0.1:port.
 std::vector<int> udpFdsOnPort(uint16_t port) {

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Churn under load on the namespace cluster: what callers see while instances restart and die.
+
+    sudo EVOSIP_BIN=$PWD/build/evosip python3 tests/cluster/chaos.py [--rate 100] [--call-s 5]
+    make chaos
+
+For each tier (edge, router, media) under `--rate` calls/s of `--call-s` s calls
+(authenticated, record-routed, media anchored, through the anycast address):
+  1. a rolling restart: SIGTERM each instance in turn, wait until it has exited, start it
+     again, wait until it is ready;
+  2. a SIGKILL of one instance, restarted once the load step is over.
+Printed per step: calls placed, failed, and the exit codes of the drained instances; for the
+edge kill, the time until the core router stopped sending to the dead edge. The exit status is
+non-zero when a rolling restart failed a call or an instance did not exit 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import netlab  # noqa: E402
+from cluster import ANYCAST, DOMAIN, Cluster, register_callee, sipp, write_auth_csv  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+CALLEE = ("callee", "pw-callee-Secret")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="churn under load on the namespace cluster")
+    ap.add_argument("--rate", type=int, default=100, help="calls per second")
+    ap.add_argument("--call-s", type=float, default=5.0, help="call duration")
+    ap.add_argument("--tiers", default="edge,router,media")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    binary = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
+    if not netlab.can_make_namespaces() or not netlab.frr_available():
+        print("chaos: needs root, ip netns and FRR (apt-get install frr)", file=sys.stderr)
+        return 2
+    work = tempfile.mkdtemp(prefix="evosip-chaos-")
+    lab = netlab.Lab(work)
+    bad = []
+    try:
+        lab.build()
+        lab.start_routing()
+        cluster = Cluster(lab, binary)
+        cluster.up()
+        callers = [(f"user{i:04d}", f"pw-user{i:04d}-Secret") for i in range(200)]
+        cluster.provision(callers + [CALLEE])
+        register_callee(cluster, "c2", CALLEE, 5062)
+        sipp(cluster, "c2", "uas", "router_uas_callee.xml", port=5062,
+             keys={"router_name": "chaos"}, extra=["-max_recv_loops", "100000"])
+        csv = write_auth_csv(os.path.join(work, "callers.csv"), callers)
+        step = [0]
+
+        def load(seconds: float):
+            step[0] += 1
+            n = int(args.rate * seconds)
+            return sipp(cluster, "c1", f"load{step[0]}", "router_uac_call_auth.xml",
+                        remote=f"{ANYCAST}:5060", port=5070 + step[0] % 20, calls=n,
+                        rate=args.rate, duration_ms=int(args.call_s * 1000),
+                        timeout_s=int(seconds + args.call_s + 60),
+                        keys={"domain": DOMAIN, "callee": CALLEE[0]},
+                        extra=["-inf", csv, "-auth_uri", f"{CALLEE[0]}@{DOMAIN}",
+                               "-recv_timeout", "10000", "-l", str(args.rate * 20)]), n
+
+        print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; "
+              f"binary {binary}", flush=True)
+        for tier in args.tiers.split(","):
+            names = cluster.names(tier)
+            # 1. rolling restart
+            run, n = load(len(names) * 8 + 4)
+            time.sleep(2)
+            codes = []
+            for name in names:
+                t0 = time.monotonic()
+                cluster.signal(name, signal.SIGTERM)
+                codes.append(cluster.instances[name].proc.wait(timeout=120))
+                drained = time.monotonic() - t0
+                cluster.start(name)
+                print(f"  {tier} {name}: drained and exited {codes[-1]} in {drained:.1f} s, "
+                      f"ready again", flush=True)
+                time.sleep(2)
+            totals = run.wait(600)
+            failed = totals.get("FailedCall", -1)
+            print(f"{tier:6} rolling restart: {n} calls, {failed} failed, exit codes {codes}",
+                  flush=True)
+            if failed != 0 or any(c != 0 for c in codes):
+                bad.append(f"{tier} rolling restart")
+            # 2. SIGKILL of one instance
+            run, n = load(12)
+            time.sleep(4)
+            victim = names[0]
+            paths0 = len(lab.anycast_paths())
+            t0 = time.monotonic()
+            cluster.signal(victim, signal.SIGKILL)
+            extra = ""
+            if tier == "edge":
+                netlab.wait_until(lambda: len(lab.anycast_paths()) < paths0, 10, "withdrawal")
+                extra = f", anycast converged in {time.monotonic() - t0:.3f} s"
+            totals = run.wait(600)
+            cluster.start(victim)
+            if tier == "edge":
+                netlab.wait_until(lambda: len(lab.anycast_paths()) == paths0, 10,
+                                  "re-announce")
+            print(f"{tier:6} SIGKILL {victim}: {n} calls, {totals.get('FailedCall', -1)} failed"
+                  f"{extra}", flush=True)
+    finally:
+        lab.destroy()
+        if not args.keep:
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work dir kept: {work}")
+    if bad:
+        print(f"FAILED: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
