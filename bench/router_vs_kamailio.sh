@@ -23,19 +23,24 @@
 # (sipp -trace_rtt: from the first request of the call/registration to the final 200, so
 # both round trips), RSS/PSS. evosip: the router's CPU and, separately, the api's (it serves
 # HA1 values to the router on cache misses); the ratios and the targets use router+api.
-# Kamailio runs in three variants (bench/kamailio/router.cfg defines):
-#   kamailio     auth_db query on db_text per request (as specified), every new request
-#                transaction-stateful (t_newtran, as evosip's router) with the nonce-count
-#                replay check (evosip checks nc replays too). The targets are judged here.
-#   kamailio-ht  the same with the HA1 from an htable loaded at start (Kamailio's closest
-#                match to evosip's per-worker credential cache).
-#   kamailio-sl  htable, REGISTER/401/407 answered statelessly, no nonce-count check: the
-#                cheapest stock-Kamailio config; it does less than evosip (no replay check).
+# Kamailio runs as an operator runs it in production (bench/kamailio/router.cfg): debug=0, no
+# memory debugging, the faster of the tlsf and fm allocators (measured at start with a short
+# REGISTER step, printed; KAMAILIO_MEM=tlsf|fm forces one), and in these variants:
+#   kamailio     HA1 from an htable loaded at start, checked with pv_auth_check (the reference
+#                platform's own method), every new request transaction-stateful (t_newtran,
+#                as evosip's router) with the nonce-count replay check (evosip checks nc
+#                replays too). The targets are judged here.
+#   kamailio-sl  the same, with REGISTER/401/407 answered statelessly and no nonce-count check:
+#                the cheapest stock-Kamailio config; it does less than evosip (no replay check).
+#   kamailio-db  (KAMAILIO_AUTH_DB=1 only) auth_db with a db_text query per request: slower,
+#                not a production setup, for comparison.
+# Each variant's command line and the sha256 of router.cfg are printed with its figures.
 #
 # Env: EVOSIP_BIN (default build/evosip; missing -> evosip skipped, or fails with
 # REQUIRE_BOTH=1), USERS (10000), REG_RATES="500,1000,...", CALL_RATES, CALL_STEP_SECONDS,
 # CALL_MS (pause ACK->BYE, 0), WORKERS (evosip workers = kamailio children, 2),
-# KAMAILIO_HTABLE=0 (only the "kamailio" side), KEEP=1 keeps the work dir.
+# KAMAILIO_VARIANTS=0 (only the "kamailio" side), KAMAILIO_AUTH_DB=1, KAMAILIO_MEM (auto),
+# KEEP=1 keeps the work dir.
 # Exit status non-zero when a side failed to run.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -68,14 +73,16 @@ CALL_MS = int(os.environ.get("CALL_MS", "0"))
 WORKERS = int(os.environ.get("WORKERS", "2"))
 EVOSIP_BIN = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
 REQUIRE_BOTH = os.environ.get("REQUIRE_BOTH", "") == "1"
-HTABLE = os.environ.get("KAMAILIO_HTABLE", "1") != "0"
+VARIANTS = os.environ.get("KAMAILIO_VARIANTS", "1") != "0"
+AUTH_DB = os.environ.get("KAMAILIO_AUTH_DB", "") == "1"
 # SIDES=evosip runs evosip alone (profiling, iterating on a change); no ratios are printed then.
 SIDES = [s for s in os.environ.get("SIDES", "").split(",") if s]
 KAMAILIO_CFG = os.path.join(ROOT, "bench", "kamailio", "router.cfg")
-# tlsf: Debian's default q_malloc is built without MEM_JOIN_FREE, so freed transaction cells
-# fragment the shm pool until "Free fragment not found" (seen at 256 MB: out of memory and a
-# crash at 1000 calls/s) and its free-list walks inflate Kamailio's CPU; tlsf is O(1).
-KAM_MEM = os.environ.get("KAMAILIO_MEM", "tlsf")
+# Not q_malloc (Debian's default): it is built without MEM_JOIN_FREE, so freed transaction
+# cells fragment the shm pool until "Free fragment not found" (seen at 256 MB: out of memory
+# and a crash at 1000 calls/s), and its free-list walks inflate Kamailio's CPU. "auto" measures
+# tlsf and fm and keeps the faster.
+KAM_MEM = os.environ.get("KAMAILIO_MEM", "auto")
 KAM_SHM_MB = os.environ.get("KAMAILIO_SHM_MB", "1024")
 DOMAIN = h.ROUTER_DOMAIN
 CALLEE = ("callee", "pw-callee-Secret")
@@ -150,21 +157,42 @@ def write_kamailio_db(dbdir, users):
             f.write(f"{i}:{u}:0:0:{md5(f'{u}:{DOMAIN}:{p}')}:0\n")
 
 
-def start_kamailio(work, cleanup, name, dbdir, defines):
+def start_kamailio(work, cleanup, name, dbdir, defines, mem):
     port = h.free_port()
     rundir = os.path.join(work, name)
     os.makedirs(rundir, exist_ok=True)
     argv = [h.KAMAILIO, "-f", KAMAILIO_CFG, "-A", f'DBURL="text://{dbdir}"',
             "-l", f"udp:{h.HOST}:{port}", "-n", str(WORKERS), "-m", KAM_SHM_MB, "-M", "16",
-            "-x", KAM_MEM,
-            "-DD", "-E", "-Y", rundir, "-w", rundir]
+            "-x", mem, "-DD", "-E", "-Y", rundir, "-w", rundir]
     for d in defines:
         argv[3:3] = ["-A", d]
     proc = cleanup.add(h.Process(name, argv, work))
     h.wait_port(port, "udp", timeout=15, proc=proc)
     h.wait_until(lambda: len(tree(proc.pid)) > WORKERS, 10, "kamailio workers", proc=proc)
-    return Side(name, port, {"kamailio": proc}, proc)
+    side = Side(name, port, {"kamailio": proc}, proc)
+    side.argv = argv
+    return side
 
+
+def choose_allocator(work, cleanup, dbdir, csv_path):
+    """The faster of tlsf and fm for the main variant: a short REGISTER step on each."""
+    if KAM_MEM != "auto":
+        return KAM_MEM
+    n = min(USERS, 3000)
+    figures = {}
+    for mem in ("tlsf", "fm"):
+        side = start_kamailio(work, cleanup, f"calibrate-{mem}", dbdir, (), mem)
+        try:
+            r = run_step(work, side, "reg", 1000, n, 0, csv_path)
+            figures[mem] = r["per_cpu"]
+            if not r["clean"]:
+                print(f"# calibration {mem}: {r['failed']} failed: {r['summary']}", flush=True)
+        finally:
+            side.main.stop()
+    best = max(figures, key=figures.get)
+    print(f"# kamailio allocator: {best} (REGISTER/CPU-s over {n} users at 1000/s: "
+          + ", ".join(f"{m} {v:.0f}" for m, v in figures.items()) + ")")
+    return best
 
 def provision_api(api, users, threads=4):
     """Subscribers through the REST API (no bulk endpoint), a few keep-alive connections."""
@@ -346,7 +374,7 @@ def ratios(results, unit, label):
     """evosip vs each kamailio variant over the rates where BOTH ran clean (same load)."""
     ev = {r["rate"]: r for r in results.get("evosip", []) if r["clean"]}
     verdict = None
-    for ref in ("kamailio", "kamailio-ht", "kamailio-sl"):
+    for ref in ("kamailio", "kamailio-sl", "kamailio-db"):
         kr = {r["rate"]: r for r in results.get(ref, []) if r["clean"]}
         rates = sorted(set(ev) & set(kr))
         if not rates:
@@ -405,24 +433,30 @@ def main():
     failed_sides, skipped = [], []
     verdicts = {}
     users = h.make_users(USERS)
-    print(f"# evosip router vs {h.KAMAILIO} (bench/kamailio/router.cfg, -x {KAM_MEM} -m {KAM_SHM_MB}),"
-          f" {USERS} users, workers/children={WORKERS}, 127.0.0.1, sipp {h.SIPP}")
+    with open(KAMAILIO_CFG, "rb") as f:
+        cfg_hash = hashlib.sha256(f.read()).hexdigest()[:16]
+    print(f"# evosip router vs {h.KAMAILIO} (bench/kamailio/router.cfg sha256 {cfg_hash}, "
+          f"-m {KAM_SHM_MB}), {USERS} users, workers/children={WORKERS}, 127.0.0.1, sipp {h.SIPP}")
     print(f"# single proxy layer on both sides: sipp -> evosip router (no edge; record_route: true,"
           f" auth_algorithms [MD5], memory store) | sipp -> kamailio")
     print(f"# load average at start: {loadavg()} (2 shared cores: other jobs add noise)")
     try:
         dbdir = os.path.join(work, "kamdb")
         write_kamailio_db(dbdir, users + [CALLEE])
+        reg_csv = h.write_auth_csv(os.path.join(work, "users.csv"), users)
         sides = []
         variants = [("kamailio", ())]
-        if HTABLE:
-            variants += [("kamailio-ht", ("AUTH_HTABLE",)),
-                         ("kamailio-sl", ("AUTH_HTABLE", "STATELESS"))]
+        if VARIANTS:
+            variants.append(("kamailio-sl", ("STATELESS",)))
+        if AUTH_DB:
+            variants.append(("kamailio-db", ("AUTH_DB",)))
+        variants = [v for v in variants if not SIDES or v[0] in SIDES]
+        mem = choose_allocator(work, cleanup, dbdir, reg_csv) if variants else KAM_MEM
         for name, defines in variants:
-            if SIDES and name not in SIDES:
-                continue
             try:
-                sides.append(start_kamailio(work, cleanup, name, dbdir, defines))
+                side = start_kamailio(work, cleanup, name, dbdir, defines, mem)
+                sides.append(side)
+                print(f"# {name}: {' '.join(side.argv)}")
             except Exception as e:  # noqa: BLE001
                 print(f"{name}: FAILED TO START: {e}", file=sys.stderr)
                 failed_sides.append(name)
@@ -446,7 +480,6 @@ def main():
             raise RuntimeError("no side started")
 
         # 1. registrations ----------------------------------------------------------------
-        reg_csv = h.write_auth_csv(os.path.join(work, "users.csv"), users)
         reg_port = h.free_port()
         mem0 = {s.name: memory_kb(s.main.pid) for s in sides}
         print(f"\n== 1. REGISTER with digest auth: {USERS} users per step (2 round trips each), "
