@@ -223,10 +223,11 @@ class Lab:
         return sorted(hops)
 
     # -- teardown ------------------------------------------------------------------------------
-    def stop(self, p: subprocess.Popen, timeout: float = 5.0) -> Optional[int]:
+    def stop(self, p: subprocess.Popen, timeout: float = 5.0, sig: int = 2) -> Optional[int]:
+        """SIGINT (evosip roles stop at once, without a drain), SIGKILL after timeout."""
         if p.poll() is None:
             try:
-                os.kill(p.pid, 15)
+                os.kill(p.pid, sig)
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, 9)
