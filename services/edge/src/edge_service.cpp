@@ -25,11 +25,11 @@ std::vector<boost::asio::ip::address> readEgressAddresses(config::Document& doc)
   const std::string key = "edge.egress_addresses";
   std::vector<boost::asio::ip::address> out;
   for (const auto& text : doc.getList(key, {})) {
-    boost::system::error_code ec;
-    auto ip = boost::asio::ip::make_address(text, ec);
-    if (ec || ip.is_unspecified() || ip.is_multicast()) {
+    auto parsed = transport::parseNumericHost(text);
+    if (!parsed || parsed->is_unspecified() || parsed->is_multicast()) {
       throw config::ConfigError(key + ": '" + text + "' is not a unicast IP address");
     }
+    const auto ip = *parsed;
     for (const auto& other : out) {
       if (other.is_v6() == ip.is_v6()) {
         throw config::ConfigError(key + ": more than one address of the same family");
