@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -24,9 +25,11 @@ const fs::path kServices = fs::path(EVOSIP_TEST_DATA_DIR) / ".." / ".." / "servi
 class ExampleConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // ctest runs each case in its own process, several at once: the folder is unique to
+    // this process, or one case's TearDown removes another's secrets.
     secrets_ = fs::temp_directory_path() /
-               ("evosip-example-secrets-" +
-                std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+               ("evosip-example-secrets-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(secrets_);
   }
   void TearDown() override { fs::remove_all(secrets_); }
