@@ -103,7 +103,7 @@ class Cluster:
     def add(self, role: str, host: str, config: dict) -> Instance:
         ip = self.lab.hosts[host].data_ip
         base = {"control": {"listen": f"{ip}:{CONTROL_PORT[role]}", "token": TOKEN},
-                "log": {"level": "info", "format": "text"}}
+                "log": {"level": os.environ.get("EVOSIP_CLUSTER_LOG", "info"), "format": "text"}}
         if role != "api":
             base["workers"] = 1
         inst = Instance(role, host, ip, {**base, **config})

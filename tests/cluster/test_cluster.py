@@ -95,7 +95,6 @@ class ClusterTest(unittest.TestCase):
     # had established dialogs; the edges keep picking it for their BYEs until its probe fails,
     # and about 10 of 100 BYEs are then answered 503 by the edge instead of moving to the other
     # router. Passes once the edge moves those in-dialog requests to a live router.
-    @unittest.expectedFailure
     def test_3_router_sigterm_drains_without_a_failed_call(self):
         run = self.calls("router-term", 100, 20, duration_ms=3000)
         time.sleep(2)

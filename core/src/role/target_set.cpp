@@ -88,20 +88,6 @@ size_t TargetSet::pick(std::string_view key, int64_t nowNs, size_t exclude,
   return best != SIZE_MAX ? best : bestDraining;
 }
 
-size_t TargetSet::pickForDialog(std::string_view key, int64_t nowNs) const {
-  const uint64_t keyHash = hash64(key);
-  size_t best = SIZE_MAX;
-  uint64_t bestWeight = 0;
-  for (size_t i = 0; i < targets_.size(); ++i) {
-    const uint64_t w = rendezvousWeight(keyHash, targets_[i]->nameHash);
-    if (targets_[i]->upAt(nowNs) && (best == SIZE_MAX || w > bestWeight)) {
-      best = i;
-      bestWeight = w;
-    }
-  }
-  return best;
-}
-
 size_t TargetSet::find(const transport::Endpoint& ep) const {
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (targets_[i]->endpoint == ep) {

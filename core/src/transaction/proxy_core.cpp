@@ -402,10 +402,17 @@ std::optional<Destination> ProxyCore::branchDestination(const Target& target, co
 }
 
 std::string ProxyCore::branchRequest(const sip::Message& msg, const RoutePlan& plan,
-                                     const Target& target, size_t index, Destination& to,
-                                     bool routed, const ForwardOptions& options) {
+                                     const Context& ctx, size_t index, Destination& to,
+                                     bool routed) {
+  const Target& target = ctx.targets[index];
+  const ForwardOptions& options = ctx.options;
   const std::string_view ruri = target.uri.empty() ? plan.info.requestUri : target.uri;
   sip::MessageEditor edit(msg);
+  // 18.2.1: the upstream's Via says where we received it, so that responses forwarded
+  // statelessly later (2xx retransmissions) go where the transaction's did.
+  if (auto via = msg.topVia()) {
+    transport::stampReceived(edit, msg, *via, ctx.upstream.remote, viaScratch_);
+  }
   if (!target.uri.empty() || plan.info.strictFixup) {
     edit.replaceRequestUri(ruri);
   }
@@ -490,8 +497,7 @@ void ProxyCore::startBranch(Context& ctx, const sip::Message& msg, const RoutePl
     branchFinal(ctx, index, 482, nullptr);
     return;
   }
-  auto id = layer_.sendRequest(
-      branchRequest(msg, plan, ctx.targets[index], index, *to, routed, ctx.options), *to);
+  auto id = layer_.sendRequest(branchRequest(msg, plan, ctx, index, *to, routed), *to);
   if (!id) {
     branchFinal(ctx, index, 503, nullptr);  // transport error (16.7: as a 503)
     return;

@@ -44,10 +44,6 @@ inline uint32_t offsetOf(const sip::Message& msg, std::string_view part) {
   return static_cast<uint32_t>(part.data() - msg.buffer().data());
 }
 
-// received/rport on the sender's Via (RFC 3261 18.2.1, RFC 3581). `buf` is scratch space.
-void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const sip::Via& topVia,
-                      const transport::Source& src, std::string& buf);
-
 inline size_t dropSlot(DropReason r) {
   return static_cast<size_t>(r);
 }

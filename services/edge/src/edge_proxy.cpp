@@ -9,6 +9,7 @@
 #include <evosip/sip/editor.hpp>
 #include <evosip/sip/params.hpp>
 #include <evosip/sip/response.hpp>
+#include <evosip/transport/response_destination.hpp>
 
 #include "edge_internal.hpp"
 
@@ -98,37 +99,6 @@ std::optional<boost::asio::ip::address> parseIp(std::string_view host) {
     return std::nullopt;
   }
   return ip;
-}
-
-// The rport value goes in first: when rport is the last parameter both edits land on the same
-// offset. The editor copies inserted text, so `buf` (a worker's reused buffer) is free again
-// after.
-void addReceivedRport(sip::MessageEditor& edit, const sip::Message& msg, const sip::Via& topVia,
-                      const transport::Source& src, std::string& buf) {
-  const auto rport = topVia.rport();
-  if (rport && rport->empty()) {
-    uint32_t at = offsetOf(msg, topVia.text) + static_cast<uint32_t>(topVia.text.size());
-    topVia.params.forEach([&](const sip::ParamList::Param& p) {
-      if (iequals(p.name, "rport")) {
-        at = offsetOf(msg, p.name) + static_cast<uint32_t>(p.name.size());
-        return false;
-      }
-      return true;
-    });
-    edit.insertAt(at, fmt::format("={}", src.remote.port));
-  }
-  auto viaIp = parseIp(topVia.host);
-  const bool needReceived = rport.has_value() || !viaIp || *viaIp != src.remote.ip;
-  buf.assign(";received=");
-  buf.append(src.remote.ip.to_string());
-  const std::string_view value = std::string_view(buf).substr(10);
-  if (auto received = topVia.received(); received) {
-    edit.replaceRange(offsetOf(msg, *received),
-                      offsetOf(msg, *received) + static_cast<uint32_t>(received->size()), value);
-  } else if (needReceived) {
-    uint32_t end = offsetOf(msg, topVia.text) + static_cast<uint32_t>(topVia.text.size());
-    edit.insertAt(end, buf);
-  }
 }
 
 }  // namespace detail
@@ -421,7 +391,7 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
   std::optional<sip::Message> fixed;
   if (auto via = msg.topVia()) {
     sip::MessageEditor edit(msg);
-    detail::addReceivedRport(edit, msg, *via, src, w.scratch);
+    transport::stampReceived(edit, msg, *via, src.remote, w.scratch);
     withReceived = edit.str();
     if (auto m = sip::Message::parse(withReceived, settings_.limits)) {
       fixed = std::move(*m);
@@ -730,11 +700,11 @@ bool EdgeProxy::selectNextHop(RequestContext& rq) {
     }
   }
   if (rq.routerIndex == SIZE_MAX) {
-    // New work (an initial request, the ACK of a non-2xx final, which goes where its INVITE
-    // went) avoids a router that drains; a request of a dialog goes where its dialog is.
-    const bool newWork = rq.initial || (rq.msg.method() == sip::Method::kAck && !rq.route.flow);
-    rq.routerIndex =
-        newWork ? routers.pick(rq.callId, rq.now) : routers.pickForDialog(rq.callId, rq.now);
+    // Without a router's Record-Route any router serves a dialog (they share its store), so a
+    // request of a dialog avoids a draining router as new work does: the draining one may be
+    // gone before the dialog ends, and its dialogs' requests would then be lost (an ACK) or
+    // wait for a failover (a BYE).
+    rq.routerIndex = routers.pick(rq.callId, rq.now);
   }
   if (rq.routerIndex == SIZE_MAX) {
     drop(rq.w, DropReason::kNoRouter);
@@ -908,7 +878,7 @@ void EdgeProxy::rewrite(RequestContext& rq) {
     path.append("@").append(selfFor(rq.next.remote.ip).hostPort).append(";lr>");
     edit.prependHeader("Path", path);
   }
-  detail::addReceivedRport(edit, msg, rq.topVia, rq.src, rq.w.scratch);
+  transport::stampReceived(edit, msg, rq.topVia, rq.src.remote, rq.w.scratch);
   // Max-Forwards: decremented, and never more than our cap (a client cannot buy a long loop).
   const uint32_t cap = settings_.maxForwards;
   if (const auto* mf = msg.find(sip::HeaderId::kMaxForwards)) {

@@ -94,12 +94,12 @@ TEST_F(EdgeFailoverTest, ADrainingRoutersRefusalGoesToTheNextRouterNotToTheCalle
   receive(bye("old-call", "<" + ours + ">, <sip:" + first.to.remote.str() + ";lr>"));
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].to.remote, first.to.remote);
-  // Without a router Record-Route (the routers' default), the Call-ID's rendezvous choice
-  // among the live routers, draining ones included, finds it too.
+  // Without a router Record-Route (the routers' default) any router serves the dialog from
+  // the shared store: the request avoids the draining one, which may exit before the call ends.
   sent.clear();
   receive(bye("a84b4c76e66710@pc33.atlanta.com", "<" + ours + ">"));
   ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0].to.remote, first.to.remote);
+  EXPECT_NE(sent[0].to.remote, first.to.remote);
   // The hold ends: the router gets new calls again (and says again if it still drains).
   clock.advance(11s);
   sent.clear();

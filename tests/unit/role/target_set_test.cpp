@@ -88,8 +88,7 @@ TEST(TargetSetTest, DrainingRouterTakesNewWorkOnlyWhenEveryOtherOneDrainsToo) {
   const size_t second = set->pick(callId, 500);
   ASSERT_NE(second, SIZE_MAX);
   EXPECT_NE(second, first);
-  EXPECT_EQ(set->pick(callId, 1000), first);          // the hold ended
-  EXPECT_EQ(set->pickForDialog(callId, 500), first);  // its dialogs stay with it
+  EXPECT_EQ(set->pick(callId, 1000), first);  // the hold ended
   for (size_t i = 0; i < set->size(); ++i) {
     set->at(i).drainingUntilNs = 1000;
   }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <evosip/sip/response.hpp>
 #include <evosip/transaction/proxy_core.hpp>
 
 #include "txn_test_support.hpp"
@@ -147,6 +148,32 @@ TEST_F(ProxyCoreTest, InviteGets100AtOnceAndIsForwardedWithViaRecordRouteMaxForw
   EXPECT_EQ(m.count(sip::HeaderId::kVia), 2u);
   EXPECT_EQ(m.maxForwards(), 69u);
   EXPECT_EQ(header(out[0], sip::HeaderId::kRecordRoute), "<sip:10.0.0.1;lr>");
+}
+
+// RFC 3261 18.2.1: the upstream's Via records the source when its sent-by names another
+// address, so a 2xx retransmission forwarded statelessly by that Via reaches the sender too.
+TEST_F(ProxyCoreTest, ForwardedRequestCarriesReceivedWhenTheSentByIsNotTheSource) {
+  RequestSpec s;
+  s.via = "SIP/2.0/UDP 10.99.0.1:5062;branch=z9hG4bK-anycast";
+  receive(request(s));
+  proxy->forward(router.last, {target("sip:bob@10.0.0.20:5080")}, {});
+  auto out = to("10.0.0.20", 5080);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NE(
+      out[0].find("Via: SIP/2.0/UDP 10.99.0.1:5062;branch=z9hG4bK-anycast;received=192.0.2.10"),
+      std::string::npos)
+      << out[0];
+  // The callee retransmits its 2xx after the transaction ended: it goes to the source.
+  auto ok = sip::Message::parse(out[0]);
+  ASSERT_TRUE(ok);
+  std::string response;
+  ASSERT_TRUE(sip::buildResponse(*ok, 200, "OK", "callee-tag", "", response));
+  sent.clear();
+  auto parsedOk = sip::Message::parse(response);
+  ASSERT_TRUE(parsedOk);
+  proxy->onStrayResponse(*parsedOk, Source{});
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to.remote, ep("192.0.2.10", 5062));
 }
 
 TEST_F(ProxyCoreTest, InviteAnsweredInTheSamePassGetsNo100) {

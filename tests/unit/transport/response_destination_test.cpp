@@ -108,6 +108,42 @@ TEST(NextViaDestinationTest, NamesAreRefused) {
   EXPECT_EQ(received->remote, ep("192.0.2.4", 5062));
 }
 
+// The text of `request` after stampReceived for a request from `from`.
+std::string stamped(const std::string& request, const Endpoint& from) {
+  auto msg = sip::Message::parse(request);
+  EXPECT_TRUE(msg) << request;
+  auto top = msg->topVia();
+  EXPECT_TRUE(top);
+  sip::MessageEditor edit(*msg);
+  std::string scratch;
+  stampReceived(edit, *msg, *top, from, scratch);
+  return edit.str();
+}
+
+std::string withVia(std::string_view via) {
+  return "OPTIONS sip:a@example.com SIP/2.0\r\nVia: " + std::string(via) +
+         "\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+}
+
+TEST(StampReceivedTest, ReceivedWhenTheSourceIsNotTheSentByHostAndRportFilledIn) {
+  // The sent-by names another address (an anycast address, a NAT): received says where from.
+  EXPECT_NE(stamped(withVia("SIP/2.0/UDP 10.99.0.1:40369;branch=z9hG4bK1"), ep("10.77.1.11", 40369))
+                .find("Via: SIP/2.0/UDP 10.99.0.1:40369;branch=z9hG4bK1;received=10.77.1.11\r\n"),
+            std::string::npos);
+  // The source is the sent-by host: nothing to add.
+  const std::string same = withVia("SIP/2.0/UDP 10.77.1.11:40369;branch=z9hG4bK1");
+  EXPECT_EQ(stamped(same, ep("10.77.1.11", 40369)), same);
+  // rport asked for: its value and received, whatever the host.
+  EXPECT_NE(stamped(withVia("SIP/2.0/UDP 10.0.0.5;rport;branch=z9hG4bK1"), ep("10.0.0.5", 5071))
+                .find("Via: SIP/2.0/UDP 10.0.0.5;rport=5071;branch=z9hG4bK1;received=10.0.0.5\r\n"),
+            std::string::npos);
+  // A received= the sender wrote itself is replaced, never trusted.
+  EXPECT_NE(stamped(withVia("SIP/2.0/UDP host.example;received=6.6.6.6;branch=z9hG4bK1"),
+                    ep("192.0.2.9", 5060))
+                .find("received=192.0.2.9;branch"),
+            std::string::npos);
+}
+
 TEST(NumericHostTest, Ipv4AndIpv6WithOrWithoutBrackets) {
   EXPECT_EQ(parseNumericHost("192.0.2.1")->to_string(), "192.0.2.1");
   EXPECT_EQ(parseNumericHost("2001:db8::1")->to_string(), "2001:db8::1");

@@ -90,9 +90,6 @@ class TargetSet {
   // since). SIZE_MAX when no such target is up.
   size_t pick(std::string_view key, int64_t nowNs, size_t exclude = SIZE_MAX,
               std::optional<bool> v6 = std::nullopt) const;
-  // The target for a request of an existing dialog: the highest-weight one that is up, draining
-  // or not (a draining target still serves its dialogs). SIZE_MAX when none is up.
-  size_t pickForDialog(std::string_view key, int64_t nowNs) const;
   // Index of the target at this endpoint, SIZE_MAX if none.
   size_t find(const transport::Endpoint& ep) const;
   size_t findUri(std::string_view uri) const;

@@ -249,9 +249,8 @@ class ProxyCore final : public TransactionUser {
   std::optional<Destination> branchDestination(const Target& target, const RoutePlan& plan,
                                                bool& routed);
   // The request of one branch (16.6): Request-URI, Route, Max-Forwards, Via, Record-Route.
-  std::string branchRequest(const sip::Message& msg, const RoutePlan& plan, const Target& target,
-                            size_t index, Destination& to, bool routed,
-                            const ForwardOptions& options);
+  std::string branchRequest(const sip::Message& msg, const RoutePlan& plan, const Context& ctx,
+                            size_t index, Destination& to, bool routed);
 
   // Sends branch `index` (its target is ctx.targets[index]); one that cannot leave ends at once.
   void startBranch(Context& ctx, const sip::Message& msg, const RoutePlan& plan, uint32_t index);
@@ -281,6 +280,7 @@ class ProxyCore final : public TransactionUser {
   std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> branchOf_;  // client -> ctx
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
   std::string out_;
+  std::string viaScratch_;   // received= text while a request is edited
   uint64_t sendingFor_ = 0;  // the server transaction a response is being sent on
   bool resuming_ = false;    // in resumeResponse: do not offer the response to holdResponse
   ProxyStats stats_;

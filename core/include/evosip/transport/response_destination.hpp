@@ -5,6 +5,8 @@
 
 #include <evosip/base/result.hpp>
 #include <evosip/sip/address.hpp>
+#include <evosip/sip/editor.hpp>
+#include <evosip/sip/message.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
 namespace evosip::transport {
@@ -22,5 +24,13 @@ Destination responseDestination(const Source& src);
 // rport (else the sent-by port, else the transport's default), over the Via's transport.
 // Numeric hosts only: a name or an unknown transport is an error.
 Result<Destination> nextViaDestination(const sip::Via& via);
+
+// What the receiver of a request writes into its sender's Via (RFC 3261 18.2.1, RFC 3581 4):
+// received= when the source IP is not the sent-by host (a name, another address: a NAT, or an
+// anycast address the sender cannot receive on) or when rport was asked for, and the source
+// port into an empty rport. Responses sent statelessly later (a 2xx retransmission) then reach
+// the sender where the first one did. `viaOfMsg` is `msg`'s top Via; `buf` is scratch space.
+void stampReceived(sip::MessageEditor& edit, const sip::Message& msg, const sip::Via& viaOfMsg,
+                   const Endpoint& source, std::string& buf);
 
 }  // namespace evosip::transport
