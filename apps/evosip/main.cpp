@@ -181,10 +181,12 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
       "(UDP or TCP), then dial the other user, or:\n"
       "  100  a welcome prompt (Playback)     101  your own voice back (Echo)\n"
       "  102  a menu: press 1 or 2 (Menu)     *97  leave yourself a voicemail\n"
-      "All audio goes through the media relay. Ctrl-C stops everything.\n",
+      "All audio goes through the media relay. Ctrl-C stops everything; SIGTERM lets the\n"
+      "calls in progress end first (new calls are refused meanwhile).\n",
       sipPort);
   std::fflush(stdout);
-  runtime::waitForStopSignal();
+  role::serveUntilStopped({&edgeService.host(), &routerService.host(), &apiService.host(),
+                           &mediaService.host(), &appService.host()});
   edgeService.stop();
   apiService.stop();
   routerService.stop();

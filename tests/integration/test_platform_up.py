@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import time
@@ -209,6 +210,53 @@ class PlatformUp(h.ProxyTestCase):
         self.assertEqual(final.status, 302, str(final))
         self.assertIn("sip:101@evosip.local", final.get("Contact") or "", str(final))
         self.assertNotIn("X-Evosip", final.raw.decode("utf-8", "replace"))
+
+
+class UpDrain(h.ProxyTestCase):
+    """SIGTERM to `evosip up` lets the calls in progress end: new calls are refused meanwhile,
+    and the process exits 0 once the last call hung up."""
+
+    def endpoint(self, name: str):
+        return rm.km.RtpEndpoint(name, h.free_port())
+
+    def test_sigterm_refuses_new_calls_and_exits_after_the_last_one(self) -> None:
+        up = Up(self.tmp, self.cleanup)
+        edge = (h.HOST, up.sip_port)
+        alice = rm.Phone(self, edge, "alice", up.passwords["alice"])
+        self.cleanup.callbacks.append(alice.rtp.close)
+        call = rm.Call(alice, "sip:101@evosip.local")
+        call.invite()
+        ok = call.final(timeout=10)
+        self.assertEqual(ok.status, 200, str(ok))
+
+        up.proc.send_signal(signal.SIGTERM)
+        h.wait_until(lambda: h.http_get(up.controls["router"] + "/readyz")[0] == 503, 5,
+                     "the router turning unready")
+        time.sleep(3)  # longer than any role's drain_idle_s: the call keeps it up
+        self.assertIsNone(up.proc.poll(), "evosip up exited with a call in progress")
+
+        # A new call: refused, and the caller hears why.
+        bob = rm.Phone(self, edge, "bob", up.passwords["bob"])
+        self.cleanup.callbacks.append(bob.rtp.close)
+        refused = bob.sip.transact(rm.Call(bob, "sip:100@evosip.local")._request(
+            "INVITE", body=rm.sdp_for(bob.rtp.port, "bob")), timeout=5)
+        self.assertIsNotNone(refused, "no answer to a new INVITE while draining")
+        self.assertEqual(refused.status, 503, str(refused))
+        self.assertNotIn("X-Evosip", refused.raw.decode("utf-8", "replace"))
+
+        # The call in progress still works: its BYE is answered by the app.
+        call.cseq += 1
+        bye = call._request("BYE", in_dialog=True)
+        final = None
+        for _ in range(10):
+            final = alice.sip.transact(bye, timeout=1)
+            if final is not None and final.status >= 200:
+                break
+        self.assertIsNotNone(final, "no answer to the BYE while draining")
+        self.assertEqual(final.status, 200, str(final))
+        h.wait_until(lambda: up.proc.poll() is not None, 15,
+                     "evosip up exiting after the last call")
+        self.assertEqual(up.proc.returncode, 0, up.stdout())
 
 
 if __name__ == "__main__":

@@ -123,27 +123,56 @@ void Host::registerRpc() {
 }
 
 int Host::serveUntilStopped() {
+  return role::serveUntilStopped({this});
+}
+
+bool Host::beginStopOnSignal() {
+  if (!drain_.beginStop()) {
+    return false;
+  }
+  if (work_.refuseNew) {
+    work_.refuseNew(true);
+  }
+  logger_->info(
+      "SIGTERM: draining (not ready, no new work), {} in progress; exit when done or in {} s",
+      inProgress(), common_.drainTimeout.count());
+  return true;
+}
+
+bool Host::stopDrained() {
+  if (!drain_.draining() || !drain_.poll(inProgress(), arrivals())) {
+    return false;
+  }
+  if (drain_.timedOut()) {
+    logger_->warn("drain_timeout_s passed with {} in progress: stopping", inProgress());
+  } else {
+    logger_->info("drained: stopping");
+  }
+  return true;
+}
+
+int serveUntilStopped(const std::vector<Host*>& hosts) {
   // How often the drain looks at the work in progress.
   constexpr std::chrono::milliseconds kPollPeriod(100);
+  std::vector<bool> done(hosts.size(), false);
   while (true) {
     if (auto sig = runtime::waitForStopSignal(kPollPeriod)) {
-      if (*sig != SIGTERM || !drain_.beginStop()) {
-        logger_->info("signal {}: stopping now", *sig);
+      // The first SIGTERM drains; a SIGINT, or a SIGTERM while stopping, stops at once.
+      bool drain = *sig == SIGTERM;
+      for (Host* h : hosts) {
+        drain = drain && h->beginStopOnSignal();
+      }
+      if (!drain) {
+        hosts.front()->logger()->info("signal {}: stopping now", *sig);
         return 0;
       }
-      if (work_.refuseNew) {
-        work_.refuseNew(true);
-      }
-      logger_->info(
-          "SIGTERM: draining (not ready, no new work), {} in progress; exit when done or in {} s",
-          inProgress(), common_.drainTimeout.count());
     }
-    if (drain_.draining() && drain_.poll(inProgress(), arrivals())) {
-      if (drain_.timedOut()) {
-        logger_->warn("drain_timeout_s passed with {} in progress: stopping", inProgress());
-      } else {
-        logger_->info("drained: stopping");
-      }
+    size_t left = 0;
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      done[i] = done[i] || hosts[i]->stopDrained();
+      left += done[i] ? 0 : 1;
+    }
+    if (left == 0) {
       return 0;
     }
   }

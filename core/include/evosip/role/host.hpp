@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/json/object.hpp>
 
@@ -90,6 +91,12 @@ class Host {
   // process must exit: a second SIGTERM or a SIGINT at once, the first SIGTERM after the
   // drain. Returns the exit code.
   int serveUntilStopped();
+  // The first SIGTERM: drains (new work refused) and starts drain_timeout_s. False when the
+  // host was stopping already (a second SIGTERM).
+  bool beginStopOnSignal();
+  // While stopping on a signal: true once the work in progress is done or drain_timeout_s
+  // passed (logged).
+  bool stopDrained();
 
   // The drain's RPC answers (instance.drain, instance.undrain, instance.status).
   control::RpcResult beginDrain();
@@ -115,6 +122,11 @@ class Host {
   std::atomic<bool> ready_{false};
   bool started_ = false;
 };
+
+// serveUntilStopped for several roles in one process (`evosip up`): the first SIGTERM drains
+// every host at once, and the call returns when all are drained; a second SIGTERM or a SIGINT
+// returns at once.
+int serveUntilStopped(const std::vector<Host*>& hosts);
 
 // `evosip <role> --config FILE`: reads the configuration, starts the service, serves until a
 // stop signal (Host::serveUntilStopped), stops it. Config is a role's config struct with a
