@@ -14,6 +14,7 @@
 
 #include <evosip/api/api_service.hpp>
 #include <evosip/app/app_service.hpp>
+#include <evosip/base/hex.hpp>
 #include <evosip/config/config.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/edge/edge_service.hpp>
@@ -44,11 +45,7 @@ std::string randomToken() {
   if (RAND_bytes(raw, sizeof raw) != 1) {
     throw std::runtime_error("evosip up: no random bytes for the internal token");
   }
-  std::string out;
-  for (unsigned char c : raw) {
-    out += fmt::format("{:02x}", c);
-  }
-  return out;
+  return evosip::hexEncode(raw);
 }
 
 // Creates the demo domain and subscribers through the API (a second `up` resets passwords).

@@ -16,6 +16,7 @@
 #include <malloc.h>
 #include <string>
 
+#include <evosip/base/hex.hpp>
 #include <evosip/store/memory_store.hpp>
 
 namespace {
@@ -30,11 +31,8 @@ size_t heapInUse() {
 }
 
 std::string hex(uint64_t v, int digits) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(static_cast<size_t>(digits), '0');
-  for (int i = digits - 1; i >= 0; --i, v >>= 4) {
-    s[static_cast<size_t>(i)] = kHex[v & 0xf];
-  }
+  std::string s;
+  evosip::appendHex(s, v, digits);
   return s;
 }
 

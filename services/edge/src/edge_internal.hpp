@@ -9,9 +9,12 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <evosip/base/hex.hpp>
 #include <evosip/base/strings.hpp>
 #include <evosip/edge/edge_proxy.hpp>
 #include <evosip/sip/editor.hpp>
+#include <evosip/transport/address.hpp>
+#include <evosip/transport/response_destination.hpp>
 
 namespace evosip::edge::detail {
 
@@ -30,14 +33,9 @@ constexpr std::string_view kCredentialsParam = "cr";
 // the request it answers: the edge never amplifies.
 constexpr size_t kUnverifiedReplySlack = 64;
 
-void appendHex(std::string& out, uint64_t v, int digits);
-std::optional<uint64_t> parseHex(std::string_view s);
-
 inline bool isEvosipHeader(std::string_view name) {
   return istartsWith(name, "x-evosip-");
 }
-
-std::optional<boost::asio::ip::address> parseIp(std::string_view host);
 
 // Offset of a view into the message buffer.
 inline uint32_t offsetOf(const sip::Message& msg, std::string_view part) {

@@ -64,45 +64,6 @@ uint64_t randomKey() {
 
 }  // namespace
 
-namespace detail {
-
-void appendHex(std::string& out, uint64_t v, int digits) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i) {
-    out.push_back(kHex[(v >> (i * 4)) & 0xf]);
-  }
-}
-
-std::optional<uint64_t> parseHex(std::string_view s) {
-  if (s.empty() || s.size() > 16) {
-    return std::nullopt;
-  }
-  uint64_t v = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return std::nullopt;
-    }
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  return v;
-}
-
-std::optional<boost::asio::ip::address> parseIp(std::string_view host) {
-  boost::system::error_code ec;
-  auto ip = boost::asio::ip::make_address(std::string(host), ec);
-  if (ec) {
-    return std::nullopt;
-  }
-  return ip;
-}
-
-}  // namespace detail
-
 std::string_view dropReasonName(DropReason r) {
   switch (r) {
     case DropReason::kParse:
@@ -211,7 +172,9 @@ EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, 
       h = h.substr(1, h.size() - 2);
     }
     selfHosts_.emplace_back(h);
-    advertiseIp_ = detail::parseIp(h);
+    if (auto ip = transport::parseNumericHost(h)) {
+      advertiseIp_ = *ip;
+    }
     selfPorts_.push_back(settings_.advertisePort != 0 ? settings_.advertisePort
                                                       : (self4_.port ? self4_.port : self6_.port));
   }
@@ -385,7 +348,7 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
     return;  // ACK is never answered
   }
   std::string tag;
-  detail::appendHex(tag, hash64(msg.callId(), 0x7467) ^ static_cast<uint64_t>(code), 12);
+  appendHex(tag, hash64(msg.callId(), 0x7467) ^ static_cast<uint64_t>(code), 12);
   // The response's Via tells the client how we saw it (RFC 3581): received/rport.
   std::string withReceived;
   std::optional<sip::Message> fixed;
@@ -402,15 +365,10 @@ void EdgeProxy::reply(WorkerState& w, const sip::Message& msg, const transport::
     drop(w, DropReason::kInvalid);
     return;
   }
-  // RFC 3261 18.2.2 / RFC 3581: streams and rport go back to the source; plain UDP to the
-  // source IP and the sent-by port.
-  Destination to{src.protocol, src.remote, src.connection};
+  auto via = msg.topVia();
+  const Destination to =
+      via ? transport::responseDestination(src, *via) : transport::responseDestination(src);
   if (src.protocol == Protocol::kUdp) {
-    if (auto via = msg.topVia(); via && !via->rport() && via->port != 0) {
-      to.remote.port = via->port;
-    } else if (via && !via->rport() && via->port == 0) {
-      to.remote.port = 5060;
-    }
     // A spoofable source gets the minimal header set when the extras would make it grow.
     if (w.out.size() > msg.buffer().size() + detail::kUnverifiedReplySlack &&
         !extraHeaders.empty()) {
@@ -796,8 +754,8 @@ void EdgeProxy::computeBranch(RequestContext& rq) {
   const uint64_t loopHash = hash64(scratch, 0x6c6f6f70) & 0xffffffffULL;
   std::string& branch = rq.w.branch;
   branch.assign(kBranchPrefix);
-  detail::appendHex(branch, rq.txHash, 16);
-  detail::appendHex(branch, loopHash, 8);
+  appendHex(branch, rq.txHash, 16);
+  appendHex(branch, loopHash, 8);
 }
 
 // Never to ourselves, and RFC 3261 16.3 item 4: the same request back through us is a loop.

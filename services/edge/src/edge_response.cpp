@@ -24,7 +24,8 @@ std::optional<uint64_t> ourTransaction(std::string_view branch) {
       branch.substr(0, kBranchPrefix.size()) != kBranchPrefix) {
     return std::nullopt;
   }
-  return detail::parseHex(branch.substr(kBranchPrefix.size(), 16));
+  auto hash = parseHex(branch.substr(kBranchPrefix.size(), 16));
+  return hash ? std::optional<uint64_t>(*hash) : std::nullopt;
 }
 
 // The next Via after ours, in the same header or a later one.
@@ -174,24 +175,12 @@ std::optional<Destination> EdgeProxy::responseDestination(WorkerState& w, const 
     }
     return flow;
   }
-  auto proto = transport::protocolFromName(next->transport);
-  if (!proto || *proto != Protocol::kUdp) {
+  auto to = transport::nextViaDestination(*next);
+  if (!to || to->protocol != Protocol::kUdp) {
     drop(w, DropReason::kNoRoute);
     return std::nullopt;
   }
-  std::string_view host = next->received().value_or(next->host);
-  uint16_t port = next->port != 0 ? next->port : 5060;
-  if (auto rport = next->rport(); rport && !rport->empty()) {
-    if (auto p = parseDecimal(*rport, 65535); p && *p != 0) {
-      port = static_cast<uint16_t>(*p);
-    }
-  }
-  auto ip = detail::parseIp(host);
-  if (!ip) {
-    drop(w, DropReason::kNoRoute);
-    return std::nullopt;
-  }
-  return Destination{Protocol::kUdp, transport::Endpoint{*ip, port}, {}};
+  return *to;
 }
 
 // A router refused the credentials a client sent (a 401/407 that is not a stale nonce): one

@@ -346,10 +346,10 @@ void EdgeProxy::startProbe(WorkerState& w, size_t router, int64_t now) {
   const Self& self = selfFor(t.endpoint.ip);
   std::string branch(detail::kProbePrefix);
   const auto seq = static_cast<uint64_t>(now);
-  detail::appendHex(branch, seq, 16);
-  detail::appendHex(branch, router, 8);
-  detail::appendHex(
-      branch, hash64(std::string_view(branch).substr(detail::kProbePrefix.size()), secretKey_), 16);
+  appendHex(branch, seq, 16);
+  appendHex(branch, router, 8);
+  appendHex(branch,
+            hash64(std::string_view(branch).substr(detail::kProbePrefix.size()), secretKey_), 16);
   const std::string target = t.endpoint.str();
   w.out = fmt::format(
       "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch={2}\r\nMax-Forwards: 0\r\n"
@@ -398,8 +398,8 @@ bool EdgeProxy::onProbeResponse(WorkerState& w, std::string_view branch,
     return false;
   }
   const auto fields = branch.substr(prefix.size(), 24);
-  const auto router = detail::parseHex(fields.substr(16, 8));
-  const auto mac = detail::parseHex(branch.substr(prefix.size() + 24));
+  const auto router = parseHex(fields.substr(16, 8));
+  const auto mac = parseHex(branch.substr(prefix.size() + 24));
   if (router && mac && *mac == hash64(fields, secretKey_) && *router < w.routers->size()) {
     RouterTarget& t = w.routers->at(*router);
     if (t.endpoint.ip == src.remote.ip) {
