@@ -6,6 +6,8 @@
 #include <evosip/base/hex.hpp>
 #include <evosip/base/strings.hpp>
 #include <evosip/sip/params.hpp>
+#include <evosip/sip/response_address.hpp>
+#include <evosip/sip/via_value.hpp>
 #include <evosip/transaction/proxy_core.hpp>
 #include <evosip/transport/address.hpp>
 #include <evosip/transport/response_destination.hpp>
@@ -369,9 +371,8 @@ std::string ProxyCore::viaValue(Destination& to, std::string_view branch, bool e
       port = p;
     }
   }
-  std::string v = "SIP/2.0/";
-  v.append(transport::viaTransportName(to.protocol)).append(" ").append(settings_.viaHost);
-  v.append(":").append(std::to_string(port)).append(";branch=").append(branch);
+  std::string v;
+  sip::appendVia(v, transport::viaTransportName(to.protocol), settings_.viaHost, port, branch);
   return v;
 }
 

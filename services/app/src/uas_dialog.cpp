@@ -5,6 +5,7 @@
 
 #include <evosip/app/uas_dialog.hpp>
 #include <evosip/sip/response.hpp>
+#include <evosip/sip/via_value.hpp>
 
 namespace evosip::app {
 
@@ -101,10 +102,12 @@ UasDialog::Request UasDialog::bye(std::string_view viaHost, uint16_t viaPort,
   }
   const std::string target = remoteTarget.empty() ? "sip:" + to->str() : remoteTarget;
   localCseq = std::max<uint32_t>(localCseq + 1, 1);
+  std::string via;
+  sip::appendVia(via, "UDP", viaHost, viaPort, branch, sip::AskRport::kYes);
   std::string text = fmt::format(
-      "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {}:{};branch={};rport\r\n{}Max-Forwards: 70\r\n"
+      "BYE {} SIP/2.0\r\nVia: {}\r\n{}Max-Forwards: 70\r\n"
       "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
-      target, viaHost, viaPort, branch, routes, toValue, fromValue, callId, localCseq);
+      target, via, routes, toValue, fromValue, callId, localCseq);
   return {std::move(text), *to};
 }
 

@@ -13,6 +13,7 @@
 #include <evosip/base/strings.hpp>
 #include <evosip/edge/edge_proxy.hpp>
 #include <evosip/sip/editor.hpp>
+#include <evosip/sip/via_value.hpp>
 #include <evosip/transport/address.hpp>
 #include <evosip/transport/response_destination.hpp>
 

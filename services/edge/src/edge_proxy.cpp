@@ -807,15 +807,15 @@ void EdgeProxy::rewrite(RequestContext& rq) {
   // The callee of a stream flow answers over its connection with our Via on top: the
   // transport name follows the next hop.
   std::string& via = rq.w.via;
-  via.assign("SIP/2.0/").append(transport::viaTransportName(rq.next.protocol)).append(" ");
+  via.clear();
+  const std::string_view viaTransport = transport::viaTransportName(rq.next.protocol);
   uint16_t egressPort = 0;
   rq.egress = rq.routerIndex != SIZE_MAX ? egressFor(rq.callId, rq.next.remote, egressPort) : -1;
   if (rq.egress >= 0) {
-    via.append(self.host).append(":").append(std::to_string(egressPort));
+    sip::appendVia(via, viaTransport, self.host, egressPort, rq.w.branch);
   } else {
-    via.append(self.hostPort);
+    sip::appendVia(via, viaTransport, self.hostPort, rq.w.branch);
   }
-  via.append(";branch=").append(rq.w.branch);
   if (!rq.fromRouter && rq.src.protocol != Protocol::kUdp) {
     via.append(";ft=");
     tokens_.encode(clientFlow, via);

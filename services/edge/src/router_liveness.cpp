@@ -351,11 +351,13 @@ void EdgeProxy::startProbe(WorkerState& w, size_t router, int64_t now) {
   appendHex(branch,
             hash64(std::string_view(branch).substr(detail::kProbePrefix.size()), secretKey_), 16);
   const std::string target = t.endpoint.str();
+  std::string via;
+  sip::appendVia(via, "UDP", self.hostPort, branch);
   w.out = fmt::format(
-      "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch={2}\r\nMax-Forwards: 0\r\n"
+      "OPTIONS sip:{0} SIP/2.0\r\nVia: {5}\r\nMax-Forwards: 0\r\n"
       "From: <sip:{1}>;tag={3}\r\nTo: <sip:{0}>\r\nCall-ID: {3}@{4}\r\nCSeq: 1 OPTIONS\r\n"
       "Content-Length: 0\r\n\r\n",
-      target, self.hostPort, branch, std::string_view(branch).substr(9, 16), self.host);
+      target, self.hostPort, branch, std::string_view(branch).substr(9, 16), self.host, via);
   WorkerCounters::bump(w.counters.probesSent);
   if (!send_(Destination{Protocol::kUdp, t.endpoint, {}}, w.out)) {
     drop(w, DropReason::kSendFailed);
