@@ -130,7 +130,7 @@ bool ProxyCore::isSelfDestination(const Destination& to) const {
 }
 
 bool ProxyCore::isOurVia(const sip::Via& via) const {
-  const uint16_t port = via.port == 0 ? 5060 : via.port;
+  const uint16_t port = sip::sentByPort(via);
   if (!iequals(via.host, settings_.viaHost)) {
     return false;
   }

@@ -13,6 +13,7 @@
 #include <evosip/role/transport_metrics.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 #include <evosip/sip/response.hpp>
+#include <evosip/transport/response_destination.hpp>
 
 namespace evosip::app {
 
@@ -141,14 +142,8 @@ struct AppService::Impl {
     }
     std::string reply;
     if (sip::buildResponse(*msg, 403, "Forbidden", {}, {}, reply)) {
-      transport->send(replyTo(packet.source), reply);
+      transport->send(transport::responseDestination(packet.source), reply);
     }
-  }
-
-  // Where a stateless reply to a packet goes: back over the packet's own transport and
-  // connection (a TCP or TLS peer does not read UDP).
-  static transport::Destination replyTo(const transport::Source& source) {
-    return {source.protocol, source.remote, source.connection};
   }
 
   void onPacket(runtime::Worker& worker, const transport::Packet& packet) {
@@ -161,7 +156,7 @@ struct AppService::Impl {
       parseDrops.fetch_add(1, std::memory_order_relaxed);
       std::string reply = sip::buildUnframedResponse(packet.data, 400);
       if (!reply.empty()) {
-        transport->send(replyTo(packet.source), reply);
+        transport->send(transport::responseDestination(packet.source), reply);
       }
       return;
     }

@@ -3,6 +3,7 @@
 // The worker's own auth::CredentialCache calls fetchCredentials on a miss.
 #include <boost/json.hpp>
 
+#include <evosip/base/hex.hpp>
 #include <evosip/router/router.hpp>
 
 namespace evosip::router {
@@ -10,15 +11,14 @@ namespace {
 
 // Percent-encodes a path segment (RFC 3986 unreserved characters pass).
 std::string pathSegment(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
     if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
+      out.push_back(hexDigit(c >> 4, HexCase::kUpper));
+      out.push_back(hexDigit(c, HexCase::kUpper));
     }
   }
   return out;

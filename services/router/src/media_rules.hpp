@@ -12,6 +12,7 @@
 #include <evosip/sip/address.hpp>
 #include <evosip/sip/message.hpp>
 #include <evosip/sip/params.hpp>
+#include <evosip/sip/response_address.hpp>
 #include <evosip/transport/address.hpp>
 
 namespace evosip::router::detail {
@@ -79,12 +80,9 @@ inline CallerAddress callerAddress(const sip::Message& m) {
     out.behindNat = true;
     return out;
   }
-  if (auto rport = via->rport(); rport && !rport->empty()) {
-    const uint16_t sentBy = via->port != 0 ? via->port : 5060;
-    if (parseDecimal(*rport, 65535).value_or(sentBy) != sentBy) {
-      out.behindNat = true;
-      return out;
-    }
+  if (auto rport = sip::rportValue(*via); rport && *rport != sip::sentByPort(*via)) {
+    out.behindNat = true;
+    return out;
   }
   out.behindNat = sdpElsewhere(m.body(), seen);
   return out;
