@@ -98,45 +98,51 @@ bool dropAttribute(std::string_view value, const RewriteOptions& opt) {
   return opt.direction && !a.hasValue && parseDirection(a.name).has_value();
 }
 
-}  // namespace
+// The addresses the session level is written with: the first media rewrite's address stands
+// for the whole session (session c=, origin); the origin's own when given.
+struct SessionAddresses {
+  std::string_view session;
+  std::string_view origin;
+};
 
-Result<std::string> rewrite(const SessionDescription& sd, const RewriteOptions& opt) {
-  // The first media rewrite's address stands for the whole session (session c=, origin).
-  std::string_view sessionAddress;
+Result<SessionAddresses> sessionAddresses(const SessionDescription& sd, const RewriteOptions& opt) {
+  SessionAddresses out;
   for (size_t i = 0; i < opt.media.size() && i < sd.media.size(); ++i) {
     const std::string_view a = opt.media[i].address;
     if (!a.empty() && !isAddressText(a)) {
       return makeError(Errc::kInvalid, "sdp rewrite: bad address '" + std::string(a) +
                                            "' for media " + std::to_string(i));
     }
-    if (sessionAddress.empty()) {
-      sessionAddress = a;
+    if (out.session.empty()) {
+      out.session = a;
     }
   }
-  std::string_view originAddress;
   if (opt.replaceOrigin) {
-    originAddress = opt.originAddress.empty() ? sessionAddress : opt.originAddress;
-    if (!isAddressText(originAddress)) {
-      return makeError(Errc::kInvalid, originAddress.empty()
-                                           ? "sdp rewrite: replace origin without an address"
-                                           : "sdp rewrite: bad origin address '" +
-                                                 std::string(originAddress) + "'");
+    out.origin = opt.originAddress.empty() ? out.session : opt.originAddress;
+    if (!isAddressText(out.origin)) {
+      return makeError(Errc::kInvalid,
+                       out.origin.empty()
+                           ? "sdp rewrite: replace origin without an address"
+                           : "sdp rewrite: bad origin address '" + std::string(out.origin) + "'");
     }
   }
-  const bool rewriteSessionC = sd.connection.has_value() && !sessionAddress.empty();
+  return out;
+}
 
-  Writer w(sd.text.size() + 128);
+// The session-level lines: o= and c= rewritten, attributes dropped as asked.
+void writeSessionLines(Writer& w, const SessionDescription& sd, const RewriteOptions& opt,
+                       const SessionAddresses& at, bool rewriteSessionC) {
   for (const Line& l : sd.lines) {
     switch (l.type) {
       case 'o':
         if (opt.replaceOrigin || opt.bumpOriginVersion) {
-          writeOrigin(w, sd.origin, originAddress, opt.bumpOriginVersion);
+          writeOrigin(w, sd.origin, at.origin, opt.bumpOriginVersion);
           continue;
         }
         break;
       case 'c':
         if (rewriteSessionC) {
-          w.connection(sessionAddress);
+          w.connection(at.session);
           continue;
         }
         break;
@@ -150,102 +156,165 @@ Result<std::string> rewrite(const SessionDescription& sd, const RewriteOptions& 
     }
     w.line(l.type, l.value);
   }
+}
 
-  for (size_t i = 0; i < sd.media.size(); ++i) {
-    const MediaDescription& m = sd.media[i];
-    const MediaRewrite* mr = i < opt.media.size() ? &opt.media[i] : nullptr;
-    const std::string_view address = mr != nullptr ? mr->address : std::string_view();
-    const bool writePorts = mr != nullptr && mr->rtpPort != 0 && m.port != 0;
-    uint16_t rtcpPort = 0;
-    if (writePorts) {
-      if (mr->rtcpPort != 0) {
-        rtcpPort = mr->rtcpPort;
-      } else if (m.rtcpMux) {
-        rtcpPort = mr->rtpPort;
-      } else if (mr->rtpPort == 65535) {
-        return makeError(Errc::kInvalid, "sdp rewrite: RTP port 65535 leaves no port for RTCP");
-      } else {
-        rtcpPort = static_cast<uint16_t>(mr->rtpPort + 1);
+// The RTCP port of a section whose RTP port is rewritten: the one given, else the RTP port
+// under rtcp-mux, else RTP + 1.
+Result<uint16_t> rtcpPortFor(const MediaDescription& m, const MediaRewrite& mr) {
+  if (mr.rtcpPort != 0) {
+    return mr.rtcpPort;
+  }
+  if (m.rtcpMux) {
+    return mr.rtpPort;
+  }
+  if (mr.rtpPort == 65535) {
+    return makeError(Errc::kInvalid, "sdp rewrite: RTP port 65535 leaves no port for RTCP");
+  }
+  return static_cast<uint16_t>(mr.rtpPort + 1);
+}
+
+// "m=<media> <port>[/count] <proto> <fmt>..." with the port replaced.
+void writeMediaLine(Writer& w, std::string_view value, uint16_t rtpPort) {
+  lex::Tokens t(value);
+  (void)t.next();
+  const std::string_view portToken = *t.next();
+  std::string& out = w.raw();
+  out += "m=";
+  out += value.substr(0, static_cast<size_t>(portToken.data() - value.data()));
+  out += std::to_string(rtpPort);
+  const size_t slash = portToken.find('/');
+  if (slash != std::string_view::npos) {
+    out += portToken.substr(slash);  // "/count" kept
+  }
+  out += value.substr(static_cast<size_t>(portToken.data() + portToken.size() - value.data()));
+  out += "\r\n";
+}
+
+// One media section, as rewritten by `mr` (nullptr: only the options that apply to all).
+class MediaSectionWriter {
+ public:
+  MediaSectionWriter(Writer& w, const RewriteOptions& opt, const MediaDescription& m,
+                     const MediaRewrite* mr)
+      : w_(w), opt_(opt), m_(m), mr_(mr) {}
+
+  Result<void> write(const SessionDescription& sd, const SessionAddresses& at,
+                     bool rewriteSessionC) {
+    address_ = mr_ != nullptr ? mr_->address : std::string_view();
+    writePorts_ = mr_ != nullptr && mr_->rtpPort != 0 && m_.port != 0;
+    if (writePorts_) {
+      auto rtcp = rtcpPortFor(m_, *mr_);
+      if (!rtcp) {
+        return tl::unexpected(rtcp.error());
       }
+      rtcpPort_ = *rtcp;
     }
-
-    // The c= line this section needs when it has none of its own.
-    std::string_view insertAddress;   // write "c=IN IPx <address>"
-    std::string_view insertOriginal;  // or keep the old session c= for an untouched section
-    if (!m.connection) {
-      if (!address.empty() && (!rewriteSessionC || address != sessionAddress)) {
-        insertAddress = address;
-      } else if (address.empty() && rewriteSessionC) {
-        insertOriginal = sd.connection->text;
-      }
-    }
-    bool pendingC = !insertAddress.empty() || !insertOriginal.empty();
-    auto flushC = [&] {
-      if (pendingC) {
-        if (!insertAddress.empty()) {
-          w.connection(insertAddress);
-        } else {
-          w.line('c', insertOriginal);
-        }
-        pendingC = false;
-      }
-    };
-
-    bool sawRtcp = false;
-    for (const Line& l : m.lines) {
+    planConnection(sd, at, rewriteSessionC);
+    for (const Line& l : m_.lines) {
       if (l.type != 'm' && l.type != 'i') {
-        flushC();  // c= goes after m= and i=, before b=, k= and a= (RFC 4566 5)
+        flushConnection();  // c= goes after m= and i=, before b=, k= and a= (RFC 4566 5)
       }
-      switch (l.type) {
-        case 'm':
-          if (writePorts) {
-            lex::Tokens t(l.value);
-            (void)t.next();
-            const std::string_view portToken = *t.next();
-            std::string& out = w.raw();
-            out += "m=";
-            out += l.value.substr(0, static_cast<size_t>(portToken.data() - l.value.data()));
-            out += std::to_string(mr->rtpPort);
-            const size_t slash = portToken.find('/');
-            if (slash != std::string_view::npos) {
-              out += portToken.substr(slash);  // "/count" kept
-            }
-            out += l.value.substr(
-                static_cast<size_t>(portToken.data() + portToken.size() - l.value.data()));
-            out += "\r\n";
-            continue;
-          }
-          break;
-        case 'c':
-          if (!address.empty()) {
-            w.connection(address);
-            continue;
-          }
-          break;
-        case 'a': {
-          if (dropAttribute(l.value, opt)) {
-            continue;
-          }
-          if (writePorts && lex::splitAttribute(l.value).name == "rtcp") {
-            if (!sawRtcp) {
-              w.rtcp(rtcpPort);
-            }
-            sawRtcp = true;
-            continue;
-          }
-          break;
+      if (!rewritten(l)) {
+        w_.line(l.type, l.value);
+      }
+    }
+    flushConnection();
+    if (writePorts_ && !sawRtcp_ && opt_.addRtcp && m_.isRtp()) {
+      w_.rtcp(rtcpPort_);
+    }
+    if (opt_.direction) {
+      w_.line('a', toString(*opt_.direction));
+    }
+    return {};
+  }
+
+ private:
+  // The c= line this section needs when it has none of its own: the new address, or the old
+  // session c= for an untouched section when the session's was rewritten.
+  void planConnection(const SessionDescription& sd, const SessionAddresses& at,
+                      bool rewriteSessionC) {
+    if (m_.connection) {
+      return;
+    }
+    if (!address_.empty() && (!rewriteSessionC || address_ != at.session)) {
+      insertAddress_ = address_;
+    } else if (address_.empty() && rewriteSessionC) {
+      insertOriginal_ = sd.connection->text;
+    }
+    pendingC_ = !insertAddress_.empty() || !insertOriginal_.empty();
+  }
+
+  void flushConnection() {
+    if (!pendingC_) {
+      return;
+    }
+    if (!insertAddress_.empty()) {
+      w_.connection(insertAddress_);
+    } else {
+      w_.line('c', insertOriginal_);
+    }
+    pendingC_ = false;
+  }
+
+  // Writes `l` rewritten, or drops it; false when it goes out as it is.
+  bool rewritten(const Line& l) {
+    switch (l.type) {
+      case 'm':
+        if (writePorts_) {
+          writeMediaLine(w_, l.value, mr_->rtpPort);
+          return true;
         }
-        default:
-          break;
-      }
-      w.line(l.type, l.value);
+        return false;
+      case 'c':
+        if (!address_.empty()) {
+          w_.connection(address_);
+          return true;
+        }
+        return false;
+      case 'a':
+        if (dropAttribute(l.value, opt_)) {
+          return true;
+        }
+        if (writePorts_ && lex::splitAttribute(l.value).name == "rtcp") {
+          if (!sawRtcp_) {
+            w_.rtcp(rtcpPort_);
+          }
+          sawRtcp_ = true;
+          return true;
+        }
+        return false;
+      default:
+        return false;
     }
-    flushC();
-    if (writePorts && !sawRtcp && opt.addRtcp && m.isRtp()) {
-      w.rtcp(rtcpPort);
-    }
-    if (opt.direction) {
-      w.line('a', toString(*opt.direction));
+  }
+
+  Writer& w_;
+  const RewriteOptions& opt_;
+  const MediaDescription& m_;
+  const MediaRewrite* mr_;
+  std::string_view address_;
+  bool writePorts_ = false;
+  uint16_t rtcpPort_ = 0;
+  std::string_view insertAddress_;   // write "c=IN IPx <address>"
+  std::string_view insertOriginal_;  // or keep the old session c= for an untouched section
+  bool pendingC_ = false;
+  bool sawRtcp_ = false;
+};
+
+}  // namespace
+
+Result<std::string> rewrite(const SessionDescription& sd, const RewriteOptions& opt) {
+  auto at = sessionAddresses(sd, opt);
+  if (!at) {
+    return tl::unexpected(at.error());
+  }
+  const bool rewriteSessionC = sd.connection.has_value() && !at->session.empty();
+  Writer w(sd.text.size() + 128);
+  writeSessionLines(w, sd, opt, *at, rewriteSessionC);
+  for (size_t i = 0; i < sd.media.size(); ++i) {
+    const MediaRewrite* mr = i < opt.media.size() ? &opt.media[i] : nullptr;
+    if (auto section = MediaSectionWriter(w, opt, sd.media[i], mr).write(sd, *at, rewriteSessionC);
+        !section) {
+      return tl::unexpected(section.error());
     }
   }
   return w.take();

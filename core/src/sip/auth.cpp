@@ -5,35 +5,91 @@
 
 namespace evosip::sip {
 
-Result<DigestParams> parseDigest(std::string_view value) {
-  DigestParams d;
-  std::string_view rest = lex::trimLws(value);
+namespace {
+
+constexpr struct {
+  std::string_view name;
+  std::string_view DigestParams::*value;
+} kFields[] = {
+    {"username", &DigestParams::username}, {"realm", &DigestParams::realm},
+    {"nonce", &DigestParams::nonce},       {"uri", &DigestParams::uri},
+    {"response", &DigestParams::response}, {"algorithm", &DigestParams::algorithm},
+    {"cnonce", &DigestParams::cnonce},     {"opaque", &DigestParams::opaque},
+    {"qop", &DigestParams::qop},           {"nc", &DigestParams::nc},
+    {"stale", &DigestParams::stale},       {"domain", &DigestParams::domain},
+    {"userhash", &DigestParams::userhash},
+};
+
+// The token at the start of `rest` (possibly empty); `rest` moves past it.
+std::string_view takeToken(std::string_view& rest) {
   size_t n = 0;
   while (n < rest.size() && lex::isTokenChar(rest[n])) {
     ++n;
   }
-  if (n == 0) {
+  const std::string_view token = rest.substr(0, n);
+  rest = rest.substr(n);
+  return token;
+}
+
+// The value after '=': a quoted string (its body) or a token.
+Result<std::string_view> takeParamValue(std::string_view& rest) {
+  if (!rest.empty() && rest[0] == '"') {
+    auto q = lex::quotedLength(rest);
+    if (!q) {
+      return makeError(Errc::kParse, "unterminated quoted string");
+    }
+    const std::string_view v = rest.substr(1, *q - 2);
+    rest = rest.substr(*q);
+    return v;
+  }
+  const std::string_view v = takeToken(rest);
+  if (v.empty()) {
+    return makeError(Errc::kParse, "empty auth parameter value");
+  }
+  return v;
+}
+
+// auth-param = token EQUAL ( token / quoted-string ); a known one lands in its field once.
+Result<void> takeParam(std::string_view& rest, DigestParams& d, uint32_t& seen) {
+  const std::string_view name = takeToken(rest);
+  if (name.empty()) {
+    return makeError(Errc::kParse, "bad auth parameter name");
+  }
+  rest = lex::skipLws(rest);
+  if (rest.empty() || rest[0] != '=') {
+    return makeError(Errc::kParse, "auth parameter without '='");
+  }
+  rest = lex::skipLws(rest.substr(1));
+  auto v = takeParamValue(rest);
+  if (!v) {
+    return tl::unexpected(v.error());
+  }
+  for (size_t i = 0; i < std::size(kFields); ++i) {
+    if (iequals(name, kFields[i].name)) {
+      if ((seen & (1u << i)) != 0) {
+        return makeError(Errc::kParse, "duplicate auth parameter");
+      }
+      seen |= 1u << i;
+      d.*kFields[i].value = *v;
+      break;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<DigestParams> parseDigest(std::string_view value) {
+  DigestParams d;
+  std::string_view rest = lex::trimLws(value);
+  d.scheme = takeToken(rest);
+  if (d.scheme.empty()) {
     return makeError(Errc::kParse, "missing auth scheme");
   }
-  d.scheme = rest.substr(0, n);
-  rest = rest.substr(n);
   if (!rest.empty() && !lex::isLwsChar(rest[0])) {
     return makeError(Errc::kParse, "bad auth scheme");
   }
   rest = lex::skipLws(rest);
-
-  static constexpr struct {
-    std::string_view name;
-    std::string_view DigestParams::*value;
-  } kFields[] = {
-      {"username", &DigestParams::username}, {"realm", &DigestParams::realm},
-      {"nonce", &DigestParams::nonce},       {"uri", &DigestParams::uri},
-      {"response", &DigestParams::response}, {"algorithm", &DigestParams::algorithm},
-      {"cnonce", &DigestParams::cnonce},     {"opaque", &DigestParams::opaque},
-      {"qop", &DigestParams::qop},           {"nc", &DigestParams::nc},
-      {"stale", &DigestParams::stale},       {"domain", &DigestParams::domain},
-      {"userhash", &DigestParams::userhash},
-  };
   uint32_t seen = 0;
   bool first = true;
   while (true) {
@@ -51,48 +107,8 @@ Result<DigestParams> parseDigest(std::string_view value) {
       }
     }
     first = false;
-    // auth-param = token EQUAL ( token / quoted-string )
-    n = 0;
-    while (n < rest.size() && lex::isTokenChar(rest[n])) {
-      ++n;
-    }
-    if (n == 0) {
-      return makeError(Errc::kParse, "bad auth parameter name");
-    }
-    const std::string_view name = rest.substr(0, n);
-    rest = lex::skipLws(rest.substr(n));
-    if (rest.empty() || rest[0] != '=') {
-      return makeError(Errc::kParse, "auth parameter without '='");
-    }
-    rest = lex::skipLws(rest.substr(1));
-    std::string_view v;
-    if (!rest.empty() && rest[0] == '"') {
-      auto q = lex::quotedLength(rest);
-      if (!q) {
-        return makeError(Errc::kParse, "unterminated quoted string");
-      }
-      v = rest.substr(1, *q - 2);
-      rest = rest.substr(*q);
-    } else {
-      n = 0;
-      while (n < rest.size() && lex::isTokenChar(rest[n])) {
-        ++n;
-      }
-      if (n == 0) {
-        return makeError(Errc::kParse, "empty auth parameter value");
-      }
-      v = rest.substr(0, n);
-      rest = rest.substr(n);
-    }
-    for (size_t i = 0; i < std::size(kFields); ++i) {
-      if (iequals(name, kFields[i].name)) {
-        if ((seen & (1u << i)) != 0) {
-          return makeError(Errc::kParse, "duplicate auth parameter");
-        }
-        seen |= 1u << i;
-        d.*kFields[i].value = v;
-        break;
-      }
+    if (auto param = takeParam(rest, d, seen); !param) {
+      return tl::unexpected(param.error());
     }
   }
   d.hasUsername = (seen & 1u) != 0;

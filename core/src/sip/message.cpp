@@ -1,4 +1,5 @@
 #include <cstring>
+#include <span>
 
 #include <evosip/base/strings.hpp>
 #include <evosip/sip/message.hpp>
@@ -38,6 +39,132 @@ bool hasControlOrSpace(std::string_view s) {
   return false;
 }
 
+// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+Result<void> parseStatusLine(std::string_view line, int& statusCode, std::string_view& reason) {
+  const size_t sp = line.find(' ');
+  if (sp == std::string_view::npos) {
+    return makeError(Errc::kParse, "bad status line");
+  }
+  if (!iequals(line.substr(0, sp), kVersion)) {
+    return makeError(Errc::kInvalid, "unsupported SIP version");
+  }
+  const std::string_view rest = line.substr(sp + 1);
+  if (rest.size() < 3 || !lex::isDigit(rest[0]) || !lex::isDigit(rest[1]) ||
+      !lex::isDigit(rest[2]) || (rest.size() > 3 && rest[3] != ' ')) {
+    return makeError(Errc::kParse, "bad status code");
+  }
+  const int code = (rest[0] - '0') * 100 + (rest[1] - '0') * 10 + (rest[2] - '0');
+  if (code < 100 || code > 699) {
+    return makeError(Errc::kParse, "status code out of range");
+  }
+  statusCode = code;
+  reason = rest.size() > 4 ? rest.substr(4) : rest.substr(rest.size());
+  return {};
+}
+
+// Request-Line = Method SP Request-URI SP SIP-Version (single SPs, no LWS).
+Result<void> parseRequestLine(std::string_view line, std::string_view& methodText,
+                              std::string_view& requestUri) {
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp1 == sp2) {
+    return makeError(Errc::kParse, "bad request line");
+  }
+  methodText = line.substr(0, sp1);
+  if (!lex::isToken(methodText)) {
+    return makeError(Errc::kParse, "bad method");
+  }
+  requestUri = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (requestUri.empty() || hasControlOrSpace(requestUri)) {
+    return makeError(Errc::kParse, "bad Request-URI");
+  }
+  const std::string_view version = line.substr(sp2 + 1);
+  if (!iequals(version, kVersion)) {
+    return makeError(istartsWith(version, "SIP/") ? Errc::kInvalid : Errc::kParse,
+                     "unsupported SIP version");
+  }
+  return {};
+}
+
+// The CRLF that ends a header value starting at `scan`, past folded continuation lines.
+Result<size_t> headerValueEnd(std::string_view buffer, size_t scan) {
+  while (true) {
+    const size_t crlf = findCrlf(buffer, scan);
+    if (crlf == kNoLine) {
+      return makeError(Errc::kParse, "missing blank line after the headers");
+    }
+    if (crlf == kBareLf) {
+      return makeError(Errc::kParse, "bare LF in header line");
+    }
+    if (crlf + 2 < buffer.size() && lex::isWsp(buffer[crlf + 2])) {
+      scan = crlf + 2;  // folded continuation line
+      continue;
+    }
+    return crlf;
+  }
+}
+
+// The header line at `pos`: a token name, optional whitespace, ':', a value that may fold.
+Result<HeaderField> parseHeaderLine(std::string_view buffer, size_t pos) {
+  const size_t lineBegin = pos;
+  size_t n = pos;
+  while (n < buffer.size() && lex::isTokenChar(buffer[n])) {
+    ++n;
+  }
+  if (n == pos) {
+    return makeError(Errc::kParse, "header line without a token name");
+  }
+  const std::string_view name = buffer.substr(pos, n - pos);
+  while (n < buffer.size() && lex::isWsp(buffer[n])) {
+    ++n;
+  }
+  if (n >= buffer.size() || buffer[n] != ':') {
+    return makeError(Errc::kParse, "header line without ':'");
+  }
+  const size_t valueBegin = n + 1;
+  auto valueEnd = headerValueEnd(buffer, valueBegin);
+  if (!valueEnd) {
+    return tl::unexpected(valueEnd.error());
+  }
+  HeaderField h;
+  h.id = headerIdFromName(name);
+  h.name = name;
+  h.value = lex::trimLws(buffer.substr(valueBegin, *valueEnd - valueBegin));
+  if (h.value.empty()) {
+    h.value = buffer.substr(*valueEnd, 0);
+  }
+  h.begin = static_cast<uint32_t>(lineBegin);
+  h.end = static_cast<uint32_t>(*valueEnd + 2);
+  return h;
+}
+
+// The body: Content-Length bytes after the blank line (at most one Content-Length, never more
+// than the bytes present), else the rest of the buffer.
+Result<std::string_view> bodyOf(std::string_view buffer, size_t bodyBegin,
+                                std::span<const HeaderField> headers) {
+  const size_t available = buffer.size() - bodyBegin;
+  const HeaderField* cl = nullptr;
+  for (const HeaderField& h : headers) {
+    if (h.id == HeaderId::kContentLength) {
+      if (cl != nullptr) {
+        return makeError(Errc::kParse, "more than one Content-Length");
+      }
+      cl = &h;
+    }
+  }
+  if (cl == nullptr) {
+    return buffer.substr(bodyBegin);
+  }
+  auto len = parseDecimal(cl->value, UINT32_MAX);
+  if (!len) {
+    return makeError(Errc::kParse, "bad Content-Length");
+  }
+  if (*len > available) {
+    return makeError(Errc::kParse, "Content-Length larger than the bytes present");
+  }
+  return buffer.substr(bodyBegin, *len);
+}
+
 }  // namespace
 
 Result<Message> Message::parse(std::string_view buffer, const ParseLimits& limits) {
@@ -58,131 +185,39 @@ Result<Message> Message::parse(std::string_view buffer, const ParseLimits& limit
     return makeError(Errc::kParse, "start line not terminated by CRLF");
   }
   const std::string_view line = buffer.substr(pos, eol - pos);
-  if (istartsWith(line, "SIP/")) {
-    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-    const size_t sp = line.find(' ');
-    if (sp == std::string_view::npos) {
-      return makeError(Errc::kParse, "bad status line");
-    }
-    if (!iequals(line.substr(0, sp), kVersion)) {
-      return makeError(Errc::kInvalid, "unsupported SIP version");
-    }
-    const std::string_view rest = line.substr(sp + 1);
-    if (rest.size() < 3 || !lex::isDigit(rest[0]) || !lex::isDigit(rest[1]) ||
-        !lex::isDigit(rest[2]) || (rest.size() > 3 && rest[3] != ' ')) {
-      return makeError(Errc::kParse, "bad status code");
-    }
-    const int code = (rest[0] - '0') * 100 + (rest[1] - '0') * 10 + (rest[2] - '0');
-    if (code < 100 || code > 699) {
-      return makeError(Errc::kParse, "status code out of range");
-    }
-    m.statusCode_ = code;
-    m.reason_ = rest.size() > 4 ? rest.substr(4) : rest.substr(rest.size());
-  } else {
-    // Request-Line = Method SP Request-URI SP SIP-Version (single SPs, no LWS).
-    const size_t sp1 = line.find(' ');
-    const size_t sp2 = line.rfind(' ');
-    if (sp1 == std::string_view::npos || sp1 == sp2) {
-      return makeError(Errc::kParse, "bad request line");
-    }
-    m.methodText_ = line.substr(0, sp1);
-    if (!lex::isToken(m.methodText_)) {
-      return makeError(Errc::kParse, "bad method");
-    }
-    m.requestUri_ = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    if (m.requestUri_.empty() || hasControlOrSpace(m.requestUri_)) {
-      return makeError(Errc::kParse, "bad Request-URI");
-    }
-    const std::string_view version = line.substr(sp2 + 1);
-    if (!iequals(version, kVersion)) {
-      return makeError(istartsWith(version, "SIP/") ? Errc::kInvalid : Errc::kParse,
-                       "unsupported SIP version");
-    }
+  const bool response = istartsWith(line, "SIP/");
+  auto start = response ? parseStatusLine(line, m.statusCode_, m.reason_)
+                        : parseRequestLine(line, m.methodText_, m.requestUri_);
+  if (!start) {
+    return tl::unexpected(start.error());
+  }
+  if (!response) {
     m.method_ = methodFromName(m.methodText_);
   }
 
   pos = eol + 2;
   m.headersBegin_ = static_cast<uint32_t>(pos);
-  while (true) {
-    if (pos + 1 < buffer.size() && buffer[pos] == '\r' && buffer[pos + 1] == '\n') {
-      m.headersEnd_ = static_cast<uint32_t>(pos);
-      break;
-    }
+  while (!(pos + 1 < buffer.size() && buffer[pos] == '\r' && buffer[pos + 1] == '\n')) {
     if (pos >= buffer.size()) {
       return makeError(Errc::kParse, "missing blank line after the headers");
     }
-    const size_t lineBegin = pos;
-    size_t n = pos;
-    while (n < buffer.size() && lex::isTokenChar(buffer[n])) {
-      ++n;
-    }
-    if (n == pos) {
-      return makeError(Errc::kParse, "header line without a token name");
-    }
-    const std::string_view name = buffer.substr(pos, n - pos);
-    while (n < buffer.size() && lex::isWsp(buffer[n])) {
-      ++n;
-    }
-    if (n >= buffer.size() || buffer[n] != ':') {
-      return makeError(Errc::kParse, "header line without ':'");
-    }
-    const size_t valueBegin = n + 1;
-    size_t scan = valueBegin;
-    size_t valueEnd = 0;
-    while (true) {
-      const size_t crlf = findCrlf(buffer, scan);
-      if (crlf == kNoLine) {
-        return makeError(Errc::kParse, "missing blank line after the headers");
-      }
-      if (crlf == kBareLf) {
-        return makeError(Errc::kParse, "bare LF in header line");
-      }
-      if (crlf + 2 < buffer.size() && lex::isWsp(buffer[crlf + 2])) {
-        scan = crlf + 2;  // folded continuation line
-        continue;
-      }
-      valueEnd = crlf;
-      pos = crlf + 2;
-      break;
+    auto h = parseHeaderLine(buffer, pos);
+    if (!h) {
+      return tl::unexpected(h.error());
     }
     if (m.headers_.size() >= limits.maxHeaders) {
       return makeError(Errc::kTooLarge, "too many header fields");
     }
-    HeaderField h;
-    h.id = headerIdFromName(name);
-    h.name = name;
-    h.value = lex::trimLws(buffer.substr(valueBegin, valueEnd - valueBegin));
-    if (h.value.empty()) {
-      h.value = buffer.substr(valueEnd, 0);
-    }
-    h.begin = static_cast<uint32_t>(lineBegin);
-    h.end = static_cast<uint32_t>(pos);
-    m.headers_.push_back(h);
+    pos = h->end;
+    m.headers_.push_back(*h);
   }
+  m.headersEnd_ = static_cast<uint32_t>(pos);
 
-  const size_t bodyBegin = m.headersEnd_ + 2;
-  const size_t available = buffer.size() - bodyBegin;
-  const HeaderField* cl = nullptr;
-  for (const HeaderField& h : m.headers_) {
-    if (h.id == HeaderId::kContentLength) {
-      if (cl != nullptr) {
-        return makeError(Errc::kParse, "more than one Content-Length");
-      }
-      cl = &h;
-    }
+  auto body = bodyOf(buffer, pos + 2, {m.headers_.data(), m.headers_.size()});
+  if (!body) {
+    return tl::unexpected(body.error());
   }
-  if (cl == nullptr) {
-    m.body_ = buffer.substr(bodyBegin);
-  } else {
-    auto len = parseDecimal(cl->value, UINT32_MAX);
-    if (!len) {
-      return makeError(Errc::kParse, "bad Content-Length");
-    }
-    if (*len > available) {
-      return makeError(Errc::kParse, "Content-Length larger than the bytes present");
-    }
-    m.body_ = buffer.substr(bodyBegin, *len);
-  }
+  m.body_ = *body;
   return m;
 }
 

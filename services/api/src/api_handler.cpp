@@ -148,6 +148,54 @@ ApiHandler::ApiHandler(ApiHandlerSettings settings, ProvisioningStore& store,
                                       "API requests answered, by route, method and status")),
       onSubscriberChanged_(std::move(onSubscriberChanged)) {}
 
+namespace {
+
+// Whether the path is `prefix` followed by non-empty segments, `size` in all.
+bool pathIs(const std::vector<std::string>& segments,
+            std::initializer_list<std::string_view> prefix, size_t size) {
+  const size_t n = segments.size();
+  if (n != size || prefix.size() > n) {
+    return false;
+  }
+  size_t i = 0;
+  for (auto p : prefix) {
+    if (segments[i++] != p) {
+      return false;
+    }
+  }
+  for (size_t j = prefix.size(); j < n; ++j) {
+    if (segments[j].empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The route template a path matches (the label of the request counter), "other" for none.
+std::string routeOf(const std::vector<std::string>& segments) {
+  if (pathIs(segments, {"openapi.json"}, 1)) {
+    return "/openapi.json";
+  }
+  if (pathIs(segments, {"v1", "domains"}, 2)) {
+    return "/v1/domains";
+  }
+  if (pathIs(segments, {"v1", "domains"}, 3)) {
+    return "/v1/domains/{name}";
+  }
+  if (pathIs(segments, {"v1", "subscribers"}, 2)) {
+    return "/v1/subscribers";
+  }
+  if (pathIs(segments, {"v1", "subscribers"}, 4)) {
+    return "/v1/subscribers/{domain}/{username}";
+  }
+  if (pathIs(segments, {"internal", "v1", "credentials"}, 5)) {
+    return "/internal/v1/credentials/{domain}/{username}";
+  }
+  return "other";
+}
+
+}  // namespace
+
 void ApiHandler::handle(const HttpRequest& req, Respond respond) {
   auto target = boost::urls::parse_origin_form(req.target);
   std::vector<std::string> segments;
@@ -156,40 +204,7 @@ void ApiHandler::handle(const HttpRequest& req, Respond respond) {
       segments.push_back(segment);
     }
   }
-  const size_t n = segments.size();
-  auto is = [&](std::initializer_list<std::string_view> prefix, size_t size) {
-    if (n != size || prefix.size() > n) {
-      return false;
-    }
-    size_t i = 0;
-    for (auto p : prefix) {
-      if (segments[i++] != p) {
-        return false;
-      }
-    }
-    for (size_t j = prefix.size(); j < n; ++j) {
-      if (segments[j].empty()) {
-        return false;
-      }
-    }
-    return true;
-  };
-
-  std::string route = "other";
-  if (is({"openapi.json"}, 1)) {
-    route = "/openapi.json";
-  } else if (is({"v1", "domains"}, 2)) {
-    route = "/v1/domains";
-  } else if (is({"v1", "domains"}, 3)) {
-    route = "/v1/domains/{name}";
-  } else if (is({"v1", "subscribers"}, 2)) {
-    route = "/v1/subscribers";
-  } else if (is({"v1", "subscribers"}, 4)) {
-    route = "/v1/subscribers/{domain}/{username}";
-  } else if (is({"internal", "v1", "credentials"}, 5)) {
-    route = "/internal/v1/credentials/{domain}/{username}";
-  }
-
+  const std::string route = routeOf(segments);
   // Every answer is counted by route, method and status.
   const std::string method = (req.method == "GET" || req.method == "POST" ||
                               req.method == "PATCH" || req.method == "DELETE")
@@ -218,20 +233,7 @@ void ApiHandler::handle(const HttpRequest& req, Respond respond) {
     return;
   }
   if (segments[0] == "internal") {
-    // HA1 values are as good as passwords: never served without a token of their own.
-    if (settings_.internalToken.empty()) {
-      answer(errorResponse(403, "forbidden"));
-      return;
-    }
-    if (!control::bearerTokenMatches(req, settings_.internalToken)) {
-      answer(control::unauthorizedResponse(req));
-      return;
-    }
-    if (req.method != "GET") {
-      answer(methodNotAllowed("GET"));
-      return;
-    }
-    credentials(segments[3], segments[4], answer);
+    internalCredentials(req, segments[3], segments[4], answer);
     return;
   }
   if (!control::bearerTokenMatches(req, settings_.token)) {
@@ -247,6 +249,24 @@ void ApiHandler::handle(const HttpRequest& req, Respond respond) {
   } else {
     subscriber(req, segments[2], segments[3], answer);
   }
+}
+
+void ApiHandler::internalCredentials(const HttpRequest& req, const std::string& domain,
+                                     const std::string& username, const Respond& answer) {
+  // HA1 values are as good as passwords: never served without a token of their own.
+  if (settings_.internalToken.empty()) {
+    answer(errorResponse(403, "forbidden"));
+    return;
+  }
+  if (!control::bearerTokenMatches(req, settings_.internalToken)) {
+    answer(control::unauthorizedResponse(req));
+    return;
+  }
+  if (req.method != "GET") {
+    answer(methodNotAllowed("GET"));
+    return;
+  }
+  credentials(domain, username, answer);
 }
 
 namespace {
@@ -355,36 +375,44 @@ void ApiHandler::domain(const HttpRequest& req, const std::string& rawName,
 
 void ApiHandler::subscribers(const HttpRequest& req, const Respond& respond) {
   if (req.method == "GET") {
-    const Query q = readQuery(req);
-    auto paging = parsePaging(q.page, q.perPage);
-    if (!paging) {
-      respond(fieldError(paging.error()));
-      return;
-    }
-    std::string domain;
-    if (!q.domain.empty()) {
-      auto normalized = normalizeDomain(q.domain, "domain");
-      if (!normalized) {
-        respond(fieldError(normalized.error()));
-        return;
-      }
-      domain = *normalized;
-    }
-    store_.listSubscribers(
-        domain, paging->offset(), paging->perPage,
-        [respond, paging = *paging](tl::expected<Page<SubscriberRecord>, StoreError> r) {
-          if (!r) {
-            respond(storeFailure(r.error(), "domain not found"));
-            return;
-          }
-          respond(jsonResponse(200, pageJson(*r, paging, subscriberJson)));
-        });
+    listSubscribers(req, respond);
     return;
   }
   if (req.method != "POST") {
     respond(methodNotAllowed("GET, POST"));
     return;
   }
+  createSubscriber(req, respond);
+}
+
+void ApiHandler::listSubscribers(const HttpRequest& req, const Respond& respond) {
+  const Query q = readQuery(req);
+  auto paging = parsePaging(q.page, q.perPage);
+  if (!paging) {
+    respond(fieldError(paging.error()));
+    return;
+  }
+  std::string domain;
+  if (!q.domain.empty()) {
+    auto normalized = normalizeDomain(q.domain, "domain");
+    if (!normalized) {
+      respond(fieldError(normalized.error()));
+      return;
+    }
+    domain = *normalized;
+  }
+  store_.listSubscribers(
+      domain, paging->offset(), paging->perPage,
+      [respond, paging = *paging](tl::expected<Page<SubscriberRecord>, StoreError> r) {
+        if (!r) {
+          respond(storeFailure(r.error(), "domain not found"));
+          return;
+        }
+        respond(jsonResponse(200, pageJson(*r, paging, subscriberJson)));
+      });
+}
+
+void ApiHandler::createSubscriber(const HttpRequest& req, const Respond& respond) {
   auto body = parseBody(req, {"domain", "username", "password"});
   if (!body) {
     respond(body.error());

@@ -46,9 +46,14 @@ class ApiHandler {
   void domains(const control::HttpRequest& req, const Respond& respond);
   void domain(const control::HttpRequest& req, const std::string& name, const Respond& respond);
   void subscribers(const control::HttpRequest& req, const Respond& respond);
+  void listSubscribers(const control::HttpRequest& req, const Respond& respond);
+  void createSubscriber(const control::HttpRequest& req, const Respond& respond);
   void subscriber(const control::HttpRequest& req, const std::string& domain,
                   const std::string& username, const Respond& respond);
   void credentials(const std::string& domain, const std::string& username, const Respond& respond);
+  // /internal/v1/credentials/{domain}/{username}, behind its own token.
+  void internalCredentials(const control::HttpRequest& req, const std::string& domain,
+                           const std::string& username, const Respond& respond);
 
   ApiHandlerSettings settings_;
   ProvisioningStore& store_;
