@@ -3,6 +3,8 @@
 
 #include <evosip/api/api_service.hpp>
 
+#include "config_error.hpp"
+
 namespace evosip::api {
 namespace {
 
@@ -15,12 +17,7 @@ ApiConfig read(const std::string& yaml) {
 }
 
 std::string error(const std::string& yaml) {
-  try {
-    read(yaml);
-  } catch (const config::ConfigError& e) {
-    return e.what();
-  }
-  return "accepted";
+  return test::configErrorOf([](const std::string& y) { read(y); }, yaml, "accepted");
 }
 
 TEST(ApiConfigTest, DefaultsNeedNoSipKeys) {

@@ -3,13 +3,11 @@
 // and requests out through the send function; the caller's RTP on a real loopback socket. Time
 // moves only in advance(): one millisecond at a time, the worker's handlers run, then onTick()
 // (which also sends the paced packets that are due: no pacing thread). Ports come from the OS.
-#include <arpa/inet.h>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <loopback_udp.hpp>
 #include <manual_clock.hpp>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -28,23 +26,11 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using TimePoint = runtime::Clock::time_point;
 
-// A free UDP port on 127.0.0.1, as the OS hands it out.
-inline uint16_t osPort() {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // A range of `pairs` RTP port pairs starting near a port the OS chose (the core skips ports
 // another process holds).
 inline rtp::PortRange osPortRange(size_t pairs) {
-  const uint16_t first = static_cast<uint16_t>(std::min<int>(osPort() & ~1, 65534 - 2 * pairs));
+  const uint16_t first = static_cast<uint16_t>(
+      std::min<int>(evosip::test::LoopbackUdp::freePort() & ~1, 65534 - 2 * pairs));
   return {first, static_cast<uint16_t>(first + 2 * pairs - 1)};
 }
 
@@ -58,21 +44,11 @@ class RtpPeer {
     std::span<const uint8_t> payload() const { return rtp::parseRtp(bytes)->payload; }
   };
 
-  RtpPeer() {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~RtpPeer() { ::close(fd_); }
+  RtpPeer() = default;
   RtpPeer(const RtpPeer&) = delete;
   RtpPeer& operator=(const RtpPeer&) = delete;
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return socket_.port(); }
 
   // One RTP packet to the app's port.
   void send(uint16_t appPort, const rtp::RtpHeader& h, std::span<const uint8_t> payload) {
@@ -81,11 +57,7 @@ class RtpPeer {
     sendRaw(appPort, std::span<const uint8_t>(buf, *n));
   }
   void sendRaw(uint16_t appPort, std::span<const uint8_t> datagram) {
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(appPort);
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::sendto(fd_, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    socket_.sendTo(appPort, datagram);
   }
   // 20 ms of PCMU: a 1 kHz tone (loud) or silence.
   void sendAudio(uint16_t appPort, bool loud) {
@@ -110,21 +82,15 @@ class RtpPeer {
 
   // Reads what arrived, stamping it with `now`.
   void poll(TimePoint now) {
-    uint8_t buf[2048];
-    for (;;) {
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n < 0) {
-        return;
-      }
-      received_.push_back({now, std::vector<uint8_t>(buf, buf + n)});
+    for (std::string d = socket_.receive(); !d.empty(); d = socket_.receive()) {
+      received_.push_back({now, std::vector<uint8_t>(d.begin(), d.end())});
     }
   }
   const std::vector<Received>& received() const { return received_; }
   void clear() { received_.clear(); }
 
  private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
+  evosip::test::LoopbackUdp socket_;
   uint16_t seq_ = 1;
   uint32_t ts_ = 16000;
   std::vector<Received> received_;
@@ -332,16 +298,7 @@ class AppCoreTest : public ::testing::Test {
     return box && box->size() == 1u ? box->front() : VoicemailMessage{};
   }
   // Whether a UDP port of 127.0.0.1 can be bound (nothing holds it).
-  static bool bindable(uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
-  }
+  static bool bindable(uint16_t port) { return evosip::test::LoopbackUdp::bindable(port); }
 
   fs::path dir_;
   evosip::test::ManualClock clock_;

@@ -19,6 +19,7 @@
 #include <evosip/media/ng_options.hpp>
 #include <evosip/media/relay.hpp>
 
+#include "loopback_udp.hpp"
 #include "manual_clock.hpp"
 
 namespace evosip::media {
@@ -26,34 +27,8 @@ namespace {
 
 using bencode::Value;
 
-// A UDP socket of a fake phone on 127.0.0.1.
-struct Phone {
-  Phone() {
-    fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Phone() { ::close(fd); }
-  void sendTo(uint16_t to, const std::string& data) const {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(to);
-    ::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  }
-  std::string receive() const {
-    char buf[2048];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
-  }
-  int fd = -1;
-  uint16_t port = 0;
-};
+// A fake phone's media socket.
+using Phone = test::LoopbackUdp;
 
 std::string sdpFor(uint16_t port, const std::string& addr = "127.0.0.1",
                    const std::string& extra = "") {
@@ -127,9 +102,9 @@ class RelayTest : public ::testing::TestWithParam<bool> {
 
 TEST_P(RelayTest, OfferAnswerRelayBothWaysAndDelete) {
   Phone a, b;
-  Value o = offer("c1", "ta", sdpFor(a.port));
+  Value o = offer("c1", "ta", sdpFor(a.port()));
   ASSERT_EQ(o.string("result"), "ok") << o.string("error-reason").value_or("");
-  Value an = answer("c1", "ta", "tb", sdpFor(b.port));
+  Value an = answer("c1", "ta", "tb", sdpFor(b.port()));
   ASSERT_EQ(an.string("result"), "ok");
   const uint16_t towardB = mPort(*o.string("sdp"));
   const uint16_t towardA = mPort(*an.string("sdp"));
@@ -165,28 +140,28 @@ TEST_P(RelayTest, DeleteMatchesByEitherTag) {
 
 TEST_P(RelayTest, RepeatedOfferKeepsPortsAndReply) {
   Phone a;
-  Value first = offer("c2", "ta", sdpFor(a.port));
-  Value second = offer("c2", "ta", sdpFor(a.port));
+  Value first = offer("c2", "ta", sdpFor(a.port()));
+  Value second = offer("c2", "ta", sdpFor(a.port()));
   EXPECT_EQ(first, second);
   EXPECT_EQ(relay->ports().inUse(), 2u);
 }
 
 TEST_P(RelayTest, ReofferWithNewAddressUnlatches) {
   Phone a, b, a2;
-  Value o = offer("c3", "ta", sdpFor(a.port));
-  Value an = answer("c3", "ta", "tb", sdpFor(b.port));
+  Value o = offer("c3", "ta", sdpFor(a.port()));
+  Value an = answer("c3", "ta", "tb", sdpFor(b.port()));
   const uint16_t towardA = mPort(*an.string("sdp"));
   const uint16_t towardB = mPort(*o.string("sdp"));
   EXPECT_TRUE(relays(a, towardA, b, "1"));
   // a moves (re-INVITE with a new port): b's packets follow the new SDP at once.
-  Value re = offer("c3", "ta", sdpFor(a2.port));
+  Value re = offer("c3", "ta", sdpFor(a2.port()));
   EXPECT_EQ(mPort(*re.string("sdp")), towardB);
   EXPECT_TRUE(relays(b, towardB, a2, "2"));
 }
 
 TEST_P(RelayTest, CalleeMediaFlowsBeforeTheAnswer) {
   Phone a;
-  Value o = offer("c4", "ta", sdpFor(a.port));
+  Value o = offer("c4", "ta", sdpFor(a.port()));
   // The port toward a is known only from the answer; send to the one toward b instead, from b's
   // future address: a is known from its offer, so b -> a works before the answer.
   Phone b;
@@ -290,11 +265,11 @@ TEST_P(RelayTest, StrictSourceKeepsAnInjectorFromTakingTheStream) {
   Phone a, b;
   Value req = Value::makeDict();
   req.set("command", "offer").set("call-id", "strict").set("from-tag", "ta");
-  req.set("sdp", sdpFor(a.port, "192.168.1.20"));
+  req.set("sdp", sdpFor(a.port(), "192.168.1.20"));
   req.set("received-from", Value(Value::List{Value("IP4"), Value("127.0.0.1")}));
   req.set("flags", Value(Value::List{Value("SIP source address"), Value("strict source")}));
   Value o = relay->offer(req);
-  Value an = answer("strict", "ta", "tb", sdpFor(b.port));
+  Value an = answer("strict", "ta", "tb", sdpFor(b.port()));
   const uint16_t towardA = mPort(*an.string("sdp"));
   int attacker = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
   sockaddr_in from{};
@@ -322,10 +297,10 @@ TEST_P(RelayTest, StrictSourceLatchesACalleeBehindNat) {
   // The callee's SDP names a private address it does not send from (NAT): with strict-source its
   // first packet still latches, and afterwards packets from other sources are dropped.
   Phone a, b;
-  Value o = offer("nat", "ta", sdpFor(a.port), {Value("strict source")});
+  Value o = offer("nat", "ta", sdpFor(a.port()), {Value("strict source")});
   Value req = Value::makeDict();
   req.set("command", "answer").set("call-id", "nat").set("from-tag", "ta").set("to-tag", "tb");
-  req.set("sdp", sdpFor(b.port, "10.0.0.5"));
+  req.set("sdp", sdpFor(b.port(), "10.0.0.5"));
   req.set("flags", Value(Value::List{Value("strict source")}));
   Value an = relay->answer(req);
   ASSERT_EQ(an.string("result"), "ok");
@@ -347,13 +322,13 @@ TEST_P(RelayTest, StrictSourceLatchesACalleeBehindNat) {
 
 TEST_P(RelayTest, IdleTimeout) {
   Phone a, b;
-  Value o = offer("idle", "ta", sdpFor(a.port));
-  offer("busy", "ta", sdpFor(b.port));
+  Value o = offer("idle", "ta", sdpFor(a.port()));
+  offer("busy", "ta", sdpFor(b.port()));
   clock.advance(std::chrono::seconds(9));
   relay->onTick();
   EXPECT_EQ(relay->calls(), 2u);
   Phone c;
-  EXPECT_TRUE(relays(c, mPort(*offer("busy", "ta", sdpFor(b.port)).string("sdp")), b, "x"));
+  EXPECT_TRUE(relays(c, mPort(*offer("busy", "ta", sdpFor(b.port())).string("sdp")), b, "x"));
   // 11 s after "idle" was signalled, 2 s after "busy" had a packet.
   clock.advance(std::chrono::seconds(2));
   relay->onTick();
@@ -365,13 +340,13 @@ TEST_P(RelayTest, IdleTimeout) {
 
 TEST_P(RelayTest, IdleMeansLongerThanTimeoutSinceTheLastSignalOrPacket) {
   Phone a, b;
-  ASSERT_EQ(offer("t", "ta", sdpFor(a.port)).string("result"), "ok");
+  ASSERT_EQ(offer("t", "ta", sdpFor(a.port())).string("result"), "ok");
   clock.advance(std::chrono::seconds(10));  // exactly timeout_s: not yet idle
   relay->onTick();
   EXPECT_EQ(relay->calls(), 1u);
   // The answer is signalling too: the count starts again. b muxes RTCP, so what a sends to its
   // RTCP port reaches b's RTP address.
-  Value an = answer("t", "ta", "tb", sdpFor(b.port, "127.0.0.1", "a=rtcp-mux\r\n"));
+  Value an = answer("t", "ta", "tb", sdpFor(b.port(), "127.0.0.1", "a=rtcp-mux\r\n"));
   ASSERT_EQ(an.string("result"), "ok");
   clock.advance(std::chrono::seconds(10));
   relay->onTick();
@@ -404,8 +379,8 @@ TEST_P(RelayTest, TimeoutZeroKeepsIdleCalls) {
 
 TEST_P(RelayTest, QueryDatesTheLastPacketByTheClock) {
   Phone a, b;
-  offer("lp", "ta", sdpFor(a.port));
-  Value an = answer("lp", "ta", "tb", sdpFor(b.port));
+  offer("lp", "ta", sdpFor(a.port()));
+  Value an = answer("lp", "ta", "tb", sdpFor(b.port()));
   const uint16_t towardA = mPort(*an.string("sdp"));
   ASSERT_TRUE(relays(a, towardA, b, "x"));
   clock.advance(std::chrono::seconds(7));
@@ -450,7 +425,7 @@ TEST_P(RelayTest, SdpRewriteRemovesIceAndReplacesOrigin) {
 
 TEST_P(RelayTest, UsesThePacketPathAsked) {
   Phone a;
-  ASSERT_EQ(offer("p", "ta", sdpFor(a.port)).string("result"), "ok");
+  ASSERT_EQ(offer("p", "ta", sdpFor(a.port())).string("result"), "ok");
   if (!GetParam()) {
     EXPECT_STREQ(relay->packetPath(), "epoll");
   }
@@ -472,7 +447,7 @@ TEST_P(RelayTest, WebRtcPlaceholderAddressIsNotHold) {
   EXPECT_EQ(sdp.find("a=sendonly"), std::string::npos) << sdp;
   EXPECT_EQ(sdp.find("c=IN IP4 0.0.0.0"), std::string::npos) << sdp;
   Phone browser, b;
-  Value an = answer("w", "ta", "tb", sdpFor(b.port));
+  Value an = answer("w", "ta", "tb", sdpFor(b.port()));
   ASSERT_EQ(an.string("result"), "ok");
   const uint16_t towardA = mPort(*an.string("sdp"));
   const uint16_t towardB = mPort(sdp);
@@ -521,9 +496,9 @@ TEST(RelayWaitInRing, RelaysAndRunsPostedWorkWithoutWaitingOutTheRing) {
     }
     return v;
   };
-  Value o = onWorker([&] { return relay.offer(body("offer", sdpFor(a.port))); });
+  Value o = onWorker([&] { return relay.offer(body("offer", sdpFor(a.port()))); });
   ASSERT_EQ(o.string("result"), "ok");
-  Value an = onWorker([&] { return relay.answer(body("answer", sdpFor(b.port))); });
+  Value an = onWorker([&] { return relay.answer(body("answer", sdpFor(b.port()))); });
   ASSERT_EQ(an.string("result"), "ok");
   EXPECT_TRUE(onWorker([&] { return relay.waitsInRing(); }) ||
               std::string_view(relay.packetPath()) != "io_uring");

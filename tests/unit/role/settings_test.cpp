@@ -8,6 +8,8 @@
 #include <evosip/control/client.hpp>
 #include <evosip/role/settings.hpp>
 
+#include "config_error.hpp"
+
 namespace evosip::role {
 namespace {
 
@@ -20,12 +22,7 @@ CommonSettings read(const std::string& yaml, config::Document::Getenv env = null
 }
 
 std::string error(const std::string& yaml) {
-  try {
-    read(yaml);
-  } catch (const config::ConfigError& e) {
-    return e.what();
-  }
-  return "accepted";
+  return test::configErrorOf([](const std::string& y) { read(y); }, yaml, "accepted");
 }
 
 TEST(CommonSettingsTest, AControlListenerBeyondLoopbackNeedsAToken) {

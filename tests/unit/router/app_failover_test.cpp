@@ -28,22 +28,12 @@ class AppFailoverTest : public RouterFixture {
   // A Call-ID whose first choice among the two apps (both up) is `ip`.
   std::string callPicking(const char* ip, int from = 0) {
     auto set = *role::TargetSet::build({"sip:10.0.0.8:5080", "sip:10.0.0.9:5080"});
-    for (int i = from;; ++i) {
-      std::string id = "call-" + std::to_string(i) + "@test";
-      if (set->at(set->pick(id, 0)).endpoint.ip == boost::asio::ip::make_address(ip)) {
-        return id;
-      }
-    }
+    const size_t index = set->at(0).endpoint.ip == boost::asio::ip::make_address(ip) ? 0 : 1;
+    return fixture::callPicking(*set, index, from);
   }
 
   // A call to the public service number 100.
-  void call(const std::string& callId) {
-    Req r;
-    r.uri = "sip:100@evosip.local";
-    r.callId = callId;
-    r.branch = "z9hG4bK-edge-" + callId.substr(0, callId.find('@'));
-    receive(text(r));
-  }
+  void call(const std::string& callId) { callService(callId); }
 
   // The requests sent to `ip` for this Call-ID.
   std::vector<std::string> requestsTo(const char* ip, const std::string& callId) const {

@@ -100,12 +100,7 @@ TEST_F(DrainTest, ADrainingRouterRefusesNewCallsButServesKnownDialogs) {
   EXPECT_EQ(finals(), (std::vector<int>{503}));
   EXPECT_TRUE(to("10.0.0.8").empty());
 
-  Req bye;
-  bye.method = "BYE";
-  bye.callId = "call-1@test";
-  bye.toTag = "tt1";
-  bye.uri = "sip:bob@10.0.0.30:5090";
-  bye.extra = "Route: <sip:tok@10.0.0.5:5060;lr>\r\n";
+  Req bye = inDialog("BYE", "call-1@test", "tt1");
   bye.branch = "z9hG4bK-edge-bye";
   receive(text(bye));
   bool forwarded = false;

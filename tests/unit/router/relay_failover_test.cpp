@@ -30,24 +30,13 @@ class RelayFailoverTest : public RouterFixture {
 
   // A Call-ID whose first choice among the two relays (both up) is the draining one.
   std::string callPickingDraining(int from) {
-    auto set = *role::TargetSet::buildAddresses(addresses_, 2223);
-    for (int i = from;; ++i) {
-      std::string id = "call-" + std::to_string(i) + "@test";
-      if (set->pick(id, 0) == 0) {
-        return id;
-      }
-    }
+    return callPicking(**role::TargetSet::buildAddresses(addresses_, 2223), 0, from);
   }
 
   void call(const std::string& callId) {
-    Req r;
-    r.uri = "sip:100@evosip.local";
-    r.callId = callId;
-    r.branch = "z9hG4bK-edge-" + callId.substr(0, callId.find('@'));
-    r.sdp =
-        "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"
-        "m=audio 4000 RTP/AVP 0\r\n";
-    receive(text(r));
+    callService(callId,
+                "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"
+                "m=audio 4000 RTP/AVP 0\r\n");
   }
 
   // One ng command received by `relay` within a bounded number of polls: its cookie and body.

@@ -4,6 +4,8 @@
 #include <evosip/config/config.hpp>
 #include <evosip/router/router_service.hpp>
 
+#include "config_error.hpp"
+
 namespace evosip::router {
 namespace {
 
@@ -15,12 +17,7 @@ RouterConfig read(const std::string& yaml) {
 }
 
 std::string errorOf(const std::string& yaml) {
-  try {
-    read(yaml);
-  } catch (const config::ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return test::configErrorOf([](const std::string& y) { read(y); }, yaml, "");
 }
 
 TEST(RouterConfigTest, EgressSocketsAndBatchSchedulingByDefault) {

@@ -59,6 +59,32 @@ inline std::string text(const Req& r) {
          "Content-Length: " + std::to_string(r.sdp.size()) + "\r\n\r\n" + r.sdp;
 }
 
+// The edge's Record-Route, as a dialog's route set holds it.
+constexpr const char* kEdgeRoute = "<sip:tok@10.0.0.5:5060;lr>";
+
+// A request of a dialog from the caller's side (tags ft1 / `toTag`), along the edge's route.
+inline Req inDialog(std::string method, std::string callId, std::string toTag,
+                    std::string uri = "sip:bob@10.0.0.30:5090") {
+  Req r;
+  r.method = std::move(method);
+  r.callId = std::move(callId);
+  r.toTag = std::move(toTag);
+  r.uri = std::move(uri);
+  r.extra = std::string("Route: ") + kEdgeRoute + "\r\n";
+  return r;
+}
+
+// The first Call-ID "call-N@test", N from `from` on, whose first choice in `set` (all up) is
+// the target at `index`.
+inline std::string callPicking(const role::TargetSet& set, size_t index, int from = 0) {
+  for (int i = from;; ++i) {
+    std::string id = "call-" + std::to_string(i) + "@test";
+    if (set.pick(id, 0) == index) {
+      return id;
+    }
+  }
+}
+
 class RouterFixture : public ::testing::Test {
  protected:
   RouterFixture() { make(MediaMode::kNever); }
@@ -153,6 +179,16 @@ class RouterFixture : public ::testing::Test {
   }
   uint64_t rejected(Rejection r) const {
     return router_->counters().rejected[static_cast<size_t>(r)].load();
+  }
+
+  // A call to the public service number 100, on a branch of its own.
+  void callService(const std::string& callId, const std::string& sdp = "") {
+    Req r;
+    r.uri = "sip:100@evosip.local";
+    r.callId = callId;
+    r.branch = "z9hG4bK-edge-" + callId.substr(0, callId.find('@'));
+    r.sdp = sdp;
+    receive(text(r));
   }
 
   void storeDialog(const std::string& callId, const std::string& from, const std::string& to,

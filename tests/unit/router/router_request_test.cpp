@@ -42,12 +42,7 @@ TEST_F(RouterRequestTest, AckWithoutToTagOrDialogIsDroppedNeverRelayed) {
 
 TEST_F(RouterRequestTest, KnownDialogGoesAlongItsRouteSetAndByeRemovesTheRecord) {
   storeDialog("call-9", "ft1", "tt1", {"<sip:tok@10.0.0.5:5060;lr>"});
-  Req ack;
-  ack.method = "ACK";
-  ack.callId = "call-9";
-  ack.toTag = "tt1";
-  ack.uri = "sip:bob@10.0.0.30:5090";
-  ack.extra = "Route: <sip:tok@10.0.0.5:5060;lr>\r\n";
+  Req ack = inDialog("ACK", "call-9", "tt1");
   receive(text(ack));
   ASSERT_EQ(to("10.0.0.5").size(), 1u);
   EXPECT_TRUE(to("10.0.0.5")[0].starts_with("ACK sip:bob@10.0.0.30:5090 SIP/2.0"));
