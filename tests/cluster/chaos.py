@@ -8,10 +8,13 @@ For each tier (edge, router, media) under `--rate` calls/s of `--call-s` s calls
 (authenticated, record-routed, media anchored, through the anycast address):
   1. a rolling restart: SIGTERM each instance in turn, wait until it has exited, start it
      again, wait until it is ready;
-  2. a SIGKILL of one instance, restarted once the load step is over.
+  2. a SIGKILL of one instance, restarted once the load step is over;
+  3. a partition: one instance's data leg off the network for `--cut-s` s, then back (an edge
+     keeps its link to the callers: it must withdraw its anycast route while it reaches no
+     router, and announce it again once healed).
 Printed per step: calls placed, failed, and the exit codes of the drained instances; for the
-edge kill, the time until the core router stopped sending to the dead edge. The exit status is
-non-zero when a rolling restart failed a call or an instance did not exit 0 on SIGTERM.
+edge kill and cut, the time until the core router stopped sending to that edge. The exit status
+is non-zero when a rolling restart failed a call or an instance did not exit 0 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=100, help="calls per second")
     ap.add_argument("--call-s", type=float, default=5.0, help="call duration")
     ap.add_argument("--tiers", default="edge,router,media")
+    ap.add_argument("--cut-s", type=float, default=5.0, help="how long a partition lasts")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     binary = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
@@ -112,6 +116,28 @@ def main() -> int:
                                   "re-announce")
             print(f"{tier:6} SIGKILL {victim}: {n} calls, {totals.get('FailedCall', -1)} failed"
                   f"{extra}", flush=True)
+            # 3. partition of one instance
+            run, n = load(12)
+            time.sleep(4)
+            t0 = time.monotonic()
+            lab.cut(victim)
+            extra = ""
+            try:
+                if tier == "edge":
+                    netlab.wait_until(lambda: len(lab.anycast_paths()) < paths0, 10,
+                                      "withdrawal")
+                    extra = f", anycast withdrawn in {time.monotonic() - t0:.2f} s"
+                time.sleep(max(0.0, args.cut_s - (time.monotonic() - t0)))
+            finally:
+                lab.heal(victim)
+            if tier == "edge":
+                t1 = time.monotonic()
+                netlab.wait_until(lambda: len(lab.anycast_paths()) == paths0, 10,
+                                  "re-announce")
+                extra += f", back {time.monotonic() - t1:.2f} s after the heal"
+            totals = run.wait(600)
+            print(f"{tier:6} cut {victim} for {args.cut_s:g} s: {n} calls, "
+                  f"{totals.get('FailedCall', -1)} failed{extra}", flush=True)
     finally:
         lab.destroy()
         if not args.keep:

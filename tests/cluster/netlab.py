@@ -222,6 +222,15 @@ class Lab:
                 hops.append(words[words.index("via") + 1])
         return sorted(hops)
 
+    # -- partitions ----------------------------------------------------------------------------
+    def cut(self, host: str) -> None:
+        """Takes host's data leg off the bridge: it keeps its addresses, its link and its p2p
+        link to core (an edge stays reachable from callers), but reaches no other data host."""
+        self.ip("core", "link", "set", f"b-{host}", "nomaster")
+
+    def heal(self, host: str) -> None:
+        self.ip("core", "link", "set", f"b-{host}", "master", "br0")
+
     # -- teardown ------------------------------------------------------------------------------
     def stop(self, p: subprocess.Popen, timeout: float = 5.0, sig: int = 2) -> Optional[int]:
         """SIGINT (evosip roles stop at once, without a drain), SIGKILL after timeout."""

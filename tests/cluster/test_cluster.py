@@ -119,6 +119,37 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(totals.get("SuccessfulCall", 0) + totals.get("FailedCall", 0), 100)
         self.assertLessEqual(totals.get("FailedCall"), 3, totals)
 
+    def test_5_edge_cut_off_from_routers_withdraws_and_returns(self):
+        # e1 loses the data network (routers, Redis) but not its link to the callers: its
+        # routers go silent, it turns unready and its anycast route is withdrawn, so new calls
+        # reach e2; healed, its probes are answered and it announces again.
+        paths = self.lab.anycast_paths()
+        self.assertEqual(len(paths), 2)
+        run = self.calls("edge-cut", 100, 20, duration_ms=2000)
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        self.lab.cut("e1")
+        try:
+            netlab.wait_until(lambda: len(self.lab.anycast_paths()) == 1, 10,
+                              "the cut edge's withdrawal")
+            withdrawn = time.monotonic() - t0
+        finally:
+            time.sleep(1)
+            self.lab.heal("e1")
+        t1 = time.monotonic()
+        netlab.wait_until(lambda: len(self.lab.anycast_paths()) == 2, 10, "re-announce")
+        back = time.monotonic() - t1
+        totals = run.wait(90)
+        print(f"\nedge cut from the routers: withdrawn after {withdrawn:.2f} s, back "
+              f"{back:.2f} s after the heal; calls: {totals.get('SuccessfulCall')} ok, "
+              f"{totals.get('FailedCall')} failed", file=sys.stderr)
+        self.assertLess(withdrawn, 4.0)
+        self.assertLess(back, 3.0)
+        # Calls placed through e1 between the cut and the withdrawal fail (about 2 s of e1's
+        # half of 20 calls/s); established ones and later ones complete.
+        self.assertEqual(totals.get("SuccessfulCall", 0) + totals.get("FailedCall", 0), 100)
+        self.assertLessEqual(totals.get("FailedCall"), 40, totals)
+
 
 if __name__ == "__main__":
     unittest.main()

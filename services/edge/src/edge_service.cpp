@@ -71,6 +71,7 @@ EdgeConfig readEdgeConfig(config::Document& doc) {
   c.edge.flowSecret = config::readSecret(doc.getString("edge.flow_secret", ""));
   c.egressPerWorker = static_cast<size_t>(doc.getInt("edge.egress_sockets", 2, 0, 64));
   c.edge.egressAddresses = readEgressAddresses(doc);
+  c.readyNeedsRouter = doc.getBool("edge.ready_needs_router", true);
   c.edge.advertiseHost = c.common.advertiseHost;
   c.edge.advertisePort = c.common.advertisePort;
   c.edge.limits.maxSize = c.common.maxMessageSize;
@@ -331,6 +332,11 @@ void EdgeService::start() {
       std::clamp<int64_t>(d.config.edge.routerTimeout.count() / 5, 10, 100));
   d.host.tickEvery(period, [&d](size_t w) { d.proxy->onTick(w); });
   d.pool.setBatchScheduling(d.config.common.batchScheduling);
+  if (d.config.readyNeedsRouter) {
+    // An edge cut off from every router withdraws (its front tier sends callers elsewhere)
+    // rather than answer them 503.
+    d.host.setReadyCheck([&d] { return d.proxy->anyRouterUp(); });
+  }
   d.host.start();
   d.host.markReady();
   std::string addrs;

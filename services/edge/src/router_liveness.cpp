@@ -105,6 +105,9 @@ void EdgeProxy::onTick(size_t worker) {
   const int64_t now = nowNs();
   // Probes first: a router found dead is not the next choice of a request timing out now.
   checkProbes(w, now);
+  if (worker == 0) {
+    probeHeldDown(w, now);
+  }
   w.pending.expire(
       now, [&](uint64_t key, PendingRequest&& p) { onRequestTimeout(w, key, std::move(p), now); });
 }
@@ -351,15 +354,21 @@ void EdgeProxy::startProbe(WorkerState& w, size_t router, int64_t now) {
   appendHex(branch,
             hash64(std::string_view(branch).substr(detail::kProbePrefix.size()), secretKey_), 16);
   const std::string target = t.endpoint.str();
+  // From an egress socket when there are some: on its own unicast address (edge.egress_addresses)
+  // the answer comes back to this edge even while the anycast address is withdrawn from it.
+  uint16_t egressPort = 0;
+  const int32_t egress = egressFor(target, t.endpoint, egressPort);
+  const std::string sentBy =
+      egress >= 0 ? fmt::format("{}:{}", self.host, egressPort) : self.hostPort;
   std::string via;
-  sip::appendVia(via, "UDP", self.hostPort, branch);
+  sip::appendVia(via, "UDP", sentBy, branch);
   w.out = fmt::format(
       "OPTIONS sip:{0} SIP/2.0\r\nVia: {5}\r\nMax-Forwards: 0\r\n"
       "From: <sip:{1}>;tag={3}\r\nTo: <sip:{0}>\r\nCall-ID: {3}@{4}\r\nCSeq: 1 OPTIONS\r\n"
       "Content-Length: 0\r\n\r\n",
-      target, self.hostPort, branch, std::string_view(branch).substr(9, 16), self.host, via);
+      target, sentBy, branch, std::string_view(branch).substr(9, 16), self.host, via);
   WorkerCounters::bump(w.counters.probesSent);
-  if (!send_(Destination{Protocol::kUdp, t.endpoint, {}}, w.out)) {
+  if (!send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, w.out)) {
     drop(w, DropReason::kSendFailed);
   }
   w.probes.push_back(Probe{router, w.routersGeneration, now, now + toNs(settings_.routerTimeout)});
@@ -379,9 +388,8 @@ void EdgeProxy::checkProbes(WorkerState& w, int64_t now) {
       return true;
     }
     WorkerCounters::bump(w.counters.probesFailed);
-    const int64_t until = now + toNs(settings_.holdDown);
-    if (t.downUntilNs.load(std::memory_order_relaxed) < until) {
-      t.downUntilNs.store(until, std::memory_order_relaxed);
+    const bool wasUp = t.upAt(now);
+    if (t.holdDown(now, toNs(settings_.holdDown)) && wasUp) {
       log::get("edge")->warn("router {} answers nothing, not even a probe: down for {} ms", t.uri,
                              settings_.holdDown.count());
     }
@@ -405,10 +413,42 @@ bool EdgeProxy::onProbeResponse(WorkerState& w, std::string_view branch,
   if (router && mac && *mac == hash64(fields, secretKey_) && *router < w.routers->size()) {
     RouterTarget& t = w.routers->at(*router);
     if (t.endpoint.ip == src.remote.ip) {
-      t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
+      const int64_t now = nowNs();
+      t.lastResponseNs.store(now, std::memory_order_relaxed);
+      if (!t.upAt(now)) {
+        // Only our own probe (signed branch, from the router's address) ends a hold-down early.
+        t.downUntilNs.store(0, std::memory_order_relaxed);
+        log::get("edge")->info("router {} answers again: back in the set", t.uri);
+      }
     }
   }
   return true;
+}
+
+// A router held down is probed again every router_timeout_ms (one worker does it): the first
+// answer puts it back at once instead of after router_hold_down_ms, and while every router is
+// down the edge is not ready, so the tier in front moves callers to another edge.
+void EdgeProxy::probeHeldDown(WorkerState& w, int64_t now) {
+  RouterSet& routers = *w.routers;
+  for (size_t i = 0; i < routers.size(); ++i) {
+    if (!routers.at(i).upAt(now)) {
+      startProbe(w, i, now);  // at most one in flight per router
+    }
+  }
+}
+
+bool EdgeProxy::anyRouterUp() const {
+  const auto set = routers();
+  const int64_t now = nowNs();
+  if (set->size() == 0) {
+    return true;  // none configured yet: the set comes from dispatcher.set
+  }
+  for (size_t i = 0; i < set->size(); ++i) {
+    if (set->at(i).upAt(now)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void EdgeProxy::readdress(PendingRequest& p, uint16_t egressPort) const {

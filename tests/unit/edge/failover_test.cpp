@@ -267,5 +267,43 @@ TEST_F(EdgeFailoverTest, ARouterBusyWithOtherCallsIsNotProbed) {
   EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 1u);
 }
 
+// Cut off from every router (a partition): each is held down and probed again every
+// router_timeout_ms; the edge says it is not ready meanwhile, and the first answer to a probe
+// puts that router back at once, long before router_hold_down_ms.
+TEST_F(EdgeFailoverTest, AnEdgeWithEveryRouterDownIsNotReadyUntilAProbeIsAnswered) {
+  EXPECT_TRUE(proxy->anyRouterUp());
+  receive(invite());
+  const Sent first = sent[0];
+  clock.advance(600ms);  // unanswered: probe the first router, the INVITE to the second
+  tick();
+  ASSERT_EQ(sent.size(), 2u);
+  const Sent second = sent[1];
+  clock.advance(600ms);  // both silent: the first is down, the second probed
+  tick();
+  EXPECT_FALSE(target(first.to.remote).upAt(nowNs()));
+  EXPECT_TRUE(proxy->anyRouterUp());
+  clock.advance(600ms);
+  tick();
+  EXPECT_FALSE(target(second.to.remote).upAt(nowNs()));
+  EXPECT_FALSE(proxy->anyRouterUp());
+  // Held down, the routers are probed again, one probe in flight each.
+  probes.clear();
+  clock.advance(600ms);
+  tick();
+  ASSERT_EQ(probes.size(), 2u);
+  clock.advance(100ms);
+  tick();
+  EXPECT_EQ(probes.size(), 2u);
+  // The second router answers: back at once, and the edge is ready again.
+  for (const auto& p : probes) {
+    if (p.to.remote == second.to.remote) {
+      answer(p, 200, "OK");
+    }
+  }
+  EXPECT_TRUE(target(second.to.remote).upAt(nowNs()));
+  EXPECT_FALSE(target(first.to.remote).upAt(nowNs()));
+  EXPECT_TRUE(proxy->anyRouterUp());
+}
+
 }  // namespace
 }  // namespace evosip::edge

@@ -158,6 +158,9 @@ class EdgeProxy {
   // Replaces the router set (control thread). Workers pick it up at their next message.
   void setRouters(std::shared_ptr<RouterSet> routers);
   std::shared_ptr<RouterSet> routers() const;
+  // False when every router of a non-empty set is held down (it answered neither requests nor
+  // probes): the edge's /readyz then answers 503 (edge.ready_needs_router).
+  bool anyRouterUp() const;
 
   size_t workers() const { return workers_.size(); }
   const WorkerCounters& counters(size_t worker) const { return workers_[worker]->counters; }
@@ -256,6 +259,7 @@ class EdgeProxy {
                       std::string_view extraHeaders);
   void startProbe(WorkerState& w, size_t router, int64_t now);
   void checkProbes(WorkerState& w, int64_t now);
+  void probeHeldDown(WorkerState& w, int64_t now);
   bool onProbeResponse(WorkerState& w, std::string_view branch, const transport::Source& src);
 
   bool isSelf(const sip::Uri& uri) const;

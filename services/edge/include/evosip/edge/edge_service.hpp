@@ -22,7 +22,8 @@ struct EdgeConfig {
   role::CommonSettings common;
   EdgeSettings edge;
   std::vector<std::string> routers;
-  size_t egressPerWorker = 2;  // edge.egress_sockets
+  size_t egressPerWorker = 2;    // edge.egress_sockets
+  bool readyNeedsRouter = true;  // edge.ready_needs_router
 };
 
 // Reads every key of the edge role; throws config::ConfigError naming the key. Calls
