@@ -10,6 +10,7 @@
 
 #include <evosip/store/memory_store.hpp>
 
+#include "memory_values.hpp"
 #include "order.hpp"
 
 namespace evosip::store {
@@ -115,6 +116,7 @@ MemoryDatabase::MemoryDatabase(MemorySettings settings) : settings_(std::move(se
   for (size_t i = 0; i < settings_.shards; ++i) {
     shards_.push_back(std::make_unique<Shard>());
   }
+  values_ = std::make_unique<Values>();
 }
 
 MemoryDatabase::~MemoryDatabase() = default;
@@ -337,7 +339,7 @@ size_t MemoryDatabase::sweep() {
     }
     dropped += std::erase_if(shard->nonces, [t](const auto& e) { return e.second.expires <= t; });
   }
-  return dropped;
+  return dropped + sweepValues(t);
 }
 
 void MemoryDatabase::sweepIfDue() {
@@ -459,6 +461,24 @@ void MemoryStore::listDialogs(std::string cursor, size_t count, Callback<Page<Di
 void MemoryStore::checkAndSetNonceCount(std::string nonce, uint32_t nc,
                                         std::chrono::milliseconds ttl, Callback<bool> done) {
   complete(std::move(done), database_->checkAndSetNonceCount(nonce, nc, ttl));
+}
+
+void MemoryStore::putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
+                           bool onlyIfAbsent, Callback<bool> done) {
+  complete(std::move(done), database_->putValue(key, std::move(value), ttl, onlyIfAbsent));
+}
+
+void MemoryStore::getValue(std::string key, Callback<std::string> done) {
+  complete(std::move(done), database_->getValue(key));
+}
+
+void MemoryStore::removeValue(std::string key, Callback<void> done) {
+  complete(std::move(done), database_->removeValue(key));
+}
+
+void MemoryStore::listValues(std::string prefix, std::string cursor, size_t count,
+                             Callback<Page<KeyValue>> done) {
+  complete(std::move(done), database_->listValues(prefix, cursor, count));
 }
 
 void MemoryStore::ping(Callback<void> done) {

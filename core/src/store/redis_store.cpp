@@ -55,42 +55,76 @@ void post(const RedisConnection& c, Callback<T> done, Result<T> result) {
   });
 }
 
-// The dialogs of every call in `keys`, fetched in one pipeline, as one page.
-void fetchDialogs(const std::shared_ptr<RedisConnection>& c, const std::vector<std::string>& keys,
-                  std::string next, Callback<Page<DialogRecord>> done) {
+// Runs command(key) for every key in one pipeline; collect(key, reply, items) adds what each
+// reply holds to one page, which done gets, ordered by order(items), once every reply is in.
+template <typename T, typename Command, typename Collect, typename Order>
+void fetchPage(const std::shared_ptr<RedisConnection>& c, const std::vector<std::string>& keys,
+               std::string next, Command command, Collect collect, Order order,
+               Callback<Page<T>> done) {
   struct Gather {
-    Page<DialogRecord> page;
+    Page<T> page;
     size_t remaining = 0;
     std::optional<Error> error;
   };
   auto gather = std::make_shared<Gather>();
   gather->page.next = std::move(next);
   gather->remaining = keys.size();
-  auto finish = [c, done, gather]() {
+  auto finish = [c, done, gather, order]() {
     if (gather->error) {
-      post<Page<DialogRecord>>(*c, done, tl::unexpected(*gather->error));
+      post<Page<T>>(*c, done, tl::unexpected(*gather->error));
       return;
     }
-    sortDialogs(gather->page.items);
-    post<Page<DialogRecord>>(*c, done, std::move(gather->page));
+    order(gather->page.items);
+    post<Page<T>>(*c, done, std::move(gather->page));
   };
   if (gather->remaining == 0) {
     finish();
     return;
   }
   for (const auto& k : keys) {
-    c->command({"HVALS", k}, [gather, finish, now = c->now()](Result<const redisReply*> r) {
+    c->command(command(k), [gather, finish, collect, k](Result<const redisReply*> r) {
       if (!r) {
         gather->error = r.error();
       } else {
-        auto dialogs = decodeRecords<DialogRecord>(**r, 0, 1, now, dialogFromJson);
-        std::move(dialogs.begin(), dialogs.end(), std::back_inserter(gather->page.items));
+        collect(k, **r, gather->page.items);
       }
       if (--gather->remaining == 0) {
         finish();
       }
     });
   }
+}
+
+// The dialogs of every call in `keys`, as one page.
+void fetchDialogs(const std::shared_ptr<RedisConnection>& c, const std::vector<std::string>& keys,
+                  std::string next, Callback<Page<DialogRecord>> done) {
+  fetchPage<DialogRecord>(
+      c, keys, std::move(next),
+      [](const std::string& k) {
+        return std::vector<std::string>{"HVALS", k};
+      },
+      [now = c->now()](const std::string&, const redisReply& r, std::vector<DialogRecord>& out) {
+        auto dialogs = decodeRecords<DialogRecord>(r, 0, 1, now, dialogFromJson);
+        std::move(dialogs.begin(), dialogs.end(), std::back_inserter(out));
+      },
+      [](std::vector<DialogRecord>& items) { sortDialogs(items); }, std::move(done));
+}
+
+// The values of `keys` (full redis keys), as one page; `strip` characters of each key are left
+// out of the page's keys. Keys that expired meanwhile are skipped.
+void fetchValues(const std::shared_ptr<RedisConnection>& c, const std::vector<std::string>& keys,
+                 size_t strip, std::string next, Callback<Page<KeyValue>> done) {
+  fetchPage<KeyValue>(
+      c, keys, std::move(next),
+      [](const std::string& k) {
+        return std::vector<std::string>{"GET", k};
+      },
+      [strip](const std::string& k, const redisReply& r, std::vector<KeyValue>& out) {
+        if (r.type == REDIS_REPLY_STRING) {
+          out.push_back({k.substr(std::min(strip, k.size())), std::string(text(r))});
+        }
+      },
+      [](std::vector<KeyValue>&) {}, std::move(done));
 }
 
 }  // namespace
@@ -263,6 +297,72 @@ void RedisStore::checkAndSetNonceCount(std::string nonce, uint32_t nc,
                               return r.integer == 1;
                             });
              });
+}
+
+void RedisStore::putValue(std::string k, std::string value, std::chrono::milliseconds ttl,
+                          bool onlyIfAbsent, Callback<bool> done) {
+  onExecutor(connection_, [k = std::move(k), value = std::move(value), ttl, onlyIfAbsent,
+                           done = std::move(done)](const Connection& c) {
+    if (k.empty() || ttl.count() <= 0) {
+      post<bool>(*c, done, makeError(Errc::kInvalid, "empty key or TTL"));
+      return;
+    }
+    std::vector<std::string> args{"SET", key(*c, "v:", k), value, "PX",
+                                  std::to_string(ttl.count())};
+    if (onlyIfAbsent) {
+      args.emplace_back("NX");
+    }
+    c->run<bool>(args, done, [](const redisReply& r) -> Result<bool> {
+      if (r.type == REDIS_REPLY_NIL) {
+        return false;  // NX: the key holds a value
+      }
+      if (r.type == REDIS_REPLY_STATUS) {
+        return true;
+      }
+      return tl::unexpected(unexpectedReply(r));
+    });
+  });
+}
+
+void RedisStore::getValue(std::string k, Callback<std::string> done) {
+  onExecutor(connection_, [k = std::move(k), done = std::move(done)](const Connection& c) {
+    c->run<std::string>({"GET", key(*c, "v:", k)}, done,
+                        [](const redisReply& r) -> Result<std::string> {
+                          if (r.type == REDIS_REPLY_NIL) {
+                            return makeError(Errc::kNotFound, "no such value");
+                          }
+                          if (r.type != REDIS_REPLY_STRING) {
+                            return tl::unexpected(unexpectedReply(r));
+                          }
+                          return std::string(text(r));
+                        });
+  });
+}
+
+void RedisStore::removeValue(std::string k, Callback<void> done) {
+  onExecutor(connection_, [k = std::move(k), done = std::move(done)](const Connection& c) {
+    c->run<void>({"DEL", key(*c, "v:", k)}, done, expectOk);
+  });
+}
+
+void RedisStore::listValues(std::string prefix, std::string cursor, size_t count,
+                            Callback<Page<KeyValue>> done) {
+  onExecutor(connection_, [prefix = std::move(prefix), cursor = std::move(cursor), count,
+                           done = std::move(done)](const Connection& c) {
+    if (!cursor.empty() && !isCursor(cursor)) {
+      post<Page<KeyValue>>(*c, done, makeError(Errc::kInvalid, "bad cursor"));
+      return;
+    }
+    const size_t strip = key(*c, "v:", "").size();
+    Scan::start(c, globEscape(key(*c, "v:", prefix)) + "*", cursor, count,
+                [c, done, strip](auto result) {
+                  if (!result) {
+                    post<Page<KeyValue>>(*c, done, tl::unexpected(result.error()));
+                    return;
+                  }
+                  fetchValues(c, result->first, strip, std::move(result->second), done);
+                });
+  });
 }
 
 void RedisStore::ping(Callback<void> done) {

@@ -380,6 +380,62 @@ TYPED_TEST(StoreTest, NonceCountOnlyMovesForward) {
   EXPECT_EQ(this->nonce("n1", 0xffffffff).value(), false);
 }
 
+// Values: a relay's session records, heartbeats and its takeover lock (SET NX PX).
+TYPED_TEST(StoreTest, ValuesPutGetRemoveAndLockOnlyIfAbsent) {
+  auto put = [this](const std::string& k, const std::string& v, bool nx,
+                    std::chrono::milliseconds ttl = 60s) {
+    return this->runner.template call<bool>(
+        [&](auto cb) { this->store->putValue(k, v, ttl, nx, cb); });
+  };
+  auto get = [this](const std::string& k) {
+    return this->runner.template call<std::string>([&](auto cb) { this->store->getValue(k, cb); });
+  };
+  EXPECT_EQ(get("hb:a").error().code, Errc::kNotFound);
+  EXPECT_EQ(put("hb:a", "one", true).value(), true);
+  EXPECT_EQ(put("hb:a", "two", true).value(), false);  // the lock is held
+  EXPECT_EQ(get("hb:a").value(), "one");
+  EXPECT_EQ(put("hb:a", "three", false).value(), true);  // the holder refreshes it
+  EXPECT_EQ(get("hb:a").value(), "three");
+  ASSERT_TRUE(
+      this->runner.template call<void>([&](auto cb) { this->store->removeValue("hb:a", cb); }));
+  EXPECT_EQ(get("hb:a").error().code, Errc::kNotFound);
+  EXPECT_FALSE(put("", "x", false));
+  // A value expires with its TTL (memory: the test clock; redis: the server's own clock).
+  EXPECT_EQ(put("hb:b", "short", false, 100ms).value(), true);
+  this->clock.now += 200ms;
+  std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(get("hb:b").error().code, Errc::kNotFound);
+  EXPECT_EQ(put("hb:b", "taken", true).value(), true);  // an expired lock can be taken
+}
+
+TYPED_TEST(StoreTest, ListValuesPagesThroughOnePrefixOnce) {
+  std::set<std::string> written;
+  for (int i = 0; i < 30; ++i) {
+    const std::string k = "sess:relay-a:call-" + std::to_string(i);
+    written.insert(k);
+    ASSERT_TRUE(this->runner.template call<bool>(
+        [&](auto cb) { this->store->putValue(k, "v" + std::to_string(i), 60s, false, cb); }));
+  }
+  ASSERT_TRUE(this->runner.template call<bool>(
+      [&](auto cb) { this->store->putValue("sess:relay-b:call-0", "other", 60s, false, cb); }));
+  ASSERT_TRUE(this->runner.template call<bool>(
+      [&](auto cb) { this->store->putValue("sess:relay-a*", "glob", 60s, false, cb); }));
+  std::set<std::string> seen;
+  std::string cursor;
+  size_t pages = 0;
+  do {
+    auto page = this->runner.template call<Page<KeyValue>>(
+        [&](auto cb) { this->store->listValues("sess:relay-a:", cursor, 7, cb); });
+    ASSERT_TRUE(page) << page.error().message;
+    for (const auto& kv : page->items) {
+      EXPECT_TRUE(seen.insert(kv.key).second) << kv.key << " listed twice";
+      EXPECT_EQ(kv.value, "v" + kv.key.substr(kv.key.rfind('-') + 1));
+    }
+    cursor = page->next;
+  } while (!cursor.empty() && ++pages < 100);
+  EXPECT_EQ(seen, written);
+}
+
 // Two workers, each with its own store and io_context thread, race on one nonce: every nc is
 // accepted at most once, and each worker sees its accepted counts increase.
 TYPED_TEST(StoreTest, NonceCountCheckAndSetIsAtomic) {

@@ -41,6 +41,14 @@ class MemoryDatabase {
   Result<bool> checkAndSetNonceCount(const std::string& nonce, uint32_t nc,
                                      std::chrono::milliseconds ttl);
 
+  // Values (memory_values.cpp).
+  Result<bool> putValue(const std::string& key, std::string value, std::chrono::milliseconds ttl,
+                        bool onlyIfAbsent);
+  Result<std::string> getValue(const std::string& key);
+  Result<void> removeValue(const std::string& key);
+  Result<Page<KeyValue>> listValues(const std::string& prefix, const std::string& cursor,
+                                    size_t count);
+
   // Drops every expired entry now; returns how many.
   size_t sweep();
   // sweep() when the last one is at least sweepInterval old (steady time); called by the stores'
@@ -60,11 +68,14 @@ class MemoryDatabase {
 
  private:
   struct Shard;
+  struct Values;
   TimePoint now() const;
+  size_t sweepValues(TimePoint now);
   Shard& shardFor(const std::string& key);
 
   MemorySettings settings_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Values> values_;
   std::atomic<int64_t> lastSweep_{0};  // steady clock, ns since its epoch
 };
 
@@ -89,6 +100,12 @@ class MemoryStore final : public Store {
 
   void checkAndSetNonceCount(std::string nonce, uint32_t nc, std::chrono::milliseconds ttl,
                              Callback<bool> done) override;
+  void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
+                bool onlyIfAbsent, Callback<bool> done) override;
+  void getValue(std::string key, Callback<std::string> done) override;
+  void removeValue(std::string key, Callback<void> done) override;
+  void listValues(std::string prefix, std::string cursor, size_t count,
+                  Callback<Page<KeyValue>> done) override;
   void ping(Callback<void> done) override;
 
  private:

@@ -42,6 +42,12 @@ class RedisStore final : public Store {
 
   void checkAndSetNonceCount(std::string nonce, uint32_t nc, std::chrono::milliseconds ttl,
                              Callback<bool> done) override;
+  void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
+                bool onlyIfAbsent, Callback<bool> done) override;
+  void getValue(std::string key, Callback<std::string> done) override;
+  void removeValue(std::string key, Callback<void> done) override;
+  void listValues(std::string prefix, std::string cursor, size_t count,
+                  Callback<Page<KeyValue>> done) override;
   void ping(Callback<void> done) override;
 
   // True while the connection is established (read on the executor's thread).

@@ -67,6 +67,18 @@ class Store {
   virtual void checkAndSetNonceCount(std::string nonce, uint32_t nc, std::chrono::milliseconds ttl,
                                      Callback<bool> done) = 0;
 
+  // --- Values: small records of other roles (a relay's media sessions, heartbeats, locks) ---
+  // Stores `value` under `key` for `ttl`. With onlyIfAbsent it is written only when the key holds
+  // no unexpired value (a lock: redis SET NX PX); the callback says whether it was written.
+  virtual void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
+                        bool onlyIfAbsent, Callback<bool> done) = 0;
+  // The unexpired value of `key`; kNotFound when there is none.
+  virtual void getValue(std::string key, Callback<std::string> done) = 0;
+  virtual void removeValue(std::string key, Callback<void> done) = 0;
+  // The unexpired values whose keys start with `prefix`, one page at a time; cursor "" starts.
+  virtual void listValues(std::string prefix, std::string cursor, size_t count,
+                          Callback<Page<KeyValue>> done) = 0;
+
   // Succeeds when the backend answers (readiness, health checks).
   virtual void ping(Callback<void> done) = 0;
 };

@@ -71,6 +71,12 @@ struct DialogRecord {
 // listing is complete. A page holds about the number of items asked for: the redis backend may
 // return a few more, and a page may be empty before the end, so page until `next` is empty.
 // Entries written or removed while paging may or may not appear; the others appear once.
+// One stored value and its key (Store::listValues).
+struct KeyValue {
+  std::string key;
+  std::string value;
+};
+
 template <typename T>
 struct Page {
   std::vector<T> items;

@@ -57,6 +57,20 @@ class TimedStore final : public store::Store {
                              store::Callback<bool> done) override {
     inner_->checkAndSetNonceCount(std::move(nonce), nc, ttl, timed(kNonce, std::move(done)));
   }
+  void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
+                bool onlyIfAbsent, store::Callback<bool> done) override {
+    inner_->putValue(std::move(key), std::move(value), ttl, onlyIfAbsent, std::move(done));
+  }
+  void getValue(std::string key, store::Callback<std::string> done) override {
+    inner_->getValue(std::move(key), std::move(done));
+  }
+  void removeValue(std::string key, store::Callback<void> done) override {
+    inner_->removeValue(std::move(key), std::move(done));
+  }
+  void listValues(std::string prefix, std::string cursor, size_t count,
+                  store::Callback<store::Page<store::KeyValue>> done) override {
+    inner_->listValues(std::move(prefix), std::move(cursor), count, std::move(done));
+  }
   void ping(store::Callback<void> done) override { inner_->ping(timed(kPing, std::move(done))); }
 
  private:
