@@ -67,10 +67,10 @@ def _decode(data: bytes, i: int) -> Tuple[Any, int]:
 class NgClient:
     """One UDP socket talking to an ng server. request() returns the reply dict."""
 
-    def __init__(self, address: Tuple[str, int], timeout: float = 3.0):
+    def __init__(self, address: Tuple[str, int], timeout: float = 3.0, bind: str = "127.0.0.1"):
         self.address = address
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((bind, 0))
         self.sock.settimeout(timeout)
 
     def close(self) -> None:

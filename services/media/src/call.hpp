@@ -42,6 +42,9 @@ struct MediaSlot {
   std::shared_ptr<Stream> rtp, rtcp;
   bool rtcpMux = false;
   bool rejected = false;
+  // The pair came from the worker's PortAllocator (false: restored from the store on another
+  // relay's address, given back to nobody).
+  bool pooled = true;
 };
 
 // One SIP tag (rtpengine's monologue).
@@ -51,6 +54,9 @@ struct Leg {
   Leg* peer = nullptr;
   std::vector<MediaSlot> media;
   int64_t createdWall = 0;
+  // A stream of this leg latched or moved since the call was last written to the store (set on
+  // the packet path, read by the worker's tick).
+  bool latchChanged = false;
 };
 
 struct Call {
@@ -60,6 +66,12 @@ struct Call {
   int64_t createdWall = 0;
   int64_t lastSignalWall = 0;
   int64_t lastSignalNs = 0;  // the relay's clock at the last offer or answer
+  // A call restored from the store (media.state takeover): the relay instance whose address it
+  // lives on, that address (written into SDP) and where its sockets are bound. Empty / unknown:
+  // this relay's own media.address and media.bind.
+  std::string owner;
+  std::string advertise;
+  Endpoint bind;
 
   Leg* findLeg(std::string_view tag) const {
     for (const auto& l : legs) {
@@ -76,5 +88,17 @@ struct Call {
     return legs.back().get();
   }
 };
+
+// A packet arriving on one leg's stream leaves from the other leg's stream of the same m= line;
+// RTCP goes to the RTP stream of a leg that muxes it.
+inline void connectSlots(MediaSlot& s, MediaSlot& r) {
+  if (!s.rtp || !r.rtp) {
+    return;
+  }
+  s.rtp->out = r.rtp.get();
+  s.rtcp->out = r.rtcpMux ? r.rtp.get() : r.rtcp.get();
+  r.rtp->out = s.rtp.get();
+  r.rtcp->out = s.rtcpMux ? s.rtp.get() : s.rtcp.get();
+}
 
 }  // namespace evosip::media

@@ -1,6 +1,8 @@
+#include <array>
 #include <future>
 #include <mutex>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -10,6 +12,7 @@
 #include <evosip/media/media_service.hpp>
 #include <evosip/media/ng_server.hpp>
 #include <evosip/metrics/stats.hpp>
+#include <evosip/role/store_settings.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
 namespace evosip::media {
@@ -43,6 +46,46 @@ transport::AddressAcl readNgAllow(config::Document& doc) {
     throw config::ConfigError("media.ng_allow: " + acl.error().message);
   }
   return std::move(*acl);
+}
+
+StateSettings readStateSettings(config::Document& doc) {
+  StateSettings s;
+  s.enabled = doc.getBool("media.state.enabled", false);
+  s.instanceId = doc.getString("media.instance_id", "");
+  if (s.instanceId.empty()) {
+    std::array<char, 256> name{};
+    ::gethostname(name.data(), name.size() - 1);
+    s.instanceId = name.data();
+  }
+  if (s.instanceId.empty() || s.instanceId.size() > 128 ||
+      s.instanceId.find_first_of(":*?[] ") != std::string::npos) {
+    throw config::ConfigError("media.instance_id: '" + s.instanceId +
+                              "' must be 1-128 characters without ':', spaces or wildcards");
+  }
+  s.keyPrefix = doc.getString("media.state.key_prefix", "media:");
+  s.recordTtl = std::chrono::seconds(doc.getInt("media.state.record_ttl_s", 60, 3, 86400));
+  s.heartbeat = std::chrono::milliseconds(doc.getInt("media.state.heartbeat_ms", 300, 50, 60000));
+  s.heartbeatTtl =
+      std::chrono::milliseconds(doc.getInt("media.state.heartbeat_ttl_ms", 1200, 100, 600000));
+  if (s.heartbeatTtl <= s.heartbeat) {
+    throw config::ConfigError("media.state.heartbeat_ttl_ms: must be longer than heartbeat_ms");
+  }
+  s.takeoverPeers = doc.getList("media.takeover.peers", {});
+  for (const auto& p : s.takeoverPeers) {
+    if (p.empty() || p == s.instanceId || p.find_first_of(":*?[] ") != std::string::npos) {
+      throw config::ConfigError("media.takeover.peers: '" + p +
+                                "' is not another relay's media.instance_id");
+    }
+  }
+  if (!s.takeoverPeers.empty() && !s.enabled) {
+    throw config::ConfigError("media.takeover.peers: needs media.state.enabled: true");
+  }
+  s.store = role::readStoreSettings(doc);
+  if (s.enabled && s.store.backend != "redis" && !s.takeoverPeers.empty()) {
+    throw config::ConfigError(
+        "media.takeover.peers: needs store.backend: redis (the memory store is one process's)");
+  }
+  return s;
 }
 
 }  // namespace
@@ -93,8 +136,10 @@ MediaConfig readMediaConfig(config::Document& doc) {
       readMaxSessions(doc, defaultMaxSessions(c.portMin, c.portMax, c.relay.maxStreams));
   c.ngAllow = readNgAllow(doc);
   c.relay.ioUring = doc.getBool("media.io_uring", true);
+  c.relay.freeBind = doc.getBool("media.free_bind", false);
   c.realtimePriority = static_cast<int>(doc.getInt("media.realtime_priority", 0, 0, 99));
   c.relay.waitInRing = true;  // the workers run nothing but their relay; posts wake them
+  c.state = readStateSettings(doc);
   doc.checkUnknownKeys();
   return c;
 }
@@ -117,6 +162,9 @@ struct MediaService::Impl {
   RelayShared shared;
   std::vector<std::unique_ptr<Relay>> relays;
   std::unique_ptr<NgServer> ng;
+  std::unique_ptr<SessionState> state;  // media.state.enabled
+  std::mutex takenNgMutex;
+  std::vector<std::unique_ptr<NgServer>> takenNg;  // ng sockets on taken-over relays' addresses
 
   size_t ownerOf(std::string_view callId) const { return hash64(callId) % relays.size(); }
   // Every post to a worker goes through here: a worker may be waiting inside its io_uring
@@ -132,7 +180,61 @@ struct MediaService::Impl {
   void registerRpc();
   void registerMetrics();
   void setWork();
+  void startState();
+  bool bindTakenNg(const ServedAddress& dead);
+  void restore(SessionRecord record, const std::string& owner);
 };
+
+void MediaService::Impl::startState() {
+  const ServedAddress self{config.state.instanceId, config.relay.advertise, config.ngListen};
+  RecordLimits limits;
+  limits.maxStreams = config.relay.maxStreams;
+  limits.maxLegs = 2 * static_cast<size_t>(config.relay.maxStreams);
+  SessionState::Hooks hooks;
+  hooks.takeOver = [this](const ServedAddress& dead) { return bindTakenNg(dead); };
+  hooks.restore = [this](SessionRecord r, const std::string& owner) {
+    restore(std::move(r), owner);
+  };
+  hooks.sessions = [this] { return shared.sessions.load(); };
+  state = std::make_unique<SessionState>(config.state, self, limits, std::move(hooks));
+  for (auto& relay : relays) {
+    relay->setSessionSink(
+        [st = state.get()](const std::string& callId, const std::string& owner,
+                           std::string record) { st->write(callId, owner, std::move(record)); });
+  }
+  state->start();
+}
+
+bool MediaService::Impl::bindTakenNg(const ServedAddress& dead) {
+  auto server = std::make_unique<NgServer>(
+      dead.ng, config.ngAllow, [this](std::string_view command, Value body, NgServer::Reply reply) {
+        handle(command, std::move(body), std::move(reply));
+      });
+  server->setFreeBind(true);
+  try {
+    server->start();
+  } catch (const std::exception& e) {
+    logger->error("media.state: cannot serve relay {}'s ng address: {}", dead.instance, e.what());
+    return false;
+  }
+  std::lock_guard lock(takenNgMutex);
+  takenNg.push_back(std::move(server));
+  return true;
+}
+
+void MediaService::Impl::restore(SessionRecord record, const std::string& owner) {
+  const size_t w = ownerOf(record.callId);
+  post(w, [this, w, record = std::move(record), owner] {
+    auto ok = relays[w]->restore(record, owner);
+    if (ok) {
+      state->counters().restored.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      state->counters().restoreErrors.fetch_add(1, std::memory_order_relaxed);
+      logger->warn("call {}: not restored from relay {}: {}", record.callId, owner,
+                   ok.error().message);
+    }
+  });
+}
 
 void MediaService::Impl::list(int64_t limit, std::function<void(std::vector<std::string>)> done) {
   struct Gather {
@@ -295,7 +397,20 @@ void MediaService::Impl::setWork() {
   // or time out.
   work.refuseNew = [this](bool draining) { shared.draining = draining; };
   work.inProgress = [this] { return static_cast<uint64_t>(std::max<int64_t>(0, shared.sessions)); };
-  work.describe = [this](json::object& o) { o["sessions"] = shared.sessions.load(); };
+  work.describe = [this](json::object& o) {
+    o["sessions"] = shared.sessions.load();
+    if (state) {
+      // The addresses this relay serves (its own, and those of dead peers it took over): what
+      // an announcer routes to this host.
+      json::array served;
+      for (const auto& s : state->served()) {
+        served.emplace_back(
+            json::object{{"instance", s.instance}, {"address", s.address}, {"ng", s.ng}});
+      }
+      o["instance_id"] = config.state.instanceId;
+      o["served"] = std::move(served);
+    }
+  };
   host.setWork(std::move(work));
 }
 
@@ -312,6 +427,13 @@ void MediaService::Impl::registerMetrics() {
                                       [this](const auto& visit) {
                                         for (const auto& relay : relays) {
                                           visit(relay->counters());
+                                        }
+                                      });
+  metrics::exposeStats<StateCounters>(metrics,
+                                      EVOSIP_STAT_TABLE(StateCounters, EVOSIP_MEDIA_STATE_STATS),
+                                      [this](const auto& visit) {
+                                        if (state) {
+                                          visit(state->counters());
                                         }
                                       });
   metrics::exposeStats<NgCounters>(metrics, EVOSIP_STAT_TABLE(NgCounters, EVOSIP_NG_STATS),
@@ -369,7 +491,11 @@ void MediaService::start() {
                                  [&d](std::string_view command, Value body, NgServer::Reply reply) {
                                    d.handle(command, std::move(body), std::move(reply));
                                  });
+  d.ng->setFreeBind(d.config.relay.freeBind);
   d.ng->start();
+  if (d.config.state.enabled) {
+    d.startState();
+  }
   d.registerRpc();
   d.registerMetrics();
   d.setWork();
@@ -401,6 +527,15 @@ void MediaService::stop() {
   }
   d.host.stopServing();
   d.ng->stop();
+  if (d.state) {
+    d.state->stop();  // before the calls are closed: with calls up, the peers take them over
+  }
+  {
+    std::lock_guard lock(d.takenNgMutex);
+    for (auto& n : d.takenNg) {
+      n->stop();
+    }
+  }
   for (size_t w = 0; w < d.relays.size(); ++w) {
     d.pool.at(w).io().stop();
     d.relays[w]->wake();  // out of its io_uring wait, to see the stop
@@ -410,6 +545,8 @@ void MediaService::stop() {
     r->closeAll();
   }
   d.ng.reset();
+  std::lock_guard lock(d.takenNgMutex);
+  d.takenNg.clear();
 }
 
 uint16_t MediaService::ngPort() const {

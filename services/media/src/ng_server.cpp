@@ -1,5 +1,7 @@
+#include <cerrno>
 #include <chrono>
 #include <deque>
+#include <netinet/in.h>
 #include <thread>
 #include <unordered_map>
 
@@ -68,6 +70,7 @@ struct NgServer::Impl : std::enable_shared_from_this<NgServer::Impl> {
   const runtime::Clock& clock;
   asio::io_context io{1};
   udp::socket socket;
+  bool freeBind = false;
   std::thread thread;
   NgCounters counters;
   std::array<char, 65536> buffer{};
@@ -204,6 +207,13 @@ void NgServer::start() {
   udp::endpoint endpoint(ep->ip, ep->port);
   boost::system::error_code ec;
   impl_->socket.open(endpoint.protocol(), ec);
+  if (!ec && impl_->freeBind) {
+    int one = 1;
+    if (::setsockopt(impl_->socket.native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one) !=
+        0) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+  }
   if (!ec) {
     impl_->socket.bind(endpoint, ec);
   }
@@ -213,6 +223,10 @@ void NgServer::start() {
   }
   impl_->receive();
   impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
+}
+
+void NgServer::setFreeBind(bool on) {
+  impl_->freeBind = on;
 }
 
 void NgServer::stop() {

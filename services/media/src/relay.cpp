@@ -152,6 +152,7 @@ bencode::Value Relay::remove(const bencode::Value& body) {
   }
   Value reply = callStats(*it->second);
   counters_.deletedSessions.fetch_add(1, std::memory_order_relaxed);
+  unpublish(*it->second);
   deleteCall(callId);
   return reply;
 }
@@ -314,7 +315,7 @@ void Relay::deleteCall(const std::string& callId) {
           ++streams;
         }
       }
-      if (slot.rtp) {
+      if (slot.rtp && slot.pooled) {
         ports_.release(slot.rtp->localPort);
       }
     }
@@ -345,6 +346,9 @@ int64_t lastActivityNs(const Call& call) {
 }  // namespace
 
 void Relay::onTick() {
+  if (sessionSink_) {
+    publishLatchChanges();
+  }
   if (settings_.timeoutS == 0) {
     return;
   }
@@ -359,6 +363,7 @@ void Relay::onTick() {
   for (const auto& id : idle) {
     log::get("media")->info("call {}: no media for {} s, deleted", id, settings_.timeoutS);
     counters_.timeoutSessions.fetch_add(1, std::memory_order_relaxed);
+    unpublish(*calls_.at(id));
     deleteCall(id);
   }
 }

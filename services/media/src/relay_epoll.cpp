@@ -95,6 +95,9 @@ size_t Relay::queueForPeer(Stream& s, size_t received) {
       counters_.drops[size_t(DropReason::kStrictSource)].fetch_add(1, std::memory_order_relaxed);
       continue;
     }
+    if (verdict != LatchVerdict::kForward) {
+      s.leg->latchChanged = true;  // written to the store at the next tick (media.state)
+    }
     ++s.packets;
     s.bytes += len;
     if (!canSend) {

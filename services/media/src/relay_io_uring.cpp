@@ -93,6 +93,9 @@ void Relay::relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, Rin
     ++st.drops[size_t(DropReason::kStrictSource)];
     return;
   }
+  if (verdict != LatchVerdict::kForward) {
+    s.leg->latchChanged = true;  // written to the store at the next tick (media.state)
+  }
   const uint32_t size =
       io_uring_recvmsg_payload_length(msg, static_cast<int>(len), &r.recvTemplate_);
   s.lastPacketNs = now;

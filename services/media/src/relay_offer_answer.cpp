@@ -91,18 +91,6 @@ void signalDestination(Stream& stream, const Endpoint& ep, const LatchPolicy& po
   stream.latch.signalledFromSip = fromSip;
 }
 
-// A packet arriving on one leg's stream leaves from the other leg's stream of the same m= line;
-// RTCP goes to the RTP stream of a leg that muxes it.
-void connectSlots(MediaSlot& s, MediaSlot& r) {
-  if (!s.rtp || !r.rtp) {
-    return;
-  }
-  s.rtp->out = r.rtp.get();
-  s.rtcp->out = r.rtcpMux ? r.rtp.get() : r.rtcp.get();
-  r.rtp->out = s.rtp.get();
-  r.rtcp->out = s.rtcpMux ? s.rtp.get() : s.rtcp.get();
-}
-
 void describeSlots(MediaSlot& s, MediaSlot& r, const sdp::MediaDescription& m) {
   s.type = std::string(m.media);
   s.protocol = std::string(m.proto);
@@ -166,6 +154,7 @@ bencode::Value Relay::offerOrAnswer(const bencode::Value& body, bool isAnswer) {
     }
     return bencode::ngError(reply.error().message);
   }
+  publish(*n.call);
   return std::move(*reply);
 }
 
@@ -312,8 +301,11 @@ Result<std::pair<Leg*, Leg*>> Relay::pickLegs(Call& call, const NgOptions& opts,
 }
 
 Result<void> Relay::setUpMedia(Negotiation& n) {
+  // A call restored from another relay keeps that relay's address.
+  const std::string& advertise =
+      n.call->advertise.empty() ? settings_.advertise : n.call->advertise;
   n.rewrite.replaceOrigin = n.opts.replaceOrigin;
-  n.rewrite.originAddress = settings_.advertise;
+  n.rewrite.originAddress = advertise;
   n.rewrite.removeIce = n.opts.removeIce;
   n.rewrite.addRtcp = !n.opts.noRtcpAttribute;
   bool allHeld = !n.sdp.media.empty();
@@ -334,7 +326,7 @@ Result<void> Relay::setUpMedia(Negotiation& n) {
       signalDestination(*s.rtcp, ep.rtcp, n.sender->policy, ep.fromSip);
     }
     connectSlots(s, r);
-    n.rewrite.media.push_back(mediaRewrite(r, m, settings_.advertise));
+    n.rewrite.media.push_back(mediaRewrite(r, m, advertise));
   }
   if (allHeld && !n.opts.originalSendrecv) {
     // Old-style hold (c=0.0.0.0 and no direction attribute): the relay's address replaces the

@@ -16,9 +16,10 @@
 
 namespace evosip::media {
 
-Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
+Result<std::shared_ptr<Stream>> Relay::openStream(const Endpoint& bindAddress, uint16_t port,
+                                                  bool rtcp, bool freeBind) {
   auto s = std::make_shared<Stream>(port, rtcp);
-  const int family = bindAddress_.isV6() ? AF_INET6 : AF_INET;
+  const int family = bindAddress.isV6() ? AF_INET6 : AF_INET;
   int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return makeError(Errc::kIo, fmt::format("socket: {}", std::strerror(errno)));
@@ -27,7 +28,12 @@ Result<std::shared_ptr<Stream>> Relay::openStream(uint16_t port, bool rtcp) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
-  Endpoint local = bindAddress_;
+  if (freeBind || settings_.freeBind) {
+    // Another relay's address, which may reach this host only once it is announced here.
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+  }
+  Endpoint local = bindAddress;
   if (family == AF_INET6) {
     reinterpret_cast<sockaddr_in6*>(&local.sa)->sin6_port = htons(port);
   } else {
@@ -84,9 +90,11 @@ Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {
   // allocator does not hand them out again.
   std::vector<uint16_t> taken;
   Result<void> result = makeError(Errc::kUnavailable, "Ran out of ports");
+  const bool restored = call.bind.known();
+  const Endpoint& where = restored ? call.bind : bindAddress_;
   while (auto port = ports_.allocate()) {
-    auto rtp = openStream(*port, false);
-    auto rtcp = rtp ? openStream(static_cast<uint16_t>(*port + 1), true)
+    auto rtp = openStream(where, *port, false, restored);
+    auto rtcp = rtp ? openStream(where, static_cast<uint16_t>(*port + 1), true, restored)
                     : Result<std::shared_ptr<Stream>>(tl::unexpected(rtp.error()));
     if (!rtp || !rtcp) {
       taken.push_back(*port);

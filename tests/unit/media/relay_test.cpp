@@ -455,6 +455,83 @@ TEST_P(RelayTest, WebRtcPlaceholderAddressIsNotHold) {
   EXPECT_TRUE(relays(b, towardB, browser, "to-browser"));
 }
 
+// media.state: a call's stored form, written after offer, answer and latch, is served by another
+// relay (the survivor) on the dead relay's address and ports, with its latches and strict source.
+TEST_P(RelayTest, RestoredCallRelaysOnTheDeadRelaysPortsAndLatches) {
+  struct Write {
+    std::string callId, owner, record;
+  };
+  std::vector<Write> written;
+  relay->setSessionSink([&](const std::string& id, const std::string& owner, std::string r) {
+    written.push_back({id, owner, std::move(r)});
+  });
+  Phone a, b;
+  Value o = offer("r1", "ta", sdpFor(a.port), {Value("strict source")});
+  Value an = answer("r1", "ta", "tb", sdpFor(b.port));
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  ASSERT_EQ(written.size(), 2u);  // offer, answer
+  EXPECT_TRUE(relays(a, towardA, b, "1"));
+  EXPECT_TRUE(relays(b, towardB, a, "2"));
+  relay->onTick();  // the latches are written at the tick, not per packet
+  ASSERT_EQ(written.size(), 3u);
+  EXPECT_EQ(written.back().owner, "");
+  const RecordLimits limits;
+  auto record = decodeSessionRecord(written.back().record, limits);
+  ASSERT_TRUE(record) << record.error().message;
+  ASSERT_EQ(record->legs.size(), 2u);
+  EXPECT_TRUE(record->legs[0].media[0].rtp.latched);
+  EXPECT_TRUE(record->legs[0].policy.strictSource);
+  relay->closeAll();  // the relay dies: its sockets close, its record stays
+  EXPECT_EQ(written.size(), 3u);
+
+  RelaySettings other = settings;
+  other.advertise = "127.0.0.2";
+  RelayShared otherShared;
+  const uint16_t base = static_cast<uint16_t>(40000 + (::getpid() % 500) * 40);
+  Relay survivor(io, other, PortRange{base, uint16_t(base + 39)}, otherShared, clock);
+  std::vector<Write> taken;
+  survivor.setSessionSink([&](const std::string& id, const std::string& owner, std::string r) {
+    taken.push_back({id, owner, std::move(r)});
+  });
+  ASSERT_TRUE(survivor.restore(*record, "relay-a"));
+  EXPECT_FALSE(survivor.restore(*record, "relay-a"));  // already here
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken.back().owner, "relay-a");
+  EXPECT_EQ(otherShared.sessions.load(), 1);
+  EXPECT_TRUE(relays(a, towardA, b, "3"));
+  EXPECT_TRUE(relays(b, towardB, a, "4"));
+  Phone stranger;
+  EXPECT_FALSE(relays(stranger, towardA, b, "not yours"));  // strict source, as latched
+  EXPECT_EQ(survivor.counters().drops[size_t(DropReason::kStrictSource)].load(), 1u);
+
+  // A re-INVITE keeps the dead relay's address and ports in the SDP.
+  Value re = Value::makeDict();
+  re.set("command", "offer").set("call-id", "r1").set("from-tag", "ta").set("sdp", sdpFor(a.port));
+  Value reply = survivor.offer(re);
+  ASSERT_EQ(reply.string("result"), "ok") << reply.string("error-reason").value_or("");
+  EXPECT_NE(reply.string("sdp")->find("c=IN IP4 127.0.0.1"), std::string::npos);
+  EXPECT_EQ(mPort(*reply.string("sdp")), towardB);
+  // The BYE's delete removes the record under the dead relay's name; its ports were never the
+  // survivor's to give back.
+  Value del = Value::makeDict();
+  del.set("call-id", "r1").set("from-tag", "ta");
+  EXPECT_EQ(survivor.remove(del).string("result"), "ok");
+  EXPECT_EQ(taken.back().owner, "relay-a");
+  EXPECT_TRUE(taken.back().record.empty());
+  EXPECT_EQ(survivor.ports().inUse(), 0u);
+  EXPECT_EQ(otherShared.sessions.load(), 0);
+}
+
+TEST_P(RelayTest, RestoreRefusesARecordOfAnotherFamily) {
+  SessionRecord r;
+  r.callId = "v6";
+  r.address = "::1";
+  r.bind = "::1";
+  EXPECT_FALSE(relay->restore(r, "relay-a"));
+  EXPECT_EQ(relay->calls(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(PacketPath, RelayTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "IoUring" : "Epoll"; });
 

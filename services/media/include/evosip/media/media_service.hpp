@@ -9,6 +9,7 @@
 
 #include <evosip/config/config.hpp>
 #include <evosip/media/relay.hpp>
+#include <evosip/media/session_state.hpp>
 #include <evosip/role/host.hpp>
 #include <evosip/role/settings.hpp>
 #include <evosip/transport/address_acl.hpp>
@@ -24,6 +25,7 @@ struct MediaConfig {
   int realtimePriority = 0;  // media.realtime_priority: SCHED_FIFO of the workers, 0 = normal
   // media.ng_allow: the only sources whose ng commands are answered.
   transport::AddressAcl ngAllow = transport::AddressAcl::loopback();
+  StateSettings state;  // media.instance_id, media.state.*, media.takeover.*, store.*
 };
 
 // media.max_sessions when the key is absent or "auto": as many calls as the port range holds

@@ -71,6 +71,9 @@ class NgServer {
   NgServer(const NgServer&) = delete;
   NgServer& operator=(const NgServer&) = delete;
 
+  // Bind even while the address is not on an interface (IP_FREEBIND): another relay's ng address
+  // taken over (media.takeover), which reaches this host once it is announced here.
+  void setFreeBind(bool on);
   // Binds (throws std::runtime_error naming media.ng_listen) and starts the thread.
   void start();
   void stop();

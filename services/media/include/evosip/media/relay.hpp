@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <sys/socket.h>
@@ -31,6 +32,7 @@
 #include <evosip/media/endpoint.hpp>
 #include <evosip/media/latch.hpp>
 #include <evosip/media/ng_options.hpp>
+#include <evosip/media/session_record.hpp>
 #include <evosip/metrics/stats.hpp>
 #include <evosip/rtp/port_allocator.hpp>
 #include <evosip/runtime/clock.hpp>
@@ -60,6 +62,9 @@ struct RelaySettings {
   // 2 x maxStreams port pairs (its two legs), however many legs its tags make.
   uint32_t maxStreams = 4;
   bool ioUring = true;  // media.io_uring: relay with io_uring when the kernel allows it
+  // media.free_bind: bind RTP sockets even while media.bind is not on an interface (an address an
+  // announcer adds and withdraws, IP_FREEBIND).
+  bool freeBind = false;
   // io_uring path only: the worker thread waits for packets inside io_uring_enter (one system
   // call per wakeup) instead of in the Asio reactor, and returns to its io_context when wake()
   // is called (work was posted to it) or at least once a second (its timers). Only for a worker
@@ -129,6 +134,20 @@ class Relay {
   // Call-IDs of this worker's calls (at most limit).
   std::vector<std::string> callIds(size_t limit) const;
 
+  // media.state: called on the worker with a call's stored form after every offer, answer and
+  // latch change (record non-empty), and when the call is deleted (record empty). `owner` is the
+  // relay instance whose address the call lives on ("" = this one). Not called at closeAll():
+  // the records of a relay that stops with calls up stay for the relay that takes them over.
+  using SessionSink =
+      std::function<void(const std::string& callId, const std::string& owner, std::string record)>;
+  void setSessionSink(SessionSink sink) { sessionSink_ = std::move(sink); }
+  // The stored form of a call (relay_state.cpp).
+  SessionRecord snapshot(const std::string& callId) const;
+  // Serves a call from its stored form (another relay's, `owner`): its sockets are bound to the
+  // record's address and ports (IP_FREEBIND), its legs latched as recorded. Refused when the
+  // Call-ID is already here or a socket cannot be bound.
+  Result<void> restore(const SessionRecord& record, const std::string& owner);
+
   // Periodic work (every second): deletes calls without a packet or an offer/answer for longer
   // than timeout_s on the clock.
   void onTick();
@@ -162,7 +181,8 @@ class Relay {
   Result<void> allocateSlots(Negotiation& n, size_t index);
 
   // Stream sockets and their port pairs (relay_streams.cpp).
-  Result<std::shared_ptr<Stream>> openStream(uint16_t port, bool rtcp);
+  Result<std::shared_ptr<Stream>> openStream(const Endpoint& bindAddress, uint16_t port, bool rtcp,
+                                             bool freeBind);
   Result<void> ensureSlot(Call& call, Leg& leg, size_t index);
   void closeStream(Stream& s);
 
@@ -192,6 +212,12 @@ class Relay {
   static constexpr int64_t kRingBusyNs = 100'000'000;
   void relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, RingStats& st);
 
+  // The store's copy of the calls (relay_state.cpp).
+  void publish(Call& call);
+  void unpublish(const Call& call);
+  void publishLatchChanges();
+  Result<void> restoreLeg(Call& call, const SessionRecord& r, size_t index);
+
   // Calls: deletion and report (relay.cpp).
   void deleteCall(const std::string& callId);
   bencode::Value callStats(const Call& call) const;
@@ -207,6 +233,7 @@ class Relay {
   const runtime::Clock& clock_;
   RelayCounters counters_;
   std::unordered_map<std::string, std::unique_ptr<Call>> calls_;
+  SessionSink sessionSink_;
 
   // Packet buffers, reused for every batch (no allocation on the packet path).
   static constexpr size_t kBatch = 32;
