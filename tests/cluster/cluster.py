@@ -15,12 +15,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import netlab
-from netlab import ANYCAST, Lab, in_netns, wait_until
+from netlab import ANYCAST, MEDIA_NET, Lab, in_netns, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(HERE, "..", "integration", "scenarios")
@@ -143,7 +144,11 @@ class Cluster:
         return [n for n, i in self.instances.items() if i.role == role]
 
     # -- bring-up ------------------------------------------------------------------------------
-    def up(self, apps: bool = True, relays: bool = True) -> None:
+    def up(self, apps: bool = True, relays: bool = True, relay_takeover: bool = False) -> None:
+        """relay_takeover: each relay serves a service address (MEDIA_NET, announced by OSPF
+        through media_watch.py), keeps its calls in Redis and takes over the other relays'
+        addresses and calls when they die (media.state, media.takeover; start_routing(relays=
+        True) first)."""
         lab = self.lab
         svc = lab.hosts["svc"].data_ip
         lab.spawn("svc", "redis", [REDIS, "--bind", svc, "--port", "6379", "--save", "",
@@ -157,11 +162,25 @@ class Cluster:
         self.start("svc")
         relay_hosts = [n for n in lab.hosts if n.startswith("m")] if relays else []
         app_hosts = [n for n in lab.hosts if n.startswith("a")] if apps else []
+        relay_address = {m: lab.hosts[m].data_ip for m in relay_hosts}
+        if relay_takeover:
+            relay_address = {m: f"{MEDIA_NET}.{31 + i}" for i, m in enumerate(relay_hosts)}
         for m in relay_hosts:
-            ip = lab.hosts[m].data_ip
-            self.add("media", m, {"media": {"ng_listen": f"{ip}:2223", "address": ip,
-                                            "ng_allow": [f"{netlab.DATA_NET}.0/24"]}})
+            addr = relay_address[m]
+            media = {"ng_listen": f"{addr}:2223", "address": addr,
+                     "ng_allow": [f"{netlab.DATA_NET}.0/24"]}
+            extra = {}
+            if relay_takeover:
+                media.update({"free_bind": True, "instance_id": m, "state": {"enabled": True},
+                              "takeover": {"peers": [p for p in relay_hosts if p != m]}})
+                extra = {"store": {"backend": "redis", "redis": {"host": svc, "port": 6379}}}
+            self.add("media", m, {"media": media, **extra})
             self.start(m)
+            if relay_takeover:
+                self.watch_relay(m)
+        if relay_takeover:
+            wait_until(lambda: all(lab.route_via(a) for a in relay_address.values()), 20,
+                       "routes to every relay's service address")
         for a in app_hosts:
             ip = lab.hosts[a].data_ip
             self.add("app", a, {"sip": {"listen": [f"udp:{ip}:5080"]},
@@ -177,7 +196,7 @@ class Cluster:
                     "domain": DOMAIN, "aliases": [ANYCAST, ip], "api": f"{svc}:8080",
                     "api_token": API_INTERNAL, "nonce_secret": NONCE_SECRET,
                     "apps": [f"sip:{lab.hosts[a].data_ip}:5080" for a in app_hosts],
-                    "media": {"relays": [f"udp:{lab.hosts[m].data_ip}:2223"
+                    "media": {"relays": [f"udp:{relay_address[m]}:2223"
                                          for m in relay_hosts],
                               "mode": "always" if relay_hosts else "never"},
                     "dialplan": {"100": {"action": "Playback", "sound": "welcome",
@@ -204,6 +223,14 @@ class Cluster:
             "--url", f"http://{inst.ip}:{CONTROL_PORT['edge']}/readyz",
             "--address", f"{ANYCAST}/32", "--interval", "0.1"])
 
+    def watch_relay(self, relay: str) -> None:
+        """The address sidecar of a relay: keeps the addresses it serves on its loopback."""
+        inst = self.instances[relay]
+        self.watchers[relay] = self.lab.spawn(relay, f"watch-{relay}", [
+            sys.executable, os.path.join(HERE, "media_watch.py"),
+            "--url", f"http://{inst.ip}:{CONTROL_PORT['media']}/rpc", "--token", TOKEN,
+            "--prefix", f"{MEDIA_NET}.", "--interval", "0.1"])
+
     def provision(self, users: Sequence[Tuple[str, str]]) -> None:
         svc = self.lab.hosts["svc"].data_ip
         st, doc = self.http("svc", "POST", (svc, 8080), "/v1/domains", {"name": DOMAIN},
@@ -216,6 +243,21 @@ class Cluster:
                                 token=API_TOKEN)
             if st not in (201, 409):
                 raise RuntimeError(f"POST /v1/subscribers {u}: {st} {doc}")
+
+
+def bring_up(binary: str, prefix: str, relay_takeover: bool = False) -> Tuple[Lab, Cluster]:
+    """A new lab in a new work directory with the whole platform up (Cluster.up); the lab is
+    destroyed again when that fails."""
+    lab = Lab(tempfile.mkdtemp(prefix=prefix))
+    try:
+        lab.build()
+        lab.start_routing(relays=relay_takeover)
+        cluster = Cluster(lab, binary)
+        cluster.up(relay_takeover=relay_takeover)
+    except BaseException:
+        lab.destroy()
+        raise
+    return lab, cluster
 
 
 # -- sipp in a caller namespace ----------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 ANYCAST = "10.99.0.1"
 DATA_NET = "10.77.1"  # .1 core, .11.. edges, .21.. routers, .31.. relays, .41.. apps, .51 svc
+MEDIA_NET = "10.98.0"  # relays' service addresses (.31..), on lo of the host that serves them
 FRR_DIR = "/usr/lib/frr"
 CLONE_NEWNET = 0x40000000
 
@@ -141,6 +142,10 @@ class Lab:
         core.data_ip = f"{DATA_NET}.1"
         self.nsexec("core", "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.nsexec("core", "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")
+        # No ICMP redirects from core: a host on the data network that core redirected straight
+        # to a relay for a service address would keep sending there after the address moved.
+        for conf in ("all", "default"):
+            self.nsexec("core", "sysctl", "-qw", f"net.ipv4.conf.{conf}.send_redirects=0")
         self.ip("core", "link", "add", "br0", "type", "bridge")
         self.ip("core", "addr", "add", f"{core.data_ip}/24", "dev", "br0")
         self.ip("core", "link", "set", "br0", "up")
@@ -175,7 +180,7 @@ class Lab:
 
     # -- FRR -----------------------------------------------------------------------------------
     def start_frr(self, host: str, ospf_ifaces: Sequence[str], networks: Sequence[str],
-                  router_id: str) -> None:
+                  router_id: str, broadcast: Sequence[str] = ()) -> None:
         d = os.path.join(self.workdir, f"frr-{host}")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "zebra.conf"), "w") as f:
@@ -184,6 +189,9 @@ class Lab:
         for iface in ospf_ifaces:
             lines += [f"interface {iface}", " ip ospf network point-to-point",
                       " ip ospf hello-interval 1", " ip ospf dead-interval 3"]
+        for iface in broadcast:  # a shared segment (the data network's bridge)
+            lines += [f"interface {iface}", " ip ospf hello-interval 1",
+                      " ip ospf dead-interval 3"]
         lines += ["router ospf", f" ospf router-id {router_id}",
                   " timers throttle spf 0 50 1000", " timers throttle lsa all 0",
                   " timers lsa min-arrival 0"]
@@ -202,25 +210,37 @@ class Lab:
                                            "-i", os.path.join(d, "ospfd.pid"),
                                            "-f", os.path.join(d, "ospfd.conf")])
 
-    def start_routing(self) -> None:
-        """OSPF between core and the edges; returns when core has a path to every edge."""
+    def start_routing(self, relays: bool = False) -> None:
+        """OSPF between core and the edges; returns when core has a path to every edge. With
+        relays, the relays speak OSPF with core on the data network too and announce the service
+        addresses (MEDIA_NET) on their loopback (media_watch.py puts them there)."""
         edges = [n for n in self.hosts if n.startswith("e")]
-        self.start_frr("core", [f"p-{e}" for e in edges], ["10.77.2.0/24"], "10.77.2.250")
+        core_nets = ["10.77.2.0/24"] + ([f"{DATA_NET}.0/24"] if relays else [])
+        self.start_frr("core", [f"p-{e}" for e in edges], core_nets, "10.77.2.250",
+                       broadcast=["br0"] if relays else [])
         for i, e in enumerate(edges):
             self.start_frr(e, ["up0"], [f"10.77.2.{2 * i}/31", f"{ANYCAST}/32"],
                            self.hosts[e].p2p_ip)
+        if relays:
+            for m in [n for n in self.hosts if n.startswith("m")]:
+                self.start_frr(m, [], [f"{DATA_NET}.0/24", f"{MEDIA_NET}.0/24"],
+                               self.hosts[m].data_ip, broadcast=["eth0"])
         wait_until(lambda: len(self.anycast_paths()) == len(edges), 30,
                    f"ECMP route to {ANYCAST} over {len(edges)} edges")
 
-    def anycast_paths(self) -> List[str]:
-        """The edges the core currently sends anycast traffic to (by their p2p address)."""
-        out = self.ip("core", "route", "show", f"{ANYCAST}/32", check=False).stdout
+    def route_via(self, address: str) -> List[str]:
+        """The next hops core uses for address/32 (empty: no route)."""
+        out = self.ip("core", "route", "show", f"{address}/32", check=False).stdout
         hops = []
         for line in out.splitlines():
             words = line.split()
             if "via" in words:
                 hops.append(words[words.index("via") + 1])
         return sorted(hops)
+
+    def anycast_paths(self) -> List[str]:
+        """The edges the core currently sends anycast traffic to (by their p2p address)."""
+        return self.route_via(ANYCAST)
 
     # -- partitions ----------------------------------------------------------------------------
     def cut(self, host: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
 import time
 import unittest
 
@@ -19,7 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import netlab  # noqa: E402
-from cluster import ANYCAST, DOMAIN, Cluster, register_callee, sipp, write_auth_csv  # noqa: E402
+from cluster import (ANYCAST, DOMAIN, bring_up, register_callee, sipp,  # noqa: E402
+                     write_auth_csv)
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
@@ -35,13 +35,9 @@ def users(n: int):
 class ClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="evosip-cluster-")
-        cls.lab = netlab.Lab(cls.work)
+        cls.lab, cls.cluster = bring_up(BINARY, "evosip-cluster-")
+        cls.work = cls.lab.workdir
         try:
-            cls.lab.build()
-            cls.lab.start_routing()
-            cls.cluster = Cluster(cls.lab, BINARY)
-            cls.cluster.up()
             cls.callers = users(50)
             cls.cluster.provision(cls.callers + [CALLEE])
             register_callee(cls.cluster, "c2", CALLEE, 5062)
