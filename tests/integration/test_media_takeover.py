@@ -80,17 +80,18 @@ class MediaTakeover(ProxyTestCase):
             p.close()
         super().tearDown()
 
-    def relay(self, name: str, address: str, peer: str, ng_port: int, port_min: int, **state):
+    def relay(self, name: str, address: str, peer: str, ng_port: int, port_min: int,
+              drain_timeout_s: int = 30):
         control = free_port()
         cfg = {
             "media": {"ng_listen": f"{address}:{ng_port}", "address": address,
                       "port_min": port_min, "port_max": port_min + 199, "timeout_s": 60,
                       "max_sessions": 0, "instance_id": name,
-                      "state": dict({"enabled": True, "heartbeat_ms": 300,
-                                     "heartbeat_ttl_ms": 1200}, **state),
+                      "state": {"enabled": True},
                       "takeover": {"peers": [peer]}},
             "store": {"backend": "redis", "redis": {"host": HOST, "port": self.redis.port}},
-            "control": {"listen": f"{HOST}:{control}"}, "workers": 2, "log": {"level": "info"}}
+            "control": {"listen": f"{HOST}:{control}"}, "workers": 2, "log": {"level": "info"},
+            "drain_timeout_s": drain_timeout_s}
         path = write_yaml(os.path.join(self.tmp, f"{name}.yaml"), cfg)
         proc = self.cleanup.add(Process(name, [self.bin, "media", "--config", path], self.tmp))
         url = f"http://{HOST}:{control}"
@@ -170,6 +171,28 @@ class MediaTakeover(ProxyTestCase):
             self.assertNotIn("warning", d)
         self.assertEqual(rpc(url_b + "/rpc", "media.list")["calls"], [])
         wait_until(lambda: not self.redis.keys("*sess:relay-a:*"), 3, "records removed")
+
+    def test_a_drain_that_runs_out_of_time_hands_its_calls_over(self):
+        ng_a, ng_b = free_port(), free_port()
+        base = 20000 + (free_port() % 100) * 400
+        relay_a, _ = self.relay("relay-a", A_ADDR, "relay-b", ng_a, base, drain_timeout_s=1)
+        _, url_b = self.relay("relay-b", B_ADDR, "relay-a", ng_b, base + 200)
+        ng = NgClient((A_ADDR, ng_a))
+        self.cleanup.callbacks.append(ng.close)
+        time.sleep(1.0)
+        a, b = self.phone(), self.phone()
+        toward_a, _ = self.call(ng, a, b, "drained")
+        stream = Stream(a.rtp, (A_ADDR, toward_a[1]), b.rtp)
+        self.addCleanup(stream.close)
+        time.sleep(0.5)
+        stopped_at = time.monotonic()
+        self.assertEqual(relay_a.stop(timeout=10), 0)  # SIGTERM: the call outlives the drain
+        wait_until(lambda: stream.arrivals and stream.arrivals[-1] > time.monotonic() - 0.1
+                   and stream.arrivals[-1] > stopped_at + 1.5, 8, "media after the drain")
+        stream.close()
+        print(f"\nmedia gap after a drain ran out of time: "
+              f"{stream.gap_after(stopped_at) * 1000:.0f} ms")
+        self.assertEqual(rpc(url_b + "/rpc", "media.list")["calls"], ["drained"])
 
     def test_a_relay_that_stops_with_no_call_is_not_taken_over(self):
         ng_a, ng_b = free_port(), free_port()
