@@ -172,6 +172,18 @@ class MediaTakeover(ProxyTestCase):
         self.assertEqual(rpc(url_b + "/rpc", "media.list")["calls"], [])
         wait_until(lambda: not self.redis.keys("*sess:relay-a:*"), 3, "records removed")
 
+        # Its calls ended, B gives A's address back; A, restarted under the same name, serves it.
+        wait_until(lambda: [s["instance"] for s in rpc(url_b + "/rpc", "instance.status")
+                            ["served"]] == ["relay-b"], 5, "relay-b gives relay-a's address back")
+        relay_a, url_a = self.relay("relay-a", A_ADDR, "relay-b", ng_a, base)
+        wait_until(lambda: [s["instance"] for s in rpc(url_a + "/rpc", "instance.status")
+                            ["served"]] == ["relay-a"], 3, "relay-a serves its address again")
+        ng2 = NgClient((A_ADDR, ng_a))
+        self.cleanup.callbacks.append(ng2.close)
+        toward_a, _ = self.call(ng2, self.phone(), self.phone(), "after-restart")
+        self.assertEqual(toward_a[0], A_ADDR)
+        self.assertEqual(rpc(url_a + "/rpc", "media.list")["calls"], ["after-restart"])
+
     def test_a_drain_that_runs_out_of_time_hands_its_calls_over(self):
         ng_a, ng_b = free_port(), free_port()
         base = 20000 + (free_port() % 100) * 400
@@ -193,6 +205,24 @@ class MediaTakeover(ProxyTestCase):
         print(f"\nmedia gap after a drain ran out of time: "
               f"{stream.gap_after(stopped_at) * 1000:.0f} ms")
         self.assertEqual(rpc(url_b + "/rpc", "media.list")["calls"], ["drained"])
+
+    def test_a_relay_whose_address_a_peer_serves_waits_in_standby(self):
+        key = "evosip:v:media:hb:relay-a"  # store prefix, "v:", media.state.key_prefix, "hb:"
+        self.redis.cli("SET", key, '{"by":"relay-b","a":"127.0.0.2","ng":"127.0.0.2:9"}',
+                       "PX", "60000")
+        ng_a = free_port()
+        _, url_a = self.relay("relay-a", A_ADDR, "relay-b", ng_a, 20000 + (free_port() % 100) * 400)
+        ng = NgClient((A_ADDR, ng_a))
+        self.cleanup.callbacks.append(ng.close)
+        time.sleep(1.0)
+        self.assertEqual(rpc(url_a + "/rpc", "instance.status")["served"], [])
+        refused = ng.request("offer", call_id="standby", from_tag="t", sdp=make_sdp(4000))
+        self.assertEqual(refused.get("error-reason"), "draining", refused)
+        self.redis.cli("DEL", key)  # relay-b gave the address back
+        wait_until(lambda: [s["instance"] for s in rpc(url_a + "/rpc", "instance.status")
+                            ["served"]] == ["relay-a"], 3, "relay-a serves its address")
+        ok = ng.request("offer", call_id="standby", from_tag="t", sdp=make_sdp(4000))
+        self.assertEqual(ok.get("result"), "ok", ok)
 
     def test_a_relay_that_stops_with_no_call_is_not_taken_over(self):
         ng_a, ng_b = free_port(), free_port()

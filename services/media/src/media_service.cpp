@@ -164,7 +164,8 @@ struct MediaService::Impl {
   std::unique_ptr<NgServer> ng;
   std::unique_ptr<SessionState> state;  // media.state.enabled
   std::mutex takenNgMutex;
-  std::vector<std::unique_ptr<NgServer>> takenNg;  // ng sockets on taken-over relays' addresses
+  // ng sockets on taken-over relays' addresses, by instance
+  std::vector<std::pair<std::string, std::unique_ptr<NgServer>>> takenNg;
 
   size_t ownerOf(std::string_view callId) const { return hash64(callId) % relays.size(); }
   // Every post to a worker goes through here: a worker may be waiting inside its io_uring
@@ -182,6 +183,7 @@ struct MediaService::Impl {
   void setWork();
   void startState();
   bool bindTakenNg(const ServedAddress& dead);
+  void releaseTakenNg(const std::string& instance);
   void restore(SessionRecord record, const std::string& owner);
 };
 
@@ -196,6 +198,9 @@ void MediaService::Impl::startState() {
     restore(std::move(r), owner);
   };
   hooks.sessions = [this] { return shared.sessions.load(); };
+  hooks.release = [this](const std::string& instance) { releaseTakenNg(instance); };
+  hooks.standby = [this](bool on) { shared.standby = on; };
+  shared.standby = true;  // until the relay's own address is its own
   state = std::make_unique<SessionState>(config.state, self, limits, std::move(hooks));
   for (auto& relay : relays) {
     relay->setSessionSink(
@@ -218,8 +223,25 @@ bool MediaService::Impl::bindTakenNg(const ServedAddress& dead) {
     return false;
   }
   std::lock_guard lock(takenNgMutex);
-  takenNg.push_back(std::move(server));
+  takenNg.emplace_back(dead.instance, std::move(server));
   return true;
+}
+
+void MediaService::Impl::releaseTakenNg(const std::string& instance) {
+  std::unique_ptr<NgServer> server;
+  {
+    std::lock_guard lock(takenNgMutex);
+    for (auto it = takenNg.begin(); it != takenNg.end(); ++it) {
+      if (it->first == instance) {
+        server = std::move(it->second);
+        takenNg.erase(it);
+        break;
+      }
+    }
+  }
+  if (server) {
+    server->stop();
+  }
 }
 
 void MediaService::Impl::restore(SessionRecord record, const std::string& owner) {
@@ -532,7 +554,7 @@ void MediaService::stop() {
   }
   {
     std::lock_guard lock(d.takenNgMutex);
-    for (auto& n : d.takenNg) {
+    for (auto& [instance, n] : d.takenNg) {
       n->stop();
     }
   }

@@ -204,7 +204,8 @@ Result<void> Relay::findOrCreateCall(Negotiation& n, int64_t wall) {
   if (n.isAnswer) {
     return makeError(Errc::kNotFound, "Unknown call-id");
   }
-  if (shared_.draining.load(std::memory_order_relaxed)) {
+  if (shared_.draining.load(std::memory_order_relaxed) ||
+      shared_.standby.load(std::memory_order_relaxed)) {
     counters_.rejectedSessions.fetch_add(1, std::memory_order_relaxed);
     return makeError(Errc::kUnavailable, "draining");
   }

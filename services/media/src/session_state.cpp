@@ -45,6 +45,9 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, std::string> live;     // key -> record: rewritten every record_ttl / 3
   std::map<std::string, Heartbeat> peersSeen;  // last heartbeat seen alive, by peer instance
   std::set<std::string> taking;                // peers whose address is being taken over
+  bool claimed = false;   // this relay's own heartbeat key is ours (see claim())
+  bool claiming = false;  // a read of it is under way
+  std::map<std::string, std::chrono::steady_clock::time_point> takenAt;  // by peer
   // Read by served() from other threads.
   mutable std::mutex servedMutex;
   std::vector<ServedAddress> servedList;
@@ -62,6 +65,8 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
 
   void write(const std::string& key, std::string record);
   void beat();
+  void claim();
+  void releaseIdle();
   void writeBeats();
   void watch(const std::string& peer);
   void lock(const std::string& peer, const Heartbeat& last);
@@ -125,7 +130,70 @@ void SessionState::Impl::writeBeats() {
   }
 }
 
+// The relay's own address is served by a peer that took it over while this process was gone
+// (restarted under the same instance_id): it stays in standby (not in served(), new calls
+// refused) until the peer gives the address back.
+void SessionState::Impl::claim() {
+  if (claiming) {
+    return;
+  }
+  claiming = true;
+  store->getValue(beatKey(self.instance), [self = shared_from_this()](Result<std::string> r) {
+    self->claiming = false;
+    if (!r && r.error().code != Errc::kNotFound) {
+      // No store: nobody can have taken the address over since; serve it.
+      self->failed("own heartbeat", r.error());
+    }
+    auto hb = r ? decodeHeartbeat(*r) : Result<Heartbeat>(Heartbeat{true, "", "", ""});
+    // hb->by is another relay: it took this address over while this process was gone.
+    if (hb && !hb->stopped && hb->by != self->self.instance) {
+      self->log->warn(
+          "media.state: relay {} serves this relay's address: standby until it "
+          "gives it back",
+          hb->by);
+      return;
+    }
+    self->claimed = true;
+    {
+      std::lock_guard lock(self->servedMutex);
+      self->servedList.insert(self->servedList.begin(), self->self);
+    }
+    if (self->hooks.standby) {
+      self->hooks.standby(false);
+    }
+    self->writeBeats();
+  });
+}
+
+// A taken-over address whose calls have all ended goes back (its relay may be restarted).
+void SessionState::Impl::releaseIdle() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = takenAt.begin(); it != takenAt.end();) {
+    const std::string prefix = recordKey(it->first, "");
+    auto rec = live.lower_bound(prefix);
+    const bool idle = rec == live.end() || rec->first.compare(0, prefix.size(), prefix) != 0;
+    if (!idle || now - it->second < 2 * settings.heartbeatTtl) {
+      ++it;
+      continue;
+    }
+    log->info("media.state: the calls of relay {} have ended: its address goes back", it->first);
+    {
+      std::lock_guard lock(servedMutex);
+      std::erase_if(servedList, [&](const ServedAddress& s) { return s.instance == it->first; });
+    }
+    store->removeValue(beatKey(it->first), [](Result<void>) {});
+    if (hooks.release) {
+      hooks.release(it->first);
+    }
+    it = takenAt.erase(it);
+  }
+}
+
 void SessionState::Impl::beat() {
+  if (!claimed) {
+    claim();
+  }
+  releaseIdle();
   writeBeats();
   for (const auto& peer : settings.takeoverPeers) {
     watch(peer);
@@ -200,6 +268,7 @@ void SessionState::Impl::takeOver(const ServedAddress& dead) {
     std::lock_guard lock(servedMutex);
     servedList.push_back(dead);
   }
+  takenAt[dead.instance] = std::chrono::steady_clock::now();
   counters.takeovers.fetch_add(1, std::memory_order_relaxed);
   writeBeats();
   restorePage(dead, "");
@@ -248,9 +317,7 @@ void SessionState::Impl::writeStopped(std::shared_ptr<std::promise<void>> done) 
 SessionState::SessionState(StateSettings settings, ServedAddress self, RecordLimits limits,
                            Hooks hooks)
     : impl_(std::make_shared<Impl>(std::move(settings), std::move(self), limits, std::move(hooks),
-                                   counters_)) {
-  impl_->servedList.push_back(impl_->self);
-}
+                                   counters_)) {}
 
 SessionState::~SessionState() {
   stop();

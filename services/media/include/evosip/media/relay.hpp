@@ -79,6 +79,9 @@ struct RelaySettings {
 // Shared by every worker and the ng thread.
 struct RelayShared {
   std::atomic<bool> draining{false};
+  // media.state: the relay's own address is still served by the peer that took it over (this
+  // process started while it did): new calls are refused as while draining.
+  std::atomic<bool> standby{false};
   std::atomic<int64_t> sessions{0};  // calls alive, all workers
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };

@@ -16,6 +16,8 @@
 //     sent there reach it as soon as the address does (an announcer moves it: instance.status
 //     lists what the relay serves).
 // A relay that stops with no call up writes "stopped" into its heartbeat: its peers leave it.
+// A taken-over address goes back once its calls have ended (and 2 x heartbeat_ttl passed); a
+// relay that starts while a peer serves its address stays in standby until then.
 
 #include <atomic>
 #include <chrono>
@@ -75,6 +77,11 @@ class SessionState {
     std::function<void(SessionRecord, const std::string& owner)> restore;
     // Calls up now (a stop with none writes "stopped" into the heartbeat).
     std::function<int64_t()> sessions;
+    // On the state thread: a taken-over address goes back (its calls ended): close its ng socket.
+    std::function<void(const std::string& instance)> release;
+    // On the state thread: false once this relay's own address is its own (at start, or when the
+    // peer that serves it gives it back); until then new calls are refused.
+    std::function<void(bool)> standby;
   };
 
   SessionState(StateSettings settings, ServedAddress self, RecordLimits limits, Hooks hooks);
