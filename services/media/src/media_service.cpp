@@ -12,8 +12,8 @@
 #include <evosip/media/media_service.hpp>
 #include <evosip/media/ng_server.hpp>
 #include <evosip/metrics/stats.hpp>
-#include <evosip/role/store_settings.hpp>
 #include <evosip/runtime/worker_pool.hpp>
+#include <evosip/store/config.hpp>
 
 namespace evosip::media {
 
@@ -80,7 +80,7 @@ StateSettings readStateSettings(config::Document& doc) {
   if (!s.takeoverPeers.empty() && !s.enabled) {
     throw config::ConfigError("media.takeover.peers: needs media.state.enabled: true");
   }
-  s.store = role::readStoreSettings(doc);
+  s.store = store::readSettings(doc);
   if (s.enabled && s.store.backend != "redis" && !s.takeoverPeers.empty()) {
     throw config::ConfigError(
         "media.takeover.peers: needs store.backend: redis (the memory store is one process's)");

@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include <evosip/router/router_service.hpp>
+#include <evosip/store/config.hpp>
 
 namespace evosip::router {
 namespace {
@@ -157,21 +158,6 @@ ServiceNumber readServiceNumber(config::Document& doc, const std::string& number
   return n;
 }
 
-store::Settings readStore(config::Document& doc) {
-  store::Settings s;
-  s.backend = doc.getString("store.backend", "memory");
-  if (s.backend != "memory" && s.backend != "redis") {
-    throw config::ConfigError(fmt::format("store.backend: '{}' is not memory or redis", s.backend));
-  }
-  s.redis.host = doc.getString("store.redis.host", "127.0.0.1");
-  s.redis.port = static_cast<uint16_t>(doc.getInt("store.redis.port", 6379, 1, 65535));
-  if (auto pw = config::readSecret(doc.getString("store.redis.password", "")); !pw.empty()) {
-    s.redis.password = pw;
-  }
-  s.redis.db = static_cast<int>(doc.getInt("store.redis.db", 0, 0, 1000));
-  return s;
-}
-
 void checkTargets(const RouterConfig& c) {
   if (auto set = role::TargetSet::build(c.apps); !set) {
     throw config::ConfigError("router.apps: " + set.error().message);
@@ -231,7 +217,7 @@ RouterConfig readRouterConfig(config::Document& doc) {
   for (const auto& number : doc.childKeys("router.dialplan")) {
     c.dialplan.add(readServiceNumber(doc, number));
   }
-  c.store = readStore(doc);
+  c.store = store::readSettings(doc);
   doc.checkUnknownKeys();
   checkTargets(c);
   setSelf(c, recordRoute);

@@ -1,11 +1,11 @@
 #include <fmt/format.h>
 
-#include <evosip/role/store_settings.hpp>
+#include <evosip/store/config.hpp>
 
-namespace evosip::role {
+namespace evosip::store {
 
-store::Settings readStoreSettings(config::Document& doc) {
-  store::Settings s;
+Settings readSettings(config::Document& doc) {
+  Settings s;
   s.backend = doc.getString("store.backend", "memory");
   if (s.backend != "memory" && s.backend != "redis") {
     throw config::ConfigError(fmt::format("store.backend: '{}' is not memory or redis", s.backend));
@@ -19,4 +19,4 @@ store::Settings readStoreSettings(config::Document& doc) {
   return s;
 }
 
-}  // namespace evosip::role
+}  // namespace evosip::store

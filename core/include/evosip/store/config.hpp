@@ -5,9 +5,9 @@
 #include <evosip/config/config.hpp>
 #include <evosip/store/store.hpp>
 
-namespace evosip::role {
+namespace evosip::store {
 
 // Throws config::ConfigError naming the key.
-store::Settings readStoreSettings(config::Document& doc);
+Settings readSettings(config::Document& doc);
 
-}  // namespace evosip::role
+}  // namespace evosip::store
