@@ -47,6 +47,8 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   std::set<std::string> taking;                // peers whose address is being taken over
   bool claimed = false;   // this relay's own heartbeat key is ours (see claim())
   bool claiming = false;  // a read of it is under way
+  int claimErrors = 0;    // reads of it the store did not answer
+  static constexpr int kClaimAttempts = 10;
   std::map<std::string, std::chrono::steady_clock::time_point> takenAt;  // by peer
   // Read by served() from other threads.
   mutable std::mutex servedMutex;
@@ -141,8 +143,12 @@ void SessionState::Impl::claim() {
   store->getValue(beatKey(self.instance), [self = shared_from_this()](Result<std::string> r) {
     self->claiming = false;
     if (!r && r.error().code != Errc::kNotFound) {
-      // No store: nobody can have taken the address over since; serve it.
+      // The store is not there yet (it connects at start), or gone: after a few heartbeats
+      // without it, serve the address (nobody can take it over without the store either).
       self->failed("own heartbeat", r.error());
+      if (++self->claimErrors < kClaimAttempts) {
+        return;
+      }
     }
     auto hb = r ? decodeHeartbeat(*r) : Result<Heartbeat>(Heartbeat{true, "", "", ""});
     // hb->by is another relay: it took this address over while this process was gone.
