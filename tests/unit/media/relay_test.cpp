@@ -466,8 +466,8 @@ TEST_P(RelayTest, RestoredCallRelaysOnTheDeadRelaysPortsAndLatches) {
     written.push_back({id, owner, std::move(r)});
   });
   Phone a, b;
-  Value o = offer("r1", "ta", sdpFor(a.port), {Value("strict source")});
-  Value an = answer("r1", "ta", "tb", sdpFor(b.port));
+  Value o = offer("r1", "ta", sdpFor(a.port()), {Value("strict source")});
+  Value an = answer("r1", "ta", "tb", sdpFor(b.port()));
   const uint16_t towardB = mPort(*o.string("sdp"));
   const uint16_t towardA = mPort(*an.string("sdp"));
   ASSERT_EQ(written.size(), 2u);  // offer, answer
@@ -507,7 +507,7 @@ TEST_P(RelayTest, RestoredCallRelaysOnTheDeadRelaysPortsAndLatches) {
 
   // A re-INVITE keeps the dead relay's address and ports in the SDP.
   Value re = Value::makeDict();
-  re.set("command", "offer").set("call-id", "r1").set("from-tag", "ta").set("sdp", sdpFor(a.port));
+  re.set("command", "offer").set("call-id", "r1").set("from-tag", "ta").set("sdp", sdpFor(a.port()));
   Value reply = survivor.offer(re);
   ASSERT_EQ(reply.string("result"), "ok") << reply.string("error-reason").value_or("");
   EXPECT_NE(reply.string("sdp")->find("c=IN IP4 127.0.0.1"), std::string::npos);
