@@ -12,6 +12,8 @@
 #include <evosip/edge/edge_proxy.hpp>
 #include <evosip/sip/message.hpp>
 
+#include "sent_message.hpp"
+
 namespace evosip::edge::edgetest {
 
 using transport::Destination;
@@ -19,14 +21,8 @@ using transport::Endpoint;
 using transport::Protocol;
 using namespace std::chrono_literals;
 
-inline Endpoint ep(const char* ip, uint16_t port) {
-  return {boost::asio::ip::make_address(ip), port};
-}
-
-struct Sent {
-  Destination to;
-  std::string bytes;
-};
+using test::ep;
+using test::Sent;
 
 class EdgeProxyTest : public ::testing::Test {
  protected:

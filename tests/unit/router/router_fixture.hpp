@@ -7,6 +7,7 @@
 #include <functional>
 #include <manual_clock.hpp>
 #include <memory>
+#include <sent_message.hpp>
 #include <string>
 #include <vector>
 
@@ -21,14 +22,8 @@ using transport::Destination;
 using transport::Endpoint;
 using transport::Protocol;
 
-inline Endpoint ep(const char* ip, uint16_t port) {
-  return {boost::asio::ip::make_address(ip), port};
-}
-
-struct Sent {
-  Destination to;
-  std::string bytes;
-};
+using test::ep;
+using test::Sent;
 
 struct Req {
   std::string method = "INVITE";

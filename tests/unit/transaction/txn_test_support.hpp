@@ -3,6 +3,7 @@
 // shared SipMessageBuilder), a recording send callback.
 
 #include <manual_clock.hpp>
+#include <sent_message.hpp>
 #include <sip_message_builder.hpp>
 #include <string>
 #include <vector>
@@ -17,14 +18,8 @@ namespace evosip::transaction::txntest {
 using transport::Endpoint;
 using transport::Protocol;
 
-inline Endpoint ep(const char* ip, uint16_t port) {
-  return {boost::asio::ip::make_address(ip), port};
-}
-
-struct Sent {
-  Destination to;
-  std::string bytes;
-};
+using test::ep;
+using test::Sent;
 
 inline sip::Message parsed(const std::string& bytes) {
   auto m = sip::Message::parse(bytes);
