@@ -17,6 +17,7 @@
 #include <evosip/base/hex.hpp>
 #include <evosip/config/config.hpp>
 #include <evosip/control/client.hpp>
+#include <evosip/controller/controller_service.hpp>
 #include <evosip/edge/edge_service.hpp>
 #include <evosip/log/log.hpp>
 #include <evosip/media/media_service.hpp>
@@ -250,6 +251,12 @@ int main(int argc, char** argv) {
       "app", "header-driven application server: Playback, Voicemail, Echo, Menu, Hangup");
   appRole->add_option("-c,--config", appConfig, "YAML configuration file (keys: services/app)");
 
+  std::string controllerConfig;
+  auto* controllerRole = app.add_subcommand(
+      "controller", "pushes each role its peers from Kubernetes EndpointSlices or DNS");
+  controllerRole->add_option("-c,--config", controllerConfig,
+                             "YAML configuration file (keys: services/controller)");
+
   std::string upData = "./evosip-data";
   int sipPort = 5060;
   int apiPort = 8080;
@@ -287,6 +294,9 @@ int main(int argc, char** argv) {
     }
     if (appRole->parsed()) {
       return evosip::app::runApp(appConfig);
+    }
+    if (controllerRole->parsed()) {
+      return evosip::controller::runController(controllerConfig);
     }
     if (up->parsed()) {
       return runUp(upData, sipPort, apiPort);

@@ -956,10 +956,7 @@ tl::expected<std::string, std::string> httpGet(const std::string& hostPort, cons
   return std::move(response->body);
 }
 
-tl::expected<json::value, std::string> callRpc(const std::string& hostPort,
-                                               const std::string& token, const std::string& method,
-                                               const json::value& params,
-                                               std::chrono::milliseconds timeout) {
+std::string rpcRequestBody(const std::string& method, const json::value& params) {
   json::object request;
   request["jsonrpc"] = "2.0";
   request["method"] = method;
@@ -967,17 +964,17 @@ tl::expected<json::value, std::string> callRpc(const std::string& hostPort,
     request["params"] = params;
   }
   request["id"] = 1;
-  auto response = httpRequest(hostPort, "POST", "/rpc", token, json::serialize(request), timeout);
-  if (!response) {
-    return tl::unexpected(response.error());
-  }
-  if (response->status != 200) {
-    return tl::unexpected(fmt::format("HTTP {}: {}", response->status, firstLine(response->body)));
+  return json::serialize(request);
+}
+
+tl::expected<json::value, std::string> rpcReplyResult(const HttpResponse& response) {
+  if (response.status != 200) {
+    return tl::unexpected(fmt::format("HTTP {}: {}", response.status, firstLine(response.body)));
   }
   boost::system::error_code ec;
-  json::value reply = json::parse(response->body, ec);
+  json::value reply = json::parse(response.body, ec);
   if (ec || !reply.is_object()) {
-    return tl::unexpected("invalid JSON-RPC reply: " + firstLine(response->body));
+    return tl::unexpected("invalid JSON-RPC reply: " + firstLine(response.body));
   }
   const json::object& object = reply.get_object();
   if (const json::value* error = object.if_contains("error")) {
@@ -998,7 +995,19 @@ tl::expected<json::value, std::string> callRpc(const std::string& hostPort,
   if (const json::value* result = object.if_contains("result")) {
     return *result;
   }
-  return tl::unexpected("invalid JSON-RPC reply: " + firstLine(response->body));
+  return tl::unexpected("invalid JSON-RPC reply: " + firstLine(response.body));
+}
+
+tl::expected<json::value, std::string> callRpc(const std::string& hostPort,
+                                               const std::string& token, const std::string& method,
+                                               const json::value& params,
+                                               std::chrono::milliseconds timeout) {
+  auto response =
+      httpRequest(hostPort, "POST", "/rpc", token, rpcRequestBody(method, params), timeout);
+  if (!response) {
+    return tl::unexpected(response.error());
+  }
+  return rpcReplyResult(*response);
 }
 
 }  // namespace evosip::control

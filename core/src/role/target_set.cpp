@@ -97,6 +97,17 @@ size_t TargetSet::find(const transport::Endpoint& ep) const {
   return SIZE_MAX;
 }
 
+Result<void> TargetSet::markDrainingBySet(const std::vector<std::string>& uris) {
+  for (const auto& uri : uris) {
+    const size_t i = findUri(uri);
+    if (i == SIZE_MAX) {
+      return makeError(Errc::kInvalid, "draining target '" + uri + "' is not among the targets");
+    }
+    targets_[i]->drainingBySet = true;
+  }
+  return {};
+}
+
 size_t TargetSet::findUri(std::string_view uri) const {
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (targets_[i]->uri == uri) {

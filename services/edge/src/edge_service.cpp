@@ -3,6 +3,7 @@
 
 #include <evosip/edge/edge_service.hpp>
 #include <evosip/metrics/stats.hpp>
+#include <evosip/role/set_request.hpp>
 #include <evosip/role/transport_metrics.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
@@ -140,31 +141,24 @@ void EdgeService::Impl::registerRpc() {
     return json::value(std::move(result));
   });
   rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
-    const auto* obj = params.if_object();
-    if (!obj) {
-      return control::invalidParams("params must be an object {\"set\": ..., \"targets\": [...]}");
+    auto request = role::parseSetRequest(params);
+    if (!request) {
+      return control::invalidParams(request.error());
     }
-    const auto* set = obj->if_contains("set");
-    if (!set || !set->is_string() || set->as_string() != "routers") {
+    if (request->set != "routers") {
       return control::invalidParams("set: the edge has one set, \"routers\"");
     }
-    const auto* targets = obj->if_contains("targets");
-    if (!targets || !targets->is_array()) {
-      return control::invalidParams("targets: an array of sip: URIs is required");
-    }
-    std::vector<std::string> uris;
-    for (const auto& t : targets->as_array()) {
-      if (!t.is_string()) {
-        return control::invalidParams("targets: every target must be a string");
-      }
-      uris.emplace_back(t.as_string());
-    }
+    const std::vector<std::string>& uris = request->targets;
     auto built = RouterSet::build(uris);
     if (!built) {
       return control::invalidParams("targets: " + built.error().message);
     }
+    if (auto held = (*built)->markDrainingBySet(request->draining); !held) {
+      return control::invalidParams(held.error().message);
+    }
     proxy->setRouters(*built);
-    logger->info("router set replaced: {} targets", uris.size());
+    logger->info("router set replaced: {} targets, {} draining", uris.size(),
+                 request->draining.size());
     json::object result;
     result["set"] = "routers";
     result["targets"] = uris.size();

@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include <evosip/role/set_request.hpp>
+
 #include "router_service_impl.hpp"
 
 namespace evosip::router {
@@ -209,26 +211,22 @@ void RouterService::Impl::registerDispatcherRpc() {
                                     {"media", targetsJson(*shared->media(), now)}});
   });
   rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
-    std::string set = stringParam(params, "set");
+    auto request = role::parseSetRequest(params);
+    if (!request) {
+      return control::invalidParams(request.error());
+    }
+    const std::string& set = request->set;
     if (set != "apps" && set != "media") {
       return control::invalidParams("set: \"apps\" (sip: URIs) or \"media\" (ng addresses)");
     }
-    const auto* o = params.if_object();
-    const auto* targets = o ? o->if_contains("targets") : nullptr;
-    if (!targets || !targets->is_array()) {
-      return control::invalidParams("targets: an array of sip: URIs is required");
-    }
-    std::vector<std::string> uris;
-    for (const auto& t : targets->as_array()) {
-      if (!t.is_string()) {
-        return control::invalidParams("targets: every target must be a string");
-      }
-      uris.emplace_back(t.as_string());
-    }
+    const std::vector<std::string>& uris = request->targets;
     auto built =
         set == "apps" ? role::TargetSet::build(uris) : role::TargetSet::buildAddresses(uris, 2223);
     if (!built) {
       return control::invalidParams("targets: " + built.error().message);
+    }
+    if (auto held = (*built)->markDrainingBySet(request->draining); !held) {
+      return control::invalidParams(held.error().message);
     }
     if (set == "apps") {
       shared->setApps(*built);

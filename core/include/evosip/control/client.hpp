@@ -50,6 +50,11 @@ tl::expected<boost::json::value, std::string> callRpc(const std::string& hostPor
                                                       const boost::json::value& params,
                                                       std::chrono::milliseconds timeout);
 
+// The body of a JSON-RPC request (id 1; params left out when null).
+std::string rpcRequestBody(const std::string& method, const boost::json::value& params);
+// The result of a JSON-RPC answer, or an error line as callRpc returns it.
+tl::expected<boost::json::value, std::string> rpcReplyResult(const HttpResponse& response);
+
 // GET path; returns the body on 200, otherwise an error line "HTTP 503: not ready".
 // The same exchange without blocking: runs on io (whatever thread runs it) and calls done there
 // once, with the response or an error line, at the latest after timeout.

@@ -28,6 +28,9 @@ struct Target {
   // new work while draining (0 = takes new work). It is alive: the requests of its existing
   // dialogs still go to it.
   std::atomic<int64_t> drainingUntilNs{0};
+  // Held out of new work for as long as this set lasts (dispatcher.set's "draining": the peer
+  // is terminating and finishes its dialogs). Written before the set is published only.
+  bool drainingBySet = false;
   // Steady-clock nanoseconds of the last response from this peer: a peer that answers other
   // requests is alive, and one request it leaves unanswered does not take it out of the set.
   std::atomic<int64_t> lastResponseNs{0};
@@ -37,7 +40,7 @@ struct Target {
 
   bool upAt(int64_t nowNs) const { return downUntilNs.load(std::memory_order_relaxed) <= nowNs; }
   bool drainingAt(int64_t nowNs) const {
-    return drainingUntilNs.load(std::memory_order_relaxed) > nowNs;
+    return drainingBySet || drainingUntilNs.load(std::memory_order_relaxed) > nowNs;
   }
 
   // Liveness, the same rule for every tier (edge -> router, router -> app, router -> relay):
@@ -93,6 +96,9 @@ class TargetSet {
   // Index of the target at this endpoint, SIZE_MAX if none.
   size_t find(const transport::Endpoint& ep) const;
   size_t findUri(std::string_view uri) const;
+  // Marks these targets (given as in build) drainingBySet; an error names one not in the set.
+  // Call before the set is published.
+  Result<void> markDrainingBySet(const std::vector<std::string>& uris);
   // Copies up/down state and counters of same-URI targets from an older set (dispatcher.set
   // keeps what it knew about targets that stay).
   void inheritFrom(const TargetSet& old);
