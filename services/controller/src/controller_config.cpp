@@ -1,23 +1,10 @@
-#include <fstream>
-#include <sstream>
 #include <unistd.h>
 
-#include <evosip/base/strings.hpp>
 #include <evosip/controller/controller_service.hpp>
 
 namespace evosip::controller {
 
 namespace {
-
-std::string readFileTrimmed(const std::string& key, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    throw config::ConfigError(key + ": cannot read '" + path + "'");
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return std::string(trim(text.str()));
-}
 
 std::string defaultIdentity() {
   char name[256] = {};
@@ -69,7 +56,7 @@ ControllerConfig readControllerConfig(config::Document& doc) {
   c.ports.ng = doc.getString("controller.ng_port_name", "ng");
   const std::string tokenFile = doc.getString("controller.control_token_file", "");
   if (!tokenFile.empty()) {
-    c.controlToken = readFileTrimmed("controller.control_token_file", tokenFile);
+    c.controlToken = config::readSecret("file:" + tokenFile);
   }
   c.resync = std::chrono::seconds(doc.getInt("controller.resync_s", 300, 10, 86400));
   c.check = std::chrono::milliseconds(doc.getInt("controller.check_ms", 10000, 100, 3600000));

@@ -1,6 +1,4 @@
-#include <fstream>
 #include <future>
-#include <sstream>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,7 +6,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
-#include <evosip/base/strings.hpp>
 #include <evosip/controller/controller_service.hpp>
 #include <evosip/controller/dns_source.hpp>
 #include <evosip/controller/kube_client.hpp>
@@ -51,15 +48,12 @@ namespace {
 
 std::string readNamespace(const std::string& tokenFile) {
   const std::string path = tokenFile.substr(0, tokenFile.rfind('/') + 1) + "namespace";
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string ns(trim(text.str()));
-  if (!in || ns.empty()) {
-    throw std::runtime_error("controller.kubernetes.namespace: not set and '" + path +
-                             "' cannot be read");
+  try {
+    return config::readSecret("file:" + path);
+  } catch (const config::ConfigError& e) {
+    throw std::runtime_error(std::string("controller.kubernetes.namespace: not set, and ") +
+                             e.what());
   }
-  return ns;
 }
 
 }  // namespace

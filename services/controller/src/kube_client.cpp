@@ -1,8 +1,6 @@
 // Everything that includes Boost.Beast and Asio's OpenSSL layer in the controller lives here.
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <boost/asio.hpp>
@@ -15,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <evosip/base/strings.hpp>
+#include <evosip/config/config.hpp>
 #include <evosip/control/client.hpp>
 #include <evosip/controller/kube_client.hpp>
 
@@ -38,14 +37,16 @@ tl::unexpected<Error> failure(std::string_view step, const boost::system::error_
   return makeError(code, fmt::format("{}: {}", step, ec.message()));
 }
 
+// The token as the file holds it now ("" when it cannot be read: the API server answers 401).
 std::string readToken(const std::string& file) {
   if (file.empty()) {
     return {};
   }
-  std::ifstream in(file);
-  std::stringstream text;
-  text << in.rdbuf();
-  return std::string(trim(text.str()));
+  try {
+    return config::readSecret("file:" + file);
+  } catch (const config::ConfigError&) {
+    return {};
+  }
 }
 
 bool isIpAddress(const std::string& host) {
@@ -180,7 +181,10 @@ asio::awaitable<Result<KubeResponse>> KubeClient::request(std::string method, st
     co_return failure("read the answer to " + method, rec);
   }
   beast::get_lowest_layer(**stream).close();
-  co_return KubeResponse{parser.get().result_int(), std::move(parser.get().body())};
+  KubeResponse answer;
+  answer.status = parser.get().result_int();
+  answer.body = std::move(parser.get().body());
+  co_return answer;
 }
 
 namespace {
@@ -234,7 +238,11 @@ asio::awaitable<Result<KubeResponse>> KubeClient::watch(std::string target,
   }
   const unsigned status = parser.get().result_int();
   if (status != 200) {
-    co_return KubeResponse{status, co_await readErrorBody(**stream, buffer, parser)};
+    // (a named result: GCC 12 destroys a co_await inside a braced initialiser twice)
+    KubeResponse answer;
+    answer.status = status;
+    answer.body = co_await readErrorBody(**stream, buffer, parser);
+    co_return answer;
   }
   std::string pending;
   char chunk[kReadChunk];
@@ -242,7 +250,7 @@ asio::awaitable<Result<KubeResponse>> KubeClient::watch(std::string target,
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
     beast::get_lowest_layer(**stream).expires_after(idle);
-    auto [ec, n] = co_await http::async_read(**stream, buffer, parser, kAwaitTuple);
+    auto [ec, n] = co_await http::async_read_some(**stream, buffer, parser, kAwaitTuple);
     if (ec && ec != http::error::need_buffer) {
       co_return failure("watch stream", ec);
     }
@@ -251,7 +259,9 @@ asio::awaitable<Result<KubeResponse>> KubeClient::watch(std::string target,
       co_return makeError(Errc::kTooLarge, "watch stream: a line too long, or stopped");
     }
   }
-  co_return KubeResponse{status, {}};
+  KubeResponse done;
+  done.status = status;
+  co_return done;
 }
 
 }  // namespace evosip::controller

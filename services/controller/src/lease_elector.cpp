@@ -59,7 +59,7 @@ asio::awaitable<void> LeaseElector::run() {
   }
 }
 
-asio::awaitable<bool> LeaseElector::write(const std::string& method, Lease lease) {
+asio::awaitable<bool> LeaseElector::write(const std::string& method, const Lease& lease) {
   const std::string body = leaseJson(settings_.name, settings_.ns, lease, microTimeNow());
   auto r = co_await client_.request(method, path(method == "PUT"), body, settings_.duration / 3,
                                     64 * 1024);
@@ -85,7 +85,8 @@ asio::awaitable<bool> LeaseElector::attempt() {
   const int seconds =
       static_cast<int>(std::max<int64_t>(1, (settings_.duration.count() + 999) / 1000));
   if (r->status == 404) {
-    co_return co_await write("POST", Lease{"", settings_.identity, seconds, "", 0});
+    const Lease fresh{"", settings_.identity, seconds, "", 0};
+    co_return co_await write("POST", fresh);
   }
   auto lease = parseLease(r->body);
   if (!lease) {

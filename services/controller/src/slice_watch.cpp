@@ -145,7 +145,7 @@ asio::awaitable<SliceWatch::WatchEnd> SliceWatch::watch(std::chrono::seconds tim
       fmt::format("{}&watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={}",
                   basePath(), queryEscape(version_), timeout.count());
   WatchEnd end = WatchEnd::kExpired;
-  auto r = co_await client_.watch(path, timeout + 30s, kMaxEventBytes, [&](std::string_view line) {
+  const KubeClient::LineHandler onLine = [&](std::string_view line) {
     auto event = parseWatchEvent(line);
     if (!event) {
       fail("watch event: " + event.error().message);
@@ -162,7 +162,8 @@ asio::awaitable<SliceWatch::WatchEnd> SliceWatch::watch(std::chrono::seconds tim
       return false;
     }
     return true;
-  });
+  };
+  auto r = co_await client_.watch(path, timeout + 30s, kMaxEventBytes, onLine);
   if (end != WatchEnd::kExpired) {
     co_return end;
   }

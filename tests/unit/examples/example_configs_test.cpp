@@ -11,6 +11,7 @@
 
 #include <evosip/api/api_service.hpp>
 #include <evosip/app/app_service.hpp>
+#include <evosip/controller/controller_service.hpp>
 #include <evosip/edge/edge_service.hpp>
 #include <evosip/media/media_service.hpp>
 #include <evosip/router/router_service.hpp>
@@ -89,6 +90,10 @@ TEST_F(ExampleConfigTest, Api) {
   expectReads("api", api::readApiConfig);
 }
 
+TEST_F(ExampleConfigTest, Controller) {
+  expectReads("controller", controller::readControllerConfig);
+}
+
 TEST_F(ExampleConfigTest, EveryRoleHasAnExample) {
   size_t examples = 0;
   for (const auto& dir : fs::directory_iterator(kServices)) {
@@ -96,7 +101,7 @@ TEST_F(ExampleConfigTest, EveryRoleHasAnExample) {
       ++examples;
     }
   }
-  EXPECT_EQ(examples, 5u) << "a new role's example needs a test above";
+  EXPECT_EQ(examples, 6u) << "a new role's example needs a test above";
 }
 
 }  // namespace

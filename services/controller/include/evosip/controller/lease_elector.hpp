@@ -41,7 +41,7 @@ class LeaseElector {
  private:
   // One attempt to acquire or renew; true when this replica holds the Lease afterwards.
   boost::asio::awaitable<bool> attempt();
-  boost::asio::awaitable<bool> write(const std::string& method, Lease lease);
+  boost::asio::awaitable<bool> write(const std::string& method, const Lease& lease);
   void observe(const Lease& lease);
   void setLeader(bool leader);
   std::string path(bool item) const;
