@@ -270,6 +270,12 @@ class RenderedConfigs(unittest.TestCase):
             env["EVOSIP_MEDIA_NG_LISTEN"] = f"{HOST}:{port}"
         elif role == "api":
             env["EVOSIP_API_LISTEN"] = f"{HOST}:{port}"
+        if role == "controller":
+            # No cluster here: an API address that refuses connections (the controller is ready
+            # and retries), the namespace given, the system's trust store.
+            env["EVOSIP_CONTROLLER_KUBERNETES_API"] = f"https://{HOST}:{free_port()}"
+            env["EVOSIP_CONTROLLER_KUBERNETES_NAMESPACE"] = "evosip"
+            env["EVOSIP_CONTROLLER_KUBERNETES_CA_FILE"] = ""
         if role == "router":
             env["EVOSIP_STORE_REDIS_HOST"] = HOST
             env["EVOSIP_STORE_REDIS_PORT"] = str(redis.port)
