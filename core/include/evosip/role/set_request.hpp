@@ -1,8 +1,8 @@
 #pragma once
 // The params of dispatcher.set on the roles that hold peer sets:
 //   {"set": NAME, "targets": ["...", ...], "draining": ["...", ...]}
-// "draining" is optional: targets (also listed in "targets") held out of new work while their
-// dialogs continue, as a terminating peer is.
+// "draining" is optional: targets (also listed in "targets") that drain for as long as the set
+// lasts, as a terminating peer does: chosen only when every other target drains too.
 
 #include <string>
 #include <vector>

@@ -28,8 +28,8 @@ struct Target {
   // new work while draining (0 = takes new work). It is alive: the requests of its existing
   // dialogs still go to it.
   std::atomic<int64_t> drainingUntilNs{0};
-  // Held out of new work for as long as this set lasts (dispatcher.set's "draining": the peer
-  // is terminating and finishes its dialogs). Written before the set is published only.
+  // Draining for as long as this set lasts (dispatcher.set's "draining": the peer is
+  // terminating and finishes what it has in progress). Written before the set is published.
   bool drainingBySet = false;
   // Steady-clock nanoseconds of the last response from this peer: a peer that answers other
   // requests is alive, and one request it leaves unanswered does not take it out of the set.

@@ -45,7 +45,7 @@ std::vector<Instance> instancesOf(const std::map<std::string, EndpointSlice>& sl
                                   const PortNames& names);
 
 // One dispatcher.set call: the set's name, its targets (sorted) and the targets among them that
-// are held out of new work while their dialogs continue (terminating but still serving).
+// drain (terminating but still serving): chosen only when every other target drains too.
 struct PeerSet {
   std::string name;
   std::vector<std::string> targets;
