@@ -4,7 +4,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <evosip/auth/nonce.hpp>
@@ -36,17 +35,11 @@ bool decode(std::string_view text, Raw& raw) {
          base64urlDecode(text, raw.data(), raw.size()) == static_cast<int>(kRawSize);
 }
 
-void mac(std::string_view secret, const unsigned char* data, size_t size, std::string_view realm,
+// HMAC(secret, ts || rand || realm), truncated.
+void mac(const HmacSha256& key, const unsigned char* data, size_t size, std::string_view realm,
          unsigned char* out) {
-  unsigned char full[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // One buffer: HMAC(secret, ts || rand || realm).
-  std::string msg(reinterpret_cast<const char*>(data), size);
-  msg.append(realm);
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), full, &len);
-  EVOSIP_RELEASE_ASSERT(len >= kMacSize, "HMAC-SHA256 output too short");
-  std::copy(full, full + kMacSize, out);
+  const auto full = key.sign({std::string_view(reinterpret_cast<const char*>(data), size), realm});
+  std::copy(full.begin(), full.begin() + kMacSize, out);
 }
 
 }  // namespace
@@ -65,6 +58,10 @@ NonceCodec::NonceCodec(Settings settings) : settings_(std::move(settings)) {
   }
   if (settings_.maxClockSkew.count() < 0) {
     throw std::invalid_argument("auth nonce max clock skew: must not be negative");
+  }
+  keys_.push_back(std::make_shared<const HmacSha256>(settings_.secret));
+  for (const auto& s : settings_.previousSecrets) {
+    keys_.push_back(std::make_shared<const HmacSha256>(s));
   }
 }
 
@@ -85,7 +82,7 @@ std::string NonceCodec::issue(std::string_view realm, WallTime now) const {
   }
   EVOSIP_RELEASE_ASSERT(RAND_bytes(raw.data() + kTimeSize, kRandomSize) == 1,
                         "CSPRNG failure while issuing a nonce");
-  mac(settings_.secret, raw.data(), kTimeSize + kRandomSize, realm,
+  mac(*keys_.front(), raw.data(), kTimeSize + kRandomSize, realm,
       raw.data() + kTimeSize + kRandomSize);
   return encode(raw);
 }
@@ -100,10 +97,8 @@ NonceCodec::Check NonceCodec::check(std::string_view nonce, std::string_view rea
   const unsigned char* got = raw.data() + kTimeSize + kRandomSize;
   unsigned char want[kMacSize];
   bool signedByUs = false;
-  mac(settings_.secret, raw.data(), kTimeSize + kRandomSize, realm, want);
-  signedByUs = CRYPTO_memcmp(want, got, kMacSize) == 0;
-  for (size_t i = 0; !signedByUs && i < settings_.previousSecrets.size(); ++i) {
-    mac(settings_.previousSecrets[i], raw.data(), kTimeSize + kRandomSize, realm, want);
+  for (size_t i = 0; !signedByUs && i < keys_.size(); ++i) {
+    mac(*keys_[i], raw.data(), kTimeSize + kRandomSize, realm, want);
     signedByUs = CRYPTO_memcmp(want, got, kMacSize) == 0;
   }
   if (!signedByUs) {

@@ -1,8 +1,8 @@
+#include <array>
 #include <cstring>
 #include <stdexcept>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -41,22 +41,32 @@ size_t pack(const transport::Destination& d, unsigned char* buf) {
 }  // namespace
 
 FlowTokenCodec::FlowTokenCodec(std::string_view secret) {
+  std::array<unsigned char, 32> key{};
   if (secret.empty()) {
-    if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
+    if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
       throw std::runtime_error("cannot draw a random flow-token secret");
     }
   } else {
-    SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), key_.data());
+    SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), key.data());
   }
+  hmac_ = std::make_shared<const auth::HmacSha256>(
+      std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+  OPENSSL_cleanse(key.data(), key.size());
 }
+
+namespace {
+
+std::string_view bytes(const unsigned char* p, size_t n) {
+  return {reinterpret_cast<const char*>(p), n};
+}
+
+}  // namespace
 
 void FlowTokenCodec::encode(const transport::Destination& flow, std::string& out) const {
   unsigned char buf[64];
   size_t n = pack(flow, buf);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int macLen = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), buf, n, mac, &macLen);
-  std::memcpy(buf + n, mac, kMacLen);
+  const auto mac = hmac_->sign({bytes(buf, n)});
+  std::memcpy(buf + n, mac.data(), kMacLen);
   base64urlEncode(buf, n + kMacLen, out);
 }
 
@@ -74,10 +84,8 @@ std::optional<transport::Destination> FlowTokenCodec::decode(std::string_view to
   if (ipLen == 0 || static_cast<size_t>(len) != bodyLen + kMacLen || buf[0] > 4) {
     return std::nullopt;
   }
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int macLen = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), buf, bodyLen, mac, &macLen);
-  if (CRYPTO_memcmp(mac, buf + bodyLen, kMacLen) != 0) {
+  const auto mac = hmac_->sign({bytes(buf, bodyLen)});
+  if (CRYPTO_memcmp(mac.data(), buf + bodyLen, kMacLen) != 0) {
     return std::nullopt;
   }
   transport::Destination d;

@@ -10,9 +10,12 @@
 // is 32 bytes, 43 characters, only [A-Za-z0-9_-]: safe in a quoted-string without escapes.
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <evosip/auth/hmac.hpp>
 
 namespace evosip::auth {
 
@@ -58,6 +61,8 @@ class NonceCodec {
 
  private:
   Settings settings_;
+  // The secret's MAC key first, then each previous secret's.
+  std::vector<std::shared_ptr<const HmacSha256>> keys_;
 };
 
 }  // namespace evosip::auth

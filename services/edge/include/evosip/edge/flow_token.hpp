@@ -5,11 +5,12 @@
 // a Via parameter, so the edge needs no table to reach a client behind NAT. Tokens are signed
 // (HMAC-SHA256, truncated) so a client cannot make the edge send to an address of its choice.
 
-#include <array>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include <evosip/auth/hmac.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
 namespace evosip::edge {
@@ -24,7 +25,7 @@ class FlowTokenCodec {
   std::optional<transport::Destination> decode(std::string_view token) const;
 
  private:
-  std::array<unsigned char, 32> key_{};
+  std::shared_ptr<const auth::HmacSha256> hmac_;
 };
 
 }  // namespace evosip::edge
