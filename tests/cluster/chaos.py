@@ -30,10 +30,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import netlab  # noqa: E402
-from cluster import ANYCAST, DOMAIN, Cluster, register_callee, sipp, write_auth_csv  # noqa: E402
+from cluster import ANYCAST, Cluster, callers_and_callee, place_calls  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-CALLEE = ("callee", "pw-callee-Secret")
 
 
 def main() -> int:
@@ -56,24 +55,16 @@ def main() -> int:
         lab.start_routing()
         cluster = Cluster(lab, binary)
         cluster.up()
-        callers = [(f"user{i:04d}", f"pw-user{i:04d}-Secret") for i in range(200)]
-        cluster.provision(callers + [CALLEE])
-        register_callee(cluster, "c2", CALLEE, 5062)
-        sipp(cluster, "c2", "uas", "router_uas_callee.xml", port=5062,
-             keys={"router_name": "chaos"}, extra=["-max_recv_loops", "100000"])
-        csv = write_auth_csv(os.path.join(work, "callers.csv"), callers)
+        _uas, csv = callers_and_callee(cluster, 200, "chaos",
+                                       uas_extra=["-max_recv_loops", "100000"])
         step = [0]
 
         def load(seconds: float):
             step[0] += 1
             n = int(args.rate * seconds)
-            return sipp(cluster, "c1", f"load{step[0]}", "router_uac_call_auth.xml",
-                        remote=f"{ANYCAST}:5060", port=5070 + step[0] % 20, calls=n,
-                        rate=args.rate, duration_ms=int(args.call_s * 1000),
-                        timeout_s=int(seconds + args.call_s + 60),
-                        keys={"domain": DOMAIN, "callee": CALLEE[0]},
-                        extra=["-inf", csv, "-auth_uri", f"{CALLEE[0]}@{DOMAIN}",
-                               "-recv_timeout", "10000", "-l", str(args.rate * 20)]), n
+            return place_calls(cluster, f"load{step[0]}", csv, n, args.rate,
+                               int(args.call_s * 1000), int(seconds + args.call_s + 60),
+                               port=5070 + step[0] % 20, extra=["-l", str(args.rate * 20)]), n
 
         print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; "
               f"binary {binary}", flush=True)

@@ -343,3 +343,35 @@ def register_callee(cluster: Cluster, host: str, user: Tuple[str, str], port: in
     totals = r.wait(30)
     if totals.get("SuccessfulCall") != 1:
         raise RuntimeError(f"registration of {user[0]} failed: {totals}")
+
+
+# -- the callers and the callee of the cluster's tests ------------------------------------------
+
+CALLEE = ("callee", "pw-callee-Secret")
+
+
+def callers(n: int) -> List[Tuple[str, str]]:
+    return [(f"user{i:04d}", f"pw-user{i:04d}-Secret") for i in range(n)]
+
+
+def callers_and_callee(cluster: Cluster, n: int, router_name: str,
+                       uas_extra: Sequence[str] = ()) -> Tuple[SippRun, str]:
+    """Provisions n callers and CALLEE, registers CALLEE from c2 and starts its sipp UAS there
+    (router_uas_callee.xml); returns the UAS and the callers' authentication CSV."""
+    users = callers(n)
+    cluster.provision(users + [CALLEE])
+    register_callee(cluster, "c2", CALLEE, 5062)
+    uas = sipp(cluster, "c2", "uas", "router_uas_callee.xml", port=5062,
+               keys={"router_name": router_name}, extra=list(uas_extra))
+    return uas, write_auth_csv(os.path.join(cluster.lab.workdir, "callers.csv"), users)
+
+
+def place_calls(cluster: Cluster, name: str, csv: str, calls: int, rate: int, duration_ms: int,
+                timeout_s: int, port: int = 5070, extra: Sequence[str] = ()):
+    """Authenticated calls from c1 to CALLEE through the anycast address (sipp, in the
+    background): the run's wait() gives its totals."""
+    return sipp(cluster, "c1", name, "router_uac_call_auth.xml", remote=f"{ANYCAST}:5060",
+                port=port, calls=calls, rate=rate, duration_ms=duration_ms, timeout_s=timeout_s,
+                keys={"domain": DOMAIN, "callee": CALLEE[0]},
+                extra=["-inf", csv, "-auth_uri", f"{CALLEE[0]}@{DOMAIN}", "-recv_timeout",
+                       "10000", *extra])

@@ -18,16 +18,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import netlab  # noqa: E402
-from cluster import (ANYCAST, DOMAIN, bring_up, register_callee, sipp,  # noqa: E402
-                     write_auth_csv)
+from cluster import bring_up, callers_and_callee, place_calls  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
-CALLEE = ("callee", "pw-callee-Secret")
-
-
-def users(n: int):
-    return [(f"user{i:04d}", f"pw-user{i:04d}-Secret") for i in range(n)]
 
 
 @unittest.skipUnless(netlab.can_make_namespaces(), "needs root and ip netns")
@@ -38,12 +32,7 @@ class ClusterTest(unittest.TestCase):
         cls.lab, cls.cluster = bring_up(BINARY, "evosip-cluster-")
         cls.work = cls.lab.workdir
         try:
-            cls.callers = users(50)
-            cls.cluster.provision(cls.callers + [CALLEE])
-            register_callee(cls.cluster, "c2", CALLEE, 5062)
-            cls.uas = sipp(cls.cluster, "c2", "uas", "router_uas_callee.xml", port=5062,
-                           keys={"router_name": "cluster"})
-            cls.csv = write_auth_csv(os.path.join(cls.work, "callers.csv"), cls.callers)
+            cls.uas, cls.csv = callers_and_callee(cls.cluster, 50, "cluster")
         except BaseException:
             cls.lab.destroy()
             raise
@@ -53,12 +42,7 @@ class ClusterTest(unittest.TestCase):
         cls.lab.destroy()
 
     def calls(self, name, n, rate, duration_ms=1000, timeout=60):
-        return sipp(self.cluster, "c1", name, "router_uac_call_auth.xml",
-                    remote=f"{ANYCAST}:5060", port=5070, calls=n, rate=rate,
-                    duration_ms=duration_ms, timeout_s=timeout,
-                    keys={"domain": DOMAIN, "callee": CALLEE[0]},
-                    extra=["-inf", self.csv, "-auth_uri", f"{CALLEE[0]}@{DOMAIN}",
-                           "-recv_timeout", "10000"])
+        return place_calls(self.cluster, name, self.csv, n, rate, duration_ms, timeout)
 
     def test_1_calls_through_anycast(self):
         totals = self.calls("smoke", 20, 10).wait(60)

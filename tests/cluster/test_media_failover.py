@@ -29,14 +29,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import netlab  # noqa: E402
-from cluster import (ANYCAST, DOMAIN, bring_up, register_callee, sipp,  # noqa: E402
-                     write_auth_csv)
+from cluster import bring_up, callers_and_callee, place_calls  # noqa: E402
 from ngclient import NgClient  # noqa: E402
 from test_media_takeover import Stream  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
-CALLEE = ("callee", "pw-callee-Secret")
 CALLS = 4
 
 
@@ -48,12 +46,8 @@ class MediaFailoverTest(unittest.TestCase):
         cls.lab, cls.cluster = bring_up(BINARY, "evosip-mediafail-", relay_takeover=True)
         cls.work = cls.lab.workdir
         try:
-            cls.callers = [(f"user{i:04d}", f"pw-user{i:04d}-Secret") for i in range(CALLS)]
-            cls.cluster.provision(cls.callers + [CALLEE])
-            register_callee(cls.cluster, "c2", CALLEE, 5062)
-            sipp(cls.cluster, "c2", "uas", "router_uas_callee.xml", port=5062,
-                 keys={"router_name": "cluster"}, extra=["-mp", "40004", "-rtp_echo"])
-            cls.csv = write_auth_csv(os.path.join(cls.work, "callers.csv"), cls.callers)
+            _uas, cls.csv = callers_and_callee(cls.cluster, CALLS, "cluster",
+                                               uas_extra=["-mp", "40004", "-rtp_echo"])
         except BaseException:
             cls.lab.destroy()
             raise
@@ -82,12 +76,7 @@ class MediaFailoverTest(unittest.TestCase):
         raise AssertionError(f"no caller leg in {q}")
 
     def test_relay_sigkill_media_resumes_within_2s_and_calls_end(self):
-        run = sipp(self.cluster, "c1", "calls", "router_uac_call_auth.xml",
-                   remote=f"{ANYCAST}:5060", port=5070, calls=CALLS, rate=CALLS,
-                   duration_ms=12000, timeout_s=60,
-                   keys={"domain": DOMAIN, "callee": CALLEE[0]},
-                   extra=["-inf", self.csv, "-auth_uri", f"{CALLEE[0]}@{DOMAIN}",
-                          "-recv_timeout", "10000"])
+        run = place_calls(self.cluster, "calls", self.csv, CALLS, CALLS, 12000, 60)
         relays = self.cluster.names("media")
         netlab.wait_until(lambda: sum(len(self.relay_calls(m)) for m in relays) == CALLS, 15,
                           "every call anchored")
