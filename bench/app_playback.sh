@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# evosip app: concurrent Playback streams on one worker (issue 5 target: >= 2,000 concurrent
+# evosip app: concurrent Playback streams on one worker (target: >= 2,000 concurrent
 # G.711 playback streams on one core with pacing jitter p99 < 1 ms).
 #
 #   bench/app_playback.sh                       # CALLS=500,1000,2000,3000, 10 s windows
@@ -168,7 +168,7 @@ summary = [
     f"{floor.get('p999', 0):.0f} us, max {floor.get('max', 0):.0f} us; "
     f"{'normal scheduling' if RT else 'SCHED_FIFO'}: p99 {other_floor.get('p99', 0):.0f} us, "
     f"p99.9 {other_floor.get('p999', 0):.0f} us",
-    "targets (issue 5): >= 2,000 concurrent playback streams on one core; pacing jitter p99 < 1 ms",
+    "targets: >= 2,000 concurrent playback streams on one core; pacing jitter p99 < 1 ms",
 ]
 if best:
     summary.append(f"largest step that kept up (every frame sent, no loss): {best['calls']} streams "

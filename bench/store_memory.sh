@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bytes per binding and per dialog in the router's memory store, 100,000 of each (issue 3:
+# Bytes per binding and per dialog in the router's memory store, 100,000 of each (targets:
 # < 1 KiB per binding, < 4 KiB per dialog). Realistic field sizes: see bench/tools/store_memory.cpp.
 # For Kamailio's side, bench/router_vs_kamailio.sh prints the growth of each proxy's memory over
 # its first 10,000 registrations (allocator and transaction churn included).
