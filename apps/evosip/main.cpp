@@ -79,87 +79,85 @@ std::vector<std::pair<std::string, std::string>> createDemoSubscribers(const std
   return users;
 }
 
-// `evosip up`: every role that exists, on loopback, with a demo configuration.
-int runUp(const std::string& dataDir, int sipPort, int apiPort) {
-  using namespace evosip;
-  runtime::blockStopSignals();
-  log::init({});
-  std::filesystem::create_directories(dataDir);
-  const std::string data = std::filesystem::absolute(dataDir).string();
-  const int routerPort = sipPort + 10;
-  const int appPort = sipPort + 20;
-  const int ngPort = sipPort + 30;
-  // The credentials endpoint serves HA1 values only with a token: the api and the router share
-  // one made for this run.
-  const std::string internalToken = randomToken();
+// `evosip up`'s addresses: the edge on the SIP port, the other roles above it.
+struct UpPorts {
+  explicit UpPorts(int sipPort, int apiPort)
+      : sip(sipPort), router(sipPort + 10), app(sipPort + 20), ng(sipPort + 30), api(apiPort) {}
+  int sip, router, app, ng, api;
+};
 
-  // The media relay and the app first: the router's sets name them.
-  auto mediaDoc = config::Document::fromString(
-      fmt::format("media:\n  ng_listen: \"127.0.0.1:{0}\"\n  address: \"127.0.0.1\"\n"
-                  "  port_min: 30000\n  port_max: 34999\n"
-                  // The router, on this host, is the only ng client.
-                  "  ng_allow: [\"127.0.0.0/8\", \"::1\"]\n"
-                  "control: {{ listen: \"127.0.0.1:0\" }}\n",
-                  ngPort));
-  media::MediaService mediaService(media::readMediaConfig(mediaDoc));
-  mediaService.start();
+// The media relay: the router, on this host, is its only ng client.
+std::string upMediaYaml(const UpPorts& p) {
+  return fmt::format(
+      "media:\n  ng_listen: \"127.0.0.1:{0}\"\n  address: \"127.0.0.1\"\n"
+      "  port_min: 30000\n  port_max: 34999\n"
+      "  ng_allow: [\"127.0.0.0/8\", \"::1\"]\n"
+      "control: {{ listen: \"127.0.0.1:0\" }}\n",
+      p.ng);
+}
 
-  const std::string voicemail = data + "/voicemail";
-  std::filesystem::create_directories(voicemail);
-  auto appDoc =
-      config::Document::fromString(fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
-                                               "control: {{ listen: \"127.0.0.1:0\" }}\n"
-                                               "app:\n  voicemail_dir: \"{1}\"\n"
-                                               "  routers: [\"127.0.0.0/8\", \"::1\"]\n"
-                                               "  rtp_port_min: 35000\n  rtp_port_max: 39999\n",
-                                               appPort, voicemail));
-  app::AppService appService(app::readAppConfig(appDoc));
-  appService.start();
+std::string upAppYaml(const UpPorts& p, const std::string& voicemail) {
+  return fmt::format(
+      "sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
+      "control: {{ listen: \"127.0.0.1:0\" }}\n"
+      "app:\n  voicemail_dir: \"{1}\"\n"
+      "  routers: [\"127.0.0.0/8\", \"::1\"]\n"
+      "  rtp_port_min: 35000\n  rtp_port_max: 39999\n",
+      p.app, voicemail);
+}
 
-  // JSON is YAML: the dialplan keys ("*97") stay strings.
-  auto routerDoc = config::Document::fromString(
-      fmt::format("sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
-                  "control: {{ listen: \"127.0.0.1:0\" }}\n"
-                  "router:\n  domain: evosip.local\n"
-                  "  aliases: [\"127.0.0.1:{2}\", \"127.0.0.1:{0}\"]\n"
-                  // MD5 only: baresip 1.0 (libre) refuses a 401 that offers any algorithm it
-                  // does not know instead of ignoring that challenge (RFC 8760 section 2.4).
-                  "  auth_algorithms: [MD5]\n"
-                  "  api: \"127.0.0.1:{1}\"\n"
-                  "  api_token: \"{5}\"\n"
-                  "  apps: [\"sip:127.0.0.1:{3}\"]\n"
-                  "  media: {{ relays: [\"udp:127.0.0.1:{4}\"], mode: always }}\n"
-                  "  dialplan:\n"
-                  "    \"100\": {{ action: Playback, sound: welcome, sound_locale: en }}\n"
-                  "    \"101\": {{ action: Echo }}\n"
-                  "    \"102\": {{ action: Menu, sound: menu, "
-                  "targets: \"1=sip:100@evosip.local,2=sip:101@evosip.local\" }}\n"
-                  "    \"*97\": {{ action: Voicemail, mailbox: from-user }}\n",
-                  routerPort, apiPort, sipPort, appPort, ngPort, internalToken));
-  router::RouterService routerService(router::readRouterConfig(routerDoc));
-  routerService.start();
+// JSON is YAML: the dialplan keys ("*97") stay strings.
+std::string upRouterYaml(const UpPorts& p, const std::string& internalToken) {
+  return fmt::format(
+      "sip: {{ listen: [\"udp:127.0.0.1:{0}\"] }}\n"
+      "control: {{ listen: \"127.0.0.1:0\" }}\n"
+      "router:\n  domain: evosip.local\n"
+      "  aliases: [\"127.0.0.1:{2}\", \"127.0.0.1:{0}\"]\n"
+      // MD5 only: baresip 1.0 (libre) refuses a 401 that offers any algorithm it
+      // does not know instead of ignoring that challenge (RFC 8760 section 2.4).
+      "  auth_algorithms: [MD5]\n"
+      "  api: \"127.0.0.1:{1}\"\n"
+      "  api_token: \"{5}\"\n"
+      "  apps: [\"sip:127.0.0.1:{3}\"]\n"
+      "  media: {{ relays: [\"udp:127.0.0.1:{4}\"], mode: always }}\n"
+      "  dialplan:\n"
+      "    \"100\": {{ action: Playback, sound: welcome, sound_locale: en }}\n"
+      "    \"101\": {{ action: Echo }}\n"
+      "    \"102\": {{ action: Menu, sound: menu, "
+      "targets: \"1=sip:100@evosip.local,2=sip:101@evosip.local\" }}\n"
+      "    \"*97\": {{ action: Voicemail, mailbox: from-user }}\n",
+      p.router, p.api, p.sip, p.app, p.ng, internalToken);
+}
 
-  auto apiDoc = config::Document::fromString(
-      fmt::format("api:\n  listen: \"127.0.0.1:{0}\"\n  database: \"sqlite://{1}/evosip.db\"\n"
-                  "  routers: [\"127.0.0.1:{2}\"]\n  internal_token: \"{3}\"\n"
-                  "control: {{ listen: \"127.0.0.1:0\" }}\n",
-                  apiPort, data, routerService.controlPort(), internalToken));
-  api::ApiService apiService(api::readApiConfig(apiDoc));
-  apiService.start();
+std::string upApiYaml(const UpPorts& p, const std::string& data, uint16_t routerControl,
+                      const std::string& internalToken) {
+  return fmt::format(
+      "api:\n  listen: \"127.0.0.1:{0}\"\n  database: \"sqlite://{1}/evosip.db\"\n"
+      "  routers: [\"127.0.0.1:{2}\"]\n  internal_token: \"{3}\"\n"
+      "control: {{ listen: \"127.0.0.1:0\" }}\n",
+      p.api, data, routerControl, internalToken);
+}
 
-  // Everything runs on loopback: softphones, tests and load generators on this host are
-  // trusted, so loopback is exempt from the per-source rate limit and the auth-failure ban.
-  auto edgeDoc = config::Document::fromString(
-      fmt::format("sip:\n  listen: [\"udp:127.0.0.1:{0}\", \"tcp:127.0.0.1:{0}\"]\n"
-                  "control: {{ listen: \"127.0.0.1:0\" }}\n"
-                  "edge:\n  routers: [\"sip:127.0.0.1:{1}\"]\n"
-                  "  rate_limit: {{ exempt: [\"127.0.0.0/8\", \"::1/128\"] }}\n"
-                  "  auth_ban: {{ exempt: [\"127.0.0.0/8\", \"::1/128\"] }}\n",
-                  sipPort, routerPort));
-  edge::EdgeService edgeService(edge::readEdgeConfig(edgeDoc));
-  edgeService.start();
+// Everything runs on loopback: softphones, tests and load generators on this host are
+// trusted, so loopback is exempt from the per-source rate limit and the auth-failure ban.
+std::string upEdgeYaml(const UpPorts& p) {
+  return fmt::format(
+      "sip:\n  listen: [\"udp:127.0.0.1:{0}\", \"tcp:127.0.0.1:{0}\"]\n"
+      "control: {{ listen: \"127.0.0.1:0\" }}\n"
+      "edge:\n  routers: [\"sip:127.0.0.1:{1}\"]\n"
+      "  rate_limit: {{ exempt: [\"127.0.0.0/8\", \"::1/128\"] }}\n"
+      "  auth_ban: {{ exempt: [\"127.0.0.0/8\", \"::1/128\"] }}\n",
+      p.sip, p.router);
+}
 
-  const auto users = createDemoSubscribers(fmt::format("127.0.0.1:{}", apiPort));
+// The control ports of the running roles, for the banner.
+struct UpControls {
+  uint16_t edge, router, api, media, app;
+};
+
+void printUpBanner(const UpPorts& p, const UpControls& c, const std::string& data,
+                   const std::string& voicemail,
+                   const std::vector<std::pair<std::string, std::string>>& users) {
   std::printf(
       "evosip up: running on loopback (data in %s)\n"
       "  edge    SIP udp+tcp 127.0.0.1:%d     control http://127.0.0.1:%u\n"
@@ -168,9 +166,8 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
       "  media   ng udp 127.0.0.1:%d          control http://127.0.0.1:%u  (RTP 30000-34999)\n"
       "  app     SIP udp 127.0.0.1:%d         control http://127.0.0.1:%u  (voicemail in %s)\n"
       "SIP domain evosip.local (127.0.0.1:%d counts as it). Demo subscribers:\n",
-      data.c_str(), sipPort, edgeService.controlPort(), routerPort, routerService.controlPort(),
-      apiPort, apiService.controlPort(), ngPort, mediaService.controlPort(), appPort,
-      appService.controlPort(), voicemail.c_str(), sipPort);
+      data.c_str(), p.sip, c.edge, p.router, c.router, p.api, c.api, p.ng, c.media, p.app, c.app,
+      voicemail.c_str(), p.sip);
   for (const auto& [user, password] : users) {
     std::printf("  %-6s password %s\n", user.c_str(), password.c_str());
   }
@@ -181,8 +178,47 @@ int runUp(const std::string& dataDir, int sipPort, int apiPort) {
       "  102  a menu: press 1 or 2 (Menu)     *97  leave yourself a voicemail\n"
       "All audio goes through the media relay. Ctrl-C stops everything; SIGTERM lets the\n"
       "calls in progress end first (new calls are refused meanwhile).\n",
-      sipPort);
+      p.sip);
   std::fflush(stdout);
+}
+
+// `evosip up`: every role that exists, on loopback, with a demo configuration. The media relay
+// and the app start first (the router's sets name them), the edge last.
+int runUp(const std::string& dataDir, int sipPort, int apiPort) {
+  using namespace evosip;
+  runtime::blockStopSignals();
+  log::init({});
+  std::filesystem::create_directories(dataDir);
+  const std::string data = std::filesystem::absolute(dataDir).string();
+  const std::string voicemail = data + "/voicemail";
+  std::filesystem::create_directories(voicemail);
+  const UpPorts ports(sipPort, apiPort);
+  // The credentials endpoint serves HA1 values only with a token: the api and the router share
+  // one made for this run.
+  const std::string internalToken = randomToken();
+
+  auto mediaDoc = config::Document::fromString(upMediaYaml(ports));
+  media::MediaService mediaService(media::readMediaConfig(mediaDoc));
+  mediaService.start();
+  auto appDoc = config::Document::fromString(upAppYaml(ports, voicemail));
+  app::AppService appService(app::readAppConfig(appDoc));
+  appService.start();
+  auto routerDoc = config::Document::fromString(upRouterYaml(ports, internalToken));
+  router::RouterService routerService(router::readRouterConfig(routerDoc));
+  routerService.start();
+  auto apiDoc = config::Document::fromString(
+      upApiYaml(ports, data, routerService.controlPort(), internalToken));
+  api::ApiService apiService(api::readApiConfig(apiDoc));
+  apiService.start();
+  auto edgeDoc = config::Document::fromString(upEdgeYaml(ports));
+  edge::EdgeService edgeService(edge::readEdgeConfig(edgeDoc));
+  edgeService.start();
+
+  const auto users = createDemoSubscribers(fmt::format("127.0.0.1:{}", apiPort));
+  printUpBanner(ports,
+                {edgeService.controlPort(), routerService.controlPort(), apiService.controlPort(),
+                 mediaService.controlPort(), appService.controlPort()},
+                data, voicemail, users);
   role::serveUntilStopped({&edgeService.host(), &routerService.host(), &apiService.host(),
                            &mediaService.host(), &appService.host()});
   edgeService.stop();
