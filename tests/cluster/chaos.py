@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--tiers", default="edge,router,media")
     ap.add_argument("--cut-s", type=float, default=5.0, help="how long a partition lasts")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--no-takeover", action="store_true",
+                    help="relays without media.state takeover (a relay's death ends its calls)")
     args = ap.parse_args()
     binary = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
     if not netlab.can_make_namespaces() or not netlab.frr_available():
@@ -51,10 +53,11 @@ def main() -> int:
     lab = netlab.Lab(work)
     bad = []
     try:
+        takeover = not args.no_takeover
         lab.build()
-        lab.start_routing()
+        lab.start_routing(relays=takeover)
         cluster = Cluster(lab, binary)
-        cluster.up()
+        cluster.up(relay_takeover=takeover)
         _uas, csv = callers_and_callee(cluster, 200, "chaos",
                                        uas_extra=["-max_recv_loops", "100000"])
         step = [0]
@@ -66,8 +69,8 @@ def main() -> int:
                                int(args.call_s * 1000), int(seconds + args.call_s + 60),
                                port=5070 + step[0] % 20, extra=["-l", str(args.rate * 20)]), n
 
-        print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; "
-              f"binary {binary}", flush=True)
+        print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; relay "
+              f"takeover {'on' if takeover else 'off'}; binary {binary}", flush=True)
         for tier in args.tiers.split(","):
             names = cluster.names(tier)
             # 1. rolling restart
