@@ -160,11 +160,16 @@ Result<void> readInterfaceKeys(const NgBody& b, NgOptions& o) {
   return {};
 }
 
+// This relay forwards media; recording calls is outside what it offers.
+Result<void> refuseRecording() {
+  return unsupported("record call (this relay does not record calls)");
+}
+
 // Keys that ask for recording, DTLS/SDES termination, rtcp-mux changes or media manipulation:
 // refused, never ignored ("off" values are accepted).
 Result<void> refuseUnsupportedKeys(const NgBody& b) {
   if (const auto* rc = b.find("record-call"); rc && rc->isString() && isYes(rc->asString())) {
-    return unsupported("record call (recording is not implemented)");
+    return refuseRecording();
   }
   if (const auto dtls = b.str("dtls"); !dtls.empty()) {
     const std::string n = normalizeFlag(dtls);
@@ -199,7 +204,7 @@ Result<void> refuseUnsupportedKeys(const NgBody& b) {
     if (key == "generate-rtcp" && v->isString() && normalizeFlag(v->asString()) == "off") {
       continue;
     }
-    return unsupported(fmt::format("{} (media manipulation is not implemented)", key));
+    return unsupported(fmt::format("{} (this relay forwards media unchanged)", key));
   }
   return {};
 }
@@ -226,7 +231,7 @@ std::string refusedFlagReason(const std::string& n) {
   if (n == "generate-rtcp" || n == "pierce-nat" || n == "nat-wait" || n == "block-short" ||
       n == "block-short-packets" || n == "generate-mid" || n == "strip-extmap" ||
       n == "trickle-ice") {
-    return "not implemented by this relay";
+    return "outside what this relay offers";
   }
   if (n.rfind("sdes-", 0) == 0 && n != "sdes-off" && n != "sdes-no" && n != "sdes-disable") {
     return "SRTP is passed through, not negotiated";
@@ -238,7 +243,7 @@ std::string refusedFlagReason(const std::string& n) {
 Result<void> readFlag(const std::string& f, NgOptions& o) {
   const std::string n = normalizeFlag(f);
   if (n == "record-call" || n == "start-recording") {
-    return unsupported("record call (recording is not implemented)");
+    return refuseRecording();
   }
   if (const std::string why = refusedFlagReason(n); !why.empty()) {
     return unsupported(fmt::format("{} ({})", f, why));

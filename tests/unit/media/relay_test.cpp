@@ -507,7 +507,10 @@ TEST_P(RelayTest, RestoredCallRelaysOnTheDeadRelaysPortsAndLatches) {
 
   // A re-INVITE keeps the dead relay's address and ports in the SDP.
   Value re = Value::makeDict();
-  re.set("command", "offer").set("call-id", "r1").set("from-tag", "ta").set("sdp", sdpFor(a.port()));
+  re.set("command", "offer")
+      .set("call-id", "r1")
+      .set("from-tag", "ta")
+      .set("sdp", sdpFor(a.port()));
   Value reply = survivor.offer(re);
   ASSERT_EQ(reply.string("result"), "ok") << reply.string("error-reason").value_or("");
   EXPECT_NE(reply.string("sdp")->find("c=IN IP4 127.0.0.1"), std::string::npos);
