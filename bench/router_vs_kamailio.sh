@@ -21,7 +21,7 @@
 # Printed per side and step: operations per proxy CPU-second (utime+stime of every
 # process/thread of the instance, from /proc, over the sipp run), failures, latency p50/p99
 # (sipp -trace_rtt: from the first request of the call/registration to the final 200, so
-# both round trips), RSS/PSS. evosip: the router's CPU and, separately, the api's (it serves
+# both round trips), RSS/PSS (of the router for evosip-up). evosip: the router's CPU and, separately, the api's (it serves
 # HA1 values to the router on cache misses); the ratios and the targets use router+api.
 # Kamailio runs as an operator runs it in production (bench/kamailio/router.cfg): debug=0, no
 # memory debugging, the faster of the tlsf and fm allocators (measured at start with a short
@@ -35,6 +35,9 @@
 #   kamailio-db  (KAMAILIO_AUTH_DB=1 only) auth_db with a db_text query per request: slower,
 #                not a production setup, for comparison.
 # Each variant's command line and the sha256 of router.cfg are printed with its figures.
+# evosip-up is the whole platform path of `evosip up`: sipp -> evosip edge -> evosip router (with
+# the same api), its CPU the sum of edge, router and api: three processes and two SIP hops
+# against one Kamailio (target >= 1x; the router alone is judged against 2x).
 #
 # Env: EVOSIP_BIN (default build/evosip; missing -> evosip skipped, or fails with
 # REQUIRE_BOTH=1), USERS (10000), REG_RATES="500,1000,...", CALL_RATES, CALL_STEP_SECONDS,
@@ -76,6 +79,7 @@ REQUIRE_BOTH = os.environ.get("REQUIRE_BOTH", "") == "1"
 VARIANTS = os.environ.get("KAMAILIO_VARIANTS", "1") != "0"
 AUTH_DB = os.environ.get("KAMAILIO_AUTH_DB", "") == "1"
 # SIDES=evosip runs evosip alone (profiling, iterating on a change); no ratios are printed then.
+# SIDES names any of kamailio, kamailio-sl, kamailio-db, evosip, evosip-up.
 SIDES = [s for s in os.environ.get("SIDES", "").split(",") if s]
 KAMAILIO_CFG = os.path.join(ROOT, "bench", "kamailio", "router.cfg")
 # Not q_malloc (Debian's default): it is built without MEM_JOIN_FREE, so freed transaction
@@ -134,6 +138,10 @@ class Side:
 
     def cpu(self):
         return {k: cpu_seconds(p.pid) for k, p in self.procs.items()}
+
+    def mem_pid(self):
+        """The process whose memory is reported: the one that holds bindings and dialogs."""
+        return self.procs.get("router", self.main).pid
 
     def alive(self):
         return all(p.alive() for p in self.procs.values())
@@ -241,16 +249,35 @@ def start_evosip(work, cleanup, users):
     t0 = time.monotonic()
     provision_api(api, users)
     prov = time.monotonic() - t0
-    router = h.start_router(work, cleanup, api.address, name="router", overrides={
+    router = start_bench_router(work, cleanup, api, "router")
+    side = Side("evosip", router.sip_port, {"router": router.proc, "api": aproc}, router.proc)
+    side.metrics_url = router.control_url + "/metrics"
+    return side, prov, api
+
+
+def start_bench_router(work, cleanup, api, name):
+    return h.start_router(work, cleanup, api.address, name=name, overrides={
         "workers": WORKERS, "log": {"level": "warn", "format": "text"},
         "router": {"record_route": True, "auth_algorithms": ["MD5"], "apps": [],
                    "credential_ttl_s": 300,
                    # 4,000 REGISTER/s from one sipp port reach one worker, whose transactions
                    # (32 s each, Timer J) hold ~512 MiB: above the 128 MiB default cap.
                    "max_transaction_bytes": 1 << 30}})
-    side = Side("evosip", router.sip_port, {"router": router.proc, "api": aproc}, router.proc)
+
+
+def start_evosip_up(work, cleanup, api):
+    """The `evosip up` path: an edge in front of its own router, sharing the api."""
+    router = start_bench_router(work, cleanup, api, "router-up")
+    # loopback exempt from the per-source rate limit, as in bench/edge_vs_kamailio.sh
+    edge = h.start_evosip_edge(work, cleanup, [f"sip:{h.HOST}:{router.sip_port}"],
+                               transports=("udp",), overrides={
+                                   "workers": WORKERS, "log": {"level": "warn", "format": "text"},
+                                   "edge": {"rate_limit": {"requests_per_second": 30,
+                                                           "exempt": ["127.0.0.0/8"]}}})
+    side = Side("evosip-up", edge.sip_port,
+                {"edge": edge.proc, "router": router.proc, "api": api.proc}, edge.proc)
     side.metrics_url = router.control_url + "/metrics"
-    return side, prov
+    return side
 
 
 # -- one sipp step ------------------------------------------------------------------------------
@@ -277,7 +304,7 @@ def run_step(work, side, kind, rate, n, idx, csv_path, port=0):
     cpu1 = side.cpu()
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
     total_cpu = sum(cpu.values())
-    rss, pss = memory_kb(side.main.pid)
+    rss, pss = memory_kb(side.mem_pid())
     base = os.path.splitext(scen)[0]
     rtts = []
     for f in os.listdir(work):
@@ -303,7 +330,8 @@ def run_step(work, side, kind, rate, n, idx, csv_path, port=0):
 
 def print_row(side, r):
     parts = r["cpu_parts"]
-    split = f" (router {parts['router']:.2f} + api {parts['api']:.2f})" if "api" in parts else ""
+    split = (" (" + " + ".join(f"{k} {v:.2f}" for k, v in parts.items()) + ")"
+             if len(parts) > 1 else "")
     print(f"{side:11} {r['rate']:>6} {r['ok']:>6} {r['failed']:>6} {r['achieved']:>7.0f} "
           f"{r['cpu']:>6.2f} {r['per_cpu']:>9.0f} {fmt(r['p50'])!s:>6} {fmt(r['p99'])!s:>7} "
           f"{r['rss_kb']/1024:>7.1f} {r['pss_kb']/1024:>7.1f}{split}", flush=True)
@@ -360,19 +388,33 @@ def summarize(results, unit, failed_sides):
              "p50": best["p50"] if best else None, "p99": best["p99"] if best else None}
         out[name] = s
         split = ""
-        if "api" in parts and ops:
+        if "router" in parts and ops:
             r_only = ops / parts["router"] if parts["router"] > 0 else float("inf")
-            split = (f" [router {parts['router']:.2f} s -> {r_only:.0f} {unit}/router-CPU-s; "
-                     f"api {parts['api']:.2f} s]")
+            others = "".join(f"; {k} {v:.2f} s" for k, v in parts.items() if k != "router")
+            split = (f" [router {parts['router']:.2f} s -> {r_only:.0f} {unit}/router-CPU-s"
+                     f"{others}]")
         print(f"{name:11} {unit}/proxy-CPU-s {fmt(s['per_cpu'], '{:.0f}')} over the clean steps "
               f"({ops} in {cpu:.2f} CPU-s){split}; max rate with 0 failures {s['max_rate']}/s, "
               f"latency there p50 {fmt(s['p50'])} ms p99 {fmt(s['p99'])} ms")
     return out
 
 
+# evosip side -> (what its CPU counts, its target against the "kamailio" side)
+EVOSIP_SIDES = {"evosip": ("router+api", 2.0), "evosip-up": ("edge+router+api", 1.0)}
+
+
 def ratios(results, unit, label):
-    """evosip vs each kamailio variant over the rates where BOTH ran clean (same load)."""
-    ev = {r["rate"]: r for r in results.get("evosip", []) if r["clean"]}
+    """Each evosip side vs each kamailio variant over the rates where BOTH ran clean (same
+    load). The verdicts: {evosip side: target met}."""
+    verdicts = {}
+    for name, (counted, target) in EVOSIP_SIDES.items():
+        ev = {r["rate"]: r for r in results.get(name, []) if r["clean"]}
+        if ev:
+            verdicts[name] = side_ratios(results, ev, name, counted, target, label)
+    return verdicts
+
+
+def side_ratios(results, ev, name, counted, target, label):
     verdict = None
     for ref in ("kamailio", "kamailio-sl", "kamailio-db"):
         kr = {r["rate"]: r for r in results.get(ref, []) if r["clean"]}
@@ -390,14 +432,14 @@ def ratios(results, unit, label):
             continue
         ratio = (e_ops / e_cpu) / (k_ops / k_cpu)
         r_only = (e_ops / e_router) / (k_ops / k_cpu)
-        line = (f"ratio evosip(router+api)/{ref} at rates {rates}: {label} per CPU-s "
+        line = (f"ratio {name}({counted})/{ref} at rates {rates}: {label} per CPU-s "
                 f"{e_ops / e_cpu:.0f} vs {k_ops / k_cpu:.0f} = {ratio:.2f}x "
                 f"(router alone {r_only:.2f}x)")
         if ref == "kamailio":
-            verdict = ratio >= 2.0
-            line += f" -> target >= 2x: {'MET' if verdict else 'NOT MET'}"
+            verdict = ratio >= target
+            line += f" -> target >= {target:g}x: {'MET' if verdict else 'NOT MET'}"
             if not verdict:
-                line += f" (short by {2.0 / ratio:.2f}x)"
+                line += f" (short by {target / ratio:.2f}x)"
         print(line)
     return verdict
 
@@ -438,7 +480,8 @@ def main():
     print(f"# evosip router vs {h.KAMAILIO} (bench/kamailio/router.cfg sha256 {cfg_hash}, "
           f"-m {KAM_SHM_MB}), {USERS} users, workers/children={WORKERS}, 127.0.0.1, sipp {h.SIPP}")
     print(f"# single proxy layer on both sides: sipp -> evosip router (no edge; record_route: true,"
-          f" auth_algorithms [MD5], memory store) | sipp -> kamailio")
+          f" auth_algorithms [MD5], memory store) | sipp -> kamailio; evosip-up: sipp -> evosip "
+          f"edge -> evosip router")
     print(f"# load average at start: {loadavg()} (2 shared cores: other jobs add noise)")
     try:
         dbdir = os.path.join(work, "kamdb")
@@ -460,12 +503,15 @@ def main():
             except Exception as e:  # noqa: BLE001
                 print(f"{name}: FAILED TO START: {e}", file=sys.stderr)
                 failed_sides.append(name)
-        if SIDES and "evosip" not in SIDES:
+        if SIDES and not {"evosip", "evosip-up"} & set(SIDES):
             pass
         elif os.path.isfile(EVOSIP_BIN) and os.access(EVOSIP_BIN, os.X_OK):
             try:
-                ev, prov = start_evosip(work, cleanup, users + [CALLEE])
-                sides.append(ev)
+                ev, prov, api = start_evosip(work, cleanup, users + [CALLEE])
+                if not SIDES or "evosip" in SIDES:
+                    sides.append(ev)
+                if not SIDES or "evosip-up" in SIDES:
+                    sides.append(start_evosip_up(work, cleanup, api))
                 print(f"# evosip: {USERS + 1} subscribers created through the api REST API in "
                       f"{prov:.1f} s (not measured); kamailio: db_text files written")
             except Exception as e:  # noqa: BLE001
@@ -481,7 +527,7 @@ def main():
 
         # 1. registrations ----------------------------------------------------------------
         reg_port = h.free_port()
-        mem0 = {s.name: memory_kb(s.main.pid) for s in sides}
+        mem0 = {s.name: memory_kb(s.mem_pid()) for s in sides}
         print(f"\n== 1. REGISTER with digest auth: {USERS} users per step (2 round trips each), "
               f"rates {REG_RATES}/s ==")
         m0 = {s.name: metrics_snapshot(s) for s in sides}
@@ -531,10 +577,12 @@ def main():
                     "evosip_router_dialogs_active", "evosip_router_store_errors_total"]):
                 print(f"  {s.name} {line}")
         print()
-        for what, v in verdicts.items():
-            if v is not None:
-                print(f"TARGET evosip >= 2x kamailio {what} per proxy CPU-second: "
-                      f"{'MET' if v else 'NOT MET'}")
+        for what, per_side in verdicts.items():
+            for name, v in per_side.items():
+                if v is not None:
+                    target = EVOSIP_SIDES[name][1]
+                    print(f"TARGET {name} >= {target:g}x kamailio {what} per proxy CPU-second: "
+                          f"{'MET' if v else 'NOT MET'}")
         if skipped:
             print("ratios: n/a (evosip side skipped)")
     finally:
