@@ -298,11 +298,18 @@ def _yaml_scalar(v) -> str:
     return json.dumps(str(v))  # a JSON string is a valid YAML double-quoted scalar
 
 
+def _yaml_key(k) -> str:
+    """A plain key as is; any other (e.g. "*97", which YAML reads as an alias) double-quoted."""
+    k = str(k)
+    return k if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", k) else json.dumps(k)
+
+
 def to_yaml(obj, indent: int = 0) -> str:
     pad = "  " * indent
     lines = []
     if isinstance(obj, dict):
         for k, v in obj.items():
+            k = _yaml_key(k)
             if isinstance(v, dict) and v:
                 lines.append(f"{pad}{k}:")
                 lines.append(to_yaml(v, indent + 1))
