@@ -161,6 +161,7 @@ EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, 
           settings_.advertiseHost.empty() ? spec.endpoint.hostForUri() : settings_.advertiseHost;
       self.port = settings_.advertisePort != 0 ? settings_.advertisePort : spec.endpoint.port;
       self.hostPort = fmt::format("{}:{}", self.host, self.port);
+      self.routeEntry = fmt::format("<sip:{};lr>", self.hostPort);
     }
     std::string ip = spec.endpoint.ip.to_string();
     selfHosts_.push_back(ip);
@@ -831,7 +832,8 @@ void EdgeProxy::rewrite(RequestContext& rq) {
   if (msg.method() == sip::Method::kRegister && !rq.fromRouter) {
     // The routers use the Path: the edge's address of their family, the client's flow in the
     // token.
-    std::string path = "<sip:";
+    std::string& path = rq.w.route;
+    path.assign("<sip:");
     tokens_.encode(clientFlow, path);
     path.append("@").append(selfFor(rq.next.remote.ip).hostPort).append(";lr>");
     edit.prependHeader("Path", path);
@@ -859,14 +861,15 @@ void EdgeProxy::addRecordRoute(RequestContext& rq, const Destination& clientFlow
   // (an IPv6 phone, IPv4 routers).
   const Self& routerSelf = selfFor(rq.toClient ? rq.src.remote.ip : rq.next.remote.ip);
   const Self& clientSelf = selfFor(clientFlow.remote.ip);
-  std::string outer = "<sip:";
+  std::string& outer = rq.w.route;  // copied by the editor: the buffer is reused
+  outer.assign("<sip:");
   tokens_.encode(clientFlow, outer);
   outer.append("@").append(clientSelf.hostPort);
   if (clientFlow.protocol != Protocol::kUdp) {
     outer.append(";transport=").append(transport::protocolName(clientFlow.protocol));
   }
   outer.append(";lr>");
-  const std::string inner = fmt::format("<sip:{};lr>", routerSelf.hostPort);
+  const std::string& inner = routerSelf.routeEntry;
   const bool twoEntries =
       clientFlow.protocol != Protocol::kUdp || routerSelf.hostPort != clientSelf.hostPort;
   // The entry facing the next hop goes on top.

@@ -190,12 +190,14 @@ class EdgeProxy {
     std::string scratch;
     std::string branch;
     std::string via;
+    std::string route;  // a Record-Route or Path value being built
     WorkerCounters counters;
   };
   struct Self {        // our address for one family
     std::string host;  // as written in SIP ("1.2.3.4", "[::1]", or the advertised name)
     uint16_t port = 0;
-    std::string hostPort;  // "host:port"
+    std::string hostPort;    // "host:port"
+    std::string routeEntry;  // "<sip:host:port;lr>": our Record-Route entry facing routers
   };
   struct RouteInfo;
   struct RequestContext;
