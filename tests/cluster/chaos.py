@@ -11,7 +11,9 @@ For each tier (edge, router, media) under `--rate` calls/s of `--call-s` s calls
   2. a SIGKILL of one instance, restarted once the load step is over;
   3. a partition: one instance's data leg off the network for `--cut-s` s, then back (an edge
      keeps its link to the callers: it must withdraw its anycast route while it reaches no
-     router, and announce it again once healed).
+     router, and announce it again once healed; a relay that takes calls over must fence
+     itself, and stand by once healed while its peer holds its address).
+`--steps restart,kill,cut` picks the steps (e.g. `--tiers media --steps cut`).
 Printed per step: calls placed, failed, and the exit codes of the drained instances; for the
 edge kill and cut, the time until the core router stopped sending to that edge. The exit status
 is non-zero when a rolling restart failed a call or an instance did not exit 0 on SIGTERM.
@@ -41,6 +43,8 @@ def main() -> int:
     ap.add_argument("--call-s", type=float, default=5.0, help="call duration")
     ap.add_argument("--tiers", default="edge,router,media")
     ap.add_argument("--cut-s", type=float, default=5.0, help="how long a partition lasts")
+    ap.add_argument("--steps", default="restart,kill,cut",
+                    help="which steps to run per tier (restart, kill, cut)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--no-takeover", action="store_true",
                     help="relays without media.state takeover (a relay's death ends its calls)")
@@ -71,9 +75,7 @@ def main() -> int:
 
         print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; relay "
               f"takeover {'on' if takeover else 'off'}; binary {binary}", flush=True)
-        for tier in args.tiers.split(","):
-            names = cluster.names(tier)
-            # 1. rolling restart
+        def rolling_restart(tier: str, names) -> None:
             run, n = load(len(names) * 8 + 4)
             time.sleep(2)
             codes = []
@@ -92,11 +94,10 @@ def main() -> int:
                   flush=True)
             if failed != 0 or any(c != 0 for c in codes):
                 bad.append(f"{tier} rolling restart")
-            # 2. SIGKILL of one instance
+
+        def kill(tier: str, victim: str, paths0: int) -> None:
             run, n = load(12)
             time.sleep(4)
-            victim = names[0]
-            paths0 = len(lab.anycast_paths())
             t0 = time.monotonic()
             cluster.signal(victim, signal.SIGKILL)
             extra = ""
@@ -110,7 +111,12 @@ def main() -> int:
                                   "re-announce")
             print(f"{tier:6} SIGKILL {victim}: {n} calls, {totals.get('FailedCall', -1)} failed"
                   f"{extra}", flush=True)
-            # 3. partition of one instance
+
+        def cut(tier: str, victim: str, paths0: int) -> None:
+            if tier == "media" and takeover:
+                # The victim's own address back from the peer that took it over, if it did.
+                netlab.wait_until(lambda: victim in [x["instance"] for x in cluster.rpc(
+                    victim, "instance.status")["served"]], 30, f"{victim} serving")
             run, n = load(12)
             time.sleep(4)
             t0 = time.monotonic()
@@ -132,6 +138,18 @@ def main() -> int:
             totals = run.wait(600)
             print(f"{tier:6} cut {victim} for {args.cut_s:g} s: {n} calls, "
                   f"{totals.get('FailedCall', -1)} failed{extra}", flush=True)
+
+        steps = set(args.steps.split(","))
+        for tier in args.tiers.split(","):
+            names = cluster.names(tier)
+            victim = names[0]
+            paths0 = len(lab.anycast_paths())
+            if "restart" in steps:
+                rolling_restart(tier, names)
+            if "kill" in steps:
+                kill(tier, victim, paths0)
+            if "cut" in steps:
+                cut(tier, victim, paths0)
     finally:
         lab.destroy()
         if not args.keep:

@@ -1,4 +1,5 @@
-"""A relay's death in the namespace cluster: calls keep their media and end normally.
+"""A relay's death or partition in the namespace cluster: calls keep their media and end
+normally, and an address is served by one relay at a time.
 
 Each relay serves a service address (10.98.0.31, .32) on its loopback, announced by OSPF through
 media_watch.py, keeps its calls in Redis and watches the other relay's heartbeat (media.state,
@@ -9,6 +10,14 @@ calls is SIGKILLed; the other relay takes its address over (the watcher announce
 the route), restores the calls from Redis and relays them. Asserted: the echo resumes within
 2 s (the gap and the packets lost are printed), the calls end with a 200 to their BYE, and the
 BYEs' deletes (sent by the routers to the dead relay's ng address) reach the survivor.
+
+The partition case cuts the relay carrying the calls off the data network (netlab cut: its
+bridge port removed) instead: it cannot renew its heartbeat, fences itself (media.state.fence:
+nothing relayed, nothing served, not ready) before the other relay takes its address and calls
+over, and after the heal it finds its address held and stands by. Asserted: the echo goes on
+through the survivor, after the heal only the survivor's host routes the address, the healed
+relay relays nothing and holds no call, every call ends with a 200 to its BYE, and the address
+goes back to the healed relay once its calls have ended.
 
     sudo EVOSIP_BIN=$PWD/build/evosip python3 -m unittest -v tests/cluster/test_media_failover.py
 
@@ -74,6 +83,109 @@ class MediaFailoverTest(unittest.TestCase):
             if stream.get("endpoint", {}).get("address") == caller_ip:
                 return stream["local port"]
         raise AssertionError(f"no caller leg in {q}")
+
+    def relayed(self, relay: str) -> float:
+        """The relay's evosip_media_packets_relayed_total."""
+        inst = self.cluster.instances[relay]
+        _, text = self.cluster.http(inst.host, "GET", inst.control, "/metrics")
+        for line in str(text).splitlines():
+            if line.startswith("evosip_media_packets_relayed_total "):
+                return float(line.split()[1])
+        raise AssertionError(f"no packet counter in {relay}'s metrics")
+
+    def echo_streams(self, relay: str, call_ids):
+        """Per call, RTP every 20 ms from c1 to the relay's caller-facing port; the callee
+        echoes, so each packet crosses the relay both ways back to the same socket."""
+        address = self.cluster.instances[relay].config["media"]["address"]
+        caller_ip = self.lab.hosts["c1"].p2p_ip
+        streams = []
+        for call_id in call_ids:
+            port = self.caller_port(relay, call_id)
+
+            def bind():
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind((caller_ip, 0))
+                return s
+            sock = netlab.in_netns(self.lab.hosts["c1"].ns, bind)
+            self.addCleanup(sock.close)
+            streams.append(Stream(sock, (address, port), sock))
+        self.addCleanup(lambda: [s.close() for s in streams])
+        return streams
+
+    def test_relay_cut_off_fences_itself_and_after_the_heal_one_relay_serves(self):
+        run = place_calls(self.cluster, "cut", self.csv, CALLS, CALLS, 30000, 90, port=5072)
+        relays = self.cluster.names("media")
+        netlab.wait_until(lambda: sum(len(self.relay_calls(m)) for m in relays) == CALLS, 15,
+                          "every call anchored")
+        victim = max(relays, key=lambda m: len(self.relay_calls(m)))
+        survivor = next(m for m in relays if m != victim)
+        address = self.cluster.instances[victim].config["media"]["address"]
+        streams = self.echo_streams(victim, self.relay_calls(victim))
+        time.sleep(1.5)
+        self.assertTrue(all(len(s.arrivals) > 30 for s in streams),
+                        f"echo before the cut: {[len(s.arrivals) for s in streams]}")
+
+        cut_at = time.monotonic()
+        self.lab.cut(victim)
+        try:
+            # Fenced before the survivor may take over (heartbeat_ttl_ms 1.2 s after the last
+            # write): nothing served, not ready.
+            netlab.wait_until(lambda: self.cluster.rpc(victim, "instance.status").get("fenced"),
+                              3, f"{victim} fenced")
+            fenced_after = time.monotonic() - cut_at
+            status = self.cluster.rpc(victim, "instance.status")
+            self.assertEqual(status["served"], [], status)
+            self.assertFalse(self.cluster.ready(victim))
+            netlab.wait_until(lambda: victim in [x["instance"] for x in self.cluster.rpc(
+                survivor, "instance.status")["served"]], 8, f"{survivor} takes {address} over")
+            took_after = time.monotonic() - cut_at
+            netlab.wait_until(lambda: all(s.arrivals and s.arrivals[-1] > cut_at + took_after
+                                          for s in streams), 8, "echo through the survivor")
+            time.sleep(1.0)
+        finally:
+            self.lab.heal(victim)
+        healed_at = time.monotonic()
+        # Healed, the victim finds its address held by the survivor: it drops the calls (the
+        # survivor's now) and stands by instead of serving the address a second time.
+        netlab.wait_until(lambda: not self.cluster.rpc(victim, "instance.status").get("fenced")
+                          and not self.relay_calls(victim), 15,
+                          f"{victim} unfenced, standing by without calls")
+        standby_after = time.monotonic() - healed_at
+        status = self.cluster.rpc(victim, "instance.status")
+        self.assertEqual(status["served"], [], status)
+        # For 3 s: one host routes the address (the survivor's), the healed relay relays
+        # nothing, and every call's echo goes on.
+        survivor_ip = self.lab.hosts[survivor].data_ip
+        before = self.relayed(victim)
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:
+            self.assertEqual(self.lab.route_via(address), [survivor_ip],
+                             f"routes to {address} after the heal")
+            time.sleep(0.2)
+        self.assertEqual(self.relayed(victim), before, f"{victim} relayed after the heal")
+        now = time.monotonic()
+        for s in streams:
+            self.assertTrue(s.arrivals and s.arrivals[-1] > now - 0.3, "echo after the heal")
+        for s in streams:
+            s.close()
+        gaps = [s.gap_after(cut_at) for s in streams]
+        after_heal = [s.gap_after(healed_at) for s in streams]
+        print(f"\nrelay cut for {healed_at - cut_at:.1f} s with {len(streams)} calls on it: "
+              f"fenced after {fenced_after:.2f} s, taken over after {took_after:.2f} s, standby "
+              f"{standby_after:.2f} s after the heal; longest echo gap {max(gaps) * 1000:.0f} ms"
+              f" (after the heal {max(after_heal) * 1000:.0f} ms)", file=sys.stderr)
+        for g in after_heal:
+            self.assertLess(g, 1.0, f"echo gaps after the heal {after_heal}")
+
+        totals = run.wait(90)
+        self.assertEqual(totals.get("SuccessfulCall"), CALLS, totals)
+        self.assertEqual(totals.get("FailedCall", 0), 0, totals)
+        # Its calls ended, the survivor gives the address back and the healed relay serves it.
+        netlab.wait_until(lambda: [x["instance"] for x in self.cluster.rpc(
+            victim, "instance.status")["served"]] == [victim], 20,
+            f"{victim} serves {address} again")
+        netlab.wait_until(lambda: self.lab.route_via(address) == [self.lab.hosts[victim].data_ip],
+                          10, f"{address} routed to {victim} again")
 
     def test_relay_sigkill_media_resumes_within_2s_and_calls_end(self):
         run = place_calls(self.cluster, "calls", self.csv, CALLS, CALLS, 12000, 60)

@@ -68,7 +68,9 @@ class Stream:
         return max(b - a for a, b in zip(times, times[1:]))
 
 
-class MediaTakeover(ProxyTestCase):
+class TwoRelays(ProxyTestCase):
+    """Relays named relay-a / relay-b on their own loopback addresses, Redis, fake phones."""
+
     def setUp(self):
         super().setUp()
         self.bin = require_role("media")
@@ -114,6 +116,8 @@ class MediaTakeover(ProxyTestCase):
         self.assertEqual(answer.get("result"), "ok", answer)
         return media_ports(answer["sdp"]), media_ports(offer["sdp"])  # toward a, toward b
 
+
+class MediaTakeover(TwoRelays):
     def test_sigkill_of_a_relay_its_peer_takes_the_calls_over_within_2s(self):
         ng_a, ng_b = free_port(), free_port()
         base = 20000 + (free_port() % 100) * 400

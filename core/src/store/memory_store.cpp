@@ -468,6 +468,11 @@ void MemoryStore::putValue(std::string key, std::string value, std::chrono::mill
   complete(std::move(done), database_->putValue(key, std::move(value), ttl, onlyIfAbsent));
 }
 
+void MemoryStore::putValueIf(std::string key, std::string value, std::chrono::milliseconds ttl,
+                             std::vector<std::string> expected, Callback<bool> done) {
+  complete(std::move(done), database_->putValueIf(key, std::move(value), ttl, expected));
+}
+
 void MemoryStore::getValue(std::string key, Callback<std::string> done) {
   complete(std::move(done), database_->getValue(key));
 }

@@ -3,6 +3,8 @@
 // heartbeats) and not on any forwarding path.
 #include "memory_values.hpp"
 
+#include <algorithm>
+
 #include <evosip/store/memory_store.hpp>
 
 namespace evosip::store {
@@ -16,6 +18,24 @@ Result<bool> MemoryDatabase::putValue(const std::string& key, std::string value,
   std::lock_guard lock(values_->mutex);
   auto [it, inserted] = values_->map.try_emplace(key);
   if (!inserted && onlyIfAbsent && it->second.expires > t) {
+    return false;
+  }
+  it->second.value = std::move(value);
+  it->second.expires = t + ttl;
+  return true;
+}
+
+Result<bool> MemoryDatabase::putValueIf(const std::string& key, std::string value,
+                                        std::chrono::milliseconds ttl,
+                                        const std::vector<std::string>& expected) {
+  if (key.empty() || ttl.count() <= 0) {
+    return makeError(Errc::kInvalid, "empty key or TTL");
+  }
+  const TimePoint t = now();
+  std::lock_guard lock(values_->mutex);
+  auto [it, inserted] = values_->map.try_emplace(key);
+  if (!inserted && it->second.expires > t &&
+      std::find(expected.begin(), expected.end(), it->second.value) == expected.end()) {
     return false;
   }
   it->second.value = std::move(value);

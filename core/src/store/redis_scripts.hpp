@@ -40,4 +40,19 @@ end
 return 0
 )lua";
 
+// Compare-and-set of a value: written when the key is absent or holds one of the expected
+// values. KEYS[1] value key, ARGV[1] value, ARGV[2] TTL in ms, ARGV[3..] the expected values.
+inline constexpr const char* kPutIfScript = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local match = false
+  for i = 3, #ARGV do
+    if cur == ARGV[i] then match = true break end
+  end
+  if not match then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+)lua";
+
 }  // namespace evosip::store::detail

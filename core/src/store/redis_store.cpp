@@ -35,6 +35,7 @@ using detail::globEscape;
 using detail::isCursor;
 using detail::key;
 using detail::kNonceScript;
+using detail::kPutIfScript;
 using detail::kPutScript;
 using detail::RedisConnection;
 using detail::Scan;
@@ -322,6 +323,27 @@ void RedisStore::putValue(std::string k, std::string value, std::chrono::millise
       return tl::unexpected(unexpectedReply(r));
     });
   });
+}
+
+void RedisStore::putValueIf(std::string k, std::string value, std::chrono::milliseconds ttl,
+                            std::vector<std::string> expected, Callback<bool> done) {
+  onExecutor(connection_,
+             [k = std::move(k), value = std::move(value), ttl, expected = std::move(expected),
+              done = std::move(done)](const Connection& c) {
+               if (k.empty() || ttl.count() <= 0) {
+                 post<bool>(*c, done, makeError(Errc::kInvalid, "empty key or TTL"));
+                 return;
+               }
+               std::vector<std::string> args{
+                   "EVAL", kPutIfScript, "1", key(*c, "v:", k), value, std::to_string(ttl.count())};
+               args.insert(args.end(), expected.begin(), expected.end());
+               c->run<bool>(args, done, [](const redisReply& r) -> Result<bool> {
+                 if (r.type != REDIS_REPLY_INTEGER) {
+                   return tl::unexpected(unexpectedReply(r));
+                 }
+                 return r.integer == 1;
+               });
+             });
 }
 
 void RedisStore::getValue(std::string k, Callback<std::string> done) {

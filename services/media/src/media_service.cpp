@@ -80,6 +80,25 @@ StateSettings readStateSettings(config::Document& doc) {
   if (!s.takeoverPeers.empty() && !s.enabled) {
     throw config::ConfigError("media.takeover.peers: needs media.state.enabled: true");
   }
+  // A relay whose address a peer may take over must stop serving it before the peer may: on by
+  // default where relays take each other over (media.takeover.peers set).
+  if (std::string fence = doc.getString("media.state.fence", "auto"); trim(fence) == "auto") {
+    s.fence = s.enabled && !s.takeoverPeers.empty();
+  } else if (trim(fence) == "true" || trim(fence) == "false") {
+    s.fence = trim(fence) == "true";
+  } else {
+    throw config::ConfigError("media.state.fence: '" + fence + "' is not auto, true or false");
+  }
+  if (s.fence && !s.enabled) {
+    throw config::ConfigError("media.state.fence: needs media.state.enabled: true");
+  }
+  s.fenceMargin =
+      std::chrono::milliseconds(doc.getInt("media.state.fence_margin_ms", 300, 10, 600000));
+  if (s.fence && s.heartbeat + s.fenceMargin >= s.heartbeatTtl) {
+    throw config::ConfigError(
+        "media.state.fence_margin_ms: heartbeat_ms + fence_margin_ms must be below "
+        "heartbeat_ttl_ms (a relay that renews its heartbeat on time must not fence itself)");
+  }
   s.store = store::readSettings(doc);
   if (s.enabled && s.store.backend != "redis" && !s.takeoverPeers.empty()) {
     throw config::ConfigError(
@@ -185,6 +204,8 @@ struct MediaService::Impl {
   bool bindTakenNg(const ServedAddress& dead);
   void releaseTakenNg(const std::string& instance);
   void restore(SessionRecord record, const std::string& owner);
+  void setFenced(bool on);
+  void dropLost(const std::string& instance);
 };
 
 void MediaService::Impl::startState() {
@@ -200,6 +221,8 @@ void MediaService::Impl::startState() {
   hooks.sessions = [this] { return shared.sessions.load(); };
   hooks.release = [this](const std::string& instance) { releaseTakenNg(instance); };
   hooks.standby = [this](bool on) { shared.standby = on; };
+  hooks.fence = [this](bool on) { setFenced(on); };
+  hooks.lost = [this](const std::string& instance) { dropLost(instance); };
   shared.standby = true;  // until the relay's own address is its own
   state = std::make_unique<SessionState>(config.state, self, limits, std::move(hooks));
   for (auto& relay : relays) {
@@ -241,6 +264,34 @@ void MediaService::Impl::releaseTakenNg(const std::string& instance) {
   }
   if (server) {
     server->stop();
+  }
+}
+
+// media.state.fence: nothing relayed, offers and answers refused (the router takes another
+// relay), /readyz 503, served() empty (the announcer withdraws the addresses); lifted, the calls
+// are relayed again.
+void MediaService::Impl::setFenced(bool on) {
+  shared.fenced = on;
+  for (size_t w = 0; w < relays.size(); ++w) {
+    post(w, [relay = relays[w].get(), on] { relay->setFenced(on); });
+  }
+}
+
+// Another relay holds `instance`'s address: its calls here go (their records are the holder's).
+void MediaService::Impl::dropLost(const std::string& instance) {
+  const std::string owner = instance == config.state.instanceId ? "" : instance;
+  for (size_t w = 0; w < relays.size(); ++w) {
+    post(w, [this, relay = relays[w].get(), owner, instance] {
+      if (const size_t n = relay->dropCalls(owner); n > 0) {
+        logger->warn(
+            "media.state: {} calls on relay {}'s address dropped: another relay serves "
+            "them",
+            n, instance);
+      }
+    });
+  }
+  if (!owner.empty()) {
+    releaseTakenNg(instance);
   }
 }
 
@@ -357,6 +408,12 @@ void MediaService::Impl::handle(std::string_view command, Value body, NgServer::
     case NgCommand::kAnswer:
     case NgCommand::kDelete:
     case NgCommand::kQuery: {
+      if (shared.fenced.load() && (c == NgCommand::kOffer || c == NgCommand::kAnswer)) {
+        // Fenced: another relay may serve this call's address by now. "draining" makes the
+        // router take another relay for a new call.
+        reply(bencode::ngError("draining"));
+        return;
+      }
       const auto* id = findKey(body, "call-id");
       if (!id || !id->isString() || id->asString().empty()) {
         reply(bencode::ngError("No call-id in message"));
@@ -431,6 +488,7 @@ void MediaService::Impl::setWork() {
       }
       o["instance_id"] = config.state.instanceId;
       o["served"] = std::move(served);
+      o["fenced"] = shared.fenced.load();
     }
   };
   host.setWork(std::move(work));
@@ -521,6 +579,7 @@ void MediaService::start() {
   d.registerRpc();
   d.registerMetrics();
   d.setWork();
+  d.host.setReadyCheck([&d] { return !d.shared.fenced.load(); });
   d.host.tickEvery(std::chrono::milliseconds(1000), [&d](size_t w) { d.relays[w]->onTick(); });
   d.pool.setRealtimePriority(d.config.realtimePriority);
   d.host.start();

@@ -32,6 +32,8 @@ const char* dropReasonName(DropReason r) {
       return "send_error";
     case DropReason::kOversize:
       return "oversize";
+    case DropReason::kFenced:
+      return "fenced";
     case DropReason::kCount:
       break;
   }
@@ -366,6 +368,19 @@ void Relay::onTick() {
     unpublish(*calls_.at(id));
     deleteCall(id);
   }
+}
+
+size_t Relay::dropCalls(const std::string& owner) {
+  std::vector<std::string> ids;
+  for (const auto& [id, call] : calls_) {
+    if (call->owner == owner) {
+      ids.push_back(id);
+    }
+  }
+  for (const auto& id : ids) {
+    deleteCall(id);
+  }
+  return ids.size();
 }
 
 void Relay::closeAll() {

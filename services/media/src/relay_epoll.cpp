@@ -75,6 +75,10 @@ size_t Relay::queueForPeer(Stream& s, size_t received) {
   // Per packet: the size check, the latch (which may drop it), the stream's counters; then it is
   // queued for the peer's socket when the peer's destination is known.
   Batch& b = *batch_;
+  if (fenced_) {
+    counters_.drops[size_t(DropReason::kFenced)].fetch_add(received, std::memory_order_relaxed);
+    return 0;
+  }
   const LatchPolicy& policy = s.leg->policy;
   Stream* out = s.out;
   const bool canSend = out != nullptr && !out->closed && out->latch.destination.known() &&

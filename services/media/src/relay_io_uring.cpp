@@ -86,6 +86,11 @@ void Relay::relayRingPacket(Stream& s, char* buf, unsigned len, int64_t now, Rin
     ++st.drops[size_t(DropReason::kOversize)];
     return;
   }
+  if (fenced_) {
+    s.lastPacketNs = now;  // the call's parties are there: not idle
+    ++st.drops[size_t(DropReason::kFenced)];
+    return;
+  }
   const socklen_t nameLen = std::min<socklen_t>(msg->namelen, r.recvTemplate_.msg_namelen);
   const auto verdict = latchOnPacket(
       s.latch, s.leg->policy, static_cast<const sockaddr*>(io_uring_recvmsg_name(msg)), nameLen);

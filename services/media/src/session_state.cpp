@@ -1,5 +1,6 @@
 // media.state (session_state.hpp): records, heartbeats and the takeover of a dead peer's address,
 // on one thread with its own io_context and Store.
+#include <algorithm>
 #include <future>
 #include <map>
 #include <set>
@@ -27,6 +28,8 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
         work(asio::make_work_guard(io)),
         beatTimer(io),
         refreshTimer(io),
+        fenceTimer(io),
+        fence(settings.heartbeatTtl, settings.fenceMargin),
         log(log::get("media")) {}
 
   StateSettings settings;
@@ -37,17 +40,21 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::unique_ptr<store::Store> store;
-  asio::steady_timer beatTimer, refreshTimer;
+  asio::steady_timer beatTimer, refreshTimer, fenceTimer;
+  HeartbeatFence fence;  // state thread only
+  std::atomic<bool> fenced{false};
   std::shared_ptr<spdlog::logger> log;
   std::thread thread;
 
   // State thread only.
   std::map<std::string, std::string> live;     // key -> record: rewritten every record_ttl / 3
+  std::set<std::string> removeLater;           // records of calls that ended while fenced
   std::map<std::string, Heartbeat> peersSeen;  // last heartbeat seen alive, by peer instance
   std::set<std::string> taking;                // peers whose address is being taken over
   bool claimed = false;   // this relay's own heartbeat key is ours (see claim())
-  bool claiming = false;  // a read of it is under way
-  int claimErrors = 0;    // reads of it the store did not answer
+  bool claiming = false;  // a write of it is under way
+  bool standbyLogged = false;
+  int claimErrors = 0;  // reads of it the store did not answer
   static constexpr int kClaimAttempts = 10;
   std::map<std::string, std::chrono::steady_clock::time_point> takenAt;  // by peer
   // Read by served() from other threads.
@@ -60,26 +67,52 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   std::string beatKey(const std::string& instance) const {
     return settings.keyPrefix + "hb:" + instance;
   }
+  // This relay's heartbeat for an address it serves: the value of its lease on that address.
+  std::string beatValue(const ServedAddress& s) const {
+    return encodeHeartbeat(Heartbeat{false, self.instance, s.address, s.ng});
+  }
+  bool serving(const std::string& instance) const {
+    std::lock_guard lock(servedMutex);
+    return std::any_of(servedList.begin(), servedList.end(),
+                       [&](const ServedAddress& s) { return s.instance == instance; });
+  }
   void failed(const char* what, const Error& e) {
     counters.storeErrors.fetch_add(1, std::memory_order_relaxed);
     log->warn("media.state: {}: {}", what, e.message);
   }
 
-  void write(const std::string& key, std::string record);
+  void write(const std::string& owner, const std::string& key, std::string record);
   void beat();
   void claim();
+  void serveOwn();
+  void lose(const std::string& instance);
+  void checkFence();
   void releaseIdle();
   void writeBeats();
   void watch(const std::string& peer);
   void lock(const std::string& peer, const Heartbeat& last);
-  void takeOver(const ServedAddress& dead);
+  void takeOver(const ServedAddress& dead, std::chrono::steady_clock::time_point locked);
   void restorePage(const ServedAddress& dead, const std::string& cursor);
   void refresh();
   void writeStopped(std::shared_ptr<std::promise<void>> done);
 };
 
-void SessionState::Impl::write(const std::string& key, std::string record) {
-  if (record.empty()) {
+void SessionState::Impl::write(const std::string& owner, const std::string& key,
+                               std::string record) {
+  if (!serving(owner)) {
+    return;  // the address went to another relay: the record is the holder's now
+  }
+  if (fenced) {
+    // Nothing is written while fenced (a peer may hold the address by now); the fence lifts
+    // only once the address is confirmed this relay's, and then every live record is rewritten.
+    if (record.empty()) {
+      live.erase(key);
+      removeLater.insert(key);
+    } else {
+      removeLater.erase(key);
+      live[key] = std::move(record);
+    }
+  } else if (record.empty()) {
     live.erase(key);
     store->removeValue(key, [self = shared_from_this()](Result<void> r) {
       if (!r) {
@@ -100,6 +133,9 @@ void SessionState::Impl::write(const std::string& key, std::string record) {
 
 void SessionState::Impl::refresh() {
   for (const auto& [key, record] : live) {
+    if (fenced) {
+      break;
+    }
     store->putValue(key, record, settings.recordTtl, false,
                     [self = shared_from_this()](Result<bool> r) {
                       if (!r) {
@@ -115,64 +151,186 @@ void SessionState::Impl::refresh() {
   });
 }
 
+// Every address served gets its heartbeat renewed as a lease (written only over this relay's own
+// value): a confirmation keeps the fence away, a refusal means another relay holds the address.
 void SessionState::Impl::writeBeats() {
   std::vector<ServedAddress> served;
   {
     std::lock_guard lock(servedMutex);
     served = servedList;
   }
+  const auto sent = std::chrono::steady_clock::now();
   for (const auto& s : served) {
-    Heartbeat hb{false, self.instance, s.address, s.ng};
-    store->putValue(beatKey(s.instance), encodeHeartbeat(hb), settings.heartbeatTtl, false,
-                    [self = shared_from_this()](Result<bool> r) {
-                      if (!r) {
-                        self->failed("heartbeat", r.error());
-                      }
-                    });
+    std::string value = beatValue(s);
+    store->putValueIf(beatKey(s.instance), value, settings.heartbeatTtl, {value},
+                      [self = shared_from_this(), instance = s.instance, sent](Result<bool> r) {
+                        if (!r) {
+                          self->failed("heartbeat", r.error());
+                        } else if (!*r) {
+                          self->lose(instance);
+                        } else if (self->serving(instance)) {
+                          self->fence.written(instance, sent);
+                          self->checkFence();
+                        }
+                      });
   }
 }
 
-// The relay's own address is served by a peer that took it over while this process was gone
-// (restarted under the same instance_id): it stays in standby (not in served(), new calls
-// refused) until the peer gives the address back.
+// The relay's own address, at start and after another relay held it: its heartbeat is written
+// only where the key is absent, still this relay's, or "stopped". Held by another relay (a peer
+// that took it over while this process was gone or cut off), the relay stays in standby (not in
+// served(), new calls refused) until that relay gives the address back.
 void SessionState::Impl::claim() {
   if (claiming) {
     return;
   }
   claiming = true;
-  store->getValue(beatKey(self.instance), [self = shared_from_this()](Result<std::string> r) {
-    self->claiming = false;
-    if (!r && r.error().code != Errc::kNotFound) {
-      // The store is not there yet (it connects at start), or gone: after a few heartbeats
-      // without it, serve the address (nobody can take it over without the store either).
-      self->failed("own heartbeat", r.error());
-      if (++self->claimErrors < kClaimAttempts) {
-        return;
+  const std::string mine = beatValue(self);
+  const auto sent = std::chrono::steady_clock::now();
+  store->putValueIf(
+      beatKey(self.instance), mine, settings.heartbeatTtl,
+      {mine, encodeHeartbeat(Heartbeat{true, "", "", ""})},
+      [self = shared_from_this(), sent](Result<bool> r) {
+        self->claiming = false;
+        if (!r) {
+          // The store is not there yet (it connects at start), or gone. Fenced relays serve
+          // nothing they could not write a heartbeat for; others serve the address after a few
+          // heartbeats without the store (nobody can take it over without the store either).
+          self->failed("own heartbeat", r.error());
+          if (self->settings.fence || ++self->claimErrors < kClaimAttempts) {
+            return;
+          }
+        } else if (!*r) {
+          if (!self->standbyLogged) {
+            self->log->warn(
+                "media.state: another relay serves this relay's address {}: standby until it "
+                "gives it back",
+                self->self.address);
+            self->standbyLogged = true;
+          }
+          return;
+        } else {
+          self->fence.written(self->self.instance, sent);
+        }
+        self->serveOwn();
+      });
+}
+
+void SessionState::Impl::serveOwn() {
+  claimed = true;
+  standbyLogged = false;
+  {
+    std::lock_guard lock(servedMutex);
+    servedList.insert(servedList.begin(), self);
+  }
+  if (hooks.standby) {
+    hooks.standby(false);
+  }
+  checkFence();
+}
+
+// Another relay holds an address this one served (the store refused this relay's heartbeat
+// there): it took the address over while this relay could not renew it. The calls on it are
+// the holder's now: dropped here, their records left alone; the relay's own address goes to
+// standby until it is given back.
+void SessionState::Impl::lose(const std::string& instance) {
+  size_t erased = 0;
+  {
+    std::lock_guard lock(servedMutex);
+    erased =
+        std::erase_if(servedList, [&](const ServedAddress& s) { return s.instance == instance; });
+  }
+  if (erased == 0) {
+    return;
+  }
+  fence.drop(instance);
+  takenAt.erase(instance);
+  const std::string prefix = recordKey(instance, "");
+  for (auto it = live.lower_bound(prefix);
+       it != live.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
+    it = live.erase(it);
+  }
+  for (auto it = removeLater.lower_bound(prefix);
+       it != removeLater.end() && it->compare(0, prefix.size(), prefix) == 0;) {
+    it = removeLater.erase(it);
+  }
+  counters.records.store(live.size(), std::memory_order_relaxed);
+  counters.lost.fetch_add(1, std::memory_order_relaxed);
+  if (instance == self.instance) {
+    claimed = false;
+    log->warn(
+        "media.state: another relay holds this relay's address {} (taken over while its "
+        "heartbeat was not written): its calls here dropped, standby until it is given back",
+        self.address);
+    if (hooks.standby) {
+      hooks.standby(true);
+    }
+  } else {
+    log->warn(
+        "media.state: another relay holds relay {}'s address, taken over here: its calls "
+        "here dropped",
+        instance);
+  }
+  if (hooks.lost) {
+    hooks.lost(instance);
+  }
+  checkFence();
+}
+
+// media.state.fence: fenced from heartbeat_ttl - fence_margin after the oldest unconfirmed
+// heartbeat was sent (heartbeat_fence.hpp) until every address still held is confirmed again.
+void SessionState::Impl::checkFence() {
+  if (!settings.fence) {
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  const bool want = fence.fencedAt(now);
+  if (want != fenced) {
+    fenced = want;
+    counters.fenced.store(want ? 1 : 0, std::memory_order_relaxed);
+    if (want) {
+      counters.fences.fetch_add(1, std::memory_order_relaxed);
+      log->warn(
+          "media.state: no heartbeat confirmed by the store for {} ms: fenced (relaying stopped, "
+          "new calls refused, addresses withdrawn) before a peer may take the addresses over at "
+          "{} ms",
+          (settings.heartbeatTtl - settings.fenceMargin).count(), settings.heartbeatTtl.count());
+    } else {
+      log->info(
+          "media.state: heartbeats confirmed again, no other relay holds the addresses: "
+          "fence lifted, relaying {} calls",
+          hooks.sessions ? hooks.sessions() : 0);
+    }
+    if (hooks.fence) {
+      hooks.fence(want);
+    }
+    if (!want) {
+      for (const auto& key : removeLater) {
+        store->removeValue(key, [](Result<void>) {});
       }
+      removeLater.clear();
+      refreshTimer.cancel();
+      refresh();  // records written while fenced, and any that expired meanwhile
     }
-    auto hb = r ? decodeHeartbeat(*r) : Result<Heartbeat>(Heartbeat{true, "", "", ""});
-    // hb->by is another relay: it took this address over while this process was gone.
-    if (hb && !hb->stopped && hb->by != self->self.instance) {
-      self->log->warn(
-          "media.state: relay {} serves this relay's address: standby until it "
-          "gives it back",
-          hb->by);
-      return;
+  }
+  const auto deadline = fence.deadline();
+  if (want || !deadline) {
+    fenceTimer.cancel();
+    return;
+  }
+  fenceTimer.expires_at(*deadline);
+  fenceTimer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) {
+      self->checkFence();
     }
-    self->claimed = true;
-    {
-      std::lock_guard lock(self->servedMutex);
-      self->servedList.insert(self->servedList.begin(), self->self);
-    }
-    if (self->hooks.standby) {
-      self->hooks.standby(false);
-    }
-    self->writeBeats();
   });
 }
 
 // A taken-over address whose calls have all ended goes back (its relay may be restarted).
 void SessionState::Impl::releaseIdle() {
+  if (fenced) {
+    return;
+  }
   const auto now = std::chrono::steady_clock::now();
   for (auto it = takenAt.begin(); it != takenAt.end();) {
     const std::string prefix = recordKey(it->first, "");
@@ -187,6 +345,7 @@ void SessionState::Impl::releaseIdle() {
       std::lock_guard lock(servedMutex);
       std::erase_if(servedList, [&](const ServedAddress& s) { return s.instance == it->first; });
     }
+    fence.drop(it->first);
     store->removeValue(beatKey(it->first), [](Result<void>) {});
     if (hooks.release) {
       hooks.release(it->first);
@@ -213,6 +372,9 @@ void SessionState::Impl::beat() {
 }
 
 void SessionState::Impl::watch(const std::string& peer) {
+  if (fenced) {
+    return;  // a fenced relay takes nothing over
+  }
   {
     std::lock_guard lock(servedMutex);
     for (const auto& s : servedList) {
@@ -250,8 +412,9 @@ void SessionState::Impl::watch(const std::string& peer) {
 void SessionState::Impl::lock(const std::string& peer, const Heartbeat& last) {
   Heartbeat mine{false, self.instance, last.address, last.ng};
   taking.insert(peer);
+  const auto sent = std::chrono::steady_clock::now();
   store->putValue(beatKey(peer), encodeHeartbeat(mine), settings.heartbeatTtl, true,
-                  [self = shared_from_this(), peer, mine](Result<bool> won) {
+                  [self = shared_from_this(), peer, mine, sent](Result<bool> won) {
                     self->taking.erase(peer);
                     if (!won) {
                       self->failed("takeover lock", won.error());
@@ -259,15 +422,19 @@ void SessionState::Impl::lock(const std::string& peer, const Heartbeat& last) {
                     }
                     self->peersSeen.erase(peer);
                     if (*won) {
-                      self->takeOver(ServedAddress{peer, mine.address, mine.ng});
+                      self->takeOver(ServedAddress{peer, mine.address, mine.ng}, sent);
                     }
                   });
 }
 
-void SessionState::Impl::takeOver(const ServedAddress& dead) {
+void SessionState::Impl::takeOver(const ServedAddress& dead,
+                                  std::chrono::steady_clock::time_point locked) {
   log->warn("media.state: relay {} stopped its heartbeat: taking over its address {} (ng {})",
             dead.instance, dead.address, dead.ng);
   if (hooks.takeOver && !hooks.takeOver(dead)) {
+    // Its address cannot be served here (e.g. a fenced relay on this same host still holds
+    // it): the lock goes at once, so that relay finds its heartbeat free when it is back.
+    store->removeValue(beatKey(dead.instance), [](Result<void>) {});
     return;
   }
   {
@@ -275,7 +442,9 @@ void SessionState::Impl::takeOver(const ServedAddress& dead) {
     servedList.push_back(dead);
   }
   takenAt[dead.instance] = std::chrono::steady_clock::now();
+  fence.written(dead.instance, locked);
   counters.takeovers.fetch_add(1, std::memory_order_relaxed);
+  checkFence();
   writeBeats();
   restorePage(dead, "");
 }
@@ -310,13 +479,17 @@ void SessionState::Impl::writeStopped(std::shared_ptr<std::promise<void>> done) 
     served = servedList;
   }
   auto remaining = std::make_shared<size_t>(served.size());
+  if (served.empty()) {
+    done->set_value();
+  }
   for (const auto& s : served) {
-    store->putValue(beatKey(s.instance), encodeHeartbeat(Heartbeat{true, "", "", ""}),
-                    std::chrono::hours(24), false, [remaining, done](Result<bool>) {
-                      if (--*remaining == 0) {
-                        done->set_value();
-                      }
-                    });
+    // Only over this relay's own heartbeat: never over another relay's hold of the address.
+    store->putValueIf(beatKey(s.instance), encodeHeartbeat(Heartbeat{true, "", "", ""}),
+                      std::chrono::hours(24), {beatValue(s)}, [remaining, done](Result<bool>) {
+                        if (--*remaining == 0) {
+                          done->set_value();
+                        }
+                      });
   }
 }
 
@@ -361,6 +534,7 @@ void SessionState::stop() {
   asio::post(impl_->io, [impl = impl_] {
     impl->beatTimer.cancel();
     impl->refreshTimer.cancel();
+    impl->fenceTimer.cancel();
     impl->store.reset();
     impl->work.reset();
   });
@@ -369,16 +543,24 @@ void SessionState::stop() {
 
 void SessionState::write(const std::string& callId, const std::string& owner, std::string record) {
   asio::post(impl_->io, [impl = impl_, key = impl_->recordKey(owner, callId),
+                         instance = owner.empty() ? impl_->self.instance : owner,
                          record = std::move(record)]() mutable {
     if (impl->store) {
-      impl->write(key, std::move(record));
+      impl->write(instance, key, std::move(record));
     }
   });
 }
 
 std::vector<ServedAddress> SessionState::served() const {
+  if (impl_->fenced) {
+    return {};
+  }
   std::lock_guard lock(impl_->servedMutex);
   return impl_->servedList;
+}
+
+bool SessionState::fenced() const {
+  return impl_->fenced;
 }
 
 }  // namespace evosip::media

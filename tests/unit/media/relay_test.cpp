@@ -526,6 +526,34 @@ TEST_P(RelayTest, RestoredCallRelaysOnTheDeadRelaysPortsAndLatches) {
   EXPECT_EQ(otherShared.sessions.load(), 0);
 }
 
+// media.state.fence: a fenced relay relays nothing (its packets are counted, not latched) and
+// relays again when the fence lifts; the calls of an address another relay holds are dropped
+// without their records being removed.
+TEST_P(RelayTest, FencedRelaysNothingAndLostCallsGoWithoutTheirRecords) {
+  std::vector<std::string> written;
+  relay->setSessionSink([&](const std::string& id, const std::string&, std::string r) {
+    written.push_back(id + (r.empty() ? " removed" : " written"));
+  });
+  Phone a, b;
+  Value o = offer("f1", "ta", sdpFor(a.port()));
+  answer("f1", "ta", "tb", sdpFor(b.port()));
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  EXPECT_TRUE(relays(b, towardB, a, "before"));
+  relay->setFenced(true);
+  EXPECT_FALSE(relays(b, towardB, a, "fenced"));
+  EXPECT_GE(relay->counters().drops[size_t(DropReason::kFenced)].load(), 1u);
+  relay->setFenced(false);
+  EXPECT_TRUE(relays(b, towardB, a, "after"));
+
+  const auto writes = written.size();
+  EXPECT_EQ(relay->dropCalls("relay-b"), 0u);  // none lives on relay-b's address
+  EXPECT_EQ(relay->dropCalls(""), 1u);         // this relay's own address is held elsewhere
+  EXPECT_EQ(written.size(), writes);           // the record is the holder's now
+  EXPECT_EQ(shared.sessions.load(), 0);
+  EXPECT_EQ(relay->ports().inUse(), 0u);
+  EXPECT_FALSE(relays(b, towardB, a, "gone"));
+}
+
 TEST_P(RelayTest, RestoreRefusesARecordOfAnotherFamily) {
   SessionRecord r;
   r.callId = "v6";

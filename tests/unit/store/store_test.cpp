@@ -408,6 +408,36 @@ TYPED_TEST(StoreTest, ValuesPutGetRemoveAndLockOnlyIfAbsent) {
   EXPECT_EQ(put("hb:b", "taken", true).value(), true);  // an expired lock can be taken
 }
 
+// A lease: its holder renews it; a value someone else wrote is not overwritten; an expired one
+// may be taken.
+TYPED_TEST(StoreTest, PutValueIfWritesOnlyOverAnExpectedValue) {
+  auto putIf = [this](const std::string& v, std::vector<std::string> expected,
+                      std::chrono::milliseconds ttl = 60s) {
+    return this->runner.template call<bool>(
+        [&](auto cb) { this->store->putValueIf("hb:r", v, ttl, expected, cb); });
+  };
+  auto get = [this] {
+    return this->runner.template call<std::string>(
+        [&](auto cb) { this->store->getValue("hb:r", cb); });
+  };
+  EXPECT_EQ(putIf("mine", {"mine"}).value(), true);  // absent
+  EXPECT_EQ(putIf("mine", {"mine"}).value(), true);  // renewed
+  ASSERT_TRUE(this->runner.template call<bool>(
+      [&](auto cb) { this->store->putValue("hb:r", "theirs", 60s, false, cb); }));
+  EXPECT_EQ(putIf("mine", {"mine"}).value(), false);
+  EXPECT_EQ(get().value(), "theirs");
+  EXPECT_EQ(putIf("mine", {"mine", "stopped", "theirs"}).value(), true);
+  EXPECT_EQ(get().value(), "mine");
+  EXPECT_FALSE(this->runner.template call<bool>(
+      [&](auto cb) { this->store->putValueIf("", "x", 60s, {}, cb); }));
+  ASSERT_TRUE(this->runner.template call<bool>(
+      [&](auto cb) { this->store->putValue("hb:r", "theirs", 100ms, false, cb); }));
+  this->clock.now += 200ms;
+  std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(putIf("mine", {"mine"}).value(), true);  // theirs expired
+  EXPECT_EQ(get().value(), "mine");
+}
+
 TYPED_TEST(StoreTest, ListValuesPagesThroughOnePrefixOnce) {
   std::set<std::string> written;
   for (int i = 0; i < 30; ++i) {

@@ -44,6 +44,8 @@ class MemoryDatabase {
   // Values (memory_values.cpp).
   Result<bool> putValue(const std::string& key, std::string value, std::chrono::milliseconds ttl,
                         bool onlyIfAbsent);
+  Result<bool> putValueIf(const std::string& key, std::string value, std::chrono::milliseconds ttl,
+                          const std::vector<std::string>& expected);
   Result<std::string> getValue(const std::string& key);
   Result<void> removeValue(const std::string& key);
   Result<Page<KeyValue>> listValues(const std::string& prefix, const std::string& cursor,
@@ -102,6 +104,8 @@ class MemoryStore final : public Store {
                              Callback<bool> done) override;
   void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
                 bool onlyIfAbsent, Callback<bool> done) override;
+  void putValueIf(std::string key, std::string value, std::chrono::milliseconds ttl,
+                  std::vector<std::string> expected, Callback<bool> done) override;
   void getValue(std::string key, Callback<std::string> done) override;
   void removeValue(std::string key, Callback<void> done) override;
   void listValues(std::string prefix, std::string cursor, size_t count,

@@ -44,6 +44,8 @@ class RedisStore final : public Store {
                              Callback<bool> done) override;
   void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
                 bool onlyIfAbsent, Callback<bool> done) override;
+  void putValueIf(std::string key, std::string value, std::chrono::milliseconds ttl,
+                  std::vector<std::string> expected, Callback<bool> done) override;
   void getValue(std::string key, Callback<std::string> done) override;
   void removeValue(std::string key, Callback<void> done) override;
   void listValues(std::string prefix, std::string cursor, size_t count,

@@ -72,6 +72,11 @@ class Store {
   // no unexpired value (a lock: redis SET NX PX); the callback says whether it was written.
   virtual void putValue(std::string key, std::string value, std::chrono::milliseconds ttl,
                         bool onlyIfAbsent, Callback<bool> done) = 0;
+  // Stores `value` under `key` for `ttl` only when the key holds no unexpired value or holds one
+  // of `expected` (compare-and-set, atomically: a lease its holder renews and nobody else can
+  // overwrite); the callback says whether it was written.
+  virtual void putValueIf(std::string key, std::string value, std::chrono::milliseconds ttl,
+                          std::vector<std::string> expected, Callback<bool> done) = 0;
   // The unexpired value of `key`; kNotFound when there is none.
   virtual void getValue(std::string key, Callback<std::string> done) = 0;
   virtual void removeValue(std::string key, Callback<void> done) = 0;

@@ -49,6 +49,7 @@ enum class DropReason : uint8_t {
   kNoDestination,  // the peer's address is not known yet (no answer, c=0.0.0.0, no packet)
   kSendError,      // the kernel refused the send (buffer full, unreachable)
   kOversize,       // larger than the receive buffer
+  kFenced,         // media.state.fence: the relay is fenced (a peer may serve the call now)
   kCount
 };
 const char* dropReasonName(DropReason r);
@@ -82,6 +83,9 @@ struct RelayShared {
   // media.state: the relay's own address is still served by the peer that took it over (this
   // process started while it did): new calls are refused as while draining.
   std::atomic<bool> standby{false};
+  // media.state.fence: the store has not confirmed the relay's heartbeat in time; nothing is
+  // relayed, offers and answers are refused as while draining, /readyz answers 503.
+  std::atomic<bool> fenced{false};
   std::atomic<int64_t> sessions{0};  // calls alive, all workers
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };
@@ -150,6 +154,14 @@ class Relay {
   // record's address and ports (IP_FREEBIND), its legs latched as recorded. Refused when the
   // Call-ID is already here or a socket cannot be bound.
   Result<void> restore(const SessionRecord& record, const std::string& owner);
+
+  // media.state.fence: while fenced, received packets are dropped (counted as "fenced") before
+  // they latch (they still keep the call from idling out); the calls stay, to be relayed again
+  // when the fence lifts.
+  void setFenced(bool on) { fenced_ = on; }
+  // Deletes the calls living on `owner`'s address ("" = this relay's own) without removing
+  // their records: another relay holds that address and serves them now.
+  size_t dropCalls(const std::string& owner);
 
   // Periodic work (every second): deletes calls without a packet or an offer/answer for longer
   // than timeout_s on the clock.
@@ -250,6 +262,7 @@ class Relay {
     alignas(64) std::array<std::array<char, kBufferSize>, kBatch> data{};
   };
   std::unique_ptr<Batch> batch_;
+  bool fenced_ = false;  // setFenced(): read on the packet path
   // Every stream socket of this worker is in one epoll set (level-triggered, data.ptr = the
   // Stream); the Asio reactor waits on that set's descriptor only, so a readable socket costs one
   // epoll entry, not one Asio operation.

@@ -18,6 +18,15 @@
 // A relay that stops with no call up writes "stopped" into its heartbeat: its peers leave it.
 // A taken-over address goes back once its calls have ended (and 2 x heartbeat_ttl passed); a
 // relay that starts while a peer serves its address stays in standby until then.
+//
+// Heartbeats are leases: every write is a compare-and-set (Store::putValueIf) that succeeds only
+// while the key is absent or holds this relay's own heartbeat, so a late or healed writer never
+// overwrites a peer's takeover. A write refused that way means another relay holds the address:
+// its calls here are dropped (their records are the holder's now) and, for the relay's own
+// address, it stands by. With media.state.fence, a relay whose heartbeats the store has not
+// confirmed for heartbeat_ttl - fence_margin fences itself (heartbeat_fence.hpp) - no relaying,
+// no new calls, nothing in served() - strictly before a peer may take its addresses over, and
+// lifts the fence once the store confirms every address it still holds.
 
 #include <atomic>
 #include <chrono>
@@ -27,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include <evosip/media/heartbeat_fence.hpp>
 #include <evosip/media/session_record.hpp>
 #include <evosip/metrics/stats.hpp>
 #include <evosip/store/store.hpp>
@@ -41,20 +51,28 @@ struct StateSettings {
   std::chrono::milliseconds heartbeat{300};      // media.state.heartbeat_ms
   std::chrono::milliseconds heartbeatTtl{1200};  // media.state.heartbeat_ttl_ms
   std::vector<std::string> takeoverPeers;        // media.takeover.peers
+  bool fence = false;                            // media.state.fence (auto: takeoverPeers set)
+  std::chrono::milliseconds fenceMargin{300};    // media.state.fence_margin_ms
   store::Settings store;                         // store.*
 };
 
 // Statistics of media.state (metrics/stats.hpp).
-#define EVOSIP_MEDIA_STATE_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                       \
-  COUNTER(takeovers, "evosip_media_takeovers_total",                                  \
-          "Peer relay addresses taken over after their heartbeat expired", "")        \
-  COUNTER(restored, "evosip_media_restored_sessions_total",                           \
-          "Calls restored from the store on a taken-over address", "")                \
-  COUNTER(restoreErrors, "evosip_media_restore_errors_total",                         \
-          "Stored calls that could not be restored (bad record, socket refused)", "") \
-  COUNTER(storeErrors, "evosip_media_state_store_errors_total",                       \
-          "Store operations of media.state that failed (records, heartbeats)", "")    \
-  GAUGE(records, "evosip_media_state_records", "Calls this relay keeps in the store", "")
+#define EVOSIP_MEDIA_STATE_STATS(COUNTER, GAUGE, COUNTER_ARRAY)                               \
+  COUNTER(takeovers, "evosip_media_takeovers_total",                                          \
+          "Peer relay addresses taken over after their heartbeat expired", "")                \
+  COUNTER(restored, "evosip_media_restored_sessions_total",                                   \
+          "Calls restored from the store on a taken-over address", "")                        \
+  COUNTER(restoreErrors, "evosip_media_restore_errors_total",                                 \
+          "Stored calls that could not be restored (bad record, socket refused)", "")         \
+  COUNTER(storeErrors, "evosip_media_state_store_errors_total",                               \
+          "Store operations of media.state that failed (records, heartbeats)", "")            \
+  GAUGE(records, "evosip_media_state_records", "Calls this relay keeps in the store", "")     \
+  GAUGE(fenced, "evosip_media_fenced",                                                        \
+        "1 while the relay is fenced (its heartbeat not confirmed by the store)", "")         \
+  COUNTER(fences, "evosip_media_fences_total",                                                \
+          "Times the relay fenced itself (heartbeat not written for ttl - fence margin)", "") \
+  COUNTER(lost, "evosip_media_addresses_lost_total",                                          \
+          "Addresses this relay served found held by another relay (their calls dropped)", "")
 
 struct StateCounters {
   EVOSIP_STAT_FIELDS(EVOSIP_MEDIA_STATE_STATS)
@@ -82,6 +100,12 @@ class SessionState {
     // On the state thread: false once this relay's own address is its own (at start, or when the
     // peer that serves it gives it back); until then new calls are refused.
     std::function<void(bool)> standby;
+    // On the state thread: true when the relay fences itself (stop relaying and taking calls:
+    // a peer may soon take its addresses over), false when the fence lifts.
+    std::function<void(bool)> fence;
+    // On the state thread: another relay holds `instance`'s address (this relay's own, or one it
+    // took over): drop its calls here without touching their records, close its ng socket.
+    std::function<void(const std::string& instance)> lost;
   };
 
   SessionState(StateSettings settings, ServedAddress self, RecordLimits limits, Hooks hooks);
@@ -96,7 +120,9 @@ class SessionState {
   // Relay::SessionSink: any thread.
   void write(const std::string& callId, const std::string& owner, std::string record);
 
+  // The addresses this relay serves: none while it is fenced.
   std::vector<ServedAddress> served() const;
+  bool fenced() const;
   StateCounters& counters() { return counters_; }
 
  private:

@@ -61,6 +61,10 @@ class TimedStore final : public store::Store {
                 bool onlyIfAbsent, store::Callback<bool> done) override {
     inner_->putValue(std::move(key), std::move(value), ttl, onlyIfAbsent, std::move(done));
   }
+  void putValueIf(std::string key, std::string value, std::chrono::milliseconds ttl,
+                  std::vector<std::string> expected, store::Callback<bool> done) override {
+    inner_->putValueIf(std::move(key), std::move(value), ttl, std::move(expected), std::move(done));
+  }
   void getValue(std::string key, store::Callback<std::string> done) override {
     inner_->getValue(std::move(key), std::move(done));
   }
