@@ -4,6 +4,7 @@
 #include <evosip/edge/edge_service.hpp>
 #include <evosip/metrics/stats.hpp>
 #include <evosip/role/set_request.hpp>
+#include <evosip/role/set_resolver.hpp>
 #include <evosip/role/transport_metrics.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 
@@ -41,6 +42,10 @@ std::vector<boost::asio::ip::address> readEgressAddresses(config::Document& doc)
   return out;
 }
 
+role::SetRequest routerRequest(std::vector<std::string> targets) {
+  return role::SetRequest{"routers", std::move(targets), {}};
+}
+
 }  // namespace
 
 EdgeConfig readEdgeConfig(config::Document& doc) {
@@ -73,12 +78,15 @@ EdgeConfig readEdgeConfig(config::Document& doc) {
   c.egressPerWorker = static_cast<size_t>(doc.getInt("edge.egress_sockets", 2, 0, 64));
   c.edge.egressAddresses = readEgressAddresses(doc);
   c.readyNeedsRouter = doc.getBool("edge.ready_needs_router", true);
+  c.dns = role::readResolverSettings(doc);
   c.edge.advertiseHost = c.common.advertiseHost;
   c.edge.advertisePort = c.common.advertisePort;
   c.edge.limits.maxSize = c.common.maxMessageSize;
   doc.checkUnknownKeys();
   // Validate the router list now so that a typo stops start-up.
-  if (auto set = RouterSet::build(c.routers); !set) {
+  if (auto set =
+          role::SetResolver::check(routerRequest(c.routers), role::TargetForm::kSipUri, 5060);
+      !set) {
     throw config::ConfigError("edge.routers: " + set.error().message);
   }
   return c;
@@ -91,7 +99,8 @@ struct EdgeService::Impl {
         pool(host.pool()),
         logger(host.logger()),
         metrics(host.metrics()),
-        rpc(host.rpc()) {}
+        rpc(host.rpc()),
+        sets(config.dns) {}
 
   EdgeConfig config;
   role::Host host;
@@ -101,6 +110,8 @@ struct EdgeService::Impl {
   control::RpcRegistry& rpc;
   std::unique_ptr<transport::SipTransport> transport;
   std::unique_ptr<EdgeProxy> proxy;
+  // The router set's entries and the DNS answers of its names; publishes to proxy.
+  role::SetResolver sets;
 
   // Sums one counter over the workers.
   template <typename Get>
@@ -129,6 +140,9 @@ void EdgeService::Impl::registerRpc() {
       const RouterTarget& t = set->at(i);
       json::object o;
       o["uri"] = t.uri;
+      if (!t.name.empty()) {
+        o["name"] = t.name;
+      }
       o["address"] = t.endpoint.str();
       o["state"] = !t.upAt(now) ? "down" : t.drainingAt(now) ? "draining" : "up";
       o["forwarded"] = t.forwarded.load();
@@ -138,6 +152,7 @@ void EdgeService::Impl::registerRpc() {
     }
     json::object result;
     result["routers"] = std::move(routers);
+    result["names"] = sets.names("routers");
     return json::value(std::move(result));
   });
   rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
@@ -149,14 +164,11 @@ void EdgeService::Impl::registerRpc() {
       return control::invalidParams("set: the edge has one set, \"routers\"");
     }
     const std::vector<std::string>& uris = request->targets;
-    auto built = RouterSet::build(uris);
-    if (!built) {
-      return control::invalidParams("targets: " + built.error().message);
+    auto assigned = sets.assign(*request, role::TargetForm::kSipUri, 5060,
+                                [this](std::shared_ptr<RouterSet> set) { proxy->setRouters(set); });
+    if (!assigned) {
+      return control::invalidParams("targets: " + assigned.error().message);
     }
-    if (auto held = (*built)->markDrainingBySet(request->draining); !held) {
-      return control::invalidParams(held.error().message);
-    }
-    proxy->setRouters(*built);
     logger->info("router set replaced: {} targets, {} draining", uris.size(),
                  request->draining.size());
     json::object result;
@@ -291,10 +303,6 @@ EdgeService::~EdgeService() {
 
 void EdgeService::start() {
   Impl& d = *impl_;
-  auto routers = RouterSet::build(d.config.routers);
-  if (!routers) {
-    throw config::ConfigError("edge.routers: " + routers.error().message);
-  }
   auto transportSettings = role::transportSettings(d.config.common);
   transportSettings.egressPerWorker = d.config.egressPerWorker;
   transportSettings.egressAddresses = d.config.edge.egressAddresses;
@@ -311,11 +319,18 @@ void EdgeService::start() {
                                     d.transport->egressPort(i, true).value_or(0)});
   }
   d.proxy = std::make_unique<EdgeProxy>(
-      settings, *routers, d.pool.size(), runtime::SteadyClock::instance(),
+      settings, *RouterSet::build({}), d.pool.size(), runtime::SteadyClock::instance(),
       [&d](const transport::Destination& to, std::string_view bytes) {
         return d.transport->send(to, bytes);
       },
       [&d](size_t worker, std::function<void()> fn) { d.pool.post(worker, std::move(fn)); });
+  // Names in edge.routers are looked up now; the first calls wait for no answer still missing.
+  if (auto set = d.sets.assign(routerRequest(d.config.routers), role::TargetForm::kSipUri, 5060,
+                               [&d](std::shared_ptr<RouterSet> s) { d.proxy->setRouters(s); });
+      !set) {
+    throw config::ConfigError("edge.routers: " + set.error().message);
+  }
+  d.sets.waitAnswered(role::SetResolver::startWait(d.config.dns));
 
   d.registerRpc();
   d.registerMetrics();

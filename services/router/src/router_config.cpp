@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <openssl/rand.h>
 
+#include <evosip/role/set_resolver.hpp>
 #include <evosip/router/router_service.hpp>
 #include <evosip/store/config.hpp>
 
@@ -112,6 +113,7 @@ void readTargets(config::Document& doc, RouterConfig& c) {
   auto& r = c.router;
   c.apps = doc.getList("router.apps", {});
   c.mediaRelays = doc.getList("router.media.relays", {});
+  c.dns = role::readResolverSettings(doc);
   const std::string mode = doc.getString("router.media.mode", "nat");
   if (auto m = mediaModeFromName(mode)) {
     r.mediaMode = *m;
@@ -159,10 +161,13 @@ ServiceNumber readServiceNumber(config::Document& doc, const std::string& number
 }
 
 void checkTargets(const RouterConfig& c) {
-  if (auto set = role::TargetSet::build(c.apps); !set) {
+  if (auto set = role::SetResolver::check({"apps", c.apps, {}}, role::TargetForm::kSipUri, 5060);
+      !set) {
     throw config::ConfigError("router.apps: " + set.error().message);
   }
-  if (auto set = role::TargetSet::buildAddresses(c.mediaRelays, 2223); !set) {
+  if (auto set = role::SetResolver::check({"media", c.mediaRelays, {}}, role::TargetForm::kAddress,
+                                          kNgPort);
+      !set) {
     throw config::ConfigError("router.media.relays: " + set.error().message);
   }
 }

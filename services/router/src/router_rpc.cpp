@@ -82,13 +82,17 @@ json::array targetsJson(const role::TargetSet& set, int64_t now) {
   json::array out;
   for (size_t i = 0; i < set.size(); ++i) {
     const auto& t = set.at(i);
-    out.push_back(json::object{{"uri", t.uri},
-                               {"address", t.endpoint.str()},
-                               {"state", !t.upAt(now)        ? "down"
-                                         : t.drainingAt(now) ? "draining"
-                                                             : "up"},
-                               {"forwarded", t.forwarded.load()},
-                               {"timeouts", t.timeouts.load()}});
+    json::object o{{"uri", t.uri},
+                   {"address", t.endpoint.str()},
+                   {"state", !t.upAt(now)        ? "down"
+                             : t.drainingAt(now) ? "draining"
+                                                 : "up"},
+                   {"forwarded", t.forwarded.load()},
+                   {"timeouts", t.timeouts.load()}};
+    if (!t.name.empty()) {
+      o["name"] = t.name;
+    }
+    out.push_back(std::move(o));
   }
   return out;
 }
@@ -207,8 +211,10 @@ void RouterService::Impl::registerAuthRpc() {
 void RouterService::Impl::registerDispatcherRpc() {
   rpc.add("dispatcher.list", [this](const json::value&) -> control::RpcResult {
     const int64_t now = clock.now().time_since_epoch().count();
-    return json::value(json::object{{"apps", targetsJson(*shared->apps(), now)},
-                                    {"media", targetsJson(*shared->media(), now)}});
+    return json::value(json::object{
+        {"apps", targetsJson(*shared->apps(), now)},
+        {"media", targetsJson(*shared->media(), now)},
+        {"names", json::object{{"apps", sets.names("apps")}, {"media", sets.names("media")}}}});
   });
   rpc.add("dispatcher.set", [this](const json::value& params) -> control::RpcResult {
     auto request = role::parseSetRequest(params);
@@ -220,18 +226,8 @@ void RouterService::Impl::registerDispatcherRpc() {
       return control::invalidParams("set: \"apps\" (sip: URIs) or \"media\" (ng addresses)");
     }
     const std::vector<std::string>& uris = request->targets;
-    auto built =
-        set == "apps" ? role::TargetSet::build(uris) : role::TargetSet::buildAddresses(uris, 2223);
-    if (!built) {
-      return control::invalidParams("targets: " + built.error().message);
-    }
-    if (auto held = (*built)->markDrainingBySet(request->draining); !held) {
-      return control::invalidParams(held.error().message);
-    }
-    if (set == "apps") {
-      shared->setApps(*built);
-    } else {
-      shared->setMedia(*built);
+    if (auto assigned = assignSet(*request); !assigned) {
+      return control::invalidParams("targets: " + assigned.error().message);
     }
     return json::value(json::object{{"set", set}, {"targets", uris.size()}});
   });

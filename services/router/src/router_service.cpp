@@ -232,6 +232,15 @@ void RouterService::Impl::logReady() {
   }
 }
 
+Result<void> RouterService::Impl::assignSet(const role::SetRequest& request) {
+  if (request.set == "apps") {
+    return sets.assign(request, role::TargetForm::kSipUri, 5060,
+                       [this](std::shared_ptr<role::TargetSet> s) { shared->setApps(s); });
+  }
+  return sets.assign(request, role::TargetForm::kAddress, kNgPort,
+                     [this](std::shared_ptr<role::TargetSet> s) { shared->setMedia(s); });
+}
+
 RouterService::RouterService(RouterConfig config)
     : impl_(std::make_unique<Impl>(std::move(config))) {}
 
@@ -241,13 +250,17 @@ RouterService::~RouterService() {
 
 void RouterService::start() {
   Impl& d = *impl_;
-  auto apps = role::TargetSet::build(d.config.apps);
-  if (!apps) {
-    throw config::ConfigError("router.apps: " + apps.error().message);
-  }
   d.shared = std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan,
-                                            *apps, d.clock);
-  d.shared->setMedia(*role::TargetSet::buildAddresses(d.config.mediaRelays, 2223));
+                                            *role::TargetSet::build({}), d.clock);
+  // Names in router.apps and router.media.relays are looked up now; the first calls wait for no
+  // answer still missing.
+  if (auto set = d.assignSet({"apps", d.config.apps, {}}); !set) {
+    throw config::ConfigError("router.apps: " + set.error().message);
+  }
+  if (auto set = d.assignSet({"media", d.config.mediaRelays, {}}); !set) {
+    throw config::ConfigError("router.media.relays: " + set.error().message);
+  }
+  d.sets.waitAnswered(role::SetResolver::startWait(d.config.dns));
   d.storeFactory = store::makeStoreFactory(d.config.store);
   auto transportSettings = role::transportSettings(d.config.common);
   transportSettings.egressPerWorker = d.config.egressSockets ? 1 : 0;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <evosip/role/set_resolver.hpp>
 #include <evosip/router/router_service.hpp>
 #include <evosip/router/timed_store.hpp>
 #include <evosip/runtime/worker_pool.hpp>
@@ -22,7 +23,8 @@ struct RouterService::Impl {
         pool(host.pool()),
         logger(host.logger()),
         metrics(host.metrics()),
-        rpc(host.rpc()) {}
+        rpc(host.rpc()),
+        sets(config.dns) {}
 
   RouterConfig config;
   const runtime::Clock& clock = runtime::SteadyClock::instance();
@@ -32,6 +34,8 @@ struct RouterService::Impl {
   metrics::Registry& metrics;
   control::RpcRegistry& rpc;
   std::unique_ptr<RouterShared> shared;
+  // The apps and media sets' entries and the DNS answers of their names; publish to shared.
+  role::SetResolver sets;
   std::shared_ptr<store::StoreFactory> storeFactory;
   std::vector<std::unique_ptr<Router>> routers;
   std::unique_ptr<transport::SipTransport> transport;
@@ -51,6 +55,8 @@ struct RouterService::Impl {
   void logReady();
   void registerMetrics();
   void setWork();
+  // Gives `sets` a set ("apps" or "media") and where it publishes; errors name the entry.
+  Result<void> assignSet(const role::SetRequest& request);
 
   // Control methods (router_rpc.cpp).
   void registerRpc();

@@ -91,7 +91,7 @@ TEST(RouterConfigTest, AuthKeysAndTheirSafeDefaults) {
 
 TEST(RouterConfigTest, BadMediaValuesNameTheKey) {
   EXPECT_THAT(errorOf("router: {media: {mode: sometimes}}\n"), HasSubstr("router.media.mode"));
-  EXPECT_THAT(errorOf("router: {media: {relays: [\"relay.example.com:2223\"]}}\n"),
+  EXPECT_THAT(errorOf("router: {media: {relays: [\"relay..example.com:2223\"]}}\n"),
               HasSubstr("router.media.relays"));
   EXPECT_THAT(errorOf("router: {dialplan: {\"100\": {action: Echo, media: maybe}}}\n"),
               HasSubstr("router.dialplan.100.media"));

@@ -19,9 +19,17 @@
 namespace evosip::role {
 
 struct Target {
-  std::string uri;  // as configured, e.g. "sip:10.0.0.5:5060"
+  std::string uri;  // as configured, e.g. "sip:10.0.0.5:5060"; an address of `name` as a URI
   transport::Endpoint endpoint;
   uint64_t nameHash = 0;
+  // The entry of the set a DNS name gave this address for ("sip:router.example.net"); empty for
+  // a numeric entry.
+  std::string name;
+  // RFC 3263 order from SRV records: a lower rank is chosen first (the rank of the record's
+  // priority among its name's priorities, so a name's best records rank with numeric entries),
+  // a higher weight more often among targets of one rank.
+  uint16_t rank = 0;
+  uint16_t weight = 0;
   // Steady-clock nanoseconds until which the target is considered down (0 = up).
   std::atomic<int64_t> downUntilNs{0};
   // Steady-clock nanoseconds until which the target is held out of new work because it refused
@@ -75,6 +83,16 @@ struct Target {
 // work (Target::drainingUntilNs); the header never leaves the platform.
 inline constexpr std::string_view kDrainingHeader = "X-Evosip-Draining";
 
+// One address a set is built from: a numeric entry, or an address a name resolved to.
+struct TargetAddress {
+  std::string uri;
+  transport::Endpoint endpoint;
+  std::string name;
+  uint16_t rank = 0;
+  uint16_t weight = 0;
+  bool draining = false;
+};
+
 class TargetSet {
  public:
   // Parses "sip:HOST:PORT" URIs (numeric host; port defaults to 5060). Errors name the target.
@@ -84,10 +102,14 @@ class TargetSet {
   static Result<std::shared_ptr<TargetSet>> buildAddresses(const std::vector<std::string>& addrs,
                                                            uint16_t defaultPort);
 
+  // A set of resolved addresses; an address listed again (two names for one peer) is kept once.
+  static std::shared_ptr<TargetSet> fromAddresses(const std::vector<TargetAddress>& addresses);
+
   size_t size() const { return targets_.size(); }
   Target& at(size_t i) const { return *targets_[i]; }
 
-  // The target for a key: the highest-weight one that is up at nowNs, skipping `exclude`
+  // The target for a key: of the lowest rank, the highest-weight one that is up at nowNs
+  // (rendezvous weight, scaled by the SRV weights when they differ), skipping `exclude`
   // (SIZE_MAX = none) and, with `v6` given, the targets of the other address family. A draining
   // target is chosen only when every other candidate drains too (it may have stopped draining
   // since). SIZE_MAX when no such target is up.
@@ -96,7 +118,8 @@ class TargetSet {
   // Index of the target at this endpoint, SIZE_MAX if none.
   size_t find(const transport::Endpoint& ep) const;
   size_t findUri(std::string_view uri) const;
-  // Marks these targets (given as in build) drainingBySet; an error names one not in the set.
+  // Marks these targets (given as in build, or the name they came from) drainingBySet; an error
+  // names one not in the set.
   // Call before the set is published.
   Result<void> markDrainingBySet(const std::vector<std::string>& uris);
   // Copies up/down state and counters of same-URI targets from an older set (dispatcher.set
@@ -108,7 +131,10 @@ class TargetSet {
   static Result<std::shared_ptr<TargetSet>> buildWith(const std::vector<std::string>& texts,
                                                       Parse parse);
 
+  uint64_t score(size_t i, uint64_t keyHash) const;
+
   std::vector<std::unique_ptr<Target>> targets_;
+  bool weighted_ = false;  // SRV weights differ: score() scales the rendezvous weights
 };
 
 }  // namespace evosip::role

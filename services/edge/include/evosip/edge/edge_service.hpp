@@ -10,6 +10,7 @@
 #include <evosip/edge/edge_proxy.hpp>
 #include <evosip/role/host.hpp>
 #include <evosip/role/settings.hpp>
+#include <evosip/transport/resolver.hpp>
 
 namespace evosip::edge {
 
@@ -21,7 +22,8 @@ inline constexpr int kDrainIdleS = 2;
 struct EdgeConfig {
   role::CommonSettings common;
   EdgeSettings edge;
-  std::vector<std::string> routers;
+  std::vector<std::string> routers;  // sip: URIs, numeric or host names (dns.*)
+  transport::ResolverSettings dns;
   size_t egressPerWorker = 2;    // edge.egress_sockets
   bool readyNeedsRouter = true;  // edge.ready_needs_router
 };

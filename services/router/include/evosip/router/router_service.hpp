@@ -11,6 +11,7 @@
 #include <evosip/role/settings.hpp>
 #include <evosip/router/router.hpp>
 #include <evosip/store/store.hpp>
+#include <evosip/transport/resolver.hpp>
 
 namespace evosip::router {
 
@@ -19,13 +20,17 @@ namespace evosip::router {
 // another router), or at drain_timeout_s.
 inline constexpr int kDrainIdleS = 2;
 
+// The ng port of a media relay entry that names none.
+inline constexpr uint16_t kNgPort = 2223;
+
 struct RouterConfig {
   role::CommonSettings common;
   RouterSettings router;
   auth::NonceCodec::Settings nonces;
   Dialplan dialplan;
-  std::vector<std::string> apps;
-  std::vector<std::string> mediaRelays;  // ng addresses, "udp:HOST:PORT"
+  std::vector<std::string> apps;         // sip: URIs, numeric or host names (dns.*)
+  std::vector<std::string> mediaRelays;  // ng addresses, "udp:HOST:PORT", numeric or host names
+  transport::ResolverSettings dns;
   store::Settings store;
   // router.egress_sockets: each worker forwards over UDP from its own ephemeral port, so the
   // worker that receives a request keeps its transactions (no hand-off to another worker).
