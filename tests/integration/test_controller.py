@@ -293,8 +293,56 @@ class Controller(unittest.TestCase):
         self.assertGreater(took, LEASE_S * 0.5)
         self.set_routers({ROUTERS[2]: "ready"})
         self.wait_edges(self.up(ROUTERS[2]), 3, proc=b)
-        holders = {h for _m, h in self.kube.lease_writes}
+        holders = {h for _m, h in self.kube.lease_writes if h}  # "": a released Lease
         self.assertEqual(holders, {"a", "b"})
+
+    def test_a_stopped_leader_gives_the_lease_to_the_standby_at_once(self):
+        a, url_a = self.controller("a")
+        b, url_b = self.controller("b", leads=False)
+        time.sleep(LEASE_S * 0.5)  # b has seen a's Lease
+        self.assertFalse(rpc(url_b + "/rpc", "controller.status")["leader"])
+        t0 = time.monotonic()
+        self.assertEqual(a.stop(sig=signal.SIGTERM), 0, a.tail())
+        wait_until(lambda: rpc(url_b + "/rpc", "controller.status")["leader"], LEASE_S * 4,
+                   "b takes over", interval=0.02, proc=b)
+        took = time.monotonic() - t0
+        print(f"lease handed over {took * 1000:.0f} ms after SIGTERM of the leader "
+              f"(lease {LEASE_S} s, standby attempts every {LEASE_S / 3:.2f} s)")
+        # Without the release b waits until a's last renewal is a whole duration old.
+        self.assertLess(took, LEASE_S * 0.6)
+        self.assertIn(("PUT", ""), self.kube.lease_writes)
+        self.set_routers({ROUTERS[2]: "ready"})
+        self.wait_edges(self.up(ROUTERS[2]), 3, proc=b)
+
+    def test_a_rotated_token_is_used_from_the_next_request_on(self):
+        proc, url = self.controller("a")
+        old = self.kube.token
+        new = "kube-token-rotated"
+        token_file = os.path.join(self.tmp, "kube-token")
+        try:
+            # The kubelet swaps the projected token file whole; the old token is refused from now.
+            with open(token_file + ".new", "w") as f:
+                f.write(new + "\n")
+            os.replace(token_file + ".new", token_file)
+            with self.kube.cond:
+                self.kube.token = new
+                refused_before = self.kube.unauthorized
+                seen_before = len(self.kube.requests)
+            self.kube.drop_watches()  # a watch authorised with the old token ends
+            self.set_routers({ROUTERS[1]: "ready", ROUTERS[2]: "ready"})
+            self.wait_edges(self.up(ROUTERS[1], ROUTERS[2]), 10, proc=proc)
+            with self.kube.cond:
+                after = self.kube.requests[seen_before:]
+                refused = self.kube.unauthorized - refused_before
+            self.assertTrue(any(r.startswith("GET") and "watch" in r for r in after), after)
+            # At most one request read the file just before the swap and arrived just after.
+            self.assertLessEqual(refused, 1, "requests went out with the old token")
+            wait_until(lambda: rpc(url + "/rpc", "controller.status")["leader"], 3, "a leads")
+        finally:
+            with open(token_file, "w") as f:
+                f.write(old + "\n")
+            with self.kube.cond:
+                self.kube.token = old
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <evosip/controller/controller_service.hpp>
+#include <evosip/role/set_resolver.hpp>
 
 namespace evosip::controller {
 
@@ -28,8 +29,16 @@ uint16_t port(config::Document& doc, const std::string& key, int64_t def) {
 }
 
 void readDns(config::Document& doc, DnsSettings& d) {
-  d.interval =
+  auto& r = d.resolver;
+  r.minTtl =
       std::chrono::milliseconds(doc.getInt("controller.dns.interval_ms", 5000, 100, 3600000));
+  r.maxTtl = std::chrono::seconds(doc.getInt("controller.dns.max_ttl_s", 300, 1, 86400));
+  if (r.maxTtl < r.minTtl) {
+    throw config::ConfigError("controller.dns.max_ttl_s: must not be below interval_ms");
+  }
+  r.servers = role::readNameServers(doc, "controller.dns.servers");
+  r.timeoutS = static_cast<int>(doc.getInt("controller.dns.timeout_s", 2, 1, 30));
+  r.attempts = static_cast<int>(doc.getInt("controller.dns.attempts", 2, 1, 5));
   d.sipPort = port(doc, "controller.dns.sip_port", 5060);
   d.controlPort = port(doc, "controller.dns.control_port", 8060);
   d.ngPort = port(doc, "controller.dns.ng_port", 2223);

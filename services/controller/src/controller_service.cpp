@@ -40,6 +40,9 @@ struct ControllerService::Impl {
   void startDns();
   void startTicker();
   void registerRpc();
+  // A leader gives its Lease up before the process stops (a rolling update): the standby pushes
+  // at once instead of a Lease duration later. Waits at most 2 s for the API.
+  void releaseLease();
   WatchCounters watchCounters(const std::string& service);
   json::object status();
 };
@@ -114,10 +117,28 @@ void ControllerService::Impl::startKubernetes() {
 
 void ControllerService::Impl::startDns() {
   dns = std::make_unique<DnsSource>(io, config.controller.services, config.controller.dns,
-                                    [this] { recompute(); });
+                                    config.controller.ports, [this] { recompute(); });
   dns->start();
   leaderGauge->Set(1);
   pusher->setActive(true);  // no Lease without the API: run one replica in DNS mode
+}
+
+void ControllerService::Impl::releaseLease() {
+  if (!lease) {
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  asio::co_spawn(
+      io,
+      [this, done]() -> asio::awaitable<void> {
+        co_await lease->release();
+        done->set_value();
+      },
+      asio::detached);
+  if (future.wait_for(2s) != std::future_status::ready) {
+    host.logger()->warn("lease {}: not released within 2 s", config.controller.leaseName);
+  }
 }
 
 void ControllerService::Impl::startTicker() {
@@ -218,6 +239,7 @@ void ControllerService::stop() {
   if (!d.host.started()) {
     return;
   }
+  d.releaseLease();
   d.host.stopServing();
   d.host.stopWorkers();
 }

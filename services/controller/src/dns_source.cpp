@@ -1,78 +1,89 @@
 #include <algorithm>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/post.hpp>
 
 #include <evosip/controller/dns_source.hpp>
-#include <evosip/log/log.hpp>
 
 namespace evosip::controller {
 
 namespace asio = boost::asio;
 
 DnsSource::DnsSource(asio::io_context& io, std::array<std::string, kLayers> names,
-                     DnsSettings settings, std::function<void()> onChange)
-    : io_(io), names_(std::move(names)), settings_(settings), onChange_(std::move(onChange)) {}
+                     DnsSettings settings, PortNames ports, std::function<void()> onChange)
+    : io_(io),
+      names_(std::move(names)),
+      settings_(std::move(settings)),
+      ports_(std::move(ports)),
+      onChange_(std::move(onChange)) {}
+
+std::vector<DnsSource::Lookup> DnsSource::lookupsOf(size_t layer) const {
+  const std::string& name = names_[layer];
+  if (name.empty()) {
+    return {};
+  }
+  auto query = [&name](uint16_t port, const std::string& portName, const char* proto) {
+    return transport::DnsQuery{name, port, "_" + portName + "." + proto};
+  };
+  // The control port of every instance (the controller pushes to it, the api reaches routers
+  // there); the SIP port of routers and apps (next hops); the ng port of relays.
+  std::vector<Lookup> out{
+      {query(settings_.controlPort, ports_.control, "_tcp"), &Instance::control}};
+  switch (Layer(layer)) {
+    case Layer::kRouter:
+    case Layer::kApp:
+      out.push_back({query(settings_.sipPort, ports_.sip, "_udp"), &Instance::sip});
+      break;
+    case Layer::kMedia:
+      out.push_back({query(settings_.ngPort, ports_.ng, "_udp"), &Instance::ng});
+      break;
+    default:
+      break;
+  }
+  return out;
+}
 
 void DnsSource::start() {
-  asio::co_spawn(io_, run(), asio::detached);
+  resolver_ = std::make_unique<transport::Resolver>(
+      settings_.resolver, [this](const transport::DnsQuery&) { asio::post(io_, onChange_); });
+  std::vector<transport::DnsQuery> wanted;
+  for (size_t i = 0; i < kLayers; ++i) {
+    for (const auto& lookup : lookupsOf(i)) {
+      wanted.push_back(lookup.query);
+    }
+  }
+  resolver_->setWanted(wanted);
 }
 
 std::optional<std::vector<Instance>> DnsSource::instances(Layer layer) const {
-  return known_[static_cast<size_t>(layer)];
-}
-
-asio::awaitable<void> DnsSource::run() {
-  asio::steady_timer timer(io_);
-  for (;;) {
-    bool changed = false;
-    for (size_t i = 0; i < kLayers; ++i) {
-      if (!names_[i].empty()) {
-        changed = co_await resolve(i) || changed;
-      }
-    }
-    if (changed) {
-      onChange_();
-    }
-    timer.expires_after(settings_.interval);
-    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  const auto lookups = lookupsOf(static_cast<size_t>(layer));
+  if (lookups.empty() || !resolver_) {
+    return std::nullopt;
   }
-}
-
-asio::awaitable<bool> DnsSource::resolve(size_t layer) {
-  asio::ip::tcp::resolver resolver(io_);
-  auto [ec, results] =
-      co_await resolver.async_resolve(names_[layer], "", asio::ip::resolver_base::numeric_service,
-                                      asio::as_tuple(asio::use_awaitable));
   std::vector<Instance> found;
-  if (ec && ec != asio::error::host_not_found) {
-    log::get("controller")->warn("dns {}: {}", names_[layer], ec.message());
-    co_return false;  // keep what was known
-  }
-  for (const auto& entry : results) {
-    Instance i;
-    i.address = entry.endpoint().address().to_string();
-    i.sip = settings_.sipPort;
-    i.control = settings_.controlPort;
-    i.ng = settings_.ngPort;
-    found.push_back(std::move(i));
+  for (const auto& lookup : lookups) {
+    auto known = resolver_->get(lookup.query);
+    if (!known || !known->succeeded) {
+      return std::nullopt;
+    }
+    for (const auto& hop : known->hops) {
+      const std::string address = hop.endpoint.ip.to_string();
+      auto it = std::find_if(found.begin(), found.end(),
+                             [&](const Instance& i) { return i.address == address; });
+      if (it == found.end()) {
+        Instance fresh;
+        fresh.address = address;
+        fresh.control = settings_.controlPort;
+        fresh.sip = settings_.sipPort;
+        fresh.ng = settings_.ngPort;
+        found.push_back(std::move(fresh));
+        it = found.end() - 1;
+      }
+      (*it).*lookup.port = hop.endpoint.port;
+    }
   }
   std::sort(found.begin(), found.end(),
             [](const Instance& a, const Instance& b) { return a.address < b.address; });
-  found.erase(
-      std::unique(found.begin(), found.end(),
-                  [](const Instance& a, const Instance& b) { return a.address == b.address; }),
-      found.end());
-  auto same = [](const Instance& a, const Instance& b) { return a.address == b.address; };
-  auto& known = known_[layer];
-  const bool changed =
-      !known || !std::equal(known->begin(), known->end(), found.begin(), found.end(), same);
-  known = std::move(found);
-  co_return changed;
+  return found;
 }
 
 }  // namespace evosip::controller

@@ -46,8 +46,11 @@ asio::awaitable<void> LeaseElector::run() {
   asio::steady_timer timer(executor);
   const auto period = std::max(settings_.duration / 3, std::chrono::milliseconds(100));
   const auto renewDeadline = settings_.duration * 2 / 3;
-  for (;;) {
+  while (!released_) {
     const bool held = co_await attempt();
+    if (released_) {
+      break;  // an attempt that ended after release() must not take the Lease back
+    }
     if (held) {
       renewedAt_ = Clock::now();
       setLeader(true);
@@ -56,6 +59,21 @@ asio::awaitable<void> LeaseElector::run() {
     }
     timer.expires_after(period);
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<void> LeaseElector::release() {
+  released_ = true;
+  if (!leader_) {
+    co_return;
+  }
+  setLeader(false);
+  // As client-go's ReleaseOnCancel: no holder, so the Lease counts as free at once.
+  Lease given = observed_;
+  given.holder.clear();
+  given.durationS = 1;
+  if (co_await write("PUT", given)) {
+    log::get("controller")->info("lease {}: released by {}", settings_.name, settings_.identity);
   }
 }
 
@@ -79,7 +97,7 @@ asio::awaitable<bool> LeaseElector::write(const std::string& method, const Lease
 
 asio::awaitable<bool> LeaseElector::attempt() {
   auto r = co_await client_.request("GET", path(true), "", settings_.duration / 3, 64 * 1024);
-  if (!r || (r->status != 200 && r->status != 404)) {
+  if (released_ || !r || (r->status != 200 && r->status != 404)) {
     co_return false;
   }
   const int seconds =

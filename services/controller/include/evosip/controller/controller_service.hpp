@@ -1,7 +1,7 @@
 #pragma once
 // Wiring of the controller role: watches the platform's Services (EndpointSlices through the
-// Kubernetes API, or A records of headless Service names in DNS mode), computes each instance's
-// peer sets and pushes them with dispatcher.set while it holds the leader Lease. `evosip
+// Kubernetes API, or SRV and A/AAAA records of headless Service names in DNS mode), computes each
+// instance's peer sets and pushes them with dispatcher.set while it holds the leader Lease. `evosip
 // controller` runs it.
 
 #include <chrono>
@@ -13,13 +13,16 @@
 #include <evosip/controller/peer_sets.hpp>
 #include <evosip/role/host.hpp>
 #include <evosip/role/settings.hpp>
+#include <evosip/transport/resolver.hpp>
 
 namespace evosip::controller {
 
 enum class Mode { kKubernetes, kDns };
 
 struct DnsSettings {
-  std::chrono::milliseconds interval{5000};  // re-resolution period
+  // The lookups: resolver.minTtl is controller.dns.interval_ms (an answer is used at least this
+  // long; hosts-file answers are read again at this period).
+  transport::ResolverSettings resolver;
   uint16_t sipPort = 5060;
   uint16_t controlPort = 8060;  // every instance's control port in DNS mode
   uint16_t ngPort = 2223;

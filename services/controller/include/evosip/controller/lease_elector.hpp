@@ -4,7 +4,9 @@
 // it read, so that two writers cannot both win); another replica takes it over only when the
 // record it observes has not changed for a whole duration, measured on its own clock (no clock
 // skew between nodes matters). A leader that cannot renew within two thirds of the duration
-// steps down before anyone may take over.
+// steps down before anyone may take over. A leader that stops (SIGTERM) gives the Lease up (an
+// update with no holder), so a standby takes over at its next attempt instead of a duration
+// later.
 
 #include <chrono>
 #include <functional>
@@ -30,8 +32,10 @@ class LeaseElector {
   // onLeader(true/false) runs on the io_context's thread when leadership changes.
   LeaseElector(KubeClient& client, LeaseSettings settings, std::function<void(bool)> onLeader);
 
-  // Runs until the io_context stops.
+  // Runs until the io_context stops or release().
   boost::asio::awaitable<void> run();
+  // Stops taking part; a leader steps down and writes the Lease without a holder.
+  boost::asio::awaitable<void> release();
 
   bool leader() const { return leader_; }
   const std::string& holder() const { return observed_.holder; }
@@ -50,6 +54,7 @@ class LeaseElector {
   LeaseSettings settings_;
   std::function<void(bool)> onLeader_;
   bool leader_ = false;
+  bool released_ = false;
   Lease observed_;
   Clock::time_point observedAt_{};
   Clock::time_point renewedAt_{};
