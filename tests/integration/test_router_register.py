@@ -204,5 +204,32 @@ class RouterNonceLifetime(RouterTestCase):
             self.assertEqual(ok.status, 200, f"the fresh nonce must work:\n{ok}")
 
 
+class RouterRegisterApiOutage(RouterTestCase):
+    """An api outage after the credentials' ttl: known subscribers keep registering with what
+    the api last answered (router.credential_stale_s), strangers get 503."""
+
+    def test_known_subscriber_registers_through_an_api_outage(self):
+        p = self.platform(router_overrides={"router": {"credential_ttl_s": 1}})
+        users = make_users(2, prefix="out")
+        create_subscribers(p.api, users)
+        (known, known_pw), (stranger, stranger_pw) = users
+        client = SipClient("UDP", p.edge.addr, timeout=4)
+        self.addCleanup(client.close)
+        _, final = RawRegistration(client, known).register(known_pw)
+        self.assertEqual(final.status, 200, str(final))
+        p.api.proc.stop()
+        time.sleep(1.2)  # past the ttl: the router must ask the api again, which is gone
+        _, final = RawRegistration(client, known).register(known_pw)
+        self.assertIsNotNone(final, "no answer while the api is down")
+        self.assertEqual(final.status, 200, f"a known subscriber lost service:\n{final}")
+        _, final = RawRegistration(client, known).register("wrong-" + known_pw)
+        self.assertIn(final.status, (401, 403), f"stale credentials still check:\n{final}")
+        _, final = RawRegistration(client, stranger).register(stranger_pw)
+        self.assertEqual(final.status, 503, f"nothing known about a stranger:\n{final}")
+        stale = p.router.metrics().get("evosip_router_credentials_stale_total")
+        self.assertGreaterEqual(stale, 1)
+        self.assertAlive(p.router)
+
+
 if __name__ == "__main__":
     unittest.main()

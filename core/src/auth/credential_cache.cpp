@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <openssl/crypto.h>
 
 #include <evosip/auth/credential_cache.hpp>
@@ -96,7 +98,10 @@ void CredentialCache::complete(const Key& key, const std::shared_ptr<Pending>& p
 }
 
 void CredentialCache::store(const Key& key, CredentialLookup value) {
-  const auto ttl = value.status == CredentialStatus::kFound ? settings_.ttl : settings_.negativeTtl;
+  auto ttl = value.status == CredentialStatus::kFound ? settings_.ttl : settings_.negativeTtl;
+  if (value.stale) {
+    ttl = std::min(ttl, settings_.staleRetry);
+  }
   if (auto it = entries_.find(key); it != entries_.end()) {
     erase(it);
   }

@@ -37,10 +37,28 @@ std::optional<CredentialLookup> SharedCredentials::find(std::string_view domain,
     return std::nullopt;
   }
   if (now >= it->second.expires) {
-    shard.entries.erase(it);
+    if (now >= it->second.keep) {
+      shard.entries.erase(it);
+    }
     return std::nullopt;
   }
   return it->second.value;
+}
+
+std::optional<CredentialLookup> SharedCredentials::findStale(std::string_view domain,
+                                                             std::string_view user) const {
+  const std::string key = makeKey(domain, user);
+  Shard& shard = shardOf(key);
+  const auto now = clock_.now();
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.entries.find(key);
+  if (it == shard.entries.end() || it->second.value.status != CredentialStatus::kFound ||
+      now >= it->second.keep) {
+    return std::nullopt;
+  }
+  CredentialLookup stale = it->second.value;
+  stale.stale = now >= it->second.expires;
+  return stale;
 }
 
 void SharedCredentials::put(std::string_view domain, std::string_view user,
@@ -62,13 +80,21 @@ void SharedCredentials::put(std::string_view domain, std::string_view user,
     return;
   }
   if (shard.entries.size() >= maxPerShard_ && shard.entries.find(key) == shard.entries.end()) {
-    // Full: drop what has expired, else an arbitrary entry (it is fetched again when needed).
-    std::erase_if(shard.entries, [now](const auto& kv) { return now >= kv.second.expires; });
+    // Full: drop what is past keeping, then what has expired, else an arbitrary entry (it is
+    // fetched again when needed).
+    std::erase_if(shard.entries, [now](const auto& kv) { return now >= kv.second.keep; });
+    if (shard.entries.size() >= maxPerShard_) {
+      std::erase_if(shard.entries, [now](const auto& kv) { return now >= kv.second.expires; });
+    }
     if (shard.entries.size() >= maxPerShard_) {
       shard.entries.erase(shard.entries.begin());
     }
   }
-  shard.entries.insert_or_assign(std::move(key), Entry{value, now + ttl});
+  const auto keep =
+      now + ttl + (value.status == CredentialStatus::kFound ? settings_.staleIfError : ttl.zero());
+  CredentialLookup stored = value;
+  stored.stale = false;
+  shard.entries.insert_or_assign(std::move(key), Entry{std::move(stored), now + ttl, keep});
 }
 
 void SharedCredentials::invalidate(std::string_view domain, std::string_view user) {

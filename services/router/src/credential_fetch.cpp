@@ -45,7 +45,18 @@ void Router::fetchCredentials(const std::string& domain, const std::string& user
                        return;
                      }
                      auth::CredentialLookup lookup = credentialsOf(r);
-                     shared_.credentialTable().put(domain, user, lookup, generation);
+                     auto& credentials = shared_.credentialTable();
+                     if (lookup.status == auth::CredentialStatus::kUnavailable) {
+                       // The api cannot answer: a known user keeps what it last answered.
+                       if (auto stale = credentials.findStale(domain, user)) {
+                         if (stale->stale) {
+                           RouterCounters::bump(counters_.credentialsStale);
+                         }
+                         done(std::move(*stale));
+                         return;
+                       }
+                     }
+                     credentials.put(domain, user, lookup, generation);
                      done(std::move(lookup));
                    });
 }

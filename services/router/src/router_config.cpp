@@ -49,6 +49,8 @@ void readAuth(config::Document& doc, RouterSettings& r) {
   r.apiToken = config::readSecret(doc.getString("router.api_token", ""));
   r.apiTimeout = std::chrono::milliseconds(doc.getInt("router.api_timeout_ms", 2000, 100, 60000));
   r.credentials.ttl = std::chrono::seconds(doc.getInt("router.credential_ttl_s", 300, 0, 86400));
+  r.credentials.staleIfError =
+      std::chrono::seconds(doc.getInt("router.credential_stale_s", 3600, 0, 7 * 86400));
   r.challengeAlgorithms.clear();
   for (const auto& name : doc.getList("router.auth_algorithms", {"MD5", "SHA-256"})) {
     auto a = auth::algorithmFromName(name);

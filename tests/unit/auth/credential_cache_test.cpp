@@ -107,6 +107,23 @@ TEST_F(CredentialCacheTest, UnknownUsersAreCachedForTheShorterTtl) {
   EXPECT_EQ(api_.requests.size(), 1u);
 }
 
+TEST_F(CredentialCacheTest, AStaleAnswerIsKeptOnlyUntilTheApiIsAskedAgain) {
+  get("evosip.local", "alice");
+  CredentialLookup stale = found("old");
+  stale.stale = true;  // the API was down; the fetcher answered what it last knew
+  api_.answer(stale);
+  EXPECT_EQ(take(), std::vector<std::string>{"old/sha"});
+  clock_.advance(seconds(9));
+  get("evosip.local", "alice");
+  EXPECT_EQ(take(), std::vector<std::string>{"old/sha"});
+  EXPECT_TRUE(api_.requests.empty());
+  clock_.advance(seconds(1));
+  get("evosip.local", "alice");
+  ASSERT_EQ(api_.requests.size(), 1u) << "asked again after staleRetry, not after the ttl";
+  api_.answer(found("new"));
+  EXPECT_EQ(take(), std::vector<std::string>{"new/sha"});
+}
+
 TEST_F(CredentialCacheTest, ApiFailuresAreNotCached) {
   get("evosip.local", "alice");
   api_.answer(unavailable());

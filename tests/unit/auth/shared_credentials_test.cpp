@@ -52,6 +52,42 @@ TEST_F(SharedCredentialsTest, EntriesExpireWithTheirTtl) {
   EXPECT_FALSE(table.find("d", "alice"));
 }
 
+TEST_F(SharedCredentialsTest, ExpiredCredentialsOfKnownUsersStayForAnApiOutage) {
+  table.put("d", "alice", found("aa"), table.generation());
+  table.put("d", "ghost", unknown(), table.generation());
+  auto fresh = table.findStale("d", "alice");
+  ASSERT_TRUE(fresh);
+  EXPECT_FALSE(fresh->stale);
+  clock.advance(seconds(300));
+  EXPECT_FALSE(table.find("d", "alice")) << "expired: the API is asked again";
+  auto stale = table.findStale("d", "alice");
+  ASSERT_TRUE(stale) << "kept for staleIfError past the ttl";
+  EXPECT_TRUE(stale->stale);
+  EXPECT_EQ(stale->credentials.ha1Md5, "aa");
+  EXPECT_FALSE(table.findStale("d", "ghost")) << "an unknown user is never answered stale";
+  clock.advance(seconds(3599));
+  EXPECT_TRUE(table.findStale("d", "alice"));
+  clock.advance(seconds(1));
+  EXPECT_FALSE(table.findStale("d", "alice"));
+}
+
+TEST_F(SharedCredentialsTest, InvalidationDropsStaleCredentialsToo) {
+  table.put("d", "alice", found("aa"), table.generation());
+  clock.advance(seconds(301));
+  table.invalidate("d", "alice");  // the password changed
+  EXPECT_FALSE(table.findStale("d", "alice"));
+}
+
+TEST(SharedCredentialsStale, ZeroKeepsNothingPastTheTtl) {
+  test::ManualClock clock;
+  SharedCredentials table{{.ttl = seconds(300), .staleIfError = seconds(0)}, clock};
+  table.put("d", "alice", found("aa"), table.generation());
+  clock.advance(seconds(300));
+  EXPECT_FALSE(table.findStale("d", "alice"));
+  EXPECT_FALSE(table.find("d", "alice"));
+  EXPECT_EQ(table.size(), 0u) << "dropped at the ttl";
+}
+
 TEST_F(SharedCredentialsTest, UnavailableAnswersAreNotStored) {
   table.put("d", "alice", CredentialLookup{}, table.generation());
   EXPECT_FALSE(table.find("d", "alice"));

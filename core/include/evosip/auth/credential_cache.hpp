@@ -56,6 +56,9 @@ enum class CredentialStatus {
 struct CredentialLookup {
   CredentialStatus status = CredentialStatus::kUnavailable;
   Credentials credentials;  // kFound only
+  // kFound past its ttl, given because the API could not be asked (Settings::staleIfError):
+  // a worker's cache keeps it for staleRetry only, then asks again.
+  bool stale = false;
 };
 
 class CredentialCache {
@@ -64,6 +67,11 @@ class CredentialCache {
     std::chrono::seconds ttl{300};
     std::chrono::seconds negativeTtl{30};
     size_t maxEntries = 100'000;
+    // How long past its ttl a found user's credentials still answer while the API cannot be
+    // asked (down, unreachable, failing): registered phones keep registering and calling
+    // through an API outage. 0: never (an outage answers 503 once the ttl ran out).
+    std::chrono::seconds staleIfError{3600};
+    std::chrono::seconds staleRetry{10};
   };
   struct Stats {
     uint64_t hits = 0;       // answered from the cache (found or unknown)

@@ -38,6 +38,9 @@ class SharedCredentials {
 
   // A fresh answer (found or unknown user), or nullopt.
   std::optional<CredentialLookup> find(std::string_view domain, std::string_view user) const;
+  // For when the API cannot be asked: a found user's credentials past their ttl but within
+  // staleIfError of it (marked stale), or nullopt.
+  std::optional<CredentialLookup> findStale(std::string_view domain, std::string_view user) const;
   // Stores an answer of the api fetched when generation() was `generation`. kUnavailable
   // answers are not stored. Ignored when an invalidation happened since.
   void put(std::string_view domain, std::string_view user, const CredentialLookup& value,
@@ -51,7 +54,8 @@ class SharedCredentials {
  private:
   struct Entry {
     CredentialLookup value;
-    runtime::Clock::time_point expires;
+    runtime::Clock::time_point expires;  // fresh until
+    runtime::Clock::time_point keep;     // dropped after (expires + staleIfError when found)
   };
   struct Shard {
     mutable std::mutex mutex;

@@ -144,6 +144,10 @@ std::string_view rejectionName(Rejection r);
           "Credential fetches from the api role, by result", "result=found")                      \
   COUNTER(apiUnknown, "evosip_router_api_fetches_total", "", "result=unknown_user")               \
   COUNTER(apiFailed, "evosip_router_api_fetches_total", "", "result=failed")                      \
+  COUNTER(credentialsStale, "evosip_router_credentials_stale_total",                              \
+          "Failed credential fetches answered with the user's expired credentials "               \
+          "(router.credential_stale_s)",                                                          \
+          "")                                                                                     \
   COUNTER(drainRejected, "evosip_router_drain_rejected_total",                                    \
           "New requests refused with 503 while draining", "")                                     \
   COUNTER(mediaOffers, "evosip_router_media_commands_total",                                      \
