@@ -5,6 +5,7 @@
 #include <arpa/nameser.h>
 #include <array>
 #include <cctype>
+#include <climits>
 #include <resolv.h>
 
 #include <fmt/format.h>
@@ -41,7 +42,8 @@ Result<std::optional<DnsRecord>> readRecord(const ns_msg& msg, const ns_rr& rr) 
   }
   DnsRecord rec;
   rec.name = canonicalName(ns_rr_name(rr));
-  rec.ttl = ns_rr_ttl(rr);
+  // RFC 2181 8: a TTL with the most significant bit set counts as zero.
+  rec.ttl = ns_rr_ttl(rr) > INT32_MAX ? 0 : ns_rr_ttl(rr);
   const u_char* data = ns_rr_rdata(rr);
   const size_t len = ns_rr_rdlen(rr);
   switch (ns_rr_type(rr)) {

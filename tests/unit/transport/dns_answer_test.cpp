@@ -140,6 +140,14 @@ TEST(DnsAnswerTest, CompressedNamesAndNxdomain) {
   EXPECT_TRUE(none->answers.empty());
 }
 
+TEST(DnsAnswerTest, ATtlWithTheTopBitSetCountsAsZero) {
+  Message m(kResponse, 1, 0);
+  m.question("a.test", 1).record("a.test", 1, 0xffffffffu, {10, 0, 0, 9});
+  auto answer = parseDnsAnswer(m.bytes());
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->answers[0].ttl, 0u);  // RFC 2181 8
+}
+
 TEST(DnsAnswerTest, RefusesWhatDoesNotHoldTogether) {
   Message query(0x0100, 0, 0);  // a query, not a response
   query.question("a.test", 1);
