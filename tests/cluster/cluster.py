@@ -167,7 +167,9 @@ class Cluster:
             relay_address = {m: f"{MEDIA_NET}.{31 + i}" for i, m in enumerate(relay_hosts)}
         for m in relay_hosts:
             addr = relay_address[m]
-            media = {"ng_listen": f"{addr}:2223", "address": addr,
+            # Each relay holds every call alone (its peer dead, cut off or held out of new
+            # calls by the routers): 2,000 audio calls of the range's 2,500 (2 port pairs each).
+            media = {"ng_listen": f"{addr}:2223", "address": addr, "max_sessions": 2000,
                      "ng_allow": [f"{netlab.DATA_NET}.0/24"]}
             extra = {}
             if relay_takeover:
