@@ -15,7 +15,9 @@ For each tier (edge, router, media) under `--rate` calls/s of `--call-s` s calls
      itself, and stand by once healed while its peer holds its address).
 `--steps restart,kill,cut` picks the steps (e.g. `--tiers media --steps cut`).
 Printed per step: calls placed, failed, and the exit codes of the drained instances; for the
-edge kill and cut, the time until the core router stopped sending to that edge. The exit status
+edge kill and cut, the time until the core router stopped sending to that edge; for the relay
+kill and cut, the media gap of `--probes` calls carrying RTP (echoed by the callee) that were
+anchored on the victim, and after the cut's heal how many hosts route its address. The exit status
 is non-zero when a rolling restart failed a call or an instance did not exit 0 on SIGTERM.
 """
 
@@ -31,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import media_probe  # noqa: E402
 import netlab  # noqa: E402
 from cluster import ANYCAST, Cluster, callers_and_callee, place_calls  # noqa: E402
 
@@ -45,6 +48,9 @@ def main() -> int:
     ap.add_argument("--cut-s", type=float, default=5.0, help="how long a partition lasts")
     ap.add_argument("--steps", default="restart,kill,cut",
                     help="which steps to run per tier (restart, kill, cut)")
+    ap.add_argument("--probes", type=int, default=6,
+                    help="media tier: calls with RTP echoed beside the load in the kill and cut "
+                         "steps, to measure the media gap")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--no-takeover", action="store_true",
                     help="relays without media.state takeover (a relay's death ends its calls)")
@@ -63,7 +69,8 @@ def main() -> int:
         cluster = Cluster(lab, binary)
         cluster.up(relay_takeover=takeover)
         _uas, csv = callers_and_callee(cluster, 200, "chaos",
-                                       uas_extra=["-max_recv_loops", "100000"])
+                                       uas_extra=["-max_recv_loops", "100000", "-mp", "40004",
+                                                  "-rtp_echo"])
         step = [0]
 
         def load(seconds: float):
@@ -75,6 +82,27 @@ def main() -> int:
 
         print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; relay "
               f"takeover {'on' if takeover else 'off'}; binary {binary}", flush=True)
+        def probe(victim: str, seconds: float):
+            """--probes calls of `seconds` beside the load, with RTP echoed by the callee: the
+            streams of those anchored on the victim relay (media tier only)."""
+            step[0] += 1
+            run = place_calls(cluster, f"probe{step[0]}", csv, args.probes, args.probes,
+                              int(seconds * 1000), int(seconds + 60), port=5090 + step[0] % 10,
+                              extra=["-cid_str", "probe-%u-%p@%s"])
+            relays = cluster.names("media")
+
+            def anchored():
+                return [c for m in relays for c in cluster.rpc(m, "media.list")["calls"]
+                        if c.startswith("probe-")]
+            netlab.wait_until(lambda: len(anchored()) == args.probes, 15, "probe calls up")
+            mine = [c for c in cluster.rpc(victim, "media.list")["calls"]
+                    if c.startswith("probe-")]
+            return run, media_probe.echo_streams(cluster, victim, mine)
+
+        def gaps(streams, since: float) -> str:
+            g = [s.gap_after(since) for s in streams]
+            return f"{max(g) * 1000:.0f} ms" if g else "no probe call on it"
+
         def rolling_restart(tier: str, names) -> None:
             run, n = load(len(names) * 8 + 4)
             time.sleep(2)
@@ -96,6 +124,7 @@ def main() -> int:
                 bad.append(f"{tier} rolling restart")
 
         def kill(tier: str, victim: str, paths0: int) -> None:
+            probes, streams = probe(victim, 20) if tier == "media" else (None, [])
             run, n = load(12)
             time.sleep(4)
             t0 = time.monotonic()
@@ -104,6 +133,12 @@ def main() -> int:
             if tier == "edge":
                 netlab.wait_until(lambda: len(lab.anycast_paths()) < paths0, 10, "withdrawal")
                 extra = f", anycast converged in {time.monotonic() - t0:.3f} s"
+            if probes is not None:
+                time.sleep(5)
+                media_probe.close(streams)
+                failed = probes.wait(120).get("FailedCall", -1)
+                extra = (f", media gap of its calls {gaps(streams, t0)} ({len(streams)} probe "
+                         f"calls with RTP, {failed} of {args.probes} failed)")
             totals = run.wait(600)
             cluster.start(victim)
             if tier == "edge":
@@ -117,6 +152,7 @@ def main() -> int:
                 # The victim's own address back from the peer that took it over, if it did.
                 netlab.wait_until(lambda: victim in [x["instance"] for x in cluster.rpc(
                     victim, "instance.status")["served"]], 30, f"{victim} serving")
+            probes, streams = probe(victim, 25) if tier == "media" else (None, [])
             run, n = load(12)
             time.sleep(4)
             t0 = time.monotonic()
@@ -130,11 +166,24 @@ def main() -> int:
                 time.sleep(max(0.0, args.cut_s - (time.monotonic() - t0)))
             finally:
                 lab.heal(victim)
+            t1 = time.monotonic()
             if tier == "edge":
-                t1 = time.monotonic()
                 netlab.wait_until(lambda: len(lab.anycast_paths()) == paths0, 10,
                                   "re-announce")
                 extra += f", back {time.monotonic() - t1:.2f} s after the heal"
+            if probes is not None:
+                # How many hosts route the victim's address after the heal (2: split brain).
+                address = cluster.instances[victim].config["media"]["address"]
+                hosts = 0
+                while time.monotonic() < t1 + 5:
+                    hosts = max(hosts, len(lab.route_via(address)))
+                    time.sleep(0.2)
+                media_probe.close(streams)
+                failed = probes.wait(120).get("FailedCall", -1)
+                extra += (f", media gap of its calls {gaps(streams, t0)}, after the heal "
+                          f"{gaps(streams, t1)}, its address routed to {hosts} host(s) after "
+                          f"the heal ({len(streams)} probe calls with RTP, {failed} of "
+                          f"{args.probes} failed)")
             totals = run.wait(600)
             print(f"{tier:6} cut {victim} for {args.cut_s:g} s: {n} calls, "
                   f"{totals.get('FailedCall', -1)} failed{extra}", flush=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 import unittest
@@ -37,10 +36,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+import media_probe  # noqa: E402
 import netlab  # noqa: E402
 from cluster import bring_up, callers_and_callee, place_calls  # noqa: E402
-from ngclient import NgClient  # noqa: E402
-from test_media_takeover import Stream  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
@@ -69,20 +67,7 @@ class MediaFailoverTest(unittest.TestCase):
         return self.cluster.rpc(relay, "media.list")["calls"]
 
     def caller_port(self, relay: str, call_id: str) -> int:
-        """The relay port the caller sends to: the local port of the leg whose endpoint is the
-        caller's address (ng query from a router's namespace, which ng_allow lets in)."""
-        caller_ip = self.lab.hosts["c1"].p2p_ip
-        address = self.cluster.instances[relay].config["media"]["address"]
-
-        def query():
-            with NgClient((address, 2223), bind=self.lab.hosts["r1"].data_ip) as ng:
-                return ng.request("query", call_id=call_id)
-        q = netlab.in_netns(self.lab.hosts["r1"].ns, query)
-        for tag in q["tags"].values():
-            stream = tag["medias"][0]["streams"][0]
-            if stream.get("endpoint", {}).get("address") == caller_ip:
-                return stream["local port"]
-        raise AssertionError(f"no caller leg in {q}")
+        return media_probe.caller_port(self.cluster, relay, call_id)
 
     def relayed(self, relay: str) -> float:
         """The relay's evosip_media_packets_relayed_total."""
@@ -94,22 +79,8 @@ class MediaFailoverTest(unittest.TestCase):
         raise AssertionError(f"no packet counter in {relay}'s metrics")
 
     def echo_streams(self, relay: str, call_ids):
-        """Per call, RTP every 20 ms from c1 to the relay's caller-facing port; the callee
-        echoes, so each packet crosses the relay both ways back to the same socket."""
-        address = self.cluster.instances[relay].config["media"]["address"]
-        caller_ip = self.lab.hosts["c1"].p2p_ip
-        streams = []
-        for call_id in call_ids:
-            port = self.caller_port(relay, call_id)
-
-            def bind():
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind((caller_ip, 0))
-                return s
-            sock = netlab.in_netns(self.lab.hosts["c1"].ns, bind)
-            self.addCleanup(sock.close)
-            streams.append(Stream(sock, (address, port), sock))
-        self.addCleanup(lambda: [s.close() for s in streams])
+        streams = media_probe.echo_streams(self.cluster, relay, call_ids)
+        self.addCleanup(media_probe.close, streams)
         return streams
 
     def test_relay_cut_off_fences_itself_and_after_the_heal_one_relay_serves(self):
@@ -202,22 +173,9 @@ class MediaFailoverTest(unittest.TestCase):
                           "every call anchored")
         victim = max(relays, key=lambda m: len(self.relay_calls(m)))
         survivor = next(m for m in relays if m != victim)
-        address = self.cluster.instances[victim].config["media"]["address"]
-        caller_ip = self.lab.hosts["c1"].p2p_ip
-        streams = []
         victim_calls = self.relay_calls(victim)
-        ports = {}
-        for call_id in victim_calls:
-            port = ports[call_id] = self.caller_port(victim, call_id)
-
-            def bind():
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind((caller_ip, 0))
-                return s
-            sock = netlab.in_netns(self.lab.hosts["c1"].ns, bind)
-            self.addCleanup(sock.close)
-            streams.append(Stream(sock, (address, port), sock))  # the callee echoes
-        self.addCleanup(lambda: [s.close() for s in streams])
+        ports = {call_id: self.caller_port(victim, call_id) for call_id in victim_calls}
+        streams = self.echo_streams(victim, victim_calls)
         time.sleep(1.5)
         self.assertTrue(all(len(s.arrivals) > 30 for s in streams),
                         f"echo before the kill: {[len(s.arrivals) for s in streams]}")
