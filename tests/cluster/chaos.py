@@ -17,7 +17,9 @@ For each tier (edge, router, media) under `--rate` calls/s of `--call-s` s calls
 Printed per step: calls placed, failed, and the exit codes of the drained instances; for the
 edge kill and cut, the time until the core router stopped sending to that edge; for the relay
 kill and cut, the media gap of `--probes` calls carrying RTP (echoed by the callee) that were
-anchored on the victim, and after the cut's heal how many hosts route its address. The exit status
+anchored on the victim, and after the cut's heal how many hosts route its address. At the end:
+the registrations in Redis against those after the bring-up, and per instance its evosip
+processes and UDP sockets (`ss` in its namespace) against those after the bring-up. The exit status
 is non-zero when a rolling restart failed a call or an instance did not exit 0 on SIGTERM.
 """
 
@@ -38,6 +40,24 @@ import netlab  # noqa: E402
 from cluster import ANYCAST, Cluster, callers_and_callee, place_calls  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def bindings(lab) -> list:
+    """The address-of-record keys of the location store in Redis (registrations)."""
+    svc = lab.hosts["svc"].data_ip
+    out = lab.nsexec("svc", "redis-cli", "-h", svc, "--scan", "--pattern", "evosip:loc:*").stdout
+    return sorted(out.split())
+
+
+def evosip_sockets(lab, cluster) -> dict:
+    """Per instance: its evosip processes and UDP sockets (ss in its namespace)."""
+    seen = {}
+    for name, inst in cluster.instances.items():
+        out = lab.nsexec(inst.host, "ss", "-uanpH", check=False).stdout
+        lines = [ln for ln in out.splitlines() if '"evosip"' in ln]
+        pids = {ln.split("pid=")[1].split(",")[0] for ln in lines if "pid=" in ln}
+        seen[name] = (len(pids), len(lines))
+    return seen
 
 
 def main() -> int:
@@ -80,6 +100,10 @@ def main() -> int:
                                int(args.call_s * 1000), int(seconds + args.call_s + 60),
                                port=5070 + step[0] % 20, extra=["-l", str(args.rate * 20)]), n
 
+        # One second of load first: sockets made at first use (a router's ng client) are there.
+        warm, _ = load(1)
+        warm.wait(120)
+        bindings0, sockets0 = bindings(lab), evosip_sockets(lab, cluster)
         print(f"# {args.rate} calls/s, {args.call_s:g} s calls, through {ANYCAST}; relay "
               f"takeover {'on' if takeover else 'off'}; binary {binary}", flush=True)
         def probe(victim: str, seconds: float):
@@ -199,6 +223,17 @@ def main() -> int:
                 kill(tier, victim, paths0)
             if "cut" in steps:
                 cut(tier, victim, paths0)
+        # Nothing lost or left behind: the registrations, one process per instance and as many
+        # UDP sockets as after the bring-up (the calls have ended; relays idle).
+        time.sleep(3)
+        bindings1, sockets1 = bindings(lab), evosip_sockets(lab, cluster)
+        lost = sorted(set(bindings0) - set(bindings1))
+        leaked = {n: (sockets0.get(n), c) for n, c in sockets1.items() if c != sockets0.get(n)}
+        print(f"end: {len(bindings1)} registrations ({len(lost)} lost of {len(bindings0)}); "
+              f"processes and UDP sockets per instance as after the bring-up: "
+              f"{'yes' if not leaked else leaked}", flush=True)
+        if lost or leaked:
+            bad.append("registrations lost or processes/sockets left")
     finally:
         lab.destroy()
         if not args.keep:
