@@ -33,6 +33,8 @@ class RouterDrain(RouterTestCase):
             self.assertEqual((reg or _f).status, 503, f"REGISTER while draining:\n{reg or _f}")
         done = caller.wait(30)
         self.assertSippOk(done, 1)
+        # the callee counts a call once its timewait after the BYE's 200 has passed
+        wait_until(lambda: callee.result().successful >= 1, 5, "the callee ending the calls")
         uas = callee.result()
         self.assertEqual((uas.successful, uas.failed), (1, 0), uas.summary())
         wait_until(lambda: p.router.rpc("dialog.list").get("dialogs", [None]) == [], 5,

@@ -50,6 +50,8 @@ class RouterRedis(RouterTestCase):
         self.use_routers(self.b)
         done = caller.wait(30)
         self.assertSippOk(done, 1)
+        # the callee counts a call once its timewait after the BYE's 200 has passed
+        wait_until(lambda: callee.result().successful >= 2, 5, "the callee ending the calls")
         uas = callee.result()
         self.assertEqual((uas.successful, uas.failed), (2, 0), uas.summary())
         wait_until(lambda: self.dialogs(self.b) == [], 5, "dialog removed by the BYE via B")
