@@ -20,6 +20,13 @@
 # message, or fails with REQUIRE_BOTH=1), RATES="500,1000,...", STEP_SECONDS, CALL_MS
 # (pause between ACK and BYE, default 0), WORKERS (evosip workers = kamailio children, 2),
 # KEEP=1 keeps the work dir. Exit status non-zero when a side failed to run.
+#
+# SYSCALLS=1: after each step, a second step of SYSCALL_CALLS calls (default 6000) at the same
+# rate with the proxy's system calls counted per kind (`perf stat` on the syscall tracepoints
+# of all its threads and processes), printed as system calls per SIP message received (sc/msg:
+# the messages the scenarios send to the proxy, 6 per call) beside calls per CPU-second, then
+# per kind. The counted step is not in the CPU figures. PROFILE=1: the same extra step runs
+# under `perf record -g` (999 Hz) too, and the hottest symbols are printed (PROFILE_TOP, 12).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -34,7 +41,8 @@ ROOT = os.environ["BENCH_ROOT"]
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness as h  # noqa: E402  (stdlib-only helpers shared with the integration tests)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import cpu_seconds, fmt, memory_kb, percentile, read_rtt, tree  # noqa: E402
+from benchlib import (Profile, SyscallCount, cpu_seconds, fmt, memory_kb,  # noqa: E402
+                      per_message, percentile, perf_usable, read_rtt, tree)
 
 QUICK = os.environ.get("QUICK", "") == "1"
 RATES = [int(r) for r in os.environ.get(
@@ -46,6 +54,19 @@ EVOSIP_BIN = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
 REQUIRE_BOTH = os.environ.get("REQUIRE_BOTH", "") == "1"
 KAMAILIO_CFG = os.path.join(ROOT, "bench", "kamailio", "stateless_proxy.cfg")
 KAM_MEM = os.environ.get("KAMAILIO_MEM", "auto")
+SYSCALLS = os.environ.get("SYSCALLS", "") == "1"
+PROFILE = os.environ.get("PROFILE", "") == "1"
+PROFILE_TOP = int(os.environ.get("PROFILE_TOP", "12"))
+SYSCALL_CALLS = int(os.environ.get("SYSCALL_CALLS", "6000"))
+
+
+def messages_per_call():
+    """SIP messages the proxy receives per call: what the uac and the uas scenarios send."""
+    n = 0
+    for name in ("uac_bench.xml", "uas_router.xml"):
+        with open(h.scenario(name)) as f:
+            n += f.read().count("<send")
+    return n
 
 
 def start_kamailio(work, cleanup, uas_uri, mem, name="kamailio"):
@@ -124,6 +145,29 @@ def step(work, side, proc, port, rate, idx, seconds=None):
             "alive": proc.alive(), "summary": "" if ok else res.summary().splitlines()[0]}
 
 
+def syscall_step(work, side, proc, port, rate, idx):
+    """SYSCALL_CALLS calls at rate with the proxy's system calls counted: (counts, messages)."""
+    calls = SYSCALL_CALLS
+    seconds = calls / rate
+    uac = h.Sipp(work, f"uac_sc_{side}_{rate}_{idx}", scenario=h.scenario("uac_bench.xml"),
+                 remote=f"{h.HOST}:{port}", calls=calls, rate=rate, rate_period_ms=1000,
+                 limit=max(200, rate * 2), duration_ms=CALL_MS, timeout_s=seconds + 20,
+                 recv_timeout_ms=5000, stat_period_s=60)
+    out = os.path.join(work, f"perf_stat_{side}_{rate}_{idx}.csv")
+    pids = tree(proc.pid)
+    if PROFILE:
+        profile = Profile(pids, os.path.join(work, f"perf_{side}_{rate}_{idx}.data"))
+        with SyscallCount(pids, out) as counted, profile:
+            res = uac.run()
+        print(f"  {side} {rate} c/s profile (perf record -g, self time):")
+        for line in profile.top(PROFILE_TOP):
+            print(f"    {line}")
+    else:
+        with SyscallCount(pids, out) as counted:
+            res = uac.run()
+    return counted.counts, res.successful * messages_per_call(), res.failed
+
+
 def main():
     t_start = time.monotonic()
     work = h.make_tmpdir("evosip-bench-")
@@ -162,8 +206,15 @@ def main():
                 failed_sides.append("evosip")
         print(f"# rates {RATES} c/s, {STEP:g} s per step, workers/children={WORKERS}, "
               f"call pause {CALL_MS} ms, 127.0.0.1, uac/uas sipp {h.SIPP}")
+        if (SYSCALLS or PROFILE) and not perf_usable():
+            print("SYSCALLS=1: perf stat cannot count syscall tracepoints here", file=sys.stderr)
+            return 2
+        if SYSCALLS:
+            print(f"# sc/msg: system calls per SIP message received, {SYSCALL_CALLS} calls "
+                  f"counted after each step ({messages_per_call()} messages per call)")
         print(f"{'side':9} {'rate':>6} {'calls':>7} {'failed':>6} {'achv/s':>7} {'cpu_s':>6} "
-              f"{'calls/cpu_s':>11} {'p50ms':>6} {'p99ms':>7} {'RSS_MB':>7} {'PSS_MB':>7}")
+              f"{'calls/cpu_s':>11} {'sc/msg':>6} {'p50ms':>6} {'p99ms':>7} {'RSS_MB':>7} "
+              f"{'PSS_MB':>7}")
         stopped = set()
         for i, rate in enumerate(RATES):
             for side, (proc, port) in sides.items():
@@ -171,10 +222,21 @@ def main():
                     continue
                 r = step(work, side, proc, port, rate, i)
                 results[side].append(r)
+                per_msg, kinds = "-", ""
+                if (SYSCALLS or PROFILE) and r["alive"]:
+                    time.sleep(0.5)
+                    counts, messages, sc_failed = syscall_step(work, side, proc, port, rate, i)
+                    if messages > 0:
+                        per_msg = f"{counts.get('total', 0) / messages:.2f}"
+                    kinds = (f"  {side} {rate} c/s syscalls per message ({messages} messages"
+                             f"{f', {sc_failed} failed calls' if sc_failed else ''}): "
+                             f"{per_message(counts, messages)}")
                 print(f"{side:9} {rate:>6} {r['ok']:>7} {r['failed']:>6} {r['achieved']:>7.0f} "
-                      f"{r['cpu']:>6.2f} {r['cps_per_cpu']:>11.0f} {fmt(r['p50'])!s:>6} "
-                      f"{fmt(r['p99'])!s:>7} {r['rss_kb']/1024:>7.1f} {r['pss_kb']/1024:>7.1f}",
-                      flush=True)
+                      f"{r['cpu']:>6.2f} {r['cps_per_cpu']:>11.0f} {per_msg:>6} "
+                      f"{fmt(r['p50'])!s:>6} {fmt(r['p99'])!s:>7} {r['rss_kb']/1024:>7.1f} "
+                      f"{r['pss_kb']/1024:>7.1f}", flush=True)
+                if kinds:
+                    print(kinds, flush=True)
                 if not r["alive"]:
                     print(f"{side}: proxy died at {rate} c/s\n{proc.tail()}", file=sys.stderr)
                     failed_sides.append(side)
