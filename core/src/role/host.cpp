@@ -15,6 +15,7 @@ Host::Host(std::string role, const CommonSettings& common, size_t workers, size_
       pool_(workers, blockingThreads),
       drain_(DrainSettings{common.drainTimeout, common.drainIdle},
              runtime::SteadyClock::instance()) {
+  pool_.setIoMode(common.ioMode);
   registerRpc();
   auto& draining = metrics_
                        .gaugeFamily("evosip_draining",
@@ -39,6 +40,17 @@ void Host::start() {
   control_->start();
   pool_.start();
   started_ = true;
+  const auto io = runtime::ioModeName(pool_.ioMode());
+  metrics_
+      .gaugeFamily("evosip_worker_io", "1 for what the workers wait in (sip.io): io_uring or epoll")
+      .Add({{"mode", std::string(io)}})
+      .Set(1);
+  if (!pool_.ioFallbackReason().empty()) {
+    logger_->warn("{}: workers wait in {} (io_uring: {})", role_, io, pool_.ioFallbackReason());
+  } else if (common_.ioMode != runtime::IoMode::kEpoll) {
+    logger_->info("{}: workers wait in {}", role_, io);
+  }
+
   if (ticks_) {
     ticks_->start();
   }

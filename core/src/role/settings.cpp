@@ -91,6 +91,10 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
         fmt::format("worker_scheduling: '{}' is not batch or normal", scheduling));
   }
   s.batchScheduling = scheduling == "batch";
+  const std::string io = doc.getString("sip.io", "auto");
+  if (!runtime::parseIoMode(io, s.ioMode)) {
+    throw config::ConfigError(fmt::format("sip.io: '{}' is not auto, io_uring or epoll", io));
+  }
   return s;
 }
 

@@ -5,10 +5,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include <evosip/base/strings.hpp>
 #include <evosip/runtime/worker_pool.hpp>
+#include <evosip/runtime/worker_ring.hpp>
 
 namespace evosip::runtime {
 
@@ -60,6 +62,16 @@ size_t affinityCpuCount() {
   return hw == 0 ? 1 : hw;
 }
 
+void runWorker(Worker& worker, [[maybe_unused]] WorkerRing* ring) {
+#ifdef EVOSIP_HAVE_URING
+  if (ring != nullptr) {
+    ring->run();
+    return;
+  }
+#endif
+  worker.io().run();
+}
+
 }  // namespace
 
 std::string setThreadScheduling(pthread_t thread, int policy, int priority) {
@@ -96,20 +108,52 @@ WorkerPool::~WorkerPool() {
   blocking_.join();
 }
 
+void WorkerPool::openRings() {
+  activeIo_ = IoMode::kEpoll;
+  ioFallback_.clear();
+  if (ioMode_ == IoMode::kEpoll) {
+    return;
+  }
+  rings_.clear();
+#ifdef EVOSIP_HAVE_URING
+  for (auto& w : workers_) {
+    std::string why;
+    auto ring = WorkerRing::open(w->io_, &why);
+    if (!ring) {
+      rings_.clear();
+      ioFallback_ = why;
+      break;
+    }
+    rings_.push_back(std::move(ring));
+  }
+#else
+  ioFallback_ = "built without liburing";
+#endif
+  if (!ioFallback_.empty()) {
+    if (ioMode_ == IoMode::kIoUring) {
+      throw std::runtime_error("io_uring is not available: " + ioFallback_);
+    }
+    return;
+  }
+  activeIo_ = IoMode::kIoUring;
+}
+
 void WorkerPool::start() {
   if (running_) {
     return;
   }
-  running_ = true;
   guards_.clear();
   for (auto& w : workers_) {
     w->io_.restart();
     guards_.push_back(boost::asio::make_work_guard(w->io_));
   }
+  openRings();
+  running_ = true;
   threads_.reserve(workers_.size());
-  for (auto& w : workers_) {
-    Worker* worker = w.get();
-    threads_.emplace_back([worker, batch = batchScheduling_, rt = realtimePriority_] {
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* worker = workers_[i].get();
+    WorkerRing* ring = i < rings_.size() ? rings_[i].get() : nullptr;
+    threads_.emplace_back([worker, ring, batch = batchScheduling_, rt = realtimePriority_] {
       tCurrentWorker = worker;
       if (rt > 0 || batch) {
         const int policy = rt > 0 ? SCHED_FIFO : SCHED_BATCH;
@@ -121,7 +165,7 @@ void WorkerPool::start() {
       // A handler that throws is a bug; report it and keep the worker serving the others.
       while (true) {
         try {
-          worker->io_.run();
+          runWorker(*worker, ring);
           break;
         } catch (const std::exception& e) {
           std::fprintf(stderr, "worker %zu: unhandled exception: %s\n", worker->index_, e.what());
@@ -151,6 +195,7 @@ void WorkerPool::stop() {
   }
   threads_.clear();
   guards_.clear();
+  rings_.clear();
   blocking_.stop();
   blocking_.join();
   running_ = false;

@@ -53,9 +53,7 @@ void SipTransport::start() {
       if (w->stopped) {
         return;
       }
-      for (auto& s : w->udp) {
-        w->armUdp(s);
-      }
+      w->startUdp();
       for (auto& l : w->tcp) {
         w->armAccept(l);
       }

@@ -2,6 +2,7 @@
 // sendmmsg, and the egress sockets whose answers come back to their own worker.
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <netinet/in.h>
 
@@ -50,7 +51,27 @@ void WorkerState::allocateUdpBatches() {
   }
 }
 
+void WorkerState::startUdp() {
+#ifdef EVOSIP_HAVE_URING
+  if (runtime::WorkerRing* ring = runtime::WorkerRing::current(); ring != nullptr && !udp.empty()) {
+    std::string why;
+    udpRing = UdpRing::open(*this, *ring, &why);
+    if (!udpRing) {
+      std::fprintf(stderr, "transport: worker %zu: UDP through epoll (%s)\n", worker.index(),
+                   why.c_str());
+    }
+  }
+#endif
+  for (auto& s : udp) {
+    armUdp(s);
+  }
+}
+
 void WorkerState::armUdp(const std::shared_ptr<UdpSocket>& s) {
+  if (udpRing) {
+    udpRing->watch(s);
+    return;
+  }
   s->socket.async_wait(udp::socket::wait_read, [s](const boost::system::error_code& ec) {
     if (s->closed || ec == asio::error::operation_aborted) {
       return;
@@ -128,6 +149,9 @@ bool WorkerState::sendUdp(const Endpoint& to, std::string_view data, int fd) {
       return false;
     }
     fd = s->socket.native_handle();
+  }
+  if (udpRing && udpRing->send(to, data, fd)) {
+    return true;
   }
   if (batchDepth > 0 && data.size() <= sendCapacity) {
     if (sendCount == sendMsgs.size() || sendUsed + data.size() > sendCapacity) {

@@ -23,6 +23,9 @@ void WorkerState::deliver(const Packet& packet) {
 
 void WorkerState::closeAll() {
   stopped = true;
+  if (udpRing) {
+    udpRing->close();  // receives cancelled before the sockets close
+  }
   boost::system::error_code ec;
   for (auto& s : udp) {
     s->closed = true;

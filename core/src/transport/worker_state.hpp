@@ -19,6 +19,7 @@
 #include <evosip/transport/sip_transport.hpp>
 
 #include "connections_per_ip.hpp"
+#include "udp_ring.hpp"
 
 namespace evosip::transport {
 
@@ -36,7 +37,9 @@ struct UdpSocket {
   udp::socket socket;
   Endpoint local;
   bool closed = false;
-  bool egress = false;  // other workers send from it too (SipTransport::Impl::egress)
+  bool egress = false;    // other workers send from it too (SipTransport::Impl::egress)
+  uint32_t ringSlot = 0;  // UdpRing: the socket's slot and the generation of its receive
+  uint16_t ringGen = 0;
 };
 
 struct TcpListener {
@@ -100,6 +103,9 @@ struct WorkerState {
   std::vector<sockaddr_storage> recvAddrs;
   std::unique_ptr<char[]> recvBuffer;
 
+  // The io_uring path when the worker waits in a ring (runtime::WorkerRing), else nullptr.
+  std::unique_ptr<UdpRing> udpRing;
+
   // sendmmsg batch, filled while a receive batch runs (batchDepth > 0).
   int batchDepth = 0;
   std::vector<mmsghdr> sendMsgs;
@@ -114,7 +120,8 @@ struct WorkerState {
   // Hands one message to the role's handler; a handler that throws is counted, not fatal.
   void deliver(const Packet& packet);
 
-  // UDP (udp_transport.cpp).
+  // UDP (udp_transport.cpp). startUdp picks the path (io_uring or epoll) and arms every socket.
+  void startUdp();
   void allocateUdpBatches();
   void armUdp(const std::shared_ptr<UdpSocket>& s);
   void drainUdp(const std::shared_ptr<UdpSocket>& s);

@@ -352,8 +352,9 @@ void EdgeService::start() {
   for (const auto& spec : d.transport->bound()) {
     addrs += (addrs.empty() ? "" : ", ") + spec.str();
   }
-  d.logger->info("edge ready: sip {} control {} workers {} routers {}", addrs,
-                 d.config.common.control.listen, d.pool.size(), d.config.routers.size());
+  d.logger->info("edge ready: sip {} control {} workers {} io {} routers {}", addrs,
+                 d.config.common.control.listen, d.pool.size(),
+                 runtime::ioModeName(d.pool.ioMode()), d.config.routers.size());
 }
 
 void EdgeService::stop() {

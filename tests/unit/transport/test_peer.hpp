@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -208,8 +209,20 @@ class TransportFixture : public ::testing::Test {
   // The reply hook runs on the worker, inside the handler.
   using Reply = std::function<void(SipTransport&, const Packet&)>;
 
+  // EVOSIP_TEST_SIP_IO (auto, io_uring, epoll; default epoll): what the workers wait in, so
+  // that the same tests cover both UDP paths (ctest runs them once per path).
+  static runtime::IoMode testIoMode() {
+    runtime::IoMode mode = runtime::IoMode::kEpoll;
+    const char* env = std::getenv("EVOSIP_TEST_SIP_IO");
+    if (env != nullptr && !runtime::parseIoMode(env, mode)) {
+      ADD_FAILURE() << "EVOSIP_TEST_SIP_IO=" << env;
+    }
+    return mode;
+  }
+
   void startTransport(TransportSettings settings, size_t workers = 2) {
     pool_ = std::make_unique<runtime::WorkerPool>(workers, 1);
+    pool_->setIoMode(testIoMode());
     transport_ = std::make_unique<SipTransport>(
         *pool_, std::move(settings), [this](runtime::Worker& w, const Packet& p) {
           {

@@ -10,6 +10,7 @@
 #include <evosip/config/config.hpp>
 #include <evosip/control/server.hpp>
 #include <evosip/log/log.hpp>
+#include <evosip/runtime/worker_pool.hpp>
 #include <evosip/transport/address.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
@@ -30,6 +31,9 @@ struct CommonSettings {
   bool freeBind = false;  // sip.free_bind: listen on an address not (yet) on this host
   // worker_scheduling: "batch" runs the workers SCHED_BATCH (runtime::WorkerPool).
   bool batchScheduling = false;
+  // sip.io: what the workers wait in (auto: io_uring where the kernel allows it, else epoll).
+  // Roles without SIP keep epoll.
+  runtime::IoMode ioMode = runtime::IoMode::kEpoll;
   // drain_timeout_s: the longest a SIGTERM drain waits for work in progress before the exit.
   std::chrono::seconds drainTimeout{30};
   // drain_idle_s: how long nothing may be in progress (and, where the role counts arrivals,

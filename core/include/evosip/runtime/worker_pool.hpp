@@ -19,6 +19,14 @@
 
 namespace evosip::runtime {
 
+// What a worker thread waits in. kAuto: io_uring where available, else epoll.
+enum class IoMode { kAuto, kIoUring, kEpoll };
+// "auto", "io_uring" or "epoll" into mode; false for anything else.
+bool parseIoMode(std::string_view text, IoMode& mode);
+std::string_view ioModeName(IoMode mode);
+
+class WorkerRing;  // worker_ring.hpp
+
 class Worker {
  public:
   explicit Worker(size_t index) : index_(index) {}
@@ -59,6 +67,15 @@ class WorkerPool {
   // Worker threads started after this run SCHED_FIFO at this priority (1..99; 0: the normal
   // policy). Without CAP_SYS_NICE a warning is printed and the normal policy kept.
   void setRealtimePriority(int priority) { realtimePriority_ = priority; }
+  // What the worker threads started after this wait in: kEpoll (the default) runs each
+  // io_context as it is; kIoUring makes each thread wait in an io_uring instance of its own
+  // (WorkerRing: the io_context keeps its timers, descriptors and posted work) and start()
+  // throws when that is not available; kAuto uses io_uring when every worker can.
+  void setIoMode(IoMode mode) { ioMode_ = mode; }
+  // After start(): what the workers wait in (kIoUring or kEpoll), and why not io_uring when
+  // kAuto fell back to epoll ("" otherwise).
+  IoMode ioMode() const { return activeIo_; }
+  const std::string& ioFallbackReason() const { return ioFallback_; }
   // Starts one thread per worker; each runs its io_context until stop().
   void start();
   // Stops every io_context and joins the threads, then stops the blocking pool (running blocking
@@ -83,6 +100,11 @@ class WorkerPool {
   std::vector<std::unique_ptr<Worker>> workers_;
   bool batchScheduling_ = false;
   int realtimePriority_ = 0;
+  IoMode ioMode_ = IoMode::kEpoll;
+  IoMode activeIo_ = IoMode::kEpoll;
+  std::string ioFallback_;
+  std::vector<std::unique_ptr<WorkerRing>> rings_;  // one per worker in kIoUring, until stop()
+  void openRings();
   std::vector<std::thread> threads_;
   // Keep each io_context running while it has nothing to do, until stop().
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
