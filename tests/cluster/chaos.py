@@ -37,7 +37,10 @@ sys.path.insert(0, HERE)
 
 import media_probe  # noqa: E402
 import netlab  # noqa: E402
-from cluster import ANYCAST, Cluster, callers_and_callee, place_calls  # noqa: E402
+from cluster import (ANYCAST, CALLEE, ECHO, Cluster, callers_and_callee,  # noqa: E402
+                     place_calls)
+
+CALLEE_USER = CALLEE[0]
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
@@ -64,7 +67,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="churn under load on the namespace cluster")
     ap.add_argument("--rate", type=int, default=100, help="calls per second")
     ap.add_argument("--call-s", type=float, default=5.0, help="call duration")
-    ap.add_argument("--tiers", default="edge,router,media")
+    ap.add_argument("--tiers", default="edge,router,media",
+                    help="edge, router, media, app (app: the calls go to an Echo service "
+                         "number the apps answer)")
     ap.add_argument("--cut-s", type=float, default=5.0, help="how long a partition lasts")
     ap.add_argument("--steps", default="restart,kill,cut",
                     help="which steps to run per tier (restart, kill, cut)")
@@ -93,12 +98,14 @@ def main() -> int:
                                                   "-rtp_echo"])
         step = [0]
 
-        def load(seconds: float):
+        def load(seconds: float, tier: str = ""):
+            """Calls to the callee; for the app tier to ECHO, which the apps answer."""
             step[0] += 1
             n = int(args.rate * seconds)
             return place_calls(cluster, f"load{step[0]}", csv, n, args.rate,
                                int(args.call_s * 1000), int(seconds + args.call_s + 60),
-                               port=5070 + step[0] % 20, extra=["-l", str(args.rate * 20)]), n
+                               port=5070 + step[0] % 20, extra=["-l", str(args.rate * 20)],
+                               callee=ECHO if tier == "app" else CALLEE_USER), n
 
         # One second of load first: sockets made at first use (a router's ng client) are there.
         warm, _ = load(1)
@@ -128,7 +135,7 @@ def main() -> int:
             return f"{max(g) * 1000:.0f} ms" if g else "no probe call on it"
 
         def rolling_restart(tier: str, names) -> None:
-            run, n = load(len(names) * 8 + 4)
+            run, n = load(len(names) * 8 + 4, tier)
             time.sleep(2)
             codes = []
             for name in names:
@@ -149,7 +156,7 @@ def main() -> int:
 
         def kill(tier: str, victim: str, paths0: int) -> None:
             probes, streams = probe(victim, 20) if tier == "media" else (None, [])
-            run, n = load(12)
+            run, n = load(12, tier)
             time.sleep(4)
             t0 = time.monotonic()
             cluster.signal(victim, signal.SIGKILL)
@@ -177,7 +184,7 @@ def main() -> int:
                 netlab.wait_until(lambda: victim in [x["instance"] for x in cluster.rpc(
                     victim, "instance.status")["served"]], 30, f"{victim} serving")
             probes, streams = probe(victim, 25) if tier == "media" else (None, [])
-            run, n = load(12)
+            run, n = load(12, tier)
             time.sleep(4)
             t0 = time.monotonic()
             lab.cut(victim)

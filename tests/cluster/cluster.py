@@ -188,6 +188,8 @@ class Cluster:
             self.add("app", a, {"sip": {"listen": [f"udp:{ip}:5080"]},
                                 "app": {"routers": [f"{netlab.DATA_NET}.0/24"],
                                         "rtp_address": ip, "realtime_priority": 0,
+                                # the churn load sends no RTP: calls are not hung up for it
+                                "rtp_peer_timeout_s": 60,
                                         "voicemail_dir": os.path.join(lab.workdir, f"vm-{a}")}})
             self.start(a)
         for r in routers:
@@ -202,7 +204,8 @@ class Cluster:
                                          for m in relay_hosts],
                               "mode": "always" if relay_hosts else "never"},
                     "dialplan": {"100": {"action": "Playback", "sound": "welcome",
-                                         "sound_locale": "en", "public": True}}},
+                                         "sound_locale": "en", "public": True},
+                                 ECHO: {"action": "Echo"}}},
                 "store": {"backend": "redis", "redis": {"host": svc, "port": 6379}}})
             self.start(r)
         for e in [n for n in lab.hosts if n.startswith("e")]:
@@ -350,6 +353,7 @@ def register_callee(cluster: Cluster, host: str, user: Tuple[str, str], port: in
 # -- the callers and the callee of the cluster's tests ------------------------------------------
 
 CALLEE = ("callee", "pw-callee-Secret")
+ECHO = "101"  # the service number the apps answer with Echo (until the caller's BYE)
 
 
 def callers(n: int) -> List[Tuple[str, str]]:
@@ -369,11 +373,13 @@ def callers_and_callee(cluster: Cluster, n: int, router_name: str,
 
 
 def place_calls(cluster: Cluster, name: str, csv: str, calls: int, rate: int, duration_ms: int,
-                timeout_s: int, port: int = 5070, extra: Sequence[str] = ()):
-    """Authenticated calls from c1 to CALLEE through the anycast address (sipp, in the
-    background): the run's wait() gives its totals."""
+                timeout_s: int, port: int = 5070, extra: Sequence[str] = (),
+                callee: str = CALLEE[0]):
+    """Authenticated calls from c1 to `callee` (CALLEE, or a service number such as ECHO, which
+    an app answers) through the anycast address (sipp, in the background): the run's wait()
+    gives its totals."""
     return sipp(cluster, "c1", name, "router_uac_call_auth.xml", remote=f"{ANYCAST}:5060",
                 port=port, calls=calls, rate=rate, duration_ms=duration_ms, timeout_s=timeout_s,
-                keys={"domain": DOMAIN, "callee": CALLEE[0]},
-                extra=["-inf", csv, "-auth_uri", f"{CALLEE[0]}@{DOMAIN}", "-recv_timeout",
+                keys={"domain": DOMAIN, "callee": callee},
+                extra=["-inf", csv, "-auth_uri", f"{callee}@{DOMAIN}", "-recv_timeout",
                        "10000", *extra])
