@@ -58,14 +58,28 @@ int AsioReactorAccess::epollFd(boost::asio::io_context& io) {
   return reactor.*member(ReactorEpollFd{});
 }
 
+namespace {
+
+// The reactor task is always queued while no thread runs it (the reactor exists: epollFd()),
+// so a second entry is a handler waiting to run. Called with the scheduler's mutex held.
+bool queued(detail::scheduler& s) {
+  auto& queue = s.*member(SchedulerQueue{});
+  detail::scheduler_operation* first = detail::op_queue_access::front(queue);
+  return first != nullptr && detail::op_queue_access::next(first) != nullptr;
+}
+
+}  // namespace
+
+bool AsioReactorAccess::handlersQueued(boost::asio::io_context& io) {
+  auto& s = boost::asio::use_service<detail::scheduler>(io);
+  detail::conditionally_enabled_mutex::scoped_lock lock(s.*member(SchedulerMutex{}));
+  return queued(s);
+}
+
 bool AsioReactorAccess::prepareSleep(boost::asio::io_context& io) {
   auto& s = boost::asio::use_service<detail::scheduler>(io);
   detail::conditionally_enabled_mutex::scoped_lock lock(s.*member(SchedulerMutex{}));
-  // The reactor task is always queued while no thread runs it (the reactor exists: epollFd()),
-  // so a second entry is a handler waiting to run.
-  auto& queue = s.*member(SchedulerQueue{});
-  detail::scheduler_operation* first = detail::op_queue_access::front(queue);
-  if (first != nullptr && detail::op_queue_access::next(first) != nullptr) {
+  if (queued(s)) {
     return false;
   }
   // As when a thread blocks in the reactor (scheduler::do_run_one): a post now interrupts it.
@@ -82,6 +96,9 @@ int AsioReactorAccess::epollFd(boost::asio::io_context&) {
   return -1;
 }
 bool AsioReactorAccess::prepareSleep(boost::asio::io_context&) {
+  return false;
+}
+bool AsioReactorAccess::handlersQueued(boost::asio::io_context&) {
   return false;
 }
 

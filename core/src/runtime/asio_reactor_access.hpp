@@ -18,6 +18,8 @@ class AsioReactorAccess {
   // work posted from now on interrupts the reactor (its epoll descriptor turns readable), as
   // while a thread blocks in io_context::run(); false when handlers are queued (run them).
   static bool prepareSleep(boost::asio::io_context& io);
+  // Handlers are queued (posted, or completed by the reactor) and wait for io_context::poll().
+  static bool handlersQueued(boost::asio::io_context& io);
 };
 
 }  // namespace evosip::runtime

@@ -233,7 +233,7 @@ void WorkerRing::enter(bool sleep) {
   notifySubmitted();
 }
 
-bool WorkerRing::reap(bool& reactorReady) {
+bool WorkerRing::reap() {
   io_uring_cqe* cqe = nullptr;
   unsigned n = 0;
   // Each completion is consumed before it is handed out: a handler that throws does not see
@@ -247,8 +247,7 @@ bool WorkerRing::reap(bool& reactorReady) {
     const size_t id = c.user_data >> 56;
     if (id == 0) {
       if (payloadOf(c.user_data) == kReactorReady) {
-        reactorArmed_ = false;
-        reactorReady = true;
+        reactorArmed_ = false;  // the io_context ran since (run()); armed again next pass
       }
       continue;
     }
@@ -257,6 +256,17 @@ bool WorkerRing::reap(bool& reactorReady) {
     }
   }
   return true;
+}
+
+bool WorkerRing::reactorPollCompleted() {
+  unsigned head;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    if ((cqe->user_data >> 56) == 0 && payloadOf(cqe->user_data) == kReactorReady) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void WorkerRing::run() {
@@ -270,22 +280,23 @@ void WorkerRing::run() {
     ::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
     enabled_ = true;
   }
-  bool runHandlers = true;
+  io_.poll();
   while (!io_.stopped()) {
-    if (runHandlers) {
-      io_.poll();  // the reactor's ready descriptors and timers, and the posted handlers
-      if (io_.stopped()) {
-        break;
-      }
-    }
     armReactorPoll();
     // After prepareSleep(), a stop() or a post interrupts the reactor; one that came before it
     // is seen here.
     const bool sleep = AsioReactorAccess::prepareSleep(io_) && !io_.stopped();
     enter(sleep);
-    bool reactorReady = false;
-    const bool drained = reap(reactorReady);
-    runHandlers = reactorReady || !sleep || !drained;
+    // What was posted to the worker, or completed by its reactor, before these completions
+    // arrived runs first, in the order an io_context alone would have kept: a request's state
+    // posted by another worker is in place before that request's answer is handled here.
+    if (!sleep || reactorPollCompleted() || AsioReactorAccess::handlersQueued(io_)) {
+      io_.poll();
+      if (io_.stopped()) {
+        break;
+      }
+    }
+    reap();
   }
 }
 

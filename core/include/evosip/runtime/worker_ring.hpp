@@ -108,7 +108,9 @@ class WorkerRing {
   void armReactorPoll();
   void enter(bool sleep);
   // Hands out the completions there are; false when it stopped at the per-pass limit.
-  bool reap(bool& reactorReady);
+  bool reap();
+  // The poll of the io_context's reactor is among the completions not handed out yet.
+  bool reactorPollCompleted();
   void notifyEntering();
   void notifySubmitted();
 
