@@ -185,5 +185,6 @@ class Profile:
         r = subprocess.run(["perf", "report", "-i", self.path, "--no-children", "--sort",
                             "dso,symbol", "--stdio", "-q", "-g", "none"],
                            capture_output=True, text=True)
-        lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip() and "%" in ln]
+        # perf pads its columns to the longest symbol (C++ names run to hundreds of bytes)
+        lines = [" ".join(ln.split()) for ln in r.stdout.splitlines() if ln.strip() and "%" in ln]
         return lines[:n]
