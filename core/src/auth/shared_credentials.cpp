@@ -28,6 +28,17 @@ SharedCredentials::Shard& SharedCredentials::shardOf(const std::string& key) con
 
 std::optional<CredentialLookup> SharedCredentials::find(std::string_view domain,
                                                         std::string_view user) const {
+  return lookup(domain, user, false);
+}
+
+std::optional<CredentialLookup> SharedCredentials::findStale(std::string_view domain,
+                                                             std::string_view user) const {
+  return lookup(domain, user, true);
+}
+
+std::optional<CredentialLookup> SharedCredentials::lookup(std::string_view domain,
+                                                          std::string_view user,
+                                                          bool staleToo) const {
   const std::string key = makeKey(domain, user);
   Shard& shard = shardOf(key);
   const auto now = clock_.now();
@@ -36,28 +47,19 @@ std::optional<CredentialLookup> SharedCredentials::find(std::string_view domain,
   if (it == shard.entries.end()) {
     return std::nullopt;
   }
-  if (now >= it->second.expires) {
-    if (now >= it->second.keep) {
-      shard.entries.erase(it);
-    }
+  const Entry& e = it->second;
+  if (now < e.expires) {
+    return e.value;
+  }
+  if (now >= e.keep) {
+    shard.entries.erase(it);
     return std::nullopt;
   }
-  return it->second.value;
-}
-
-std::optional<CredentialLookup> SharedCredentials::findStale(std::string_view domain,
-                                                             std::string_view user) const {
-  const std::string key = makeKey(domain, user);
-  Shard& shard = shardOf(key);
-  const auto now = clock_.now();
-  std::lock_guard lock(shard.mutex);
-  auto it = shard.entries.find(key);
-  if (it == shard.entries.end() || it->second.value.status != CredentialStatus::kFound ||
-      now >= it->second.keep) {
+  if (!staleToo || e.value.status != CredentialStatus::kFound) {
     return std::nullopt;
   }
-  CredentialLookup stale = it->second.value;
-  stale.stale = now >= it->second.expires;
+  CredentialLookup stale = e.value;
+  stale.stale = true;
   return stale;
 }
 

@@ -38,8 +38,8 @@ class SharedCredentials {
 
   // A fresh answer (found or unknown user), or nullopt.
   std::optional<CredentialLookup> find(std::string_view domain, std::string_view user) const;
-  // For when the API cannot be asked: a found user's credentials past their ttl but within
-  // staleIfError of it (marked stale), or nullopt.
+  // For when the API cannot be asked: as find(), and also a found user's credentials past
+  // their ttl but within staleIfError of it (marked stale).
   std::optional<CredentialLookup> findStale(std::string_view domain, std::string_view user) const;
   // Stores an answer of the api fetched when generation() was `generation`. kUnavailable
   // answers are not stored. Ignored when an invalidation happened since.
@@ -63,6 +63,8 @@ class SharedCredentials {
   };
   static constexpr size_t kShards = 16;
 
+  std::optional<CredentialLookup> lookup(std::string_view domain, std::string_view user,
+                                         bool staleToo) const;
   static std::string makeKey(std::string_view domain, std::string_view user);
   Shard& shardOf(const std::string& key) const;
 
