@@ -104,7 +104,7 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
     drop(w, DropReason::kControlChar);  // ... and to the request's rules
     return;
   }
-  relay(w, worker, msg, *ours, router);
+  relay(w, worker, msg, *ours, router != SIZE_MAX);
 }
 
 // A router's response: the router is alive; the request it answers is settled, or, refused by a
@@ -125,9 +125,9 @@ bool EdgeProxy::fromRouter(WorkerState& w, size_t worker, const sip::Message& ms
   return false;
 }
 
-// Sends a response on to the next Via. `router`: the router it came from, SIZE_MAX for a client.
+// Sends a response on to the next Via. `byRouter`: a router sent it, not a client.
 void EdgeProxy::relay(WorkerState& w, size_t worker, const sip::Message& msg, const sip::Via& ours,
-                      size_t router) {
+                      bool byRouter) {
   auto to = responseDestination(w, msg, ours);
   if (!to) {
     return;
@@ -137,7 +137,7 @@ void EdgeProxy::relay(WorkerState& w, size_t worker, const sip::Message& msg, co
     return;
   }
   const bool toRouter = to->protocol == Protocol::kUdp && w.routers->find(to->remote) != SIZE_MAX;
-  if (router != SIZE_MAX) {
+  if (byRouter) {
     countAuthFailure(w, worker, msg, ours, to->remote.ip);
   } else if (!toRouter) {
     // The edge sends requests to clients only on behalf of a router: a client's response goes
@@ -148,7 +148,7 @@ void EdgeProxy::relay(WorkerState& w, size_t worker, const sip::Message& msg, co
   }
   sip::MessageEditor edit(msg);
   edit.removeFirstValue(*msg.find(sip::HeaderId::kVia));
-  if (!toRouter || router == SIZE_MAX) {  // crossing the platform's border, either way
+  if (!toRouter || !byRouter) {  // crossing the platform's border, either way
     for (const auto& h : msg.headers()) {
       if (h.id == sip::HeaderId::kOther && detail::isEvosipHeader(h.name)) {
         edit.removeHeader(h);

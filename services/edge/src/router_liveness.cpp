@@ -166,25 +166,33 @@ void EdgeProxy::onDrainRefusal(WorkerState& w, size_t worker, uint64_t key, size
 // the same branch and reach the same router: the draining one is out of the rendezvous choice).
 // The 503 goes on to the caller, without the header, only when the request was not kept (the
 // table was full) or every other router drains too.
+//
+// The worker may run this from a post, before any packet or tick showed it the latest router
+// set, while the kept request was sent from another worker that had seen it: the set is
+// refreshed first, and the request is matched to the refusal by the router's address, which
+// means the same router in every generation of the set.
 void EdgeProxy::retryAfterDrain(WorkerState& w, size_t worker, uint64_t key,
                                 const transport::Endpoint& from, const sip::Message& response) {
+  refreshRouters(w);
   PendingRequest* kept = w.pending.find(key);
-  const size_t router = w.routers->find(from);
-  if (kept != nullptr && (kept->router != router || kept->generation != w.routersGeneration)) {
+  if (kept != nullptr && kept->routerEndpoint != from) {
     return;  // the request is at another router already: a late copy of the refusal
   }
+  const size_t router = w.routers->find(from);
   const int64_t now = nowNs();
   size_t next = SIZE_MAX;
   PendingRequest p;
   if (kept != nullptr) {
-    holdForDrain(w.routers->at(router), now);
+    if (router != SIZE_MAX) {  // else the router has just left the set
+      holdForDrain(w.routers->at(router), now);
+    }
     p = std::move(*kept);
     w.pending.erase(key);
     next = nextRouter(w, p, router, now);
   }
   if (next == SIZE_MAX || w.routers->at(next).drainingAt(now)) {
     if (auto ours = response.topVia()) {
-      relay(w, worker, response, *ours, router);
+      relay(w, worker, response, *ours, true);
     }
     return;
   }

@@ -61,8 +61,14 @@ class EdgeProxyTest : public ::testing::Test {
 
   void receive(const std::string& text, Endpoint from = ep("192.0.2.10", 5062),
                Protocol proto = Protocol::kUdp, transport::ConnectionId conn = {}) {
+    receiveOn(0, text, from, proto, conn);
+  }
+
+  // The same, on the given worker (the kernel hands each packet to one of them).
+  void receiveOn(size_t worker, const std::string& text, Endpoint from = ep("192.0.2.10", 5062),
+                 Protocol proto = Protocol::kUdp, transport::ConnectionId conn = {}) {
     transport::Packet p{text, {proto, from, ep("127.0.0.1", 5060), conn}};
-    proxy->onPacket(0, p);
+    proxy->onPacket(worker, p);
   }
 
   sip::Message last() {

@@ -16,20 +16,21 @@ class EdgeFailoverTest : public EdgeProxyTest {
  protected:
   void SetUp() override { make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"}); }
 
-  // The router's answer to the request it got as `forwarded`, sent from `router`.
+  // The router's answer to the request it got as `forwarded`, received by `worker`.
   void answer(const Sent& forwarded, int code, const std::string& reason,
-              const std::string& extra = "") {
+              const std::string& extra = "", size_t worker = 0) {
     auto req = sip::Message::parse(forwarded.bytes);
     ASSERT_TRUE(req) << forwarded.bytes;
     const std::string tag = code > 100 ? ";tag=r1" : "";
-    receive("SIP/2.0 " + std::to_string(code) + " " + reason + "\r\n" + viaLines(*req) +
-                "To: <sip:bob@evosip.local>" + tag +
-                "\r\nFrom: Alice <sip:alice@evosip.local>;tag=1928301774\r\n"
-                "Call-ID: " +
-                std::string(req->callId()) + "\r\nCSeq: " + std::to_string(req->cseq()->number) +
-                " " + std::string(req->cseq()->methodText) + "\r\n" + extra +
-                "Content-Length: 0\r\n\r\n",
-            forwarded.to.remote);
+    receiveOn(worker,
+              "SIP/2.0 " + std::to_string(code) + " " + reason + "\r\n" + viaLines(*req) +
+                  "To: <sip:bob@evosip.local>" + tag +
+                  "\r\nFrom: Alice <sip:alice@evosip.local>;tag=1928301774\r\n"
+                  "Call-ID: " +
+                  std::string(req->callId()) + "\r\nCSeq: " + std::to_string(req->cseq()->number) +
+                  " " + std::string(req->cseq()->methodText) + "\r\n" + extra +
+                  "Content-Length: 0\r\n\r\n",
+              forwarded.to.remote);
   }
 
   // Another call: its own Call-ID and branch.
@@ -111,6 +112,27 @@ TEST_F(EdgeFailoverTest, ADrainingRoutersRefusalGoesToTheNextRouterNotToTheCalle
     toFirst += s.to.remote == first.to.remote ? 1 : 0;
   }
   EXPECT_GT(toFirst, 0u);
+}
+
+// A worker learns of a new router set at its next packet or tick. The request's owner may run
+// the refusal from a post before either, while the worker that sent the request had seen the
+// new set: the refusal still moves the request on (it used to be dropped, and the caller heard
+// nothing).
+TEST_F(EdgeFailoverTest, ARefusalRunByAWorkerThatHasNotSeenTheNewRouterSetStillMovesOn) {
+  for (int call = 0; call < 8; ++call) {
+    // A fresh edge whose set changed since; only worker 1 has seen the change.
+    make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"});
+    proxy->setRouters(*RouterSet::build({"sip:127.0.0.1:5071", "sip:127.0.0.1:5070"}));
+    sent.clear();
+    receiveOn(1, withCallId(invite(), "set-change-" + std::to_string(call)));
+    ASSERT_EQ(sent.size(), 1u);
+    const Sent first = sent[0];
+    answer(first, 503, "Draining", "X-Evosip-Draining: 1\r\n", 1);
+    ASSERT_EQ(sent.size(), 2u) << "call " << call;
+    EXPECT_NE(sent[1].to.remote, first.to.remote) << "call " << call;
+    EXPECT_EQ(sent[1].bytes, first.bytes);
+    EXPECT_EQ(proxy->counters(0).drainRetries + proxy->counters(1).drainRetries, 1u);
+  }
 }
 
 TEST_F(EdgeFailoverTest, WhenEveryRouterDrainsTheCallerGetsThe503WithoutTheHeader) {

@@ -239,7 +239,7 @@ class EdgeProxy {
   bool fromRouter(WorkerState& w, size_t worker, const sip::Message& msg, uint64_t txHash,
                   size_t router);
   void relay(WorkerState& w, size_t worker, const sip::Message& msg, const sip::Via& ours,
-             size_t router);
+             bool byRouter);
   std::optional<transport::Destination> responseDestination(WorkerState& w, const sip::Message& msg,
                                                             const sip::Via& ours);
   void countAuthFailure(WorkerState& w, size_t worker, const sip::Message& msg,
