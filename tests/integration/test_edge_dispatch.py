@@ -65,6 +65,25 @@ class EdgeDispatch(ProxyTestCase):
             for cid in r.call_ids():
                 self.assertEqual(owners[cid], {r.name})
 
+    def test_a_flows_requests_leave_from_its_workers_own_sockets(self):
+        """Each worker sends to routers from egress sockets of its own: one client's flow (one
+        worker, SO_REUSEPORT) reaches a router from that worker's sockets only, the answers come
+        back to the worker that keeps the requests, and nothing is handed between workers."""
+        require_evosip()
+        r = self.router("A")
+        # 2 workers with 2 egress sockets each (the defaults of the test configuration)
+        proxy = start_proxy(self.tmp, self.cleanup, [r.uri])
+        with SipClient("UDP", proxy.addr) as c:
+            for _ in range(40):
+                resp = self._options(c, new_call_id())
+                self.assertIsNotNone(resp)
+                self.assertEqual(resp.status, 200, str(resp))
+        ports = {m.source[1] for m in r.received("OPTIONS")}
+        self.assertEqual(len(ports), 2, f"40 calls of one flow came from the ports {ports}")
+        m = proxy.metrics()
+        self.assertTrue(m.has("evosip_edge_handoffs_total"), m.text[:2000])
+        self.assertEqual(m.get("evosip_edge_handoffs_total"), 0)
+
     def test_dispatcher_set_moves_traffic(self):
         require_evosip()
         ra, rb = self.router("A"), self.router("B")

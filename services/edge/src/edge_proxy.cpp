@@ -185,8 +185,12 @@ EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, 
   if (self6_.port == 0) {
     self6_ = self4_;
   }
+  const size_t per = settings_.egressPerWorker;
+  if (per > 0 && settings_.egressPorts.size() == per * workers) {
+    egressPerWorker_ = per;
+  }
   for (size_t i = 0; i < workers; ++i) {
-    workers_.push_back(std::make_unique<WorkerState>(settings_, secretKey_));
+    workers_.push_back(std::make_unique<WorkerState>(i, settings_, secretKey_));
     workers_.back()->routers = routers_;
     workers_.back()->routersGeneration = generation_.load();
   }
@@ -289,13 +293,17 @@ bool EdgeProxy::isOwnEndpoint(const transport::Endpoint& ep) const {
   return false;
 }
 
-int32_t EdgeProxy::egressFor(std::string_view callId, const transport::Endpoint& router,
-                             uint16_t& port) const {
+int32_t EdgeProxy::egressFor(size_t worker, std::string_view callId,
+                             const transport::Endpoint& router, uint16_t& port) const {
   const auto& e = settings_.egressPorts;
   if (e.empty()) {
     return -1;
   }
-  const size_t i = hash64(callId, 0x65677265) % e.size();
+  // The worker's own sockets when known: SO_REUSEPORT keeps a client's flow (its
+  // retransmissions, CANCEL and ACK) on one worker, so a call's requests still leave from one.
+  const size_t i = egressPerWorker_ > 0
+                       ? worker * egressPerWorker_ + hash64(callId, 0x65677265) % egressPerWorker_
+                       : hash64(callId, 0x65677265) % e.size();
   port = e[i][router.ip.is_v6() ? 1 : 0];
   return port == 0 ? -1 : static_cast<int32_t>(i);
 }
@@ -811,7 +819,8 @@ void EdgeProxy::rewrite(RequestContext& rq) {
   via.clear();
   const std::string_view viaTransport = transport::viaTransportName(rq.next.protocol);
   uint16_t egressPort = 0;
-  rq.egress = rq.routerIndex != SIZE_MAX ? egressFor(rq.callId, rq.next.remote, egressPort) : -1;
+  rq.egress =
+      rq.routerIndex != SIZE_MAX ? egressFor(rq.worker, rq.callId, rq.next.remote, egressPort) : -1;
   if (rq.egress >= 0) {
     sip::appendVia(via, viaTransport, self.host, egressPort, rq.w.branch);
   } else {
@@ -891,7 +900,7 @@ void EdgeProxy::forward(RequestContext& rq) {
   if (rq.routerIndex != SIZE_MAX) {
     const sip::Method m = rq.msg.method();
     const uint64_t key = rq.txHash ^ (m == sip::Method::kCancel ? kCancelKey : 0);
-    sendToRouter(rq.w, rq.worker, key, rq.callId, rq.routerIndex, rq.egress,
+    sendToRouter(rq.w, key, rq.callId, rq.routerIndex, rq.egress,
                  Destination{rq.src.protocol, rq.src.remote, rq.src.connection},
                  m != sip::Method::kAck, m == sip::Method::kInvite);
     return;

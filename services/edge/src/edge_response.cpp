@@ -94,7 +94,7 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
   }
   const size_t router = src.protocol == Protocol::kUdp ? w.routers->find(src.remote) : SIZE_MAX;
   if (router != SIZE_MAX) {
-    if (fromRouter(w, worker, msg, *txHash, router)) {
+    if (fromRouter(w, msg, *ours, *txHash, router)) {
       return;
     }
   } else if (const auto why = refusal(w, src.remote.ip, nowNs())) {
@@ -109,19 +109,22 @@ void EdgeProxy::handleResponse(WorkerState& w, size_t worker, const sip::Message
 
 // A router's response: the router is alive; the request it answers is settled, or, refused by a
 // router that drains, sent to the next router (true: the response goes no further).
-bool EdgeProxy::fromRouter(WorkerState& w, size_t worker, const sip::Message& msg, uint64_t txHash,
-                           size_t router) {
+bool EdgeProxy::fromRouter(WorkerState& w, const sip::Message& msg, const sip::Via& ours,
+                           uint64_t txHash, size_t router) {
   auto cseq = msg.cseq();
   const bool cancel = cseq && cseq->method == sip::Method::kCancel;
   const uint64_t key = txHash ^ (cancel ? kCancelKey : 0);
+  // Where the request's state is: with the worker of the egress socket our Via names, which
+  // is this one (the router answered to that socket), unless the router answered elsewhere.
+  const size_t owner = ownerByViaPort(ours.port, key);
   RouterTarget& t = w.routers->at(router);
   t.responses.fetch_add(1, std::memory_order_relaxed);
   t.lastResponseNs.store(nowNs(), std::memory_order_relaxed);
   if (msg.statusCode() == 503 && drainRefusal(msg)) {
-    onDrainRefusal(w, worker, key, router, msg);
+    onDrainRefusal(w, owner, key, router, msg);
     return true;
   }
-  settlePending(worker, key, msg.statusCode(), cseq && cseq->method == sip::Method::kInvite);
+  settlePending(w, owner, key, msg.statusCode(), cseq && cseq->method == sip::Method::kInvite);
   return false;
 }
 

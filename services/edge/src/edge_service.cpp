@@ -318,6 +318,7 @@ void EdgeService::start() {
     settings.egressPorts.push_back({d.transport->egressPort(i, false).value_or(0),
                                     d.transport->egressPort(i, true).value_or(0)});
   }
+  settings.egressPerWorker = d.config.egressPerWorker;
   d.proxy = std::make_unique<EdgeProxy>(
       settings, *RouterSet::build({}), d.pool.size(), runtime::SteadyClock::instance(),
       [&d](const transport::Destination& to, std::string_view bytes) {

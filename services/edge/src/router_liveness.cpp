@@ -61,9 +61,8 @@ std::string cancelFor(const sip::Message& invite, uint32_t maxForwards) {
 
 }  // namespace
 
-void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::string_view callId,
-                             size_t router, int32_t egress, const Destination& client, bool track,
-                             bool invite) {
+void EdgeProxy::sendToRouter(WorkerState& w, uint64_t key, std::string_view callId, size_t router,
+                             int32_t egress, const Destination& client, bool track, bool invite) {
   RouterSet& routers = *w.routers;
   RouterTarget& target = routers.at(router);
   target.forwarded.fetch_add(1, std::memory_order_relaxed);
@@ -84,19 +83,47 @@ void EdgeProxy::sendToRouter(WorkerState& w, size_t worker, uint64_t key, std::s
   p.sentNs = nowNs();
   p.deadlineNs = p.sentNs + toNs(settings_.routerTimeout);
   p.client = client;
-  const size_t owner = key % workers_.size();
-  if (owner == worker) {
+  const size_t owner = ownerOf(egress, key);
+  if (owner == w.index) {
     if (!w.pending.upsert(key, std::move(p))) {
       drop(w, DropReason::kPendingFull);
     }
     return;
   }
-  post_(owner, [this, owner, key, p = std::move(p)]() mutable {
+  handOff(w, owner, [this, owner, key, p = std::move(p)]() mutable {
     WorkerState& o = *workers_[owner];
     if (!o.pending.upsert(key, std::move(p))) {
       drop(o, DropReason::kPendingFull);
     }
   });
+}
+
+// A request that left from an egress socket of its worker's own is answered to that socket,
+// which only that worker receives on: its state stays there. Otherwise (no egress sockets, or
+// their workers unknown) the answer may reach any worker, and the state is kept by one chosen
+// by the request alone.
+size_t EdgeProxy::ownerOf(int32_t egress, uint64_t key) const {
+  if (egressPerWorker_ > 0 && egress >= 0) {
+    return static_cast<size_t>(egress) / egressPerWorker_;
+  }
+  return key % workers_.size();
+}
+
+size_t EdgeProxy::ownerByViaPort(uint16_t viaPort, uint64_t key) const {
+  if (egressPerWorker_ > 0 && viaPort != 0) {
+    const auto& e = settings_.egressPorts;
+    for (size_t i = 0; i < e.size(); ++i) {
+      if (e[i][0] == viaPort || e[i][1] == viaPort) {
+        return ownerOf(static_cast<int32_t>(i), key);
+      }
+    }
+  }
+  return ownerOf(-1, key);
+}
+
+void EdgeProxy::handOff(WorkerState& w, size_t owner, std::function<void()> fn) {
+  WorkerCounters::bump(w.counters.handoffs);
+  post_(owner, std::move(fn));
 }
 
 void EdgeProxy::onTick(size_t worker) {
@@ -115,8 +142,7 @@ void EdgeProxy::onTick(size_t worker) {
 // What a router's response means for the request it answers: a final answer ends the entry;
 // a provisional one to an INVITE keeps it, which from then on watches the router (checkSetup);
 // a provisional one to another request ends it (the router is alive and working on it).
-void EdgeProxy::settlePending(size_t worker, uint64_t key, int code, bool invite) {
-  const size_t owner = key % workers_.size();
+void EdgeProxy::settlePending(WorkerState& w, size_t owner, uint64_t key, int code, bool invite) {
   auto settle = [this, owner, key, code, invite] {
     WorkerState& o = *workers_[owner];
     PendingRequest* p = o.pending.find(key);
@@ -136,24 +162,23 @@ void EdgeProxy::settlePending(size_t worker, uint64_t key, int code, bool invite
       o.pending.reschedule(key, now + toNs(settings_.setupCheck));
     }
   };
-  if (owner == worker) {
+  if (owner == w.index) {
     settle();
   } else {
-    post_(owner, std::move(settle));
+    handOff(w, owner, std::move(settle));
   }
 }
 
 // A router that drains refused a new request: the worker that keeps the request sends it on
 // (retryAfterDrain).
-void EdgeProxy::onDrainRefusal(WorkerState& w, size_t worker, uint64_t key, size_t router,
+void EdgeProxy::onDrainRefusal(WorkerState& w, size_t owner, uint64_t key, size_t router,
                                const sip::Message& response) {
   const transport::Endpoint from = w.routers->at(router).endpoint;
-  const size_t owner = key % workers_.size();
-  if (owner == worker) {
-    retryAfterDrain(w, worker, key, from, response);
+  if (owner == w.index) {
+    retryAfterDrain(w, owner, key, from, response);
     return;
   }
-  post_(owner, [this, owner, key, from, bytes = std::string(response.buffer())] {
+  handOff(w, owner, [this, owner, key, from, bytes = std::string(response.buffer())] {
     if (auto msg = sip::Message::parse(bytes, settings_.limits)) {
       retryAfterDrain(*workers_[owner], owner, key, from, *msg);
     }
@@ -274,7 +299,7 @@ void EdgeProxy::checkSetup(WorkerState& w, uint64_t key, PendingRequest&& p, int
   if (auto invite = sip::Message::parse(p.bytes, settings_.limits)) {
     w.out = cancelFor(*invite, settings_.maxForwards);
     uint16_t port = 0;
-    const int32_t egress = egressFor(p.callId, t.endpoint, port);
+    const int32_t egress = egressFor(w.index, p.callId, t.endpoint, port);
     send_(Destination{Protocol::kUdp, t.endpoint, {}, egress}, w.out);
   }
   answerFromKept(w, p, 408, "Request Timeout", {});
@@ -312,7 +337,7 @@ void EdgeProxy::resend(WorkerState& w, uint64_t key, PendingRequest&& p, size_t 
   t.forwarded.fetch_add(1, std::memory_order_relaxed);
   // The kept copy carries the Via port of the call's egress socket: the same one again.
   uint16_t port = 0;
-  int32_t egress = egressFor(p.callId, t.endpoint, port);
+  int32_t egress = egressFor(w.index, p.callId, t.endpoint, port);
   if (t.endpoint.ip.is_v6() != p.v6) {
     // No router of the first family is up: rewrite the copy for the other family.
     readdress(p, egress >= 0 ? port : 0);
@@ -365,7 +390,7 @@ void EdgeProxy::startProbe(WorkerState& w, size_t router, int64_t now) {
   // From an egress socket when there are some: on its own unicast address (edge.egress_addresses)
   // the answer comes back to this edge even while the anycast address is withdrawn from it.
   uint16_t egressPort = 0;
-  const int32_t egress = egressFor(target, t.endpoint, egressPort);
+  const int32_t egress = egressFor(w.index, target, t.endpoint, egressPort);
   const std::string sentBy =
       egress >= 0 ? fmt::format("{}:{}", self.host, egressPort) : self.hostPort;
   std::string via;

@@ -47,6 +47,7 @@ class EdgeProxyTest : public ::testing::Test {
       tweak(s);
     }
     probes.clear();
+    posts = 0;
     proxy = std::make_unique<EdgeProxy>(
         s, *RouterSet::build(routers), 2, clock,
         [this](const Destination& to, std::string_view bytes) {
@@ -56,7 +57,10 @@ class EdgeProxyTest : public ::testing::Test {
           (probe ? probes : sent).push_back({to, std::string(bytes)});
           return true;
         },
-        [](size_t, std::function<void()> fn) { fn(); });
+        [this](size_t, std::function<void()> fn) {
+          ++posts;
+          fn();
+        });
   }
 
   void receive(const std::string& text, Endpoint from = ep("192.0.2.10", 5062),
@@ -119,6 +123,7 @@ class EdgeProxyTest : public ::testing::Test {
   test::ManualClock clock;
   std::vector<Sent> sent;
   std::vector<Sent> probes;
+  size_t posts = 0;  // work handed to another worker
   std::unique_ptr<EdgeProxy> proxy;
 };
 

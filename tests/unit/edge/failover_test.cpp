@@ -1,6 +1,7 @@
 // A router that drains or dies while the edge has a request of a caller's at it: the request
 // moves to the next router, or the caller gets a final answer from the edge; never silence.
 #include <functional>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -325,6 +326,117 @@ TEST_F(EdgeFailoverTest, AnEdgeWithEveryRouterDownIsNotReadyUntilAProbeIsAnswere
   EXPECT_TRUE(target(second.to.remote).upAt(nowNs()));
   EXPECT_FALSE(target(first.to.remote).upAt(nowNs()));
   EXPECT_TRUE(proxy->anyRouterUp());
+}
+
+// Each worker with egress sockets of its own (as the transport binds them): a request leaves
+// from one of the receiving worker's sockets, the router answers to that socket, which only
+// that worker receives on, and the request's failover state never crosses workers.
+class EdgeOwnEgressTest : public EdgeFailoverTest {
+ protected:
+  void SetUp() override {
+    make({"sip:127.0.0.1:5070", "sip:127.0.0.1:5071"}, 0,
+         {{40001, 0}, {40002, 0}, {40003, 0}, {40004, 0}}, {},
+         [](EdgeSettings& s) { s.egressPerWorker = 2; });
+  }
+
+  uint64_t handoffs() const {
+    return proxy->counters(0).handoffs.load() + proxy->counters(1).handoffs.load();
+  }
+};
+
+TEST_F(EdgeOwnEgressTest, AnswersReachTheWorkerThatSentAndNothingIsHandedOver) {
+  for (size_t worker = 0; worker < 2; ++worker) {
+    std::set<int32_t> used;
+    for (int i = 0; i < 16; ++i) {
+      const std::string text =
+          withCallId(invite(), "own-" + std::to_string(worker) + "-" + std::to_string(i));
+      sent.clear();
+      receiveOn(worker, text);
+      ASSERT_EQ(sent.size(), 1u);
+      const Sent forwarded = sent[0];
+      const auto e = static_cast<size_t>(forwarded.to.egress);
+      ASSERT_TRUE(e / 2 == worker) << "egress " << forwarded.to.egress << " of worker " << worker;
+      used.insert(forwarded.to.egress);
+      EXPECT_EQ(last().topVia()->port, 40001 + e) << "the Via names the socket it left from";
+      // The retransmission (the same flow: the same worker) leaves from the same socket.
+      sent.clear();
+      receiveOn(worker, text);
+      ASSERT_EQ(sent.size(), 1u);
+      EXPECT_EQ(sent[0].to.egress, forwarded.to.egress);
+      EXPECT_EQ(proxy->pending(worker), 1u);
+      // The router's answers arrive at that socket: the worker settles the request itself.
+      answer(forwarded, 180, "Ringing", "", worker);
+      EXPECT_EQ(proxy->pending(worker), 1u);  // a call in setup
+      answer(forwarded, 200, "OK", "", worker);
+      EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);
+      ASSERT_FALSE(sent.empty());
+      EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5062));
+    }
+    EXPECT_EQ(used.size(), 2u) << "a worker's calls are spread over its sockets";
+  }
+  EXPECT_EQ(posts, 0u);
+  EXPECT_EQ(handoffs(), 0u);
+}
+
+TEST_F(EdgeOwnEgressTest, FailoverAndDrainRetriesLeaveFromTheSameSocketWithoutAHandOff) {
+  // A router that drains: the request moves on at once, from the worker that keeps it.
+  receiveOn(1, withCallId(invite(), "drained"));
+  ASSERT_EQ(sent.size(), 1u);
+  const Sent refused = sent[0];
+  answer(refused, 503, "Draining", "X-Evosip-Draining: 1\r\n", 1);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_NE(sent[1].to.remote, refused.to.remote);
+  EXPECT_EQ(sent[1].bytes, refused.bytes);  // the same Via: the same socket's port
+  EXPECT_EQ(sent[1].to.egress, refused.to.egress);
+  EXPECT_EQ(proxy->counters(1).drainRetries.load(), 1u);
+  answer(sent[1], 200, "OK", "", 1);
+  EXPECT_EQ(proxy->pending(1), 0u);
+  // A router that answers nothing: the request moves on after router_timeout_ms.
+  sent.clear();
+  receiveOn(1, withCallId(invite(), "timed-out"));
+  ASSERT_EQ(sent.size(), 1u);
+  const Sent lost = sent[0];
+  clock.advance(600ms);
+  tick();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_NE(sent[1].to.remote, lost.to.remote);
+  EXPECT_EQ(sent[1].bytes, lost.bytes);
+  EXPECT_EQ(sent[1].to.egress, lost.to.egress);
+  EXPECT_EQ(proxy->counters(1).failovers.load(), 1u);
+  EXPECT_EQ(posts, 0u);
+  EXPECT_EQ(handoffs(), 0u);
+}
+
+TEST_F(EdgeOwnEgressTest, ACallInSetupWhoseRouterDiesGetsItsCancelFromTheInvitesSocket) {
+  receiveOn(1, invite());
+  const Sent first = sent[0];
+  answer(first, 180, "Ringing", "", 1);
+  clock.advance(1100ms);
+  tick();
+  ASSERT_EQ(probes.size(), 1u);
+  clock.advance(600ms);
+  tick();
+  ASSERT_EQ(sent.size(), 4u);
+  auto cancel = sip::Message::parse(sent[2].bytes);
+  ASSERT_TRUE(cancel) << sent[2].bytes;
+  EXPECT_EQ(cancel->methodText(), "CANCEL");
+  EXPECT_EQ(sent[2].to.egress, first.to.egress);
+  EXPECT_EQ(cancel->topVia()->port, sip::Message::parse(first.bytes)->topVia()->port);
+  EXPECT_EQ(last().statusCode(), 408);
+  EXPECT_EQ(posts, 0u);
+}
+
+// A router that answers elsewhere than to the socket in our Via (the listen port, say): the
+// answer still settles the request, handed to the worker that keeps it.
+TEST_F(EdgeOwnEgressTest, AnAnswerReceivedByAnotherWorkerIsHandedToTheOneThatKeepsTheRequest) {
+  receiveOn(1, invite());
+  const Sent first = sent[0];
+  ASSERT_EQ(proxy->pending(1), 1u);
+  answer(first, 200, "OK", "", 0);
+  EXPECT_EQ(proxy->pending(1), 0u);
+  EXPECT_EQ(posts, 1u);
+  EXPECT_EQ(proxy->counters(0).handoffs.load(), 1u);
+  EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5062));
 }
 
 }  // namespace

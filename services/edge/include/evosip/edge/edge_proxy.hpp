@@ -64,6 +64,13 @@ struct EdgeSettings {
   // our Via: a router receives one edge over several flows, which SO_REUSEPORT spreads over its
   // workers, and every message of a call over the same flow. Empty: from the listen socket.
   std::vector<std::array<uint16_t, 2>> egressPorts;
+  // How many of them each worker receives on (index = worker * egressPerWorker + k, as
+  // SipTransport numbers them). When known, a request leaves from one of the receiving
+  // worker's own sockets (the one of them its Call-ID hashes to): the router's answers come
+  // back to the worker that keeps the request's failover state, and nothing is handed between
+  // workers. 0: the Call-ID picks among all of them, and the state is kept by the worker
+  // `transaction hash % workers` (handed over when another one sent or received).
+  size_t egressPerWorker = 0;
   // edge.egress_addresses: where the egress sockets are bound when not on the listen address
   // (an anycast listen address; see TransportSettings::egressAddresses).
   std::vector<boost::asio::ip::address> egressAddresses;
@@ -132,6 +139,10 @@ inline constexpr std::array<int, 14> kCountedCodes = {100, 180, 183, 200, 202, 4
   COUNTER(setupRouterLost, "evosip_edge_setup_router_lost_total",                                \
           "Calls in setup whose router died after a provisional response (moved, or answered "   \
           "408)",                                                                                \
+          "")                                                                                    \
+  COUNTER(handoffs, "evosip_edge_handoffs_total",                                                \
+          "Failover state of a request handed to another worker (a thread wake-up): 0 while "    \
+          "routers answer to the egress socket that sent",                                       \
           "")
 
 struct WorkerCounters {
@@ -175,10 +186,12 @@ class EdgeProxy {
     int64_t deadlineNs = 0;
   };
   struct WorkerState {
-    WorkerState(const EdgeSettings& s, uint64_t hashKey)
-        : pending(s.maxPendingPerWorker, s.maxPendingBytesPerWorker),
+    WorkerState(size_t i, const EdgeSettings& s, uint64_t hashKey)
+        : index(i),
+          pending(s.maxPendingPerWorker, s.maxPendingBytesPerWorker),
           limiter(s.rateLimitPerSecond, s.rateLimitBurst),
           bans(s.authBan, hashKey) {}
+    size_t index;  // the worker's
     std::shared_ptr<RouterSet> routers;
     uint64_t routersGeneration = 0;
     PendingTable pending;
@@ -236,7 +249,7 @@ class EdgeProxy {
                                     int64_t now);
 
   // Response steps.
-  bool fromRouter(WorkerState& w, size_t worker, const sip::Message& msg, uint64_t txHash,
+  bool fromRouter(WorkerState& w, const sip::Message& msg, const sip::Via& ours, uint64_t txHash,
                   size_t router);
   void relay(WorkerState& w, size_t worker, const sip::Message& msg, const sip::Via& ours,
              bool byRouter);
@@ -246,9 +259,16 @@ class EdgeProxy {
                         const sip::Via& ours, const boost::asio::ip::address& client);
 
   // Router liveness, drain and failover.
-  void settlePending(size_t worker, uint64_t key, int code, bool invite);
-  void onDrainRefusal(WorkerState& w, size_t worker, uint64_t key, size_t router,
+  void settlePending(WorkerState& w, size_t owner, uint64_t key, int code, bool invite);
+  void onDrainRefusal(WorkerState& w, size_t owner, uint64_t key, size_t router,
                       const sip::Message& response);
+  // The worker that keeps the failover state of request `key`: the one that receives on the
+  // egress socket it left from (`egress`, or the one whose port is `viaPort` in our Via), else
+  // `key % workers`.
+  size_t ownerOf(int32_t egress, uint64_t key) const;
+  size_t ownerByViaPort(uint16_t viaPort, uint64_t key) const;
+  // Posts fn to worker `owner`, another than w's (a hand-off: counted).
+  void handOff(WorkerState& w, size_t owner, std::function<void()> fn);
   void retryAfterDrain(WorkerState& w, size_t worker, uint64_t key, const transport::Endpoint& from,
                        const sip::Message& response);
   void holdForDrain(RouterTarget& t, int64_t now) const;
@@ -270,16 +290,15 @@ class EdgeProxy {
   bool isSelfVia(std::string_view host, uint16_t port) const;
   // A transport address of this edge (listen or egress socket): never a next hop.
   bool isOwnEndpoint(const transport::Endpoint& ep) const;
-  // The egress socket for a call's requests to a router at `router` (-1: the listen socket)
-  // and its port.
-  int32_t egressFor(std::string_view callId, const transport::Endpoint& router,
+  // The egress socket for a call's requests to a router at `router` sent by worker `worker`
+  // (-1: the listen socket) and its port.
+  int32_t egressFor(size_t worker, std::string_view callId, const transport::Endpoint& router,
                     uint16_t& port) const;
   const Self& selfFor(const boost::asio::ip::address& peer) const;
   void refreshRouters(WorkerState& w);
   int64_t nowNs() const;
-  void sendToRouter(WorkerState& w, size_t worker, uint64_t branchKey, std::string_view callId,
-                    size_t router, int32_t egress, const transport::Destination& client, bool track,
-                    bool invite);
+  void sendToRouter(WorkerState& w, uint64_t branchKey, std::string_view callId, size_t router,
+                    int32_t egress, const transport::Destination& client, bool track, bool invite);
   // Rewrites a kept request for a router of the other address family: our Via's sent-by (that
   // family's address and `egressPort`, 0 = the listen port) and a router-facing Record-Route.
   void readdress(PendingRequest& p, uint16_t egressPort) const;
@@ -299,6 +318,7 @@ class EdgeProxy {
   std::shared_ptr<RouterSet> routers_;
   std::atomic<uint64_t> generation_{1};
   std::vector<std::unique_ptr<WorkerState>> workers_;
+  size_t egressPerWorker_ = 0;  // settings_.egressPerWorker when it matches egressPorts
 };
 
 }  // namespace evosip::edge
