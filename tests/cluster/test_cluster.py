@@ -16,8 +16,10 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import netlab  # noqa: E402
+from harness import SharedWorkdir  # noqa: E402
 from cluster import bring_up, callers_and_callee, place_calls  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -26,7 +28,7 @@ BINARY = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
 
 @unittest.skipUnless(netlab.can_make_namespaces(), "needs root and ip netns")
 @unittest.skipUnless(netlab.frr_available(), "needs FRR (apt-get install frr)")
-class ClusterTest(unittest.TestCase):
+class ClusterTest(SharedWorkdir, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.lab, cls.cluster = bring_up(BINARY, "evosip-cluster-")
@@ -40,6 +42,7 @@ class ClusterTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.lab.destroy()
+        cls.release_workdir(cls.work)
 
     def calls(self, name, n, rate, duration_ms=1000, timeout=60):
         return place_calls(self.cluster, name, self.csv, n, rate, duration_ms, timeout)

@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import netlab  # noqa: E402
-from harness import router_config, rpc  # noqa: E402
+from harness import router_config, rpc, test_failed  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.environ.get("EVOSIP_BIN", os.path.join(ROOT, "build", "evosip"))
@@ -38,6 +38,7 @@ SIP, CONTROL = 5060, 8060
 class ControllerDnsTest(unittest.TestCase):
     def setUp(self) -> None:
         self.work = tempfile.mkdtemp(prefix="evosip-ctl-dns-")
+        self.addCleanup(self.release_workdir)
         self.ns = f"evdns{os.getpid() % 100000}"
         self.etc = f"/etc/netns/{self.ns}"
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
@@ -49,6 +50,12 @@ class ControllerDnsTest(unittest.TestCase):
         self.addCleanup(self.stop_all)
         with open(os.path.join(self.work, "token"), "w") as f:
             f.write(TOKEN + "\n")
+
+    def release_workdir(self) -> None:
+        if test_failed(self):
+            print(f"\n[artefacts kept in {self.work}]")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def stop_all(self) -> None:
         for p in reversed(self.procs):

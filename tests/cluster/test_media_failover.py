@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import media_probe  # noqa: E402
 import netlab  # noqa: E402
+from harness import SharedWorkdir  # noqa: E402
 from cluster import bring_up, callers_and_callee, place_calls  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -47,7 +48,7 @@ CALLS = 4
 
 @unittest.skipUnless(netlab.can_make_namespaces(), "needs root and ip netns")
 @unittest.skipUnless(netlab.frr_available(), "needs FRR (apt-get install frr)")
-class MediaFailoverTest(unittest.TestCase):
+class MediaFailoverTest(SharedWorkdir, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.lab, cls.cluster = bring_up(BINARY, "evosip-mediafail-", relay_takeover=True)
@@ -62,6 +63,7 @@ class MediaFailoverTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.lab.destroy()
+        cls.release_workdir(cls.work)
 
     def relay_calls(self, relay: str):
         return self.cluster.rpc(relay, "media.list")["calls"]

@@ -1143,6 +1143,38 @@ def start_proxy(workdir: str, cleanup: Cleanup, routers: Sequence[str], **kw) ->
 # Base test case
 # --------------------------------------------------------------------------------------
 
+def test_failed(tc: unittest.TestCase) -> bool:
+    """Whether the running test tc has failed or errored so far (from its tearDown or a
+    cleanup)."""
+    outcome = getattr(tc, "_outcome", None)
+    if outcome is None:
+        return False
+    result = getattr(outcome, "result", None)
+    errs = getattr(result, "errors", []) + getattr(result, "failures", [])
+    if any(t is tc for t, _ in errs):
+        return True
+    return hasattr(outcome, "success") and not outcome.success
+
+
+class SharedWorkdir:
+    """Mixin for a test class whose tests share one work directory (made in setUpClass): the
+    class removes it at the end unless one of its tests failed, and then says where it is."""
+
+    _a_test_failed = False
+
+    def tearDown(self) -> None:
+        if test_failed(self):
+            type(self)._a_test_failed = True
+        super().tearDown()
+
+    @classmethod
+    def release_workdir(cls, path: str) -> None:
+        if cls._a_test_failed:
+            print(f"\n[artefacts kept in {path}]")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class ProxyTestCase(unittest.TestCase):
     """Per-test temp dir and cleanup; subclasses start what they need in setUp."""
 
@@ -1156,15 +1188,7 @@ class ProxyTestCase(unittest.TestCase):
 
     def tearDown(self) -> None:
         # Keep artefacts of failed tests for inspection.
-        outcome = getattr(self, "_outcome", None)
-        failed = False
-        if outcome is not None:
-            result = getattr(outcome, "result", None)
-            errs = getattr(result, "errors", []) + getattr(result, "failures", [])
-            failed = any(t is self for t, _ in errs)
-            if not failed and hasattr(outcome, "success"):
-                failed = not outcome.success
-        if failed:
+        if test_failed(self):
             self.cleanup.dirs.remove(self.tmp)
             print(f"\n[artefacts kept in {self.tmp}]")
 

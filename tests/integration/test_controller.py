@@ -11,7 +11,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (Cleanup, Process, SipClient, free_port, make_tmpdir, new_call_id, router_config,
+from harness import (Cleanup, Process, SharedWorkdir, SipClient, free_port, make_tmpdir, new_call_id, router_config,
                      require_evosip, rpc, scrape, wait_until, write_yaml)
 from kube_standin import KubeStandin, endpoint
 
@@ -50,7 +50,7 @@ def spawn(tmp: str, cleanup: Cleanup, role: str, name: str, cfg: dict) -> Proces
     return proc
 
 
-class Controller(unittest.TestCase):
+class Controller(SharedWorkdir, unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         require_evosip()
@@ -101,6 +101,7 @@ class Controller(unittest.TestCase):
     def tearDownClass(cls) -> None:
         cls.cleanup.stop_all()
         cls.kube.stop()
+        cls.release_workdir(cls.tmp)
 
     # -- helpers --------------------------------------------------------------------------
 
