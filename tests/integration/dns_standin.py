@@ -3,7 +3,7 @@ table the test sets and changes at run time, with the TTLs it gives. A name with
 is NXDOMAIN; a name with records of other types gets an empty NOERROR answer (NODATA). SRV answers
 carry the A/AAAA records of their targets in the additional section, as name servers do.
 
-    dns = DnsStandin()                        # 127.0.0.1, a free UDP port
+    dns = DnsStandin()                        # 127.0.0.1, a free UDP port (DnsStandin("::1"))
     dns.set("router.test", "A", ["127.0.0.1"], ttl=1)
     dns.set("_sip._udp.routers.test", "SRV", [(10, 5, 5070, "router.test")], ttl=1)
     ... dns.address -> "127.0.0.1:PORT" for dns.servers
@@ -68,21 +68,23 @@ def encode_response(qid: int, qname: str, qtype: int, rcode: int,
 
 class DnsStandin:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
         self.sock.settimeout(0.1)
-        self.host, self.port = self.sock.getsockname()
+        self.host, self.port = self.sock.getsockname()[:2]
         self._lock = threading.Lock()
         self._records: Dict[Tuple[str, str], Tuple[int, list]] = {}
         self.queries: List[Tuple[str, str]] = []
         self.silent = False  # True: answers nothing (a server that is down)
+        self.delay = 0.0  # seconds before each answer (a slow server)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dns-standin", daemon=True)
         self._thread.start()
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def set(self, name: str, rtype: str, values: list, ttl: int = 1) -> None:
         with self._lock:
@@ -140,7 +142,18 @@ class DnsStandin:
                 reply = self._answer(data)
             except Exception:  # noqa: BLE001 - a query the stand-in does not parse: no answer
                 continue
+            if self.delay > 0:
+                timer = threading.Timer(self.delay, self._send_late, (reply, src))
+                timer.daemon = True
+                timer.start()
+            else:
+                self.sock.sendto(reply, src)
+
+    def _send_late(self, reply: bytes, src) -> None:
+        try:
             self.sock.sendto(reply, src)
+        except OSError:
+            pass  # closed meanwhile
 
     def close(self) -> None:
         self._stop.set()

@@ -128,8 +128,9 @@ std::vector<transport::Endpoint> readNameServers(config::Document& doc, const st
   std::vector<transport::Endpoint> out;
   for (const auto& text : doc.getList(key, {})) {
     auto ep = transport::parseEndpoint(text, 53);
-    if (!ep || !ep->ip.is_v4()) {
-      throw config::ConfigError(key + ": '" + text + "' is not an IPv4 address[:port]");
+    if (!ep) {
+      throw config::ConfigError(key + ": '" + text +
+                                "' is not an IPv4 address[:port] or an IPv6 [address]:port");
     }
     out.push_back(*ep);
   }

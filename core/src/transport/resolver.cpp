@@ -7,7 +7,10 @@
 #include <array>
 #include <climits>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <list>
 #include <map>
 #include <mutex>
 #include <netdb.h>
@@ -38,23 +41,14 @@ class DnsClient {
       return;
     }
     if (!settings.servers.empty()) {
-      const size_t n = std::min<size_t>(settings.servers.size(), MAXNS);
-      for (size_t i = 0; i < n; ++i) {
-        sockaddr_in sin{};
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons(settings.servers[i].port);
-        const auto bytes = settings.servers[i].ip.to_v4().to_bytes();
-        std::memcpy(&sin.sin_addr, bytes.data(), bytes.size());
-        state_.nsaddr_list[i] = sin;
-      }
-      state_.nscount = static_cast<int>(n);
+      setServers(settings.servers);
     }
     state_.retrans = std::max(1, settings.timeoutS);
     state_.retry = std::max(1, settings.attempts);
   }
   ~DnsClient() {
     if (ready_) {
-      res_nclose(&state_);
+      res_nclose(&state_);  // frees the IPv6 server addresses too (glibc's __res_iclose)
     }
   }
   DnsClient(const DnsClient&) = delete;
@@ -82,6 +76,44 @@ class DnsClient {
   }
 
  private:
+  // The configured servers in place of resolv.conf's. An IPv4 server goes into nsaddr_list; an
+  // IPv6 one, which does not fit there, into glibc's extension slot of the same index
+  // (_u._ext.nsaddrs, a malloc'd sockaddr_in6 that res_nclose frees), with the nsaddr_list
+  // entry's family 0 so that res_nsend takes the extension's address.
+  void setServers(const std::vector<Endpoint>& servers) {
+    const size_t n = std::min<size_t>(servers.size(), MAXNS);
+    for (size_t i = 0; i < MAXNS; ++i) {
+      std::free(state_._u._ext.nsaddrs[i]);
+      state_._u._ext.nsaddrs[i] = nullptr;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const Endpoint& server = servers[i];
+      if (server.ip.is_v4()) {
+        sockaddr_in sin{};
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(server.port);
+        const auto bytes = server.ip.to_v4().to_bytes();
+        std::memcpy(&sin.sin_addr, bytes.data(), bytes.size());
+        state_.nsaddr_list[i] = sin;
+        continue;
+      }
+      auto* sin6 = static_cast<sockaddr_in6*>(std::calloc(1, sizeof(sockaddr_in6)));
+      if (sin6 == nullptr) {
+        throw std::bad_alloc();
+      }
+      sin6->sin6_family = AF_INET6;
+      sin6->sin6_port = htons(server.port);
+      const auto v6 = server.ip.to_v6();
+      const auto bytes = v6.to_bytes();
+      std::memcpy(&sin6->sin6_addr, bytes.data(), bytes.size());
+      sin6->sin6_scope_id = static_cast<uint32_t>(v6.scope_id());
+      state_._u._ext.nsaddrs[i] = sin6;
+      std::memset(&state_.nsaddr_list[i], 0, sizeof(state_.nsaddr_list[i]));
+    }
+    state_.nscount = static_cast<int>(n);
+    state_._u._ext.nscount = 0;  // res_nsend takes its private copy of the list anew
+  }
+
   struct __res_state state_;
   bool ready_ = false;
 };
@@ -216,7 +248,7 @@ std::vector<boost::asio::ip::address> hostsFileAddresses(const std::string& name
   return out;
 }
 
-Resolution lookup(DnsClient& dns, const DnsQuery& query, const ResolverSettings& settings) {
+Resolution lookupName(DnsClient& dns, const DnsQuery& query, const ResolverSettings& settings) {
   Resolution r;
   r.answered = true;
   const auto minTtl =
@@ -278,7 +310,25 @@ struct Resolver::State {
   bool stop = false;
   bool inCallback = false;
 
+  // On-demand names: the cache (most recently used at the front of `recent`), the names queued
+  // for a lookup thread, and the callbacks of every name queued or in progress.
+  struct Cached {
+    Resolution resolution;
+    Clock::time_point expires{};
+    std::list<DnsQuery>::iterator recent;
+  };
+  std::map<DnsQuery, Cached> cache;
+  std::list<DnsQuery> recent;
+  std::deque<DnsQuery> queue;
+  std::map<DnsQuery, std::vector<OnResolved>> inProgress;
+  std::condition_variable queueCv;
+  int lookupThreads = 0;
+  int callbacksRunning = 0;
+
   void run();
+  void runLookups();
+  // Takes an on-demand answer into the cache (evicting the least recently used names).
+  void remember(const DnsQuery& query, Resolution fresh);
   // Takes a finished lookup into the cache; true when the name's hops changed (or it was
   // answered for the first time).
   bool store(const DnsQuery& query, Resolution fresh);
@@ -335,7 +385,7 @@ void Resolver::State::run() {
     }
     const DnsQuery query = due->first;
     lock.unlock();
-    Resolution fresh = lookup(dns, query, settings);
+    Resolution fresh = lookupName(dns, query, settings);
     lock.lock();
     if (stop) {
       break;
@@ -350,6 +400,83 @@ void Resolver::State::run() {
       inCallback = false;
       cv.notify_all();
     }
+  }
+}
+
+void Resolver::State::remember(const DnsQuery& query, Resolution fresh) {
+  const auto now = Clock::now();
+  auto it = cache.find(query);
+  if (!fresh.error.empty()) {
+    // A failure is remembered minTtl: the name servers are not asked again for it meanwhile.
+    if (it != cache.end() && !it->second.resolution.hops.empty()) {
+      it->second.resolution.error = std::move(fresh.error);
+      it->second.expires = now + settings.minTtl;
+      return;
+    }
+    fresh.hops.clear();
+    fresh.ttl = 0;
+  } else {
+    fresh.succeeded = true;
+    if (fresh.hops.size() > settings.maxHops) {
+      fresh.hops.resize(settings.maxHops);
+    }
+  }
+  const auto ttl = fresh.error.empty()
+                       ? std::clamp<std::chrono::milliseconds>(std::chrono::seconds(fresh.ttl),
+                                                               settings.minTtl, settings.maxTtl)
+                       : settings.minTtl;
+  fresh.refreshAt = now + ttl;
+  if (it == cache.end()) {
+    if (settings.maxCached == 0) {
+      return;
+    }
+    while (cache.size() >= settings.maxCached && !recent.empty()) {
+      cache.erase(recent.back());
+      recent.pop_back();
+    }
+    recent.push_front(query);
+    it = cache.emplace(query, Cached{{}, {}, recent.begin()}).first;
+  } else {
+    recent.splice(recent.begin(), recent, it->second.recent);
+  }
+  it->second.resolution = std::move(fresh);
+  it->second.expires = now + ttl;
+}
+
+void Resolver::State::runLookups() {
+  DnsClient dns(settings);
+  std::unique_lock lock(mutex);
+  while (!stop) {
+    if (queue.empty()) {
+      queueCv.wait(lock);
+      continue;
+    }
+    const DnsQuery query = queue.front();
+    queue.pop_front();
+    lock.unlock();
+    Resolution fresh = lookupName(dns, query, settings);
+    lock.lock();
+    if (stop) {
+      break;
+    }
+    remember(query, fresh);
+    auto it = inProgress.find(query);
+    if (it == inProgress.end()) {
+      continue;
+    }
+    std::vector<OnResolved> callbacks = std::move(it->second);
+    inProgress.erase(it);
+    auto c = cache.find(query);
+    const Resolution result = c != cache.end() ? c->second.resolution : fresh;
+    ++callbacksRunning;
+    lock.unlock();
+    for (auto& done : callbacks) {
+      done(query, result);
+    }
+    callbacks.clear();
+    lock.lock();
+    --callbacksRunning;
+    cv.notify_all();
   }
 }
 
@@ -369,8 +496,11 @@ Resolver::~Resolver() {
   state_->cv.notify_all();
   // A lookup in progress ends on its own (the thread owns a reference to the state); a callback
   // in progress may use what its owner is about to destroy, so wait for it.
-  state_->cv.wait(lock, [this] { return !state_->inCallback; });
+  state_->queueCv.notify_all();
+  state_->cv.wait(lock, [this] { return !state_->inCallback && state_->callbacksRunning == 0; });
   state_->onChange = nullptr;
+  state_->inProgress.clear();
+  state_->queue.clear();
 }
 
 void Resolver::setWanted(const std::vector<DnsQuery>& queries) {
@@ -399,6 +529,52 @@ void Resolver::waitAnswered(std::chrono::milliseconds limit) const {
     return std::all_of(state_->wanted.begin(), state_->wanted.end(),
                        [](const auto& entry) { return entry.second.answered; });
   });
+}
+
+std::optional<Resolution> Resolver::cached(const DnsQuery& query) const {
+  std::lock_guard lock(state_->mutex);
+  auto it = state_->cache.find(query);
+  if (it == state_->cache.end() || it->second.expires <= Clock::now()) {
+    return std::nullopt;
+  }
+  state_->recent.splice(state_->recent.begin(), state_->recent, it->second.recent);
+  return it->second.resolution;
+}
+
+LookupStart Resolver::lookup(const DnsQuery& query, OnResolved done) {
+  std::lock_guard lock(state_->mutex);
+  if (auto it = state_->cache.find(query);
+      it != state_->cache.end() && it->second.expires > Clock::now()) {
+    return LookupStart::kCached;
+  }
+  if (auto it = state_->inProgress.find(query); it != state_->inProgress.end()) {
+    it->second.push_back(std::move(done));
+    return LookupStart::kQueued;
+  }
+  if (state_->inProgress.size() >= state_->settings.maxLookups) {
+    return LookupStart::kBusy;
+  }
+  state_->inProgress[query].push_back(std::move(done));
+  state_->queue.push_back(query);
+  if (state_->lookupThreads < std::max(1, state_->settings.lookupThreads)) {
+    ++state_->lookupThreads;
+    std::thread([state = state_] {
+      pthread_setname_np(pthread_self(), "evosip-dns-hop");
+      state->runLookups();
+    }).detach();
+  }
+  state_->queueCv.notify_one();
+  return LookupStart::kQueued;
+}
+
+size_t Resolver::cachedCount() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->cache.size();
+}
+
+size_t Resolver::lookupsInProgress() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->inProgress.size();
 }
 
 }  // namespace evosip::transport

@@ -71,6 +71,14 @@ void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target>
     forward(id, std::move(fwd.targets), std::move(fwd.options));
     return;
   }
+  // The next hop's address first: no relay session for a call that cannot go anywhere.
+  if (!nextHopsKnown(id, fwd.targets, [&] {
+        return [this, id, fwd, mode]() mutable {
+          forwardWithMedia(id, std::move(fwd.targets), std::move(fwd.options), mode);
+        };
+      })) {
+    return;
+  }
   const size_t pick = set->pick(offer->callId, nowNs());
   if (pick == SIZE_MAX) {
     forwardWithoutRelay(id, std::move(fwd), mode, set->size() != 0);

@@ -55,7 +55,8 @@ Router::Router(RouterShared& shared, boost::asio::io_context& io,
       authenticator_(shared.verifier(), credentials_, *nonceCounts_, shared.settings().domain),
       proxy_(proxy ? std::move(*proxy) : shared.settings().proxy,
              withRandomSeed(shared.settings().layer, worker), clock, std::move(send), *this),
-      ng_(io, shared.settings().ng) {}
+      ng_(io, shared.settings().ng),
+      parked_(shared.settings().dnsMaxParked) {}
 
 Router::~Router() {
   // The store first: a backend that completes pending operations as it closes calls back into
@@ -66,6 +67,7 @@ Router::~Router() {
 void Router::onTick() {
   const auto now = clock_.now();
   proxy_.onTick(now);
+  sweepParked(now);
   // Finished calls are kept 32 s for retransmitted 2xx: swept once a second, not every tick.
   // So are requests to apps answered before they were forwarded (no relay, say).
   if (now >= nextMediaSweep_) {
@@ -237,6 +239,15 @@ transaction::ForwardOptions Router::forwardOptions() const {
 
 void Router::forward(TransactionId id, std::vector<transaction::Target> targets,
                      transaction::ForwardOptions options) {
+  // A next hop by host name waits for its address (next_hop_dns.cpp); the closure that resumes
+  // the request is made only then.
+  if (!nextHopsKnown(id, targets, [&] {
+        return [this, id, targets, options]() mutable {
+          forward(id, std::move(targets), std::move(options));
+        };
+      })) {
+    return;
+  }
   proxy_.forward(id, std::move(targets), std::move(options));
 }
 

@@ -116,6 +116,13 @@ void readTargets(config::Document& doc, RouterConfig& c) {
   c.apps = doc.getList("router.apps", {});
   c.mediaRelays = doc.getList("router.media.relays", {});
   c.dns = role::readResolverSettings(doc);
+  // Next hops by host name (a Request-URI or Route naming a host): bounded lookups and waits.
+  c.dns.maxLookups = static_cast<size_t>(doc.getInt("dns.max_lookups", 64, 1, 4096));
+  c.dns.maxCached = static_cast<size_t>(doc.getInt("dns.max_cached", 1024, 0, 1000000));
+  c.dns.lookupThreads = static_cast<int>(doc.getInt("dns.lookup_threads", 2, 1, 16));
+  r.dnsMaxParked = static_cast<size_t>(doc.getInt("dns.max_parked", 256, 0, 100000));
+  r.dnsTimeout = std::chrono::milliseconds(
+      doc.getInt("dns.wait_ms", int64_t{1000} * c.dns.timeoutS * c.dns.attempts, 100, 600000));
   const std::string mode = doc.getString("router.media.mode", "nat");
   if (auto m = mediaModeFromName(mode)) {
     r.mediaMode = *m;

@@ -153,6 +153,18 @@ void RouterService::Impl::registerMetrics() {
   auto& parse =
       metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed")
           .Add({});
+  auto& names = metrics.gaugeFamily("evosip_router_dns_names",
+                                    "Host names of requests' next hops: answers cached "
+                                    "(dns.max_cached), lookups queued or in progress "
+                                    "(dns.max_lookups)");
+  auto& cachedNames = names.Add({{"state", "cached"}});
+  auto& lookingUp = names.Add({{"state", "looking_up"}});
+  metrics.addCollectHook([this, &cachedNames, &lookingUp] {
+    if (const auto* resolver = shared ? shared->nextHops() : nullptr) {
+      cachedNames.Set(static_cast<double>(resolver->cachedCount()));
+      lookingUp.Set(static_cast<double>(resolver->lookupsInProgress()));
+    }
+  });
   metrics.addCollectHook([this, &active, parse = metrics::CounterMirror(parse)]() mutable {
     double created = 0;
     double removed = 0;
@@ -252,6 +264,9 @@ void RouterService::start() {
   Impl& d = *impl_;
   d.shared = std::make_unique<RouterShared>(d.config.router, d.config.nonces, d.config.dialplan,
                                             *role::TargetSet::build({}), d.clock);
+  // Requests' next hops by host name: a resolver and a cache of their own (the names of the
+  // peer sets are never evicted by them).
+  d.shared->setNextHops(std::make_unique<transport::Resolver>(d.config.dns, nullptr));
   // Names in router.apps and router.media.relays are looked up now; the first calls wait for no
   // answer still missing.
   if (auto set = d.assignSet({"apps", d.config.apps, {}}); !set) {

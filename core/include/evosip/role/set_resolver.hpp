@@ -41,7 +41,8 @@ Result<TargetEntry> parseTargetEntry(std::string_view text, TargetForm form, uin
 
 // dns.servers, dns.min_ttl_s, dns.max_ttl_s, dns.timeout_s, dns.attempts.
 transport::ResolverSettings readResolverSettings(config::Document& doc);
-// A list of name servers, IPv4 "IP[:PORT]" (port 53 by default), at `key`.
+// A list of name servers, "IPv4[:PORT]", "[IPv6]:PORT" or a bare IPv6 address (port 53 by
+// default), at `key`.
 std::vector<transport::Endpoint> readNameServers(config::Document& doc, const std::string& key);
 
 class SetResolver {

@@ -3,7 +3,9 @@
 // name without a port) with their TTLs, and the hosts file. Lookups run on a thread of their own,
 // never on a worker: a Resolver keeps the answers of the names it is told to watch, looks each one
 // up again when its TTL (bounded by minTtl..maxTtl) runs out, keeps the last good answer when a
-// lookup fails, and calls back when an answer changes.
+// lookup fails, and calls back when an answer changes. Names met at run time (a request's next
+// hop) are looked up on demand instead (lookup()): on threads of their own, a bounded number at
+// once, into a bounded cache of their own that never touches the watched names.
 
 #include <chrono>
 #include <cstdint>
@@ -85,18 +87,33 @@ struct Resolution {
 };
 
 struct ResolverSettings {
-  std::vector<Endpoint> servers;  // IPv4 "ip:port"; empty: the servers of /etc/resolv.conf
+  std::vector<Endpoint> servers;  // IPv4 or IPv6 "ip:port"; empty: those of /etc/resolv.conf
   // An answer is used at least minTtl (also the TTL of hosts-file answers and the retry of a
   // failed lookup) and at most maxTtl.
   std::chrono::milliseconds minTtl{5000};
   std::chrono::milliseconds maxTtl{300000};
   int timeoutS = 2;  // per attempt and server
   int attempts = 2;
+  // Names looked up on demand: at most maxLookups distinct names queued or in progress (more
+  // are refused), by lookupThreads threads; at most maxCached answers kept (the least recently
+  // used goes first); at most maxHops addresses kept per name.
+  size_t maxLookups = 64;
+  size_t maxCached = 1024;
+  int lookupThreads = 2;
+  size_t maxHops = 16;
+};
+
+// How an on-demand lookup started.
+enum class LookupStart : uint8_t {
+  kCached,  // a fresh answer is in the cache: use cached(), no callback
+  kQueued,  // looked up now (or joined a lookup of the same name in progress): callback follows
+  kBusy,    // maxLookups names are being looked up already: refused, no callback
 };
 
 class Resolver {
  public:
   using OnChange = std::function<void(const DnsQuery&)>;
+  using OnResolved = std::function<void(const DnsQuery&, const Resolution&)>;
 
   // onChange runs on the resolver's thread, after an answer that changed a name's hops, with no
   // lock of the resolver held (it may call get()).
@@ -112,6 +129,17 @@ class Resolver {
   std::optional<Resolution> get(const DnsQuery& query) const;
   // Waits until every wanted name has been looked up once, at most `limit`.
   void waitAnswered(std::chrono::milliseconds limit) const;
+
+  // On-demand names. The cached answer of a name while its TTL (bounded by minTtl..maxTtl) lasts;
+  // a failed lookup is remembered minTtl (keeping the hops of an earlier answer, if any). A
+  // Resolution with an error and no hops: the name servers did not answer; without an error and
+  // with no hops: the name has no address.
+  std::optional<Resolution> cached(const DnsQuery& query) const;
+  // Starts looking the name up unless its answer is cached. `done` runs once on a lookup thread,
+  // with no lock of the resolver held, unless the Resolver is destroyed first.
+  LookupStart lookup(const DnsQuery& query, OnResolved done);
+  size_t cachedCount() const;
+  size_t lookupsInProgress() const;
 
  private:
   // Shared with the thread, which may outlive the Resolver by one lookup in progress (the

@@ -31,9 +31,11 @@
 #include <evosip/router/dialog_check.hpp>
 #include <evosip/router/dialplan.hpp>
 #include <evosip/router/ng_client.hpp>
+#include <evosip/router/parked_requests.hpp>
 #include <evosip/router/registrar.hpp>
 #include <evosip/store/store.hpp>
 #include <evosip/transaction/proxy_core.hpp>
+#include <evosip/transport/resolver.hpp>
 
 namespace evosip::router {
 
@@ -72,6 +74,11 @@ struct RouterSettings {
   // layer.maxTransactionBytes bounds its transaction memory per worker.
   transaction::ProxySettings proxy;
   transaction::LayerSettings layer;
+  // Next hops named by a host name (RFC 3263): a request waits for its name's answer at most
+  // dnsTimeout (then 503), and at most dnsMaxParked requests of a worker wait at once (more get
+  // 503 at once). The lookups themselves are bounded by the next-hop resolver's settings.
+  size_t dnsMaxParked = 256;
+  std::chrono::milliseconds dnsTimeout{4000};
 };
 
 // What all workers share: settings, the nonce secret, the dialplan, the app set, drain state.
@@ -97,6 +104,13 @@ class RouterShared {
   std::shared_ptr<role::TargetSet> media() const;
   void setMedia(std::shared_ptr<role::TargetSet> media);
 
+  // Looks up the host names of requests' next hops (RFC 3263), with a cache of its own; null:
+  // such next hops are refused as unresolvable (503), as without DNS.
+  transport::Resolver* nextHops() const { return nextHops_.get(); }
+  void setNextHops(std::unique_ptr<transport::Resolver> resolver) {
+    nextHops_ = std::move(resolver);
+  }
+
   std::atomic<bool> draining{false};
 
  private:
@@ -109,6 +123,7 @@ class RouterShared {
   mutable std::mutex appsMutex_;
   std::shared_ptr<role::TargetSet> apps_;
   std::shared_ptr<role::TargetSet> media_;
+  std::unique_ptr<transport::Resolver> nextHops_;
 };
 
 // Why the router refused or dropped a request (evosip_router_rejected_total{reason}).
@@ -170,6 +185,15 @@ std::string_view rejectionName(Rejection r);
   COUNTER(appFailovers, "evosip_router_failovers_total",                                          \
           "Requests sent to the next app, offers to the next relay, after one failed", "to=app")  \
   COUNTER(relayFailovers, "evosip_router_failovers_total", "", "to=relay")                        \
+  COUNTER(dnsFound, "evosip_router_dns_next_hops_total",                                          \
+          "Requests that waited for the DNS answer of their next hop's host name, by outcome",    \
+          "result=found")                                                                         \
+  COUNTER(dnsNoAddress, "evosip_router_dns_next_hops_total", "", "result=no_address")             \
+  COUNTER(dnsFailed, "evosip_router_dns_next_hops_total", "", "result=failed")                    \
+  COUNTER(dnsTimeout, "evosip_router_dns_next_hops_total", "", "result=timeout")                  \
+  COUNTER(dnsBusy, "evosip_router_dns_next_hops_total", "", "result=busy")                        \
+  COUNTER(dnsCancelled, "evosip_router_dns_next_hops_total", "", "result=cancelled")              \
+  COUNTER(dnsCached, "evosip_router_dns_next_hops_total", "", "result=cached")                    \
   COUNTER(memoryTrims, "evosip_router_memory_trims_total",                                        \
           "Times a worker returned freed memory to the system after its transactions shrank", "") \
   GAUGE(serverTransactions, "evosip_router_transactions",                                         \
@@ -178,7 +202,9 @@ std::string_view rejectionName(Rejection r);
   GAUGE(clientTransactions, "evosip_router_transactions", "", "kind=client")                      \
   GAUGE(proxyContexts, "evosip_router_transactions", "", "kind=proxy")                            \
   GAUGE(transactionBytes, "evosip_router_transaction_bytes",                                      \
-        "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)", "")
+        "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)", "")      \
+  GAUGE(dnsParked, "evosip_router_dns_parked",                                                    \
+        "Requests waiting for the DNS answer of their next hop (dns.max_parked per worker)", "")
 
 struct RouterCounters {
   EVOSIP_STAT_FIELDS(EVOSIP_ROUTER_STATS)
@@ -221,6 +247,8 @@ class Router final : public transaction::ProxyUser {
   void onContextDone(transaction::TransactionId server, bool answered) override;
   std::optional<transaction::Target> retarget(transaction::TransactionId server,
                                               const transaction::Target& failed, int code) override;
+  // Numeric hosts as the core takes them; a host name from the next-hop resolver's answer.
+  std::optional<transport::Destination> resolve(const sip::Uri& uri) override;
 
  private:
   class StoreNonceCounts;
@@ -271,6 +299,20 @@ class Router final : public transaction::ProxyUser {
   static std::string_view nextHopOf(const transaction::PreprocessedRoute& route);
   bool namesSelf(std::string_view uriOrRoute);
   void trimMemory(runtime::Clock::time_point now);
+
+  // ---- next hops by host name (next_hop_dns.cpp) ----
+  // Whether the request's targets can go now: true when every next hop is numeric or its name's
+  // answer is known (a target whose name has no address then fails as a 503 branch, or the
+  // request gets 478/503 when no target is left). False when the request was parked until an
+  // answer comes (then resume() runs on this worker) or answered.
+  bool nextHopsKnown(transaction::TransactionId id, const std::vector<transaction::Target>& targets,
+                     const std::function<ParkedRequests::Resume()>& resume);
+  // How the host of a next hop's URI is looked up; nullopt for a numeric host, one of ours, or
+  // not a name at all.
+  std::optional<transport::DnsQuery> nextHopQuery(const sip::Uri& uri) const;
+  std::optional<transport::Resolution> resolutionOf(const transport::DnsQuery& query) const;
+  void onNextHopAnswer(const transport::DnsQuery& query, const transport::Resolution& answer);
+  void sweepParked(runtime::Clock::time_point now);
   // The injected clock in the nanoseconds role::TargetSet counts hold-downs in.
   int64_t nowNs() const { return clock_.now().time_since_epoch().count(); }
   static int64_t toNs(std::chrono::milliseconds d) {
@@ -411,6 +453,11 @@ class Router final : public transaction::ProxyUser {
     size_t attempt = 1;
   };
   std::unordered_map<uint64_t, AppRequest> appRequests_;
+  // Requests waiting for a next hop's DNS answer; the answer being delivered to them (it may
+  // have left the resolver's cache meanwhile).
+  ParkedRequests parked_;
+  const std::pair<transport::DnsQuery, transport::Resolution>* delivered_ = nullptr;
+  runtime::Clock::time_point nextParkSweep_{};
   size_t bytesHighWater_ = 0;  // transaction memory since the last trim
   runtime::Clock::time_point nextTrim_{};
   RouterCounters counters_;
