@@ -109,8 +109,7 @@ std::optional<transport::Destination> Router::resolve(const sip::Uri& uri) {
 
 bool Router::nextHopsKnown(TransactionId id, const std::vector<transaction::Target>& targets,
                            const std::function<ParkedRequests::Resume()>& resume) {
-  auto* resolver = shared_.nextHops();
-  if (resolver == nullptr) {
+  if (shared_.nextHops() == nullptr) {
     return true;
   }
   RequestHops request;
@@ -125,66 +124,32 @@ bool Router::nextHopsKnown(TransactionId id, const std::vector<transaction::Targ
     });
   }
   size_t named = 0;
-  size_t usable = 0;
+  size_t usable = 0;  // targets the core can send to (or decides about itself)
   std::optional<transport::Resolution> failure;
   for (const auto& t : targets) {
-    if (t.nextHop) {
-      ++usable;
-      continue;
+    std::optional<transport::DnsQuery> query;
+    if (!t.nextHop) {
+      auto na = sip::parseNameAddr(hopOf(t, request));
+      if (na && na->uri.hostType == sip::HostType::kDomain) {
+        query = nextHopQuery(na->uri);
+      }
     }
-    auto na = sip::parseNameAddr(hopOf(t, request));
-    if (!na || na->uri.hostType != sip::HostType::kDomain) {
-      ++usable;  // numeric, or nothing DNS can help with: the core decides
-      continue;
-    }
-    auto query = nextHopQuery(na->uri);
     if (!query) {
-      ++usable;
+      ++usable;  // a numeric next hop, or nothing DNS can help with
       continue;
     }
     ++named;
-    if (!fitsDns(query->host)) {
-      failure = transport::Resolution{};
-      continue;
-    }
-    auto answer = resolutionOf(*query);
+    auto answer = fitsDns(query->host) ? resolutionOf(*query) : transport::Resolution{};
     if (!answer) {
-      const auto deadline = clock_.now() + shared_.settings().dnsTimeout;
-      if (parked_.size() >= parked_.capacity()) {
-        RouterCounters::bump(counters_.dnsBusy);
-        proxy_.respond(id, 503, "Too Many DNS Lookups", kRetryAfter);
-        return false;
-      }
-      const auto start = resolver->lookup(
-          *query, [&io = io_, this, alive = std::weak_ptr<char>(alive_)](
-                      const transport::DnsQuery& q, const transport::Resolution& r) {
-            boost::asio::post(io, [this, alive, q, r] {
-              if (!alive.expired()) {
-                onNextHopAnswer(q, r);
-              }
-            });
-          });
-      if (start == transport::LookupStart::kBusy) {
-        RouterCounters::bump(counters_.dnsBusy);
-        proxy_.respond(id, 503, "Too Many DNS Lookups", kRetryAfter);
-        return false;
-      }
-      if (start == transport::LookupStart::kQueued) {
-        if (!parked_.park(id.value, std::move(*query), deadline, resume())) {
-          RouterCounters::bump(counters_.dnsBusy);
-          proxy_.respond(id, 503, "Too Many DNS Lookups", kRetryAfter);
+      switch (parkUntilAnswered(id, std::move(*query), resume, answer)) {
+        case Parking::kParked:
+        case Parking::kRefused:
           return false;
-        }
-        counters_.dnsParked.store(parked_.size(), std::memory_order_relaxed);
-        return false;
-      }
-      answer = resolver->cached(*query);  // answered meanwhile
-      if (!answer) {
-        ++usable;
-        continue;
+        case Parking::kAnswered:
+          break;
       }
     }
-    if (answer->hops.empty()) {
+    if (answer && answer->hops.empty()) {
       failure = std::move(answer);
     } else {
       ++usable;
@@ -194,20 +159,62 @@ bool Router::nextHopsKnown(TransactionId id, const std::vector<transaction::Targ
     return true;
   }
   if (usable == 0 && failure) {
-    // No target left with an address: the lookup's verdict is the answer. 478 is not one of
-    // RFC 3261's codes but the one SER, Kamailio and OpenSIPS send for a name that does not
-    // resolve; a client that does not know it takes it as a 400 (RFC 3261 8.1.3.2).
-    if (failure->error.empty()) {
-      RouterCounters::bump(counters_.dnsNoAddress);
-      proxy_.respond(id, 478, "Unresolvable Destination");
-    } else {
-      RouterCounters::bump(counters_.dnsFailed);
-      proxy_.respond(id, 503, "DNS Failure", kRetryAfter);
-    }
+    answerUnresolvable(id, *failure);
     return false;
   }
   RouterCounters::bump(delivered_ != nullptr ? counters_.dnsFound : counters_.dnsCached);
   return true;
+}
+
+Router::Parking Router::parkUntilAnswered(TransactionId id, transport::DnsQuery query,
+                                          const std::function<ParkedRequests::Resume()>& resume,
+                                          std::optional<transport::Resolution>& answer) {
+  auto refuse = [this, id] {
+    RouterCounters::bump(counters_.dnsBusy);
+    proxy_.respond(id, 503, "Too Many DNS Lookups", kRetryAfter);
+    return Parking::kRefused;
+  };
+  if (parked_.size() >= parked_.capacity()) {
+    return refuse();  // before the lookup: a full room starts none
+  }
+  auto* resolver = shared_.nextHops();
+  const auto start =
+      resolver->lookup(query, [&io = io_, this, alive = std::weak_ptr<char>(alive_)](
+                                  const transport::DnsQuery& q, const transport::Resolution& r) {
+        boost::asio::post(io, [this, alive, q, r] {
+          if (!alive.expired()) {
+            onNextHopAnswer(q, r);
+          }
+        });
+      });
+  switch (start) {
+    case transport::LookupStart::kBusy:
+      return refuse();
+    case transport::LookupStart::kQueued:
+      if (!parked_.park(id.value, std::move(query), clock_.now() + shared_.settings().dnsTimeout,
+                        resume())) {
+        return refuse();
+      }
+      counters_.dnsParked.store(parked_.size(), std::memory_order_relaxed);
+      return Parking::kParked;
+    case transport::LookupStart::kCached:
+      break;
+  }
+  answer = resolver->cached(query);  // answered since resolutionOf looked
+  return Parking::kAnswered;
+}
+
+void Router::answerUnresolvable(TransactionId id, const transport::Resolution& failure) {
+  // No target left with an address: the lookup's verdict is the answer. 478 is not one of
+  // RFC 3261's codes but the one SER, Kamailio and OpenSIPS send for a name that does not
+  // resolve; a client that does not know it takes it as a 400 (RFC 3261 8.1.3.2).
+  if (failure.error.empty()) {
+    RouterCounters::bump(counters_.dnsNoAddress);
+    proxy_.respond(id, 478, "Unresolvable Destination");
+  } else {
+    RouterCounters::bump(counters_.dnsFailed);
+    proxy_.respond(id, 503, "DNS Failure", kRetryAfter);
+  }
 }
 
 void Router::onNextHopAnswer(const transport::DnsQuery& query,

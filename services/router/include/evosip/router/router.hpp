@@ -310,6 +310,15 @@ class Router final : public transaction::ProxyUser {
   // How the host of a next hop's URI is looked up; nullopt for a numeric host, one of ours, or
   // not a name at all.
   std::optional<transport::DnsQuery> nextHopQuery(const sip::Uri& uri) const;
+  // Looks the name up with the request parked until the answer comes (kParked), or refuses the
+  // request with 503 when a bound is reached (kRefused); kAnswered: the answer came meanwhile
+  // and is in `answer`.
+  enum class Parking : uint8_t { kParked, kRefused, kAnswered };
+  Parking parkUntilAnswered(transaction::TransactionId id, transport::DnsQuery query,
+                            const std::function<ParkedRequests::Resume()>& resume,
+                            std::optional<transport::Resolution>& answer);
+  // 478 for a name without an address, 503 when the name servers failed.
+  void answerUnresolvable(transaction::TransactionId id, const transport::Resolution& failure);
   std::optional<transport::Resolution> resolutionOf(const transport::DnsQuery& query) const;
   void onNextHopAnswer(const transport::DnsQuery& query, const transport::Resolution& answer);
   void sweepParked(runtime::Clock::time_point now);
