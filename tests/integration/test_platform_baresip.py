@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import socket
+import time
 import unittest
 import wave
 
@@ -101,12 +102,24 @@ def write_tone(path: str, seconds: float = 4.0) -> None:
         w.writeframes(bytes(frames))
 
 
-def received_wav(d: str):
-    """The WAV baresip's sndfile filter wrote with the decoded (received) audio, or None."""
-    for name in sorted(os.listdir(d)):
-        if name.startswith("dump") and name.endswith("-dec.wav"):
-            return os.path.join(d, name)
-    return None
+def received_wav(d: str, timeout: float = 5.0):
+    """The WAV baresip's sndfile filter wrote with the decoded (received) audio, or None.
+
+    baresip prints the end of a call before its audio stream is torn down, and the file's
+    header is complete only once the stream closed it: wait (bounded) until it reads."""
+    end = time.monotonic() + timeout
+    while True:
+        path = next((os.path.join(d, n) for n in sorted(os.listdir(d))
+                     if n.startswith("dump") and n.endswith("-dec.wav")), None)
+        if path is not None:
+            try:
+                with wave.open(path, "rb"):
+                    return path
+            except (wave.Error, EOFError):
+                pass
+        if time.monotonic() >= end:
+            return path
+        time.sleep(0.05)
 
 
 def start_softphone(work: str, cleanup, name: str, password: str, edge_port: int, tone: str,
