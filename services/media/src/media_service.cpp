@@ -181,7 +181,12 @@ struct MediaService::Impl {
   RelayShared shared;
   std::vector<std::unique_ptr<Relay>> relays;
   std::unique_ptr<NgServer> ng;
+  std::mutex ngMutex;  // ng's start and stop: the state thread (fence, standby) and stop()
+  bool ngStopping = false;
   std::unique_ptr<SessionState> state;  // media.state.enabled
+  // media.state: not ready until the start-up claim of the relay's own address is decided and
+  // the calls stored under its name are restored on the workers.
+  std::atomic<bool> starting{false};
   std::mutex takenNgMutex;
   // ng sockets on taken-over relays' addresses, by instance
   std::vector<std::pair<std::string, std::unique_ptr<NgServer>>> takenNg;
@@ -205,6 +210,9 @@ struct MediaService::Impl {
   void releaseTakenNg(const std::string& instance);
   void restore(SessionRecord record, const std::string& owner);
   void setFenced(bool on);
+  void setNgBound(bool on);
+  bool bindOwnNg();
+  void settled();
   void dropLost(const std::string& instance);
 };
 
@@ -218,12 +226,15 @@ void MediaService::Impl::startState() {
   hooks.restore = [this](SessionRecord r, const std::string& owner) {
     restore(std::move(r), owner);
   };
+  hooks.bindOwn = [this] { return bindOwnNg(); };
+  hooks.settled = [this] { settled(); };
   hooks.sessions = [this] { return shared.sessions.load(); };
   hooks.release = [this](const std::string& instance) { releaseTakenNg(instance); };
   hooks.standby = [this](bool on) { shared.standby = on; };
   hooks.fence = [this](bool on) { setFenced(on); };
   hooks.lost = [this](const std::string& instance) { dropLost(instance); };
   shared.standby = true;  // until the relay's own address is its own
+  starting = true;
   state = std::make_unique<SessionState>(config.state, self, limits, std::move(hooks));
   for (auto& relay : relays) {
     relay->setSessionSink(
@@ -268,12 +279,86 @@ void MediaService::Impl::releaseTakenNg(const std::string& instance) {
 }
 
 // media.state.fence: nothing relayed, offers and answers refused (the router takes another
-// relay), /readyz 503, served() empty (the announcer withdraws the addresses); lifted, the calls
-// are relayed again.
+// relay), /readyz 503, served() empty (the announcer withdraws the addresses), and every socket
+// on the relay's addresses (call ports, ng sockets) closed, so that the peer that takes an
+// address over can bind it even on this host. Lifted (the store confirmed the leases), the
+// sockets are bound again on the same ports and the calls relayed again.
 void MediaService::Impl::setFenced(bool on) {
-  shared.fenced = on;
+  if (on) {
+    shared.fenced = true;
+    setNgBound(false);
+  }
   for (size_t w = 0; w < relays.size(); ++w) {
-    post(w, [relay = relays[w].get(), on] { relay->setFenced(on); });
+    post(w, [this, relay = relays[w].get(), on] {
+      if (on) {
+        relay->setFenced(true);
+        relay->releaseSockets();
+        return;
+      }
+      if (const size_t n = relay->rebindSockets(); n > 0) {
+        logger->warn("media.state: {} calls deleted after the fence: their ports are taken", n);
+      }
+      relay->setFenced(false);
+    });
+  }
+  if (!on) {
+    shared.fenced = false;
+    setNgBound(true);
+  }
+}
+
+// The ng sockets of the addresses this relay serves: its own and those taken over.
+void MediaService::Impl::setNgBound(bool on) {
+  if (on) {
+    bindOwnNg();
+  } else {
+    std::lock_guard lock(ngMutex);
+    ng->stop();
+  }
+  std::lock_guard lock(takenNgMutex);
+  for (auto& [instance, server] : takenNg) {
+    if (!on) {
+      server->stop();
+      continue;
+    }
+    try {
+      server->start();
+    } catch (const std::exception& e) {
+      logger->error("media.state: cannot serve relay {}'s ng address again: {}", instance,
+                    e.what());
+    }
+  }
+}
+
+// The relay's own ng socket, bound at start unless a peer relay on this host serves the address
+// (then at the first heartbeat after it is free), and again after a fence.
+bool MediaService::Impl::bindOwnNg() {
+  std::lock_guard lock(ngMutex);
+  if (ng->running()) {
+    return true;
+  }
+  if (ngStopping || shared.fenced.load()) {
+    return false;
+  }
+  try {
+    ng->start();
+  } catch (const std::exception&) {
+    return false;
+  }
+  logger->info("media.state: ng socket {} bound", config.ngListen);
+  return true;
+}
+
+// Ready once every worker has run the restores posted to it before this.
+void MediaService::Impl::settled() {
+  auto remaining = std::make_shared<std::atomic<size_t>>(relays.size());
+  for (size_t w = 0; w < relays.size(); ++w) {
+    post(w, [this, remaining] {
+      if (remaining->fetch_sub(1) == 1) {
+        starting = false;
+        logger->info("media.state: start-up claim decided, {} calls up", shared.sessions.load());
+      }
+    });
   }
 }
 
@@ -303,8 +388,8 @@ void MediaService::Impl::restore(SessionRecord record, const std::string& owner)
       state->counters().restored.fetch_add(1, std::memory_order_relaxed);
     } else {
       state->counters().restoreErrors.fetch_add(1, std::memory_order_relaxed);
-      logger->warn("call {}: not restored from relay {}: {}", record.callId, owner,
-                   ok.error().message);
+      logger->warn("call {}: not restored from relay {}: {}", record.callId,
+                   owner.empty() ? config.state.instanceId : owner, ok.error().message);
     }
   });
 }
@@ -572,14 +657,22 @@ void MediaService::start() {
                                    d.handle(command, std::move(body), std::move(reply));
                                  });
   d.ng->setFreeBind(d.config.relay.freeBind);
-  d.ng->start();
-  if (d.config.state.enabled) {
+  if (!d.config.state.enabled) {
+    d.ng->start();
+  } else {
+    try {
+      d.ng->start();
+    } catch (const std::exception& e) {
+      // A peer relay on this host may serve this relay's address (its ng socket): the relay
+      // stands by and binds it once it is free (SessionState::Hooks::bindOwn).
+      d.logger->warn("{}: standby until it is free", e.what());
+    }
     d.startState();
   }
   d.registerRpc();
   d.registerMetrics();
   d.setWork();
-  d.host.setReadyCheck([&d] { return !d.shared.fenced.load(); });
+  d.host.setReadyCheck([&d] { return !d.shared.fenced.load() && !d.starting.load(); });
   d.host.tickEvery(std::chrono::milliseconds(1000), [&d](size_t w) { d.relays[w]->onTick(); });
   d.pool.setRealtimePriority(d.config.realtimePriority);
   d.host.start();
@@ -607,7 +700,11 @@ void MediaService::stop() {
     return;
   }
   d.host.stopServing();
-  d.ng->stop();
+  {
+    std::lock_guard lock(d.ngMutex);
+    d.ngStopping = true;
+    d.ng->stop();
+  }
   if (d.state) {
     d.state->stop();  // before the calls are closed: with calls up, the peers take them over
   }

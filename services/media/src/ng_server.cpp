@@ -199,6 +199,9 @@ NgServer::~NgServer() {
 }
 
 void NgServer::start() {
+  if (impl_->thread.joinable()) {
+    return;
+  }
   auto ep = transport::parseEndpoint(impl_->listen, 2223);
   if (!ep) {
     throw std::runtime_error(
@@ -218,10 +221,13 @@ void NgServer::start() {
     impl_->socket.bind(endpoint, ec);
   }
   if (ec) {
+    boost::system::error_code ignored;
+    impl_->socket.close(ignored);  // start() may be tried again
     throw std::runtime_error(
         fmt::format("media.ng_listen: cannot bind {}: {}", ep->str(), ec.message()));
   }
   impl_->receive();
+  impl_->io.restart();  // after a stop(): run() had returned
   impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
 }
 
@@ -241,6 +247,10 @@ void NgServer::stop() {
     impl->socket.close(ec);
   });
   impl_->thread.join();
+}
+
+bool NgServer::running() const {
+  return impl_->thread.joinable();
 }
 
 uint16_t NgServer::port() const {

@@ -1,6 +1,7 @@
 // The store's copy of one worker's calls (media.state): the stored form of a call (snapshot),
 // handed to the session sink after each offer, answer and latch change, and a call served again
-// from its stored form on the relay that took over a dead relay's address (restore).
+// from its stored form on the relay that took over a dead relay's address or on the relay itself
+// after a restart (restore), and the call sockets given up while the relay is fenced.
 #include <fmt/format.h>
 
 #include <evosip/media/relay.hpp>
@@ -184,6 +185,51 @@ Result<void> Relay::restoreLeg(Call& call, const SessionRecord& r, size_t index)
     counters_.streams.fetch_add(2, std::memory_order_relaxed);
   }
   return {};
+}
+
+void Relay::releaseSockets() {
+  for (auto& [id, call] : calls_) {
+    for (auto& leg : call->legs) {
+      for (auto& slot : leg->media) {
+        if (slot.rtp) {
+          releaseSocket(*slot.rtp);
+          releaseSocket(*slot.rtcp);
+        }
+      }
+    }
+  }
+}
+
+Result<void> Relay::rebindCall(Call& call) {
+  const bool elsewhere = call.bind.known();
+  const Endpoint& where = elsewhere ? call.bind : bindAddress_;
+  for (auto& leg : call.legs) {
+    for (auto& slot : leg->media) {
+      for (Stream* s : {slot.rtp.get(), slot.rtcp.get()}) {
+        if (s == nullptr || s->closed || s->fd >= 0) {
+          continue;
+        }
+        if (auto ok = bindStream(*s, where, elsewhere); !ok) {
+          return ok;
+        }
+      }
+    }
+  }
+  return {};
+}
+
+size_t Relay::rebindSockets() {
+  std::vector<std::string> failed;
+  for (auto& [id, call] : calls_) {
+    if (auto ok = rebindCall(*call); !ok) {
+      unpublish(*call);
+      failed.push_back(id);
+    }
+  }
+  for (const auto& id : failed) {
+    deleteCall(id);
+  }
+  return failed.size();
 }
 
 }  // namespace evosip::media

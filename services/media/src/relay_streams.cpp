@@ -19,6 +19,17 @@ namespace evosip::media {
 Result<std::shared_ptr<Stream>> Relay::openStream(const Endpoint& bindAddress, uint16_t port,
                                                   bool rtcp, bool freeBind) {
   auto s = std::make_shared<Stream>(port, rtcp);
+  if (auto ok = bindStream(*s, bindAddress, freeBind); !ok) {
+    return tl::unexpected(ok.error());
+  }
+  return s;
+}
+
+// A socket for the stream's port, watched by the packet path: a new stream, or one whose socket
+// was released while the relay was fenced.
+Result<void> Relay::bindStream(Stream& stream, const Endpoint& bindAddress, bool freeBind) {
+  Stream* s = &stream;
+  const uint16_t port = s->localPort;
   const int family = bindAddress.isV6() ? AF_INET6 : AF_INET;
   int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -50,28 +61,37 @@ Result<std::shared_ptr<Stream>> Relay::openStream(const Endpoint& bindAddress, u
   }
   if (ring_) {
     ring_->watch(*s);
-    return s;
+    return {};
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = s.get();
+  ev.data.ptr = s;
   if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     const int err = errno;
     ::close(fd);
+    s->fd = -1;
     return makeError(Errc::kIo, fmt::format("epoll_ctl: {}", std::strerror(err)));
   }
-  return s;
+  return {};
 }
 
 void Relay::closeStream(Stream& s) {
   if (!s.closed) {
     s.closed = true;
     s.out = nullptr;
-    if (ring_) {
-      ring_->unwatch(s);
-    }
-    ::close(s.fd);  // also leaves the epoll set
+    releaseSocket(s);
   }
+}
+
+void Relay::releaseSocket(Stream& s) {
+  if (s.fd < 0) {
+    return;
+  }
+  if (ring_) {
+    ring_->unwatch(s);
+  }
+  ::close(s.fd);  // also leaves the epoll set
+  s.fd = -1;
 }
 
 Result<void> Relay::ensureSlot(Call& call, Leg& leg, size_t index) {

@@ -54,7 +54,8 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   bool claimed = false;   // this relay's own heartbeat key is ours (see claim())
   bool claiming = false;  // a write of it is under way
   bool standbyLogged = false;
-  int claimErrors = 0;  // reads of it the store did not answer
+  bool settled = false;  // the start-up claim is decided (Hooks::settled called)
+  int claimErrors = 0;   // reads of it the store did not answer
   static constexpr int kClaimAttempts = 10;
   std::map<std::string, std::chrono::steady_clock::time_point> takenAt;  // by peer
   // Read by served() from other threads.
@@ -71,6 +72,14 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   std::string beatValue(const ServedAddress& s) const {
     return encodeHeartbeat(Heartbeat{false, self.instance, s.address, s.ng});
   }
+  void addServed(const ServedAddress& s) {
+    std::lock_guard lock(servedMutex);
+    if (s.instance == self.instance) {
+      servedList.insert(servedList.begin(), s);
+    } else {
+      servedList.push_back(s);
+    }
+  }
   bool serving(const std::string& instance) const {
     std::lock_guard lock(servedMutex);
     return std::any_of(servedList.begin(), servedList.end(),
@@ -84,7 +93,9 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   void write(const std::string& owner, const std::string& key, std::string record);
   void beat();
   void claim();
+  void claimed_(std::chrono::steady_clock::time_point sent);
   void serveOwn();
+  void settle();
   void lose(const std::string& instance);
   void checkFence();
   void releaseIdle();
@@ -92,7 +103,10 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   void watch(const std::string& peer);
   void lock(const std::string& peer, const Heartbeat& last);
   void takeOver(const ServedAddress& dead, std::chrono::steady_clock::time_point locked);
-  void restorePage(const ServedAddress& dead, const std::string& cursor);
+  // The stored calls of `instance`'s address, restored with `owner` ("" = this relay's own),
+  // page by page; `done` after the last page.
+  void restorePage(const std::string& instance, const std::string& owner, const std::string& cursor,
+                   std::function<void()> done);
   void refresh();
   void writeStopped(std::shared_ptr<std::promise<void>> done);
 };
@@ -184,6 +198,16 @@ void SessionState::Impl::claim() {
   if (claiming) {
     return;
   }
+  if (hooks.bindOwn && !hooks.bindOwn()) {
+    // Its ng address is bound by another process: a peer relay on this host that serves it.
+    if (!standbyLogged) {
+      log->warn("media.state: this relay's ng address {} is in use: standby until it is free",
+                self.ng);
+      standbyLogged = true;
+    }
+    settle();
+    return;
+  }
   claiming = true;
   const std::string mine = beatValue(self);
   const auto sent = std::chrono::steady_clock::now();
@@ -197,9 +221,15 @@ void SessionState::Impl::claim() {
           // nothing they could not write a heartbeat for; others serve the address after a few
           // heartbeats without the store (nobody can take it over without the store either).
           self->failed("own heartbeat", r.error());
-          if (self->settings.fence || ++self->claimErrors < kClaimAttempts) {
+          if (++self->claimErrors >= kClaimAttempts) {
+            self->settle();
+          }
+          if (self->settings.fence || self->claimErrors < kClaimAttempts) {
             return;
           }
+          self->claimed = true;
+          self->addServed(self->self);
+          self->serveOwn();
         } else if (!*r) {
           if (!self->standbyLogged) {
             self->log->warn(
@@ -208,25 +238,40 @@ void SessionState::Impl::claim() {
                 self->self.address);
             self->standbyLogged = true;
           }
-          return;
+          self->settle();
         } else {
-          self->fence.written(self->self.instance, sent);
+          self->claimed_(sent);
         }
-        self->serveOwn();
       });
 }
 
-void SessionState::Impl::serveOwn() {
+// The lease on the relay's own address is this relay's (compare-and-set won): the calls stored
+// under its name (left by its previous process, a crash or a restart within heartbeat_ttl, or
+// given back by a peer) are restored on their ports before the relay serves the address.
+void SessionState::Impl::claimed_(std::chrono::steady_clock::time_point sent) {
   claimed = true;
+  addServed(self);  // heartbeats and records from now on: the lease must not lapse meanwhile
+  fence.written(self.instance, sent);
+  checkFence();
+  restorePage(self.instance, "", "", [self = shared_from_this()] { self->serveOwn(); });
+}
+
+void SessionState::Impl::serveOwn() {
   standbyLogged = false;
-  {
-    std::lock_guard lock(servedMutex);
-    servedList.insert(servedList.begin(), self);
-  }
   if (hooks.standby) {
     hooks.standby(false);
   }
+  settle();
   checkFence();
+}
+
+void SessionState::Impl::settle() {
+  if (!settled) {
+    settled = true;
+    if (hooks.settled) {
+      hooks.settled();
+    }
+  }
 }
 
 // Another relay holds an address this one served (the store refused this relay's heartbeat
@@ -357,6 +402,8 @@ void SessionState::Impl::releaseIdle() {
 void SessionState::Impl::beat() {
   if (!claimed) {
     claim();
+  } else if (!fenced && hooks.bindOwn) {
+    hooks.bindOwn();  // its ng socket, released while fenced, if it could not be bound since
   }
   releaseIdle();
   writeBeats();
@@ -437,39 +484,41 @@ void SessionState::Impl::takeOver(const ServedAddress& dead,
     store->removeValue(beatKey(dead.instance), [](Result<void>) {});
     return;
   }
-  {
-    std::lock_guard lock(servedMutex);
-    servedList.push_back(dead);
-  }
+  addServed(dead);
   takenAt[dead.instance] = std::chrono::steady_clock::now();
   fence.written(dead.instance, locked);
   counters.takeovers.fetch_add(1, std::memory_order_relaxed);
   checkFence();
   writeBeats();
-  restorePage(dead, "");
+  restorePage(dead.instance, dead.instance, "", [] {});
 }
 
-void SessionState::Impl::restorePage(const ServedAddress& dead, const std::string& cursor) {
-  store->listValues(settings.keyPrefix + "sess:" + dead.instance + ":", cursor, 256,
-                    [self = shared_from_this(), dead](Result<store::Page<store::KeyValue>> page) {
-                      if (!page) {
-                        self->failed("restore", page.error());
-                        return;
-                      }
-                      for (const auto& kv : page->items) {
-                        auto record = decodeSessionRecord(kv.value, self->limits);
-                        if (!record) {
-                          self->counters.restoreErrors.fetch_add(1, std::memory_order_relaxed);
-                          self->log->warn("media.state: stored call {} not restored: {}", kv.key,
-                                          record.error().message);
-                          continue;
-                        }
-                        self->hooks.restore(std::move(*record), dead.instance);
-                      }
-                      if (!page->next.empty()) {
-                        self->restorePage(dead, page->next);
-                      }
-                    });
+void SessionState::Impl::restorePage(const std::string& instance, const std::string& owner,
+                                     const std::string& cursor, std::function<void()> done) {
+  auto onPage = [self = shared_from_this(), instance, owner,
+                 done](Result<store::Page<store::KeyValue>> page) mutable {
+    if (!page) {
+      self->failed("restore", page.error());
+      done();
+      return;
+    }
+    for (const auto& kv : page->items) {
+      auto record = decodeSessionRecord(kv.value, self->limits);
+      if (!record) {
+        self->counters.restoreErrors.fetch_add(1, std::memory_order_relaxed);
+        self->log->warn("media.state: stored call {} not restored: {}", kv.key,
+                        record.error().message);
+        continue;
+      }
+      self->hooks.restore(std::move(*record), owner);
+    }
+    if (page->next.empty()) {
+      done();
+    } else {
+      self->restorePage(instance, owner, page->next, std::move(done));
+    }
+  };
+  store->listValues(settings.keyPrefix + "sess:" + instance + ":", cursor, 256, std::move(onPage));
 }
 
 void SessionState::Impl::writeStopped(std::shared_ptr<std::promise<void>> done) {

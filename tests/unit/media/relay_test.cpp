@@ -554,6 +554,51 @@ TEST_P(RelayTest, FencedRelaysNothingAndLostCallsGoWithoutTheirRecords) {
   EXPECT_FALSE(relays(b, towardB, a, "gone"));
 }
 
+// The address handed over while fenced: no socket of the call is bound (another process can bind
+// its ports), and after the fence the call is relayed on the same ports again.
+TEST_P(RelayTest, FencedRelayReleasesItsPortsAndBindsThemAgain) {
+  Phone a, b;
+  Value o = offer("r1", "ta", sdpFor(a.port()));
+  Value an = answer("r1", "ta", "tb", sdpFor(b.port()));
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  EXPECT_TRUE(relays(b, towardB, a, "before"));
+  relay->setFenced(true);
+  relay->releaseSockets();
+  for (uint16_t port : {towardA, towardB, uint16_t(towardB + 1)}) {
+    boost::asio::ip::udp::socket other(io, boost::asio::ip::udp::v4());
+    boost::system::error_code ec;
+    other.bind({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+    EXPECT_FALSE(ec) << "port " << port << " still bound: " << ec.message();
+  }
+  EXPECT_EQ(relay->rebindSockets(), 0u);
+  relay->setFenced(false);
+  EXPECT_TRUE(relays(b, towardB, a, "after"));
+  EXPECT_TRUE(relays(a, towardA, b, "after, the other way"));
+  EXPECT_EQ(relay->calls(), 1u);
+}
+
+TEST_P(RelayTest, AFencedCallWhosePortIsTakenMeanwhileIsDeleted) {
+  std::vector<std::string> written;
+  relay->setSessionSink([&](const std::string& id, const std::string&, std::string r) {
+    written.push_back(id + (r.empty() ? " removed" : " written"));
+  });
+  Phone a, b;
+  Value o = offer("r2", "ta", sdpFor(a.port()));
+  answer("r2", "ta", "tb", sdpFor(b.port()));
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  relay->setFenced(true);
+  relay->releaseSockets();
+  boost::asio::ip::udp::socket other(io, boost::asio::ip::udp::v4());
+  other.bind({boost::asio::ip::make_address("127.0.0.1"), towardB});
+  EXPECT_EQ(relay->rebindSockets(), 1u);
+  relay->setFenced(false);
+  EXPECT_EQ(relay->calls(), 0u);
+  EXPECT_EQ(shared.sessions.load(), 0);
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written.back(), "r2 removed");
+}
+
 TEST_P(RelayTest, RestoreRefusesARecordOfAnotherFamily) {
   SessionRecord r;
   r.callId = "v6";

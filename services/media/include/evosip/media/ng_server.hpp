@@ -74,9 +74,11 @@ class NgServer {
   // Bind even while the address is not on an interface (IP_FREEBIND): another relay's ng address
   // taken over (media.takeover), which reaches this host once it is announced here.
   void setFreeBind(bool on);
-  // Binds (throws std::runtime_error naming media.ng_listen) and starts the thread.
+  // Binds (throws std::runtime_error naming media.ng_listen) and starts the thread. After a
+  // stop() (the socket released, media.state.fence) or a failed start(), it may be called again.
   void start();
   void stop();
+  bool running() const;
   uint16_t port() const;
   const NgCounters& counters() const;
 

@@ -159,6 +159,13 @@ class Relay {
   // they latch (they still keep the call from idling out); the calls stay, to be relayed again
   // when the fence lifts.
   void setFenced(bool on) { fenced_ = on; }
+  // media.state.fence: every call socket is closed while the relay is fenced, so that the peer
+  // that may take the address over can bind its ports, on this host too; the calls stay, with
+  // their ports, latches and counters.
+  void releaseSockets();
+  // After the fence: the released sockets are bound again on the same ports. A call whose port
+  // cannot be bound (held by another process) is deleted, its record removed. Returns how many.
+  size_t rebindSockets();
   // Deletes the calls living on `owner`'s address ("" = this relay's own) without removing
   // their records: another relay holds that address and serves them now.
   size_t dropCalls(const std::string& owner);
@@ -198,8 +205,10 @@ class Relay {
   // Stream sockets and their port pairs (relay_streams.cpp).
   Result<std::shared_ptr<Stream>> openStream(const Endpoint& bindAddress, uint16_t port, bool rtcp,
                                              bool freeBind);
+  Result<void> bindStream(Stream& s, const Endpoint& bindAddress, bool freeBind);
   Result<void> ensureSlot(Call& call, Leg& leg, size_t index);
   void closeStream(Stream& s);
+  void releaseSocket(Stream& s);  // closes the socket, keeps the stream (releaseSockets)
 
   // The epoll packet path (relay_epoll.cpp).
   void armEpoll();
@@ -232,6 +241,7 @@ class Relay {
   void unpublish(const Call& call);
   void publishLatchChanges();
   Result<void> restoreLeg(Call& call, const SessionRecord& r, size_t index);
+  Result<void> rebindCall(Call& call);
 
   // Calls: deletion and report (relay.cpp).
   void deleteCall(const std::string& callId);
