@@ -146,6 +146,9 @@ void SessionState::Impl::write(const std::string& owner, const std::string& key,
 }
 
 void SessionState::Impl::refresh() {
+  if (!store) {
+    return;  // stopped: a timer that had fired before stop() cancelled it
+  }
   for (const auto& [key, record] : live) {
     if (fenced) {
       break;
@@ -325,6 +328,9 @@ void SessionState::Impl::lose(const std::string& instance) {
 // media.state.fence: fenced from heartbeat_ttl - fence_margin after the oldest unconfirmed
 // heartbeat was sent (heartbeat_fence.hpp) until every address still held is confirmed again.
 void SessionState::Impl::checkFence() {
+  if (!store) {
+    return;  // stopped: a timer that had fired before stop() cancelled it
+  }
   if (!settings.fence) {
     return;
   }
@@ -400,6 +406,9 @@ void SessionState::Impl::releaseIdle() {
 }
 
 void SessionState::Impl::beat() {
+  if (!store) {
+    return;  // stopped: a timer that had fired before stop() cancelled it
+  }
   if (!claimed) {
     claim();
   } else if (!fenced && hooks.bindOwn) {
@@ -552,7 +561,8 @@ SessionState::~SessionState() {
 }
 
 void SessionState::start() {
-  auto factory = store::makeStoreFactory(impl_->settings.store);
+  auto factory = impl_->settings.storeFactory ? impl_->settings.storeFactory
+                                              : store::makeStoreFactory(impl_->settings.store);
   impl_->store = factory->open(impl_->io.get_executor());
   asio::post(impl_->io, [impl = impl_] {
     impl->beat();

@@ -57,6 +57,8 @@ struct StateSettings {
   bool fence = false;                            // media.state.fence (auto: takeoverPeers set)
   std::chrono::milliseconds fenceMargin{300};    // media.state.fence_margin_ms
   store::Settings store;                         // store.*
+  // The store to open; null: one made from `store` (tests share a memory store between relays).
+  std::shared_ptr<store::StoreFactory> storeFactory;
 };
 
 // Statistics of media.state (metrics/stats.hpp).
