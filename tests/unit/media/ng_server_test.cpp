@@ -55,9 +55,9 @@ class SharedManualClock final : public runtime::Clock {
 
 class NgServerTest : public ::testing::Test {
  protected:
-  void start(const std::vector<std::string>& allow) {
+  void start(const std::vector<std::string>& allow, const std::string& listen = "127.0.0.1:0") {
     server = std::make_unique<NgServer>(
-        "127.0.0.1:0", *transport::AddressAcl::parse(allow),
+        listen, *transport::AddressAcl::parse(allow),
         [this](std::string_view, bencode::Value, NgServer::Reply reply) {
           const int n = ++handled;
           bencode::Value r = bencode::ngOk();
@@ -166,6 +166,40 @@ TEST(MediaConfigTest, ExplicitValuesAndErrorsNameTheKey) {
       EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
     }
   }
+}
+
+// media.state: a fenced relay stops its ng socket (the port is free for the peer that takes the
+// address over) and starts it again after the fence; a relay whose ng port a peer holds starts
+// it once the port is free.
+TEST_F(NgServerTest, StartsAgainOnTheSamePortAfterAStopOrAFailedStart) {
+  Client holder("127.0.0.1");
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  ::getsockname(holder.fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const uint16_t port = ntohs(a.sin_port);
+  EXPECT_THROW(start({"127.0.0.0/8"}, "127.0.0.1:" + std::to_string(port)), std::runtime_error);
+  EXPECT_FALSE(server->running());
+  ::close(holder.fd);
+  holder.fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  server->start();  // the port is free now
+  EXPECT_TRUE(server->running());
+  Client client("127.0.0.1");
+  EXPECT_NE(client.ask(port, "c1 d7:command4:pinge").find("c1 d"), std::string::npos);
+  server->stop();
+  EXPECT_FALSE(server->running());
+  EXPECT_EQ(client.ask(port, "c2 d7:command4:pinge"), "");
+  {
+    sockaddr_in same{};
+    same.sin_family = AF_INET;
+    same.sin_port = htons(port);
+    same.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&same), sizeof same), 0) << "port released";
+    ::close(fd);
+  }
+  server->start();
+  EXPECT_NE(client.ask(port, "c3 d7:command4:pinge").find("c3 d"), std::string::npos);
+  EXPECT_EQ(handled.load(), 2);
 }
 
 }  // namespace
