@@ -331,14 +331,18 @@ void MediaService::Impl::setNgBound(bool on) {
 }
 
 // The relay's own ng socket, bound at start unless a peer relay on this host serves the address
-// (then at the first heartbeat after it is free), and again after a fence.
+// (then at the first heartbeat after it is free), and again after a fence. False: another process
+// holds its address and port.
 bool MediaService::Impl::bindOwnNg() {
   std::lock_guard lock(ngMutex);
   if (ng->running()) {
     return true;
   }
-  if (ngStopping || shared.fenced.load()) {
+  if (ngStopping) {
     return false;
+  }
+  if (shared.fenced.load()) {
+    return true;  // bound when the fence lifts
   }
   try {
     ng->start();

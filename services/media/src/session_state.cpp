@@ -93,7 +93,7 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   void write(const std::string& owner, const std::string& key, std::string record);
   void beat();
   void claim();
-  void claimed_(std::chrono::steady_clock::time_point sent);
+  void ownLeaseWon(std::chrono::steady_clock::time_point sent);
   void serveOwn();
   void settle();
   void lose(const std::string& instance);
@@ -204,8 +204,10 @@ void SessionState::Impl::claim() {
   if (hooks.bindOwn && !hooks.bindOwn()) {
     // Its ng address is bound by another process: a peer relay on this host that serves it.
     if (!standbyLogged) {
-      log->warn("media.state: this relay's ng address {} is in use: standby until it is free",
-                self.ng);
+      log->warn(
+          "media.state: this relay's ng address {} is in use (a peer relay on this host serving "
+          "this relay's address?): standby until it is free",
+          self.ng);
       standbyLogged = true;
     }
     settle();
@@ -243,7 +245,7 @@ void SessionState::Impl::claim() {
           }
           self->settle();
         } else {
-          self->claimed_(sent);
+          self->ownLeaseWon(sent);
         }
       });
 }
@@ -251,7 +253,7 @@ void SessionState::Impl::claim() {
 // The lease on the relay's own address is this relay's (compare-and-set won): the calls stored
 // under its name (left by its previous process, a crash or a restart within heartbeat_ttl, or
 // given back by a peer) are restored on their ports before the relay serves the address.
-void SessionState::Impl::claimed_(std::chrono::steady_clock::time_point sent) {
+void SessionState::Impl::ownLeaseWon(std::chrono::steady_clock::time_point sent) {
   claimed = true;
   addServed(self);  // heartbeats and records from now on: the lease must not lapse meanwhile
   fence.written(self.instance, sent);
