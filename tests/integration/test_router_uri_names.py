@@ -185,6 +185,40 @@ class TestCallsToHostNames(UriNamesBase):
         self.assertEqual(m.get("evosip_router_dns_next_hops_total", result="cancelled"), 1)
 
 
+class NamedContactUas(h.FakeRouter):
+    """A UAS whose 2xx names its Contact by host name: the dialog's remote target is a name."""
+
+    def __init__(self, name: str, contact_host: str):
+        self.contact_host = contact_host
+        super().__init__(name)
+
+    def _answer(self, msg: h.SipMessage, data: bytes, src) -> None:
+        if msg.method == "ACK":
+            return
+        resp = h.build_response(msg, 200, "OK", to_tag=f"r{self.name}",
+                                contact=f"<sip:{self.contact_host}:{self.port}>",
+                                extra_headers=[f"X-Router: {self.name}"])
+        self.sock.sendto(resp, self._reply_address(msg, src))
+
+
+class TestInDialogToHostNames(UriNamesBase):
+    def test_ack_and_bye_reach_a_remote_target_named_by_host(self) -> None:
+        dns = self.start_dns()
+        uas = NamedContactUas("named", "contact.gw.test")
+        self.cleanup.callbacks.append(uas.close)
+        dns.set("invite.gw.test", "A", [h.HOST], ttl=30)
+        dns.set("contact.gw.test", "A", [h.HOST], ttl=30)
+        self.start(dns)
+        final = self.call(f"sip:x@invite.gw.test:{uas.port}")
+        self.assertIsNotNone(final, "no final answer")
+        self.assertEqual(final.status, 200, str(final))
+        # The ACK and the BYE go to the Contact's name, looked up when they come.
+        h.wait_until(lambda: [m.method for m in uas.received()] == ["INVITE", "ACK", "BYE"], 5,
+                     "the ACK and the BYE at the UAS")
+        self.assertGreaterEqual(dns.asked("contact.gw.test", "A"), 1)
+        self.assertEqual(uas.received("BYE")[0].ruri, f"sip:contact.gw.test:{uas.port}")
+
+
 @unittest.skipUnless(ipv6_loopback(), "no ::1 on this machine")
 class TestIpv6NameServer(UriNamesBase):
     def test_dns_servers_takes_an_ipv6_name_server(self) -> None:

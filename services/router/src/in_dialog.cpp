@@ -117,7 +117,11 @@ void Router::onAckDialogs(const std::string& text,
   if (!ack) {
     return;
   }
-  const auto check = checkInDialog(*ack, nextHopOf(proxy_.preprocessedRoute(*ack)), dialogs);
+  const auto hop = nextHopOf(proxy_.preprocessedRoute(*ack));
+  const auto check = checkInDialog(*ack, hop, dialogs);
+  if (check.verdict == InDialogVerdict::kForward && ackWaitsForName(text, hop)) {
+    return;  // forwarded once its next hop's name is answered (next_hop_dns.cpp)
+  }
   if (check.verdict != InDialogVerdict::kForward || !proxy_.forwardAck(*ack, forwardOptions())) {
     counters_.reject(Rejection::kAckDropped);
   }

@@ -179,13 +179,8 @@ Router::Parking Router::parkUntilAnswered(TransactionId id, transport::DnsQuery 
   }
   auto* resolver = shared_.nextHops();
   const auto start =
-      resolver->lookup(query, [&io = io_, this, alive = std::weak_ptr<char>(alive_)](
-                                  const transport::DnsQuery& q, const transport::Resolution& r) {
-        boost::asio::post(io, [this, alive, q, r] {
-          if (!alive.expired()) {
-            onNextHopAnswer(q, r);
-          }
-        });
+      lookUpOnWorker(query, [this](const transport::DnsQuery& q, const transport::Resolution& r) {
+        onNextHopAnswer(q, r);
       });
   switch (start) {
     case transport::LookupStart::kBusy:
@@ -202,6 +197,51 @@ Router::Parking Router::parkUntilAnswered(TransactionId id, transport::DnsQuery 
   }
   answer = resolver->cached(query);  // answered since resolutionOf looked
   return Parking::kAnswered;
+}
+
+transport::LookupStart Router::lookUpOnWorker(
+    const transport::DnsQuery& query,
+    std::function<void(const transport::DnsQuery&, const transport::Resolution&)> then) {
+  return shared_.nextHops()->lookup(
+      query, [&io = io_, alive = std::weak_ptr<char>(alive_), then = std::move(then)](
+                 const transport::DnsQuery& q, const transport::Resolution& r) {
+        boost::asio::post(io, [alive, then, q, r] {
+          if (!alive.expired()) {
+            then(q, r);
+          }
+        });
+      });
+}
+
+bool Router::ackWaitsForName(const std::string& text, std::string_view hop) {
+  if (shared_.nextHops() == nullptr) {
+    return false;
+  }
+  auto na = sip::parseNameAddr(hop);
+  auto query =
+      na && na->uri.hostType == sip::HostType::kDomain ? nextHopQuery(na->uri) : std::nullopt;
+  // An ACK has no transaction to park: it waits in its lookup's callback, as many at once as
+  // requests may wait (beyond, or when the lookup cannot start, it is dropped as before).
+  if (!query || !fitsDns(query->host) || resolutionOf(*query) ||
+      acksWaiting_ >= parked_.capacity()) {
+    return false;
+  }
+  const auto start = lookUpOnWorker(
+      *query, [this, text](const transport::DnsQuery& q, const transport::Resolution& r) {
+        --acksWaiting_;
+        auto ack = sip::Message::parse(text);
+        const std::pair<transport::DnsQuery, transport::Resolution> delivered{q, r};
+        delivered_ = &delivered;
+        if (!ack || !proxy_.forwardAck(*ack, forwardOptions())) {
+          counters_.reject(Rejection::kAckDropped);
+        }
+        delivered_ = nullptr;
+      });
+  if (start != transport::LookupStart::kQueued) {
+    return false;
+  }
+  ++acksWaiting_;
+  return true;
 }
 
 void Router::answerUnresolvable(TransactionId id, const transport::Resolution& failure) {

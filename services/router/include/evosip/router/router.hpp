@@ -317,6 +317,13 @@ class Router final : public transaction::ProxyUser {
   Parking parkUntilAnswered(transaction::TransactionId id, transport::DnsQuery query,
                             const std::function<ParkedRequests::Resume()>& resume,
                             std::optional<transport::Resolution>& answer);
+  // Starts a lookup whose answer runs `then` on this worker.
+  transport::LookupStart lookUpOnWorker(
+      const transport::DnsQuery& query,
+      std::function<void(const transport::DnsQuery&, const transport::Resolution&)> then);
+  // The ACK of a 2xx whose next hop names a host not known yet: forwarded once it is; false
+  // when it can go (or be dropped) now.
+  bool ackWaitsForName(const std::string& text, std::string_view hop);
   // 478 for a name without an address, 503 when the name servers failed.
   void answerUnresolvable(transaction::TransactionId id, const transport::Resolution& failure);
   std::optional<transport::Resolution> resolutionOf(const transport::DnsQuery& query) const;
@@ -467,6 +474,7 @@ class Router final : public transaction::ProxyUser {
   ParkedRequests parked_;
   const std::pair<transport::DnsQuery, transport::Resolution>* delivered_ = nullptr;
   runtime::Clock::time_point nextParkSweep_{};
+  size_t acksWaiting_ = 0;     // ACKs of 2xx waiting for their next hop's name
   size_t bytesHighWater_ = 0;  // transaction memory since the last trim
   runtime::Clock::time_point nextTrim_{};
   RouterCounters counters_;
