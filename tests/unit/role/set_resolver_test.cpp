@@ -102,3 +102,32 @@ TEST(SetResolverTest, ADrainingNameDrainsEveryAddress) {
 
 }  // namespace
 }  // namespace evosip::role
+
+namespace evosip::role {
+namespace {
+
+std::vector<transport::Endpoint> nameServers(const std::string& yaml) {
+  auto doc = config::Document::fromString(yaml);
+  doc.setEnvironment([](const std::string&) { return std::optional<std::string>(); });
+  return readNameServers(doc, "dns.servers");
+}
+
+TEST(NameServersTest, TakesIpv4AndIpv6Servers) {
+  auto servers =
+      nameServers("dns:\n  servers: [\"10.0.0.53\", \"[2001:db8::53]:5353\", \"::1\"]\n");
+  ASSERT_EQ(servers.size(), 3u);
+  EXPECT_EQ(servers[0].str(), "10.0.0.53:53");
+  EXPECT_TRUE(servers[1].ip.is_v6());
+  EXPECT_EQ(servers[1].port, 5353);
+  EXPECT_EQ(servers[2].ip, boost::asio::ip::make_address("::1"));
+  EXPECT_EQ(servers[2].port, 53);
+}
+
+TEST(NameServersTest, RefusesNamesAndMoreThanThree) {
+  EXPECT_THROW(nameServers("dns:\n  servers: [\"ns.example.net\"]\n"), config::ConfigError);
+  EXPECT_THROW(nameServers("dns:\n  servers: [\"1.1.1.1\", \"1.1.1.2\", \"1.1.1.3\", \"::1\"]\n"),
+               config::ConfigError);
+}
+
+}  // namespace
+}  // namespace evosip::role
