@@ -10,7 +10,7 @@ import unittest
 
 from harness import (HOST, ROUTER_DOMAIN, RawRegistration, RouterTestCase, SipClient,
                      create_subscribers, digest_authorization, digest_challenges, make_users,
-                     pick_challenge, wait_until)
+                     pick_challenge, scrape, wait_until)
 
 SUBSCRIBERS = 1000
 SIPP_REGISTRATIONS = 200
@@ -22,6 +22,11 @@ class RouterRegister(RouterTestCase):
         self.p = self.platform()
         self.users = make_users(5, prefix="reg")
         create_subscribers(self.p.api, self.users)
+        # The api tells the router of each new subscriber (auth.invalidate, asynchronously); a
+        # fetch in flight when such a call arrives is not cached. Let them land first.
+        wait_until(lambda: self.p.router.metrics().get(
+            "evosip_router_credential_invalidations_total") >= scrape(
+            self.p.api.control_url + "/metrics").get("evosip_api_invalidations_sent_total"), 10, "the api's invalidations at the router")
 
     def client(self) -> SipClient:
         c = SipClient("UDP", self.p.edge.addr, timeout=4)

@@ -197,6 +197,7 @@ void RouterService::Impl::registerAuthRpc() {
     } else {
       shared->credentialTable().invalidate(domain, user);
     }
+    invalidations.fetch_add(1, std::memory_order_relaxed);
     pool.postAll([this, domain, user](runtime::Worker& w) {
       if (domain.empty()) {
         routers[w.index()]->invalidateAll();

@@ -153,6 +153,11 @@ void RouterService::Impl::registerMetrics() {
   auto& parse =
       metrics.counterFamily("evosip_router_parse_drops_total", "Messages that could not be parsed")
           .Add({});
+  auto& invalidated = metrics
+                          .counterFamily("evosip_router_credential_invalidations_total",
+                                         "auth.invalidate calls applied (the api sends one per "
+                                         "change of a subscriber)")
+                          .Add({});
   auto& names = metrics.gaugeFamily("evosip_router_dns_names",
                                     "Host names of requests' next hops: answers cached "
                                     "(dns.max_cached), lookups queued or in progress "
@@ -165,7 +170,8 @@ void RouterService::Impl::registerMetrics() {
       lookingUp.Set(static_cast<double>(resolver->lookupsInProgress()));
     }
   });
-  metrics.addCollectHook([this, &active, parse = metrics::CounterMirror(parse)]() mutable {
+  metrics.addCollectHook([this, &active, parse = metrics::CounterMirror(parse),
+                          invalidated = metrics::CounterMirror(invalidated)]() mutable {
     double created = 0;
     double removed = 0;
     for (const auto& r : routers) {
@@ -174,6 +180,7 @@ void RouterService::Impl::registerMetrics() {
     }
     active.Set(std::max(0.0, created - removed));
     parse.set(static_cast<double>(parseDrops.load()));
+    invalidated.set(static_cast<double>(invalidations.load()));
   });
 }
 

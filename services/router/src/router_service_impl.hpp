@@ -40,6 +40,7 @@ struct RouterService::Impl {
   std::vector<std::unique_ptr<Router>> routers;
   std::unique_ptr<transport::SipTransport> transport;
   std::atomic<uint64_t> parseDrops{0};
+  std::atomic<uint64_t> invalidations{0};  // auth.invalidate calls applied
   // Egress port -> the worker that owns it (router.egress_sockets); empty: Call-ID ownership.
   std::unordered_map<uint16_t, size_t> egressPorts;
 
