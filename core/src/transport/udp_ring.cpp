@@ -2,6 +2,7 @@
 #include "udp_ring.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
@@ -15,8 +16,8 @@ namespace evosip::transport {
 
 namespace {
 
-constexpr unsigned kRecvBuffers = 128;  // provided buffers per worker (a power of two)
-constexpr size_t kSendSlots = 512;      // sends queued between two submits before one is forced
+constexpr size_t kMaxRecvBuffers = 32768;  // what a provided-buffer ring can hold
+constexpr size_t kSendSlots = 512;         // sends queued between two submits before one is forced
 constexpr uint64_t kRecv = 1;
 constexpr uint64_t kSend = 2;
 constexpr uint64_t kCancel = 3;
@@ -29,8 +30,10 @@ std::unique_ptr<UdpRing> UdpRing::open(WorkerState& w, runtime::WorkerRing& ring
   r->recvTemplate_.msg_namelen = sizeof(sockaddr_in6);
   const auto size = static_cast<unsigned>(sizeof(io_uring_recvmsg_out) +
                                           r->recvTemplate_.msg_namelen + w.settings.maxMessageSize);
-  r->buffers_ = std::make_unique<runtime::ProvidedBuffers>(ring.raw(), ring.newBufferGroup(),
-                                                           kRecvBuffers, (size + 63) / 64 * 64);
+  const auto count = static_cast<unsigned>(
+      std::bit_ceil(std::clamp<size_t>(w.settings.udpRingBuffers, 1, kMaxRecvBuffers)));
+  r->buffers_ = std::make_unique<runtime::ProvidedBuffers>(ring.raw(), ring.newBufferGroup(), count,
+                                                           (size + 63) / 64 * 64);
   if (!r->buffers_->ok(why)) {
     return nullptr;
   }

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <future>
 #include <netinet/in.h>
 #include <set>
@@ -80,6 +81,56 @@ TEST_F(UdpTransportTest, HundredDatagramsAllDeliveredAndAnswered) {
   EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpSent.load() == 100u; })) << "udpSent";
   EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpSendErrors.load() == 0u; }))
       << "udpSendErrors";
+}
+
+// A burst far beyond the worker's receive buffers, while the worker is busy: with io_uring the
+// multishot receive takes the few provided buffers, ends for want of one (-ENOBUFS, no
+// IORING_CQE_F_MORE) and is armed again, many times over, with the answers filling the
+// submission queue meanwhile. Every datagram is received and answered, and the socket keeps
+// receiving afterwards.
+TEST_F(UdpTransportTest, ABurstBeyondTheReceiveBuffersIsReceivedWholeAndReceivingGoesOn) {
+  TransportSettings s;
+  s.listen = {listen("udp:127.0.0.1:0")};
+  s.udpBatch = 4;
+  s.udpRingBuffers = 4;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  reply_ = [released, &first](SipTransport& t, const Packet& p) {
+    if (first.exchange(false)) {
+      released.wait();  // the worker is busy while the burst arrives
+    }
+    t.send(Destination{Protocol::kUdp, p.source.remote, {}}, p.data);
+  };
+  startTransport(s, 1);
+  UdpPeer peer;
+  ASSERT_TRUE(peer.sendTo(boundAt(0), "first"));
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  constexpr size_t kBurst = 1500;  // more answers than the submission queue holds, too
+  for (size_t i = 0; i < kBurst; ++i) {
+    ASSERT_TRUE(peer.sendTo(boundAt(0), "burst-" + std::to_string(i)));
+  }
+  release.set_value();
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1 + kBurst; }))
+      << "received " << receivedCount();
+  std::set<std::string> got;
+  for (const auto& r : received()) {
+    got.insert(r.data);
+  }
+  EXPECT_EQ(got.size(), 1 + kBurst);
+  EXPECT_TRUE(waitUntil([&] { return transport_->stats().udpSent.load() == 1 + kBurst; }))
+      << "udpSent " << transport_->stats().udpSent.load();
+  EXPECT_EQ(transport_->stats().udpSendErrors.load(), 0u);
+  // Afterwards: a new peer's request is received and answered.
+  UdpPeer later;
+  for (int i = 0; i < 3; ++i) {
+    const std::string text = "after-" + std::to_string(i);
+    ASSERT_TRUE(later.sendTo(boundAt(0), text));
+    auto echo = later.receive();
+    ASSERT_TRUE(echo) << text;
+    EXPECT_EQ(*echo, text);
+  }
+  EXPECT_EQ(transport_->stats().udpReceived.load(), 1 + kBurst + 3);
 }
 
 TEST_F(UdpTransportTest, OversizeDatagramIsDroppedAndCounted) {

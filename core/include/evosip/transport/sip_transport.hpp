@@ -61,7 +61,10 @@ struct TransportSettings {
   // A connection that has held an incomplete message this long is closed (a peer that trickles
   // a message byte by byte to hold the connection and its buffer: slowloris).
   std::chrono::seconds tcpMessageTimeout{10};
-  size_t udpBatch = 32;               // datagrams per recvmmsg
+  size_t udpBatch = 32;  // datagrams per recvmmsg
+  // Workers waiting in io_uring (sip.io): provided receive buffers per worker (rounded up to a
+  // power of two). A burst beyond them waits in the socket's buffer until they are handed back.
+  size_t udpRingBuffers = 128;
   size_t tcpMaxWriteQueue = 1 << 20;  // bytes waiting for a slow reader before it is closed
   // Egress sockets per worker and UDP address family: sockets on ephemeral ports of the first
   // UDP listen address of the family, received on by their worker. A request sent from one
