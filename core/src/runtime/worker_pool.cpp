@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <evosip/base/strings.hpp>
+#include <evosip/runtime/worker_epoll.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 #include <evosip/runtime/worker_ring.hpp>
 
@@ -62,13 +63,17 @@ size_t affinityCpuCount() {
   return hw == 0 ? 1 : hw;
 }
 
-void runWorker(Worker& worker, [[maybe_unused]] WorkerRing* ring) {
+void runWorker(Worker& worker, [[maybe_unused]] WorkerRing* ring, WorkerEpoll* epoll) {
 #ifdef EVOSIP_HAVE_URING
   if (ring != nullptr) {
     ring->run();
     return;
   }
 #endif
+  if (epoll != nullptr) {
+    epoll->run();
+    return;
+  }
   worker.io().run();
 }
 
@@ -138,6 +143,22 @@ void WorkerPool::openRings() {
   activeIo_ = IoMode::kIoUring;
 }
 
+void WorkerPool::openEpolls() {
+  epolls_.clear();
+  if (activeIo_ != IoMode::kEpoll) {
+    return;
+  }
+  for (auto& w : workers_) {
+    std::string why;
+    auto epoll = WorkerEpoll::open(w->io_, &why);
+    if (!epoll) {
+      epolls_.clear();  // each io_context waits in its own reactor, as it is
+      return;
+    }
+    epolls_.push_back(std::move(epoll));
+  }
+}
+
 void WorkerPool::start() {
   if (running_) {
     return;
@@ -148,12 +169,14 @@ void WorkerPool::start() {
     guards_.push_back(boost::asio::make_work_guard(w->io_));
   }
   openRings();
+  openEpolls();
   running_ = true;
   threads_.reserve(workers_.size());
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker* worker = workers_[i].get();
     WorkerRing* ring = i < rings_.size() ? rings_[i].get() : nullptr;
-    threads_.emplace_back([worker, ring, batch = batchScheduling_, rt = realtimePriority_] {
+    WorkerEpoll* epoll = i < epolls_.size() ? epolls_[i].get() : nullptr;
+    threads_.emplace_back([worker, ring, epoll, batch = batchScheduling_, rt = realtimePriority_] {
       tCurrentWorker = worker;
       if (rt > 0 || batch) {
         const int policy = rt > 0 ? SCHED_FIFO : SCHED_BATCH;
@@ -165,7 +188,7 @@ void WorkerPool::start() {
       // A handler that throws is a bug; report it and keep the worker serving the others.
       while (true) {
         try {
-          runWorker(*worker, ring);
+          runWorker(*worker, ring, epoll);
           break;
         } catch (const std::exception& e) {
           std::fprintf(stderr, "worker %zu: unhandled exception: %s\n", worker->index_, e.what());
@@ -196,6 +219,7 @@ void WorkerPool::stop() {
   threads_.clear();
   guards_.clear();
   rings_.clear();
+  epolls_.clear();
   blocking_.stop();
   blocking_.join();
   running_ = false;

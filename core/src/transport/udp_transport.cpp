@@ -62,6 +62,9 @@ void WorkerState::startUdp() {
     }
   }
 #endif
+  if (!udpRing) {
+    udpEpoll = runtime::WorkerEpoll::current();
+  }
   for (auto& s : udp) {
     armUdp(s);
   }
@@ -70,6 +73,18 @@ void WorkerState::startUdp() {
 void WorkerState::armUdp(const std::shared_ptr<UdpSocket>& s) {
   if (udpRing) {
     udpRing->watch(s);
+    return;
+  }
+  if (udpEpoll != nullptr && s->epollWatch == 0) {
+    // Registered once, edge-triggered: every datagram that arrives after drainUdp emptied the
+    // socket wakes the worker, without a re-arm.
+    s->epollWatch = udpEpoll->watch(s->socket.native_handle(), [s] {
+      if (!s->closed) {
+        s->owner->drainUdp(s);
+      }
+    });
+  }
+  if (s->epollWatch != 0) {
     return;
   }
   s->socket.async_wait(udp::socket::wait_read, [s](const boost::system::error_code& ec) {

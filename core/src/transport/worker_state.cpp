@@ -26,8 +26,14 @@ void WorkerState::closeAll() {
   if (udpRing) {
     udpRing->close();  // receives cancelled before the sockets close
   }
+  // The epoll instance is gone when the pool stopped first (its registrations with it).
+  const bool onEpoll = udpEpoll != nullptr && runtime::WorkerEpoll::current() == udpEpoll;
   boost::system::error_code ec;
   for (auto& s : udp) {
+    if (s->epollWatch != 0 && onEpoll) {
+      udpEpoll->unwatch(s->epollWatch);
+    }
+    s->epollWatch = 0;
     s->closed = true;
     if (s->egress) {
       // Another worker may have this fd in a send batch it has not flushed yet; closing it now

@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <evosip/base/result.hpp>
+#include <evosip/runtime/worker_epoll.hpp>
 #include <evosip/transport/sip_transport.hpp>
 
 #include "connections_per_ip.hpp"
@@ -40,6 +41,7 @@ struct UdpSocket {
   bool egress = false;    // other workers send from it too (SipTransport::Impl::egress)
   uint32_t ringSlot = 0;  // UdpRing: the socket's slot and the generation of its receive
   uint16_t ringGen = 0;
+  uint64_t epollWatch = 0;  // its runtime::WorkerEpoll watch (0: none)
 };
 
 struct TcpListener {
@@ -105,6 +107,9 @@ struct WorkerState {
 
   // The io_uring path when the worker waits in a ring (runtime::WorkerRing), else nullptr.
   std::unique_ptr<UdpRing> udpRing;
+  // Else the epoll instance the worker waits in, where the UDP sockets are registered once
+  // (runtime::WorkerEpoll); nullptr: each socket waits through the io_context's reactor.
+  runtime::WorkerEpoll* udpEpoll = nullptr;
 
   // sendmmsg batch, filled while a receive batch runs (batchDepth > 0).
   int batchDepth = 0;

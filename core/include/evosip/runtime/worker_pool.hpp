@@ -25,7 +25,8 @@ enum class IoMode { kAuto, kIoUring, kEpoll };
 bool parseIoMode(std::string_view text, IoMode& mode);
 std::string_view ioModeName(IoMode mode);
 
-class WorkerRing;  // worker_ring.hpp
+class WorkerRing;   // worker_ring.hpp
+class WorkerEpoll;  // worker_epoll.hpp
 
 class Worker {
  public:
@@ -67,8 +68,10 @@ class WorkerPool {
   // Worker threads started after this run SCHED_FIFO at this priority (1..99; 0: the normal
   // policy). Without CAP_SYS_NICE a warning is printed and the normal policy kept.
   void setRealtimePriority(int priority) { realtimePriority_ = priority; }
-  // What the worker threads started after this wait in: kEpoll (the default) runs each
-  // io_context as it is; kIoUring makes each thread wait in an io_uring instance of its own
+  // What the worker threads started after this wait in: kEpoll (the default) makes each thread
+  // wait in an epoll instance of its own (WorkerEpoll: descriptors registered once, the
+  // io_context's reactor watched from it; the io_context as it is where that is not available);
+  // kIoUring makes each thread wait in an io_uring instance of its own
   // (WorkerRing: the io_context keeps its timers, descriptors and posted work) and start()
   // throws when that is not available; kAuto uses io_uring when every worker can.
   void setIoMode(IoMode mode) { ioMode_ = mode; }
@@ -103,8 +106,10 @@ class WorkerPool {
   IoMode ioMode_ = IoMode::kEpoll;
   IoMode activeIo_ = IoMode::kEpoll;
   std::string ioFallback_;
-  std::vector<std::unique_ptr<WorkerRing>> rings_;  // one per worker in kIoUring, until stop()
+  std::vector<std::unique_ptr<WorkerRing>> rings_;    // one per worker in kIoUring, until stop()
+  std::vector<std::unique_ptr<WorkerEpoll>> epolls_;  // one per worker in kEpoll, until stop()
   void openRings();
+  void openEpolls();
   std::vector<std::thread> threads_;
   // Keep each io_context running while it has nothing to do, until stop().
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
