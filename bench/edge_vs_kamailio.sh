@@ -112,7 +112,32 @@ def start_evosip(work, cleanup, uas_uri):
     proc = cleanup.add(h.Process("evosip-edge", [EVOSIP_BIN, "edge", "--config", path], work))
     h.wait_http_ok(f"http://{h.HOST}:{ctl}/readyz", timeout=15, proc=proc)
     h.wait_port(sip, "udp", timeout=5, proc=proc)
+    EVOSIP_CONTROL[proc.pid] = f"http://{h.HOST}:{ctl}/rpc"
     return proc, sip
+
+
+EVOSIP_CONTROL = {}  # evosip edge pid -> its control RPC URL
+
+
+def wait_router_up(side, proc):
+    """Before a step: waits until the edge counts its router up. The sipp uas that stands in
+    for the router answers none of the edge's OPTIONS probes, so a request left unanswered at
+    the end of an overloaded step (then nothing else from the uas for router_timeout_ms) holds
+    it down for edge.router_hold_down_ms (10 s), and every call of the next step would get 503.
+    Printed when it happens: the step's figures are then the edge's, not the hold-down's."""
+    url = EVOSIP_CONTROL.get(proc.pid)
+    if url is None or not proc.alive():
+        return
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 15:
+        routers = h.rpc(url, "dispatcher.list")["routers"]
+        if all(r["state"] == "up" for r in routers):
+            break
+        time.sleep(0.1)
+    waited = time.monotonic() - t0
+    if waited >= 0.1:
+        print(f"  {side}: router held down after the last step (the sipp uas answers no "
+              f"probe): waited {waited:.1f} s for it", flush=True)
 
 
 def step(work, side, proc, port, rate, idx, seconds=None):
@@ -220,11 +245,13 @@ def main():
             for side, (proc, port) in sides.items():
                 if side in stopped:
                     continue
+                wait_router_up(side, proc)
                 r = step(work, side, proc, port, rate, i)
                 results[side].append(r)
                 per_msg, kinds = "-", ""
                 if (SYSCALLS or PROFILE) and r["alive"]:
                     time.sleep(0.5)
+                    wait_router_up(side, proc)
                     counts, messages, sc_failed = syscall_step(work, side, proc, port, rate, i)
                     if messages > 0:
                         per_msg = f"{counts.get('total', 0) / messages:.2f}"
