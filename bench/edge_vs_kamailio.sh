@@ -5,7 +5,8 @@
 #   QUICK=1 bench/edge_vs_kamailio.sh    # 3 short steps (< 2 min)
 #
 # Load: sipp uac (tests/integration/scenarios/uac_bench.xml: INVITE/100?/180/200/ACK/BYE/200,
-# ACK/BYE through the proxy by Record-Route) -> proxy -> sipp uas (uas_router.xml), all on
+# ACK/BYE through the proxy by Record-Route) -> proxy -> sipp uas (uas_bench.xml: uas_router.xml's
+# flow, and a 200 to the edge's OPTIONS liveness probes, as a router answers them), all on
 # 127.0.0.1. At each rate, kamailio and evosip are loaded one after the other (alternately).
 # Printed per side: calls per proxy CPU-second (utime+stime of every process/thread of
 # that proxy instance from /proc), max rate with 0 failed calls, INVITE->200 latency
@@ -61,11 +62,12 @@ SYSCALL_CALLS = int(os.environ.get("SYSCALL_CALLS", "6000"))
 
 
 def messages_per_call():
-    """SIP messages the proxy receives per call: what the uac and the uas scenarios send."""
+    """SIP messages the proxy receives per call: what the uac and the uas scenarios send in a
+    call (the uas's answer to a liveness probe, after its "probe" label, is not part of one)."""
     n = 0
-    for name in ("uac_bench.xml", "uas_router.xml"):
+    for name in ("uac_bench.xml", "uas_bench.xml"):
         with open(h.scenario(name)) as f:
-            n += f.read().count("<send")
+            n += f.read().split('<label id="probe"/>')[0].count("<send")
     return n
 
 
@@ -120,11 +122,10 @@ EVOSIP_CONTROL = {}  # evosip edge pid -> its control RPC URL
 
 
 def wait_router_up(side, proc):
-    """Before a step: waits until the edge counts its router up. The sipp uas that stands in
-    for the router answers none of the edge's OPTIONS probes, so a request left unanswered at
-    the end of an overloaded step (then nothing else from the uas for router_timeout_ms) holds
-    it down for edge.router_hold_down_ms (10 s), and every call of the next step would get 503.
-    Printed when it happens: the step's figures are then the edge's, not the hold-down's."""
+    """Before a step: waits (at most 15 s) until the edge counts its router up, and says so when
+    it was not. A stand-in that answered no probe was held down for router_hold_down_ms after a
+    request it left unanswered at the end of an overloaded step, and every call of the next step
+    got 503 (uas_bench.xml answers the probes)."""
     url = EVOSIP_CONTROL.get(proc.pid)
     if url is None or not proc.alive():
         return
@@ -136,8 +137,8 @@ def wait_router_up(side, proc):
         time.sleep(0.1)
     waited = time.monotonic() - t0
     if waited >= 0.1:
-        print(f"  {side}: router held down after the last step (the sipp uas answers no "
-              f"probe): waited {waited:.1f} s for it", flush=True)
+        print(f"  {side}: router held down after the last step: waited {waited:.1f} s for it",
+              flush=True)
 
 
 def step(work, side, proc, port, rate, idx, seconds=None):
@@ -202,7 +203,7 @@ def main():
     failed_sides, skipped = [], []
     results = {"kamailio": [], "evosip": []}
     try:
-        uas = h.Sipp(work, "uas", scenario=h.scenario("uas_router.xml"),
+        uas = h.Sipp(work, "uas", scenario=h.scenario("uas_bench.xml"),
                      keys={"router_name": "bench"}, timeout_s=900, timeout_error=False,
                      stat_period_s=60, extra=["-max_recv_loops", "100000"]).start(cleanup)
         uas_uri = f"sip:{h.HOST}:{uas.port}"
