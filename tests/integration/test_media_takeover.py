@@ -22,13 +22,15 @@ A_ADDR, B_ADDR = "127.0.0.2", "127.0.0.3"
 
 
 class Stream:
-    """RTP every 20 ms from one phone socket to a relay port; the receiving socket (the other
-    phone's, or the same one when the far end echoes) records the arrival time of each packet."""
+    """RTP every 20 ms (at most 5,000 packets) from one phone socket to a relay port; the
+    receiving socket (the other phone's, or the same one when the far end echoes) records the
+    arrival time of each packet, and with it the packet's source and sequence number."""
 
     def __init__(self, src: socket.socket, dst, rx: socket.socket):
         self.src, self.dst, self.rx = src, dst, rx
         self.sent = 0
-        self.arrivals = []
+        self.arrivals = []  # times
+        self.packets = []  # (time, source, sequence)
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._send, daemon=True),
                         threading.Thread(target=self._receive, daemon=True)]
@@ -37,7 +39,7 @@ class Stream:
 
     def _send(self):
         next_at = time.monotonic()
-        while not self.stop.is_set():
+        while not self.stop.is_set() and self.sent < 5000:
             try:
                 self.src.sendto(rtp_packet(self.sent % 65536), self.dst)
             except OSError:
@@ -50,8 +52,10 @@ class Stream:
         self.rx.settimeout(0.1)
         while not self.stop.is_set():
             try:
-                self.rx.recvfrom(4096)
-                self.arrivals.append(time.monotonic())
+                data, source = self.rx.recvfrom(4096)
+                now = time.monotonic()
+                self.packets.append((now, source, int.from_bytes(data[2:4], "big")))
+                self.arrivals.append(now)
             except (socket.timeout, OSError):
                 pass
 
@@ -60,12 +64,21 @@ class Stream:
         for t in self.threads:
             t.join(2)
 
+    def since(self, t0: float):
+        """The packets (time, source, sequence) that arrived after t0."""
+        return [p for p in self.packets if p[0] > t0]
+
     def gap_after(self, t0: float) -> float:
         """The longest time without a packet from shortly before t0 to the last arrival."""
         times = [t for t in self.arrivals if t >= t0 - 0.1]
         if len(times) < 2:
             return float("inf")
         return max(b - a for a, b in zip(times, times[1:]))
+
+    def duplicates(self) -> int:
+        """Packets that arrived more than once (by sequence number)."""
+        seqs = [p[2] for p in self.packets]
+        return len(seqs) - len(set(seqs))
 
 
 class TwoRelays(ProxyTestCase):

@@ -17,70 +17,14 @@ keep their calls in a real Redis. Two phones send RTP both ways every 20 ms thro
 
 import os
 import signal
-import socket
-import threading
 import time
 import unittest
 
 from harness import HOST, Process, free_port, rpc, scrape, wait_http_ok, wait_until, write_yaml
-from test_media_takeover import A_ADDR, B_ADDR, TwoRelays
+from test_media_takeover import A_ADDR, B_ADDR, Stream, TwoRelays
 from test_media_takeover_fence import CuttableTcpProxy
-from test_media_ng import rtp_packet
 
 TTL_MS = 3000  # heartbeat_ttl_ms: a restart on a loaded machine fits in it
-
-
-class Flow:
-    """RTP every 20 ms from one phone socket to a relay port; the other phone's socket records
-    each packet's arrival time, source and sequence number."""
-
-    def __init__(self, src: socket.socket, dst, rx: socket.socket):
-        self.src, self.dst, self.rx = src, dst, rx
-        self.sent = 0
-        self.arrivals = []  # (time, source, sequence)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._send, daemon=True),
-                        threading.Thread(target=self._receive, daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _send(self):
-        next_at = time.monotonic()
-        while not self.stop.is_set() and self.sent < 5000:
-            try:
-                self.src.sendto(rtp_packet(self.sent % 65536), self.dst)
-            except OSError:
-                pass  # ICMP unreachable while nobody serves the port
-            self.sent += 1
-            next_at += 0.02
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    def _receive(self):
-        self.rx.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                data, source = self.rx.recvfrom(4096)
-                self.arrivals.append((time.monotonic(), source, int.from_bytes(data[2:4], "big")))
-            except (socket.timeout, OSError):
-                pass
-
-    def close(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(2)
-
-    def since(self, t0: float):
-        return [a for a in self.arrivals if a[0] > t0]
-
-    def gap_after(self, t0: float) -> float:
-        times = [a[0] for a in self.arrivals if a[0] >= t0 - 0.1]
-        if len(times) < 2:
-            return float("inf")
-        return max(b - a for a, b in zip(times, times[1:]))
-
-    def duplicates(self) -> int:
-        seqs = [a[2] for a in self.arrivals]
-        return len(seqs) - len(set(seqs))
 
 
 class RelayRestart(TwoRelays):
@@ -124,8 +68,8 @@ class RelayRestart(TwoRelays):
             a, b = self.phone(), self.phone()
             toward_a, toward_b = self.call(ng, a, b, f"call-{i}")
             self.assertEqual(toward_a[0], A_ADDR)
-            flows.append(Flow(a.rtp, (A_ADDR, toward_a[1]), b.rtp))  # a -> b
-            flows.append(Flow(b.rtp, (A_ADDR, toward_b[1]), a.rtp))  # b -> a
+            flows.append(Stream(a.rtp, (A_ADDR, toward_a[1]), b.rtp))  # a -> b
+            flows.append(Stream(b.rtp, (A_ADDR, toward_b[1]), a.rtp))  # b -> a
             ports += [toward_b[1], toward_a[1]]  # each flow arrives from the other leg's port
         self.addCleanup(lambda: [f.close() for f in flows])
         time.sleep(1.0)
