@@ -55,6 +55,10 @@ bool AsioReactorAccess::supported() {
 
 int AsioReactorAccess::epollFd(boost::asio::io_context& io) {
   auto& reactor = boost::asio::use_service<detail::epoll_reactor>(io);
+  // Asio queues its reactor task only once an I/O object or timer exists. Until then nothing
+  // runs the reactor, whose descriptor stays readable (its interrupter is set at creation): a
+  // worker watching it would wake at once, forever. Queue the task now, as a socket would.
+  boost::asio::use_service<detail::scheduler>(io).init_task();
   return reactor.*member(ReactorEpollFd{});
 }
 

@@ -12,7 +12,8 @@ class AsioReactorAccess {
  public:
   // False when this Boost's Asio internals are not the ones this file knows.
   static bool supported();
-  // The reactor's epoll descriptor (the reactor is created when it does not exist yet).
+  // The reactor's epoll descriptor (the reactor is created when it does not exist yet, and its
+  // task queued, so that running the io_context runs it).
   static int epollFd(boost::asio::io_context& io);
   // Before the worker sleeps outside the io_context: true when no handler is queued, and then
   // work posted from now on interrupts the reactor (its epoll descriptor turns readable), as

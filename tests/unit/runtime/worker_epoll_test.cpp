@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <future>
 #include <string>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -138,6 +139,44 @@ TEST_F(WorkerEpollTest, PostsTimersAndTheIoContextsOwnDescriptorsStayServed) {
     closed.set_value();
   });
   closed.get_future().wait();
+}
+
+// A worker with nothing to serve yet (no socket, no timer: the api's, before its first request)
+// sleeps. Asio queues its reactor task only with the first I/O object; the worker watches the
+// reactor's descriptor, which is readable from its creation, and used to wake for it forever.
+double processCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+void expectIdleWorkersSleep(IoMode mode) {
+  WorkerPool pool(2, 1);
+  pool.setIoMode(mode == IoMode::kIoUring ? IoMode::kAuto : mode);
+  pool.start();
+  if (pool.ioMode() != mode) {
+    pool.stop();
+    GTEST_SKIP() << "io_uring not available: " << pool.ioFallbackReason();
+  }
+  std::this_thread::sleep_for(50ms);
+  const double before = processCpuSeconds();
+  std::this_thread::sleep_for(500ms);
+  const double used = processCpuSeconds() - before;
+  EXPECT_LT(used, 0.1) << "two idle workers used " << used << " s of CPU in 0.5 s";
+  // And they still run what is posted to them.
+  std::promise<void> ran;
+  pool.post(1, [&] { ran.set_value(); });
+  EXPECT_EQ(ran.get_future().wait_for(5s), std::future_status::ready);
+  pool.stop();
+}
+
+TEST(WorkerIdleTest, IdleEpollWorkersWithNothingToServeSleep) {
+  expectIdleWorkersSleep(IoMode::kEpoll);
+}
+
+TEST(WorkerIdleTest, IdleRingWorkersWithNothingToServeSleep) {
+  expectIdleWorkersSleep(IoMode::kIoUring);
 }
 
 }  // namespace
