@@ -45,6 +45,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     (void)na->tag();
   }
+  for (auto kind : {HopText::kRoute, HopText::kUri}) {
+    if (auto hop = parseHopUri(text, kind)) {
+      checkUri(*hop, text);
+    }
+  }
   if (auto via = parseVia(text)) {
     check(inside(via->host, text) && via->hostType != HostType::kNone);
     (void)via->branch();

@@ -1,7 +1,9 @@
 """Calls through edge -> router -> edge between registered sipp user agents:
 alice calls bob (0 failed); callee not registered -> 480; unknown user -> 404; foreign
 domain from an unauthenticated source -> 403; service number 100 -> the app set with
-X-Evosip-Action: Playback / X-Evosip-Sound: welcome, and no X-Evosip-* back to the caller.
+X-Evosip-Action: Playback / X-Evosip-Sound: welcome, and no X-Evosip-* back to the caller;
+a Request-URI whose transport the router cannot send on (`;transport=tcp`, `sips:`) -> 500 at
+once, and nothing of it over UDP.
 Skips until `evosip router` exists."""
 
 import os
@@ -10,8 +12,8 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage, ack_for,
-                     build_response, create_subscribers, credentials_header_name,
+from harness import (HOST, ROUTER_DOMAIN, FakeRouter, RouterTestCase, SipClient, SipMessage,
+                     ack_for, build_response, create_subscribers, credentials_header_name,
                      digest_authorization, free_port, make_users, pick_challenge, raw_invite,
                      scenario, via_params, wait_until)
 
@@ -82,6 +84,37 @@ class RouterCalls(RouterTestCase):
                     self.assertIn(first.status, (403, 407), str(first))
                 else:
                     self.assertEqual(first.status, 403, f"open relay?\n{first}")
+
+    def test_request_uri_transport_parameter_is_honoured_never_udp_instead(self):
+        # RFC 3263 4.1: the Request-URI's transport parameter (sips: TLS) chooses the
+        # transport. The router opens no TCP/TLS connections of its own, so such a branch fails
+        # at once: 503, which goes upstream as 500 (RFC 3261 16.7).
+        uas = FakeRouter("udp-only")
+        self.addCleanup(uas.close)
+        m = self.p.router.metrics()
+        no_connection = m.get("evosip_sip_transport_errors_total", transport="tcp",
+                              reason="no_connection") or 0
+        for ruri in (f"sip:x@{HOST}:{uas.port};transport=tcp",
+                     f"sip:x@{HOST}:{uas.port};lr;transport=TCP;maddr={HOST}",
+                     f"sips:x@{HOST}:{uas.port}"):
+            with self.subTest(ruri=ruri):
+                started = time.monotonic()
+                _first, final = raw_invite(self.client(), ruri, caller=self.alice[0],
+                                           password=self.alice[1])
+                self.assertIsNotNone(final, "no final answer")
+                self.assertEqual(final.status, 500, str(final))
+                self.assertLess(time.monotonic() - started, 3.0, "answered late")
+        self.assertEqual(uas.received("INVITE"), [], "sent over UDP instead")
+        m = self.p.router.metrics()
+        self.assertEqual(m.get("evosip_sip_transport_errors_total", transport="tcp",
+                               reason="no_connection"), no_connection + 2)
+        # Without the parameter the same address is reached over UDP.
+        _first, final = raw_invite(self.client(), f"sip:x@{HOST}:{uas.port}",
+                                   caller=self.alice[0], password=self.alice[1])
+        self.assertIsNotNone(final, "no final answer")
+        self.assertEqual(final.status, 200, str(final))
+        self.assertEqual(len(uas.received("INVITE")), 1)
+        self.assertAlive(self.p.router)
 
     def test_service_number_100_reaches_app(self):
         app = self.sipp("app", scenario=scenario("router_uas_app.xml"), port=self.app_port,

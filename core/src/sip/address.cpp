@@ -123,6 +123,20 @@ std::string_view tagOf(const Result<NameAddr>& na) {
   return na->tag().value_or(std::string_view{});
 }
 
+Result<Uri> parseHopUri(std::string_view text, HopText kind) {
+  if (kind == HopText::kUri) {
+    return parseUri(lex::trimLws(text));
+  }
+  auto na = parseNameAddr(text);
+  if (!na) {
+    return tl::unexpected(na.error());
+  }
+  if (na->star) {
+    return makeError(Errc::kParse, "'*' is not a route");
+  }
+  return na->uri;
+}
+
 bool Via::rfc3261Branch() const {
   auto b = branch();
   return b && b->size() > 7 && b->substr(0, 7) == "z9hG4bK";

@@ -5,6 +5,7 @@
 #include <evosip/base/hash.hpp>
 #include <evosip/base/hex.hpp>
 #include <evosip/base/strings.hpp>
+#include <evosip/sip/address.hpp>
 #include <evosip/sip/params.hpp>
 #include <evosip/sip/response_address.hpp>
 #include <evosip/sip/via_value.hpp>
@@ -38,14 +39,6 @@ std::optional<Protocol> protocolOf(std::string_view name) {
   return std::nullopt;
 }
 
-// The URI of a Route value or a bare URI.
-std::optional<sip::Uri> uriOf(std::string_view text) {
-  if (auto na = sip::parseNameAddr(text)) {
-    return na->uri;
-  }
-  return std::nullopt;
-}
-
 // RFC 3261 16.7 item 6: among 4xx, these say most about how to succeed on a retry.
 bool preferred4xx(int code) {
   return code == 401 || code == 407 || code == 415 || code == 420 || code == 484;
@@ -58,6 +51,11 @@ int rank(int code) {
 }
 
 }  // namespace
+
+Result<sip::Uri> PreprocessedRoute::nextHopUri() const {
+  return nextRoute.empty() ? sip::parseHopUri(requestUri, sip::HopText::kUri)
+                           : sip::parseHopUri(nextRoute, sip::HopText::kRoute);
+}
 
 std::optional<Destination> ProxyUser::resolve(const sip::Uri& uri) {
   if (!uri.isSip()) {
@@ -376,8 +374,7 @@ std::string ProxyCore::viaValue(Destination& to, std::string_view branch, bool e
   return v;
 }
 
-std::optional<Destination> ProxyCore::nextHopOf(std::string_view uriOrRoute) {
-  auto uri = uriOf(uriOrRoute);
+std::optional<Destination> ProxyCore::nextHopOf(const Result<sip::Uri>& uri) {
   if (!uri) {
     return std::nullopt;
   }
@@ -393,13 +390,13 @@ std::optional<Destination> ProxyCore::branchDestination(const Target& target, co
   }
   if (!target.routeSet.empty()) {
     routed = true;
-    return nextHopOf(target.routeSet.front());
+    return nextHopOf(sip::parseHopUri(target.routeSet.front(), sip::HopText::kRoute));
   }
-  if (!plan.info.nextRoute.empty()) {
-    routed = true;
-    return nextHopOf(plan.info.nextRoute);
+  routed = !plan.info.nextRoute.empty();
+  if (routed || target.uri.empty()) {
+    return nextHopOf(plan.info.nextHopUri());
   }
-  return nextHopOf(target.uri.empty() ? plan.info.requestUri : target.uri);
+  return nextHopOf(sip::parseHopUri(target.uri, sip::HopText::kUri));
 }
 
 std::string ProxyCore::branchRequest(const sip::Message& msg, const RoutePlan& plan,
@@ -568,7 +565,7 @@ bool ProxyCore::forwardAck(const sip::Message& ack, const ForwardOptions& option
     return false;
   }
   const RoutePlan plan = planRoutes(ack);
-  auto to = nextHopOf(plan.info.nextRoute.empty() ? plan.info.requestUri : plan.info.nextRoute);
+  auto to = nextHopOf(plan.info.nextHopUri());
   if (!to || isSelfDestination(*to)) {
     return false;
   }

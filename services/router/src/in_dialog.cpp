@@ -117,9 +117,9 @@ void Router::onAckDialogs(const std::string& text,
   if (!ack) {
     return;
   }
-  const auto hop = nextHopOf(proxy_.preprocessedRoute(*ack));
-  const auto check = checkInDialog(*ack, hop, dialogs);
-  if (check.verdict == InDialogVerdict::kForward && ackWaitsForName(text, hop)) {
+  const auto route = proxy_.preprocessedRoute(*ack);
+  const auto check = checkInDialog(*ack, nextHopOf(route), dialogs);
+  if (check.verdict == InDialogVerdict::kForward && ackWaitsForName(text, route)) {
     return;  // forwarded once its next hop's name is answered (next_hop_dns.cpp)
   }
   if (check.verdict != InDialogVerdict::kForward || !proxy_.forwardAck(*ack, forwardOptions())) {

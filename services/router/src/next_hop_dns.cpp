@@ -43,14 +43,14 @@ struct RequestHops {
   std::string requestUri;
 };
 
-std::string_view hopOf(const transaction::Target& t, const RequestHops& request) {
+Result<sip::Uri> hopUriOf(const transaction::Target& t, const RequestHops& request) {
   if (!t.routeSet.empty()) {
-    return t.routeSet.front();
+    return sip::parseHopUri(t.routeSet.front(), sip::HopText::kRoute);
   }
   if (!request.nextRoute.empty()) {
-    return request.nextRoute;
+    return sip::parseHopUri(request.nextRoute, sip::HopText::kRoute);
   }
-  return t.uri.empty() ? std::string_view(request.requestUri) : std::string_view(t.uri);
+  return sip::parseHopUri(t.uri.empty() ? request.requestUri : t.uri, sip::HopText::kUri);
 }
 
 }  // namespace
@@ -129,9 +129,9 @@ bool Router::nextHopsKnown(TransactionId id, const std::vector<transaction::Targ
   for (const auto& t : targets) {
     std::optional<transport::DnsQuery> query;
     if (!t.nextHop) {
-      auto na = sip::parseNameAddr(hopOf(t, request));
-      if (na && na->uri.hostType == sip::HostType::kDomain) {
-        query = nextHopQuery(na->uri);
+      auto uri = hopUriOf(t, request);
+      if (uri && uri->hostType == sip::HostType::kDomain) {
+        query = nextHopQuery(*uri);
       }
     }
     if (!query) {
@@ -213,13 +213,12 @@ transport::LookupStart Router::lookUpOnWorker(
       });
 }
 
-bool Router::ackWaitsForName(const std::string& text, std::string_view hop) {
+bool Router::ackWaitsForName(const std::string& text, const transaction::PreprocessedRoute& route) {
   if (shared_.nextHops() == nullptr) {
     return false;
   }
-  auto na = sip::parseNameAddr(hop);
-  auto query =
-      na && na->uri.hostType == sip::HostType::kDomain ? nextHopQuery(na->uri) : std::nullopt;
+  auto uri = route.nextHopUri();
+  auto query = uri && uri->hostType == sip::HostType::kDomain ? nextHopQuery(*uri) : std::nullopt;
   // An ACK has no transaction to park: it waits in its lookup's callback, as many at once as
   // requests may wait (beyond, or when the lookup cannot start, it is dropped as before).
   if (!query || !fitsDns(query->host) || resolutionOf(*query) ||

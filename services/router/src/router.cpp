@@ -160,15 +160,14 @@ std::string_view Router::nextHopOf(const transaction::PreprocessedRoute& route) 
   return route.nextRoute.empty() ? route.requestUri : route.nextRoute;
 }
 
-bool Router::namesSelf(std::string_view uriOrRoute) {
-  auto na = sip::parseNameAddr(uriOrRoute);
-  if (!na || !na->uri.isSip()) {
+bool Router::namesSelf(const sip::Uri& uri) {
+  if (!uri.isSip()) {
     return false;
   }
-  if (proxy_.isSelf(na->uri)) {
+  if (proxy_.isSelf(uri)) {
     return true;
   }
-  auto to = resolve(na->uri);
+  auto to = resolve(uri);
   return to && proxy_.isSelfDestination(*to);
 }
 
@@ -189,7 +188,7 @@ bool Router::answerForSelf(TransactionId id, const sip::Message& req,
   if (initial && !options && !ruri->user.empty()) {
     return false;  // a user at our address is a user of the domain (an alias): the dialplan's
   }
-  const bool self = namesSelf(route.requestUri);
+  const bool self = namesSelf(*ruri);
   if (options && ruri->user.empty() && (self || shared_.isLocal(*ruri))) {
     // The edges' liveness probe (with any Max-Forwards, RFC 3261 11).
     RouterCounters::bump(counters_.optionsAnswered);

@@ -51,6 +51,31 @@ TEST(NameAddr, Rejects) {
   }
 }
 
+TEST(HopUri, ABareUriKeepsItsParametersARouteKeepsWhatIsInsideItsBrackets) {
+  auto bare = parseHopUri("sip:x@127.0.0.1:5070;transport=tcp;maddr=10.0.0.1", HopText::kUri);
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(bare->port, 5070);
+  EXPECT_EQ(bare->params.get("transport"), "tcp");
+  EXPECT_EQ(bare->params.get("maddr"), "10.0.0.1");
+  // The same text read as a name-addr is an addr-spec: its parameters are the header's.
+  auto asAddrSpec = parseNameAddr("sip:x@127.0.0.1:5070;transport=tcp");
+  ASSERT_TRUE(asAddrSpec);
+  EXPECT_FALSE(asAddrSpec->uri.params.has("transport"));
+  auto route = parseHopUri(" <sip:10.0.0.5;lr;transport=tcp>;x=y ", HopText::kRoute);
+  ASSERT_TRUE(route);
+  EXPECT_EQ(route->params.get("transport"), "tcp");
+  EXPECT_FALSE(route->params.has("x"));
+  auto after = parseHopUri("<sip:10.0.0.5;lr>;transport=tcp", HopText::kRoute);
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(after->params.has("transport"));
+  auto sips = parseHopUri("sips:x@example.com", HopText::kUri);
+  ASSERT_TRUE(sips);
+  EXPECT_EQ(sips->scheme, UriScheme::kSips);
+  EXPECT_FALSE(parseHopUri("*", HopText::kRoute));
+  EXPECT_FALSE(parseHopUri("<sip:a@b>", HopText::kUri));
+  EXPECT_FALSE(parseHopUri("", HopText::kUri));
+}
+
 TEST(Via, FullValue) {
   auto v = parseVia(
       "SIP / 2.0 / UDP  pc33.atlanta.com : 5066 ;branch=z9hG4bK776asdhds ;received=192.0.2.1;"

@@ -291,6 +291,52 @@ TEST_F(ProxyCoreTest, RequestFollowingARouteLeavesFromTheListenSocket) {
   EXPECT_EQ(parsed(sent.back().bytes).topVia()->port, 5060);
 }
 
+TEST_F(ProxyCoreTest, ABareUrisTransportParameterPicksTheProtocolAsARoutesDoes) {
+  // The Via a branch carries and the protocol it is sent on, for the branch sent to `ip`:`port`.
+  auto sentTo = [this](const char* ip, uint16_t port) -> std::pair<Protocol, std::string> {
+    for (const auto& s : sent) {
+      if (s.to.remote == ep(ip, port)) {
+        return {s.to.protocol, std::string(parsed(s.bytes).topVia()->transport)};
+      }
+    }
+    ADD_FAILURE() << "nothing sent to " << ip << ":" << port;
+    return {Protocol::kUdp, ""};
+  };
+  // A target's URI (RFC 3263 4.1: its transport parameter chooses the transport).
+  forkInvite({target("sip:bob@10.0.0.20:5080;transport=tcp")});
+  EXPECT_EQ(sentTo("10.0.0.20", 5080), std::make_pair(Protocol::kTcp, std::string("TCP")));
+  EXPECT_EQ(parsed(to("10.0.0.20", 5080)[0]).requestUri(), "sip:bob@10.0.0.20:5080;transport=tcp");
+  // The request's own Request-URI, with maddr and lr among its parameters.
+  make({});
+  RequestSpec s;
+  s.uri = "sip:bob@10.0.0.21:5080;lr;transport=TCP;maddr=10.0.0.21";
+  receive(request(s));
+  proxy->forward(router.last, {Target{}});
+  EXPECT_EQ(sentTo("10.0.0.21", 5080).first, Protocol::kTcp);
+  // sips: asks for TLS.
+  make({});
+  forkInvite({target("sips:bob@10.0.0.22")});
+  EXPECT_EQ(sentTo("10.0.0.22", 5061).first, Protocol::kTls);
+  // A Route's URI parameter still picks it; a parameter after its '>' is the route's own.
+  make({});
+  Target routed = target("sip:bob@192.168.1.50:5070");
+  routed.routeSet = {"<sip:10.0.0.5:5060;lr;transport=tcp>"};
+  Target after = target("sip:bob@192.168.1.51:5070;transport=tcp");
+  after.routeSet = {"<sip:10.0.0.6:5060;lr>;transport=tcp"};
+  forkInvite({routed, after});
+  EXPECT_EQ(sentTo("10.0.0.5", 5060).first, Protocol::kTcp);
+  EXPECT_EQ(sentTo("10.0.0.6", 5060).first, Protocol::kUdp);
+  // The ACK of a 2xx, forwarded statelessly by its Request-URI.
+  make({});
+  RequestSpec ack;
+  ack.method = "ACK";
+  ack.toTag = "tb";
+  ack.uri = "sip:bob@10.0.0.23:5090;transport=tcp";
+  ack.via = "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-ack";
+  receive(request(ack));
+  EXPECT_EQ(sentTo("10.0.0.23", 5090), std::make_pair(Protocol::kTcp, std::string("TCP")));
+}
+
 TEST_F(ProxyCoreTest, EditBranchHookAddsHeaders) {
   RequestSpec s;
   receive(request(s));

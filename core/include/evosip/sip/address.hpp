@@ -34,6 +34,16 @@ Result<NameAddr> parseNameAddr(std::string_view text);
 // unreadable or has no tag (RFC 3261 19.3: a tag is never empty).
 std::string_view tagOf(const Result<NameAddr>& na);
 
+// What a next hop's text is (RFC 3261 16.6 items 6-7).
+enum class HopText {
+  kRoute,  // a Route value: a name-addr, whose parameters after '>' are the route's
+  kUri,    // a Request-URI or a target's URI: a bare URI, every parameter its own
+};
+
+// The URI of a next hop. A bare URI is not read as an addr-spec: there its ";transport=",
+// ";maddr=" and ";lr" would be header parameters and lost (RFC 3263 4.1 needs the transport).
+Result<Uri> parseHopUri(std::string_view text, HopText kind);
+
 // One Via value (RFC 3261 20.42, RFC 3581 rport).
 struct Via {
   std::string_view protocolName;     // "SIP"

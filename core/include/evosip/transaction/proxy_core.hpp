@@ -24,7 +24,9 @@
 #include <utility>
 #include <vector>
 
+#include <evosip/base/result.hpp>
 #include <evosip/sip/editor.hpp>
+#include <evosip/sip/uri.hpp>
 #include <evosip/transaction/transaction_layer.hpp>
 
 namespace evosip::transaction {
@@ -80,6 +82,10 @@ struct PreprocessedRoute {
   bool strictFixup = false;     // the Request-URI was our Record-Route URI
   bool poppedOwnRoute = false;  // a Route entry named this proxy
   std::string_view nextRoute;   // the first Route value left (not ours); empty when none
+
+  // The next hop's URI (16.6 items 6-7): the next Route's, else the Request-URI (a bare URI:
+  // its transport parameter chooses the transport, RFC 3263 4.1).
+  Result<sip::Uri> nextHopUri() const;
 };
 
 class ProxyUser {
@@ -238,7 +244,7 @@ class ProxyCore final : public TransactionUser {
   // Our Via for a request to `to`; with `egress` (a UDP hop that did not come from a Route) and
   // an egress socket for its family, also points `to` at that socket, whose port the Via names.
   std::string viaValue(Destination& to, std::string_view branch, bool egress) const;
-  std::optional<Destination> nextHopOf(std::string_view uriOrRoute);
+  std::optional<Destination> nextHopOf(const Result<sip::Uri>& uri);
   // RFC 3261 16.6 item 8: a hash of what identifies the request's pass through us (Request-URI,
   // Call-ID, tags, CSeq, Proxy-Require, Proxy-Authorization), with `requestUri` as sent.
   static uint32_t loopHash(const sip::Message& msg, std::string_view requestUri);

@@ -297,7 +297,7 @@ class Router final : public transaction::ProxyUser {
   // The next hop of a request as the core would route it (first Route not ours, else the
   // Request-URI), as written.
   static std::string_view nextHopOf(const transaction::PreprocessedRoute& route);
-  bool namesSelf(std::string_view uriOrRoute);
+  bool namesSelf(const sip::Uri& uri);
   void trimMemory(runtime::Clock::time_point now);
 
   // ---- next hops by host name (next_hop_dns.cpp) ----
@@ -323,7 +323,7 @@ class Router final : public transaction::ProxyUser {
       std::function<void(const transport::DnsQuery&, const transport::Resolution&)> then);
   // The ACK of a 2xx whose next hop names a host not known yet: forwarded once it is; false
   // when it can go (or be dropped) now.
-  bool ackWaitsForName(const std::string& text, std::string_view hop);
+  bool ackWaitsForName(const std::string& text, const transaction::PreprocessedRoute& route);
   // 478 for a name without an address, 503 when the name servers failed.
   void answerUnresolvable(transaction::TransactionId id, const transport::Resolution& failure);
   std::optional<transport::Resolution> resolutionOf(const transport::DnsQuery& query) const;
