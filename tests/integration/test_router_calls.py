@@ -107,7 +107,7 @@ class RouterCalls(RouterTestCase):
         self.assertEqual(uas.received("INVITE"), [], "sent over UDP instead")
         m = self.p.router.metrics()
         self.assertEqual(m.get("evosip_sip_transport_errors_total", transport="tcp",
-                               reason="no_connection"), no_connection + 2)
+                               reason="no_connection"), no_connection + 3)
         # Without the parameter the same address is reached over UDP.
         _first, final = raw_invite(self.client(), f"sip:x@{HOST}:{uas.port}",
                                    caller=self.alice[0], password=self.alice[1])
