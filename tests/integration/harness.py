@@ -948,14 +948,15 @@ class FakeRouter:
     Contact) to the top Via (received/rport honoured), nothing to ACK. `mute=True`
     makes it record without answering (a router that stopped answering)."""
 
-    def __init__(self, name: str, port: int = 0, mute: bool = False):
+    def __init__(self, name: str, port: int = 0, mute: bool = False, host: str = HOST):
         self.name = name
+        self.host = host
         self.port = port or free_port()
         self.mute = mute
         self.requests: List[SipMessage] = []
         self._lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((HOST, self.port))
+        self.sock.bind((self.host, self.port))
         self.sock.settimeout(0.1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"router-{name}", daemon=True)
@@ -963,7 +964,7 @@ class FakeRouter:
 
     @property
     def uri(self) -> str:
-        return f"sip:{HOST}:{self.port}"
+        return f"sip:{self.host}:{self.port}"
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -995,7 +996,7 @@ class FakeRouter:
         if self.mute or msg.method == "ACK":
             return
         resp = build_response(msg, 200, "OK", to_tag=f"r{self.name}",
-                              contact=f"<sip:{HOST}:{self.port}>",
+                              contact=f"<sip:{self.host}:{self.port}>",
                               extra_headers=[f"X-Router: {self.name}"])
         self.sock.sendto(resp, self._reply_address(msg, src))
 

@@ -88,15 +88,16 @@ class RouterCalls(RouterTestCase):
     def test_request_uri_transport_parameter_is_honoured_never_udp_instead(self):
         # RFC 3263 4.1: the Request-URI's transport parameter (sips: TLS) chooses the
         # transport. The router opens no TCP/TLS connections of its own, so such a branch fails
-        # at once: 503, which goes upstream as 500 (RFC 3261 16.7).
-        uas = FakeRouter("udp-only")
+        # at once: 503, which goes upstream as 500 (RFC 3261 16.7). 127.0.0.1 is an alias of
+        # the domain: the UAS is elsewhere.
+        uas = FakeRouter("udp-only", host="127.0.0.2")
         self.addCleanup(uas.close)
         m = self.p.router.metrics()
         no_connection = m.get("evosip_sip_transport_errors_total", transport="tcp",
                               reason="no_connection") or 0
-        for ruri in (f"sip:x@{HOST}:{uas.port};transport=tcp",
-                     f"sip:x@{HOST}:{uas.port};lr;transport=TCP;maddr={HOST}",
-                     f"sips:x@{HOST}:{uas.port}"):
+        for ruri in (f"sip:x@{uas.host}:{uas.port};transport=tcp",
+                     f"sip:x@{uas.host}:{uas.port};lr;transport=TCP;maddr={uas.host}",
+                     f"sips:x@{uas.host}:{uas.port}"):
             with self.subTest(ruri=ruri):
                 started = time.monotonic()
                 _first, final = raw_invite(self.client(), ruri, caller=self.alice[0],
@@ -109,7 +110,7 @@ class RouterCalls(RouterTestCase):
         self.assertEqual(m.get("evosip_sip_transport_errors_total", transport="tcp",
                                reason="no_connection"), no_connection + 3)
         # Without the parameter the same address is reached over UDP.
-        _first, final = raw_invite(self.client(), f"sip:x@{HOST}:{uas.port}",
+        _first, final = raw_invite(self.client(), f"sip:x@{uas.host}:{uas.port}",
                                    caller=self.alice[0], password=self.alice[1])
         self.assertIsNotNone(final, "no final answer")
         self.assertEqual(final.status, 200, str(final))
