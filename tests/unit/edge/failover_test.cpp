@@ -342,6 +342,16 @@ class EdgeOwnEgressTest : public EdgeFailoverTest {
   uint64_t handoffs() const {
     return proxy->counters(0).handoffs.load() + proxy->counters(1).handoffs.load();
   }
+
+  // The caller's CANCEL of an INVITE (RFC 3261 9.1): its Request-URI, Via, Call-ID, From, To and
+  // CSeq number.
+  static std::string cancelOf(std::string text) {
+    const std::string method = "INVITE";
+    const std::string cseq = " INVITE\r\n";
+    text.replace(0, method.size(), "CANCEL");
+    text.replace(text.find(cseq), cseq.size(), " CANCEL\r\n");
+    return text;
+  }
 };
 
 TEST_F(EdgeOwnEgressTest, AnswersReachTheWorkerThatSentAndNothingIsHandedOver) {
@@ -437,6 +447,88 @@ TEST_F(EdgeOwnEgressTest, AnAnswerReceivedByAnotherWorkerIsHandedToTheOneThatKee
   EXPECT_EQ(posts, 1u);
   EXPECT_EQ(proxy->counters(0).handoffs.load(), 1u);
   EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5062));
+}
+
+// The caller's CANCEL over another flow than its INVITE's (another source port: a phone that
+// made a new socket, a NAT that rebound) reaches another worker: it is passed to the one that
+// keeps the INVITE and leaves from the INVITE's socket with the INVITE's Via, so the router
+// matches it; the CANCEL's own entry is kept there, where the router's answer arrives.
+TEST_F(EdgeOwnEgressTest, ACancelOverAnotherFlowLeavesFromTheInvitesSocket) {
+  receiveOn(0, invite());
+  ASSERT_EQ(sent.size(), 1u);
+  const Sent first = sent[0];
+  auto forwardedInvite = sip::Message::parse(first.bytes);
+  ASSERT_TRUE(forwardedInvite);
+  const sip::Via inviteVia = *forwardedInvite->topVia();
+  answer(first, 180, "Ringing", "", 0);
+  sent.clear();
+  receiveOn(1, cancelOf(invite()), ep("192.0.2.10", 5999));
+  ASSERT_EQ(sent.size(), 1u);
+  auto cancel = sip::Message::parse(sent[0].bytes);
+  ASSERT_TRUE(cancel) << sent[0].bytes;
+  EXPECT_EQ(cancel->methodText(), "CANCEL");
+  EXPECT_EQ(sent[0].to.remote, first.to.remote);
+  EXPECT_EQ(sent[0].to.egress, first.to.egress);
+  EXPECT_EQ(cancel->topVia()->port, inviteVia.port);
+  EXPECT_EQ(cancel->topVia()->host, inviteVia.host);
+  EXPECT_EQ(*cancel->topVia()->branch(), *inviteVia.branch());
+  EXPECT_EQ(posts, 1u);
+  EXPECT_EQ(proxy->counters(1).handoffs.load(), 1u);
+  EXPECT_EQ(proxy->pending(0), 2u);  // the INVITE in setup and the CANCEL
+  EXPECT_EQ(proxy->pending(1), 0u);
+  // The router's answers arrive at the INVITE's socket: its worker settles both.
+  answer(sent[0], 200, "OK", "", 0);
+  EXPECT_EQ(proxy->pending(0), 1u);
+  EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5999)) << "the 200 goes to the CANCEL's flow";
+  answer(first, 487, "Request Terminated", "", 0);
+  EXPECT_EQ(proxy->pending(0), 0u);
+  EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5062));
+  EXPECT_EQ(posts, 1u);
+}
+
+TEST_F(EdgeOwnEgressTest, ACancelOverTheInvitesFlowIsNotHandedOver) {
+  receiveOn(1, invite());
+  const Sent first = sent[0];
+  receiveOn(1, cancelOf(invite()));
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].to.egress, first.to.egress);
+  EXPECT_EQ(sent[1].to.remote, first.to.remote);
+  EXPECT_EQ(posts, 0u);
+  EXPECT_EQ(handoffs(), 0u);
+}
+
+// The INVITE moved to the next router (its first one answered nothing): its CANCEL follows it
+// there, although the first router is not marked down yet.
+TEST_F(EdgeOwnEgressTest, ACancelGoesToTheRouterItsInviteMovedTo) {
+  receiveOn(1, invite());
+  const Sent lost = sent[0];
+  clock.advance(600ms);
+  tick();
+  ASSERT_EQ(sent.size(), 2u);
+  const Sent moved = sent[1];
+  ASSERT_NE(moved.to.remote, lost.to.remote);
+  receiveOn(0, cancelOf(invite()), ep("192.0.2.10", 5999));
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[2].to.remote, moved.to.remote);
+  EXPECT_EQ(sent[2].to.egress, moved.to.egress);
+}
+
+// CANCELs whose INVITE no worker keeps (over, or never seen; a stranger's made-up branches):
+// each is passed at most once around the workers, then sent once by the last, as its own.
+TEST_F(EdgeOwnEgressTest, ACancelNoWorkerKnowsCostsAHopPerWorkerAndIsSentOnce) {
+  for (int i = 0; i < 8; ++i) {
+    receiveOn(1, cancelOf(withCallId(invite(), "unknown-" + std::to_string(i))));
+  }
+  ASSERT_EQ(sent.size(), 8u);
+  for (const auto& s : sent) {
+    EXPECT_EQ(static_cast<size_t>(s.to.egress) / 2, 0u) << "sent by the last worker";
+    EXPECT_EQ(sip::Message::parse(s.bytes)->topVia()->port, 40001 + s.to.egress);
+  }
+  EXPECT_EQ(posts, 8u);
+  EXPECT_EQ(proxy->counters(1).handoffs.load(), 8u);
+  EXPECT_EQ(proxy->pending(0), 8u);  // kept where the router's answers arrive
+  answer(sent[0], 481, "Call/Transaction Does Not Exist", "", 0);
+  EXPECT_EQ(proxy->pending(0), 7u);
 }
 
 }  // namespace
