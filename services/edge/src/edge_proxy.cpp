@@ -142,6 +142,7 @@ struct EdgeProxy::RequestContext {
   bool toClient = false;          // next is a client flow
   uint64_t txHash = 0;
   int32_t egress = -1;
+  size_t hops = 0;  // workers that passed it on (a CANCEL seeking the one that keeps its INVITE)
 };
 
 EdgeProxy::EdgeProxy(EdgeSettings settings, std::shared_ptr<RouterSet> routers, size_t workers,
@@ -421,13 +422,14 @@ std::optional<DropReason> EdgeProxy::refusal(WorkerState& w, const boost::asio::
 // ---- The request chain ----------------------------------------------------------------------
 
 void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message& msg,
-                              const transport::Source& src) {
+                              const transport::Source& src, size_t hops) {
   const bool fromRouter = src.protocol == Protocol::kUdp && w.routers->find(src.remote) != SIZE_MAX;
   RequestContext rq(w, worker, msg, src, nowNs(), fromRouter);
+  rq.hops = hops;
   // Each step answers or drops the request and returns false, or lets it through.
   const bool forwardable = admit(rq) && checkHeaderHygiene(rq) && checkSanity(rq) &&
                            !answersLocally(rq) && applyRouteHygiene(rq) && checkInDialog(rq) &&
-                           selectNextHop(rq) && checkLoop(rq);
+                           selectNextHop(rq) && checkLoop(rq) && atInvitesWorker(rq);
   if (forwardable) {
     rewrite(rq);
     forward(rq);
@@ -436,9 +438,10 @@ void EdgeProxy::handleRequest(WorkerState& w, size_t worker, const sip::Message&
 
 // Flood protection, for sources outside the platform only: a banned source (repeated
 // authentication failures) is refused, then the token bucket of its address decides. Over UDP
-// both are silent (an answer would serve a spoofed source); a connection is told.
+// both are silent (an answer would serve a spoofed source); a connection is told. A request
+// passed on by another worker was admitted by the worker that received it.
 bool EdgeProxy::admit(RequestContext& rq) {
-  if (rq.fromRouter) {
+  if (rq.fromRouter || rq.hops > 0) {
     return true;
   }
   const auto why = refusal(rq.w, rq.src.remote.ip, rq.now);
@@ -779,6 +782,45 @@ bool EdgeProxy::checkLoop(RequestContext& rq) {
     return false;
   }
   return true;
+}
+
+// A CANCEL leaves from its INVITE's egress socket with the INVITE's Via (RFC 3261 9.1: the
+// router matches it by branch and sent-by), to the INVITE's router. That socket is one of the
+// worker's that received the INVITE and keeps its failover entry; the caller's CANCEL over the
+// INVITE's flow reaches that worker (SO_REUSEPORT). One over another flow (another source port,
+// a new connection) may reach another worker: it is passed from worker to worker until one
+// keeps the INVITE, at most once around (a hop per worker, whatever a sender makes up); the
+// last one sends it as its own, as every worker does for an INVITE it does not keep (over, or
+// never seen).
+bool EdgeProxy::atInvitesWorker(RequestContext& rq) {
+  if (rq.routerIndex == SIZE_MAX || rq.msg.method() != sip::Method::kCancel) {
+    return true;
+  }
+  const PendingRequest* invite = rq.w.pending.find(rq.txHash);
+  if (invite != nullptr && invite->invite) {
+    const size_t router = rq.w.routers->find(invite->routerEndpoint);
+    if (router != SIZE_MAX) {
+      rq.routerIndex = router;
+      rq.next = Destination{Protocol::kUdp, invite->routerEndpoint, {}};
+    }
+    return true;
+  }
+  // Without egress sockets of each worker's own, every worker sends a call's requests from the
+  // same socket; without failover entries, no worker knows the INVITE.
+  const size_t n = workers_.size();
+  if (egressPerWorker_ == 0 || settings_.routerTimeout.count() <= 0 || rq.hops + 1 >= n) {
+    return true;
+  }
+  const size_t next = (rq.worker + 1) % n;
+  handOff(rq.w, next,
+          [this, next, hops = rq.hops + 1, bytes = std::string(rq.msg.buffer()), src = rq.src] {
+            WorkerState& o = *workers_[next];
+            refreshRouters(o);
+            if (auto m = sip::Message::parse(bytes, settings_.limits)) {
+              handleRequest(o, next, *m, src, hops);
+            }
+          });
+  return false;
 }
 
 bool EdgeProxy::isLoop(const sip::Message& msg, std::string_view loopHex) const {

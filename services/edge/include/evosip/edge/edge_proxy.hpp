@@ -141,8 +141,9 @@ inline constexpr std::array<int, 14> kCountedCodes = {100, 180, 183, 200, 202, 4
           "408)",                                                                                \
           "")                                                                                    \
   COUNTER(handoffs, "evosip_edge_handoffs_total",                                                \
-          "Failover state of a request handed to another worker (a thread wake-up): 0 while "    \
-          "routers answer to the egress socket that sent",                                       \
+          "Failover state of a request, or a caller's CANCEL, handed to another worker (a "      \
+          "thread wake-up): 0 while routers answer to the egress socket that sent and CANCELs "  \
+          "arrive over their INVITE's flow",                                                     \
           "")
 
 struct WorkerCounters {
@@ -216,8 +217,9 @@ class EdgeProxy {
   struct RequestContext;
 
   void onUnparsable(WorkerState& w, const transport::Packet& packet);
+  // `hops`: workers that passed the request on before this one (0: received here).
   void handleRequest(WorkerState& w, size_t worker, const sip::Message& msg,
-                     const transport::Source& src);
+                     const transport::Source& src, size_t hops = 0);
   void handleResponse(WorkerState& w, size_t worker, const sip::Message& msg,
                       const transport::Source& src);
 
@@ -231,6 +233,7 @@ class EdgeProxy {
   bool checkInDialog(RequestContext& rq);
   bool selectNextHop(RequestContext& rq);
   bool checkLoop(RequestContext& rq);
+  bool atInvitesWorker(RequestContext& rq);  // a CANCEL: at the worker that keeps its INVITE
   void rewrite(RequestContext& rq);
   void forward(RequestContext& rq);
   // What the steps share.
