@@ -115,6 +115,16 @@ def make_tmpdir(prefix: str = "evosip-itest-") -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine has ::1 (some containers have no IPv6 at all)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def _proc_net_ports(kind: str, listening_only: bool) -> set:
     ports = set()
     for name in (f"/proc/net/{kind}", f"/proc/net/{kind}6"):

@@ -2,27 +2,17 @@
 Record-Route and the router set)."""
 
 import os
-import socket
 import time
 import unittest
 
-from harness import (HOST, SIPP, Cleanup, Process, free_port, make_tmpdir, read_sipp_stats,
-                     require_evosip, rpc, wait_http_ok, write_yaml)
+from harness import (HOST, SIPP, Cleanup, Process, free_port, ipv6_loopback, make_tmpdir,
+                     read_sipp_stats, require_evosip, rpc, wait_http_ok, write_yaml)
 
 
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 # The built-in "-sn uac" ignores Record-Route (its BYE names no route the platform made and is
 # refused 481): this one follows the route set.
 UAC = os.path.join(SCENARIOS, "uac_call_routes.xml")
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def start_edge(case: unittest.TestCase, prefix: str, listen, router: str) -> None:

@@ -9,7 +9,6 @@ resolving. The name servers are DNS stand-ins (dns_standin.py), on 127.0.0.1 and
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import unittest
@@ -25,15 +24,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class UriNamesBase(h.RouterTestCase):
@@ -219,7 +209,7 @@ class TestInDialogToHostNames(UriNamesBase):
         self.assertEqual(uas.received("BYE")[0].ruri, f"sip:contact.gw.test:{uas.port}")
 
 
-@unittest.skipUnless(ipv6_loopback(), "no ::1 on this machine")
+@unittest.skipUnless(h.ipv6_loopback(), "no ::1 on this machine")
 class TestIpv6NameServer(UriNamesBase):
     def test_dns_servers_takes_an_ipv6_name_server(self) -> None:
         dns = self.start_dns("::1")
