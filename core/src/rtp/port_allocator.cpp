@@ -38,11 +38,21 @@ Result<std::vector<PortRange>> splitPortRange(uint16_t min, uint16_t max, size_t
   return out;
 }
 
-PortAllocator::PortAllocator(PortRange range) : range_(range), used_(range.pairs(), false) {
+PortAllocator::PortAllocator(PortRange range)
+    : range_(range), used_(range.pairs(), false), at_(range.pairs(), 0) {
   free_.reserve(used_.size());
   for (size_t i = used_.size(); i > 0; --i) {
+    at_[i - 1] = static_cast<uint32_t>(free_.size());
     free_.push_back(static_cast<uint32_t>(i - 1));
   }
+}
+
+void PortAllocator::take(size_t position) {
+  const uint32_t pair = free_[position];
+  free_[position] = free_.back();
+  at_[free_[position]] = static_cast<uint32_t>(position);
+  free_.pop_back();
+  used_[pair] = true;
 }
 
 Result<uint16_t> PortAllocator::allocate() {
@@ -51,21 +61,33 @@ Result<uint16_t> PortAllocator::allocate() {
                      fmt::format("no free port pair in {}..{}", range_.first, range_.last));
   }
   const size_t pick = ::arc4random_uniform(static_cast<uint32_t>(free_.size()));
-  const uint32_t at = free_[pick];
-  free_[pick] = free_.back();
-  free_.pop_back();
-  used_[at] = true;
-  return static_cast<uint16_t>(range_.first + 2 * at);
+  const uint32_t pair = free_[pick];
+  take(pick);
+  return static_cast<uint16_t>(range_.first + 2 * pair);
+}
+
+std::optional<size_t> PortAllocator::pairOf(uint16_t rtpPort) const {
+  if (rtpPort < range_.first || rtpPort > range_.last || (rtpPort - range_.first) % 2 != 0) {
+    return std::nullopt;
+  }
+  return (rtpPort - range_.first) / 2;
+}
+
+bool PortAllocator::reserve(uint16_t rtpPort) {
+  const auto pair = pairOf(rtpPort);
+  if (!pair || used_[*pair]) {
+    return false;
+  }
+  take(at_[*pair]);
+  return true;
 }
 
 void PortAllocator::release(uint16_t rtpPort) {
-  if (rtpPort < range_.first || rtpPort > range_.last || (rtpPort - range_.first) % 2 != 0) {
-    return;
-  }
-  const size_t at = (rtpPort - range_.first) / 2;
-  if (used_[at]) {
-    used_[at] = false;
-    free_.push_back(static_cast<uint32_t>(at));
+  const auto pair = pairOf(rtpPort);
+  if (pair && used_[*pair]) {
+    used_[*pair] = false;
+    at_[*pair] = static_cast<uint32_t>(free_.size());
+    free_.push_back(static_cast<uint32_t>(*pair));
   }
 }
 

@@ -42,8 +42,8 @@ struct MediaSlot {
   std::shared_ptr<Stream> rtp, rtcp;
   bool rtcpMux = false;
   bool rejected = false;
-  // The pair came from the worker's PortAllocator (false: restored from the store on another
-  // relay's address, given back to nobody).
+  // The pair is taken in the worker's PortAllocator, to be given back when the call ends (false:
+  // restored on another relay's address, or outside this worker's range).
   bool pooled = true;
 };
 

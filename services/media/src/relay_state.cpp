@@ -167,15 +167,26 @@ Result<void> Relay::restoreLeg(Call& call, const SessionRecord& r, size_t index)
     if (!m.open) {
       continue;
     }
+    // A call of this relay's own address (a restart) holds a pair of this worker's range: taken
+    // in the allocator, so that no new call is offered it (and fails to bind it), and given back
+    // when the call ends. A taken-over relay's ports are not this relay's to give.
+    const bool reserved = call.owner.empty() && ports_.reserve(m.rtp.port);
     auto rtp = openStream(call.bind, m.rtp.port, false, true);
     if (!rtp) {
+      if (reserved) {
+        ports_.release(m.rtp.port);
+      }
       return tl::unexpected(rtp.error());
     }
     slot.rtp = *rtp;
+    slot.pooled = reserved;
     auto rtcp = openStream(call.bind, m.rtcp.port, true, true);
     if (!rtcp) {
       closeStream(*slot.rtp);
       slot.rtp.reset();
+      if (reserved) {
+        ports_.release(m.rtp.port);
+      }
       return tl::unexpected(rtcp.error());
     }
     slot.rtcp = *rtcp;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 #include <netinet/in.h>
+#include <set>
 #include <string>
 #include <sys/socket.h>
 #include <thread>
@@ -597,6 +598,43 @@ TEST_P(RelayTest, AFencedCallWhosePortIsTakenMeanwhileIsDeleted) {
   EXPECT_EQ(shared.sessions.load(), 0);
   ASSERT_FALSE(written.empty());
   EXPECT_EQ(written.back(), "r2 removed");
+}
+
+// media.state, a restart: the calls restored on the relay's own address hold their pairs in the
+// port allocator, so new calls get other pairs (none is offered a port it cannot bind), and the
+// pairs come back when the restored call ends.
+TEST_P(RelayTest, RestoredOwnCallsHoldTheirPortsInTheAllocator) {
+  make(0, 8);  // four pairs
+  Phone a, b;
+  Value o = offer("r1", "ta", sdpFor(a.port()));
+  Value an = answer("r1", "ta", "tb", sdpFor(b.port()));
+  ASSERT_EQ(an.string("result"), "ok");
+  const uint16_t towardB = mPort(*o.string("sdp"));
+  const uint16_t towardA = mPort(*an.string("sdp"));
+  const std::set<uint16_t> restoredPorts{towardA, towardB};
+  const SessionRecord record = relay->snapshot("r1");
+  make(0, 8);  // the process restarted: nothing bound, every pair free
+  ASSERT_TRUE(relay->restore(record, ""));
+  EXPECT_EQ(relay->ports().inUse(), 2u);
+  EXPECT_TRUE(relays(a, towardA, b, "restored"));
+  EXPECT_TRUE(relays(b, towardB, a, "restored"));
+
+  Phone c, d;
+  Value o2 = offer("n1", "tc", sdpFor(c.port()));
+  Value an2 = answer("n1", "tc", "td", sdpFor(d.port()));
+  ASSERT_EQ(an2.string("result"), "ok") << an2.string("error-reason").value_or("");
+  EXPECT_EQ(restoredPorts.count(mPort(*o2.string("sdp"))), 0u);
+  EXPECT_EQ(restoredPorts.count(mPort(*an2.string("sdp"))), 0u);
+  EXPECT_EQ(relay->ports().inUse(), 4u);
+  EXPECT_EQ(offer("n2", "te", sdpFor(c.port())).string("result"), "error");  // all four taken
+
+  Value del = Value::makeDict();
+  del.set("call-id", "r1").set("from-tag", "ta");
+  EXPECT_EQ(relay->remove(del).string("result"), "ok");
+  EXPECT_EQ(relay->ports().inUse(), 2u);  // the restored call's pairs are free again
+  Value o3 = offer("n3", "tf", sdpFor(c.port()));
+  ASSERT_EQ(o3.string("result"), "ok") << o3.string("error-reason").value_or("");
+  EXPECT_EQ(restoredPorts.count(mPort(*o3.string("sdp"))), 1u);
 }
 
 TEST_P(RelayTest, RestoreRefusesARecordOfAnotherFamily) {

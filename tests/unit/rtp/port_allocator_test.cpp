@@ -103,5 +103,30 @@ TEST(PortAllocator, ReleaseIgnoresForeignAndOddPorts) {
   EXPECT_EQ(a.available(), 2u);
 }
 
+// A pair a socket already holds (a call restored after a restart) is never handed out until it
+// is released; reserving is refused for a pair taken, outside the range or not an RTP port.
+TEST(PortAllocator, ReservedPairsAreNotHandedOutUntilReleased) {
+  PortAllocator a({40000, 40009});  // five pairs
+  EXPECT_TRUE(a.reserve(40004));
+  EXPECT_TRUE(a.reserve(40008));
+  EXPECT_FALSE(a.reserve(40004));  // taken already
+  EXPECT_FALSE(a.reserve(40005));  // an RTCP port
+  EXPECT_FALSE(a.reserve(40010));  // outside the range
+  EXPECT_EQ(a.inUse(), 2u);
+  std::set<uint16_t> got;
+  while (auto p = a.allocate()) {
+    got.insert(*p);
+  }
+  EXPECT_EQ(got, (std::set<uint16_t>{40000, 40002, 40006}));
+  a.release(40004);
+  EXPECT_EQ(*a.allocate(), 40004);
+  a.release(40002);
+  a.release(40000);
+  EXPECT_TRUE(a.reserve(40000));  // a pair freed after the others moved around free_
+  EXPECT_EQ(*a.allocate(), 40002);
+  EXPECT_FALSE(a.allocate());
+  EXPECT_EQ(a.inUse(), 5u);
+}
+
 }  // namespace
 }  // namespace evosip::rtp

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,11 @@ class PortAllocator {
 
   // A free pair chosen at random: returns its RTP port. kUnavailable when every pair is taken.
   Result<uint16_t> allocate();
+  // Marks a given pair taken (by its RTP port): a pair a socket holds already, such as a call's
+  // restored from the store after a restart, which allocate() must not hand out. False when the
+  // port is outside the range, not a pair's RTP port, or taken already (nothing changes then:
+  // the caller must not release it).
+  bool reserve(uint16_t rtpPort);
   // Gives a pair back (by its RTP port); ports outside the range or already free are ignored.
   void release(uint16_t rtpPort);
 
@@ -40,9 +46,15 @@ class PortAllocator {
   const PortRange& range() const { return range_; }
 
  private:
+  // The pair of an RTP port of the range.
+  std::optional<size_t> pairOf(uint16_t rtpPort) const;
+  // Takes the free pair at `position` of free_.
+  void take(size_t position);
+
   PortRange range_;
   std::vector<bool> used_;      // one flag per pair
   std::vector<uint32_t> free_;  // indexes of the free pairs, in no particular order
+  std::vector<uint32_t> at_;    // per pair: its position in free_ while it is free
 };
 
 }  // namespace evosip::rtp
