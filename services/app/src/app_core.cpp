@@ -55,6 +55,10 @@ std::string_view endReasonName(EndReason why) {
       return "transaction gone";
     case EndReason::kShutdown:
       return "shutdown";
+    case EndReason::kTakenOver:
+      return "taken over by a peer app";
+    case EndReason::kResumeFailed:
+      return "re-INVITE after the takeover refused";
   }
   return "?";
 }
@@ -252,6 +256,7 @@ CallPtr AppCore::createCall(TransactionId id, const sip::Message& req, const tra
   call->ok.cseq = cseq->number;
   call->ok.to = st->responseDestination();
   call->media.negotiated = offer;
+  call->remoteSdp = std::string(req.body());
   call->sessionId = randomU32();
   call->created = clock_.now();
   call->lastRtp = call->created;
@@ -290,7 +295,8 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
     layer_.respond(id, call.ok.bytes);  // retransmitted re-INVITE after its 2xx
     return;
   }
-  if (call.dialog.state != DialogState::kConfirmed || awaitingAck_.count(&call) != 0) {
+  if (call.dialog.state != DialogState::kConfirmed || awaitingAck_.count(&call) != 0 ||
+      call.reInviteTx.valid()) {
     layer_.respond(id, 491, "Request Pending");
     return;
   }
@@ -302,6 +308,7 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
       return;
     }
     call.media.update(*n);
+    call.remoteSdp = std::string(req.body());
     if (!call.media.heard()) {
       call.peerSince = clock_.now();  // (also after a hold: the peer's time starts again)
     }
@@ -316,6 +323,7 @@ void AppCore::reInvite(Call& call, TransactionId id, const sip::Message& req) {
   call.ok.cseq = cseq->number;
   call.ok.start(clock_.now());
   awaitingAck_.insert(&call);
+  storeCall(call);
 }
 
 void AppCore::onBye(TransactionId id, const sip::Message& req) {
@@ -361,12 +369,44 @@ void AppCore::onAck(const sip::Message& ack, const transport::Source&) {
   if (call->byeAfterAck) {
     sendBye(*call);
     endCall(*call, EndReason::kHangup);
+    return;
+  }
+  storeCall(*call);
+}
+
+void AppCore::onResponse(TransactionId client, const sip::Message& response) {
+  auto it = byReInvite_.find(client.value);
+  if (it != byReInvite_.end() && response.statusCode() >= 200) {
+    onReInviteFinal(*it->second, response);
   }
 }
 
-void AppCore::onResponse(TransactionId, const sip::Message&) {}
-void AppCore::onStrayResponse(const sip::Message&, const transport::Source&) {}
-void AppCore::onClientError(TransactionId, transaction::TransactionError) {}
+// A 2xx to our re-INVITE again (its ACK was lost): the same ACK again.
+void AppCore::onStrayResponse(const sip::Message& response, const transport::Source&) {
+  auto cseq = response.cseq();
+  auto it = calls_.find(std::string(response.callId()));
+  if (!cseq || cseq->method != sip::Method::kInvite || it == calls_.end() ||
+      response.statusCode() / 100 != 2) {
+    return;
+  }
+  const Call& call = *it->second;
+  if (cseq->number == call.reInviteCseq && !call.reInviteAck.empty() &&
+      tagOf(response.from()) == call.dialog.localTag &&
+      tagOf(response.to()) == call.dialog.remoteTag) {
+    send_({transport::Protocol::kUdp, call.reInviteAckTo, {}}, call.reInviteAck);
+  }
+}
+
+void AppCore::onClientError(TransactionId client, transaction::TransactionError) {
+  auto it = byReInvite_.find(client.value);
+  if (it != byReInvite_.end()) {
+    Call& call = *it->second;
+    byReInvite_.erase(it);
+    logger()->info("call {}: no answer to the re-INVITE after the takeover", call.dialog.callId);
+    counters_.bump(counters_.resumeFailed);
+    endCall(call, EndReason::kResumeFailed);
+  }
+}
 
 void AppCore::onServerError(TransactionId server, transaction::TransactionError) {
   auto it = byInvite_.find(server.value);
@@ -501,6 +541,8 @@ void AppCore::endCall(Call& call, EndReason why) {
   }
   awaitingAck_.erase(&call);
   byInvite_.erase(call.inviteTx.value);
+  byReInvite_.erase(call.reInviteTx.value);
+  forgetCall(call, why);
   call.closed = true;
   playout_.close(call);
   counters_.active.fetch_sub(1, std::memory_order_relaxed);
@@ -589,6 +631,13 @@ void AppCore::loaded(Call& call) {
 }
 
 void AppCore::start(Call& call) {
+  if (call.resumed) {
+    resumeStart(call);
+    return;
+  }
+  call.startedMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   const auto* st = layer_.server(call.inviteTx);
   if (st == nullptr) {
     endCall(call, EndReason::kTransactionGone);

@@ -1,7 +1,9 @@
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 #include <evosip/role/transport_metrics.hpp>
 #include <evosip/runtime/worker_pool.hpp>
 #include <evosip/sip/response.hpp>
+#include <evosip/store/config.hpp>
 #include <evosip/transport/response_destination.hpp>
 
 namespace evosip::app {
@@ -50,6 +53,49 @@ VoicemailQuota readVoicemailQuota(config::Document& doc) {
   q.maxTotalBytes = static_cast<uint64_t>(
       doc.getInt("app.voicemail_max_total_bytes", 1'000'000'000, 100'000, kMax));
   return q;
+}
+
+bool validInstance(const std::string& name) {
+  return !name.empty() && name.size() <= 128 && name.find_first_of(":*?[] ") == std::string::npos;
+}
+
+StoredCallsSettings readStateSettings(config::Document& doc) {
+  StoredCallsSettings s;
+  s.enabled = doc.getBool("app.state.enabled", false);
+  s.instanceId = doc.getString("app.instance_id", "");
+  if (s.instanceId.empty()) {
+    std::array<char, 256> name{};
+    ::gethostname(name.data(), name.size() - 1);
+    s.instanceId = name.data();
+  }
+  if (!validInstance(s.instanceId)) {
+    throw config::ConfigError("app.instance_id: '" + s.instanceId +
+                              "' must be 1-128 characters without ':', spaces or wildcards");
+  }
+  s.keyPrefix = doc.getString("app.state.key_prefix", "app:");
+  s.recordTtl = std::chrono::seconds(doc.getInt("app.state.record_ttl_s", 60, 3, 86400));
+  s.heartbeat = std::chrono::milliseconds(doc.getInt("app.state.heartbeat_ms", 300, 50, 60000));
+  s.heartbeatTtl =
+      std::chrono::milliseconds(doc.getInt("app.state.heartbeat_ttl_ms", 1200, 100, 600000));
+  if (s.heartbeatTtl <= s.heartbeat) {
+    throw config::ConfigError("app.state.heartbeat_ttl_ms: must be longer than heartbeat_ms");
+  }
+  s.takeoverPeers = doc.getList("app.takeover.peers", {});
+  for (const auto& p : s.takeoverPeers) {
+    if (!validInstance(p) || p == s.instanceId) {
+      throw config::ConfigError("app.takeover.peers: '" + p +
+                                "' is not another app's app.instance_id");
+    }
+  }
+  if (!s.takeoverPeers.empty() && !s.enabled) {
+    throw config::ConfigError("app.takeover.peers: needs app.state.enabled: true");
+  }
+  s.store = store::readSettings(doc);
+  if (!s.takeoverPeers.empty() && s.store.backend != "redis") {
+    throw config::ConfigError(
+        "app.takeover.peers: needs store.backend: redis (the memory store is one process's)");
+  }
+  return s;
 }
 
 }  // namespace
@@ -102,6 +148,7 @@ AppConfig readAppConfig(config::Document& doc) {
   c.realtimePriority = static_cast<int>(doc.getInt("app.realtime_priority", 10, 0, 99));
   a.realtimePriority = c.realtimePriority;
   a.ioUring = doc.getBool("app.io_uring", true);
+  c.state = readStateSettings(doc);
   doc.checkUnknownKeys();
 
   const auto& first = c.common.listen.front();
@@ -129,6 +176,7 @@ struct AppService::Impl {
   std::unique_ptr<PromptCache> prompts;
   std::vector<std::unique_ptr<AppCore>> cores;
   std::unique_ptr<transport::SipTransport> transport;
+  std::unique_ptr<StoredCalls> state;  // app.state.enabled
   std::atomic<uint64_t> parseDrops{0};
   std::atomic<uint64_t> forbidden{0};
 
@@ -160,7 +208,7 @@ struct AppService::Impl {
       }
       return;
     }
-    const size_t owner = hash64(msg->callId()) % cores.size();
+    const size_t owner = ownerOf(msg->callId());
     if (owner == worker.index()) {
       cores[owner]->onMessage(*msg, packet.source);
       return;
@@ -172,11 +220,34 @@ struct AppService::Impl {
     });
   }
 
+  size_t ownerOf(std::string_view callId) const { return hash64(callId) % cores.size(); }
+  void startState();
   void registerRpc();
   void registerMetrics();
   void registerPacingMetrics();
   void setWork();
 };
+
+// app.state: records go to the state thread; stored calls it adopts go to the worker of their
+// Call-ID; a lost lease ends every call here without signalling.
+void AppService::Impl::startState() {
+  StoredCalls::Hooks hooks;
+  hooks.adopt = [this](CallRecord record) {
+    const size_t w = ownerOf(record.callId);
+    pool.post(w, [this, w, record = std::move(record)] { cores[w]->resume(record); });
+  };
+  hooks.lost = [this] {
+    for (size_t w = 0; w < cores.size(); ++w) {
+      pool.post(w, [this, w] { cores[w]->dropAll(); });
+    }
+  };
+  hooks.calls = [this] { return shared.calls.load(); };
+  state = std::make_unique<StoredCalls>(config.state, std::move(hooks));
+  shared.storeCall = [st = state.get()](const std::string& callId, std::string record) {
+    st->write(callId, std::move(record));
+  };
+  state->start();
+}
 
 void AppService::Impl::registerRpc() {
   rpc.add("voicemail.list", [this](const json::value& params) -> control::RpcResult {
@@ -255,6 +326,13 @@ void AppService::Impl::registerMetrics() {
     prompt.Set(static_cast<double>(prompts->size()));
   });
   registerPacingMetrics();
+  metrics::exposeStats<StoredCallsCounters>(
+      metrics, EVOSIP_STAT_TABLE(StoredCallsCounters, EVOSIP_APP_STATE_STATS),
+      [this](const auto& visit) {
+        if (state) {
+          visit(state->counters());
+        }
+      });
 }
 
 // Packets sent and send errors count the workers' sends and the pacing threads'; the pacing
@@ -344,6 +422,9 @@ void AppService::start() {
         runtime::SteadyClock::instance()));
   }
   d.transport->start();
+  if (d.config.state.enabled) {
+    d.startState();
+  }
   d.registerRpc();
   d.registerMetrics();
   d.setWork();
@@ -378,6 +459,11 @@ void AppService::stop() {
     return;
   }
   d.host.stopServing();
+  // First the state thread: with calls still up, it leaves them stored (and its heartbeat to
+  // expire) for a peer to take over; with none, it writes "stopped".
+  if (d.state) {
+    d.state->stop();
+  }
   // Calls end on their own worker (sockets are closed by their owner).
   for (size_t w = 0; d.pool.running() && w < d.cores.size(); ++w) {
     auto done = std::make_shared<std::promise<void>>();

@@ -85,6 +85,14 @@ bool UasDialog::matches(const sip::Message& request) const {
 
 UasDialog::Request UasDialog::bye(std::string_view viaHost, uint16_t viaPort,
                                   std::string_view branch) {
+  localCseq = std::max<uint32_t>(localCseq + 1, 1);
+  return request("BYE", localCseq, viaHost, viaPort, branch);
+}
+
+UasDialog::Request UasDialog::request(std::string_view method, uint32_t cseq,
+                                      std::string_view viaHost, uint16_t viaPort,
+                                      std::string_view branch, std::string_view headers,
+                                      std::string_view body) const {
   std::optional<transport::Endpoint> to;
   std::string routes;
   if (!routeSet.empty()) {
@@ -101,13 +109,13 @@ UasDialog::Request UasDialog::bye(std::string_view viaHost, uint16_t viaPort,
     to = source.remote;  // a name we cannot resolve: back where the INVITE came from
   }
   const std::string target = remoteTarget.empty() ? "sip:" + to->str() : remoteTarget;
-  localCseq = std::max<uint32_t>(localCseq + 1, 1);
   std::string via;
   sip::appendVia(via, "UDP", viaHost, viaPort, branch, sip::AskRport::kYes);
   std::string text = fmt::format(
-      "BYE {} SIP/2.0\r\nVia: {}\r\n{}Max-Forwards: 70\r\n"
-      "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
-      target, via, routes, toValue, fromValue, callId, localCseq);
+      "{} {} SIP/2.0\r\nVia: {}\r\n{}Max-Forwards: 70\r\n"
+      "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {}\r\n{}Content-Length: {}\r\n\r\n{}",
+      method, target, via, routes, toValue, fromValue, callId, cseq, method, headers, body.size(),
+      body);
   return {std::move(text), *to};
 }
 

@@ -116,6 +116,8 @@ bool Router::holdResponse(TransactionId client, const sip::Message& response) {
   const TransactionId server = client.valid() ? proxy_.serverOf(client) : TransactionId{};
   if (code < 200) {
     noteEarlyDialog(server, response);
+  } else if (server.valid()) {
+    applyTargetRefresh(server);
   }
   // A 2xx to an initial INVITE waits for its dialog record; one with SDP of an anchored call
   // for the relay's answer first.
@@ -136,6 +138,7 @@ bool Router::holdResponse(TransactionId client, const sip::Message& response) {
 
 void Router::onContextDone(TransactionId server, bool answered) {
   appRequests_.erase(server.value);
+  refreshes_.erase(server.value);
   if (auto e = earlyByServer_.find(server.value); e != earlyByServer_.end()) {
     if (auto it = early_.find(e->second); it != early_.end() && it->second.server == server.value) {
       early_.erase(it);

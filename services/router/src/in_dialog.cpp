@@ -64,6 +64,9 @@ void Router::forwardInDialog(TransactionId id, const sip::Message& req,
     removeDialog(dialog);
     mediaCalls_.erase(std::string(req.callId()));
   }
+  if (req.method() == sip::Method::kInvite) {
+    noteTargetRefresh(id, req, dialog);
+  }
   auto relay = relayEndpoint(dialog.mediaRelay);
   if (req.method() != sip::Method::kInvite || !hasSdp(req) || dialog.mediaRelay.empty() || !relay) {
     forward(id, {transaction::Target{}}, forwardOptions());
@@ -74,6 +77,40 @@ void Router::forwardInDialog(TransactionId id, const sip::Message& req,
   sendOffer(id, PendingForward{{transaction::Target{}}, forwardOptions()},
             offerOf(req, false, caller.behindNat ? caller.source : std::string_view{}),
             RelayChoice{dialog.mediaRelay, *relay, SIZE_MAX, 1});
+}
+
+void Router::noteTargetRefresh(TransactionId id, const sip::Message& req,
+                               const store::DialogRecord& dialog) {
+  const auto* c = req.find(sip::HeaderId::kContact);
+  if (c == nullptr) {
+    return;
+  }
+  auto na = sip::parseNameAddr(c->value);
+  if (!na || na->star) {
+    return;
+  }
+  const bool fromCaller = tagOf(req.from()) == dialog.id.fromTag;
+  const std::string& contact = fromCaller ? dialog.callerContact : dialog.calleeContact;
+  if (contact == na->uriText) {
+    return;
+  }
+  store::DialogRecord moved = dialog;
+  (fromCaller ? moved.callerContact : moved.calleeContact) = std::string(na->uriText);
+  refreshes_[id.value] = std::move(moved);
+}
+
+void Router::applyTargetRefresh(TransactionId server) {
+  auto it = refreshes_.find(server.value);
+  if (it == refreshes_.end()) {
+    return;
+  }
+  store_->putDialog(std::move(it->second),
+                    [this, alive = std::weak_ptr<char>(alive_)](Result<void> done) {
+                      if (!alive.expired() && !done) {
+                        RouterCounters::bump(counters_.storeErrors);
+                      }
+                    });
+  refreshes_.erase(it);
 }
 
 void Router::removeDialog(const store::DialogRecord& d) {

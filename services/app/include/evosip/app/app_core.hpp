@@ -23,6 +23,7 @@
 
 #include <evosip/app/call.hpp>
 #include <evosip/app/call_action.hpp>
+#include <evosip/app/call_record.hpp>
 #include <evosip/app/call_request.hpp>
 #include <evosip/app/playout.hpp>
 #include <evosip/app/prompts.hpp>
@@ -96,6 +97,8 @@ inline constexpr size_t kActionCount = 7;  // Action values
   COUNTER(rtpTimeouts, "evosip_app_events_total", "", "event=rtp_timeout")                  \
   COUNTER(maxDurationEnds, "evosip_app_events_total", "", "event=max_duration")             \
   COUNTER(mailboxFull, "evosip_app_events_total", "", "event=mailbox_full")                 \
+  COUNTER(resumed, "evosip_app_events_total", "", "event=resumed")                          \
+  COUNTER(resumeFailed, "evosip_app_events_total", "", "event=resume_failed")               \
   COUNTER(pacedPackets, "evosip_app_paced_packets_total",                                   \
           "RTP packets prepared for the pacing threads", "")                                \
   COUNTER(skippedTicks, "evosip_app_pacing_skipped_ticks_total",                            \
@@ -124,6 +127,9 @@ struct AppShared {
   // blocking pool, and added to by every message stored in between.
   std::atomic<uint64_t> voicemailMessages{0}, voicemailBytes{0};
   std::atomic<bool> voicemailCounting{false};
+  // app.state: takes an established call's record (call_record.hpp), "" when the call ended;
+  // empty without app.state.
+  std::function<void(const std::string& callId, std::string record)> storeCall;
 };
 
 class AppCore final : public transaction::TransactionUser, private CallControl {
@@ -147,6 +153,13 @@ class AppCore final : public transaction::TransactionUser, private CallControl {
   void onTick();
   // Ends every call without signalling and closes the sockets (shutdown, on the worker).
   void closeAll();
+  // app.state (call_takeover.cpp): a stored call of a dead peer (or of this app's previous
+  // process) goes on here: its dialog from the record, a media session on a port of this worker,
+  // a re-INVITE to the caller with our Contact and address, and its application from where it
+  // was. A call this worker has already is left alone.
+  void resume(const CallRecord& record);
+  // A peer app holds this app's calls now: every call ends here without signalling.
+  void dropAll();
 
   const AppCounters& counters() const { return counters_; }
   size_t calls() const { return calls_.size(); }
@@ -214,6 +227,19 @@ class AppCore final : public transaction::TransactionUser, private CallControl {
   // Every minute (worker 0): counts what app.voicemail_dir holds, on the blocking pool.
   void countVoicemail();
 
+  // ---- app.state (call_takeover.cpp) ----
+  // The call's record into the store (an established call), or its removal (ended).
+  void storeCall(Call& call);
+  void forgetCall(Call& call, EndReason why);
+  CallPtr restoreCall(const CallRecord& record);
+  void sendReInvite(Call& call);
+  // The caller's final response to our re-INVITE: the 2xx is ACKed and its SDP moves the
+  // media; anything else ends the call.
+  void onReInviteFinal(Call& call, const sip::Message& response);
+  // The application goes on from the position its record gave (its first prompt skipped by the
+  // time it has been playing).
+  void resumeStart(Call& call);
+
   // ---- media ----
   void armRead(const CallPtr& call);
   void onReadable(Call& call);
@@ -246,6 +272,7 @@ class AppCore final : public transaction::TransactionUser, private CallControl {
   std::unordered_map<std::string, CallPtr> calls_;  // by Call-ID
   std::unordered_map<uint64_t, Call*> byInvite_;    // INVITE server transaction -> call
   std::unordered_set<Call*> awaitingAck_;           // 2xx being retransmitted
+  std::unordered_map<uint64_t, Call*> byReInvite_;  // our re-INVITE client transaction -> call
   // Every call once more, for the deadline sweep: a tenth of them each 10 ms tick.
   std::vector<CallPtr> roster_;
   RoundRobinSweep sweep_{10};

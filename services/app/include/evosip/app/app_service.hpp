@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <evosip/app/app_core.hpp>
+#include <evosip/app/stored_calls.hpp>
 #include <evosip/config/config.hpp>
 #include <evosip/role/host.hpp>
 #include <evosip/role/settings.hpp>
@@ -27,6 +28,9 @@ struct AppConfig {
   // app.routers: the only sources whose SIP requests are served (the platform's routers); any
   // other source gets 403 to a request and nothing else (no call, no media, no voicemail).
   transport::AddressAcl routers = transport::AddressAcl::loopback();
+  // app.state, app.instance_id, app.takeover.peers, store.*: calls kept in the store and taken
+  // over from dead peer apps (stored_calls.hpp).
+  StoredCallsSettings state;
 };
 
 // Reads every key of the app role; throws config::ConfigError naming the key. Calls

@@ -34,7 +34,9 @@ enum class EndReason : uint8_t {
   kNoAck,           // our 2xx was never acknowledged: BYE
   kTransportError,  // the INVITE's response could not be sent
   kTransactionGone,
-  kShutdown,  // AppCore::closeAll(): no signalling, and the blocking pool may be gone
+  kShutdown,      // AppCore::closeAll(): no signalling, and the blocking pool may be gone
+  kTakenOver,     // a peer app holds the call now (app.state): no signalling, its record kept
+  kResumeFailed,  // taken over, and the caller refused or never answered our re-INVITE
 };
 std::string_view endReasonName(EndReason why);
 
@@ -73,6 +75,18 @@ struct Call : std::enable_shared_from_this<Call> {
   OkRetransmission ok;
   uint64_t sdpVersion = 1;
   uint64_t sessionId = 0;
+  std::string remoteSdp;  // the caller's last offer or answer (app.state)
+
+  // app.state: the call is in the store; taken over from a stored record (our re-INVITE to the
+  // caller, its CSeq, and the ACK of its 2xx for the 2xx's retransmissions); when the
+  // application started (Unix ms: where its prompt is).
+  bool stored = false;
+  bool resumed = false;
+  transaction::TransactionId reInviteTx;
+  uint32_t reInviteCseq = 0;
+  std::string reInviteAck;
+  transport::Endpoint reInviteAckTo;
+  int64_t startedMs = 0;
 
   // Media
   MediaSession media;

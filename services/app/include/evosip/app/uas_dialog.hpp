@@ -50,6 +50,12 @@ struct UasDialog {
   // Our BYE (a new local CSeq): to the first route (loose routing) or the remote target; a host
   // name (no DNS in the app) falls back to where the INVITE came from.
   Request bye(std::string_view viaHost, uint16_t viaPort, std::string_view branch);
+  // Any request of ours in the dialog, addressed as bye() is, with CSeq `cseq` (a new one is
+  // taken by the caller: bye() and a re-INVITE count localCseq up, the ACK of a 2xx reuses its
+  // INVITE's). `headers`: complete lines; `body` with its Content-Type among them.
+  Request request(std::string_view method, uint32_t cseq, std::string_view viaHost,
+                  uint16_t viaPort, std::string_view branch, std::string_view headers = {},
+                  std::string_view body = {}) const;
 };
 
 // Our 2xx to an INVITE (or re-INVITE) until its ACK: sent again at T1, doubling up to T2, given

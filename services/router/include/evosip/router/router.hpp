@@ -347,6 +347,12 @@ class Router final : public transaction::ProxyUser {
   void forwardInDialog(transaction::TransactionId id, const sip::Message& req,
                        const store::DialogRecord& dialog);
   void removeDialog(const store::DialogRecord& dialog);
+  // A re-INVITE whose Contact moves its sender's remote target (a peer app that took the call
+  // over, a phone that changed address): the record to write when its 2xx comes, so that the
+  // other party's requests to the new target pass the dialog's hop check.
+  void noteTargetRefresh(transaction::TransactionId id, const sip::Message& req,
+                         const store::DialogRecord& dialog);
+  void applyTargetRefresh(transaction::TransactionId server);
   // An ACK of a 2xx, once its dialog was looked up.
   void onAckDialogs(const std::string& ack, const std::vector<store::DialogRecord>& dialogs);
 
@@ -459,6 +465,8 @@ class Router final : public transaction::ProxyUser {
   };
   std::unordered_map<std::string, EarlyDialogs> early_;
   std::unordered_map<uint64_t, std::string> earlyByServer_;
+  // Target refreshes forwarded, by server transaction: the dialog record their 2xx writes.
+  std::unordered_map<uint64_t, store::DialogRecord> refreshes_;
   // Requests forwarded to an app, by server transaction, while they may fail over: the app
   // they went to and when, and how many apps they tried.
   struct AppRequest {
