@@ -3,6 +3,8 @@
 //    "rs":[route...],"sh":source host,"sp":source port,"lc":local cseq,"rc":remote cseq,
 //    "sdp":remote sdp,"si":session id,"sv":sdp version,"ac":action,"pa":[[name,value]...],
 //    "st":started ms}
+#include <charconv>
+
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
@@ -163,11 +165,9 @@ Result<CallRecord> decodeCallRecord(std::string_view text, const CallRecordLimit
     return tl::unexpected(*r.failure);
   }
   auto number = [](const std::string& s, uint64_t& out) {
-    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) {
-      return false;
-    }
-    out = std::stoull(s);
-    return true;
+    const char* end = s.data() + s.size();
+    auto [ptr, ec] = std::from_chars(s.data(), end, out);
+    return !s.empty() && ec == std::errc() && ptr == end;
   };
   if (!number(si, c.sessionId) || !number(sv, c.sdpVersion)) {
     return makeError(Errc::kParse, "fields 'si'/'sv': not decimal numbers");

@@ -26,6 +26,23 @@ TEST(AppConfigTest, SafeDefaults) {
   EXPECT_EQ(c.app.voicemailQuota.maxBytes, 20'000'000u);
   EXPECT_EQ(c.app.voicemailQuota.maxTotalMessages, 10'000u);
   EXPECT_EQ(c.app.voicemailQuota.maxTotalBytes, 1'000'000'000u);
+  EXPECT_FALSE(c.state.enabled);  // calls only in memory unless a store is configured
+  EXPECT_TRUE(c.state.takeoverPeers.empty());
+  EXPECT_FALSE(c.state.instanceId.empty());  // the host name
+}
+
+TEST(AppConfigTest, StateAndTakeover) {
+  const AppConfig c = read(
+      "workers: 1\napp:\n  instance_id: app-a\n  state:\n    enabled: true\n"
+      "    heartbeat_ms: 100\n    heartbeat_ttl_ms: 500\n  takeover:\n    peers: [app-b]\n"
+      "store:\n  backend: redis\n");
+  EXPECT_TRUE(c.state.enabled);
+  EXPECT_EQ(c.state.instanceId, "app-a");
+  EXPECT_EQ(c.state.keyPrefix, "app:");
+  EXPECT_EQ(c.state.heartbeat.count(), 100);
+  EXPECT_EQ(c.state.heartbeatTtl.count(), 500);
+  EXPECT_EQ(c.state.recordTtl, std::chrono::seconds(60));
+  EXPECT_EQ(c.state.takeoverPeers, std::vector<std::string>{"app-b"});
 }
 
 TEST(AppConfigTest, RoutersAndQuotas) {
@@ -47,7 +64,15 @@ TEST(AppConfigTest, BadValuesNameTheKey) {
            {"app:\n  routers: [\"router.example\"]\n", "app.routers"},
            {"app:\n  voicemail_max_messages: 0\n", "voicemail_max_messages"},
            {"app:\n  voicemail_max_total_bytes: 10\n", "voicemail_max_total_bytes"},
-           {"app:\n  rtp_peer_timeout_s: -1\n", "rtp_peer_timeout_s"}}) {
+           {"app:\n  rtp_peer_timeout_s: -1\n", "rtp_peer_timeout_s"},
+           {"app:\n  instance_id: \"a:b\"\n", "app.instance_id"},
+           {"app:\n  takeover:\n    peers: [b]\n", "app.takeover.peers"},
+           {"app:\n  instance_id: a\n  state:\n    enabled: true\n  takeover:\n    peers: [a]\n",
+            "app.takeover.peers"},
+           {"app:\n  state:\n    enabled: true\n  takeover:\n    peers: [b]\n",
+            "app.takeover.peers"},
+           {"app:\n  state:\n    heartbeat_ms: 500\n    heartbeat_ttl_ms: 400\n",
+            "app.state.heartbeat_ttl_ms"}}) {
     try {
       read("workers: 1\n" + yaml);
       ADD_FAILURE() << "accepted: " << yaml;
