@@ -121,6 +121,8 @@ class Apps:
                    "app": {"sounds_dir": sounds, "voicemail_dir": os.path.join(test.tmp, "vm"),
                            "rtp_address": h.HOST, "rtp_port_min": lo, "rtp_port_max": lo + 99,
                            "rtp_timeout_s": 10, "max_call_s": 120,
+                           # sipp callers send no RTP
+                           "rtp_peer_timeout_s": 0,
                            "instance_id": f"app-{i}",
                            "state": {"enabled": True, "heartbeat_ms": HEARTBEAT_MS,
                                      "heartbeat_ttl_ms": HEARTBEAT_TTL_MS},
@@ -295,6 +297,29 @@ class TestAppTakeover(TakeoverCase):
         self.assertTrue(apps.procs[peer].alive())
         bye = self.bye(caller, call)
         self.assertEqual(bye.status, 200, str(bye))
+
+    def test_sipp_callers_answer_the_reinvite_and_complete(self) -> None:
+        """sipp callers (router_uac_call_auth.xml, as `make chaos` places them) in Echo calls:
+        their app killed mid-call, every call still ends with a BYE answered 200."""
+        apps = Apps(self, [[1], [0]])
+        p = self.platform(app_ports=[apps.ports[0]],
+                          router_overrides={"router": {"dialplan": {"101": {"action": "Echo"}}}})
+        users = h.make_users(1, prefix="tks")
+        h.create_subscribers(p.api, users)
+        calls = 8
+        csv = h.write_auth_csv(os.path.join(self.tmp, "callers.csv"), users * calls)
+        sipp = self.sipp("sipp_takeover", scenario=h.scenario("router_uac_call_auth.xml"),
+                         remote=p.edge.hostport, calls=calls, rate=8, limit=50,
+                         duration_ms=4000, timeout_s=40, recv_timeout_ms=6000,
+                         keys={"domain": h.ROUTER_DOMAIN, "callee": "101"},
+                         extra=["-inf", csv, "-auth_uri", f"101@{h.ROUTER_DOMAIN}"])
+        sipp.start(self.cleanup)
+        h.wait_until(lambda: apps.metric(0, "evosip_app_state_records") == calls, 10,
+                     "every call stored")
+        apps.procs[0].kill()
+        res = sipp.wait(40)
+        self.assertSippOk(res, calls)
+        self.assertEqual(apps.metric(1, "evosip_app_events_total", event="resumed"), calls)
 
 
 if __name__ == "__main__":
