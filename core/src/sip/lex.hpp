@@ -6,6 +6,7 @@
 #include <optional>
 #include <string_view>
 
+#include <evosip/base/byte_scan.hpp>
 #include <evosip/sip/uri.hpp>
 
 namespace evosip::sip::lex {
@@ -31,7 +32,7 @@ constexpr bool isLwsChar(char c) {
 }
 
 // token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-constexpr bool isTokenChar(char c) {
+constexpr bool isTokenCharSlow(char c) {
   if (isAlnum(c)) {
     return true;
   }
@@ -50,6 +51,19 @@ constexpr bool isTokenChar(char c) {
     default:
       return false;
   }
+}
+
+inline constexpr struct TokenTable {
+  bool token[256] = {};
+  constexpr TokenTable() {
+    for (int c = 0; c < 256; ++c) {
+      token[c] = isTokenCharSlow(static_cast<char>(c));
+    }
+  }
+} kTokenTable;
+
+constexpr bool isTokenChar(char c) {
+  return kTokenTable.token[static_cast<unsigned char>(c)];
 }
 
 constexpr bool isToken(std::string_view s) {
@@ -107,14 +121,12 @@ inline std::optional<size_t> quotedLength(std::string_view s) {
   if (s.empty() || s[0] != '"') {
     return std::nullopt;
   }
-  for (size_t i = 1; i < s.size(); ++i) {
-    if (s[i] == '\\') {
-      ++i;
-      continue;
-    }
+  size_t i = 1;
+  while ((i = findAnyOf<'\\', '"'>(s, i)) < s.size()) {
     if (s[i] == '"') {
       return i + 1;
     }
+    i += 2;  // a quoted-pair
   }
   return std::nullopt;
 }

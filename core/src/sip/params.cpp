@@ -1,3 +1,4 @@
+#include <evosip/base/byte_scan.hpp>
 #include <evosip/base/strings.hpp>
 #include <evosip/sip/params.hpp>
 
@@ -7,16 +8,16 @@ namespace evosip::sip {
 
 // Finds the next ';' outside a quoted string. Returns s.size() when none.
 static size_t findParamEnd(std::string_view s) {
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '"') {
-      auto q = lex::quotedLength(s.substr(i));
-      if (!q) {
-        return s.size();
-      }
-      i += *q - 1;
-    } else if (s[i] == ';') {
+  size_t i = 0;
+  while ((i = findAnyOf<'"', ';'>(s, i)) < s.size()) {
+    if (s[i] == ';') {
       return i;
     }
+    auto q = lex::quotedLength(s.substr(i));
+    if (!q) {
+      return s.size();
+    }
+    i += *q;
   }
   return s.size();
 }
@@ -62,7 +63,7 @@ std::optional<std::string_view> ValueSplitter::next() {
     size_t i = 0;
     int angle = 0;
     bool split = false;
-    for (; i < rest_.size(); ++i) {
+    while ((i = findAnyOf<'"', '<', '>', ','>(rest_, i)) < rest_.size()) {
       const char c = rest_[i];
       if (c == '"') {
         auto q = lex::quotedLength(rest_.substr(i));
@@ -70,17 +71,20 @@ std::optional<std::string_view> ValueSplitter::next() {
           ok_ = false;
           return std::nullopt;
         }
-        i += *q - 1;
-      } else if (c == '<') {
+        i += *q;
+        continue;
+      }
+      if (c == '<') {
         ++angle;
       } else if (c == '>') {
         if (angle > 0) {
           --angle;
         }
-      } else if (c == ',' && angle == 0) {
+      } else if (angle == 0) {
         split = true;
         break;
       }
+      ++i;
     }
     if (angle != 0) {
       ok_ = false;

@@ -188,50 +188,55 @@ static bool isGenValueChar(char c) {
   return isTokenChar(c) || c == '[' || c == ']' || c == ':';
 }
 
+// One parameter of a generic-param list, trimmed and not empty: a token name, then a token,
+// host or quoted-string value when there is '='.
+static bool validGenericParam(std::string_view item) {
+  const size_t eq = item.find('=');
+  if (!isToken(trimLws(item.substr(0, eq)))) {
+    return false;
+  }
+  if (eq == std::string_view::npos) {
+    return true;
+  }
+  const std::string_view value = trimLws(item.substr(eq + 1));
+  if (value.empty()) {
+    return false;
+  }
+  if (value.front() == '"') {
+    auto q = quotedLength(value);
+    return q && *q == value.size();
+  }
+  for (char c : value) {
+    if (!isGenValueChar(c)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool validGenericParams(std::string_view raw) {
   // Every ';' must introduce a parameter: ";;" and a trailing ';' are malformed.
   size_t start = 0;
-  for (size_t i = 0; i <= raw.size(); ++i) {
+  size_t i = 0;
+  while (true) {
+    i = findAnyOf<'"', ';'>(raw, i);
     if (i < raw.size() && raw[i] == '"') {
       auto q = quotedLength(raw.substr(i));
       if (!q) {
         return false;
       }
-      i += *q - 1;
+      i += *q;
       continue;
     }
-    if (i == raw.size() || raw[i] == ';') {
-      if (trimLws(raw.substr(start, i - start)).empty()) {
-        return false;
-      }
-      start = i + 1;
+    const std::string_view item = trimLws(raw.substr(start, i - start));
+    if (item.empty() || !validGenericParam(item)) {
+      return false;
     }
-  }
-  bool ok = true;
-  ParamList(raw).forEach([&](const ParamList::Param& p) {
-    if (!isToken(p.name)) {
-      ok = false;
-    } else if (p.hasValue) {
-      if (p.value.empty()) {
-        ok = false;
-      } else if (p.value.front() == '"') {
-        auto q = quotedLength(p.value);
-        ok = q && *q == p.value.size();
-      } else {
-        for (char c : p.value) {
-          if (!isGenValueChar(c)) {
-            ok = false;
-            break;
-          }
-        }
-      }
+    if (i >= raw.size()) {
+      return true;
     }
-    return ok;
-  });
-  if (!ok) {
-    return false;
+    start = ++i;
   }
-  return ok;
 }
 
 }  // namespace lex

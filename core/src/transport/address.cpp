@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <string>
 
 #include <evosip/base/strings.hpp>
@@ -75,7 +76,65 @@ Result<Protocol> protocolFromName(std::string_view name) {
   return makeError(Errc::kParse, "unknown transport '" + std::string(name) + "'");
 }
 
+namespace {
+
+// A dotted quad as inet_pton reads it (four decimal octets, no leading zeros), without the copy
+// into a C string it needs: every request's Via and Route hosts come through here.
+std::optional<boost::asio::ip::address_v4> dottedQuad(std::string_view s) {
+  uint32_t value = 0;
+  size_t i = 0;
+  for (int part = 0; part < 4; ++part) {
+    if (part > 0) {
+      if (i >= s.size() || s[i] != '.') {
+        return std::nullopt;
+      }
+      ++i;
+    }
+    const size_t start = i;
+    unsigned octet = 0;
+    while (i < s.size() && i - start < 3 && s[i] >= '0' && s[i] <= '9') {
+      octet = octet * 10 + static_cast<unsigned>(s[i] - '0');
+      ++i;
+    }
+    const size_t digits = i - start;
+    if (digits == 0 || octet > 255 || (digits > 1 && s[start] == '0')) {
+      return std::nullopt;
+    }
+    value = (value << 8) | octet;
+  }
+  if (i != s.size()) {
+    return std::nullopt;
+  }
+  return boost::asio::ip::address_v4(value);
+}
+
+}  // namespace
+
+void appendIp(std::string& out, const boost::asio::ip::address& ip) {
+  if (!ip.is_v4()) {
+    out.append(ip.to_string());
+    return;
+  }
+  const auto b = ip.to_v4().to_bytes();
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (i > 0) {
+      out.push_back('.');
+    }
+    const unsigned v = b[i];
+    if (v >= 100) {
+      out.push_back(static_cast<char>('0' + v / 100));
+    }
+    if (v >= 10) {
+      out.push_back(static_cast<char>('0' + v / 10 % 10));
+    }
+    out.push_back(static_cast<char>('0' + v % 10));
+  }
+}
+
 Result<boost::asio::ip::address> parseNumericHost(std::string_view host) {
+  if (auto v4 = dottedQuad(host)) {
+    return boost::asio::ip::address(*v4);
+  }
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
     if (!sip::isIpv6(host)) {
@@ -96,7 +155,9 @@ std::string Endpoint::hostForUri() const {
   if (ip.is_v6()) {
     return "[" + ip.to_string() + "]";
   }
-  return ip.to_string();
+  std::string out;
+  appendIp(out, ip);
+  return out;
 }
 
 std::string Endpoint::str() const {

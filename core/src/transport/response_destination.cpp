@@ -60,7 +60,7 @@ void stampReceived(sip::MessageEditor& edit, const sip::Message& msg, const sip:
   auto viaIp = parseNumericHost(viaOfMsg.host);
   const bool needReceived = rport.has_value() || !viaIp || *viaIp != source.ip;
   buf.assign(";received=");
-  buf.append(source.ip.to_string());
+  appendIp(buf, source.ip);
   const std::string_view value = std::string_view(buf).substr(10);
   if (auto received = viaOfMsg.received(); received) {
     edit.replaceRange(offsetIn(msg, *received),

@@ -1,4 +1,5 @@
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 
@@ -7,6 +8,7 @@
 #include <openssl/sha.h>
 
 #include <evosip/base/base64url.hpp>
+#include <evosip/base/hash.hpp>
 #include <evosip/edge/flow_token.hpp>
 
 namespace evosip::edge {
@@ -38,9 +40,49 @@ size_t pack(const transport::Destination& d, unsigned char* buf) {
   return n;
 }
 
+// Signing and checking a token cost an HMAC-SHA256 each, and the same tokens come back again and
+// again: every request of a dialog carries its token, every call of a client's flow gets the
+// same one. Each thread remembers the last pairs (token, packed flow) it made or verified, per
+// codec; a hit skips the HMAC. Only a token whose MAC was checked or made here is remembered.
+constexpr size_t kMaxBody = 26;   // proto, family, IPv6, port, worker, seq
+constexpr size_t kMaxToken = 48;  // base64url of kMaxBody + kMacLen bytes
+constexpr size_t kMemoSlots = 512;
+
+struct MemoSlot {
+  uint64_t codec = 0;
+  uint8_t bodyLen = 0;
+  uint8_t tokenLen = 0;
+  unsigned char body[kMaxBody];
+  char token[kMaxToken];
+};
+
+struct TokenMemo {
+  std::array<MemoSlot, kMemoSlots> byToken;
+  std::array<MemoSlot, kMemoSlots> byBody;
+};
+
+TokenMemo& memo() {
+  thread_local std::unique_ptr<TokenMemo> m = std::make_unique<TokenMemo>();
+  return *m;
+}
+
+void remember(MemoSlot& slot, uint64_t codec, const unsigned char* body, size_t bodyLen,
+              std::string_view token) {
+  if (bodyLen > kMaxBody || token.size() > kMaxToken) {
+    return;
+  }
+  slot.codec = codec;
+  slot.bodyLen = static_cast<uint8_t>(bodyLen);
+  slot.tokenLen = static_cast<uint8_t>(token.size());
+  std::memcpy(slot.body, body, bodyLen);
+  std::memcpy(slot.token, token.data(), token.size());
+}
+
+std::atomic<uint64_t> gCodecs{0};
+
 }  // namespace
 
-FlowTokenCodec::FlowTokenCodec(std::string_view secret) {
+FlowTokenCodec::FlowTokenCodec(std::string_view secret) : id_(++gCodecs) {
   std::array<unsigned char, 32> key{};
   if (secret.empty()) {
     if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
@@ -65,16 +107,28 @@ std::string_view bytes(const unsigned char* p, size_t n) {
 void FlowTokenCodec::encode(const transport::Destination& flow, std::string& out) const {
   unsigned char buf[64];
   size_t n = pack(flow, buf);
+  MemoSlot& slot = memo().byBody[hash64(bytes(buf, n), id_) % kMemoSlots];
+  if (slot.codec == id_ && slot.bodyLen == n && std::memcmp(slot.body, buf, n) == 0) {
+    out.append(slot.token, slot.tokenLen);
+    return;
+  }
   const auto mac = hmac_->sign({bytes(buf, n)});
   std::memcpy(buf + n, mac.data(), kMacLen);
+  const size_t before = out.size();
   base64urlEncode(buf, n + kMacLen, out);
+  remember(slot, id_, buf, n, std::string_view(out).substr(before));
 }
 
 std::optional<transport::Destination> FlowTokenCodec::decode(std::string_view token) const {
-  unsigned char buf[64];
   if (token.size() > 80) {
     return std::nullopt;
   }
+  MemoSlot& slot = memo().byToken[hash64(token, id_) % kMemoSlots];
+  if (slot.codec == id_ && slot.tokenLen == token.size() &&
+      CRYPTO_memcmp(slot.token, token.data(), token.size()) == 0) {
+    return unpack(slot.body);
+  }
+  unsigned char buf[64];
   int len = base64urlDecode(token, buf, sizeof buf);
   if (len < 2) {
     return std::nullopt;
@@ -88,6 +142,13 @@ std::optional<transport::Destination> FlowTokenCodec::decode(std::string_view to
   if (CRYPTO_memcmp(mac.data(), buf + bodyLen, kMacLen) != 0) {
     return std::nullopt;
   }
+  remember(slot, id_, buf, bodyLen, token);
+  return unpack(buf);
+}
+
+// The flow of a checked body: proto(1) family(1) ip(4|16) port(2) worker(2) seq(4).
+transport::Destination FlowTokenCodec::unpack(const unsigned char* buf) {
+  const size_t ipLen = buf[1] == 6 ? 16 : 4;
   transport::Destination d;
   d.protocol = static_cast<transport::Protocol>(buf[0]);
   size_t p = 2;

@@ -1,22 +1,16 @@
+#include <evosip/base/byte_scan.hpp>
 #include <evosip/edge/header_hygiene.hpp>
 
 namespace evosip::edge {
 namespace {
 
-constexpr bool isControl(unsigned char c) {
-  return (c < 0x20 && c != '\t') || c == 0x7f;
-}
-
 // Offset of the first forbidden byte in [begin, end) of buf, or end. Every CR the parser let
 // through is either a line end (CRLF) or a lone CR; LF never comes without its CR.
 size_t firstForbidden(std::string_view buf, size_t begin, size_t end) {
-  for (size_t i = begin; i < end; ++i) {
-    const auto c = static_cast<unsigned char>(buf[i]);
-    if (!isControl(c)) {
-      continue;
-    }
-    if (c == '\r' && i + 1 < buf.size() && buf[i + 1] == '\n') {
-      ++i;  // a line end, or the CRLF of a folded line (the parser checked what follows it)
+  size_t i = begin;
+  while ((i = findControlByte(buf, i, end)) < end) {
+    if (buf[i] == '\r' && i + 1 < buf.size() && buf[i + 1] == '\n') {
+      i += 2;  // a line end, or the CRLF of a folded line (the parser checked what follows it)
       continue;
     }
     return i;

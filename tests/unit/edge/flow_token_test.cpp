@@ -55,5 +55,40 @@ TEST(FlowTokenTest, SameSecretAcrossInstancesAgrees) {
   EXPECT_TRUE(b.decode(token).has_value());
 }
 
+// Tokens a thread made or checked are remembered: a remembered token decodes to the same flow,
+// appends to what the caller had, and is never taken by a codec with another secret, nor does a
+// tampered copy pass because the original was remembered.
+TEST(FlowTokenTest, RememberedTokensDecodeTheSameAndStayBoundToTheirSecret) {
+  FlowTokenCodec codec("secret");
+  FlowTokenCodec other("another secret");
+  Destination f{Protocol::kTcp, {boost::asio::ip::make_address("2001:db8::7"), 5061}, {3, 99}};
+  std::string first = "sip:";
+  codec.encode(f, first);
+  std::string second = "sip:";
+  codec.encode(f, second);  // remembered
+  EXPECT_EQ(first, second);
+  const std::string token = first.substr(4);
+  for (int i = 0; i < 3; ++i) {
+    auto back = codec.decode(token);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->remote, f.remote);
+    EXPECT_EQ(back->connection, f.connection);
+    EXPECT_EQ(back->protocol, f.protocol);
+    EXPECT_FALSE(other.decode(token).has_value());
+    std::string tampered = token;
+    tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+    EXPECT_FALSE(codec.decode(tampered).has_value());
+  }
+  // Many flows through one thread: each still decodes to its own.
+  for (uint16_t port = 1; port < 3000; ++port) {
+    Destination g{Protocol::kUdp, {boost::asio::ip::make_address("198.51.100.2"), port}, {}};
+    std::string t;
+    codec.encode(g, t);
+    auto back = codec.decode(t);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->remote.port, port);
+  }
+}
+
 }  // namespace
 }  // namespace evosip::edge

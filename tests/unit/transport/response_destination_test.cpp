@@ -149,9 +149,25 @@ TEST(NumericHostTest, Ipv4AndIpv6WithOrWithoutBrackets) {
   EXPECT_EQ(parseNumericHost("2001:db8::1")->to_string(), "2001:db8::1");
   EXPECT_EQ(parseNumericHost("[2001:db8::1]")->to_string(), "2001:db8::1");
   EXPECT_EQ(parseNumericHost("::ffff:10.0.0.1")->to_string(), "::ffff:10.0.0.1");
-  for (const char* bad : {"", "[]", "example.com", "192.0.2.1:5060", "[192.0.2.1]", "[::1", "::1]",
-                          "fe80::1%eth0", "256.1.1.1", "0001.2.3.4", "[[::1]]", " 1.2.3.4"}) {
+  for (const char* bad :
+       {"",         "[]",           "example.com", "192.0.2.1:5060", "[192.0.2.1]", "[::1",
+        "::1]",     "fe80::1%eth0", "256.1.1.1",   "0001.2.3.4",     "[[::1]]",     " 1.2.3.4",
+        "01.2.3.4", "1.2.3.04",     "1.2.3",       "1.2.3.4.",       "1.2.3.4.5",   "1..2.3",
+        "1.2.3.4 ", "1.2.3.-4",     "1.2.3.2555"}) {
     EXPECT_FALSE(parseNumericHost(bad)) << bad;
+  }
+  EXPECT_EQ(parseNumericHost("0.0.0.0")->to_string(), "0.0.0.0");
+  EXPECT_EQ(parseNumericHost("255.255.255.255")->to_string(), "255.255.255.255");
+  EXPECT_EQ(parseNumericHost("10.0.100.9")->to_string(), "10.0.100.9");
+}
+
+TEST(NumericHostTest, AppendIpWritesWhatToStringWrites) {
+  for (const char* text : {"0.0.0.0", "1.20.100.255", "192.0.2.9", "255.255.255.255", "::1",
+                           "2001:db8::42", "::ffff:10.0.0.1"}) {
+    const auto ip = boost::asio::ip::make_address(text);
+    std::string out = "x=";
+    appendIp(out, ip);
+    EXPECT_EQ(out, "x=" + ip.to_string());
   }
 }
 

@@ -29,6 +29,9 @@ struct Endpoint {
   std::string hostForUri() const;
 };
 
+// Appends ip as text: a dotted quad, or an IPv6 address (RFC 5952, no brackets).
+void appendIp(std::string& out, const boost::asio::ip::address& ip);
+
 // A numeric host as SIP writes it (RFC 3261 25.1): an IPv4 address, or an IPv6 address with or
 // without brackets. Names, scope ids, ports and anything else are errors.
 Result<boost::asio::ip::address> parseNumericHost(std::string_view host);

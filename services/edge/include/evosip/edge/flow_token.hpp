@@ -5,6 +5,7 @@
 // a Via parameter, so the edge needs no table to reach a client behind NAT. Tokens are signed
 // (HMAC-SHA256, truncated) so a client cannot make the edge send to an address of its choice.
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,9 @@ class FlowTokenCodec {
   std::optional<transport::Destination> decode(std::string_view token) const;
 
  private:
+  static transport::Destination unpack(const unsigned char* body);
+
+  uint64_t id_;  // names this codec in each thread's memo of recent tokens
   std::shared_ptr<const auth::HmacSha256> hmac_;
 };
 
