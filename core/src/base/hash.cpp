@@ -19,7 +19,9 @@ uint64_t hash64(std::string_view data, uint64_t seed) noexcept {
     n -= 8;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, p, n);
+  if (n > 0) {  // an empty view may have no data pointer at all
+    std::memcpy(&tail, p, n);
+  }
   h ^= mix64(tail ^ (static_cast<uint64_t>(n) << 56));
   return mix64(h);
 }
