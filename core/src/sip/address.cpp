@@ -193,14 +193,23 @@ Result<Via> parseVia(std::string_view text) {
     }
     via.params = ParamList(raw);
     bool ok = true;
+    auto keepFirst = [](std::optional<std::string_view>& slot, std::string_view value) {
+      if (!slot) {
+        slot = value;
+      }
+    };
     via.params.forEach([&](const ParamList::Param& p) {
       if (iequals(p.name, "ttl")) {
         ok = p.hasValue && p.value.size() <= 3 && parseDecimal(p.value, 255).has_value();
+        keepFirst(via.known.ttl, p.value);
       } else if (iequals(p.name, "rport")) {
         ok = !p.hasValue || (p.value.size() <= 5 && parseDecimal(p.value, 65535).has_value());
+        keepFirst(via.known.rport, p.value);
       } else if (iequals(p.name, "branch")) {
         ok = p.hasValue && lex::isToken(p.value);
+        keepFirst(via.known.branch, p.value);
       } else if (iequals(p.name, "received")) {
+        keepFirst(via.known.received, p.value);
         // RFC 3261 says IPv4address / IPv6address; RFC 5118 4.5 shows the bracketed form too.
         std::string_view v = p.value;
         if (v.size() >= 2 && v.front() == '[' && v.back() == ']') {
@@ -209,6 +218,7 @@ Result<Via> parseVia(std::string_view text) {
         ok = p.hasValue && (isIpv4(v) || isIpv6(v));
       } else if (iequals(p.name, "maddr")) {
         ok = p.hasValue && !p.value.empty();
+        keepFirst(via.known.maddr, p.value);
       }
       return ok;
     });

@@ -134,6 +134,7 @@ struct EdgeProxy::RequestContext {
   uint32_t cseq = 0;
   bool initial = true;  // no To tag: outside any dialog
   std::string_view callId;
+  std::string_view fromTag;  // empty when there is none
   // the routing steps
   sip::MessageEditor edit;
   RouteInfo route;
@@ -495,9 +496,11 @@ bool EdgeProxy::checkSanity(RequestContext& rq) {
     return bad(DropReason::kInvalid, 400, "CSeq Method Does Not Match");
   }
   rq.cseq = cseq->number;
-  if (!msg.from()) {
+  auto from = msg.from();
+  if (!from) {
     return bad(DropReason::kInvalid, 400, "Bad From");
   }
+  rq.fromTag = from->tag().value_or(std::string_view());
   auto to = msg.to();
   if (!to) {
     return bad(DropReason::kInvalid, 400, "Bad To");
@@ -742,16 +745,12 @@ bool EdgeProxy::nextHopFromRouter(RequestContext& rq) {
 void EdgeProxy::computeBranch(RequestContext& rq) {
   const sip::Message& msg = rq.msg;
   std::string& scratch = rq.w.scratch;
-  auto fromTag = [&] {
-    auto f = msg.from();
-    return f && f->tag() ? *f->tag() : std::string_view();
-  };
   auto upstream = rq.topVia.branch();
   scratch.clear();
   if (upstream && rq.topVia.rfc3261Branch()) {
     scratch.append(*upstream);
   } else {  // RFC 2543 peer: identify the transaction by its fields
-    scratch.append(msg.requestUri()).append(rq.callId).append(fromTag());
+    scratch.append(msg.requestUri()).append(rq.callId).append(rq.fromTag);
     scratch.append(std::to_string(rq.cseq));
   }
   scratch.append(rq.topVia.hostText);
@@ -759,7 +758,7 @@ void EdgeProxy::computeBranch(RequestContext& rq) {
   rq.txHash = hash64(scratch, 0x7478);
   scratch.clear();
   scratch.append(msg.requestUri()).append(rq.callId).append(std::to_string(rq.cseq));
-  scratch.append(fromTag());
+  scratch.append(rq.fromTag);
   // No To tag: the ACK of a non-2xx final carries the callee's tag, and it must get the same
   // branch as its INVITE (RFC 3261 16.11, 17.2.1) or the UAS never matches it.
   scratch.append(rq.route.nextText);

@@ -55,13 +55,18 @@ struct Via {
   uint16_t port = 0;  // 0 = not given
   ParamList params;
   std::string_view text;  // the whole value
+  // The first of each parameter a proxy reads, found by parseVia while it checks them (as
+  // params.get(name) would return it).
+  struct Known {
+    std::optional<std::string_view> branch, received, rport, maddr, ttl;
+  } known;
 
-  std::optional<std::string_view> branch() const { return params.get("branch"); }
-  std::optional<std::string_view> received() const { return params.get("received"); }
+  std::optional<std::string_view> branch() const { return known.branch; }
+  std::optional<std::string_view> received() const { return known.received; }
   // rport: nullopt when absent, "" when present without a value.
-  std::optional<std::string_view> rport() const { return params.get("rport"); }
-  std::optional<std::string_view> maddr() const { return params.get("maddr"); }
-  std::optional<std::string_view> ttl() const { return params.get("ttl"); }
+  std::optional<std::string_view> rport() const { return known.rport; }
+  std::optional<std::string_view> maddr() const { return known.maddr; }
+  std::optional<std::string_view> ttl() const { return known.ttl; }
   // RFC 3261 magic cookie present.
   bool rfc3261Branch() const;
 };
