@@ -46,36 +46,34 @@ Router::MediaOffer Router::offerOf(const sip::Message& m, bool initial,
   return offer;
 }
 
-void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target> targets,
-                              transaction::ForwardOptions options, MediaMode mode) {
+void Router::forwardWithMedia(TransactionId id, PendingForward fwd, MediaMode mode) {
   // Nothing to decide without a relay to use (`nat` goes on unanchored then): no second parse
   // of the request on the way of every call.
   auto set = shared_.media();
-  PendingForward fwd{std::move(targets), std::move(options)};
   if (mode == MediaMode::kNever || (mode == MediaMode::kNat && set->size() == 0)) {
-    forward(id, std::move(fwd.targets), std::move(fwd.options));
+    forward(id, std::move(fwd));
     return;
   }
-  // One parse of the kept request, one walk of its Vias: the decision and the offer together.
+  // One parse of the kept request, one walk of its Vias: the decision and the offer together;
+  // a request without one is forwarded with this parse.
   std::optional<MediaOffer> offer;
-  withRequest(id, [&](const sip::Message& m) {
-    if (m.method() != sip::Method::kInvite || !hasSdp(m)) {
-      return;  // no offer in the request (a delayed offer is not anchored)
+  const bool kept = withRequest(id, [&](const sip::Message& m) {
+    if (m.method() == sip::Method::kInvite && hasSdp(m)) {  // a delayed offer is not anchored
+      const CallerAddress caller = callerAddress(m);
+      if (mode == MediaMode::kAlways || caller.behindNat) {
+        offer = offerOf(m, true, caller.behindNat ? caller.source : std::string_view{});
+        return;
+      }
     }
-    const CallerAddress caller = callerAddress(m);
-    if (mode == MediaMode::kAlways || caller.behindNat) {
-      offer = offerOf(m, true, caller.behindNat ? caller.source : std::string_view{});
-    }
+    forward(id, std::move(fwd), &m);
   });
-  if (!offer) {
-    forward(id, std::move(fwd.targets), std::move(fwd.options));
-    return;
+  if (!kept || !offer) {
+    return;  // forwarded, or gone
   }
-  // The next hop's address first: no relay session for a call that cannot go anywhere.
-  if (!nextHopsKnown(id, fwd.targets, [&] {
-        return [this, id, fwd, mode]() mutable {
-          forwardWithMedia(id, std::move(fwd.targets), std::move(fwd.options), mode);
-        };
+  // The next hop's address first (its query parses no request: the hops came along): no relay
+  // session for a call that cannot go anywhere.
+  if (!nextHopsKnown(id, fwd, [&] {
+        return [this, id, fwd, mode]() mutable { forwardWithMedia(id, std::move(fwd), mode); };
       })) {
     return;
   }
@@ -96,7 +94,7 @@ void Router::forwardWithoutRelay(TransactionId id, PendingForward fwd, MediaMode
     if (relaysConfigured) {
       RouterCounters::bump(counters_.mediaFailures);
     }
-    forward(id, std::move(fwd.targets), std::move(fwd.options));
+    forward(id, std::move(fwd));
     return;
   }
   RouterCounters::bump(counters_.mediaFailures);
@@ -154,7 +152,7 @@ void Router::onOfferReply(TransactionId id, PendingForward fwd, MediaOffer offer
     }
     e.replaceBody(body);
   };
-  forward(id, std::move(fwd.targets), std::move(fwd.options));
+  forward(id, std::move(fwd));
 }
 
 bool Router::offerElsewhere(TransactionId id, PendingForward& fwd, MediaOffer& offer,

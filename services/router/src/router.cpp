@@ -153,11 +153,7 @@ void Router::onRequest(TransactionId id, const sip::Message& req, const transpor
     handleRegister(id, req, src);  // 5. registrar
     return;
   }
-  handleInitial(id, req);  // 6. initial routing, 7. media anchoring, 8. forward
-}
-
-std::string_view Router::nextHopOf(const transaction::PreprocessedRoute& route) {
-  return route.nextRoute.empty() ? route.requestUri : route.nextRoute;
+  handleInitial(id, req, route);  // 6. initial routing, 7. media anchoring, 8. forward
 }
 
 bool Router::namesSelf(const sip::Uri& uri) {
@@ -236,18 +232,18 @@ transaction::ForwardOptions Router::forwardOptions() const {
   return o;
 }
 
-void Router::forward(TransactionId id, std::vector<transaction::Target> targets,
-                     transaction::ForwardOptions options) {
+void Router::forward(TransactionId id, PendingForward fwd, const sip::Message* request) {
   // A next hop by host name waits for its address (next_hop_dns.cpp); the closure that resumes
   // the request is made only then.
-  if (!nextHopsKnown(id, targets, [&] {
-        return [this, id, targets, options]() mutable {
-          forward(id, std::move(targets), std::move(options));
-        };
-      })) {
+  if (!nextHopsKnown(id, fwd,
+                     [&] { return [this, id, fwd]() mutable { forward(id, std::move(fwd)); }; })) {
     return;
   }
-  proxy_.forward(id, std::move(targets), std::move(options));
+  if (request != nullptr) {
+    proxy_.forward(id, *request, std::move(fwd.targets), std::move(fwd.options));
+  } else {
+    proxy_.forward(id, std::move(fwd.targets), std::move(fwd.options));
+  }
 }
 
 }  // namespace evosip::router
