@@ -13,7 +13,7 @@
 
 namespace evosip::media {
 
-#ifndef EVOSIP_MEDIA_HAVE_URING
+#ifndef EVOSIP_HAVE_URING
 
 std::unique_ptr<IoUringRing> IoUringRing::open(int, unsigned, std::string* why) {
   *why = "built without liburing";

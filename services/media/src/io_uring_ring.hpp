@@ -14,7 +14,7 @@
 // ends the wait when work is posted to the worker's io_context. Without it (tests that poll the
 // io_context) the ring signals an eventfd that the Asio reactor waits on (Relay::pollRing).
 
-// Built only with liburing (EVOSIP_MEDIA_HAVE_URING); IoUringRing::open() returns nullptr when
+// Built only with liburing (EVOSIP_HAVE_URING); IoUringRing::open() returns nullptr when
 // the kernel or a seccomp profile refuses io_uring, and the relay keeps its epoll path.
 
 #include <cstdint>
@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <vector>
 
-#ifdef EVOSIP_MEDIA_HAVE_URING
+#ifdef EVOSIP_HAVE_URING
 #include <liburing.h>
 #endif
 
@@ -45,7 +45,7 @@ class IoUringRing {
   void watch(Stream& s);
   void unwatch(Stream& s);
 
-#ifdef EVOSIP_MEDIA_HAVE_URING
+#ifdef EVOSIP_HAVE_URING
   static constexpr unsigned kBuffers = 4096;     // provided receive buffers (power of two)
   static constexpr unsigned kPayload = 2048;     // larger datagrams are dropped as oversize
   static constexpr unsigned kBufferSize = 2112;  // recvmsg_out header + name + payload, rounded

@@ -64,7 +64,7 @@ void Relay::armRing() {
                         });
 }
 
-#ifndef EVOSIP_MEDIA_HAVE_URING
+#ifndef EVOSIP_HAVE_URING
 
 void Relay::pollRing() {}
 void Relay::ringLoop() {}
