@@ -107,6 +107,15 @@ void ProvidedBuffers::recycle(unsigned bid) {
   io_uring_buf_ring_advance(bufRing_, 1);
 }
 
+void ProvidedBuffers::recycle(std::span<const uint16_t> bids) {
+  const int mask = io_uring_buf_ring_mask(count_);
+  int i = 0;
+  for (uint16_t bid : bids) {
+    io_uring_buf_ring_add(bufRing_, buffer(bid), size_, bid, mask, i++);
+  }
+  io_uring_buf_ring_advance(bufRing_, i);
+}
+
 void ProvidedBuffers::release() {
   if (registered_) {
     io_uring_unregister_buf_ring(&ring_, group_);

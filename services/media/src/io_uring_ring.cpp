@@ -1,9 +1,7 @@
 // The io_uring instance of one worker's packet path; see io_uring_ring.hpp.
 #include "io_uring_ring.hpp"
 
-#include <cerrno>
 #include <cstring>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -55,30 +53,10 @@ std::unique_ptr<IoUringRing> IoUringRing::open(int eventFd, unsigned maxStreams,
     *why = fmt::format("io_uring_register_eventfd: {}", std::strerror(-rc));
     return nullptr;
   }
-  const size_t ringBytes = kBuffers * sizeof(io_uring_buf);
-  void* mem = ::mmap(nullptr, ringBytes + size_t(kBuffers) * kBufferSize, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) {
-    *why = fmt::format("mmap: {}", std::strerror(errno));
+  r->buffers_ = std::make_unique<runtime::ProvidedBuffers>(r->ring_, 0, kBuffers, kBufferSize);
+  if (!r->buffers_->ok(why)) {
     return nullptr;
   }
-  r->bufRing_ = static_cast<io_uring_buf_ring*>(mem);
-  r->buffers_ = static_cast<char*>(mem) + ringBytes;
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<uint64_t>(mem);
-  reg.ring_entries = kBuffers;
-  reg.bgid = 0;
-  if (int rc = io_uring_register_buf_ring(&r->ring_, &reg, 0); rc < 0) {
-    *why = fmt::format("io_uring_register_buf_ring: {}", std::strerror(-rc));
-    return nullptr;
-  }
-  io_uring_buf_ring_init(r->bufRing_);
-  const int mask = io_uring_buf_ring_mask(kBuffers);
-  for (unsigned i = 0; i < kBuffers; ++i) {
-    io_uring_buf_ring_add(r->bufRing_, r->buffer(i), kBufferSize, static_cast<uint16_t>(i), mask,
-                          static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(r->bufRing_, kBuffers);
   r->recvTemplate_.msg_namelen = sizeof(sockaddr_in6);
   r->recycle_.reserve(kBuffers);
   r->slots_.push_back(nullptr);  // slot 0 is never a stream
@@ -86,11 +64,11 @@ std::unique_ptr<IoUringRing> IoUringRing::open(int eventFd, unsigned maxStreams,
 }
 
 IoUringRing::~IoUringRing() {
+  if (buffers_ != nullptr) {
+    buffers_->forget();  // the ring's exit drops the registration (on any thread)
+  }
   if (ringOpen_) {
     io_uring_queue_exit(&ring_);  // cancels the receives and drops their sockets
-  }
-  if (bufRing_ != nullptr) {
-    ::munmap(bufRing_, kBuffers * sizeof(io_uring_buf) + size_t(kBuffers) * kBufferSize);
   }
 }
 
@@ -110,7 +88,7 @@ void IoUringRing::armReceive(Stream& s) {
   }
   io_uring_prep_recvmsg_multishot(e, s.ringFixed ? int(s.ringSlot) : s.fd, &recvTemplate_, 0);
   e->flags |= IOSQE_BUFFER_SELECT | (s.ringFixed ? IOSQE_FIXED_FILE : 0);
-  e->buf_group = 0;
+  e->buf_group = buffers_->group();
   io_uring_sqe_set_data64(e, tag(kRecv, s.ringSlot, s.ringGen));
 }
 
@@ -199,12 +177,7 @@ void IoUringRing::recycleNow() {
   if (recycle_.empty()) {
     return;
   }
-  const int mask = io_uring_buf_ring_mask(kBuffers);
-  int i = 0;
-  for (uint16_t bid : recycle_) {
-    io_uring_buf_ring_add(bufRing_, buffer(bid), kBufferSize, bid, mask, i++);
-  }
-  io_uring_buf_ring_advance(bufRing_, i);
+  buffers_->recycle(recycle_);
   recycle_.clear();
 }
 

@@ -3,16 +3,18 @@
 // "media"); what the relay does with its completions is relay_io_uring.cpp.
 //
 // Every stream socket has one multishot recvmsg outstanding that takes its buffers from one
-// provided-buffer ring; the ring runs with DEFER_TASKRUN, so the kernel queues receives as task
-// work and runs them, in one batch, when the worker enters the ring. A pass relays each received
-// datagram with one send SQE (IORING_OP_SEND with the destination address, MSG_DONTWAIT so it
-// completes or fails during the submit, success CQE skipped) and hands the buffers back after
-// the submit.
-// Two ways to wait: with RelaySettings::waitInRing (MediaService) the worker thread sleeps in
-// io_uring_enter itself, which submits the previous pass's sends, waits for a receive and runs
-// the queued receives: one system call per wakeup (Relay::ringLoop); a read of a wake eventfd
-// ends the wait when work is posted to the worker's io_context. Without it (tests that poll the
-// io_context) the ring signals an eventfd that the Asio reactor waits on (Relay::pollRing).
+// provided-buffer ring (runtime::ProvidedBuffers, as the SIP workers' rings); the ring runs with
+// DEFER_TASKRUN, so the kernel queues receives as task work and runs them, in one batch, when the
+// worker enters the ring. A pass relays each received datagram with one send SQE (IORING_OP_SEND
+// with the destination address, MSG_DONTWAIT so it completes or fails during the submit, success
+// CQE skipped) and hands the buffers back after the submit. Two ways to wait: with
+// RelaySettings::waitInRing (MediaService) the worker thread sleeps in io_uring_enter itself, which
+// submits the previous pass's sends, waits for a receive and runs the queued receives: one system
+// call per wakeup (Relay::ringLoop); a read of a wake eventfd ends the wait when work is posted to
+// the worker's io_context. Without it (tests that poll the io_context) the ring signals an eventfd
+// that the Asio reactor waits on (Relay::pollRing). Not a runtime::WorkerRing: that one waits on
+// the worker's Asio reactor too, for any client; this one waits for packets alone, with a timeout,
+// and names sockets in a registered file table.
 
 // Built only with liburing (EVOSIP_HAVE_URING); IoUringRing::open() returns nullptr when
 // the kernel or a seccomp profile refuses io_uring, and the relay keeps its epoll path.
@@ -25,6 +27,8 @@
 
 #ifdef EVOSIP_HAVE_URING
 #include <liburing.h>
+
+#include <evosip/runtime/worker_ring.hpp>
 #endif
 
 #include "call.hpp"
@@ -84,7 +88,7 @@ class IoUringRing {
   // Deferred receive work is still queued in the kernel (more than one enter's worth).
   bool workPending() const;
   char* buffer(unsigned bid) {
-    return buffers_ + size_t(bid) * kBufferSize;
+    return buffers_->buffer(bid);
   }
   void recycleLater(unsigned bid) {
     recycle_.push_back(static_cast<uint16_t>(bid));
@@ -96,8 +100,7 @@ class IoUringRing {
 
  private:
   IoUringRing() = default;
-  io_uring_buf_ring* bufRing_ = nullptr;
-  char* buffers_ = nullptr;
+  std::unique_ptr<runtime::ProvidedBuffers> buffers_;  // the receives' buffer ring (group 0)
   unsigned flushSq();
   uint64_t wakeCount_ = 0;         // the wake eventfd's counter, read by the ring
   std::vector<uint16_t> recycle_;  // buffers to hand back after the next submit

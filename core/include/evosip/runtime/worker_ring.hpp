@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,8 @@ class ProvidedBuffers {
   unsigned size() const { return size_; }
   char* buffer(unsigned bid) { return buffers_ + size_t(bid) * size_; }
   void recycle(unsigned bid);
+  // Hands back a batch with one update of the ring's tail.
+  void recycle(std::span<const uint16_t> bids);
   // Unregisters the group (on the ring's thread, once no receive uses it any more).
   void release();
   // The ring is gone, and its registration with it: nothing to unregister.
