@@ -1,3 +1,6 @@
+#include <array>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <evosip/control/client.hpp>
@@ -115,6 +118,24 @@ transport::TransportSettings transportSettings(const CommonSettings& s) {
   t.tcpMessageTimeout = std::chrono::seconds(s.tcpMessageTimeoutS);
   t.freeBind = s.freeBind;
   return t;
+}
+
+bool validInstanceId(std::string_view name) {
+  return !name.empty() && name.size() <= 128 && name.find_first_of(":*?[] ") == std::string::npos;
+}
+
+std::string readInstanceId(config::Document& doc, const std::string& key) {
+  std::string id = doc.getString(key, "");
+  if (id.empty()) {
+    std::array<char, 256> name{};
+    ::gethostname(name.data(), name.size() - 1);
+    id = name.data();
+  }
+  if (!validInstanceId(id)) {
+    throw config::ConfigError(
+        fmt::format("{}: '{}' must be 1-128 characters without ':', spaces or wildcards", key, id));
+  }
+  return id;
 }
 
 }  // namespace evosip::role

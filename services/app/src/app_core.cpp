@@ -269,13 +269,17 @@ CallPtr AppCore::createCall(TransactionId id, const sip::Message& req, const tra
   return call;
 }
 
-void AppCore::admit(const CallPtr& call, TransactionId id) {
+void AppCore::enroll(const CallPtr& call) {
   counters_.bump(counters_.calls[size_t(call->request.action)]);
   counters_.active.fetch_add(1, std::memory_order_relaxed);
   shared_.calls.fetch_add(1, std::memory_order_relaxed);
   calls_.emplace(call->dialog.callId, call);
   call->rosterPos = roster_.size();
   roster_.push_back(call);
+}
+
+void AppCore::admit(const CallPtr& call, TransactionId id) {
+  enroll(call);
   byInvite_[id.value] = call.get();
   layer_.respond(id, 100);
   armRead(call);

@@ -1,9 +1,7 @@
-#include <array>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -55,23 +53,10 @@ VoicemailQuota readVoicemailQuota(config::Document& doc) {
   return q;
 }
 
-bool validInstance(const std::string& name) {
-  return !name.empty() && name.size() <= 128 && name.find_first_of(":*?[] ") == std::string::npos;
-}
-
 StoredCallsSettings readStateSettings(config::Document& doc) {
   StoredCallsSettings s;
   s.enabled = doc.getBool("app.state.enabled", false);
-  s.instanceId = doc.getString("app.instance_id", "");
-  if (s.instanceId.empty()) {
-    std::array<char, 256> name{};
-    ::gethostname(name.data(), name.size() - 1);
-    s.instanceId = name.data();
-  }
-  if (!validInstance(s.instanceId)) {
-    throw config::ConfigError("app.instance_id: '" + s.instanceId +
-                              "' must be 1-128 characters without ':', spaces or wildcards");
-  }
+  s.instanceId = role::readInstanceId(doc, "app.instance_id");
   s.keyPrefix = doc.getString("app.state.key_prefix", "app:");
   s.recordTtl = std::chrono::seconds(doc.getInt("app.state.record_ttl_s", 60, 3, 86400));
   s.heartbeat = std::chrono::milliseconds(doc.getInt("app.state.heartbeat_ms", 300, 50, 60000));
@@ -82,7 +67,7 @@ StoredCallsSettings readStateSettings(config::Document& doc) {
   }
   s.takeoverPeers = doc.getList("app.takeover.peers", {});
   for (const auto& p : s.takeoverPeers) {
-    if (!validInstance(p) || p == s.instanceId) {
+    if (!role::validInstanceId(p) || p == s.instanceId) {
       throw config::ConfigError("app.takeover.peers: '" + p +
                                 "' is not another app's app.instance_id");
     }

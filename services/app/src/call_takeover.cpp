@@ -75,12 +75,7 @@ void AppCore::resume(const CallRecord& record) {
     counters_.bump(counters_.resumeFailed);
     return;
   }
-  counters_.bump(counters_.calls[size_t(call->request.action)]);
-  counters_.active.fetch_add(1, std::memory_order_relaxed);
-  shared_.calls.fetch_add(1, std::memory_order_relaxed);
-  calls_.emplace(call->dialog.callId, call);
-  call->rosterPos = roster_.size();
-  roster_.push_back(call);
+  enroll(call);
   logger()->info("call {}: taken over ({} since {} ms): re-INVITE to the caller",
                  call->dialog.callId, actionName(call->request.action), wallMs() - call->startedMs);
   sendReInvite(*call);

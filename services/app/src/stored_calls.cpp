@@ -1,17 +1,14 @@
 // app.state (stored_calls.hpp): records, the heartbeat lease and the takeover of a dead peer
 // app's calls, on one thread with its own io_context and Store.
-#include <future>
 #include <map>
 #include <set>
-#include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <evosip/app/stored_calls.hpp>
 #include <evosip/log/log.hpp>
+#include <evosip/store/store_thread.hpp>
 
 namespace evosip::app {
 
@@ -36,20 +33,16 @@ struct StoredCalls::Impl : std::enable_shared_from_this<Impl> {
       : settings(std::move(s)),
         hooks(std::move(h)),
         counters(c),
-        work(asio::make_work_guard(io)),
-        beatTimer(io),
-        refreshTimer(io),
+        beatTimer(thread.io()),
+        refreshTimer(thread.io()),
         log(log::get("app")) {}
 
   StoredCallsSettings settings;
   Hooks hooks;
   StoredCallsCounters& counters;
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work;
-  std::unique_ptr<store::Store> store;
+  store::StoreThread thread;
   asio::steady_timer beatTimer, refreshTimer;
   std::shared_ptr<spdlog::logger> log;
-  std::thread thread;
 
   // State thread only.
   std::map<std::string, std::string> live;  // key -> record: rewritten every record_ttl / 3
@@ -87,27 +80,28 @@ struct StoredCalls::Impl : std::enable_shared_from_this<Impl> {
   // The stored calls of `instance`, page by page, handed to Hooks::adopt; a dead peer's are
   // removed from its name once handed over (the worker writes them under this app's).
   void adoptPage(const std::string& instance, const std::string& cursor);
-  void writeStopped(std::shared_ptr<std::promise<void>> done);
+  void writeStopped(std::function<void()> done);
+  store::Store* store() const { return thread.store(); }
 };
 
 void StoredCalls::Impl::write(const std::string& key, std::string record) {
   if (record.empty()) {
     if (live.erase(key) != 0) {
-      store->removeValue(key, onDone("remove"));
+      store()->removeValue(key, onDone("remove"));
     }
   } else {
     live[key] = record;
-    store->putValue(key, std::move(record), settings.recordTtl, false, onDone("write"));
+    store()->putValue(key, std::move(record), settings.recordTtl, false, onDone("write"));
   }
   counters.records.store(live.size(), std::memory_order_relaxed);
 }
 
 void StoredCalls::Impl::refresh() {
-  if (!store) {
+  if (!store()) {
     return;  // stopped: a timer that had fired before stop() cancelled it
   }
   for (const auto& [key, record] : live) {
-    store->putValue(key, record, settings.recordTtl, false, onDone("refresh"));
+    store()->putValue(key, record, settings.recordTtl, false, onDone("refresh"));
   }
   refreshTimer.expires_after(settings.recordTtl / 3);
   refreshTimer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -118,7 +112,7 @@ void StoredCalls::Impl::refresh() {
 }
 
 void StoredCalls::Impl::beat() {
-  if (!store) {
+  if (!store()) {
     return;
   }
   if (claimed) {
@@ -146,28 +140,28 @@ void StoredCalls::Impl::claim() {
   }
   claiming = true;
   const std::string mine = aliveValue(settings.instanceId);
-  store->putValueIf(beatKey(settings.instanceId), mine, settings.heartbeatTtl,
-                    {mine, std::string(kStopped)}, [self = shared_from_this()](Result<bool> r) {
-                      self->claiming = false;
-                      if (!r) {
-                        self->failed("own heartbeat", r.error());
-                      } else if (*r && !self->claimed) {
-                        self->claimed = true;
-                        self->adoptPage(self->settings.instanceId, "");
-                      }
-                    });
+  store()->putValueIf(beatKey(settings.instanceId), mine, settings.heartbeatTtl,
+                      {mine, std::string(kStopped)}, [self = shared_from_this()](Result<bool> r) {
+                        self->claiming = false;
+                        if (!r) {
+                          self->failed("own heartbeat", r.error());
+                        } else if (*r && !self->claimed) {
+                          self->claimed = true;
+                          self->adoptPage(self->settings.instanceId, "");
+                        }
+                      });
 }
 
 void StoredCalls::Impl::renew() {
   const std::string mine = aliveValue(settings.instanceId);
-  store->putValueIf(beatKey(settings.instanceId), mine, settings.heartbeatTtl, {mine},
-                    [self = shared_from_this()](Result<bool> r) {
-                      if (!r) {
-                        self->failed("heartbeat", r.error());
-                      } else if (!*r && self->claimed) {
-                        self->lose();
-                      }
-                    });
+  store()->putValueIf(beatKey(settings.instanceId), mine, settings.heartbeatTtl, {mine},
+                      [self = shared_from_this()](Result<bool> r) {
+                        if (!r) {
+                          self->failed("heartbeat", r.error());
+                        } else if (!*r && self->claimed) {
+                          self->lose();
+                        }
+                      });
 }
 
 // A peer holds this app's heartbeat: its lease expired (the store did not see it renewed) and
@@ -189,7 +183,7 @@ void StoredCalls::Impl::watch(const std::string& peer) {
   if (taking.count(peer) != 0) {
     return;
   }
-  store->getValue(beatKey(peer), [self = shared_from_this(), peer](Result<std::string> r) {
+  store()->getValue(beatKey(peer), [self = shared_from_this(), peer](Result<std::string> r) {
     if (r) {
       if (*r == aliveValue(peer)) {
         self->peersSeen.insert(peer);
@@ -212,22 +206,22 @@ void StoredCalls::Impl::watch(const std::string& peer) {
 // The hold outlives every record of the dead app (record_ttl), so nobody adopts them twice.
 void StoredCalls::Impl::lock(const std::string& peer) {
   taking.insert(peer);
-  store->putValue(beatKey(peer), takenValue(settings.instanceId), settings.recordTtl, true,
-                  [self = shared_from_this(), peer](Result<bool> won) {
-                    self->taking.erase(peer);
-                    if (!won) {
-                      self->failed("takeover lock", won.error());
-                      return;
-                    }
-                    self->peersSeen.erase(peer);
-                    if (!*won) {
-                      return;  // another survivor took it
-                    }
-                    self->log->warn(
-                        "app.state: app {} stopped its heartbeat: taking its calls over", peer);
-                    self->counters.takeovers.fetch_add(1, std::memory_order_relaxed);
-                    self->adoptPage(peer, "");
-                  });
+  store()->putValue(beatKey(peer), takenValue(settings.instanceId), settings.recordTtl, true,
+                    [self = shared_from_this(), peer](Result<bool> won) {
+                      self->taking.erase(peer);
+                      if (!won) {
+                        self->failed("takeover lock", won.error());
+                        return;
+                      }
+                      self->peersSeen.erase(peer);
+                      if (!*won) {
+                        return;  // another survivor took it
+                      }
+                      self->log->warn(
+                          "app.state: app {} stopped its heartbeat: taking its calls over", peer);
+                      self->counters.takeovers.fetch_add(1, std::memory_order_relaxed);
+                      self->adoptPage(peer, "");
+                    });
 }
 
 void StoredCalls::Impl::adoptPage(const std::string& instance, const std::string& cursor) {
@@ -247,7 +241,7 @@ void StoredCalls::Impl::adoptPage(const std::string& instance, const std::string
       }
       self->counters.adopted.fetch_add(1, std::memory_order_relaxed);
       if (peer) {
-        self->store->removeValue(kv.key, self->onDone("remove adopted"));
+        self->store()->removeValue(kv.key, self->onDone("remove adopted"));
       }
       self->hooks.adopt(std::move(*record));
     }
@@ -255,17 +249,18 @@ void StoredCalls::Impl::adoptPage(const std::string& instance, const std::string
       self->adoptPage(instance, page->next);
     }
   };
-  store->listValues(recordPrefix(instance), cursor, 256, std::move(onPage));
+  store()->listValues(recordPrefix(instance), cursor, 256, std::move(onPage));
 }
 
-void StoredCalls::Impl::writeStopped(std::shared_ptr<std::promise<void>> done) {
+void StoredCalls::Impl::writeStopped(std::function<void()> done) {
   if (!claimed) {
-    done->set_value();
+    done();
     return;
   }
   // Only over this app's own heartbeat: never over a peer's hold of it.
-  store->putValueIf(beatKey(settings.instanceId), std::string(kStopped), std::chrono::hours(24),
-                    {aliveValue(settings.instanceId)}, [done](Result<bool>) { done->set_value(); });
+  store()->putValueIf(beatKey(settings.instanceId), std::string(kStopped), std::chrono::hours(24),
+                      {aliveValue(settings.instanceId)},
+                      [done = std::move(done)](Result<bool>) { done(); });
 }
 
 StoredCalls::StoredCalls(StoredCallsSettings settings, Hooks hooks)
@@ -276,10 +271,7 @@ StoredCalls::~StoredCalls() {
 }
 
 void StoredCalls::start() {
-  auto factory = impl_->settings.storeFactory ? impl_->settings.storeFactory
-                                              : store::makeStoreFactory(impl_->settings.store);
-  impl_->store = factory->open(impl_->io.get_executor());
-  asio::post(impl_->io, [impl = impl_] {
+  impl_->thread.start(impl_->settings.storeFactory, impl_->settings.store, [impl = impl_] {
     impl->beat();
     impl->refreshTimer.expires_after(impl->settings.recordTtl / 3);
     impl->refreshTimer.async_wait([impl](boost::system::error_code ec) {
@@ -288,36 +280,30 @@ void StoredCalls::start() {
       }
     });
   });
-  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
 }
 
 void StoredCalls::stop() {
-  if (!impl_->thread.joinable()) {
+  if (!impl_->thread.running()) {
     return;
   }
+  std::function<void(std::function<void()>)> last;
   if (!impl_->hooks.calls || impl_->hooks.calls() == 0) {
-    auto done = std::make_shared<std::promise<void>>();
-    auto written = done->get_future();
-    asio::post(impl_->io, [impl = impl_, done] {
+    last = [impl = impl_](std::function<void()> done) {
       impl->beatTimer.cancel();
-      impl->writeStopped(done);
-    });
-    written.wait_for(std::chrono::seconds(1));
+      impl->writeStopped(std::move(done));
+    };
   }
-  asio::post(impl_->io, [impl = impl_] {
+  impl_->thread.stop(std::move(last), std::chrono::seconds(1), [impl = impl_] {
     impl->beatTimer.cancel();
     impl->refreshTimer.cancel();
-    impl->store.reset();
-    impl->work.reset();
   });
-  impl_->thread.join();
 }
 
 void StoredCalls::write(const std::string& callId, std::string record) {
-  asio::post(impl_->io,
+  asio::post(impl_->thread.io(),
              [impl = impl_, key = impl_->recordPrefix(impl_->settings.instanceId) + callId,
               record = std::move(record)]() mutable {
-               if (impl->store) {
+               if (impl->store()) {
                  impl->write(key, std::move(record));
                }
              });

@@ -1,8 +1,6 @@
-#include <array>
 #include <future>
 #include <mutex>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -51,17 +49,7 @@ transport::AddressAcl readNgAllow(config::Document& doc) {
 StateSettings readStateSettings(config::Document& doc) {
   StateSettings s;
   s.enabled = doc.getBool("media.state.enabled", false);
-  s.instanceId = doc.getString("media.instance_id", "");
-  if (s.instanceId.empty()) {
-    std::array<char, 256> name{};
-    ::gethostname(name.data(), name.size() - 1);
-    s.instanceId = name.data();
-  }
-  if (s.instanceId.empty() || s.instanceId.size() > 128 ||
-      s.instanceId.find_first_of(":*?[] ") != std::string::npos) {
-    throw config::ConfigError("media.instance_id: '" + s.instanceId +
-                              "' must be 1-128 characters without ':', spaces or wildcards");
-  }
+  s.instanceId = role::readInstanceId(doc, "media.instance_id");
   s.keyPrefix = doc.getString("media.state.key_prefix", "media:");
   s.recordTtl = std::chrono::seconds(doc.getInt("media.state.record_ttl_s", 60, 3, 86400));
   s.heartbeat = std::chrono::milliseconds(doc.getInt("media.state.heartbeat_ms", 300, 50, 60000));
@@ -72,7 +60,7 @@ StateSettings readStateSettings(config::Document& doc) {
   }
   s.takeoverPeers = doc.getList("media.takeover.peers", {});
   for (const auto& p : s.takeoverPeers) {
-    if (p.empty() || p == s.instanceId || p.find_first_of(":*?[] ") != std::string::npos) {
+    if (!role::validInstanceId(p) || p == s.instanceId) {
       throw config::ConfigError("media.takeover.peers: '" + p +
                                 "' is not another relay's media.instance_id");
     }

@@ -1,18 +1,15 @@
 // media.state (session_state.hpp): records, heartbeats and the takeover of a dead peer's address,
 // on one thread with its own io_context and Store.
 #include <algorithm>
-#include <future>
 #include <map>
 #include <set>
-#include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <evosip/log/log.hpp>
 #include <evosip/media/session_state.hpp>
+#include <evosip/store/store_thread.hpp>
 
 namespace evosip::media {
 
@@ -25,10 +22,9 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
         limits(l),
         hooks(std::move(h)),
         counters(c),
-        work(asio::make_work_guard(io)),
-        beatTimer(io),
-        refreshTimer(io),
-        fenceTimer(io),
+        beatTimer(thread.io()),
+        refreshTimer(thread.io()),
+        fenceTimer(thread.io()),
         fence(settings.heartbeatTtl, settings.fenceMargin),
         log(log::get("media")) {}
 
@@ -37,14 +33,11 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   RecordLimits limits;
   Hooks hooks;
   StateCounters& counters;
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work;
-  std::unique_ptr<store::Store> store;
+  store::StoreThread thread;
   asio::steady_timer beatTimer, refreshTimer, fenceTimer;
   HeartbeatFence fence;  // state thread only
   std::atomic<bool> fenced{false};
   std::shared_ptr<spdlog::logger> log;
-  std::thread thread;
 
   // State thread only.
   std::map<std::string, std::string> live;     // key -> record: rewritten every record_ttl / 3
@@ -108,7 +101,8 @@ struct SessionState::Impl : std::enable_shared_from_this<Impl> {
   void restorePage(const std::string& instance, const std::string& owner, const std::string& cursor,
                    std::function<void()> done);
   void refresh();
-  void writeStopped(std::shared_ptr<std::promise<void>> done);
+  void writeStopped(std::function<void()> done);
+  store::Store* store() const { return thread.store(); }
 };
 
 void SessionState::Impl::write(const std::string& owner, const std::string& key,
@@ -128,37 +122,37 @@ void SessionState::Impl::write(const std::string& owner, const std::string& key,
     }
   } else if (record.empty()) {
     live.erase(key);
-    store->removeValue(key, [self = shared_from_this()](Result<void> r) {
+    store()->removeValue(key, [self = shared_from_this()](Result<void> r) {
       if (!r) {
         self->failed("remove", r.error());
       }
     });
   } else {
     live[key] = record;
-    store->putValue(key, std::move(record), settings.recordTtl, false,
-                    [self = shared_from_this()](Result<bool> r) {
-                      if (!r) {
-                        self->failed("write", r.error());
-                      }
-                    });
+    store()->putValue(key, std::move(record), settings.recordTtl, false,
+                      [self = shared_from_this()](Result<bool> r) {
+                        if (!r) {
+                          self->failed("write", r.error());
+                        }
+                      });
   }
   counters.records.store(live.size(), std::memory_order_relaxed);
 }
 
 void SessionState::Impl::refresh() {
-  if (!store) {
+  if (!store()) {
     return;  // stopped: a timer that had fired before stop() cancelled it
   }
   for (const auto& [key, record] : live) {
     if (fenced) {
       break;
     }
-    store->putValue(key, record, settings.recordTtl, false,
-                    [self = shared_from_this()](Result<bool> r) {
-                      if (!r) {
-                        self->failed("refresh", r.error());
-                      }
-                    });
+    store()->putValue(key, record, settings.recordTtl, false,
+                      [self = shared_from_this()](Result<bool> r) {
+                        if (!r) {
+                          self->failed("refresh", r.error());
+                        }
+                      });
   }
   refreshTimer.expires_after(settings.recordTtl / 3);
   refreshTimer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -179,17 +173,17 @@ void SessionState::Impl::writeBeats() {
   const auto sent = std::chrono::steady_clock::now();
   for (const auto& s : served) {
     std::string value = beatValue(s);
-    store->putValueIf(beatKey(s.instance), value, settings.heartbeatTtl, {value},
-                      [self = shared_from_this(), instance = s.instance, sent](Result<bool> r) {
-                        if (!r) {
-                          self->failed("heartbeat", r.error());
-                        } else if (!*r) {
-                          self->lose(instance);
-                        } else if (self->serving(instance)) {
-                          self->fence.written(instance, sent);
-                          self->checkFence();
-                        }
-                      });
+    store()->putValueIf(beatKey(s.instance), value, settings.heartbeatTtl, {value},
+                        [self = shared_from_this(), instance = s.instance, sent](Result<bool> r) {
+                          if (!r) {
+                            self->failed("heartbeat", r.error());
+                          } else if (!*r) {
+                            self->lose(instance);
+                          } else if (self->serving(instance)) {
+                            self->fence.written(instance, sent);
+                            self->checkFence();
+                          }
+                        });
   }
 }
 
@@ -216,7 +210,7 @@ void SessionState::Impl::claim() {
   claiming = true;
   const std::string mine = beatValue(self);
   const auto sent = std::chrono::steady_clock::now();
-  store->putValueIf(
+  store()->putValueIf(
       beatKey(self.instance), mine, settings.heartbeatTtl,
       {mine, encodeHeartbeat(Heartbeat{true, "", "", ""})},
       [self = shared_from_this(), sent](Result<bool> r) {
@@ -330,7 +324,7 @@ void SessionState::Impl::lose(const std::string& instance) {
 // media.state.fence: fenced from heartbeat_ttl - fence_margin after the oldest unconfirmed
 // heartbeat was sent (heartbeat_fence.hpp) until every address still held is confirmed again.
 void SessionState::Impl::checkFence() {
-  if (!store) {
+  if (!store()) {
     return;  // stopped: a timer that had fired before stop() cancelled it
   }
   if (!settings.fence) {
@@ -359,7 +353,7 @@ void SessionState::Impl::checkFence() {
     }
     if (!want) {
       for (const auto& key : removeLater) {
-        store->removeValue(key, [](Result<void>) {});
+        store()->removeValue(key, [](Result<void>) {});
       }
       removeLater.clear();
       refreshTimer.cancel();
@@ -399,7 +393,7 @@ void SessionState::Impl::releaseIdle() {
       std::erase_if(servedList, [&](const ServedAddress& s) { return s.instance == it->first; });
     }
     fence.drop(it->first);
-    store->removeValue(beatKey(it->first), [](Result<void>) {});
+    store()->removeValue(beatKey(it->first), [](Result<void>) {});
     if (hooks.release) {
       hooks.release(it->first);
     }
@@ -408,7 +402,7 @@ void SessionState::Impl::releaseIdle() {
 }
 
 void SessionState::Impl::beat() {
-  if (!store) {
+  if (!store()) {
     return;  // stopped: a timer that had fired before stop() cancelled it
   }
   if (!claimed) {
@@ -444,7 +438,7 @@ void SessionState::Impl::watch(const std::string& peer) {
   if (taking.count(peer) != 0) {
     return;
   }
-  store->getValue(beatKey(peer), [self = shared_from_this(), peer](Result<std::string> r) {
+  store()->getValue(beatKey(peer), [self = shared_from_this(), peer](Result<std::string> r) {
     if (r) {
       auto hb = decodeHeartbeat(*r);
       if (!hb) {
@@ -471,18 +465,18 @@ void SessionState::Impl::lock(const std::string& peer, const Heartbeat& last) {
   Heartbeat mine{false, self.instance, last.address, last.ng};
   taking.insert(peer);
   const auto sent = std::chrono::steady_clock::now();
-  store->putValue(beatKey(peer), encodeHeartbeat(mine), settings.heartbeatTtl, true,
-                  [self = shared_from_this(), peer, mine, sent](Result<bool> won) {
-                    self->taking.erase(peer);
-                    if (!won) {
-                      self->failed("takeover lock", won.error());
-                      return;
-                    }
-                    self->peersSeen.erase(peer);
-                    if (*won) {
-                      self->takeOver(ServedAddress{peer, mine.address, mine.ng}, sent);
-                    }
-                  });
+  store()->putValue(beatKey(peer), encodeHeartbeat(mine), settings.heartbeatTtl, true,
+                    [self = shared_from_this(), peer, mine, sent](Result<bool> won) {
+                      self->taking.erase(peer);
+                      if (!won) {
+                        self->failed("takeover lock", won.error());
+                        return;
+                      }
+                      self->peersSeen.erase(peer);
+                      if (*won) {
+                        self->takeOver(ServedAddress{peer, mine.address, mine.ng}, sent);
+                      }
+                    });
 }
 
 void SessionState::Impl::takeOver(const ServedAddress& dead,
@@ -492,7 +486,7 @@ void SessionState::Impl::takeOver(const ServedAddress& dead,
   if (hooks.takeOver && !hooks.takeOver(dead)) {
     // Its address cannot be served here (e.g. a fenced relay on this same host still holds
     // it): the lock goes at once, so that relay finds its heartbeat free when it is back.
-    store->removeValue(beatKey(dead.instance), [](Result<void>) {});
+    store()->removeValue(beatKey(dead.instance), [](Result<void>) {});
     return;
   }
   addServed(dead);
@@ -529,10 +523,11 @@ void SessionState::Impl::restorePage(const std::string& instance, const std::str
       self->restorePage(instance, owner, page->next, std::move(done));
     }
   };
-  store->listValues(settings.keyPrefix + "sess:" + instance + ":", cursor, 256, std::move(onPage));
+  store()->listValues(settings.keyPrefix + "sess:" + instance + ":", cursor, 256,
+                      std::move(onPage));
 }
 
-void SessionState::Impl::writeStopped(std::shared_ptr<std::promise<void>> done) {
+void SessionState::Impl::writeStopped(std::function<void()> done) {
   std::vector<ServedAddress> served;
   {
     std::lock_guard lock(servedMutex);
@@ -540,16 +535,16 @@ void SessionState::Impl::writeStopped(std::shared_ptr<std::promise<void>> done) 
   }
   auto remaining = std::make_shared<size_t>(served.size());
   if (served.empty()) {
-    done->set_value();
+    done();
   }
   for (const auto& s : served) {
     // Only over this relay's own heartbeat: never over another relay's hold of the address.
-    store->putValueIf(beatKey(s.instance), encodeHeartbeat(Heartbeat{true, "", "", ""}),
-                      std::chrono::hours(24), {beatValue(s)}, [remaining, done](Result<bool>) {
-                        if (--*remaining == 0) {
-                          done->set_value();
-                        }
-                      });
+    store()->putValueIf(beatKey(s.instance), encodeHeartbeat(Heartbeat{true, "", "", ""}),
+                        std::chrono::hours(24), {beatValue(s)}, [remaining, done](Result<bool>) {
+                          if (--*remaining == 0) {
+                            done();
+                          }
+                        });
   }
 }
 
@@ -563,10 +558,7 @@ SessionState::~SessionState() {
 }
 
 void SessionState::start() {
-  auto factory = impl_->settings.storeFactory ? impl_->settings.storeFactory
-                                              : store::makeStoreFactory(impl_->settings.store);
-  impl_->store = factory->open(impl_->io.get_executor());
-  asio::post(impl_->io, [impl = impl_] {
+  impl_->thread.start(impl_->settings.storeFactory, impl_->settings.store, [impl = impl_] {
     impl->beat();
     impl->refreshTimer.expires_after(impl->settings.recordTtl / 3);
     impl->refreshTimer.async_wait([impl](boost::system::error_code ec) {
@@ -575,38 +567,31 @@ void SessionState::start() {
       }
     });
   });
-  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
 }
 
 void SessionState::stop() {
-  if (!impl_->thread.joinable()) {
+  if (!impl_->thread.running()) {
     return;
   }
-  const bool clean = !impl_->hooks.sessions || impl_->hooks.sessions() == 0;
-  if (clean) {
-    auto done = std::make_shared<std::promise<void>>();
-    auto written = done->get_future();
-    asio::post(impl_->io, [impl = impl_, done] {
+  std::function<void(std::function<void()>)> last;
+  if (!impl_->hooks.sessions || impl_->hooks.sessions() == 0) {
+    last = [impl = impl_](std::function<void()> done) {
       impl->beatTimer.cancel();
-      impl->writeStopped(done);
-    });
-    written.wait_for(std::chrono::seconds(1));
+      impl->writeStopped(std::move(done));
+    };
   }
-  asio::post(impl_->io, [impl = impl_] {
+  impl_->thread.stop(std::move(last), std::chrono::seconds(1), [impl = impl_] {
     impl->beatTimer.cancel();
     impl->refreshTimer.cancel();
     impl->fenceTimer.cancel();
-    impl->store.reset();
-    impl->work.reset();
   });
-  impl_->thread.join();
 }
 
 void SessionState::write(const std::string& callId, const std::string& owner, std::string record) {
-  asio::post(impl_->io, [impl = impl_, key = impl_->recordKey(owner, callId),
-                         instance = owner.empty() ? impl_->self.instance : owner,
-                         record = std::move(record)]() mutable {
-    if (impl->store) {
+  asio::post(impl_->thread.io(), [impl = impl_, key = impl_->recordKey(owner, callId),
+                                  instance = owner.empty() ? impl_->self.instance : owner,
+                                  record = std::move(record)]() mutable {
+    if (impl->store()) {
       impl->write(instance, key, std::move(record));
     }
   });

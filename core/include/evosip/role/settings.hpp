@@ -57,4 +57,11 @@ CommonSettings readCommonWithoutSip(config::Document& doc, const std::string& de
 
 transport::TransportSettings transportSettings(const CommonSettings& s);
 
+// An instance's name in the shared store and in its peers' takeover lists (`key`, e.g.
+// media.instance_id), the host name when empty: 1-128 characters without ':', spaces or
+// wildcards. Throws config::ConfigError naming the key.
+std::string readInstanceId(config::Document& doc, const std::string& key);
+// Whether `name` could be an instance's name (as readInstanceId checks it).
+bool validInstanceId(std::string_view name);
+
 }  // namespace evosip::role

@@ -197,6 +197,8 @@ class AppCore final : public transaction::TransactionUser, private CallControl {
   // The call: its application (refused 400/500 by its parameters) and its RTP port (503).
   CallPtr createCall(TransactionId id, const sip::Message& req, const transport::Source& src,
                      CallRequest request, const Negotiated& offer);
+  // The call is ours: counted, in the calls and the deadline sweep.
+  void enroll(const CallPtr& call);
   // The call is ours: 100 Trying, its RTP read, its application loading.
   void admit(const CallPtr& call, TransactionId id);
 
