@@ -1,5 +1,3 @@
-#include <algorithm>
-
 #include <evosip/base/strings.hpp>
 #include <evosip/router/dialog_check.hpp>
 #include <evosip/sip/address.hpp>
@@ -33,17 +31,11 @@ bool hopOfDialog(const store::DialogRecord& dialog, const sip::Uri& nextHop, boo
   if (!hop) {
     return false;
   }
-  const auto& callers = dialog.callerRouteSet;
-  for (const auto& r : callers) {
-    if (sameHop(*hop, r, sip::HopText::kRoute)) {
-      return true;
-    }
-  }
-  for (const auto& r : dialog.calleeRouteSet) {
-    // Usually the caller's set reversed: an entry read above is not parsed again.
-    if (std::find(callers.begin(), callers.end(), r) == callers.end() &&
-        sameHop(*hop, r, sip::HopText::kRoute)) {
-      return true;
+  for (const auto* set : {&dialog.callerRouteSet, &dialog.calleeRouteSet}) {
+    for (const auto& r : *set) {
+      if (sameHop(*hop, r, sip::HopText::kRoute)) {
+        return true;
+      }
     }
   }
   // The remote target of the other party only: a party's own Contact is where it is, never a
