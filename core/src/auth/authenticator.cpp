@@ -1,5 +1,3 @@
-#include <memory>
-
 #include <evosip/auth/authenticator.hpp>
 #include <evosip/sip/auth.hpp>
 
@@ -30,34 +28,29 @@ void Authenticator::authenticate(AuthAttempt attempt, WallTime now, Done done) c
     done({AuthDecision::kChallenge, false, std::nullopt, "no credentials"});
     return;
   }
-  // On the heap: the parse's views into the credentials stay valid until the lookup answers.
-  auto checked = std::make_shared<Checked>();
-  checked->attempt = std::move(attempt);
-  const AuthAttempt& a = checked->attempt;
-  auto params = sip::parseDigest(a.credentials);
+  auto params = sip::parseDigest(attempt.credentials);
   if (!params) {
     done({AuthDecision::kBadRequest, false, VerifyResult::kMalformed, "unreadable credentials"});
     return;
   }
-  auto info = verifier_.precheck(a.method, a.requestUri, *params, realm_, now);
+  auto info = verifier_.precheck(attempt.method, attempt.requestUri, *params, realm_, now);
   if (!info) {
     done(outcomeOf(info.error()));
     return;
   }
-  if (info->username != a.identity) {
+  if (info->username != attempt.identity) {
     done({AuthDecision::kForbidden, false, VerifyResult::kBadResponse, "identity mismatch"});
     return;
   }
-  checked->params = *params;
-  checked->info = std::move(*info);
-  credentials_.get(realm_, checked->info.username,
-                   [this, checked, now, done = std::move(done)](const CredentialLookup& lookup) {
-                     verifyWith(*checked, lookup, now, done);
-                   });
+  const DigestAlgorithm algorithm = info->algorithm;
+  credentials_.get(
+      realm_, info->username,
+      [this, attempt = std::move(attempt), algorithm, now, done = std::move(done)](
+          const CredentialLookup& lookup) { verifyWith(attempt, lookup, algorithm, now, done); });
 }
 
-void Authenticator::verifyWith(const Checked& checked, const CredentialLookup& lookup, WallTime now,
-                               const Done& done) const {
+void Authenticator::verifyWith(const AuthAttempt& attempt, const CredentialLookup& lookup,
+                               DigestAlgorithm algorithm, WallTime now, const Done& done) const {
   if (lookup.status == CredentialStatus::kUnavailable) {
     done({AuthDecision::kCredentialsUnavailable, false, std::nullopt, "credentials unavailable"});
     return;
@@ -67,13 +60,19 @@ void Authenticator::verifyWith(const Checked& checked, const CredentialLookup& l
     done({AuthDecision::kChallenge, false, VerifyResult::kBadResponse, "unknown user"});
     return;
   }
-  const VerifyInput in{.method = checked.attempt.method,
-                       .requestUri = checked.attempt.requestUri,
-                       .credentials = checked.params,
+  // Parsed again: the views of the first parse pointed into the caller's frame.
+  auto params = sip::parseDigest(attempt.credentials);
+  if (!params) {
+    done({AuthDecision::kBadRequest, false, VerifyResult::kMalformed, "unreadable credentials"});
+    return;
+  }
+  const VerifyInput in{.method = attempt.method,
+                       .requestUri = attempt.requestUri,
+                       .credentials = *params,
                        .realm = realm_,
-                       .ha1 = lookup.credentials.ha1(checked.info.algorithm),
+                       .ha1 = lookup.credentials.ha1(algorithm),
                        .now = now};
-  verifier_.verify(in, checked.info, counts_, [done](Verdict v) { done(outcomeOf(v)); });
+  verifier_.verify(in, counts_, [done](Verdict v) { done(outcomeOf(v)); });
 }
 
 }  // namespace evosip::auth

@@ -187,23 +187,19 @@ tl::expected<CredentialsInfo, Verdict> DigestVerifier::precheck(std::string_view
 }
 
 Verdict DigestVerifier::verify(const VerifyInput& in) const {
-  auto info = precheck(in.method, in.requestUri, in.credentials, in.realm, in.now);
+  const sip::DigestParams& c = in.credentials;
+  auto info = precheck(in.method, in.requestUri, c, in.realm, in.now);
   if (!info) {
     return info.error();
   }
-  return verifyResponse(in, *info);
-}
-
-Verdict DigestVerifier::verifyResponse(const VerifyInput& in, const CredentialsInfo& info) const {
-  const sip::DigestParams& c = in.credentials;
-  if (in.ha1.size() != digestHexSize(info.algorithm)) {
+  if (in.ha1.size() != digestHexSize(info->algorithm)) {
     return verdict(VerifyResult::kBadResponse, "stored HA1 does not fit the algorithm");
   }
   const std::string uri = unescaped(c.uri);
   const std::string cnonce = unescaped(c.cnonce);
   const bool withQop = !c.qop.empty();
   const std::string expected = computeResponse(ResponseInput{
-      .algorithm = info.algorithm,
+      .algorithm = info->algorithm,
       .ha1 = in.ha1,
       .nonce = c.nonce,
       .method = in.method,
@@ -225,23 +221,14 @@ Verdict DigestVerifier::verifyResponse(const VerifyInput& in, const CredentialsI
     ok.nc = *parseNonceCount(c.nc);
     // The record must outlive the nonce: its remaining life, the clock skew the codec
     // tolerates between routers, and the rounding to whole seconds.
-    ok.nonceTtl = info.nonceRemaining + nonces_.settings().maxClockSkew + kNonceCountMargin;
+    ok.nonceTtl = info->nonceRemaining + nonces_.settings().maxClockSkew + kNonceCountMargin;
   }
   return ok;
 }
 
 void DigestVerifier::verify(const VerifyInput& in, NonceCountStore& counts,
                             std::function<void(Verdict)> done) const {
-  checkCount(verify(in), in, counts, std::move(done));
-}
-
-void DigestVerifier::verify(const VerifyInput& in, const CredentialsInfo& checked,
-                            NonceCountStore& counts, std::function<void(Verdict)> done) const {
-  checkCount(verifyResponse(in, checked), in, counts, std::move(done));
-}
-
-void DigestVerifier::checkCount(const Verdict& v, const VerifyInput& in, NonceCountStore& counts,
-                                std::function<void(Verdict)> done) {
+  Verdict v = verify(in);
   if (v.result != VerifyResult::kOk || v.nc == 0) {
     done(v);
     return;

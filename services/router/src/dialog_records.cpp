@@ -46,12 +46,20 @@ const std::vector<store::DialogRecord>* Router::earlyDialogs(std::string_view ca
 
 std::optional<store::DialogRecord> Router::dialogRecordOf(TransactionId server,
                                                           const sip::Message& response) {
-  auto invite = initialInvites_.find(server.value);
-  if (invite == initialInvites_.end() || proxy_.layer().server(server) == nullptr) {
-    return std::nullopt;  // a re-INVITE (the dialog exists), or the INVITE is gone
-  }
   store::DialogRecord rec;
-  rec.callerContact = invite->second;
+  bool initial = false;
+  withRequest(server, [&](const sip::Message& req) {
+    auto to = req.to();
+    initial = to && !to->tag().has_value();
+    if (auto c = req.find(sip::HeaderId::kContact)) {
+      if (auto na = sip::parseNameAddr(c->value)) {
+        rec.callerContact = std::string(na->uriText);
+      }
+    }
+  });
+  if (!initial) {
+    return std::nullopt;  // a re-INVITE: the dialog exists
+  }
   rec.id.callId = std::string(response.callId());
   rec.id.fromTag = tagOf(response.from());
   rec.id.toTag = tagOf(response.to());
@@ -131,7 +139,6 @@ bool Router::holdResponse(TransactionId client, const sip::Message& response) {
 void Router::onContextDone(TransactionId server, bool answered) {
   appRequests_.erase(server.value);
   refreshes_.erase(server.value);
-  initialInvites_.erase(server.value);
   if (auto e = earlyByServer_.find(server.value); e != earlyByServer_.end()) {
     if (auto it = early_.find(e->second); it != early_.end() && it->second.server == server.value) {
       early_.erase(it);

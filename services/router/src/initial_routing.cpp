@@ -28,16 +28,10 @@ void Router::handleInitial(TransactionId id, const sip::Message& req,
     refuse(id, 416, "Unsupported URI Scheme");
     return;
   }
-  InitialRequest initial{std::string(ruri->user),
-                         shared_.isLocal(*ruri),
-                         req.method() == sip::Method::kInvite,
-                         {},
-                         RequestHops::of(route)};
-  if (const auto* c = initial.invite ? req.find(sip::HeaderId::kContact) : nullptr) {
-    if (auto na = sip::parseNameAddr(c->value)) {
-      initial.callerContact = std::string(na->uriText);
-    }
-  }
+  // What routing needs of the request, read now: after the authentication it goes on without a
+  // second parse.
+  const bool local = shared_.isLocal(*ruri);
+  std::string user(ruri->user);
   switch (initialAccess(req, *ruri, from->uri)) {
     case InitialAccess::kRelayDenied:
       refuse(id, 403, "Relaying Denied");
@@ -48,51 +42,49 @@ void Router::handleInitial(TransactionId id, const sip::Message& req,
       return;
     case InitialAccess::kAuthenticate:
       authenticate(id, req, std::string(from->uri.user),
-                   [this, id, initial = std::move(initial)] { routeInitial(id, initial); });
+                   [this, id, user = std::move(user), local, hops = RequestHops::of(route)] {
+                     routeInitial(id, user, local, hops);
+                   });
       return;
     case InitialAccess::kOpen:
       break;
   }
-  routeInitial(id, initial);
+  routeInitial(id, user, local, RequestHops::of(route));
 }
 
-void Router::routeInitial(TransactionId id, const InitialRequest& req) {
-  if (req.invite) {
-    initialInvites_[id.value] = req.callerContact;  // until onContextDone
-  }
-  const RequestHops& hops = req.hops;
-  if (!req.local) {
+void Router::routeInitial(TransactionId id, const std::string& user, bool local,
+                          const RequestHops& hops) {
+  if (!local) {
     // An authenticated subscriber calling out: the core routes by the Request-URI.
     forwardWithMedia(id, PendingForward{{transaction::Target{}}, forwardOptions(), hops},
                      shared_.settings().mediaMode);
     return;
   }
-  const std::string aor = req.user + "@" + shared_.settings().domain;
-  store_->getBindings(
-      aor, [this, id, user = req.user, hops](Result<std::vector<store::Binding>> r) {
-        if (!r) {
-          storeFailed(id);
-          return;
-        }
-        if (!r->empty()) {
-          std::vector<transaction::Target> targets;
-          for (const auto& b : *r) {
-            transaction::Target t;
-            t.uri = b.contact;
-            t.routeSet = b.path;
-            t.q = b.q;
-            targets.push_back(std::move(t));
-          }
-          forwardWithMedia(id, PendingForward{std::move(targets), forwardOptions(), hops},
-                           shared_.settings().mediaMode);
-          return;
-        }
-        if (const auto* number = shared_.dialplan().find(user)) {
-          routeToService(id, *number, hops);
-          return;
-        }
-        answerUnreachable(id, user);
-      });
+  const std::string aor = user + "@" + shared_.settings().domain;
+  store_->getBindings(aor, [this, id, user, hops](Result<std::vector<store::Binding>> r) {
+    if (!r) {
+      storeFailed(id);
+      return;
+    }
+    if (!r->empty()) {
+      std::vector<transaction::Target> targets;
+      for (const auto& b : *r) {
+        transaction::Target t;
+        t.uri = b.contact;
+        t.routeSet = b.path;
+        t.q = b.q;
+        targets.push_back(std::move(t));
+      }
+      forwardWithMedia(id, PendingForward{std::move(targets), forwardOptions(), hops},
+                       shared_.settings().mediaMode);
+      return;
+    }
+    if (const auto* number = shared_.dialplan().find(user)) {
+      routeToService(id, *number, hops);
+      return;
+    }
+    answerUnreachable(id, user);
+  });
 }
 
 void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip::Message& req,

@@ -69,15 +69,11 @@ void Router::onTick() {
   proxy_.onTick(now);
   sweepParked(now);
   // Finished calls are kept 32 s for retransmitted 2xx: swept once a second, not every tick.
-  // So are requests to apps and initial INVITEs answered before they were forwarded (no relay,
-  // say).
+  // So are requests to apps answered before they were forwarded (no relay, say).
   if (now >= nextMediaSweep_) {
     nextMediaSweep_ = now + std::chrono::seconds(1);
     std::erase_if(mediaCalls_, [now](const auto& kv) { return kv.second.forgetAt <= now; });
     std::erase_if(appRequests_, [this](const auto& kv) {
-      return proxy_.layer().server(TransactionId{kv.first}) == nullptr;
-    });
-    std::erase_if(initialInvites_, [this](const auto& kv) {  // answered before forwarded
       return proxy_.layer().server(TransactionId{kv.first}) == nullptr;
     });
   }

@@ -74,15 +74,8 @@ class Authenticator {
   static AuthOutcome outcomeOf(const Verdict& v);
 
  private:
-  // An attempt with the parse of its credentials (views into it) and precheck()'s answer, kept
-  // while the credentials are looked up: neither is done twice.
-  struct Checked {
-    AuthAttempt attempt;
-    sip::DigestParams params;
-    CredentialsInfo info;
-  };
-  void verifyWith(const Checked& checked, const CredentialLookup& lookup, WallTime now,
-                  const Done& done) const;
+  void verifyWith(const AuthAttempt& attempt, const CredentialLookup& lookup,
+                  DigestAlgorithm algorithm, WallTime now, const Done& done) const;
 
   const DigestVerifier& verifier_;
   CredentialCache& credentials_;

@@ -132,10 +132,6 @@ class DigestVerifier {
   // is not used after this returns.
   void verify(const VerifyInput& in, NonceCountStore& counts,
               std::function<void(Verdict)> done) const;
-  // The same for credentials precheck() accepted with the same method, Request-URI, realm and
-  // time (`checked` is its answer): the response and the nonce count, nothing checked twice.
-  void verify(const VerifyInput& in, const CredentialsInfo& checked, NonceCountStore& counts,
-              std::function<void(Verdict)> done) const;
 
   // A fresh nonce and the challenge header values, one per algorithm of Settings::algorithms,
   // in that order.
@@ -144,12 +140,6 @@ class DigestVerifier {
   const Settings& settings() const { return settings_; }
 
  private:
-  // The response against the HA1, for credentials precheck() accepted.
-  Verdict verifyResponse(const VerifyInput& in, const CredentialsInfo& info) const;
-  // kOk with qop=auth: the check-and-set of the nonce count, then done.
-  static void checkCount(const Verdict& v, const VerifyInput& in, NonceCountStore& counts,
-                         std::function<void(Verdict)> done);
-
   const NonceCodec& nonces_;
   Settings settings_;
 };

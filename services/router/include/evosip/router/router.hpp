@@ -391,18 +391,11 @@ class Router final : public transaction::ProxyUser {
                          std::string pathLines, store::TimePoint now);
 
   // ---- initial requests (initial_routing.cpp) ----
-  // What routing an initial request needs of it, read on arrival (handleInitial): no second
-  // parse after the authentication or the store.
-  struct InitialRequest {
-    std::string user;    // of the Request-URI
-    bool local = false;  // the Request-URI names this platform
-    bool invite = false;
-    std::string callerContact;  // an INVITE's Contact URI, for its dialog record
-    RequestHops hops;
-  };
   void handleInitial(transaction::TransactionId id, const sip::Message& req,
                      const transaction::PreprocessedRoute& route);
-  void routeInitial(transaction::TransactionId id, const InitialRequest& req);
+  // The Request-URI's user and whether it names this platform, read by handleInitial.
+  void routeInitial(transaction::TransactionId id, const std::string& user, bool local,
+                    const RequestHops& hops);
   // A service number: its mailbox (if it names one) must be a subscriber, then the app.
   void routeToService(transaction::TransactionId id, const ServiceNumber& number,
                       const RequestHops& hops);
@@ -500,9 +493,6 @@ class Router final : public transaction::ProxyUser {
     size_t attempt = 1;
   };
   std::unordered_map<uint64_t, AppRequest> appRequests_;
-  // Initial INVITEs being routed, by server transaction, until their context ends: the caller's
-  // Contact URI their dialog record takes from them.
-  std::unordered_map<uint64_t, std::string> initialInvites_;
   // Requests waiting for a next hop's DNS answer; the answer being delivered to them (it may
   // have left the resolver's cache meanwhile).
   ParkedRequests parked_;
