@@ -1,9 +1,8 @@
 // libFuzzer target: the router's in-dialog validation (services/router/src/dialog_check.cpp),
 // which decides from a request an outsider wrote whether it may be forwarded: the request, the
 // next hop it names and a dialog record whose route set and contacts come from other outsiders'
-// messages. The input is split at NUL bytes: the SIP request, the next hop (read both as a Route
-// value and as a bare Request-URI), then the record's Call-ID, From tag, To tag, caller contact,
-// callee contact and route-set entries.
+// messages. The input is split at NUL bytes: the SIP request, the next hop, then the record's
+// Call-ID, From tag, To tag, caller contact, callee contact and route-set entries.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,32 +11,6 @@
 #include <evosip/router/dialog_check.hpp>
 
 #include "fuzz_check.hpp"
-
-namespace {
-
-void checkOne(const evosip::sip::Message& request, const evosip::Result<evosip::sip::Uri>& nextHop,
-              const std::vector<evosip::store::DialogRecord>& dialogs) {
-  const auto check = evosip::router::checkInDialog(request, nextHop, dialogs);
-  const auto& d = dialogs[0];
-  using evosip::router::InDialogVerdict;
-  if (check.verdict == InDialogVerdict::kForward || check.verdict == InDialogVerdict::kForeignHop) {
-    // Only the record with the request's Call-ID and tags, and a forward only to one of its hops
-    // a request in this direction may go to.
-    evosip::fuzz::check(check.dialog == &dialogs[0]);
-    evosip::fuzz::check(d.id.callId == request.callId());
-    // The direction is the record's: the caller's From tag, or the callee's.
-    const auto from = request.from();
-    const std::string_view fromTag =
-        from ? from->tag().value_or(std::string_view{}) : std::string_view{};
-    evosip::fuzz::check(check.fromCaller == (fromTag == d.id.fromTag));
-    evosip::fuzz::check((check.verdict == InDialogVerdict::kForward) ==
-                        (nextHop && evosip::router::hopOfDialog(d, *nextHop, check.fromCaller)));
-  } else {
-    evosip::fuzz::check(check.dialog == nullptr);
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -66,9 +39,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   d.calleeRouteSet.assign(d.callerRouteSet.rbegin(), d.callerRouteSet.rend());
   const std::vector<evosip::store::DialogRecord> dialogs{d};
-  // The next hop as a Route value and as a bare Request-URI.
-  for (auto kind : {evosip::sip::HopText::kRoute, evosip::sip::HopText::kUri}) {
-    checkOne(*msg, evosip::sip::parseHopUri(parts[1], kind), dialogs);
+  const auto check = evosip::router::checkInDialog(*msg, parts[1], dialogs);
+  using evosip::router::InDialogVerdict;
+  if (check.verdict == InDialogVerdict::kForward || check.verdict == InDialogVerdict::kForeignHop) {
+    // Only the record with the request's Call-ID and tags, and a forward only to one of its hops
+    // a request in this direction may go to.
+    evosip::fuzz::check(check.dialog == &dialogs[0]);
+    evosip::fuzz::check(d.id.callId == msg->callId());
+    // The direction is the record's: the caller's From tag, or the callee's.
+    const auto from = msg->from();
+    const std::string_view fromTag =
+        from ? from->tag().value_or(std::string_view{}) : std::string_view{};
+    evosip::fuzz::check(check.fromCaller == (fromTag == d.id.fromTag));
+    evosip::fuzz::check((check.verdict == InDialogVerdict::kForward) ==
+                        evosip::router::hopOfDialog(d, parts[1], check.fromCaller));
+  } else {
+    evosip::fuzz::check(check.dialog == nullptr);
   }
   return 0;
 }

@@ -447,25 +447,15 @@ void ProxyCore::forward(TransactionId server, std::vector<Target> targets, Forwa
   if (st == nullptr || st->lastStatus() >= 200 || contexts_.count(server.value) != 0) {
     return;
   }
-  auto msg = sip::Message::parse(st->request());  // parsed when it arrived: never fails here
-  if (!msg) {
-    respond(server, 500, "Server Internal Error");
-    return;
-  }
-  forward(server, *msg, std::move(targets), std::move(options));
-}
-
-void ProxyCore::forward(TransactionId server, const sip::Message& request,
-                        std::vector<Target> targets, ForwardOptions options) {
-  const ServerTransaction* st = layer_.server(server);
-  if (st == nullptr || st->lastStatus() >= 200 || contexts_.count(server.value) != 0) {
-    return;
-  }
   if (targets.empty()) {
     respond(server, 480, "Temporarily Unavailable");
     return;
   }
-  const sip::Message* msg = &request;
+  auto msg = sip::Message::parse(st->request());
+  if (!msg) {
+    respond(server, 500, "Server Internal Error");
+    return;
+  }
   if (msg->find(sip::HeaderId::kMaxForwards) != nullptr && msg->maxForwards().value_or(0) == 0) {
     ++stats_.tooManyHops;
     respond(server, 483, "Too Many Hops");  // never a hop more than the request allows
@@ -745,10 +735,8 @@ void ProxyCore::sendUpstream(Context& ctx, const sip::Message& response,
   std::string bytes = std::move(out_);
   if (response.statusCode() >= 200) {
     ctx.answered = ctx.answered || response.statusCode() < 300;
-    if (user_.observesResponses()) {
-      if (auto upstream = sip::Message::parse(bytes)) {
-        user_.onResponse(ctx.server, *upstream);
-      }
+    if (auto upstream = sip::Message::parse(bytes)) {
+      user_.onResponse(ctx.server, *upstream);
     }
   }
   sendingFor_ = ctx.server.value;

@@ -5,46 +5,45 @@
 namespace evosip::router {
 namespace {
 
-// Host and port of a hop: the URI of a Route value (a route-set entry) or a bare URI (a contact).
+// Host and port of a Route value or a bare URI.
 struct HostPort {
   std::string_view host;
   uint16_t port = 0;
 };
 
-std::optional<HostPort> hostPortOf(const sip::Uri& uri) {
-  if (!uri.isSip()) {
+std::optional<HostPort> hostPortOf(std::string_view text) {
+  auto na = sip::parseNameAddr(text);
+  if (!na || na->star || !na->uri.isSip()) {
     return std::nullopt;
   }
-  return HostPort{uri.host, uri.portOrDefault()};
+  return HostPort{na->uri.host, na->uri.portOrDefault()};
 }
 
-bool sameHop(const HostPort& a, std::string_view text, sip::HopText kind) {
-  auto uri = sip::parseHopUri(text, kind);
-  auto b = uri ? hostPortOf(*uri) : std::nullopt;
+bool sameHop(const HostPort& a, std::string_view text) {
+  auto b = hostPortOf(text);
   return b && b->port == a.port && iequals(b->host, a.host);
 }
 
 }  // namespace
 
-bool hopOfDialog(const store::DialogRecord& dialog, const sip::Uri& nextHop, bool fromCaller) {
+bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop, bool fromCaller) {
   auto hop = hostPortOf(nextHop);
   if (!hop) {
     return false;
   }
   for (const auto* set : {&dialog.callerRouteSet, &dialog.calleeRouteSet}) {
     for (const auto& r : *set) {
-      if (sameHop(*hop, r, sip::HopText::kRoute)) {
+      if (sameHop(*hop, r)) {
         return true;
       }
     }
   }
   // The remote target of the other party only: a party's own Contact is where it is, never a
   // destination it may send its requests to through us.
-  return sameHop(*hop, fromCaller ? dialog.calleeContact : dialog.callerContact,
-                 sip::HopText::kUri);
+  return sameHop(*hop, fromCaller ? dialog.calleeContact : dialog.callerContact);
 }
 
-InDialogCheck checkInDialog(const sip::Message& request, const Result<sip::Uri>& nextHop,
+InDialogCheck checkInDialog(const sip::Message& request, std::string_view nextHop,
                             const std::vector<store::DialogRecord>& dialogs) {
   InDialogCheck out;
   const std::string_view from = tagOf(request.from());
@@ -63,8 +62,8 @@ InDialogCheck checkInDialog(const sip::Message& request, const Result<sip::Uri>&
     }
     out.dialog = &d;
     out.fromCaller = forward;
-    out.verdict = nextHop && hopOfDialog(d, *nextHop, forward) ? InDialogVerdict::kForward
-                                                               : InDialogVerdict::kForeignHop;
+    out.verdict =
+        hopOfDialog(d, nextHop, forward) ? InDialogVerdict::kForward : InDialogVerdict::kForeignHop;
     if (out.verdict == InDialogVerdict::kForward) {
       return out;
     }

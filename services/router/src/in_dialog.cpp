@@ -15,10 +15,9 @@ void Router::validateInDialog(TransactionId id, const sip::Message& req,
                               const transaction::PreprocessedRoute& route) {
   // A PRACK or UPDATE of an early dialog of this worker: no store read.
   if (const auto* early = earlyDialogs(req.callId())) {
-    const auto check = checkInDialog(req, route.nextHopUri(), *early);
+    const auto check = checkInDialog(req, nextHopOf(route), *early);
     if (check.verdict == InDialogVerdict::kForward) {
-      forward(id, PendingForward{{transaction::Target{}}, forwardOptions(), RequestHops::of(route)},
-              &req);
+      forward(id, {transaction::Target{}}, forwardOptions());
       return;
     }
   }
@@ -38,11 +37,10 @@ void Router::validateInDialog(TransactionId id, const sip::Message& req,
 
 void Router::onDialogsLoaded(TransactionId id, const std::vector<store::DialogRecord>& dialogs) {
   withRequest(id, [&](const sip::Message& req) {
-    const auto route = proxy_.preprocessedRoute(req);
-    const auto check = checkInDialog(req, route.nextHopUri(), dialogs);
+    const auto check = checkInDialog(req, nextHopOf(proxy_.preprocessedRoute(req)), dialogs);
     switch (check.verdict) {
       case InDialogVerdict::kForward:
-        forwardInDialog(id, req, RequestHops::of(route), *check.dialog);
+        forwardInDialog(id, req, *check.dialog);
         return;
       case InDialogVerdict::kForeignHop:
         counters_.reject(Rejection::kForeignHop);
@@ -59,7 +57,7 @@ void Router::onDialogsLoaded(TransactionId id, const std::vector<store::DialogRe
   });
 }
 
-void Router::forwardInDialog(TransactionId id, const sip::Message& req, RequestHops hops,
+void Router::forwardInDialog(TransactionId id, const sip::Message& req,
                              const store::DialogRecord& dialog) {
   // The route set carries the way (the edge Record-Routes); any router serves the dialog.
   if (req.method() == sip::Method::kBye) {
@@ -70,14 +68,13 @@ void Router::forwardInDialog(TransactionId id, const sip::Message& req, RequestH
     noteTargetRefresh(id, req, dialog);
   }
   auto relay = relayEndpoint(dialog.mediaRelay);
-  PendingForward fwd{{transaction::Target{}}, forwardOptions(), std::move(hops)};
   if (req.method() != sip::Method::kInvite || !hasSdp(req) || dialog.mediaRelay.empty() || !relay) {
-    forward(id, std::move(fwd), &req);
+    forward(id, {transaction::Target{}}, forwardOptions());
     return;
   }
   // A re-INVITE with an offer: through the relay of the dialog.
   const CallerAddress caller = callerAddress(req);
-  sendOffer(id, std::move(fwd),
+  sendOffer(id, PendingForward{{transaction::Target{}}, forwardOptions()},
             offerOf(req, false, caller.behindNat ? caller.source : std::string_view{}),
             RelayChoice{dialog.mediaRelay, *relay, SIZE_MAX, 1});
 }
@@ -158,7 +155,7 @@ void Router::onAckDialogs(const std::string& text,
     return;
   }
   const auto route = proxy_.preprocessedRoute(*ack);
-  const auto check = checkInDialog(*ack, route.nextHopUri(), dialogs);
+  const auto check = checkInDialog(*ack, nextHopOf(route), dialogs);
   if (check.verdict == InDialogVerdict::kForward && ackWaitsForName(text, route)) {
     return;  // forwarded once its next hop's name is answered (next_hop_dns.cpp)
   }

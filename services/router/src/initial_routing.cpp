@@ -16,8 +16,7 @@ std::string userOf(const Result<sip::NameAddr>& na) {
 
 }  // namespace
 
-void Router::handleInitial(TransactionId id, const sip::Message& req,
-                           const transaction::PreprocessedRoute& route) {
+void Router::handleInitial(TransactionId id, const sip::Message& req) {
   auto ruri = sip::parseUri(req.requestUri());
   auto from = req.from();
   if (!ruri || !from) {
@@ -28,10 +27,6 @@ void Router::handleInitial(TransactionId id, const sip::Message& req,
     refuse(id, 416, "Unsupported URI Scheme");
     return;
   }
-  // What routing needs of the request, read now: after the authentication it goes on without a
-  // second parse.
-  const bool local = shared_.isLocal(*ruri);
-  std::string user(ruri->user);
   switch (initialAccess(req, *ruri, from->uri)) {
     case InitialAccess::kRelayDenied:
       refuse(id, 403, "Relaying Denied");
@@ -41,27 +36,30 @@ void Router::handleInitial(TransactionId id, const sip::Message& req,
       refuse(id, 403, "Service For Subscribers Only");
       return;
     case InitialAccess::kAuthenticate:
-      authenticate(id, req, std::string(from->uri.user),
-                   [this, id, user = std::move(user), local, hops = RequestHops::of(route)] {
-                     routeInitial(id, user, local, hops);
-                   });
+      authenticate(id, req, std::string(from->uri.user), [this, id] { routeInitial(id); });
       return;
     case InitialAccess::kOpen:
       break;
   }
-  routeInitial(id, user, local, RequestHops::of(route));
+  routeInitial(id);
 }
 
-void Router::routeInitial(TransactionId id, const std::string& user, bool local,
-                          const RequestHops& hops) {
+void Router::routeInitial(TransactionId id) {
+  std::string user;
+  bool local = false;
+  withRequest(id, [&](const sip::Message& m) {
+    auto ruri = sip::parseUri(m.requestUri());
+    local = ruri && shared_.isLocal(*ruri);
+    user = ruri ? std::string(ruri->user) : std::string();
+  });
+  const transaction::ForwardOptions options = forwardOptions();
   if (!local) {
     // An authenticated subscriber calling out: the core routes by the Request-URI.
-    forwardWithMedia(id, PendingForward{{transaction::Target{}}, forwardOptions(), hops},
-                     shared_.settings().mediaMode);
+    forwardWithMedia(id, {transaction::Target{}}, options, shared_.settings().mediaMode);
     return;
   }
   const std::string aor = user + "@" + shared_.settings().domain;
-  store_->getBindings(aor, [this, id, user, hops](Result<std::vector<store::Binding>> r) {
+  store_->getBindings(aor, [this, id, user, options](Result<std::vector<store::Binding>> r) {
     if (!r) {
       storeFailed(id);
       return;
@@ -75,20 +73,18 @@ void Router::routeInitial(TransactionId id, const std::string& user, bool local,
         t.q = b.q;
         targets.push_back(std::move(t));
       }
-      forwardWithMedia(id, PendingForward{std::move(targets), forwardOptions(), hops},
-                       shared_.settings().mediaMode);
+      forwardWithMedia(id, std::move(targets), options, shared_.settings().mediaMode);
       return;
     }
     if (const auto* number = shared_.dialplan().find(user)) {
-      routeToService(id, *number, hops);
+      routeToService(id, *number);
       return;
     }
     answerUnreachable(id, user);
   });
 }
 
-void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip::Message& req,
-                        const RequestHops& hops) {
+void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip::Message& req) {
   auto apps = shared_.apps();
   const size_t pick = apps->pick(req.callId(), nowNs());
   if (pick == SIZE_MAX) {
@@ -112,22 +108,21 @@ void Router::routeToApp(TransactionId id, const ServiceNumber& number, const sip
     }
   };
   appRequests_[id.value] = AppRequest{std::string(req.callId()), pick, apps->at(pick).uri, nowNs()};
-  forwardWithMedia(
-      id, PendingForward{{appTarget(apps->at(pick), apps->size() > 1)}, std::move(options), hops},
-      number.media.value_or(shared_.settings().mediaMode));
+  forwardWithMedia(id, {appTarget(apps->at(pick), apps->size() > 1)}, std::move(options),
+                   number.media.value_or(shared_.settings().mediaMode));
 }
 
-void Router::routeToService(TransactionId id, const ServiceNumber& number,
-                            const RequestHops& hops) {
-  std::optional<std::string> mailbox;
+void Router::routeToService(TransactionId id, const ServiceNumber& number) {
+  std::string fromUser;
+  std::string toUser;
   withRequest(id, [&](const sip::Message& m) {
-    mailbox = Dialplan::mailboxOf(number, userOf(m.from()), userOf(m.to()));
-    if (!mailbox) {
-      routeToApp(id, number, m, hops);  // no mailbox to check: on with this parse
-    }
+    fromUser = userOf(m.from());
+    toUser = userOf(m.to());
   });
+  const auto mailbox = Dialplan::mailboxOf(number, fromUser, toUser);
   if (!mailbox) {
-    return;  // routed, or the request is gone
+    withRequest(id, [&](const sip::Message& m) { routeToApp(id, number, m); });
+    return;
   }
   if (!isSafeMailbox(*mailbox)) {
     RouterCounters::bump(counters_.serviceNoMailbox);
@@ -137,15 +132,15 @@ void Router::routeToService(TransactionId id, const ServiceNumber& number,
   // A mailbox is a subscriber's: the credential lookup says whether it exists (for a caller
   // depositing into its own mailbox, a hit of the cache its authentication filled).
   credentials_.get(shared_.settings().domain, *mailbox,
-                   [this, id, number = &number, hops,
+                   [this, id, number = &number,
                     alive = std::weak_ptr<char>(alive_)](const auth::CredentialLookup& lookup) {
                      if (alive.expired()) {
                        return;
                      }
                      switch (lookup.status) {
                        case auth::CredentialStatus::kFound:
-                         withRequest(
-                             id, [&](const sip::Message& m) { routeToApp(id, *number, m, hops); });
+                         withRequest(id,
+                                     [&](const sip::Message& m) { routeToApp(id, *number, m); });
                          return;
                        case auth::CredentialStatus::kUnknownUser:
                          RouterCounters::bump(counters_.serviceNoMailbox);

@@ -46,34 +46,36 @@ Router::MediaOffer Router::offerOf(const sip::Message& m, bool initial,
   return offer;
 }
 
-void Router::forwardWithMedia(TransactionId id, PendingForward fwd, MediaMode mode) {
+void Router::forwardWithMedia(TransactionId id, std::vector<transaction::Target> targets,
+                              transaction::ForwardOptions options, MediaMode mode) {
   // Nothing to decide without a relay to use (`nat` goes on unanchored then): no second parse
   // of the request on the way of every call.
   auto set = shared_.media();
+  PendingForward fwd{std::move(targets), std::move(options)};
   if (mode == MediaMode::kNever || (mode == MediaMode::kNat && set->size() == 0)) {
-    forward(id, std::move(fwd));
+    forward(id, std::move(fwd.targets), std::move(fwd.options));
     return;
   }
-  // One parse of the kept request, one walk of its Vias: the decision and the offer together;
-  // a request without one is forwarded with this parse.
+  // One parse of the kept request, one walk of its Vias: the decision and the offer together.
   std::optional<MediaOffer> offer;
-  const bool kept = withRequest(id, [&](const sip::Message& m) {
-    if (m.method() == sip::Method::kInvite && hasSdp(m)) {  // a delayed offer is not anchored
-      const CallerAddress caller = callerAddress(m);
-      if (mode == MediaMode::kAlways || caller.behindNat) {
-        offer = offerOf(m, true, caller.behindNat ? caller.source : std::string_view{});
-        return;
-      }
+  withRequest(id, [&](const sip::Message& m) {
+    if (m.method() != sip::Method::kInvite || !hasSdp(m)) {
+      return;  // no offer in the request (a delayed offer is not anchored)
     }
-    forward(id, std::move(fwd), &m);
+    const CallerAddress caller = callerAddress(m);
+    if (mode == MediaMode::kAlways || caller.behindNat) {
+      offer = offerOf(m, true, caller.behindNat ? caller.source : std::string_view{});
+    }
   });
-  if (!kept || !offer) {
-    return;  // forwarded, or gone
+  if (!offer) {
+    forward(id, std::move(fwd.targets), std::move(fwd.options));
+    return;
   }
-  // The next hop's address first (its query parses no request: the hops came along): no relay
-  // session for a call that cannot go anywhere.
-  if (!nextHopsKnown(id, fwd, [&] {
-        return [this, id, fwd, mode]() mutable { forwardWithMedia(id, std::move(fwd), mode); };
+  // The next hop's address first: no relay session for a call that cannot go anywhere.
+  if (!nextHopsKnown(id, fwd.targets, [&] {
+        return [this, id, fwd, mode]() mutable {
+          forwardWithMedia(id, std::move(fwd.targets), std::move(fwd.options), mode);
+        };
       })) {
     return;
   }
@@ -94,7 +96,7 @@ void Router::forwardWithoutRelay(TransactionId id, PendingForward fwd, MediaMode
     if (relaysConfigured) {
       RouterCounters::bump(counters_.mediaFailures);
     }
-    forward(id, std::move(fwd));
+    forward(id, std::move(fwd.targets), std::move(fwd.options));
     return;
   }
   RouterCounters::bump(counters_.mediaFailures);
@@ -152,7 +154,7 @@ void Router::onOfferReply(TransactionId id, PendingForward fwd, MediaOffer offer
     }
     e.replaceBody(body);
   };
-  forward(id, std::move(fwd));
+  forward(id, std::move(fwd.targets), std::move(fwd.options));
 }
 
 bool Router::offerElsewhere(TransactionId id, PendingForward& fwd, MediaOffer& offer,

@@ -36,11 +36,14 @@ bool fitsDns(std::string_view host) {
   return true;
 }
 
-}  // namespace
-
 // The next hop of each target as the core will choose it (RFC 3261 16.6 items 6-7), when that
 // is a URI: the target's first Route, else the request's, else the target's or request's URI.
-Result<sip::Uri> Router::hopUriOf(const transaction::Target& t, const RequestHops& request) {
+struct RequestHops {
+  std::string nextRoute;
+  std::string requestUri;
+};
+
+Result<sip::Uri> hopUriOf(const transaction::Target& t, const RequestHops& request) {
   if (!t.routeSet.empty()) {
     return sip::parseHopUri(t.routeSet.front(), sip::HopText::kRoute);
   }
@@ -49,6 +52,8 @@ Result<sip::Uri> Router::hopUriOf(const transaction::Target& t, const RequestHop
   }
   return sip::parseHopUri(t.uri.empty() ? request.requestUri : t.uri, sip::HopText::kUri);
 }
+
+}  // namespace
 
 std::optional<transport::DnsQuery> Router::nextHopQuery(const sip::Uri& uri) const {
   if (!uri.isSip() || uri.hostType != sip::HostType::kDomain || proxy_.isSelf(uri) ||
@@ -102,18 +107,29 @@ std::optional<transport::Destination> Router::resolve(const sip::Uri& uri) {
   return ProxyUser::resolve(numeric);
 }
 
-bool Router::nextHopsKnown(TransactionId id, const PendingForward& fwd,
+bool Router::nextHopsKnown(TransactionId id, const std::vector<transaction::Target>& targets,
                            const std::function<ParkedRequests::Resume()>& resume) {
   if (shared_.nextHops() == nullptr) {
     return true;
   }
+  RequestHops request;
+  const bool needRequest = std::any_of(targets.begin(), targets.end(), [](const auto& t) {
+    return !t.nextHop && t.routeSet.empty();
+  });
+  if (needRequest) {
+    withRequest(id, [&](const sip::Message& m) {
+      const auto route = proxy_.preprocessedRoute(m);
+      request.nextRoute = std::string(route.nextRoute);
+      request.requestUri = std::string(route.requestUri);
+    });
+  }
   size_t named = 0;
   size_t usable = 0;  // targets the core can send to (or decides about itself)
   std::optional<transport::Resolution> failure;
-  for (const auto& t : fwd.targets) {
+  for (const auto& t : targets) {
     std::optional<transport::DnsQuery> query;
     if (!t.nextHop) {
-      auto uri = hopUriOf(t, fwd.hops);
+      auto uri = hopUriOf(t, request);
       if (uri && uri->hostType == sip::HostType::kDomain) {
         query = nextHopQuery(*uri);
       }

@@ -153,7 +153,11 @@ void Router::onRequest(TransactionId id, const sip::Message& req, const transpor
     handleRegister(id, req, src);  // 5. registrar
     return;
   }
-  handleInitial(id, req, route);  // 6. initial routing, 7. media anchoring, 8. forward
+  handleInitial(id, req);  // 6. initial routing, 7. media anchoring, 8. forward
+}
+
+std::string_view Router::nextHopOf(const transaction::PreprocessedRoute& route) {
+  return route.nextRoute.empty() ? route.requestUri : route.nextRoute;
 }
 
 bool Router::namesSelf(const sip::Uri& uri) {
@@ -232,18 +236,18 @@ transaction::ForwardOptions Router::forwardOptions() const {
   return o;
 }
 
-void Router::forward(TransactionId id, PendingForward fwd, const sip::Message* request) {
+void Router::forward(TransactionId id, std::vector<transaction::Target> targets,
+                     transaction::ForwardOptions options) {
   // A next hop by host name waits for its address (next_hop_dns.cpp); the closure that resumes
   // the request is made only then.
-  if (!nextHopsKnown(id, fwd,
-                     [&] { return [this, id, fwd]() mutable { forward(id, std::move(fwd)); }; })) {
+  if (!nextHopsKnown(id, targets, [&] {
+        return [this, id, targets, options]() mutable {
+          forward(id, std::move(targets), std::move(options));
+        };
+      })) {
     return;
   }
-  if (request != nullptr) {
-    proxy_.forward(id, *request, std::move(fwd.targets), std::move(fwd.options));
-  } else {
-    proxy_.forward(id, std::move(fwd.targets), std::move(fwd.options));
-  }
+  proxy_.forward(id, std::move(targets), std::move(options));
 }
 
 }  // namespace evosip::router

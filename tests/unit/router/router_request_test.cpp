@@ -116,28 +116,6 @@ TEST_F(RouterRequestTest, InDialogRequestGoesOnlyToTheOtherPartysContact) {
   EXPECT_EQ(rejected(Rejection::kForeignHop), 2u);
 }
 
-TEST_F(RouterRequestTest, InDialogRequestReachesAContactWhoseUserHasParameters) {
-  // A gateway's Contact with a telephone-subscriber user part (RFC 3261 19.1.1: ';' is allowed in
-  // the user): a bare Request-URI whose host is after the '@', never read as a name-addr whose
-  // parameters would start at the first ';'.
-  store::DialogRecord d;
-  d.id = {"call-gw", "ft1", "tt1"};
-  d.callerContact = "sip:alice@198.51.100.7:5062";
-  d.calleeContact = "sip:+12125551212;npdi;rn=+12125550000@10.0.0.30:5090;user=phone";
-  d.created = store::systemNow();
-  d.expires = d.created + std::chrono::hours(1);
-  ASSERT_TRUE(db_->putDialog(d).has_value());
-  Req r;
-  r.method = "BYE";
-  r.callId = "call-gw";
-  r.toTag = "tt1";
-  r.uri = d.calleeContact;
-  receive(text(r));
-  ASSERT_EQ(to("10.0.0.30").size(), 1u) << (answers().empty() ? 0 : answers().back());
-  EXPECT_TRUE(to("10.0.0.30")[0].starts_with("BYE " + d.calleeContact + " SIP/2.0"));
-  EXPECT_EQ(rejected(Rejection::kForeignHop), 0u);
-}
-
 TEST_F(RouterRequestTest, OptionsToTheRouterItselfIs200EvenWithMaxForwardsZero) {
   for (int mf : {70, 0}) {
     Req r;

@@ -97,14 +97,11 @@ class ProxyUser {
   virtual void onRequest(TransactionId server, const sip::Message& request,
                          const Source& source) = 0;
   // A response about to go upstream for a forwarded request: every 2xx, and the chosen final
-  // when it is a forwarded one (as it leaves, without our Via).
+  // when it is a forwarded one. Dialog records are created here.
   virtual void onResponse(TransactionId server, const sip::Message& response) {
     (void)server;
     (void)response;
   }
-  // False: the user has no use for onResponse, and the core does not parse each final again to
-  // call it (the router sees responses as they arrive, in holdResponse).
-  virtual bool observesResponses() const { return true; }
   // A response from downstream that the user wants to change before anything else happens to
   // it, asynchronously (the router has a media relay rewrite an SDP answer). Return true to
   // take it: the core drops it, and the user later calls ProxyCore::resumeResponse(client, text)
@@ -174,10 +171,6 @@ class ProxyCore final : public TransactionUser {
   bool looped(const sip::Message& request) const;
   // Forwards to every target in parallel (16.5-16.7). No targets: 480.
   void forward(TransactionId server, std::vector<Target> targets, ForwardOptions options = {});
-  // The same, with the server transaction's request as its user parsed it (any copy of its
-  // bytes): not parsed again.
-  void forward(TransactionId server, const sip::Message& request, std::vector<Target> targets,
-               ForwardOptions options = {});
   // Forwards an ACK of a 2xx statelessly by its Route / Request-URI (16.11); false when it
   // went nowhere (Max-Forwards 0, no next hop, the next hop is this proxy).
   bool forwardAck(const sip::Message& ack, const ForwardOptions& options = {});

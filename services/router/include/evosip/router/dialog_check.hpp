@@ -10,9 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include <evosip/base/result.hpp>
 #include <evosip/sip/message.hpp>
-#include <evosip/sip/uri.hpp>
 #include <evosip/store/types.hpp>
 
 namespace evosip::router {
@@ -31,15 +29,15 @@ struct InDialogCheck {
 };
 
 // The record of `dialogs` whose tags are the request's (From/To in either direction).
-// `nextHop`: the URI the request goes to next (transaction::PreprocessedRoute::nextHopUri: the
-// first Route value that is not ours, else the Request-URI); unreadable: no element of a dialog.
-InDialogCheck checkInDialog(const sip::Message& request, const Result<sip::Uri>& nextHop,
+// `nextHop`: the URI the request goes to next (the first Route value that is not ours, else the
+// Request-URI), as written ("<sip:...;lr>" or a bare URI).
+InDialogCheck checkInDialog(const sip::Message& request, std::string_view nextHop,
                             const std::vector<store::DialogRecord>& dialogs);
 
 // The next hop names an element of the dialog a request in this direction may go to: same host
-// (case-insensitive) and port (5060 when absent) as a route-set entry (a Route value), or as the
-// callee's contact (a bare URI) when `fromCaller` (the request's From tag is the record's caller
-// tag), else the caller's contact.
-bool hopOfDialog(const store::DialogRecord& dialog, const sip::Uri& nextHop, bool fromCaller);
+// (case-insensitive) and port (5060 when absent) as a route-set entry, or as the callee's
+// contact when `fromCaller` (the request's From tag is the record's caller tag), else the
+// caller's contact.
+bool hopOfDialog(const store::DialogRecord& dialog, std::string_view nextHop, bool fromCaller);
 
 }  // namespace evosip::router

@@ -242,7 +242,6 @@ class Router final : public transaction::ProxyUser {
   // transaction::ProxyUser
   void onRequest(transaction::TransactionId server, const sip::Message& request,
                  const transport::Source& source) override;
-  bool observesResponses() const override { return false; }
   bool holdResponse(transaction::TransactionId client, const sip::Message& response) override;
   bool onAck(const sip::Message& ack, const transport::Source& source) override;
   void onContextDone(transaction::TransactionId server, bool answered) override;
@@ -261,22 +260,10 @@ class Router final : public transaction::ProxyUser {
     std::string fromTag;
     bool initial = true;  // an initial INVITE (a failure deletes the relay session)
   };
-  // The request's own next hop as RFC 3261 16.4 left it on arrival (its first Route not ours,
-  // else its Request-URI), as written: taken from that parse for the targets that name no next
-  // hop of their own, never parsed again from the transaction's copy.
-  struct RequestHops {
-    std::string nextRoute;
-    std::string requestUri;
-    static RequestHops of(const transaction::PreprocessedRoute& route) {
-      return {std::string(route.nextRoute), std::string(route.requestUri)};
-    }
-  };
-  // Where a request goes (its targets, how, its own next hop), carried through the steps that
-  // wait (authentication, store, DNS, the relay's offer) to the forward.
+  // Where a request goes once its offer came back rewritten.
   struct PendingForward {
     std::vector<transaction::Target> targets;
     transaction::ForwardOptions options;
-    RequestHops hops;
   };
   // The relay an offer went to: index in the media set (SIZE_MAX: named by a dialog record)
   // and how many relays the offer tried, this one included.
@@ -304,11 +291,12 @@ class Router final : public transaction::ProxyUser {
   bool rejectWhileDraining(transaction::TransactionId id);
   // 5. Registrar (registration.cpp), 6. initial routing (initial_routing.cpp: relay check,
   //    authentication, dialplan), 7. media anchoring (media_anchoring.cpp), 8. forward.
-  // request: the server transaction's request when the caller holds it parsed (any copy of its
-  // bytes); null: the core parses its copy.
-  void forward(transaction::TransactionId id, PendingForward fwd,
-               const sip::Message* request = nullptr);
+  void forward(transaction::TransactionId id, std::vector<transaction::Target> targets,
+               transaction::ForwardOptions options);
   transaction::ForwardOptions forwardOptions() const;
+  // The next hop of a request as the core would route it (first Route not ours, else the
+  // Request-URI), as written.
+  static std::string_view nextHopOf(const transaction::PreprocessedRoute& route);
   bool namesSelf(const sip::Uri& uri);
   void trimMemory(runtime::Clock::time_point now);
 
@@ -317,12 +305,11 @@ class Router final : public transaction::ProxyUser {
   // answer is known (a target whose name has no address then fails as a 503 branch, or the
   // request gets 478/503 when no target is left). False when the request was parked until an
   // answer comes (then resume() runs on this worker) or answered.
-  bool nextHopsKnown(transaction::TransactionId id, const PendingForward& fwd,
+  bool nextHopsKnown(transaction::TransactionId id, const std::vector<transaction::Target>& targets,
                      const std::function<ParkedRequests::Resume()>& resume);
   // How the host of a next hop's URI is looked up; nullopt for a numeric host, one of ours, or
   // not a name at all.
   std::optional<transport::DnsQuery> nextHopQuery(const sip::Uri& uri) const;
-  static Result<sip::Uri> hopUriOf(const transaction::Target& t, const RequestHops& request);
   // Looks the name up with the request parked until the answer comes (kParked), or refuses the
   // request with 503 when a bound is reached (kRefused); kAnswered: the answer came meanwhile
   // and is in `answer`.
@@ -357,7 +344,7 @@ class Router final : public transaction::ProxyUser {
                        const std::vector<store::DialogRecord>& dialogs);
   // A request of a known dialog: a BYE removes the record, a re-offer goes through the relay
   // the record names.
-  void forwardInDialog(transaction::TransactionId id, const sip::Message& req, RequestHops hops,
+  void forwardInDialog(transaction::TransactionId id, const sip::Message& req,
                        const store::DialogRecord& dialog);
   void removeDialog(const store::DialogRecord& dialog);
   // A re-INVITE whose Contact moves its sender's remote target (a peer app that took the call
@@ -391,16 +378,12 @@ class Router final : public transaction::ProxyUser {
                          std::string pathLines, store::TimePoint now);
 
   // ---- initial requests (initial_routing.cpp) ----
-  void handleInitial(transaction::TransactionId id, const sip::Message& req,
-                     const transaction::PreprocessedRoute& route);
-  // The Request-URI's user and whether it names this platform, read by handleInitial.
-  void routeInitial(transaction::TransactionId id, const std::string& user, bool local,
-                    const RequestHops& hops);
+  void handleInitial(transaction::TransactionId id, const sip::Message& req);
+  void routeInitial(transaction::TransactionId id);
   // A service number: its mailbox (if it names one) must be a subscriber, then the app.
-  void routeToService(transaction::TransactionId id, const ServiceNumber& number,
-                      const RequestHops& hops);
+  void routeToService(transaction::TransactionId id, const ServiceNumber& number);
   void routeToApp(transaction::TransactionId id, const ServiceNumber& number,
-                  const sip::Message& req, const RequestHops& hops);
+                  const sip::Message& req);
   // ---- failover between apps (app_failover.cpp; retarget above) ----
   // alternatives: other apps could take the request (it may fail over after appTimeout).
   transaction::Target appTarget(role::Target& app, bool alternatives) const;
@@ -432,7 +415,8 @@ class Router final : public transaction::ProxyUser {
 
   // ---- media anchoring (media_anchoring.cpp) ----
   // Forwards, first having the call's relay rewrite the SDP offer when `mode` says so.
-  void forwardWithMedia(transaction::TransactionId id, PendingForward fwd, MediaMode mode);
+  void forwardWithMedia(transaction::TransactionId id, std::vector<transaction::Target> targets,
+                        transaction::ForwardOptions options, MediaMode mode);
   // No relay up for an offer that wants one: `nat` goes on unanchored, `always` gets 503.
   void forwardWithoutRelay(transaction::TransactionId id, PendingForward fwd, MediaMode mode,
                            bool relaysConfigured);
