@@ -783,24 +783,35 @@ bool EdgeProxy::checkLoop(RequestContext& rq) {
   return true;
 }
 
-// A CANCEL leaves from its INVITE's egress socket with the INVITE's Via (RFC 3261 9.1: the
-// router matches it by branch and sent-by), to the INVITE's router. That socket is one of the
-// worker's that received the INVITE and keeps its failover entry; the caller's CANCEL over the
-// INVITE's flow reaches that worker (SO_REUSEPORT). One over another flow (another source port,
-// a new connection) may reach another worker: it is passed from worker to worker until one
-// keeps the INVITE, at most once around (a hop per worker, whatever a sender makes up); the
-// last one sends it as its own, as every worker does for an INVITE it does not keep (over, or
-// never seen).
+// A CANCEL, and the ACK of a non-2xx final, leave from their INVITE's egress socket with the
+// INVITE's Via (RFC 3261 9.1, 17.2.3: the router matches them by branch and sent-by; else it
+// answers the CANCEL 481, and resends its final response until Timer H for want of the ACK),
+// to the INVITE's router. That socket is one of the worker's that received the INVITE and keeps
+// its failover entry (until the final response), then, after a non-2xx final, its completed
+// entry (until the ACK); the caller's requests over the INVITE's flow reach that worker
+// (SO_REUSEPORT). One over another flow (another source port, a new connection) may reach
+// another worker: it is passed from worker to worker until one keeps the INVITE, at most once
+// around (a hop per worker, whatever a sender makes up); the last one sends it as its own, as
+// every worker does for an INVITE it does not keep (over, or never seen).
 bool EdgeProxy::atInvitesWorker(RequestContext& rq) {
-  if (rq.routerIndex == SIZE_MAX || rq.msg.method() != sip::Method::kCancel) {
+  const sip::Method method = rq.msg.method();
+  // The ACK of a 2xx follows the dialog's route set (our Record-Route, with its flow token).
+  const bool ackOfFailure = method == sip::Method::kAck && !rq.route.flow;
+  if (rq.routerIndex == SIZE_MAX || (method != sip::Method::kCancel && !ackOfFailure)) {
     return true;
   }
-  const PendingRequest* invite = rq.w.pending.find(rq.txHash);
-  if (invite != nullptr && invite->invite) {
-    const size_t router = rq.w.routers->find(invite->routerEndpoint);
+  std::optional<transport::Endpoint> inviteRouter;
+  if (ackOfFailure) {
+    inviteRouter = rq.w.completed.take(rq.txHash);
+  } else if (const PendingRequest* invite = rq.w.pending.find(rq.txHash);
+             invite != nullptr && invite->invite) {
+    inviteRouter = invite->routerEndpoint;
+  }
+  if (inviteRouter) {
+    const size_t router = rq.w.routers->find(*inviteRouter);
     if (router != SIZE_MAX) {
       rq.routerIndex = router;
-      rq.next = Destination{Protocol::kUdp, invite->routerEndpoint, {}};
+      rq.next = Destination{Protocol::kUdp, *inviteRouter, {}};
     }
     return true;
   }

@@ -64,4 +64,52 @@ void PendingTable::reschedule(uint64_t key, int64_t deadlineNs) {
   order_.push({deadlineNs, key});
 }
 
+void CompletedInvites::add(uint64_t key, const transport::Endpoint& router, int64_t nowNs) {
+  if (capacity_ == 0) {
+    return;
+  }
+  while (routers_.size() >= capacity_ && !order_.empty()) {
+    const auto [added, oldest] = order_.front();
+    order_.pop_front();
+    auto it = routers_.find(oldest);
+    if (it != routers_.end() && it->second.addedNs == added) {
+      routers_.erase(it);
+    }
+  }
+  routers_[key] = Entry{router, nowNs};
+  order_.emplace_back(nowNs, key);
+}
+
+std::optional<transport::Endpoint> CompletedInvites::take(uint64_t key) {
+  auto it = routers_.find(key);
+  if (it == routers_.end()) {
+    return std::nullopt;
+  }
+  transport::Endpoint router = it->second.router;
+  routers_.erase(it);
+  return router;
+}
+
+void CompletedInvites::expire(int64_t nowNs) {
+  while (!order_.empty() && order_.front().first + lifetimeNs_ <= nowNs) {
+    const auto [added, key] = order_.front();
+    order_.pop_front();
+    auto it = routers_.find(key);
+    if (it != routers_.end() && it->second.addedNs == added) {
+      routers_.erase(it);
+    }
+  }
+  // Slots of entries an ACK took: dropped once they outnumber the live entries.
+  if (order_.size() > 2 * routers_.size() + 64) {
+    std::deque<std::pair<int64_t, uint64_t>> live;
+    for (const auto& slot : order_) {
+      auto it = routers_.find(slot.second);
+      if (it != routers_.end() && it->second.addedNs == slot.first) {
+        live.push_back(slot);
+      }
+    }
+    order_.swap(live);
+  }
+}
+
 }  // namespace evosip::edge

@@ -137,6 +137,7 @@ void EdgeProxy::onTick(size_t worker) {
   }
   w.pending.expire(
       now, [&](uint64_t key, PendingRequest&& p) { onRequestTimeout(w, key, std::move(p), now); });
+  w.completed.expire(now);
 }
 
 // What a router's response means for the request it answers: a final answer ends the entry;
@@ -150,6 +151,9 @@ void EdgeProxy::settlePending(WorkerState& w, size_t owner, uint64_t key, int co
       return;
     }
     if (code >= 200 || !invite || !p->invite) {
+      if (code >= 300 && invite && p->invite) {
+        o.completed.add(key, p->routerEndpoint, nowNs());  // for its ACK (atInvitesWorker)
+      }
       o.pending.erase(key);
       return;
     }

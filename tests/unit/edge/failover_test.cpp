@@ -352,6 +352,18 @@ class EdgeOwnEgressTest : public EdgeFailoverTest {
     text.replace(text.find(cseq), cseq.size(), " CANCEL\r\n");
     return text;
   }
+
+  // The caller's ACK of a non-2xx final to an INVITE (RFC 3261 17.1.1.3): the INVITE's
+  // Request-URI, Via, Call-ID, From and CSeq number, the response's To tag.
+  static std::string ackOf(std::string text) {
+    text = cancelOf(std::move(text));
+    text.replace(0, 6, "ACK");
+    text.replace(text.find(" CANCEL\r\n"), 9, " ACK\r\n");
+    text.replace(text.find("<sip:bob@evosip.local>"), 22, "<sip:bob@evosip.local>;tag=r1");
+    text.erase(text.find("Contact: "),
+               text.find("\r\n", text.find("Contact: ")) + 2 - text.find("Contact: "));
+    return text;
+  }
 };
 
 TEST_F(EdgeOwnEgressTest, AnswersReachTheWorkerThatSentAndNothingIsHandedOver) {
@@ -483,6 +495,40 @@ TEST_F(EdgeOwnEgressTest, ACancelOverAnotherFlowLeavesFromTheInvitesSocket) {
   answer(first, 487, "Request Terminated", "", 0);
   EXPECT_EQ(proxy->pending(0), 0u);
   EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5062));
+  EXPECT_EQ(posts, 1u);
+}
+
+// The caller's ACK of a non-2xx final over another flow than its INVITE's reaches another
+// worker: it is passed to the one that relayed the final response and leaves from the INVITE's
+// socket with the INVITE's Via, so the router's INVITE transaction matches it and stops
+// resending the final response.
+TEST_F(EdgeOwnEgressTest, AnAckOfAFailureOverAnotherFlowLeavesFromTheInvitesSocket) {
+  receiveOn(0, invite());
+  const Sent first = sent[0];
+  const sip::Via inviteVia = *sip::Message::parse(first.bytes)->topVia();
+  answer(first, 486, "Busy Here", "", 0);
+  EXPECT_EQ(proxy->pending(0), 0u);
+  EXPECT_EQ(sent.back().to.remote, ep("192.0.2.10", 5062));
+  sent.clear();
+  receiveOn(1, ackOf(invite()), ep("192.0.2.10", 5999));
+  ASSERT_EQ(sent.size(), 1u);
+  auto ack = sip::Message::parse(sent[0].bytes);
+  ASSERT_TRUE(ack) << sent[0].bytes;
+  EXPECT_EQ(ack->methodText(), "ACK");
+  EXPECT_EQ(sent[0].to.remote, first.to.remote);
+  EXPECT_EQ(sent[0].to.egress, first.to.egress);
+  EXPECT_EQ(ack->topVia()->port, inviteVia.port);
+  EXPECT_EQ(*ack->topVia()->branch(), *inviteVia.branch());
+  EXPECT_EQ(posts, 1u);
+  EXPECT_EQ(proxy->counters(1).handoffs.load(), 1u);
+  EXPECT_EQ(proxy->pending(0) + proxy->pending(1), 0u);  // an ACK is never answered
+  // Over the INVITE's flow, the ACK of the next failure stays on its worker.
+  sent.clear();
+  receiveOn(1, withCallId(invite(), "busy-again"));
+  answer(sent[0], 486, "Busy Here", "", 1);
+  receiveOn(1, ackOf(withCallId(invite(), "busy-again")));
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[2].to.egress, sent[0].to.egress);
   EXPECT_EQ(posts, 1u);
 }
 

@@ -92,5 +92,31 @@ TEST(PendingTableTest, ARetransmissionKeepsTheSetupState) {
   EXPECT_EQ(t.find(1)->deadlineNs, 100);
 }
 
+// The INVITEs answered non-2xx: each router is taken once (by the ACK), expires after its
+// lifetime, and the oldest goes first when the table is full.
+TEST(CompletedInvites, TakenOnceExpiredAndBounded) {
+  const auto router = [](uint16_t port) {
+    return transport::Endpoint{boost::asio::ip::make_address("127.0.0.1"), port};
+  };
+  CompletedInvites t(3, 1000);
+  t.add(1, router(5070), 0);
+  t.add(2, router(5071), 10);
+  ASSERT_TRUE(t.take(2));
+  EXPECT_FALSE(t.take(2));  // its ACK took it
+  EXPECT_EQ(t.take(1)->port, 5070);
+  t.add(3, router(5070), 20);
+  t.add(4, router(5070), 30);
+  t.add(5, router(5070), 40);
+  t.add(6, router(5071), 50);  // full: the oldest (3) goes
+  EXPECT_EQ(t.size(), 3u);
+  EXPECT_FALSE(t.take(3));
+  t.expire(1035);  // 4 (added at 30) has lived 1000
+  EXPECT_FALSE(t.take(4));
+  EXPECT_EQ(t.take(6)->port, 5071);
+  EXPECT_EQ(t.size(), 1u);
+  t.expire(2000);
+  EXPECT_EQ(t.size(), 0u);
+}
+
 }  // namespace
 }  // namespace evosip::edge

@@ -141,9 +141,9 @@ inline constexpr std::array<int, 14> kCountedCodes = {100, 180, 183, 200, 202, 4
           "408)",                                                                                \
           "")                                                                                    \
   COUNTER(handoffs, "evosip_edge_handoffs_total",                                                \
-          "Failover state of a request, or a caller's CANCEL, handed to another worker (a "      \
-          "thread wake-up): 0 while routers answer to the egress socket that sent and CANCELs "  \
-          "arrive over their INVITE's flow",                                                     \
+          "Failover state of a request, or a caller's CANCEL or ACK, handed to another worker "  \
+          "(a thread wake-up): 0 while routers answer to the egress socket that sent and "       \
+          "CANCELs and ACKs arrive over their INVITE's flow",                                    \
           "")
 
 struct WorkerCounters {
@@ -186,16 +186,20 @@ class EdgeProxy {
     int64_t sentNs = 0;
     int64_t deadlineNs = 0;
   };
+  // RFC 3261 Timer H (64 x T1): how long a router resends a non-2xx final until the ACK comes.
+  static constexpr int64_t kTimerHNs = int64_t{32} * 1000 * 1000 * 1000;
   struct WorkerState {
     WorkerState(size_t i, const EdgeSettings& s, uint64_t hashKey)
         : index(i),
           pending(s.maxPendingPerWorker, s.maxPendingBytesPerWorker),
+          completed(s.maxPendingPerWorker, kTimerHNs),
           limiter(s.rateLimitPerSecond, s.rateLimitBurst),
           bans(s.authBan, hashKey) {}
     size_t index;  // the worker's
     std::shared_ptr<RouterSet> routers;
     uint64_t routersGeneration = 0;
     PendingTable pending;
+    CompletedInvites completed;  // INVITEs answered non-2xx, until their ACK
     RateLimiter limiter;
     AuthBanTable bans;  // every worker counts every failure (posted to all)
     std::vector<Probe> probes;
@@ -233,7 +237,8 @@ class EdgeProxy {
   bool checkInDialog(RequestContext& rq);
   bool selectNextHop(RequestContext& rq);
   bool checkLoop(RequestContext& rq);
-  bool atInvitesWorker(RequestContext& rq);  // a CANCEL: at the worker that keeps its INVITE
+  // A CANCEL, or the ACK of a non-2xx final: at the worker that keeps its INVITE.
+  bool atInvitesWorker(RequestContext& rq);
   void rewrite(RequestContext& rq);
   void forward(RequestContext& rq);
   // What the steps share.

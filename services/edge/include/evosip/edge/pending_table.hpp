@@ -9,7 +9,9 @@
 // comes up.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <optional>
 #include <queue>
 #include <string>
 #include <string_view>
@@ -76,6 +78,34 @@ class PendingTable {
   size_t bytes_ = 0;
   std::unordered_map<uint64_t, PendingRequest> entries_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> order_;
+};
+
+// The INVITEs of one worker that got a non-2xx final response, kept until their ACK (RFC 3261
+// 17.2.1: the router's server transaction resends the final until the ACK matches its INVITE's
+// branch and sent-by, up to Timer H): the router the ACK must go to. An ACK over another flow
+// than its INVITE reaches another worker, which passes it on until the one that keeps the entry
+// sends it from the INVITE's egress socket. Keyed like PendingTable; an entry goes when its ACK
+// takes it or after `lifetime`; at `capacity` the oldest goes first.
+class CompletedInvites {
+ public:
+  CompletedInvites(size_t capacity, int64_t lifetimeNs)
+      : capacity_(capacity), lifetimeNs_(lifetimeNs) {}
+
+  size_t size() const { return routers_.size(); }
+  void add(uint64_t key, const transport::Endpoint& router, int64_t nowNs);
+  // The INVITE's router, and the entry removed (its ACK came).
+  std::optional<transport::Endpoint> take(uint64_t key);
+  void expire(int64_t nowNs);
+
+ private:
+  struct Entry {
+    transport::Endpoint router;
+    int64_t addedNs = 0;
+  };
+  size_t capacity_;
+  int64_t lifetimeNs_;
+  std::unordered_map<uint64_t, Entry> routers_;
+  std::deque<std::pair<int64_t, uint64_t>> order_;  // (added, key), oldest first
 };
 
 template <typename Fn>
