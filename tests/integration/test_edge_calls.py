@@ -3,7 +3,8 @@
 Checks: 0 failed calls; the router sees Record-Route ;lr and the client's Via with
 received/rport (uas_check_rr.xml); the client's responses carry received/rport
 (uac_call.xml); OPTIONS addressed to the edge itself is answered 200; a caller's CANCEL sent
-over another flow than its INVITE (another source port) still cancels the call.
+over another flow than its INVITE (another source port) still cancels the call; the ACK of a
+non-2xx final over another flow than its INVITE stops the router resending the final response.
 """
 
 import os
@@ -12,8 +13,10 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, FakeRouter, ProxyTestCase, SipClient, build_response, new_branch,
-                     new_call_id, require_evosip, start_evosip_edge, start_proxy, via_params)
+from harness import (HOST, ROUTER_DOMAIN, FakeRouter, ProxyTestCase, RawRegistration,
+                     RouterTestCase, SipClient, build_response, create_subscribers, make_users,
+                     new_branch, new_call_id, raw_invite, require_evosip, start_evosip_edge,
+                     start_proxy, via_params)
 
 CALLS = 60
 RATE = 30
@@ -140,6 +143,89 @@ class EdgeCancelOverAnotherFlow(ProxyTestCase):
         # were handed to the INVITE's.
         self.assertGreater(proxy.metrics().get("evosip_edge_handoffs_total"), 0)
         self.assertAlive(proxy)
+
+
+class TwoFlowPhone(SipClient):
+    """A phone that sends its ACKs from another socket than its INVITEs (a new socket, a NAT that
+    rebound), with the INVITE's Via (RFC 3261 17.1.1.3)."""
+
+    def __init__(self, remote):
+        super().__init__("UDP", remote)
+        self.acks = SipClient("UDP", remote)
+
+    def send(self, data: bytes) -> None:
+        if data.startswith(b"ACK "):
+            self.acks.send(data)
+        else:
+            super().send(data)
+
+    def close(self) -> None:
+        self.acks.close()
+        super().close()
+
+
+class EdgeAckOverAnotherFlow(RouterTestCase):
+    CALLS = 16
+    LISTEN_S = 2.5  # Timer G resends at 0.5 s, 1.5 s (T1 = 0.5 s): two within this
+
+    def _busy_callee(self, phone: SipClient):
+        """Answers every INVITE 486 (its ACK from the router is ignored)."""
+        stop = threading.Event()
+
+        def run():
+            while not stop.is_set():
+                m = phone.recv(0.2)
+                if m is not None and m.method == "INVITE":
+                    phone.sock.sendto(build_response(m, 486, "Busy Here", to_tag="busy"),
+                                      m.source)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self.addCleanup(lambda: (stop.set(), t.join(2)))
+
+    def test_an_ack_from_another_source_port_stops_the_final_response(self):
+        """INVITE -> 407 (the router's own answer) -> ACK, INVITE with credentials -> 486 (the
+        callee's) -> ACK, each ACK from another socket than its INVITE: SO_REUSEPORT gives the two
+        to different workers of the edge (4 here) for most calls, and the ACK must still reach the
+        router from the INVITE's egress socket with the INVITE's Via, or the router's INVITE
+        transaction does not match it and resends its final response until Timer H."""
+        p = self.platform(edge_overrides={"workers": 4})
+        alice, bob = make_users(2, prefix="ackflow")
+        create_subscribers(p.api, [alice, bob])
+        callee = SipClient("UDP", p.edge.addr, timeout=5)
+        self.addCleanup(callee.close)
+        _challenge, registered = RawRegistration(callee, bob[0]).register(bob[1])
+        self.assertIsNotNone(registered, "bob not registered")
+        self.assertEqual(registered.status, 200, str(registered))
+        self._busy_callee(callee)
+        phones = []
+        for i in range(self.CALLS):
+            phone = TwoFlowPhone(p.edge.addr)
+            self.addCleanup(phone.close)
+            phones.append(phone)
+            first, final = raw_invite(phone, f"sip:{bob[0]}@{ROUTER_DOMAIN}", caller=alice[0],
+                                      password=alice[1])
+            self.assertIsNotNone(first, f"call {i}: no answer to the INVITE")
+            self.assertEqual(first.status, 407, str(first))
+            self.assertIsNotNone(final, f"call {i}: no answer to the INVITE with credentials")
+            self.assertEqual(final.status, 486, f"call {i}: a resent 407 (its ACK not matched)?"
+                                                f" {final}")
+        time.sleep(self.LISTEN_S)
+        resent = {}
+        for i, phone in enumerate(phones):
+            while True:
+                m = phone.recv(0.05)
+                if m is None:
+                    break
+                if m.is_response and m.status >= 300:
+                    resent.setdefault(i, []).append(m.status)
+        self.assertEqual(resent, {}, "final responses resent after their ACK, by call")
+        m = p.edge.metrics()
+        # Some ACKs reached another worker than their INVITE (each with odds 3 in 4) and were
+        # handed to the INVITE's.
+        self.assertGreater(m.get("evosip_edge_handoffs_total"), 0)
+        self.assertAlive(p.edge)
+        self.assertAlive(p.router)
 
 
 if __name__ == "__main__":
