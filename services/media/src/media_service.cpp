@@ -378,6 +378,8 @@ void MediaService::Impl::restore(SessionRecord record, const std::string& owner)
     auto ok = relays[w]->restore(record, owner);
     if (ok) {
       state->counters().restored.fetch_add(1, std::memory_order_relaxed);
+    } else if (ok.error().code == Errc::kNotFound) {
+      logger->info("call {}: not restored: {}", record.callId, ok.error().message);
     } else {
       state->counters().restoreErrors.fetch_add(1, std::memory_order_relaxed);
       logger->warn("call {}: not restored from relay {}: {}", record.callId,

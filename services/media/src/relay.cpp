@@ -144,6 +144,9 @@ bencode::Value Relay::remove(const bencode::Value& body) {
     fatal = fatal || normalizeFlag(f) == "fatal";
   }
   auto it = calls_.find(callId);
+  if (it == calls_.end()) {
+    noteDeletedUnknown(callId);
+  }
   if (it == calls_.end() || !tagsMatch(*it->second, body)) {
     if (fatal) {
       return bencode::ngError("Call-ID not found or tags didn't match");
@@ -157,6 +160,30 @@ bencode::Value Relay::remove(const bencode::Value& body) {
   unpublish(*it->second);
   deleteCall(callId);
   return reply;
+}
+
+void Relay::noteDeletedUnknown(const std::string& callId) {
+  const int64_t now = nowNs();
+  expireDeletedUnknown(now);
+  while (deletedUnknown_.size() >= kDeletedKept && !deletedOrder_.empty()) {
+    auto oldest = deletedUnknown_.find(deletedOrder_.front().second);
+    if (oldest != deletedUnknown_.end() && oldest->second == deletedOrder_.front().first) {
+      deletedUnknown_.erase(oldest);
+    }
+    deletedOrder_.pop_front();
+  }
+  deletedUnknown_[callId] = now;
+  deletedOrder_.emplace_back(now, callId);
+}
+
+void Relay::expireDeletedUnknown(int64_t now) {
+  while (!deletedOrder_.empty() && now - deletedOrder_.front().first >= kDeletedKeepNs) {
+    auto it = deletedUnknown_.find(deletedOrder_.front().second);
+    if (it != deletedUnknown_.end() && it->second == deletedOrder_.front().first) {
+      deletedUnknown_.erase(it);
+    }
+    deletedOrder_.pop_front();
+  }
 }
 
 bencode::Value Relay::query(const bencode::Value& body) {
@@ -351,6 +378,7 @@ void Relay::onTick() {
   if (sessionSink_) {
     publishLatchChanges();
   }
+  expireDeletedUnknown(nowNs());
   if (settings_.timeoutS == 0) {
     return;
   }

@@ -111,6 +111,13 @@ Result<void> Relay::restore(const SessionRecord& r, const std::string& owner) {
   if (calls_.count(r.callId) != 0) {
     return makeError(Errc::kInvalid, "call " + r.callId + " is already here");
   }
+  if (auto deleted = deletedUnknown_.find(r.callId); deleted != deletedUnknown_.end()) {
+    deletedUnknown_.erase(deleted);
+    if (sessionSink_) {
+      sessionSink_(r.callId, owner, std::string());
+    }
+    return makeError(Errc::kNotFound, "call " + r.callId + " was deleted before it was restored");
+  }
   auto bind = Endpoint::parse(r.bind, 0);
   if (!bind || bind->isV6() != bindAddress_.isV6()) {
     return makeError(Errc::kInvalid, "call " + r.callId + ": bind address " + r.bind +

@@ -245,19 +245,58 @@ void Router::onAnswerReply(TransactionId client, std::string text,
 
 void Router::deleteMedia(const std::string& relayUri, const std::string& callId,
                          const std::string& fromTag) {
-  auto relay = relayEndpoint(relayUri);
+  sendDelete(MediaDelete{
+      relayUri, callId, fromTag, clock_.now() + shared_.settings().mediaDeleteRetry, {}});
+}
+
+void Router::sendDelete(MediaDelete d) {
+  auto relay = relayEndpoint(d.relayUri);
   if (!relay) {
     RouterCounters::bump(counters_.mediaFailures);
     return;
   }
   bencode::Value cmd = bencode::Value::makeDict();
-  cmd.set("command", "delete").set("call-id", callId).set("from-tag", fromTag);
-  ng_.request(*relay, cmd, [this, alive = std::weak_ptr<char>(alive_)](Result<bencode::Value> r) {
-    if (alive.expired()) {
-      return;
-    }
-    RouterCounters::bump(r ? counters_.mediaDeletes : counters_.mediaFailures);
-  });
+  cmd.set("command", "delete").set("call-id", d.callId).set("from-tag", d.fromTag);
+  ng_.request(*relay, cmd,
+              [this, d = std::move(d),
+               alive = std::weak_ptr<char>(alive_)](Result<bencode::Value> r) mutable {
+                if (!alive.expired()) {
+                  onDeleteReply(std::move(d), r);
+                }
+              });
+}
+
+// A relay that answers nothing may be restarting, or its address being taken over by a peer:
+// either restores the call from the store and serves it at the same ng address. The delete is
+// sent there again until it is answered, or router.media.delete_retry_s passed, so that the
+// call ended meanwhile does not come back and hold its ports until the relay's idle timeout.
+void Router::onDeleteReply(MediaDelete d, const Result<bencode::Value>& r) {
+  if (r) {
+    RouterCounters::bump(counters_.mediaDeletes);
+    return;
+  }
+  RouterCounters::bump(counters_.mediaFailures);
+  const auto now = clock_.now();
+  if (!relaySilent(r.error()) || now >= d.giveUpAt) {
+    return;
+  }
+  if (deleteRetries_.size() >= kMaxDeleteRetries) {
+    log::get("router")->warn("call {}: media relay {} answers no delete: not retried ({} wait)",
+                             d.callId, d.relayUri, deleteRetries_.size());
+    return;
+  }
+  d.dueAt = now + shared_.settings().mediaDeleteRetryEvery;
+  deleteRetries_.push_back(std::move(d));
+}
+
+void Router::retryDeletes(runtime::Clock::time_point now) {
+  while (!deleteRetries_.empty() && deleteRetries_.front().dueAt <= now) {
+    MediaDelete d = std::move(deleteRetries_.front());
+    deleteRetries_.pop_front();
+    RouterCounters::bump(counters_.mediaDeleteRetries);
+    sendDelete(std::move(d));
+  }
+  counters_.mediaDeletesWaiting.store(deleteRetries_.size(), std::memory_order_relaxed);
 }
 
 }  // namespace evosip::router

@@ -68,6 +68,7 @@ void Router::onTick() {
   const auto now = clock_.now();
   proxy_.onTick(now);
   sweepParked(now);
+  retryDeletes(now);
   // Finished calls are kept 32 s for retransmitted 2xx: swept once a second, not every tick.
   // So are requests to apps answered before they were forwarded (no relay, say).
   if (now >= nextMediaSweep_) {

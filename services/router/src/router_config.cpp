@@ -133,6 +133,8 @@ void readTargets(config::Document& doc, RouterConfig& c) {
   r.ng.timeout = std::chrono::milliseconds(doc.getInt("router.media.timeout_ms", 1000, 50, 30000));
   r.ng.retries = static_cast<int>(doc.getInt("router.media.retries", 2, 0, 10));
   r.relayHoldDown = std::chrono::seconds(doc.getInt("router.media.hold_down_s", 10, 0, 3600));
+  r.mediaDeleteRetry =
+      std::chrono::seconds(doc.getInt("router.media.delete_retry_s", 60, 0, 86400));
   r.appTimeout = std::chrono::milliseconds(doc.getInt("router.app_timeout_ms", 2000, 0, 60000));
   r.appHoldDown = std::chrono::seconds(doc.getInt("router.app_hold_down_s", 10, 0, 3600));
 }

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -152,7 +153,9 @@ class Relay {
   SessionRecord snapshot(const std::string& callId) const;
   // Serves a call from its stored form (another relay's, `owner`): its sockets are bound to the
   // record's address and ports (IP_FREEBIND), its legs latched as recorded. Refused when the
-  // Call-ID is already here or a socket cannot be bound.
+  // Call-ID is already here or a socket cannot be bound; refused with kNotFound, and its record
+  // removed, when a delete for it came before it was restored (a router's delete that reached
+  // the address while the restore was under way).
   Result<void> restore(const SessionRecord& record, const std::string& owner);
 
   // media.state.fence: while fenced, received packets are dropped (counted as "fenced") before
@@ -259,6 +262,14 @@ class Relay {
   RelayCounters counters_;
   std::unordered_map<std::string, std::unique_ptr<Call>> calls_;
   SessionSink sessionSink_;
+  // Call-IDs of deletes that found no call, kept kDeletedKeepNs (at most kDeletedKept, the oldest
+  // going first): a restore that comes after its call's delete does not bring the call back.
+  std::unordered_map<std::string, int64_t> deletedUnknown_;  // Call-ID -> when (nowNs)
+  std::deque<std::pair<int64_t, std::string>> deletedOrder_;
+  static constexpr size_t kDeletedKept = 1024;
+  static constexpr int64_t kDeletedKeepNs = int64_t{30} * 1000 * 1000 * 1000;
+  void noteDeletedUnknown(const std::string& callId);
+  void expireDeletedUnknown(int64_t now);
 
   // Packet buffers, reused for every batch (no allocation on the packet path).
   static constexpr size_t kBatch = 32;

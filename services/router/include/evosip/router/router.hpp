@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,12 @@ struct RouterSettings {
   // A relay that is silent or refuses new sessions (drain, session limit) is left out of new
   // calls this long; the call's offer goes to the next relay in its rendezvous order.
   std::chrono::milliseconds relayHoldDown{10000};
+  // A delete no relay answered (the relay is down: restarting, or its address being taken over)
+  // is sent again every mediaDeleteRetryEvery until one answers, for this long at most (0: never
+  // again). A relay that comes back restores its calls from the store: without the retry, a call
+  // that ended meanwhile would be back until the relay's idle timeout.
+  std::chrono::seconds mediaDeleteRetry{60};
+  std::chrono::milliseconds mediaDeleteRetryEvery{1000};
   // An app that answers nothing (not even a 100) this long after a request is left for the
   // next app in the call's rendezvous order, as is one that answers 503; it is then held out of
   // new calls for appHoldDown (a silent app only when it answered nothing else meanwhile).
@@ -171,6 +178,8 @@ std::string_view rejectionName(Rejection r);
   COUNTER(mediaAnswers, "evosip_router_media_commands_total", "", "command=answer,result=ok")     \
   COUNTER(mediaDeletes, "evosip_router_media_commands_total", "", "command=delete,result=ok")     \
   COUNTER(mediaFailures, "evosip_router_media_commands_total", "", "command=any,result=failed")   \
+  COUNTER(mediaDeleteRetries, "evosip_router_media_commands_total", "",                           \
+          "command=delete,result=retried")                                                        \
   COUNTER_ARRAY(authFailures, auth::kVerifyResultCount, "evosip_router_auth_failures_total",      \
                 "Credentials refused, by reason", "reason", verifyResultLabel)                    \
   COUNTER(serviceUnauthenticated, "evosip_router_service_refused_total",                          \
@@ -203,6 +212,10 @@ std::string_view rejectionName(Rejection r);
   GAUGE(proxyContexts, "evosip_router_transactions", "", "kind=proxy")                            \
   GAUGE(transactionBytes, "evosip_router_transaction_bytes",                                      \
         "Bytes held by RFC 3261 transactions (router.max_transaction_bytes per worker)", "")      \
+  GAUGE(mediaDeletesWaiting, "evosip_router_media_deletes_waiting",                               \
+        "Deletes a silent relay left unanswered, waiting to be sent again "                       \
+        "(router.media.delete_retry_s)",                                                          \
+        "")                                                                                       \
   GAUGE(dnsParked, "evosip_router_dns_parked",                                                    \
         "Requests waiting for the DNS answer of their next hop (dns.max_parked per worker)", "")
 
@@ -435,6 +448,15 @@ class Router final : public transaction::ProxyUser {
                      std::optional<store::DialogRecord> rec, const Result<bencode::Value>& reply);
   void deleteMedia(const std::string& relayUri, const std::string& callId,
                    const std::string& fromTag);
+  // A delete and how long it may still be retried.
+  struct MediaDelete {
+    std::string relayUri, callId, fromTag;
+    runtime::Clock::time_point giveUpAt;
+    runtime::Clock::time_point dueAt;  // its next attempt (while it waits in deleteRetries_)
+  };
+  void sendDelete(MediaDelete d);
+  void onDeleteReply(MediaDelete d, const Result<bencode::Value>& reply);
+  void retryDeletes(runtime::Clock::time_point now);
 
   RouterShared& shared_;
   boost::asio::io_context& io_;
@@ -458,6 +480,10 @@ class Router final : public transaction::ProxyUser {
   std::unordered_map<std::string, MediaCall> mediaCalls_;
   std::unordered_map<uint64_t, std::string> mediaByServer_;  // server transaction -> Call-ID
   runtime::Clock::time_point nextMediaSweep_{};
+  // Deletes a silent relay left unanswered, due in order (one interval for all), at most
+  // kMaxDeleteRetries per worker: only calls this platform anchored get there.
+  std::deque<MediaDelete> deleteRetries_;
+  static constexpr size_t kMaxDeleteRetries = 4096;
   // Early dialogs by Call-ID, and the INVITE server transaction they belong to.
   struct EarlyDialogs {
     uint64_t server = 0;
