@@ -13,6 +13,10 @@ keep their calls in a real Redis. Two phones send RTP both ways every 20 ms thro
 - relay-a cut from Redis (a TCP proxy that drops every byte): it fences itself and closes its
   sockets, so relay-b, on the same host, binds relay-a's address and ports and relays the calls;
   healed, relay-a finds its address held and drops the calls.
+- A call through edge -> router -> relay whose BYE comes while the relay is SIGKILLed: the
+  router's delete goes unanswered; the relay back within its lease must not keep the call (the
+  router sends the delete again until it is answered): it is gone from `media.list`, its record
+  from Redis and its ports are free.
 """
 
 import os
@@ -20,9 +24,13 @@ import signal
 import time
 import unittest
 
-from harness import HOST, Process, free_port, rpc, scrape, wait_http_ok, wait_until, write_yaml
+import test_media_kamailio as km
+from harness import (HOST, Process, RouterTestCase, create_subscribers, free_port, make_users,
+                     port_bound, require_role, rpc, scrape, start_redis, wait_http_ok, wait_until,
+                     write_yaml)
 from test_media_takeover import A_ADDR, B_ADDR, Stream, TwoRelays
 from test_media_takeover_fence import CuttableTcpProxy
+from test_router_media import Call, Phone, sdp_for, sdp_media
 
 TTL_MS = 3000  # heartbeat_ttl_ms: a restart on a loaded machine fits in it
 
@@ -203,6 +211,78 @@ class RelayRestart(TwoRelays):
             self.assertEqual(f.duplicates(), 0, "each packet relayed once")
         self.assertEqual(sorted(rpc(url_b + "/rpc", "media.list")["calls"]),
                          ["call-0", "call-1"])
+
+
+class RelayRestartAfterABye(RouterTestCase):
+    """A call's BYE while its relay is down, the relay back within its lease."""
+
+    def endpoint(self, name: str) -> km.RtpEndpoint:  # for test_router_media.Phone
+        ep = km.RtpEndpoint(name, free_port())
+        self.cleanup.callbacks.append(ep.close)
+        return ep
+
+    def start_relay(self, ng_port: int, port_min: int):
+        control = free_port()
+        cfg = {
+            "media": {"ng_listen": f"{HOST}:{ng_port}", "address": HOST, "port_min": port_min,
+                      "port_max": port_min + 199, "timeout_s": 60, "max_sessions": 0,
+                      "instance_id": "relay-r",
+                      "state": {"enabled": True, "heartbeat_ttl_ms": TTL_MS}},
+            "store": {"backend": "redis", "redis": {"host": HOST, "port": self.redis.port}},
+            "control": {"listen": f"{HOST}:{control}"}, "workers": 2, "log": {"level": "info"}}
+        path = write_yaml(os.path.join(self.tmp, f"relay-{control}.yaml"), cfg)
+        proc = self.cleanup.add(Process(f"relay-{control}",
+                                        [require_role("media"), "media", "--config", path],
+                                        self.tmp))
+        url = f"http://{HOST}:{control}"
+        wait_http_ok(url + "/readyz", timeout=15, proc=proc)
+        return proc, url
+
+    def test_a_call_ended_while_its_relay_was_down_is_not_restored(self):
+        self.redis = start_redis(self.tmp, self.cleanup)
+        ng_port, base = free_port(), 20000 + (free_port() % 100) * 400
+        relay, url = self.start_relay(ng_port, base)
+        # The router gives a silent relay 2 x 300 ms per command.
+        p = self.platform(router_overrides={"router": {"media": {
+            "mode": "always", "relays": [f"udp:{HOST}:{ng_port}"], "timeout_ms": 300,
+            "retries": 1}}})
+        users = make_users(2, prefix="relaybye")
+        create_subscribers(p.api, users)
+        alice, bob = Phone(self, p.edge.addr, *users[0]), Phone(self, p.edge.addr, *users[1])
+        bob.register()
+        call = Call(alice, bob.uri)
+        call.invite()
+        invite = bob.next_request("INVITE")
+        tag = os.urandom(4).hex()
+        bob.reply(invite, 200, "OK", tag, sdp_for(bob.rtp.port, "bob"))
+        answered = call.final()
+        self.assertEqual(answered.status, 200, str(answered))
+        ports = [sdp_media(invite.body)[1], sdp_media(answered.body)[1]]
+        self.assertTrue(all(base <= port < base + 200 for port in ports), ports)
+        self.assertEqual(rpc(url + "/rpc", "media.list")["calls"], [call.call_id])
+        wait_until(lambda: self.redis.keys("*sess:relay-r:*"), 3, "the call's record in redis")
+
+        def failed_commands() -> float:
+            return sum(v for lbl, v in p.router.metrics().series(
+                "evosip_router_media_commands_total") if lbl.get("result") == "failed")
+
+        killed_at = time.monotonic()
+        relay.send_signal(signal.SIGKILL)
+        relay.wait(5)
+        self.assertEqual(call.bye(bob).status, 200)
+        wait_until(lambda: failed_commands() >= 1, 5, "the router's delete unanswered")
+        relay, url = self.start_relay(ng_port, base)
+        ready_at = time.monotonic()
+        self.assertLess(ready_at - killed_at, TTL_MS / 1000, "back within the lease")
+        wait_until(lambda: rpc(url + "/rpc", "media.list")["calls"] == [], 5,
+                   "the call ended while the relay was down gone from it", proc=relay)
+        gone_at = time.monotonic()
+        self.assertEqual(self.redis.keys("*sess:relay-r:*"), [], "its record left in redis")
+        for port in ports:
+            self.assertFalse(port_bound(port, "udp"), f"relay port {port} still bound")
+        print(f"\nrelay SIGKILLed, BYE meanwhile, relay ready {ready_at - killed_at:.2f} s "
+              f"after the kill: the call gone {gone_at - ready_at:.2f} s after it was ready")
+        self.assertTrue(relay.alive())
 
 
 if __name__ == "__main__":
