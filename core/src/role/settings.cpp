@@ -87,6 +87,14 @@ CommonSettings readCommon(config::Document& doc, const std::vector<std::string>&
       static_cast<size_t>(doc.getInt("sip.tcp.max_connections_per_ip", 32, 0, 1000000));
   s.tcpIdleTimeoutS = static_cast<int>(doc.getInt("sip.tcp.idle_timeout_s", 300, 1, 86400));
   s.tcpMessageTimeoutS = static_cast<int>(doc.getInt("sip.tcp.message_timeout_s", 10, 1, 3600));
+  s.tcpConnectTimeoutMs =
+      static_cast<int>(doc.getInt("sip.tcp.connect_timeout_ms", 3000, 100, 60000));
+  s.maxOutboundPerWorker =
+      static_cast<size_t>(doc.getInt("sip.tcp.max_outbound_connections", 256, 0, 100000));
+  s.maxOutboundPerRemote =
+      static_cast<size_t>(doc.getInt("sip.tcp.max_outbound_per_remote", 64, 0, 100000));
+  s.tcpConnectQueue =
+      static_cast<size_t>(doc.getInt("sip.tcp.connect_queue_bytes", 65536, 1024, 16 << 20));
   s.freeBind = doc.getBool("sip.free_bind", false);
   const std::string scheduling = doc.getString("worker_scheduling", defaultScheduling);
   if (scheduling != "batch" && scheduling != "normal") {
@@ -117,6 +125,10 @@ transport::TransportSettings transportSettings(const CommonSettings& s) {
   t.tcpIdleTimeout = std::chrono::seconds(s.tcpIdleTimeoutS);
   t.tcpMessageTimeout = std::chrono::seconds(s.tcpMessageTimeoutS);
   t.freeBind = s.freeBind;
+  t.tcpConnectTimeout = std::chrono::milliseconds(s.tcpConnectTimeoutMs);
+  t.maxOutboundPerWorker = s.maxOutboundPerWorker;
+  t.maxOutboundPerRemote = s.maxOutboundPerRemote;
+  t.tcpConnectQueue = s.tcpConnectQueue;
   return t;
 }
 

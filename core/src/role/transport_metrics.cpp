@@ -15,7 +15,8 @@ void exportTransportMetrics(metrics::Registry& registry, const transport::SipTra
   auto& open = registry.gaugeFamily("evosip_sip_tcp_connections", "Open TCP connections");
   struct Mirrors {
     metrics::CounterMirror udpIn, udpOut, tcpIn, tcpOut, udpSendErr, udpOversize, tcpLimit, tcpIdle,
-        tcpMisframed, tcpOversize, tcpNoConn, tcpAccepted, tcpKeepAlive, tcpPerIp, tcpSlow;
+        tcpMisframed, tcpOversize, tcpNoConn, tcpAccepted, tcpKeepAlive, tcpPerIp, tcpSlow,
+        tcpConnected, tcpConnectFailed, tcpOutboundLimit, tcpConnectQueueFull;
   };
   auto m = std::make_shared<Mirrors>(Mirrors{
       metrics::CounterMirror(received.Add({{"transport", "udp"}})),
@@ -38,9 +39,22 @@ void exportTransportMetrics(metrics::Registry& registry, const transport::SipTra
                                  .Add({})),
       metrics::CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "per_ip_limit"}})),
       metrics::CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "message_timeout"}})),
+      metrics::CounterMirror(registry
+                                 .counterFamily("evosip_sip_tcp_connected_total",
+                                                "TCP connections opened to send (connects that "
+                                                "succeeded)")
+                                 .Add({})),
+      metrics::CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "connect_failed"}})),
+      metrics::CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "outbound_limit"}})),
+      metrics::CounterMirror(errors.Add({{"transport", "tcp"}, {"reason", "connect_queue_full"}})),
   });
   auto& openGauge = open.Add({});
-  registry.addCollectHook([m, &transport, &openGauge] {
+  auto& outboundGauge =
+      registry
+          .gaugeFamily("evosip_sip_tcp_outbound_connections",
+                       "TCP connections this process opened to send, connecting or up")
+          .Add({});
+  registry.addCollectHook([m, &transport, &openGauge, &outboundGauge] {
     const auto& s = transport.stats();
     m->udpIn.set(static_cast<double>(s.udpReceived.load()));
     m->udpOut.set(static_cast<double>(s.udpSent.load()));
@@ -57,7 +71,12 @@ void exportTransportMetrics(metrics::Registry& registry, const transport::SipTra
     m->tcpKeepAlive.set(static_cast<double>(s.tcpKeepAlives.load()));
     m->tcpPerIp.set(static_cast<double>(s.tcpRejectedPerIp.load()));
     m->tcpSlow.set(static_cast<double>(s.tcpClosedMessageTimeout.load()));
+    m->tcpConnected.set(static_cast<double>(s.tcpConnected.load()));
+    m->tcpConnectFailed.set(static_cast<double>(s.tcpConnectFailed.load()));
+    m->tcpOutboundLimit.set(static_cast<double>(s.tcpOutboundRejectedLimit.load()));
+    m->tcpConnectQueueFull.set(static_cast<double>(s.tcpConnectQueueFull.load()));
     openGauge.Set(static_cast<double>(s.tcpOpen.load()));
+    outboundGauge.Set(static_cast<double>(s.tcpOutboundOpen.load()));
   });
 }
 

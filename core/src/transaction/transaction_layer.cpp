@@ -490,6 +490,10 @@ Result<TransactionId> TransactionLayer::sendRequest(std::string request, const D
   }
   ct.indexKey_ = hash64(ct.branch_);
   clientIndex_.emplace(ct.indexKey_, ct.id_.value);
+  if (ct.reliable_ && !to.connection.valid()) {
+    ct.connectionKey_ = hash64(to.remote.str()) | 1;
+    awaitingConnection_.emplace(ct.connectionKey_, ct.id_.value);
+  }
   const TransactionId id = ct.id_;
   byId_.emplace(id.value, std::move(owned));
   account(ct);
@@ -501,6 +505,40 @@ Result<TransactionId> TransactionLayer::sendRequest(std::string request, const D
   }
   arm(ct, TimerSlot::kTimeout, 64 * settings_.timers.t1);  // Timer B / F
   return id;
+}
+
+void TransactionLayer::onTransportFailure(const Destination& to) {
+  const uint64_t key = hash64(to.remote.str()) | 1;
+  std::vector<uint64_t> failed;
+  auto [it, end] = awaitingConnection_.equal_range(key);
+  for (; it != end; ++it) {
+    failed.push_back(it->second);
+  }
+  for (uint64_t id : failed) {
+    Transaction* t = find(id);
+    if (t == nullptr || !isClientKind(t->kind_)) {
+      continue;
+    }
+    auto& ct = static_cast<ClientTransaction&>(*t);
+    const bool unanswered = ct.state_ == State::kCalling || ct.state_ == State::kTrying;
+    if (!unanswered || ct.destination_.protocol != to.protocol ||
+        ct.destination_.remote != to.remote) {
+      continue;
+    }
+    ++stats_.transportErrors;
+    terminate(ct);
+    user_.onClientError(TransactionId{id}, TransactionError::kTransport);
+  }
+}
+
+void TransactionLayer::forgetAwaitingConnection(const ClientTransaction& ct) {
+  auto [it, end] = awaitingConnection_.equal_range(ct.connectionKey_);
+  for (; it != end; ++it) {
+    if (it->second == ct.id_.value) {
+      awaitingConnection_.erase(it);
+      return;
+    }
+  }
 }
 
 ClientTransaction* TransactionLayer::matchClient(std::string_view branch, sip::Method method,
@@ -749,6 +787,9 @@ void TransactionLayer::terminate(Transaction& t) {
       index.erase(it);
       break;
     }
+  }
+  if (isClient && static_cast<ClientTransaction&>(t).connectionKey_ != 0) {
+    forgetAwaitingConnection(static_cast<ClientTransaction&>(t));
   }
   (isClient ? clientCount_ : serverCount_)--;
   bytes_ -= t.accounted_;

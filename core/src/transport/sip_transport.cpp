@@ -25,8 +25,9 @@ void SipTransport::start() {
   }
   m.workers.reserve(m.pool.size());
   for (size_t i = 0; i < m.pool.size(); ++i) {
-    m.workers.push_back(std::make_shared<WorkerState>(m.handler, m.stats, m.pool.at(i), m.settings,
-                                                      m.connectionsPerIp));
+    m.workers.push_back(std::make_shared<WorkerState>(m.handler, m.sendFailure, m.stats,
+                                                      m.pool.at(i), m.settings, m.connectionsPerIp,
+                                                      m.outboundPerIp));
   }
   bool egressFamily[2] = {false, false};
   for (const ListenSpec& spec : m.settings.listen) {
@@ -59,6 +60,13 @@ void SipTransport::start() {
       }
     });
   }
+}
+
+void SipTransport::onSendFailure(SendFailureHandler handler) {
+  if (impl_->started.load() || impl_->stopped) {
+    throw std::logic_error("SipTransport::onSendFailure() after start()");
+  }
+  impl_->sendFailure = std::move(handler);
 }
 
 void SipTransport::stop() {
@@ -155,9 +163,11 @@ bool SipTransport::send(const Destination& to, std::string_view data) {
     });
     return true;
   }
-  if (to.protocol != Protocol::kTcp || !to.connection.valid() ||
-      to.connection.worker >= m.workers.size()) {
-    // No outbound connections yet, and no TLS/WS transport in this build.
+  if (to.protocol == Protocol::kTcp && !to.connection.valid()) {
+    return m.sendTcpTo(self, to.remote, data);
+  }
+  if (to.protocol != Protocol::kTcp || to.connection.worker >= m.workers.size()) {
+    // No TLS/WS transport in this build.
     m.stats.tcpSendNoConnection.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -168,6 +178,21 @@ bool SipTransport::send(const Destination& to, std::string_view data) {
   asio::post(owner->worker.io(), [w = owner, seq = to.connection.seq, bytes = std::string(data)] {
     if (!w->stopped) {
       w->sendTcp(seq, bytes);
+    }
+  });
+  return true;
+}
+
+bool SipTransport::Impl::sendTcpTo(WorkerState* self, const Endpoint& remote,
+                                   std::string_view data) {
+  if (self != nullptr) {
+    return self->sendTcpTo(remote, data);
+  }
+  // Not on a worker: the worker of the remote address, so that such sends share a connection.
+  auto w = workers[EndpointHash()(remote) % workers.size()];
+  asio::post(w->worker.io(), [w, remote, bytes = std::string(data)] {
+    if (!w->stopped) {
+      w->sendTcpTo(remote, bytes);
     }
   });
   return true;

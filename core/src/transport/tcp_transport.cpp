@@ -1,6 +1,6 @@
 // SIP over TCP: one SO_REUSEPORT acceptor per worker; a connection is owned by the worker that
-// accepted it and lives through reads, a write queue, idle and message timers and a linger after
-// a final error reply.
+// accepted it (or opened it: tcp_connect.cpp) and lives through reads, a write queue, idle and
+// message timers and a linger after a final error reply.
 
 #include <algorithm>
 #include <cstring>
@@ -67,12 +67,7 @@ void WorkerState::onAccepted(TcpListener& l, tcp::socket socket) {
   stats.tcpAccepted.fetch_add(1, std::memory_order_relaxed);
   socket.set_option(tcp::no_delay(true), ec);
 
-  uint32_t seq = nextSeq;
-  while (seq == 0 || connections.count(seq) != 0) {
-    ++seq;
-  }
-  nextSeq = seq + 1;
-
+  const uint32_t seq = newSeq();
   auto c = std::make_shared<TcpConnection>(*this, std::move(socket));
   c->source = Source{Protocol::kTcp, Endpoint{remote.address(), remote.port()}, l.local,
                      ConnectionId{static_cast<uint32_t>(worker.index()), seq}};
@@ -80,8 +75,18 @@ void WorkerState::onAccepted(TcpListener& l, tcp::socket socket) {
   c->buffer = std::make_unique_for_overwrite<char[]>(c->capacity);
   c->lastRead = steady_clock::now();
   connections.emplace(seq, c);
+  byRemote[c->source.remote] = seq;
   armTimer(c, c->lastRead + settings.tcpIdleTimeout);
   armRead(c);
+}
+
+uint32_t WorkerState::newSeq() {
+  uint32_t seq = nextSeq;
+  while (seq == 0 || connections.count(seq) != 0) {
+    ++seq;
+  }
+  nextSeq = seq + 1;
+  return seq;
 }
 
 void WorkerState::armRead(const std::shared_ptr<TcpConnection>& c) {
@@ -127,6 +132,10 @@ void WorkerState::armTimer(const std::shared_ptr<TcpConnection>& c, steady_clock
 }
 
 void WorkerState::onTimer(const std::shared_ptr<TcpConnection>& c) {
+  if (c->connecting) {
+    failConnect(c);  // the only deadline armed while connecting: the connect's
+    return;
+  }
   auto now = steady_clock::now();
   if (c->lingering) {
     if (now >= c->lingerUntil) {
@@ -152,6 +161,16 @@ void WorkerState::onTimer(const std::shared_ptr<TcpConnection>& c) {
 bool WorkerState::queueWrite(const std::shared_ptr<TcpConnection>& c, std::string_view data) {
   if (c->closed || c->lingering) {
     return false;
+  }
+  if (c->connecting) {
+    // Held until the connection is up; a sender that outruns the connect is refused, not the
+    // messages already queued.
+    if (c->pending.size() + data.size() > settings.tcpConnectQueue) {
+      stats.tcpConnectQueueFull.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    c->pending.append(data);
+    return true;
   }
   if (c->pending.size() + data.size() > settings.tcpMaxWriteQueue) {
     stats.tcpClosedWriteOverflow.fetch_add(1, std::memory_order_relaxed);
@@ -224,8 +243,18 @@ void WorkerState::closeConnection(std::shared_ptr<TcpConnection> c) {
   boost::system::error_code ec;
   c->socket.close(ec);
   c->timer.cancel();
-  connections.erase(c->source.connection.seq);
-  connectionsPerIp.remove(c->source.remote.ip);
+  const uint32_t seq = c->source.connection.seq;
+  connections.erase(seq);
+  if (auto it = byRemote.find(c->source.remote); it != byRemote.end() && it->second == seq) {
+    byRemote.erase(it);
+  }
+  if (c->outbound) {
+    --outboundOpen;
+    outboundPerIp.remove(c->source.remote.ip);
+    stats.tcpOutboundOpen.fetch_sub(1, std::memory_order_relaxed);
+  } else {
+    connectionsPerIp.remove(c->source.remote.ip);
+  }
   stats.tcpOpen.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -27,8 +27,10 @@ struct SipTransport::Impl {
   runtime::WorkerPool& pool;
   TransportSettings settings;
   Handler handler;
+  SendFailureHandler sendFailure;
   TransportStats stats;
   ConnectionsPerIp connectionsPerIp;
+  ConnectionsPerIp outboundPerIp;
   std::vector<ListenSpec> bound;
   std::vector<std::shared_ptr<WorkerState>> workers;  // never shrinks after start()
   // Egress sockets by index (worker * egressPerWorker + k) and family (v4, v6); fixed after
@@ -57,6 +59,8 @@ struct SipTransport::Impl {
   void bindUdp(const ListenSpec& spec);
   void bindEgress(const ListenSpec& spec);
   void bindTcp(const ListenSpec& spec);
+  // A TCP send without a connection id (WorkerState::sendTcpTo), from any thread.
+  bool sendTcpTo(WorkerState* self, const Endpoint& remote, std::string_view data);
   // The fd a UDP send uses: -1 for the listen socket, else the egress socket's (-2: none).
   int egressFd(const Destination& to) const {
     if (to.egress < 0) {

@@ -5,9 +5,16 @@
 
 namespace evosip::transport {
 
-WorkerState::WorkerState(const SipTransport::Handler& h, TransportStats& st, runtime::Worker& w,
-                         const TransportSettings& s, ConnectionsPerIp& perIp)
-    : handler(h), stats(st), settings(s), connectionsPerIp(perIp), worker(w) {
+WorkerState::WorkerState(const SipTransport::Handler& h, const SipTransport::SendFailureHandler& f,
+                         TransportStats& st, runtime::Worker& w, const TransportSettings& s,
+                         ConnectionsPerIp& perIp, ConnectionsPerIp& outboundPerIp)
+    : handler(h),
+      sendFailure(f),
+      stats(st),
+      settings(s),
+      connectionsPerIp(perIp),
+      outboundPerIp(outboundPerIp),
+      worker(w) {
   allocateUdpBatches();
 }
 

@@ -54,6 +54,12 @@ struct TcpListener {
   bool closed = false;
 };
 
+struct EndpointHash {
+  size_t operator()(const Endpoint& e) const {
+    return std::hash<asio::ip::address>()(e.ip) * 31 + e.port;
+  }
+};
+
 struct TcpConnection {
   TcpConnection(WorkerState& o, tcp::socket s)
       : owner(&o), socket(std::move(s)), timer(socket.get_executor()) {}
@@ -70,7 +76,9 @@ struct TcpConnection {
   bool closing = false;    // a final reply is queued; read nothing more
   bool lingering = false;  // the reply is out; draining the peer until EOF or lingerUntil
   bool closed = false;
-  bool partial = false;  // bytes of an incomplete message are buffered, since partialSince
+  bool outbound = false;    // opened by this worker to send (counted in its outbound bound)
+  bool connecting = false;  // outbound, not up yet: `pending` waits, the timer is the connect's
+  bool partial = false;     // bytes of an incomplete message are buffered, since partialSince
   steady_clock::time_point lastRead;
   steady_clock::time_point partialSince;
   steady_clock::time_point timerAt;  // when the armed timer fires
@@ -80,13 +88,16 @@ struct TcpConnection {
 // Everything one worker owns. Touched only on that worker's thread (or by start()/stop() while
 // no thread runs the worker).
 struct WorkerState {
-  WorkerState(const SipTransport::Handler& h, TransportStats& st, runtime::Worker& w,
-              const TransportSettings& s, ConnectionsPerIp& perIp);
+  WorkerState(const SipTransport::Handler& h, const SipTransport::SendFailureHandler& f,
+              TransportStats& st, runtime::Worker& w, const TransportSettings& s,
+              ConnectionsPerIp& perIp, ConnectionsPerIp& outboundPerIp);
 
-  const SipTransport::Handler& handler;  // these four are valid while !stopped
+  const SipTransport::Handler& handler;  // these six are valid while !stopped
+  const SipTransport::SendFailureHandler& sendFailure;
   TransportStats& stats;
   const TransportSettings& settings;
-  ConnectionsPerIp& connectionsPerIp;
+  ConnectionsPerIp& connectionsPerIp;  // accepted connections by source address
+  ConnectionsPerIp& outboundPerIp;     // opened connections by remote address
   runtime::Worker& worker;
   bool stopped = false;
 
@@ -97,6 +108,10 @@ struct WorkerState {
   UdpSocket* udpByFamily[2] = {nullptr, nullptr};  // first socket of each family: v4, v6
   std::vector<std::shared_ptr<TcpListener>> tcp;
   std::unordered_map<uint32_t, std::shared_ptr<TcpConnection>> connections;
+  // The connection a send without a connection id uses for a remote address: accepted from it
+  // or opened to it by this worker.
+  std::unordered_map<Endpoint, uint32_t, EndpointHash> byRemote;
+  size_t outboundOpen = 0;  // connections this worker opened, connecting or up
   uint32_t nextSeq = 1;
 
   // recvmmsg batch: preallocated, reused for every socket of this worker.
@@ -159,6 +174,14 @@ struct WorkerState {
   void armLingerRead(const std::shared_ptr<TcpConnection>& c);
   void closeConnection(std::shared_ptr<TcpConnection> c);
   bool sendTcp(uint32_t seq, std::string_view data);
+  uint32_t newSeq();
+  // Outbound TCP (tcp_connect.cpp): a send to a remote address over this worker's connection to
+  // it, opened now when there is none and the bounds allow one.
+  bool sendTcpTo(const Endpoint& remote, std::string_view data);
+  std::shared_ptr<TcpConnection> openConnection(const Endpoint& remote);
+  void onConnected(const std::shared_ptr<TcpConnection>& c, const boost::system::error_code& ec);
+  // The connect failed or timed out: closed, and the sender told (SendFailureHandler).
+  void failConnect(const std::shared_ptr<TcpConnection>& c);
 
   // Shutdown, in two phases (SipTransport::stop).
   void closeAll();

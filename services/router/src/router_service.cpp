@@ -289,6 +289,12 @@ void RouterService::start() {
   d.transport = std::make_unique<transport::SipTransport>(
       d.pool, std::move(transportSettings),
       [&d](runtime::Worker& w, const transport::Packet& p) { d.onPacket(w, p); });
+  // A TCP next hop that could not be reached: the sending worker's transactions learn it.
+  d.transport->onSendFailure([&d](runtime::Worker& w, const transport::Destination& to) {
+    if (w.index() < d.routers.size()) {
+      d.routers[w.index()]->onTransportFailure(to);
+    }
+  });
   // Bound before the routers are made (they need the egress ports); nothing is received
   // before the pool starts.
   d.transport->start();

@@ -329,6 +329,55 @@ TEST_F(TransactionLayerTest, TransportErrorsReachTheUser) {
   EXPECT_EQ(user.events.back().error, TransactionError::kTransport);
 }
 
+TEST_F(TransactionLayerTest, AFailedConnectionFailsTheUnansweredTransactionsSentToIt) {
+  const Destination gw{Protocol::kTcp, ep("10.0.0.9", 5060), {}};
+  const Destination otherPort{Protocol::kTcp, ep("10.0.0.9", 5070), {}};
+  TransactionId invite = *layer->sendRequest(outgoing(), gw);
+  TransactionId options = *layer->sendRequest(outgoing("OPTIONS"), gw);
+  const std::string answeredReq = outgoing();
+  TransactionId answered = *layer->sendRequest(answeredReq, gw);
+  receive(responseTo(answeredReq, 180, "callee1"), Protocol::kTcp);
+  TransactionId elsewhere = *layer->sendRequest(outgoing(), otherPort);
+  TransactionId overUdp = start(outgoing());  // 10.0.0.9:5060 over UDP
+  TransactionId overConnection =
+      *layer->sendRequest(outgoing(), Destination{Protocol::kTcp, gw.remote, {0, 7}});
+  user.events.clear();
+
+  layer->onTransportFailure(gw);
+  EXPECT_EQ(layer->client(invite), nullptr);
+  EXPECT_EQ(layer->client(options), nullptr);
+  ASSERT_EQ(count("client_error"), 2u);
+  for (const auto& e : user.events) {
+    EXPECT_EQ(e.error, TransactionError::kTransport);
+  }
+  // A transaction with an answer (the connection was up), another port, UDP, and one sent over
+  // a given connection are not this connect's.
+  EXPECT_NE(layer->client(answered), nullptr);
+  EXPECT_NE(layer->client(elsewhere), nullptr);
+  EXPECT_NE(layer->client(overUdp), nullptr);
+  EXPECT_NE(layer->client(overConnection), nullptr);
+  EXPECT_EQ(layer->stats().transportErrors, 2u);
+
+  layer->onTransportFailure(gw);  // nothing left for it
+  EXPECT_EQ(count("client_error"), 2u);
+  layer->onTransportFailure(otherPort);
+  EXPECT_EQ(layer->client(elsewhere), nullptr);
+  EXPECT_EQ(count("client_error"), 3u);
+}
+
+TEST_F(TransactionLayerTest, AnEndedTransactionIsForgottenByItsConnection) {
+  const Destination gw{Protocol::kTcp, ep("10.0.0.9", 5060), {}};
+  for (int i = 0; i < 3; ++i) {
+    const std::string req = outgoing("OPTIONS");
+    ASSERT_TRUE(layer->sendRequest(req, gw).has_value());
+    receive(responseTo(req, 200, "x"), Protocol::kTcp);  // Timer K is zero over TCP
+  }
+  EXPECT_EQ(layer->clientCount(), 0u);
+  user.events.clear();
+  layer->onTransportFailure(gw);
+  EXPECT_EQ(count("client_error"), 0u);
+}
+
 // ---- server INVITE (17.2.1) ----
 
 TEST_F(TransactionLayerTest, ServerInviteResendsLastProvisionalOnRetransmission) {

@@ -285,8 +285,8 @@ TEST_F(TcpTransportTest, SendToAConnectionFromAnotherThread) {
   ConnectionId gone{src.connection.worker, src.connection.seq + 1000};
   EXPECT_TRUE(transport_->send(Destination{Protocol::kTcp, src.remote, gone}, note));
   EXPECT_TRUE(waitUntil([&] { return stats().tcpSendNoConnection.load() == 1; }));
-  // Stream destination without a connection: no outbound TCP.
-  EXPECT_FALSE(transport_->send(Destination{Protocol::kTcp, src.remote, {}}, note));
+  // TLS: not supported by this build.
+  EXPECT_FALSE(transport_->send(Destination{Protocol::kTls, src.remote, {}}, note));
   // A worker index out of range.
   EXPECT_FALSE(transport_->send(Destination{Protocol::kTcp, src.remote, {99, 1}}, note));
 }
@@ -305,6 +305,178 @@ TEST_F(TcpTransportTest, UnknownConnectionOnTheOwnerReturnsFalse) {
   EXPECT_FALSE(future.get());
   EXPECT_TRUE(waitUntil([&] { return stats().tcpSendNoConnection.load() == 1u; }))
       << "tcpSendNoConnection";
+}
+
+// ---- outbound connections (connect on send) ----
+
+const std::string kNote = "NOTIFY sip:gw SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+
+TEST_F(TcpTransportTest, ASendWithoutAConnectionOpensOneAndTheAnswersComeBackOverIt) {
+  start();
+  TcpListenPeer gw;
+  const Destination to{Protocol::kTcp, gw.endpoint(), {}};
+  // From a worker, twice before the connect completed: both wait for it, in order.
+  ASSERT_TRUE(onWorker(0, [&] {
+    return transport_->send(to, kNote) && transport_->send(to, "MESSAGE " + kNote.substr(7));
+  }));
+  auto conn = gw.accept();
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_EQ(conn->read(2 * kNote.size() + 1), kNote + "MESSAGE " + kNote.substr(7));
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpConnected.load() == 1u; })) << "tcpConnected";
+  EXPECT_EQ(stats().tcpOutboundOpen.load(), 1);
+  EXPECT_EQ(stats().tcpOpen.load(), 1);
+
+  // The peer's answer is read, framed and delivered with the connection, on the sender.
+  const std::string answer = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+  ASSERT_TRUE(conn->write(answer + "\r\n\r\n"));  // and a keep-alive ping
+  ASSERT_TRUE(waitUntil([&] { return receivedCount() == 1; }));
+  const Received got = received()[0];
+  EXPECT_EQ(got.data, answer);
+  EXPECT_EQ(got.worker, 0u);
+  EXPECT_EQ(got.source.protocol, Protocol::kTcp);
+  EXPECT_EQ(got.source.remote, gw.endpoint());
+  EXPECT_EQ(got.source.connection.worker, 0u);
+  EXPECT_TRUE(got.source.connection.valid());
+  EXPECT_EQ(conn->read(2), "\r\n");  // pong
+
+  // Later sends reuse it, with or without its id; no second connection.
+  ASSERT_TRUE(onWorker(0, [&] { return transport_->send(to, kNote); }));
+  ASSERT_TRUE(
+      transport_->send(Destination{Protocol::kTcp, gw.endpoint(), got.source.connection}, kNote));
+  EXPECT_EQ(conn->read(2 * kNote.size()), kNote + kNote);
+  EXPECT_FALSE(gw.accept(200ms).has_value()) << "a second connection";
+  EXPECT_EQ(stats().tcpConnected.load(), 1u);
+  EXPECT_TRUE(sendFailures().empty());
+}
+
+TEST_F(TcpTransportTest, AConnectionThePeerOpenedIsReusedForSendsToItsAddress) {
+  std::promise<Source> first;
+  bool once = true;
+  reply_ = [&](SipTransport&, const Packet& p) {
+    if (std::exchange(once, false)) {
+      first.set_value(p.source);
+    }
+  };
+  start({}, 1);
+  TcpPeer peer(boundAt(0));
+  ASSERT_TRUE(peer.write(tcpRequest("REGISTER").str()));
+  auto f = first.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  const Source src = f.get();
+  ASSERT_TRUE(onWorker(0, [&] {
+    return transport_->send(Destination{Protocol::kTcp, src.remote}, kNote);
+  }));
+  EXPECT_EQ(peer.read(kNote.size()), kNote);
+  EXPECT_EQ(stats().tcpOutboundOpen.load(), 0);
+  EXPECT_EQ(stats().tcpConnected.load(), 0u);
+}
+
+TEST_F(TcpTransportTest, ARefusedConnectIsReportedToTheSendingWorker) {
+  start();
+  Endpoint closed;
+  {
+    TcpListenPeer gone;
+    closed = gone.endpoint();
+  }  // nothing listens there any more
+  const Destination to{Protocol::kTcp, closed, {}};
+  ASSERT_TRUE(onWorker(1, [&] { return transport_->send(to, kNote); }));
+  ASSERT_TRUE(waitUntil([&] { return !sendFailures().empty(); }));
+  const auto failures = sendFailures();
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].first.protocol, Protocol::kTcp);
+  EXPECT_EQ(failures[0].first.remote, closed);
+  EXPECT_FALSE(failures[0].first.connection.valid());
+  EXPECT_EQ(failures[0].second, 1u);
+  EXPECT_EQ(stats().tcpConnectFailed.load(), 1u);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpOutboundOpen.load() == 0; }));
+  EXPECT_EQ(stats().tcpOpen.load(), 0);
+  // The next send tries again (a connection is not remembered as dead).
+  ASSERT_TRUE(onWorker(1, [&] { return transport_->send(to, kNote); }));
+  EXPECT_TRUE(waitUntil([&] { return sendFailures().size() == 2; }));
+}
+
+TEST_F(TcpTransportTest, AConnectThatHangsTimesOut) {
+  TransportSettings s;
+  s.tcpConnectTimeout = 300ms;
+  start(std::move(s));
+  // A listener whose accept queue is full: the kernel drops further SYNs, the connect hangs.
+  TcpListenPeer full("127.0.0.1", 0);
+  std::vector<Fd> fillers;  // non-blocking: a blocking connect would hang here too
+  for (int i = 0; i < 3; ++i) {
+    fillers.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    sockaddr_storage ss;
+    socklen_t len = toSockaddr(full.endpoint(), ss);
+    ::connect(fillers.back().get(), reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  std::this_thread::sleep_for(50ms);  // the fillers' handshakes fill the queue
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(onWorker(0, [&] {
+    return transport_->send(Destination{Protocol::kTcp, full.endpoint()}, kNote);
+  }));
+  ASSERT_TRUE(waitUntil([&] { return !sendFailures().empty(); }, 3s));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(took, 250ms);
+  EXPECT_EQ(stats().tcpConnectFailed.load(), 1u);
+  EXPECT_EQ(stats().tcpOutboundOpen.load(), 0);
+}
+
+TEST_F(TcpTransportTest, OutboundConnectionsAreBoundedPerWorkerAndPerRemote) {
+  TransportSettings s;
+  s.maxOutboundPerWorker = 2;
+  s.maxOutboundPerRemote = 3;
+  start(std::move(s));
+  std::vector<std::unique_ptr<TcpListenPeer>> gws;
+  for (int i = 0; i < 4; ++i) {
+    gws.push_back(std::make_unique<TcpListenPeer>());
+  }
+  auto sendTo = [&](size_t w, size_t gw) {
+    return onWorker(w, [&] {
+      return transport_->send(Destination{Protocol::kTcp, gws[gw]->endpoint()}, kNote);
+    });
+  };
+  // Worker 0: two connections, then its bound; a known address still goes out.
+  EXPECT_TRUE(sendTo(0, 0));
+  EXPECT_TRUE(sendTo(0, 1));
+  EXPECT_FALSE(sendTo(0, 2));
+  EXPECT_TRUE(sendTo(0, 0));
+  // Worker 1: one more to 127.0.0.1 fits the remote's bound of 3, the next does not.
+  EXPECT_TRUE(sendTo(1, 2));
+  EXPECT_FALSE(sendTo(1, 3));
+  EXPECT_EQ(stats().tcpOutboundRejectedLimit.load(), 2u);
+  EXPECT_TRUE(waitUntil([&] { return stats().tcpConnected.load() == 3u; }));
+  EXPECT_EQ(stats().tcpOutboundOpen.load(), 3);
+  EXPECT_FALSE(gws[3]->accept(100ms).has_value());
+}
+
+TEST_F(TcpTransportTest, NoOutboundConnectionsWhenTheBoundIsZero) {
+  TransportSettings s;
+  s.maxOutboundPerWorker = 0;
+  start(std::move(s));
+  TcpListenPeer gw;
+  EXPECT_FALSE(onWorker(0, [&] {
+    return transport_->send(Destination{Protocol::kTcp, gw.endpoint()}, kNote);
+  }));
+  EXPECT_FALSE(gw.accept(100ms).has_value());
+  EXPECT_EQ(stats().tcpOutboundRejectedLimit.load(), 1u);
+}
+
+TEST_F(TcpTransportTest, WhatWaitsForAConnectIsBounded) {
+  TransportSettings s;
+  s.tcpConnectQueue = 2 * kNote.size();
+  start(std::move(s), 1);
+  TcpListenPeer gw;
+  const Destination to{Protocol::kTcp, gw.endpoint()};
+  bool third = true;
+  ASSERT_TRUE(onWorker(0, [&] {
+    const bool two = transport_->send(to, kNote) && transport_->send(to, kNote);
+    third = transport_->send(to, kNote);  // the connect has not completed: queued
+    return two;
+  }));
+  EXPECT_FALSE(third);
+  EXPECT_EQ(stats().tcpConnectQueueFull.load(), 1u);
+  auto conn = gw.accept();
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_EQ(conn->read(3 * kNote.size(), 500ms), kNote + kNote);
 }
 
 TEST_F(TcpTransportTest, Ipv6Loopback) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
@@ -155,6 +156,8 @@ class TcpPeer {
     socklen_t len = toSockaddr(to, ss);
     connected_ = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0;
   }
+  // A connection accepted by a TcpListenPeer.
+  explicit TcpPeer(Fd accepted) : fd_(std::move(accepted)), connected_(fd_.get() >= 0) {}
   bool connected() const { return connected_; }
   bool write(std::string_view data) {
     while (!data.empty()) {
@@ -196,6 +199,40 @@ class TcpPeer {
   Fd fd_;
   bool connected_ = false;
   bool closedByPeer_ = false;
+};
+
+// A listening socket on an ephemeral port (a next hop the transport connects to).
+class TcpListenPeer {
+ public:
+  explicit TcpListenPeer(const char* host = "127.0.0.1", int backlog = 16) {
+    endpoint_ = Endpoint{boost::asio::ip::make_address(host), 0};
+    fd_ = Fd(::socket(endpoint_.ip.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM, 0));
+    sockaddr_storage ss;
+    socklen_t len = toSockaddr(endpoint_, ss);
+    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+        ::listen(fd_.get(), backlog) != 0) {
+      ADD_FAILURE() << "cannot listen on " << host;
+      return;
+    }
+    len = sizeof(ss);
+    ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    endpoint_.port = ss.ss_family == AF_INET6
+                         ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                         : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  }
+  const Endpoint& endpoint() const { return endpoint_; }
+  // The next connection, once one is waiting (nullopt after `limit`).
+  std::optional<TcpPeer> accept(std::chrono::milliseconds limit = 5s) {
+    if (!readable(fd_.get(), limit)) {
+      return std::nullopt;
+    }
+    return TcpPeer(Fd(::accept(fd_.get(), nullptr, nullptr)));
+  }
+  void close() { fd_.reset(); }
+
+ private:
+  Fd fd_;
+  Endpoint endpoint_;
 };
 
 // A received message as the handler saw it, copied out of the worker.
@@ -252,6 +289,10 @@ class TransportFixture : public ::testing::Test {
             reply_(*transport_, p);
           }
         });
+    transport_->onSendFailure([this](runtime::Worker& w, const Destination& to) {
+      std::lock_guard lock(mutex_);
+      sendFailures_.push_back({to, w.index()});
+    });
     pool_->start();
     transport_->start();
   }
@@ -276,12 +317,25 @@ class TransportFixture : public ::testing::Test {
     return received_;
   }
   const Endpoint& boundAt(size_t i) { return transport_->bound().at(i).endpoint; }
+  // What the SendFailureHandler heard: the destination and the worker it ran on.
+  std::vector<std::pair<Destination, size_t>> sendFailures() {
+    std::lock_guard lock(mutex_);
+    return sendFailures_;
+  }
+  // Runs `fn` on worker `w` and returns its result (a send from a worker thread).
+  bool onWorker(size_t w, std::function<bool()> fn) {
+    std::promise<bool> done;
+    pool_->post(w, [&] { done.set_value(fn()); });
+    auto f = done.get_future();
+    return f.wait_for(5s) == std::future_status::ready && f.get();
+  }
 
   std::unique_ptr<runtime::WorkerPool> pool_;
   std::unique_ptr<SipTransport> transport_;
   Reply reply_;
   std::mutex mutex_;
   std::vector<Received> received_;
+  std::vector<std::pair<Destination, size_t>> sendFailures_;
 };
 
 inline ListenSpec listen(std::string_view text) {

@@ -28,6 +28,13 @@ struct CommonSettings {
   size_t maxConnectionsPerIp = 32;
   int tcpIdleTimeoutS = 300;
   int tcpMessageTimeoutS = 10;
+  // Outbound TCP (transport::TransportSettings): sip.tcp.connect_timeout_ms,
+  // sip.tcp.max_outbound_connections (per worker), sip.tcp.max_outbound_per_remote,
+  // sip.tcp.connect_queue_bytes.
+  int tcpConnectTimeoutMs = 3000;
+  size_t maxOutboundPerWorker = 256;
+  size_t maxOutboundPerRemote = 64;
+  size_t tcpConnectQueue = 65536;
   bool freeBind = false;  // sip.free_bind: listen on an address not (yet) on this host
   // worker_scheduling: "batch" runs the workers SCHED_BATCH (runtime::WorkerPool).
   bool batchScheduling = false;

@@ -118,6 +118,7 @@ class ClientTransaction : public Transaction {
   int lastStatus_ = 0;
   bool cancelRequested_ = false;  // CANCEL waits for a provisional (RFC 3261 9.1)
   bool cancelSent_ = false;
+  uint64_t connectionKey_ = 0;  // its key in the layer's awaitingConnection_ (0: not there)
 };
 
 // 17.2: receives a request, absorbs its retransmissions by resending the last response,

@@ -115,6 +115,11 @@ class TransactionLayer {
   // and sent. Errors: kParse (not a request, no Via branch, no CSeq), kTooLarge (at
   // maxClientTransactions), kIo (the transport refused it at once).
   Result<TransactionId> sendRequest(std::string request, const Destination& to);
+  // The transport could not open the stream connection to `to` (a connect refused or timed
+  // out) after it accepted requests for it: every client transaction sent to that address
+  // without a connection that has had no response fails with kTransport (onClientError), at
+  // once rather than at Timer B / F.
+  void onTransportFailure(const Destination& to);
   // True when a CANCEL matches one of this layer's INVITE server transactions, or any request
   // one of its server transactions (a retransmission).
   bool knowsRequest(const sip::Message& request);
@@ -176,6 +181,7 @@ class TransactionLayer {
   void fireServer(ServerTransaction& st, TimerSlot slot);
   // Moves to kTerminated and frees the transaction (the object is gone after this call).
   void terminate(Transaction& t);
+  void forgetAwaitingConnection(const ClientTransaction& ct);
   bool transmit(const Destination& to, std::string_view bytes);
   // Recounts the bytes `t` holds into bytes_ after its copies changed.
   void account(Transaction& t);
@@ -194,6 +200,9 @@ class TransactionLayer {
   // Hash of the branch (or of Call-ID + CSeq for RFC 2543) -> transaction id.
   std::unordered_multimap<uint64_t, uint64_t> serverIndex_;
   std::unordered_multimap<uint64_t, uint64_t> clientIndex_;
+  // Hash of the remote address -> client transactions sent over a stream transport without a
+  // connection (the transport may be opening one for them: onTransportFailure).
+  std::unordered_multimap<uint64_t, uint64_t> awaitingConnection_;
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
   std::string scratch_;  // locally built responses
   LayerStats stats_;

@@ -1,7 +1,8 @@
 #pragma once
 // SIP over UDP and TCP for one role: one UDP socket per worker and listen address
 // (SO_REUSEPORT, batched recvmmsg/sendmmsg), one TCP acceptor per worker (SO_REUSEPORT);
-// a TCP connection is owned by the worker that accepted it.
+// a TCP connection is owned by the worker that accepted it, or by the worker that opened it to
+// send (connect on send, bounded per worker and per remote address).
 
 #include <atomic>
 #include <chrono>
@@ -40,7 +41,9 @@ struct Packet {
 };
 
 // Where to send. For a stream protocol with a valid connection, the connection is used (from any
-// worker: the bytes are posted to its owner); without one, UDP only (no outbound TCP yet).
+// worker: the bytes are posted to its owner). TCP without one: the sending worker's connection
+// to `remote` (one the peer opened or one it opened itself), else a new one it opens (the bytes
+// wait until it is up). TLS and WebSocket are not supported by this build: such a send fails.
 struct Destination {
   Protocol protocol = Protocol::kUdp;
   Endpoint remote;
@@ -78,6 +81,15 @@ struct TransportSettings {
   // Listen sockets bind even while their address is not on an interface (IP_FREEBIND): an
   // anycast address that is put on the host only while the instance is ready.
   bool freeBind = false;
+  // Outbound TCP (connect on send): how long a connect may take before the send fails.
+  std::chrono::milliseconds tcpConnectTimeout{3000};
+  // Connections one worker opens itself, connecting or up (0 = none: TCP only over the
+  // connections peers opened), and the connections all workers open to one remote address
+  // (0 = no cap). Past either, a send that needs a new connection fails at once.
+  size_t maxOutboundPerWorker = 256;
+  size_t maxOutboundPerRemote = 64;
+  // Bytes a connection being opened holds for sending once it is up; a send beyond fails.
+  size_t tcpConnectQueue = 64 * 1024;
 };
 
 // Counters an operator watches (exposed as metrics by the role).
@@ -86,14 +98,25 @@ struct TransportStats {
   std::atomic<uint64_t> tcpAccepted{0}, tcpRejectedLimit{0}, tcpClosedIdle{0}, tcpMisframed{0},
       tcpOversize{0}, tcpKeepAlives{0}, tcpReceived{0}, tcpSent{0}, tcpSendNoConnection{0},
       tcpClosedWriteOverflow{0}, tcpRejectedPerIp{0}, tcpClosedMessageTimeout{0};
+  // Outbound TCP: connects that succeeded, connects that failed or timed out, sends refused
+  // because a bound (per worker, per remote, maxConnections) was reached, and sends refused
+  // because the queue of a connection being opened was full.
+  std::atomic<uint64_t> tcpConnected{0}, tcpConnectFailed{0}, tcpOutboundRejectedLimit{0},
+      tcpConnectQueueFull{0};
   std::atomic<uint64_t> handlerExceptions{0};  // a Handler threw (a bug); the message is dropped
-  std::atomic<int64_t> tcpOpen{0};
+  std::atomic<int64_t> tcpOpen{0};             // every TCP connection, accepted or opened
+  std::atomic<int64_t> tcpOutboundOpen{0};     // those this process opened (connecting or up)
 };
 
 class SipTransport {
  public:
   // Called on the worker thread that received the message.
   using Handler = std::function<void(runtime::Worker&, const Packet&)>;
+  // Called on the worker that opened a TCP connection to send when the connection could not be
+  // opened (refused, unreachable, sip.tcp.connect_timeout_ms passed): what was sent to `to`
+  // through it did not leave. `to` is {kTcp, the remote address, no connection}. Never called
+  // from inside send().
+  using SendFailureHandler = std::function<void(runtime::Worker&, const Destination&)>;
 
   SipTransport(runtime::WorkerPool& pool, TransportSettings settings, Handler handler);
   ~SipTransport();
@@ -102,16 +125,20 @@ class SipTransport {
   // failure (start-up error). Port 0 binds an ephemeral port (tests); the same port is then
   // used by all workers.
   void start();
+  // Before start(): who hears of the sends that failed after send() returned true.
+  void onSendFailure(SendFailureHandler handler);
   // Closes sockets and connections; call before WorkerPool::stop().
   void stop();
 
   // The addresses actually bound (resolves port 0).
   const std::vector<ListenSpec>& bound() const;
 
-  // Sends from the calling worker thread (or any thread for TCP: posted to the owner). UDP sends
-  // are batched and flushed at the end of the current receive batch or at once when not inside
-  // one. Returns false when it could not be queued (no socket for the address family, no such
-  // connection).
+  // Sends from the calling worker thread (or any thread for TCP: posted to the owner, or for a
+  // TCP send without a connection to a worker chosen by the remote address). UDP sends are
+  // batched and flushed at the end of the current receive batch or at once when not inside one.
+  // Returns false when it could not be queued (no socket for the address family, no such
+  // connection, an outbound bound reached, an unsupported transport). A new connection that
+  // then fails is reported to the SendFailureHandler.
   bool send(const Destination& to, std::string_view data);
 
   const TransportStats& stats() const;

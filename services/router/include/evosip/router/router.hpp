@@ -243,6 +243,11 @@ class Router final : public transaction::ProxyUser {
     proxy_.onMessage(msg, source);
   }
   void onTick();
+  // The transport could not open a TCP connection this worker sent requests to: their
+  // branches end as 503 now (the next branch or the caller's answer follows at once).
+  void onTransportFailure(const transport::Destination& to) {
+    proxy_.layer().onTransportFailure(to);
+  }
   // The request matches a transaction of this worker (a CANCEL: its INVITE's).
   bool knows(const sip::Message& request) { return proxy_.layer().knowsRequest(request); }
 
