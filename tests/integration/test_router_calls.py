@@ -2,8 +2,8 @@
 alice calls bob (0 failed); callee not registered -> 480; unknown user -> 404; foreign
 domain from an unauthenticated source -> 403; service number 100 -> the app set with
 X-Evosip-Action: Playback / X-Evosip-Sound: welcome, and no X-Evosip-* back to the caller;
-a Request-URI whose transport the router cannot send on (`;transport=tcp`, `sips:`) -> 500 at
-once, and nothing of it over UDP.
+a Request-URI whose transport cannot reach its host (`;transport=tcp` to a closed TCP port,
+`sips:` without TLS in this build) -> 500 at once, and nothing of it over UDP.
 Skips until `evosip router` exists."""
 
 import os
@@ -87,14 +87,16 @@ class RouterCalls(RouterTestCase):
 
     def test_request_uri_transport_parameter_is_honoured_never_udp_instead(self):
         # RFC 3263 4.1: the Request-URI's transport parameter (sips: TLS) chooses the
-        # transport. The router opens no TCP/TLS connections of its own, so such a branch fails
-        # at once: 503, which goes upstream as 500 (RFC 3261 16.7). 127.0.0.1 is an alias of
+        # transport. `;transport=tcp` makes the router connect over TCP, where nothing listens
+        # here: the branch fails at once as 503, which goes upstream as 500 (RFC 3261 16.7).
+        # This build has no TLS: a sips: branch fails the same way. 127.0.0.1 is an alias of
         # the domain: the UAS is elsewhere.
         uas = FakeRouter("udp-only", host="127.0.0.2")
         self.addCleanup(uas.close)
         m = self.p.router.metrics()
-        no_connection = m.get("evosip_sip_transport_errors_total", transport="tcp",
-                              reason="no_connection") or 0
+        before = {reason: m.get("evosip_sip_transport_errors_total", transport="tcp",
+                                reason=reason) or 0
+                  for reason in ("connect_failed", "no_connection")}
         for ruri in (f"sip:x@{uas.host}:{uas.port};transport=tcp",
                      f"sip:x@{uas.host}:{uas.port};lr;transport=TCP;maddr={uas.host}",
                      f"sips:x@{uas.host}:{uas.port}"):
@@ -108,7 +110,9 @@ class RouterCalls(RouterTestCase):
         self.assertEqual(uas.received("INVITE"), [], "sent over UDP instead")
         m = self.p.router.metrics()
         self.assertEqual(m.get("evosip_sip_transport_errors_total", transport="tcp",
-                               reason="no_connection"), no_connection + 3)
+                               reason="connect_failed"), before["connect_failed"] + 2)
+        self.assertEqual(m.get("evosip_sip_transport_errors_total", transport="tcp",
+                               reason="no_connection"), before["no_connection"] + 1)
         # Without the parameter the same address is reached over UDP.
         _first, final = raw_invite(self.client(), f"sip:x@{uas.host}:{uas.port}",
                                    caller=self.alice[0], password=self.alice[1])

@@ -1,0 +1,178 @@
+"""The router opens TCP connections to next hops reachable only over TCP (connect on send):
+calls through edge -> router to a sipp UAS that listens on TCP only, named by a Request-URI
+with `;transport=tcp`: 200, ACK and BYE, one connection reused for every call; a next hop with
+a closed TCP port fails at once (500 upstream, not a Timer B wait); a flood of Request-URIs
+naming many addresses stays within sip.tcp.max_outbound_connections.
+Skips until `evosip router` exists."""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage, build_response,
+                     create_subscribers, free_port, make_users, raw_invite, scenario,
+                     wait_until, write_auth_csv)
+
+CALLS = 4
+
+
+def established_to(ip: str, port: int) -> int:
+    """TCP connections established to ip:port on this host (the UAS's side of them)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=False).stdout
+    return sum(1 for line in out.splitlines() if f"{ip}:{port}" in line.split()[2:3])
+
+
+class BusyGateways:
+    """TCP listeners on many loopback addresses (one port): each accepts, answers every
+    INVITE with 486 over the same connection, and keeps the connection open."""
+
+    def __init__(self, addresses):
+        self.port = free_port()
+        self.listeners = []
+        for a in addresses:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((a, self.port))
+            s.listen(64)
+            self.listeners.append(s)
+        self.accepted = 0
+        self.peak = 0
+        self.conns = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="busy-gateways", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import select
+        buffers = {}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(self.listeners + self.conns, [], [], 0.05)
+            for s in ready:
+                if s in self.listeners:
+                    c, _ = s.accept()
+                    with self._lock:
+                        self.conns.append(c)
+                        self.accepted += 1
+                        self.peak = max(self.peak, len(self.conns))
+                    buffers[c] = b""
+                    continue
+                data = s.recv(65536)
+                if not data:
+                    with self._lock:
+                        self.conns.remove(s)
+                    s.close()
+                    continue
+                buffers[s] += data
+                while b"\r\n\r\n" in buffers[s]:
+                    head, _, rest = buffers[s].partition(b"\r\n\r\n")
+                    buffers[s] = rest  # the router's INVITEs and ACKs here have no body
+                    msg = SipMessage.parse(head + b"\r\n\r\n")
+                    if msg.first_line.startswith("INVITE"):
+                        s.sendall(build_response(msg, 486, "Busy Here", to_tag="gw"))
+
+    def open(self) -> int:
+        with self._lock:
+            return len(self.conns)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for s in self.listeners + self.conns:
+            s.close()
+
+
+class RouterTcpOut(RouterTestCase):
+    def start_platform(self, tcp: dict):
+        self.p = self.platform(router_overrides={"workers": 1, "sip": {"tcp": tcp},
+                                                       "router": {"record_route": True}})
+        self.alice, = make_users(1, prefix="tcpout")
+        create_subscribers(self.p.api, [self.alice])
+
+    def client(self) -> SipClient:
+        c = SipClient("UDP", self.p.edge.addr, timeout=5)
+        self.addCleanup(c.close)
+        return c
+
+    def metric(self, name: str, **labels) -> float:
+        return self.p.router.metrics().get(name, **labels) or 0
+
+    def test_calls_to_a_tcp_only_uas_reuse_one_connection(self):
+        self.start_platform({})
+        # 127.0.0.1 is an alias of the domain: the UAS is elsewhere.
+        uas = self.sipp("uas_tcp", scenario=scenario("router_uas_callee.xml"), transport="t1",
+                        keys={"router_name": "gw"},
+                        extra=["-i", "127.0.0.2"], timeout_s=120,
+                        timeout_error=False, trace_msg=True).start(self.cleanup)
+        ruri = f"sip:gw@127.0.0.2:{uas.port};transport=tcp"
+        csv_path = write_auth_csv(os.path.join(self.tmp, "caller.csv"), [self.alice] * CALLS)
+        caller = self.sipp("caller", scenario=scenario("router_uac_call_auth_ruri.xml"),
+                           remote=self.relay(self.p.edge.addr).hostport, calls=CALLS, rate=5,
+                           limit=10, duration_ms=20, timeout_s=40, recv_timeout_ms=6000,
+                           keys={"domain": ROUTER_DOMAIN, "ruri": ruri},
+                           extra=["-inf", csv_path, "-auth_uri", ruri[len("sip:"):]])
+        self.assertSippOk(caller.run(self.cleanup), CALLS)
+        # The UAS got every INVITE, ACK and BYE over one connection, the router's.
+        wait_until(lambda: uas.result().successful >= CALLS, 10, "the UAS to count the calls")
+        r = uas.result()
+        self.assertEqual((r.successful, r.failed), (CALLS, 0), r.summary())
+        self.assertEqual(established_to("127.0.0.2", uas.port), 1)
+        self.assertEqual(self.metric("evosip_sip_tcp_connected_total"), 1)
+        self.assertEqual(self.metric("evosip_sip_tcp_outbound_connections"), 1)
+        self.assertEqual(self.metric("evosip_sip_transport_errors_total", transport="tcp",
+                                     reason="connect_failed"), 0)
+        self.assertAlive(self.p.router)
+
+    def test_a_closed_tcp_port_fails_the_call_at_once(self):
+        self.start_platform({})
+        probe = socket.socket()
+        probe.bind(("127.0.0.2", 0))
+        closed = probe.getsockname()[1]
+        probe.close()  # nothing listens there
+        for ruri in (f"sip:gw@127.0.0.2:{closed};transport=tcp",
+                     f"sip:gw@127.0.0.2:{closed};lr;transport=TCP;maddr=127.0.0.2"):
+            with self.subTest(ruri=ruri):
+                started = time.monotonic()
+                _first, final = raw_invite(self.client(), ruri, caller=self.alice[0],
+                                           password=self.alice[1])
+                self.assertIsNotNone(final, "no final answer")
+                self.assertEqual(final.status, 500, str(final))
+                self.assertLess(time.monotonic() - started, 2.0, "a Timer B wait?")
+        self.assertEqual(self.metric("evosip_sip_transport_errors_total", transport="tcp",
+                                     reason="connect_failed"), 2)
+        self.assertEqual(self.metric("evosip_sip_tcp_outbound_connections"), 0)
+
+    def test_a_flood_of_addresses_stays_within_the_connection_bound(self):
+        bound = 3
+        self.start_platform({"max_outbound_connections": bound})
+        addresses = [f"127.0.9.{i}" for i in range(1, 21)]
+        gws = BusyGateways(addresses)
+        self.addCleanup(gws.close)
+        answers = {}
+        peak_gauge = 0
+        for a in addresses:
+            _first, final = raw_invite(self.client(), f"sip:gw@{a}:{gws.port};transport=tcp",
+                                       caller=self.alice[0], password=self.alice[1])
+            self.assertIsNotNone(final, f"no final answer for {a}")
+            answers[final.status] = answers.get(final.status, 0) + 1
+            peak_gauge = max(peak_gauge, self.metric("evosip_sip_tcp_outbound_connections"))
+        # The first `bound` addresses got their gateway's 486; the rest a 500 at once.
+        self.assertEqual(answers, {486: bound, 500: len(addresses) - bound}, answers)
+        self.assertEqual(gws.accepted, bound)
+        self.assertLessEqual(gws.peak, bound)
+        self.assertLessEqual(peak_gauge, bound)
+        self.assertEqual(self.metric("evosip_sip_transport_errors_total", transport="tcp",
+                                     reason="outbound_limit"), len(addresses) - bound)
+        # A gateway the router already holds a connection to is still reached.
+        _first, final = raw_invite(self.client(), f"sip:gw@{addresses[0]}:{gws.port};transport=tcp",
+                                   caller=self.alice[0], password=self.alice[1])
+        self.assertEqual(final.status, 486, str(final))
+        self.assertAlive(self.p.router)
+
+
+if __name__ == "__main__":
+    unittest.main()
