@@ -1,20 +1,23 @@
 """The router opens TCP connections to next hops reachable only over TCP (connect on send):
 calls through edge -> router to a sipp UAS that listens on TCP only, named by a Request-URI
-with `;transport=tcp`: 200, ACK and BYE, one connection reused for every call; a next hop with
-a closed TCP port fails at once (500 upstream, not a Timer B wait); a flood of Request-URIs
+with `;transport=tcp`: 200, ACK and BYE, one connection reused for every call; the next hop's
+own BYE back over the router's connection reaches the caller; a next hop that
+never accepts fails at sip.tcp.connect_timeout_ms (500 upstream, not a Timer B wait); a flood of Request-URIs
 naming many addresses stays within sip.tcp.max_outbound_connections.
 Skips until `evosip router` exists."""
 
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 import unittest
 
-from harness import (ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage, build_response,
-                     create_subscribers, free_port, make_users, raw_invite, scenario,
-                     wait_until, write_auth_csv)
+from harness import (ROUTER_DOMAIN, RouterTestCase, SipClient, SipMessage, ack_for,
+                     build_response, create_subscribers, credentials_header_name,
+                     digest_authorization, free_port, make_users, pick_challenge, raw_invite,
+                     scenario, wait_until, write_auth_csv)
 
 CALLS = 4
 
@@ -86,6 +89,75 @@ class BusyGateways:
             s.close()
 
 
+class HangingUpGateway:
+    """A TCP-only next hop: answers an INVITE 200 (Record-Route echoed), and once the ACK
+    came sends its BYE back over the same connection (the router's), along the route set."""
+
+    def __init__(self, host: str):
+        self.listener = socket.socket()
+        self.listener.bind((host, 0))
+        self.listener.listen(4)
+        self.host, self.port = self.listener.getsockname()
+        self.got = []  # first lines received, in order
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
+        self._thread.start()
+
+    def _bye(self, invite: SipMessage) -> bytes:
+        caller = re.search(r"<([^>]+)>", invite.get("Contact")).group(1)
+        lines = [f"BYE {caller} SIP/2.0",
+                 f"Via: SIP/2.0/TCP {self.host}:{self.port};branch=z9hG4bKgwbye1;rport",
+                 *[f"Route: {r}" for r in invite.all("Record-Route")],
+                 "Max-Forwards: 70", f"From: {invite.get('To')};tag=gw",
+                 f"To: {invite.get('From')}", f"Call-ID: {invite.call_id}", "CSeq: 1 BYE",
+                 "Content-Length: 0"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def _run(self) -> None:
+        self.listener.settimeout(0.1)
+        conn = None
+        while conn is None and not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+                self.accepted += 1
+            except socket.timeout:
+                continue
+        if conn is None:
+            return
+        conn.settimeout(0.1)
+        buf, invite = b"", None
+        while not self._stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+            while b"\r\n\r\n" in buf:
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                msg = SipMessage.parse(head + b"\r\n\r\n")
+                length = int(msg.get("Content-Length") or 0)
+                if len(rest) < length:
+                    break
+                buf = rest[length:]
+                self.got.append(msg.first_line)
+                if msg.first_line.startswith("INVITE"):
+                    invite = msg
+                    conn.sendall(build_response(
+                        msg, 200, "OK", to_tag="gw",
+                        contact=f"<sip:gw@{self.host}:{self.port};transport=tcp>"))
+                elif msg.first_line.startswith("ACK") and invite is not None:
+                    conn.sendall(self._bye(invite))
+        conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.listener.close()
+
+
 class RouterTcpOut(RouterTestCase):
     def start_platform(self, tcp: dict):
         self.p = self.platform(router_overrides={"workers": 1, "sip": {"tcp": tcp},
@@ -127,23 +199,78 @@ class RouterTcpOut(RouterTestCase):
                                      reason="connect_failed"), 0)
         self.assertAlive(self.p.router)
 
-    def test_a_closed_tcp_port_fails_the_call_at_once(self):
+    def test_the_next_hop_sends_its_bye_back_over_the_connection(self):
         self.start_platform({})
-        probe = socket.socket()
-        probe.bind(("127.0.0.2", 0))
-        closed = probe.getsockname()[1]
-        probe.close()  # nothing listens there
-        for ruri in (f"sip:gw@127.0.0.2:{closed};transport=tcp",
-                     f"sip:gw@127.0.0.2:{closed};lr;transport=TCP;maddr=127.0.0.2"):
-            with self.subTest(ruri=ruri):
-                started = time.monotonic()
-                _first, final = raw_invite(self.client(), ruri, caller=self.alice[0],
-                                           password=self.alice[1])
-                self.assertIsNotNone(final, "no final answer")
-                self.assertEqual(final.status, 500, str(final))
-                self.assertLess(time.monotonic() - started, 2.0, "a Timer B wait?")
+        gw = HangingUpGateway("127.0.0.2")
+        self.addCleanup(gw.close)
+        ruri = f"sip:gw@127.0.0.2:{gw.port};transport=tcp"
+        c = self.client()
+        call_id, tag = f"hangup-{os.urandom(4).hex()}", os.urandom(4).hex()
+        from_uri = f"sip:{self.alice[0]}@{ROUTER_DOMAIN}"
+
+        def invite(cseq, extra):
+            req = c.request("INVITE", ruri, call_id=call_id, cseq=cseq, from_uri=from_uri,
+                            from_tag=tag, omit=["Contact"],
+                            extra_headers=[f"Contact: <sip:{self.alice[0]}@127.0.0.1:"
+                                           f"{c.local_port}>"] + extra)
+            return req, c.transact(req, timeout=5)
+
+        req, challenge = invite(1, [])
+        self.assertEqual(challenge.status, 407, str(challenge))
+        ack_for(c, req, challenge)
+        auth = digest_authorization(pick_challenge(challenge, "MD5"), self.alice[0],
+                                    self.alice[1], "INVITE", ruri)
+        _req, ok = invite(2, [f"{credentials_header_name(407)}: {auth}"])
+        self.assertEqual(ok.status, 200, str(ok))
+        routes = [f"Route: {r}" for r in reversed(ok.all("Record-Route"))]
+        c.send(c.request("ACK", re.search(r"<([^>]+)>", ok.get("Contact")).group(1),
+                         call_id=call_id, cseq=2, from_uri=from_uri, from_tag=tag, to_uri=ruri,
+                         to_tag="gw", extra_headers=routes))
+        # The gateway's BYE came over the router's connection, through the router and the edge.
+        bye = c.recv(timeout=5)
+        while bye is not None and bye.first_line.startswith("SIP/2.0"):
+            bye = c.recv(timeout=5)
+        self.assertIsNotNone(bye, "the gateway's BYE never reached the caller")
+        self.assertTrue(bye.first_line.startswith("BYE "), bye.first_line)
+        self.assertEqual(bye.call_id, call_id)
+        c.send(build_response(bye, 200, "OK"))
+        wait_until(lambda: "SIP/2.0 200 OK" in gw.got[2:], 5,
+                   "the 200 to the BYE back at the gateway")
+        self.assertEqual(gw.got[:2], [f"INVITE {ruri} SIP/2.0",
+                                      f"ACK sip:gw@127.0.0.2:{gw.port};transport=tcp SIP/2.0"])
+        self.assertEqual(gw.accepted, 1)
+        self.assertEqual(self.metric("evosip_sip_tcp_connected_total"), 1)
+        wait_until(lambda: self.p.router.rpc("dialog.list").get("dialogs", [None]) == [], 5,
+                   "the dialog record removed by the BYE")
+
+    def test_a_next_hop_that_never_accepts_fails_at_the_connect_timeout(self):
+        # A closed port is refused at once (test_router_calls); this one drops the SYNs (its
+        # accept queue is full), so only sip.tcp.connect_timeout_ms ends the wait, long before
+        # Timer B (32 s).
+        self.start_platform({"connect_timeout_ms": 500})
+        full = socket.socket()
+        full.bind(("127.0.0.2", 0))
+        full.listen(0)
+        self.addCleanup(full.close)
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(full.getsockname())
+            fillers.append(f)
+            self.addCleanup(f.close)
+        time.sleep(0.1)  # the fillers' handshakes fill the queue
+        started = time.monotonic()
+        _first, final = raw_invite(self.client(),
+                                   f"sip:gw@127.0.0.2:{full.getsockname()[1]};transport=tcp",
+                                   caller=self.alice[0], password=self.alice[1])
+        took = time.monotonic() - started
+        self.assertIsNotNone(final, "no final answer")
+        self.assertEqual(final.status, 500, str(final))
+        self.assertGreaterEqual(took, 0.4)
+        self.assertLess(took, 3.0, "a Timer B wait?")
         self.assertEqual(self.metric("evosip_sip_transport_errors_total", transport="tcp",
-                                     reason="connect_failed"), 2)
+                                     reason="connect_failed"), 1)
         self.assertEqual(self.metric("evosip_sip_tcp_outbound_connections"), 0)
 
     def test_a_flood_of_addresses_stays_within_the_connection_bound(self):
