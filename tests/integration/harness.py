@@ -1786,6 +1786,8 @@ def start_router(workdir: str, cleanup: Cleanup, api_address: str, *, name: str 
     control_port = control_port or free_port()
     cfg = router_config(sip_port, control_port, api_address, apps=apps, store=store,
                         redis_port=redis_port, overrides=overrides)
+    # An override of sip.listen may name the router's own port as "{sip_port}".
+    cfg["sip"]["listen"] = [a.replace("{sip_port}", str(sip_port)) for a in cfg["sip"]["listen"]]
     path = os.path.join(workdir, f"{name}.yaml")
     with open(path, "w") as f:
         json.dump(cfg, f, indent=2)

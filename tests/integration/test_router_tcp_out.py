@@ -99,6 +99,7 @@ class HangingUpGateway:
         self.listener.listen(4)
         self.host, self.port = self.listener.getsockname()
         self.got = []  # first lines received, in order
+        self.record_routes = []  # of the INVITE
         self.accepted = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
@@ -145,6 +146,7 @@ class HangingUpGateway:
                 self.got.append(msg.first_line)
                 if msg.first_line.startswith("INVITE"):
                     invite = msg
+                    self.record_routes = invite.all("Record-Route")
                     conn.sendall(build_response(
                         msg, 200, "OK", to_tag="gw",
                         contact=f"<sip:gw@{self.host}:{self.port};transport=tcp>"))
@@ -159,9 +161,12 @@ class HangingUpGateway:
 
 
 class RouterTcpOut(RouterTestCase):
-    def start_platform(self, tcp: dict):
-        self.p = self.platform(router_overrides={"workers": 1, "sip": {"tcp": tcp},
-                                                       "router": {"record_route": True}})
+    def start_platform(self, tcp: dict, listen_tcp: bool = False):
+        sip = {"tcp": tcp}
+        if listen_tcp:
+            sip["listen"] = ["udp:127.0.0.1:{sip_port}", "tcp:127.0.0.1:{sip_port}"]
+        self.p = self.platform(router_overrides={"workers": 1, "sip": sip,
+                                                 "router": {"record_route": True}})
         self.alice, = make_users(1, prefix="tcpout")
         create_subscribers(self.p.api, [self.alice])
 
@@ -200,7 +205,9 @@ class RouterTcpOut(RouterTestCase):
         self.assertAlive(self.p.router)
 
     def test_the_next_hop_sends_its_bye_back_over_the_connection(self):
-        self.start_platform({})
+        # The router listens on TCP too: the INVITE to the gateway is Record-Routed twice
+        # (RFC 5658), its TCP entry on top, and the gateway's BYE along them passes both.
+        self.start_platform({}, listen_tcp=True)
         gw = HangingUpGateway("127.0.0.2")
         self.addCleanup(gw.close)
         ruri = f"sip:gw@127.0.0.2:{gw.port};transport=tcp"
@@ -239,6 +246,9 @@ class RouterTcpOut(RouterTestCase):
         self.assertEqual(gw.got[:2], [f"INVITE {ruri} SIP/2.0",
                                       f"ACK sip:gw@127.0.0.2:{gw.port};transport=tcp SIP/2.0"])
         self.assertEqual(gw.accepted, 1)
+        router = f"127.0.0.1:{self.p.router.sip_port}"
+        self.assertEqual(gw.record_routes[:2], [f"<sip:{router};transport=tcp;lr>",
+                                                f"<sip:{router};lr>"])
         self.assertEqual(self.metric("evosip_sip_tcp_connected_total"), 1)
         wait_until(lambda: self.p.router.rpc("dialog.list").get("dialogs", [None]) == [], 5,
                    "the dialog record removed by the BYE")

@@ -374,6 +374,21 @@ std::string ProxyCore::viaValue(Destination& to, std::string_view branch, bool e
   return v;
 }
 
+void ProxyCore::recordRoute(const ForwardOptions& options, transport::Protocol upstream,
+                            transport::Protocol downstream, sip::MessageEditor& edit) {
+  auto uriFor = [&](transport::Protocol p) -> const std::string& {
+    return p == transport::Protocol::kTcp && !options.recordRouteTcp.empty()
+               ? options.recordRouteTcp
+               : options.recordRoute;
+  };
+  const std::string& down = uriFor(downstream);
+  const std::string& up = uriFor(upstream);
+  edit.prependHeader("Record-Route", "<" + down + ">");
+  if (&up != &down) {
+    edit.prependHeader("Record-Route", "<" + up + ">");  // below the downstream's entry
+  }
+}
+
 std::optional<Destination> ProxyCore::nextHopOf(const Result<sip::Uri>& uri) {
   if (!uri) {
     return std::nullopt;
@@ -423,7 +438,7 @@ std::string ProxyCore::branchRequest(const sip::Message& msg, const RoutePlan& p
   const std::string branch = layer_.newBranch(loopHash(msg, ruri));
   edit.prependHeader("Via", viaValue(to, branch, !routed));
   if (!options.recordRoute.empty() && sip::createsDialog(msg.method())) {
-    edit.prependHeader("Record-Route", "<" + options.recordRoute + ">");
+    recordRoute(options, ctx.upstream.protocol, to.protocol, edit);
   }
   if (!target.routeSet.empty()) {
     std::string routes;

@@ -233,6 +233,7 @@ bool Router::rejectWhileDraining(TransactionId id) {
 transaction::ForwardOptions Router::forwardOptions() const {
   transaction::ForwardOptions o;
   o.recordRoute = shared_.settings().recordRoute;
+  o.recordRouteTcp = shared_.settings().recordRouteTcp;
   o.dropHeaderPrefix = "X-Evosip-";  // only the router sets them (routeToApp adds its own)
   return o;
 }

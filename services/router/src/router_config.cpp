@@ -210,6 +210,13 @@ void setSelf(RouterConfig& c, bool recordRoute) {
   }
   if (recordRoute) {
     r.recordRoute = fmt::format("sip:{}:{};lr", host, port);
+    for (const auto& spec : c.common.listen) {
+      if (spec.protocol == transport::Protocol::kTcp) {
+        const uint16_t tcpPort = c.common.advertisePort != 0 ? port : spec.endpoint.port;
+        r.recordRouteTcp = fmt::format("sip:{}:{};transport=tcp;lr", host, tcpPort);
+        break;
+      }
+    }
   }
   if (r.instanceId.empty()) {
     char name[256] = {};

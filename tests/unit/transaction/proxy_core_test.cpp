@@ -215,6 +215,46 @@ TEST_F(ProxyCoreTest, LooseRoutePopsOwnEntryAndForwardsToTheNextRoute) {
   EXPECT_EQ(parsed(out[0]).find(sip::HeaderId::kRecordRoute), nullptr);
 }
 
+// RFC 5658: a branch that leaves over TCP for a request that came over UDP is Record-Routed
+// twice, the TCP entry on top (the callee's side), the UDP one below (the caller's); a branch
+// that keeps the transport gets one entry; in-dialog requests pop both entries (both are ours).
+TEST_F(ProxyCoreTest, ABranchThatChangesTransportIsRecordRoutedTwice) {
+  RequestSpec s;
+  receive(request(s));
+  ForwardOptions o;
+  o.recordRoute = "sip:10.0.0.1;lr";
+  o.recordRouteTcp = "sip:10.0.0.1;transport=tcp;lr";
+  proxy->forward(router.last,
+                 {target("sip:gw@10.0.0.20:5080;transport=tcp"), target("sip:bob@10.0.0.21")}, o);
+  auto tcp = to("10.0.0.20", 5080);
+  ASSERT_EQ(tcp.size(), 1u);
+  auto m = parsed(tcp[0]);
+  std::vector<std::string_view> rr;
+  for (const auto& h : m.headers()) {
+    if (h.id == sip::HeaderId::kRecordRoute) {
+      rr.push_back(h.value);
+    }
+  }
+  EXPECT_EQ(
+      rr, (std::vector<std::string_view>{"<sip:10.0.0.1;transport=tcp;lr>", "<sip:10.0.0.1;lr>"}));
+  EXPECT_EQ(m.topVia()->transport, "TCP");
+  auto udp = to("10.0.0.21");
+  ASSERT_EQ(udp.size(), 1u);
+  EXPECT_EQ(parsed(udp[0]).count(sip::HeaderId::kRecordRoute), 1u);
+  EXPECT_EQ(header(udp[0], sip::HeaderId::kRecordRoute), "<sip:10.0.0.1;lr>");
+
+  // The callee's BYE along that route set: both entries are ours.
+  RequestSpec bye;
+  bye.method = "BYE";
+  bye.toTag = "callee";
+  bye.uri = "sip:alice@10.0.0.30:5090";
+  bye.extra = "Route: <sip:10.0.0.1;transport=tcp;lr>, <sip:10.0.0.1;lr>\r\n";
+  const std::string text = request(bye);
+  auto info = proxy->preprocessedRoute(parsed(text));
+  EXPECT_TRUE(info.poppedOwnRoute);
+  EXPECT_EQ(info.nextRoute, "");
+}
+
 TEST_F(ProxyCoreTest, StrictRouterRequestUriIsRestoredFromTheLastRoute) {
   RequestSpec s;
   s.method = "BYE";

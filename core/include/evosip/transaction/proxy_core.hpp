@@ -68,6 +68,11 @@ struct ForwardOptions {
   // The URI this proxy Record-Routes dialog-creating requests with (e.g. "sip:10.0.0.1;lr");
   // empty: no Record-Route.
   std::string recordRoute;
+  // The URI for the side of a branch that is TCP (e.g. "sip:10.0.0.1;transport=tcp;lr"); empty:
+  // recordRoute for every transport. When the request came over one transport and a branch
+  // leaves over the other, the branch gets both (RFC 5658 double Record-Route): the one of its
+  // own transport on top, the upstream's below, so that each side reaches us as it can.
+  std::string recordRouteTcp;
   // Called once per branch with the editor of that branch's copy, to add or remove headers.
   std::function<void(size_t branch, const Target&, sip::MessageEditor&)> editBranch;
   // Headers whose name starts with this (case-insensitive) are removed from every branch before
@@ -243,6 +248,9 @@ class ProxyCore final : public TransactionUser {
   void applyRoutes(const sip::Message& msg, const RoutePlan& plan, sip::MessageEditor& edit) const;
   // Our Via for a request to `to`; with `egress` (a UDP hop that did not come from a Route) and
   // an egress socket for its family, also points `to` at that socket, whose port the Via names.
+  // Our Record-Route entry (or two, ForwardOptions::recordRouteTcp) for a branch.
+  static void recordRoute(const ForwardOptions& options, transport::Protocol upstream,
+                          transport::Protocol downstream, sip::MessageEditor& edit);
   std::string viaValue(Destination& to, std::string_view branch, bool egress) const;
   std::optional<Destination> nextHopOf(const Result<sip::Uri>& uri);
   // RFC 3261 16.6 item 8: a hash of what identifies the request's pass through us (Request-URI,

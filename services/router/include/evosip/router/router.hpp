@@ -46,6 +46,9 @@ struct RouterSettings {
   std::string instanceId;
   RegistrarSettings registrar;
   std::string recordRoute;  // our Record-Route URI ("" = do not Record-Route)
+  // With a TCP listen address: our Record-Route URI towards TCP peers (transport=tcp); a branch
+  // that changes transport gets both (ForwardOptions::recordRouteTcp).
+  std::string recordRouteTcp;
   std::chrono::seconds dialogMaxDuration{43200};
   std::string api;  // host:port of the api role
   std::string apiToken;
