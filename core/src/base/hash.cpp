@@ -1,6 +1,6 @@
-#include <evosip/base/hash.hpp>
-
 #include <cstring>
+
+#include <evosip/base/hash.hpp>
 
 namespace evosip {
 
